@@ -1,0 +1,284 @@
+"""The task descriptor: what an operator submits to deploy (and optionally build) software.
+
+The schema is a superset of the original tool's "order" documents (see
+``docs/task-descriptor.md``): ``run.autorestart`` is accepted as an alias of
+``run.autoRestart`` and ``source.order`` as an alias of ``source.task``. ``source.paths`` is
+refused because it let API users ship arbitrary files of the manager host to devices.
+
+:func:`parse_descriptor` is the only entry point; it takes an already decoded document (the
+manager decodes JSON or YAML) and returns a validated :class:`TaskDescriptor` or raises
+:class:`~swarmdeploy.protocol.errors.DescriptorError` naming the offending field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+from typing import Any
+
+import msgspec
+
+from swarmdeploy.protocol.errors import DescriptorError
+
+#: Largest number of commands in one stage; a sane bound, not a feature limit.
+MAX_COMMANDS = 256
+#: Largest length of one shell command in characters.
+MAX_COMMAND_CHARS = 16_384
+#: Largest number of ids or tags in one target selector.
+MAX_SELECTORS = 100_000
+#: Default time a task waits for offline targets before they are marked ``expired``.
+DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
+MAX_EXPIRES_IN_S = 365 * 24 * 3600
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, rename="camel"):
+    pass
+
+
+class Source(_Strict):
+    """Where the package files come from: an inline archive or an earlier task's artifacts."""
+
+    zip: str | None = None
+    task: str | None = None
+
+
+class Build(_Strict):
+    """Build instructions, run sequentially on the build host."""
+
+    host: str | None = None
+    commands: list[str] | None = None
+    artifacts: list[str] | None = None
+
+
+class Commands(_Strict):
+    """A list of shell commands (install: sequential, abort on first failure)."""
+
+    commands: list[str] | None = None
+
+
+class Run(_Strict):
+    """Run commands: started in parallel and supervised."""
+
+    commands: list[str] | None = None
+    auto_restart: bool = False
+
+
+class TargetSelector(_Strict):
+    """A target matches when its id is listed OR it carries any listed tag."""
+
+    ids: list[str] | None = None
+    tags: list[str] | None = None
+
+
+class Deploy(_Strict):
+    """What to do on the target devices."""
+
+    install: Commands | None = None
+    run: Run | None = None
+    target: TargetSelector | None = None
+
+
+class TaskDescriptor(_Strict):
+    """A validated task descriptor. Instances returned by :func:`parse_descriptor` are valid."""
+
+    description: str = ""
+    debug: bool = False
+    source: Source | None = None
+    build: Build | None = None
+    deploy: Deploy | None = None
+    expires_in: int = DEFAULT_EXPIRES_IN_S
+
+    @property
+    def target_ids(self) -> list[str]:
+        """Target ids named by the deploy section (empty when there is none)."""
+        sel = self.deploy.target if self.deploy else None
+        return list(sel.ids or []) if sel else []
+
+    @property
+    def target_tags(self) -> list[str]:
+        """Tags named by the deploy section (empty when there is none)."""
+        sel = self.deploy.target if self.deploy else None
+        return list(sel.tags or []) if sel else []
+
+    def to_builtins(self) -> dict[str, Any]:
+        """The descriptor as plain JSON-able data (canonical field names)."""
+        data = msgspec.to_builtins(self)
+        assert isinstance(data, dict)
+        return data
+
+
+_PATH_RE = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def _apply_aliases(doc: dict[str, Any]) -> dict[str, Any]:
+    """Rename the original tool's field names to ours (copying, never mutating ``doc``)."""
+    doc = dict(doc)
+    source = doc.get("source")
+    if isinstance(source, dict):
+        source = dict(source)
+        if "paths" in source:
+            raise DescriptorError(
+                "source.paths is not supported: it would ship files of the manager host; "
+                "upload an archive with source.zip instead",
+                "$.source.paths",
+            )
+        if "order" in source:
+            if source.get("task") is not None:
+                raise DescriptorError(
+                    "give either source.task or its alias source.order, not both", "$.source"
+                )
+            source["task"] = source.pop("order")
+        doc["source"] = source
+    deploy = doc.get("deploy")
+    if isinstance(deploy, dict) and isinstance(deploy.get("run"), dict):
+        run = dict(deploy["run"])
+        if "autorestart" in run:
+            if "autoRestart" in run:
+                raise DescriptorError(
+                    "give either run.autoRestart or its alias run.autorestart, not both",
+                    "$.deploy.run",
+                )
+            run["autoRestart"] = run.pop("autorestart")
+        doc["deploy"] = {**deploy, "run": run}
+    return doc
+
+
+def parse_descriptor(doc: object) -> TaskDescriptor:
+    """Validate a decoded descriptor document and return it as a :class:`TaskDescriptor`.
+
+    Raises :class:`DescriptorError` with the path of the offending field.
+    """
+    if not isinstance(doc, dict):
+        raise DescriptorError("a task descriptor must be a mapping (JSON object)")
+    doc = _apply_aliases(doc)
+    try:
+        desc = msgspec.convert(doc, TaskDescriptor, strict=True)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH_RE.search(text)
+        path = match.group(1) if match else "$"
+        message = _PATH_RE.sub("", text)
+        raise DescriptorError(message, path) from None
+    _check_semantics(desc)
+    return desc
+
+
+def _check_commands(commands: list[str] | None, path: str) -> None:
+    if commands is None:
+        return
+    if len(commands) > MAX_COMMANDS:
+        raise DescriptorError(f"at most {MAX_COMMANDS} commands are allowed", path)
+    for i, cmd in enumerate(commands):
+        if not cmd.strip():
+            raise DescriptorError("a command must not be empty", f"{path}[{i}]")
+        if len(cmd) > MAX_COMMAND_CHARS:
+            raise DescriptorError(
+                f"a command must be at most {MAX_COMMAND_CHARS} characters", f"{path}[{i}]"
+            )
+        if "\x00" in cmd:
+            raise DescriptorError("a command must not contain NUL characters", f"{path}[{i}]")
+
+
+def check_relative_path(path: str, where: str) -> None:
+    """Refuse absolute paths, ``..`` components and empty names (artifact and archive paths)."""
+    if not path or path.startswith("/") or "\x00" in path or "\\" in path:
+        raise DescriptorError(f"path must be relative to the source directory: {path!r}", where)
+    norm = posixpath.normpath(path)
+    if norm == ".." or norm.startswith("../") or ".." in path.split("/"):
+        raise DescriptorError(f"path must not contain '..': {path!r}", where)
+
+
+def _check_source(desc: TaskDescriptor) -> None:
+    src = desc.source
+    if src is None:
+        return
+    if src.zip is not None and src.task is not None:
+        raise DescriptorError("give either source.zip or source.task, not both", "$.source")
+    if src.zip is not None:
+        try:
+            raw = base64.b64decode(src.zip, validate=True)
+        except (binascii.Error, ValueError):
+            raise DescriptorError("source.zip is not valid base64", "$.source.zip") from None
+        if not (raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06") or raw[:2] == b"\x1f\x8b"):
+            raise DescriptorError(
+                "source.zip must be a zip or tar.gz archive", "$.source.zip"
+            )
+    if src.task is not None and not _NAME_RE.match(src.task):
+        raise DescriptorError("source.task is not a valid task id", "$.source.task")
+
+
+def _check_build(desc: TaskDescriptor) -> None:
+    build = desc.build
+    if build is None:
+        return
+    if desc.source is not None and desc.source.task is not None:
+        raise DescriptorError(
+            "source.task reuses the artifacts of an earlier build; omit build", "$.build"
+        )
+    if desc.source is None or desc.source.zip is None:
+        raise DescriptorError("a build needs source files: give source.zip", "$.source")
+    if not build.host:
+        raise DescriptorError("build.host is required: the id of the build target", "$.build.host")
+    if not build.commands:
+        raise DescriptorError("build.commands must list at least one command", "$.build.commands")
+    if not build.artifacts:
+        raise DescriptorError(
+            "build.artifacts must list at least one path", "$.build.artifacts"
+        )
+    _check_commands(build.commands, "$.build.commands")
+    for i, art in enumerate(build.artifacts):
+        check_relative_path(art, f"$.build.artifacts[{i}]")
+
+
+def _check_deploy(desc: TaskDescriptor) -> None:
+    dep = desc.deploy
+    if dep is None:
+        return
+    install = dep.install.commands if dep.install else None
+    run = dep.run.commands if dep.run else None
+    if not install and not run:
+        raise DescriptorError(
+            "deploy needs install.commands or run.commands (or both)", "$.deploy"
+        )
+    _check_commands(install, "$.deploy.install.commands")
+    _check_commands(run, "$.deploy.run.commands")
+    ids, tags = desc.target_ids, desc.target_tags
+    if not ids and not tags:
+        raise DescriptorError(
+            "deploy.target needs ids or tags: which devices should receive the package",
+            "$.deploy.target",
+        )
+    for field, values in (("ids", ids), ("tags", tags)):
+        if len(values) > MAX_SELECTORS:
+            raise DescriptorError(
+                f"at most {MAX_SELECTORS} entries are allowed", f"$.deploy.target.{field}"
+            )
+        for i, value in enumerate(values):
+            if not _NAME_RE.match(value):
+                raise DescriptorError(
+                    f"invalid {field[:-1]} {value!r}: use letters, digits and ._:@-",
+                    f"$.deploy.target.{field}[{i}]",
+                )
+
+
+def _check_semantics(desc: TaskDescriptor) -> None:
+    if desc.build is None and desc.deploy is None:
+        raise DescriptorError("a task needs a build or a deploy section (or both)")
+    if len(desc.description) > 10_000:
+        raise DescriptorError("description must be at most 10000 characters", "$.description")
+    if not 60 <= desc.expires_in <= MAX_EXPIRES_IN_S:
+        raise DescriptorError(
+            f"expiresIn must be between 60 and {MAX_EXPIRES_IN_S} seconds", "$.expiresIn"
+        )
+    _check_source(desc)
+    _check_build(desc)
+    _check_deploy(desc)
+
+
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` is a valid target id, tag or token-set name."""
+    return bool(_NAME_RE.match(value))

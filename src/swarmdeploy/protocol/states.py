@@ -1,0 +1,141 @@
+"""Per-target task states and the transition table shared by manager and agent.
+
+Each (task, target) pair has one state. A build host has a pair too, with the ``build_*``
+states. The table is the single source of truth: :func:`next_state` applies an event and
+raises :class:`~swarmdeploy.protocol.errors.TransitionError` for anything the table does not
+list. States are persisted and sent by name (their ``value``). See ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from swarmdeploy.protocol.errors import TransitionError
+
+
+class TargetState(enum.StrEnum):
+    """Where one target stands with one task."""
+
+    PENDING = "pending"  # matched, not yet announced (target offline or queue)
+    ANNOUNCED = "announced"  # announcement sent, no answer yet
+    ACCEPTED = "accepted"  # agent assessed the announcement and accepted
+    DECLINED = "declined"  # agent declined (reason stored)  -- final
+    TRANSFERRING = "transferring"  # payload chunks on their way
+    INSTALLING = "installing"
+    INSTALLED = "installed"  # install finished; run commands about to start (or none)
+    INSTALL_FAILED = "install_failed"  # final; the previous deployment keeps running
+    RUNNING = "running"
+    EXITED = "exited"  # all run commands ended with status 0  -- final
+    FAILED = "failed"  # a run command failed for good  -- final
+    STOPPED = "stopped"  # stopped by an operator or replaced by a newer task  -- final
+    EXPIRED = "expired"  # never came online before the task's deadline  -- final
+    BUILDING = "building"  # build host runs the build commands
+    BUILT = "built"  # artifacts received and stored  -- final (for the build host)
+    BUILD_FAILED = "build_failed"  # final
+
+
+class TargetEvent(enum.StrEnum):
+    """What can happen to a (task, target) pair."""
+
+    ANNOUNCE = "announce"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    TRANSFER = "transfer"
+    INSTALL = "install"
+    INSTALL_OK = "install_ok"
+    INSTALL_FAIL = "install_fail"
+    RUN = "run"
+    EXIT_OK = "exit_ok"
+    EXIT_FAIL = "exit_fail"
+    STOP = "stop"
+    EXPIRE = "expire"
+    BUILD = "build"
+    BUILD_OK = "build_ok"
+    BUILD_FAIL = "build_fail"
+
+
+S, E = TargetState, TargetEvent
+
+#: Terminal states: nothing but a new task changes them.
+FINAL_STATES: frozenset[TargetState] = frozenset(
+    {S.DECLINED, S.INSTALL_FAILED, S.EXITED, S.FAILED, S.STOPPED, S.EXPIRED, S.BUILT, S.BUILD_FAILED}
+)
+
+#: States in which processes of the task may be alive on the target.
+ACTIVE_STATES: frozenset[TargetState] = frozenset(
+    {S.TRANSFERRING, S.INSTALLING, S.INSTALLED, S.RUNNING, S.BUILDING}
+)
+
+_BEFORE_RUN = (S.PENDING, S.ANNOUNCED, S.ACCEPTED, S.TRANSFERRING, S.INSTALLING)
+
+TRANSITIONS: dict[tuple[TargetState, TargetEvent], TargetState] = {
+    (S.PENDING, E.ANNOUNCE): S.ANNOUNCED,
+    (S.ANNOUNCED, E.ANNOUNCE): S.ANNOUNCED,  # re-announcement after a reconnect
+    (S.ANNOUNCED, E.ACCEPT): S.ACCEPTED,
+    (S.PENDING, E.ACCEPT): S.ACCEPTED,  # answer to an announcement sent before a restart
+    (S.ANNOUNCED, E.DECLINE): S.DECLINED,
+    (S.PENDING, E.DECLINE): S.DECLINED,
+    (S.ACCEPTED, E.TRANSFER): S.TRANSFERRING,
+    (S.TRANSFERRING, E.TRANSFER): S.TRANSFERRING,  # resumed transfer
+    (S.ACCEPTED, E.INSTALL): S.INSTALLING,  # nothing to transfer
+    (S.TRANSFERRING, E.INSTALL): S.INSTALLING,
+    (S.INSTALLING, E.INSTALL_OK): S.INSTALLED,
+    (S.INSTALLING, E.INSTALL_FAIL): S.INSTALL_FAILED,
+    (S.TRANSFERRING, E.INSTALL_FAIL): S.INSTALL_FAILED,  # bad payload (digest, archive)
+    (S.INSTALLED, E.RUN): S.RUNNING,
+    (S.RUNNING, E.RUN): S.RUNNING,  # restarted after an agent restart or autoRestart
+    (S.INSTALLED, E.EXIT_OK): S.EXITED,  # no run commands
+    (S.RUNNING, E.EXIT_OK): S.EXITED,
+    (S.RUNNING, E.EXIT_FAIL): S.FAILED,
+    (S.ACCEPTED, E.BUILD): S.BUILDING,
+    (S.TRANSFERRING, E.BUILD): S.BUILDING,
+    (S.BUILDING, E.BUILD_OK): S.BUILT,
+    (S.BUILDING, E.BUILD_FAIL): S.BUILD_FAILED,
+    (S.TRANSFERRING, E.BUILD_FAIL): S.BUILD_FAILED,
+}
+for _state in (*_BEFORE_RUN, S.INSTALLED, S.RUNNING, S.BUILDING):
+    TRANSITIONS[(_state, E.STOP)] = S.STOPPED
+for _state in (S.PENDING, S.ANNOUNCED):
+    TRANSITIONS[(_state, E.EXPIRE)] = S.EXPIRED
+
+
+def next_state(state: TargetState, event: TargetEvent) -> TargetState:
+    """Return the state that ``event`` leads to from ``state``.
+
+    Raises :class:`TransitionError` when the table has no such transition.
+    """
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise TransitionError(f"event {event.value!r} is not allowed in state {state.value!r}") from None
+
+
+def can_apply(state: TargetState, event: TargetEvent) -> bool:
+    """Whether ``event`` is allowed in ``state``."""
+    return (state, event) in TRANSITIONS
+
+
+class TaskStatus(enum.StrEnum):
+    """Summary status of a whole task, derived from its targets' states."""
+
+    PENDING = "pending"  # nothing has started
+    IN_PROGRESS = "in_progress"
+    RUNNING = "running"  # every live target runs; none still installing
+    SUCCEEDED = "succeeded"  # every target finished well (exited / installed / built)
+    FAILED = "failed"  # every target finished, some badly
+    STOPPED = "stopped"
+
+
+def summarize(states: list[TargetState]) -> TaskStatus:
+    """Derive the task status from its per-target states (empty list: ``pending``)."""
+    if not states or all(s is S.PENDING for s in states):
+        return TaskStatus.PENDING
+    bad = {S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED}
+    if all(s in FINAL_STATES for s in states):
+        if any(s is S.STOPPED for s in states) and not any(s in bad for s in states):
+            return TaskStatus.STOPPED
+        return TaskStatus.FAILED if any(s in bad for s in states) else TaskStatus.SUCCEEDED
+    settled = FINAL_STATES | {S.RUNNING}
+    if all(s in settled for s in states) and any(s is S.RUNNING for s in states):
+        return TaskStatus.RUNNING
+    return TaskStatus.IN_PROGRESS

@@ -1,0 +1,30 @@
+"""Errors raised by storage backends; foreign (SQLAlchemy, driver) errors are translated here.
+
+``StorageError``
+ ├── ``NotFound``            the record does not exist (give up)
+ ├── ``Conflict``            a unique key is taken (give up or pick another key)
+ ├── ``TokenRejected``       registration token unknown, expired or already used (give up)
+ └── ``StorageUnavailable``  database unreachable or busy (retry later)
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every storage error."""
+
+
+class NotFound(StorageError):
+    """The requested record does not exist."""
+
+
+class Conflict(StorageError):
+    """A record with the same unique key exists already."""
+
+
+class TokenRejected(StorageError):
+    """A registration token is unknown, expired or already spent."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or is busy; the operation may be retried."""

@@ -1,0 +1,170 @@
+"""Plain records passed in and out of :class:`~swarmdeploy.storage.base.Storage`.
+
+Times are integers in milliseconds since the Unix epoch (as in the original tool's API).
+Records are immutable value objects; backends build them from rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+#: Upper bound for ``per_page`` everywhere (the API refuses larger values).
+MAX_PER_PAGE = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list: ``total`` counts all matches, ``items`` holds at most ``per_page``."""
+
+    total: int
+    items: Sequence[T]
+    page: int
+    per_page: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Location:
+    """A WGS84 position in decimal degrees."""
+
+    lat: float
+    lon: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetRecord:
+    """A registered device.
+
+    ``curve_key`` is the agent's CurveZMQ public key (40-character Z85 text) and
+    ``identity_key`` its Ed25519 public key (base64). ``health`` is the latest health report
+    (free-form JSON object) and ``last_seen_at`` the time of the last message from the agent.
+    """
+
+    id: str
+    curve_key: str
+    identity_key: str
+    created_at: int
+    updated_at: int
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    location: Location | None = None
+    token_set: str | None = None
+    last_seen_at: int | None = None
+    log_request_at: int = 0
+    health: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A submitted task.
+
+    ``descriptor`` is the validated descriptor as plain JSON data, with an inline
+    ``source.zip`` removed (archives are kept apart, referenced by ``source_digest``).
+    ``match_ids``/``match_tags`` record how targets matched (ids named directly, tags that
+    matched at least one target); the per-target rows hold the full list.
+    """
+
+    id: str
+    description: str
+    debug: bool
+    descriptor: dict[str, Any]
+    created_at: int
+    expires_at: int
+    created_by: str = ""
+    build_host: str | None = None
+    source_digest: str | None = None
+    match_ids: tuple[str, ...] = ()
+    match_tags: tuple[str, ...] = ()
+    stopped_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskTargetRecord:
+    """The state of one target for one task (state names from ``protocol.states``).
+
+    ``role`` is ``"deploy"`` for targets that receive the deployment and ``"build"`` for the
+    build host.
+    """
+
+    task_id: str
+    target_id: str
+    state: str
+    updated_at: int
+    role: Literal["deploy", "build"] = "deploy"
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log line.
+
+    ``seq`` is the agent's per-target sequence number; the pair (``target``, ``seq``) is unique
+    so that a log line re-sent after a reconnect is stored once. Manager-generated lines use
+    ``seq=None`` (never de-duplicated). ``command`` is the shell command, or ``$agent`` /
+    ``$manager`` for system messages. ``id`` is assigned by the backend on insert.
+    """
+
+    time: int
+    target: str
+    task: str
+    stage: str
+    command: str
+    output: str
+    error: bool = False
+    seq: int | None = None
+    id: int | None = None
+
+
+SortOrder = Literal["asc", "desc"]
+LogSortField = Literal["time", "target", "task", "stage", "command", "error"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Filters for :meth:`Storage.query_logs`; all given filters are ANDed.
+
+    ``output`` is a full-text query: every word must occur in the line. ``since``/``until``
+    bound ``time`` (inclusive / exclusive).
+    """
+
+    target: str | None = None
+    task: str | None = None
+    stage: str | None = None
+    command: str | None = None
+    output: str | None = None
+    error: bool | None = None
+    since: int | None = None
+    until: int | None = None
+    sort_by: LogSortField = "time"
+    sort_order: SortOrder = "asc"
+    page: int = 1
+    per_page: int = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TokenSetRecord:
+    """A named set of registration tokens; ``available`` counts unspent, unexpired tokens."""
+
+    name: str
+    total: int
+    available: int
+    created_at: int
+    expires_at: int
+
+
+Role = Literal["admin", "operator", "viewer"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An operator API key; only a keyed hash of the secret is stored."""
+
+    id: str
+    name: str
+    role: Role
+    key_hash: bytes
+    created_at: int
+    last_used_at: int | None = None
