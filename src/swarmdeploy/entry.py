@@ -1,0 +1,30 @@
+"""The ``swarmdeploy`` console script: dispatches to the manager, the agent or the operator CLI.
+
+Dispatch happens before any heavy import so that ``swarmdeploy agent`` on a device loads
+neither the server stack nor the operator CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``swarmdeploy manager|agent|<cli command>`` and return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args[0] if args else ""
+    if command == "manager":
+        from swarmdeploy.manager.main import main as manager_main
+
+        return manager_main(args[1:])
+    if command == "agent":
+        from swarmdeploy.agent.main import main as agent_main
+
+        return agent_main(args[1:])
+    from swarmdeploy.cli.app import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

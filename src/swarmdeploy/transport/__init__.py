@@ -1,0 +1,1 @@
+"""swarmdeploy.transport."""

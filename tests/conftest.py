@@ -1,0 +1,47 @@
+"""Suite-wide fixtures.
+
+* ``no_leaked_processes`` (autouse): a test that leaves a child process of the test runner
+  alive fails (house style: subprocess hygiene is tested, not hoped for).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+pytest_plugins = ["tests.fixtures_pg"]
+
+_SETTLE_S = 5.0
+
+
+def _children() -> set[psutil.Process]:
+    me = psutil.Process()
+    try:
+        return {p for p in me.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves child processes behind (session-scoped servers are exempt)."""
+    before = {p.pid for p in _children()}
+    yield
+    deadline = time.monotonic() + _SETTLE_S
+    leaked: set[psutil.Process] = set()
+    while time.monotonic() < deadline:
+        leaked = {p for p in _children() if p.pid not in before}
+        if not leaked:
+            return
+        time.sleep(0.05)
+    names = []
+    for proc in leaked:
+        try:
+            names.append(f"{proc.pid}:{' '.join(proc.cmdline())[:80]}")
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    pytest.fail(f"{request.node.nodeid} leaked processes: {names}")
