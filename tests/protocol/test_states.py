@@ -1,0 +1,72 @@
+"""The per-target state table and the task status summary."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmdeploy.protocol.errors import TransitionError
+from swarmdeploy.protocol.states import (
+    FINAL_STATES,
+    TRANSITIONS,
+    TargetEvent,
+    TargetState,
+    TaskStatus,
+    can_apply,
+    next_state,
+    summarize,
+)
+
+S, E = TargetState, TargetEvent
+
+
+def test_happy_path_reaches_exited() -> None:
+    state = S.PENDING
+    for event in (E.ANNOUNCE, E.ACCEPT, E.TRANSFER, E.INSTALL, E.INSTALL_OK, E.RUN, E.EXIT_OK):
+        state = next_state(state, event)
+    assert state is S.EXITED
+
+
+def test_build_path_reaches_built() -> None:
+    state = S.PENDING
+    for event in (E.ANNOUNCE, E.ACCEPT, E.TRANSFER, E.BUILD, E.BUILD_OK):
+        state = next_state(state, event)
+    assert state is S.BUILT
+
+
+def test_final_states_have_no_way_out() -> None:
+    for state, _event in TRANSITIONS:
+        assert state not in FINAL_STATES
+
+
+def test_illegal_transition_raises_with_names() -> None:
+    with pytest.raises(TransitionError, match="'install_ok' is not allowed in state 'pending'"):
+        next_state(S.PENDING, E.INSTALL_OK)
+    assert not can_apply(S.EXITED, E.RUN)
+
+
+@pytest.mark.parametrize("state", [S.PENDING, S.ANNOUNCED])
+def test_only_unstarted_targets_expire(state: TargetState) -> None:
+    assert next_state(state, E.EXPIRE) is S.EXPIRED
+    assert not can_apply(S.RUNNING, E.EXPIRE)
+
+
+def test_stop_allowed_from_every_active_state() -> None:
+    for state in (S.INSTALLING, S.INSTALLED, S.RUNNING, S.BUILDING):
+        assert next_state(state, E.STOP) is S.STOPPED
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([], TaskStatus.PENDING),
+        ([S.PENDING, S.PENDING], TaskStatus.PENDING),
+        ([S.PENDING, S.INSTALLING], TaskStatus.IN_PROGRESS),
+        ([S.RUNNING, S.EXITED], TaskStatus.RUNNING),
+        ([S.EXITED, S.EXITED], TaskStatus.SUCCEEDED),
+        ([S.EXITED, S.INSTALL_FAILED], TaskStatus.FAILED),
+        ([S.STOPPED, S.EXITED], TaskStatus.STOPPED),
+        ([S.BUILT], TaskStatus.SUCCEEDED),
+    ],
+)
+def test_summarize(states: list[TargetState], expected: TaskStatus) -> None:
+    assert summarize(states) is expected
