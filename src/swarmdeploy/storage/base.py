@@ -130,7 +130,9 @@ class Storage(abc.ABC):
         """Delete tokens that expired at or before ``now``; returns how many."""
 
     @abc.abstractmethod
-    async def register_target(self, token_hash: bytes, target: TargetRecord, *, now: int) -> TargetRecord:
+    async def register_target(
+        self, token_hash: bytes, target: TargetRecord, *, now: int
+    ) -> TargetRecord:
         """Atomically spend the token with this hash and create ``target`` (its
         ``token_set`` filled in). Raises :class:`TokenRejected` if the token is unknown,
         expired or spent, :class:`Conflict` if the target id exists (the token is then
@@ -190,7 +192,9 @@ class Storage(abc.ABC):
         current state is one of them (compare-and-set); returns whether a row changed."""
 
     @abc.abstractmethod
-    async def expire_pending(self, *, now: int, states: Sequence[str], new_state: str) -> list[TaskTargetRecord]:
+    async def expire_pending(
+        self, *, now: int, states: Sequence[str], new_state: str
+    ) -> list[TaskTargetRecord]:
         """Move every row in ``states`` whose task expired at or before ``now`` to
         ``new_state``; returns the changed rows (with the new state)."""
 
@@ -205,7 +209,9 @@ class Storage(abc.ABC):
         """Logs matching ``query``."""
 
     @abc.abstractmethod
-    async def purge_logs(self, *, older_than: int | None = None, keep_rows: int | None = None) -> int:
+    async def purge_logs(
+        self, *, older_than: int | None = None, keep_rows: int | None = None
+    ) -> int:
         """Retention: delete logs with ``time < older_than`` and/or all but the newest
         ``keep_rows`` lines. Returns how many were deleted."""
 

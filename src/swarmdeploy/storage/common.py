@@ -1,0 +1,57 @@
+"""Helpers shared by every backend: paging checks, full-text words, tag normalisation.
+
+Full-text semantics (the same in every backend, see ``docs/storage.md``): text is split into
+words at every character that is not a letter or digit (``_`` separates too); matching is
+case-insensitive and whole-word; a query matches when *every* word of it occurs (AND). A query
+without any word matches everything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from swarmdeploy.storage.records import MAX_PER_PAGE
+
+_WORD = re.compile(r"[^\W_]+")
+
+#: Characters of a text that take part in full-text indexing (longer text is cut there).
+FTS_MAX_CHARS = 100_000
+
+
+def fts_words(text: str) -> list[str]:
+    """The distinct lower-case words of ``text`` in order of first occurrence."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text[:FTS_MAX_CHARS].lower()):
+        seen.setdefault(word, None)
+    return list(seen)
+
+
+def check_page(page: int, per_page: int) -> int:
+    """Validate paging arguments and return the row offset of ``page``.
+
+    Raises :class:`ValueError` for ``page < 1`` or ``per_page`` outside 1..MAX_PER_PAGE
+    (a programming error: the API validates its query parameters first).
+    """
+    if page < 1:
+        raise ValueError(f"page must be >= 1, got {page}")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise ValueError(f"per_page must be in 1..{MAX_PER_PAGE}, got {per_page}")
+    return (page - 1) * per_page
+
+
+def unique_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """``tags`` without duplicates, in order of first occurrence."""
+    return tuple(dict.fromkeys(tags))
+
+
+def chunked(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    """Consecutive slices of at most ``size`` items (bounds SQL bind-parameter counts)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def like_pattern(text: str) -> str:
+    """A ``LIKE`` pattern (escape character ``\\``) matching ``text`` as a substring."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped.lower()}%"
