@@ -1,1 +1,169 @@
-"""PostgreSQL server fixture (owned by the storage work; replaced by the real one)."""
+"""A real PostgreSQL server for the test session (and for ``bench``), on 127.0.0.1.
+
+``start_pg_server()`` / ``PgServer.stop()`` are plain functions so that benchmarks reuse them.
+The server is a throw-away cluster in a temporary directory: ``initdb -A trust --no-sync`` and
+``pg_ctl start`` with durability off (``fsync``, ``synchronous_commit``, ``full_page_writes``).
+``pg_ctl`` daemonizes the postmaster, so it is not a child of the test process (the
+``no_leaked_processes`` fixture does not see it); ``pg_ctl -m fast stop`` ends it.
+
+Fixtures:
+
+* ``pg_server`` (session): the running :class:`PgServer`.
+* ``pg_url`` (session): URL of a database created once for the session.
+* ``pg_database_url`` (function): URL of a fresh, empty database for one test.
+
+Without PostgreSQL binaries the fixtures skip the test, except when the ``CI`` environment
+variable is set: then they fail, because CI must not silently skip the PostgreSQL backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ROOT = Path("/usr/lib/postgresql")
+_OS_USER = "postgres"
+_START_TIMEOUT_S = 60
+
+
+class PgUnavailable(RuntimeError):
+    """No PostgreSQL server binaries on this machine."""
+
+
+def find_pg_bin() -> Path:
+    """The ``bin`` directory of the newest PostgreSQL under ``/usr/lib/postgresql``."""
+    versions = []
+    if PG_ROOT.is_dir():
+        for child in PG_ROOT.iterdir():
+            bin_dir = child / "bin"
+            if child.name.isdigit() and (bin_dir / "initdb").exists():
+                versions.append((int(child.name), bin_dir))
+    if not versions:
+        raise PgUnavailable(
+            f"no PostgreSQL server binaries under {PG_ROOT} (apt install postgresql)"
+        )
+    return max(versions)[1]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclasses.dataclass
+class PgServer:
+    """A running throw-away PostgreSQL cluster."""
+
+    bin_dir: Path
+    base_dir: Path
+    port: int
+    run_as_postgres: bool
+    _names: Iterator[int] = dataclasses.field(default_factory=itertools.count)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        """``postgresql://`` URL of ``database`` on this server (trust auth, no password)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, prefix: str = "test") -> str:
+        """Create an empty database with a fresh name; returns its URL."""
+        name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def _run(self, tool: str, *args: str, as_owner: bool = False) -> None:
+        command = [str(self.bin_dir / tool), *args]
+        if as_owner and self.run_as_postgres:
+            command = ["runuser", "-u", _OS_USER, "--", *command]
+        with (self.base_dir / "tools.log").open("ab") as out:
+            subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=_START_TIMEOUT_S,
+            )
+
+    def stop(self) -> None:
+        """Stop the server (``pg_ctl -m fast stop``) and delete its directory."""
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", as_owner=True)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def start_pg_server() -> PgServer:
+    """initdb + pg_ctl start a cluster on a free loopback port; raises :class:`PgUnavailable`
+    without binaries and ``subprocess.CalledProcessError`` if the server does not start."""
+    bin_dir = find_pg_bin()
+    as_postgres = os.geteuid() == 0
+    base_dir = Path(tempfile.mkdtemp(prefix="swarmdeploy-pg-"))
+    if as_postgres:
+        entry = pwd.getpwnam(_OS_USER)
+        os.chown(base_dir, entry.pw_uid, entry.pw_gid)
+    server = PgServer(bin_dir, base_dir, _free_port(), as_postgres)
+    try:
+        server._run(
+            "initdb", "-D", str(server.data_dir), "-A", "trust", "-U", "postgres", "--no-sync",
+            "-E", "UTF8", "--locale=C.UTF-8", as_owner=True,
+        )  # fmt: skip
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {server.port} -k {base_dir} -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        log_file = str(base_dir / "postgres.log")
+        server._run(
+            "pg_ctl", "-D", str(server.data_dir), "-l", log_file, "-w",
+            "-t", str(_START_TIMEOUT_S), "-o", options, "start", as_owner=True,
+        )  # fmt: skip
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole session (stopped at the end)."""
+    try:
+        server = start_pg_server()
+    except PgUnavailable as exc:
+        _unavailable(str(exc))
+        raise  # not reached: _unavailable raises
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: PgServer) -> str:
+    """URL of a database created once for the session (shared by the tests that use it)."""
+    return pg_server.create_database("session")
+
+
+@pytest.fixture
+def pg_database_url(pg_server: PgServer) -> str:
+    """URL of a fresh, empty database for one test."""
+    return pg_server.create_database()

@@ -135,8 +135,8 @@ class Storage(abc.ABC):
     ) -> TargetRecord:
         """Atomically spend the token with this hash and create ``target`` (its
         ``token_set`` filled in). Raises :class:`TokenRejected` if the token is unknown,
-        expired or spent, :class:`Conflict` if the target id exists (the token is then
-        *not* spent)."""
+        expired or spent, :class:`Conflict` if the target id or its ``curve_key`` is
+        registered already (the token is then *not* spent)."""
 
     # -- tasks ---------------------------------------------------------------------------------
     @abc.abstractmethod

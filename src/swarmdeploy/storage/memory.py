@@ -242,6 +242,8 @@ class MemoryStorage(Storage):
             raise TokenRejected("registration token unknown, expired or spent")
         if target.id in self._targets:
             raise Conflict(f"target {target.id!r} exists")
+        if any(t.curve_key == target.curve_key for t in self._targets.values()):
+            raise Conflict("another target has this CURVE key")
         del self._tokens[token_hash]
         stored = dataclasses.replace(
             target,

@@ -1,0 +1,69 @@
+"""PostgreSQL backend: asyncpg, generated ``tsvector`` columns with GIN indexes.
+
+This is the backend for several manager replicas: every write that must be atomic is one
+transaction (row locks make concurrent token use safe), and migrations take an advisory lock so
+that replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from swarmdeploy.storage.sql import SqlStorage
+
+#: Key of the advisory lock held while migrating (any constant unique to this application).
+MIGRATION_LOCK_KEY = 0x5D_E910_7001
+
+_SIMPLE: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
+
+
+def _matches(tsv_column: str, words: Sequence[str]) -> sa.ColumnElement[bool]:
+    # plainto_tsquery ANDs the words and cannot be fed query syntax.
+    query = sa.func.plainto_tsquery(_SIMPLE, " ".join(words))
+    return sa.literal_column(tsv_column).bool_op("@@")(query)
+
+
+class PostgresStorage(SqlStorage):
+    """:class:`Storage` in PostgreSQL (``postgresql+asyncpg://user@host:port/db``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(url)
+        self._pool_size = pool_size
+        self._max_overflow = max_overflow
+        self._connect_timeout_s = connect_timeout_s
+
+    def _make_engine(self) -> AsyncEngine:
+        return create_async_engine(
+            self._url,
+            pool_size=self._pool_size,
+            max_overflow=self._max_overflow,
+            pool_pre_ping=True,
+            connect_args={"timeout": self._connect_timeout_s},
+        )
+
+    def _before_migrate(self, connection: Connection) -> None:
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+        )
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def _log_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        return _matches("logs.output_tsv", words)
+
+    def _task_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        return _matches("tasks.description_tsv", words)

@@ -1,0 +1,152 @@
+"""The core every SQL backend shares: engine lifecycle, transactions, error translation.
+
+Dialect differences are the small set of hooks at the bottom of :class:`SqlCore`; the query
+code in ``sql_targets``, ``sql_tasks`` and ``sql_logs`` is written once against them.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from swarmdeploy.storage import migrate
+from swarmdeploy.storage.common import check_page
+from swarmdeploy.storage.errors import Conflict, StorageError, StorageUnavailable
+from swarmdeploy.storage.lifecycle import StorageState, require_open
+from swarmdeploy.storage.records import Page
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def translate(exc: BaseException) -> StorageError:
+    """The storage error for a foreign (SQLAlchemy, driver, OS) exception."""
+    if isinstance(exc, sa_exc.IntegrityError):
+        return Conflict(f"unique key taken: {exc.orig}")
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return StorageUnavailable(f"database unavailable: {exc}")
+    return StorageError(f"database error: {exc}")
+
+
+def as_page(total: int, items: Sequence[T], page: int, per_page: int) -> Page[T]:
+    """A :class:`Page` of already fetched ``items``."""
+    return Page(total=total, items=list(items), page=page, per_page=per_page)
+
+
+class SqlCore(abc.ABC):
+    """Engine, lifecycle and transaction helpers; subclasses supply the dialect hooks."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._state = StorageState.NEW
+        self._engine: AsyncEngine | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the engine, check the connection and run the migrations up to head."""
+        if self._state is StorageState.OPEN:
+            return
+        engine = self._make_engine()
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(self._migrate)
+        except BaseException as exc:
+            await engine.dispose()
+            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
+                raise translate(exc) from exc
+            raise
+        self._engine = engine
+        self._state = StorageState.OPEN
+        log.info("storage open: %s", engine.url.render_as_string(hide_password=True))
+
+    def _migrate(self, connection: Connection) -> None:
+        self._before_migrate(connection)
+        migrate.upgrade(connection)
+
+    async def close(self) -> None:
+        """Dispose of the connection pool. Idempotent."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+        if self._state is StorageState.OPEN:
+            log.info("storage closed")
+        self._state = StorageState.CLOSED
+
+    async def ping(self) -> None:
+        """Raise :class:`StorageUnavailable` if the database does not answer."""
+        async with self._tx() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # -- helpers -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back on any exception.
+        Foreign exceptions leave it translated into the storage error tree."""
+        require_open(self._state)
+        assert self._engine is not None
+        try:
+            async with self._engine.begin() as conn:
+                yield conn
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def _page(
+        self,
+        conn: AsyncConnection,
+        query: sa.Select[Any],
+        order_by: Sequence[sa.ColumnElement[Any]],
+        page: int,
+        per_page: int,
+    ) -> tuple[int, Sequence[sa.Row[Any]]]:
+        """``(total, rows)`` of one page of ``query`` in ``order_by`` order."""
+        offset = check_page(page, per_page)
+        count = sa.select(sa.func.count()).select_from(query.subquery())
+        total = (await conn.execute(count)).scalar_one()
+        rows = (await conn.execute(query.order_by(*order_by).offset(offset).limit(per_page))).all()
+        return total, rows
+
+    # -- dialect hooks -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _make_engine(self) -> AsyncEngine:
+        """A configured async engine for ``self._url``."""
+
+    @abc.abstractmethod
+    def _before_migrate(self, connection: Connection) -> None:
+        """Run inside the migration transaction before alembic (e.g. take a lock)."""
+
+    @abc.abstractmethod
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` (dialect construct)."""
+
+    @abc.abstractmethod
+    def _log_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        """Condition on ``logs``: every word occurs in ``output``."""
+
+    @abc.abstractmethod
+    def _task_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        """Condition on ``tasks``: every word occurs in ``description``."""
+
+    #: Largest number of values in one ``IN (...)`` list.
+    in_chunk: int = 500

@@ -1,0 +1,94 @@
+"""SQL implementation of log storage: bulk ingest, queries, retention (both dialects)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from swarmdeploy.storage.common import fts_words
+from swarmdeploy.storage.records import LogQuery, LogRecord, Page
+from swarmdeploy.storage.sql_core import SqlCore, as_page
+from swarmdeploy.storage.tables import log_from_row, log_values, logs
+
+#: Rows per INSERT statement (8 bind parameters each: well below every driver's limit).
+LOG_CHUNK_ROWS = 1000
+
+
+def _log_filters(query: LogQuery) -> list[sa.ColumnElement[bool]]:
+    equal: list[tuple[sa.Column[Any], object]] = [
+        (logs.c.target, query.target),
+        (logs.c.task, query.task),
+        (logs.c.stage, query.stage),
+        (logs.c.command, query.command),
+        (logs.c.error, query.error),
+    ]
+    where = [column == value for column, value in equal if value is not None]
+    if query.since is not None:
+        where.append(logs.c.time >= query.since)
+    if query.until is not None:
+        where.append(logs.c.time < query.until)
+    return where
+
+
+class SqlLogs(SqlCore):
+    """Log lines."""
+
+    async def add_logs(self, logs_in: Sequence[LogRecord]) -> int:
+        """Insert in chunks of ``LOG_CHUNK_ROWS`` rows with ``ON CONFLICT DO NOTHING``; lines
+        whose ``(target, seq)`` exists are skipped. Returns how many were stored."""
+        stored = 0
+        async with self._tx() as conn:
+            for start in range(0, len(logs_in), LOG_CHUNK_ROWS):
+                chunk = [log_values(log) for log in logs_in[start : start + LOG_CHUNK_ROWS]]
+                result = await conn.execute(self._insert_ignore(logs).values(chunk))
+                stored += int(result.rowcount)
+        return stored
+
+    async def query_logs(self, query: LogQuery) -> Page[LogRecord]:
+        """Logs matching every filter of ``query``, sorted by its field, then by id."""
+        statement = sa.select(logs).where(*_log_filters(query))
+        words = fts_words(query.output or "")
+        if words:
+            statement = statement.where(self._log_text_match(words))
+        columns = [logs.c[query.sort_by], logs.c.id]
+        order = [c.desc() if query.sort_order == "desc" else c.asc() for c in columns]
+        async with self._tx() as conn:
+            total, rows = await self._page(conn, statement, order, query.page, query.per_page)
+        return as_page(total, [log_from_row(r) for r in rows], query.page, query.per_page)
+
+    async def purge_logs(
+        self, *, older_than: int | None = None, keep_rows: int | None = None
+    ) -> int:
+        """Delete lines with ``time < older_than`` and all but the newest ``keep_rows`` lines
+        (newest by ``(time, id)``). Returns how many were deleted."""
+        if keep_rows is not None and keep_rows < 0:
+            raise ValueError(f"keep_rows must be >= 0, got {keep_rows}")
+        deleted = 0
+        async with self._tx() as conn:
+            if older_than is not None:
+                result = await conn.execute(sa.delete(logs).where(logs.c.time < older_than))
+                deleted += int(result.rowcount)
+            if keep_rows is not None:
+                cutoff_query = (
+                    sa.select(logs.c.time, logs.c.id)
+                    .order_by(logs.c.time.desc(), logs.c.id.desc())
+                    .offset(keep_rows)
+                    .limit(1)
+                )
+                cutoff = (await conn.execute(cutoff_query)).first()
+                if cutoff is not None:
+                    at, row_id = cutoff
+                    older = sa.or_(
+                        logs.c.time < at, sa.and_(logs.c.time == at, logs.c.id <= row_id)
+                    )
+                    deleted += int((await conn.execute(sa.delete(logs).where(older))).rowcount)
+        return deleted
+
+    async def count_logs(self) -> int:
+        """Number of stored log lines."""
+        async with self._tx() as conn:
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(logs))).scalar_one()
+            )

@@ -1,0 +1,76 @@
+"""SQLite backend (embedded default): aiosqlite, WAL, FTS5.
+
+Each connection is set up with ``journal_mode=WAL`` (readers never block the writer),
+``synchronous=NORMAL`` (durable at checkpoints, safe against corruption), ``foreign_keys=ON``
+(cascades) and a busy timeout, so that concurrent writers wait instead of failing. Full-text
+search goes through the FTS5 tables ``logs_fts`` and ``tasks_fts`` created by the migration and
+kept in sync by triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from swarmdeploy.storage.sql import SqlStorage
+from swarmdeploy.storage.tables import logs, tasks
+
+_logs_fts = sa.table("logs_fts", sa.column("rowid", sa.Integer), sa.column("output", sa.Text))
+_tasks_fts = sa.table("tasks_fts", sa.column("task_id", sa.Text), sa.column("description", sa.Text))
+
+
+def _fts5_query(words: Sequence[str]) -> str:
+    # Words are letters and digits only (storage.common.fts_words); quoting each makes it a
+    # plain term, and FTS5 ANDs space-separated terms.
+    return " ".join(f'"{word}"' for word in words)
+
+
+class SqliteStorage(SqlStorage):
+    """:class:`Storage` in one SQLite file (``sqlite+aiosqlite:///path``)."""
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 10.0) -> None:
+        super().__init__(url)
+        self._busy_timeout_s = busy_timeout_s
+
+    def _make_engine(self) -> AsyncEngine:
+        engine = create_async_engine(self._url, connect_args={"timeout": self._busy_timeout_s})
+        pragmas = (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000)}",
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            for pragma in pragmas:
+                cursor.execute(pragma)
+            cursor.close()
+
+        return engine
+
+    def _before_migrate(self, connection: Connection) -> None:
+        # One SQLite file has one manager process; nothing to coordinate.
+        del connection
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def _log_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        matching = sa.select(_logs_fts.c.rowid).where(
+            _logs_fts.c.output.bool_op("MATCH")(_fts5_query(words))
+        )
+        return logs.c.id.in_(matching)
+
+    def _task_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
+        matching = sa.select(_tasks_fts.c.task_id).where(
+            _tasks_fts.c.description.bool_op("MATCH")(_fts5_query(words))
+        )
+        return tasks.c.id.in_(matching)

@@ -1,0 +1,283 @@
+"""Table definitions shared by the SQL backends (SQLAlchemy Core) and row -> record mapping.
+
+The schema itself is created by the alembic migrations in ``migrations/versions``; these
+definitions must match them (``tests/storage/test_migrations.py`` compares the two). Dialect
+specific full-text structures (SQLite FTS5 tables, PostgreSQL ``tsvector`` columns) live only in
+the migrations and are referenced by the backends by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from swarmdeploy.storage.records import (
+    ApiKeyRecord,
+    Location,
+    LogRecord,
+    TargetRecord,
+    TaskRecord,
+    TaskTargetRecord,
+)
+
+metadata = sa.MetaData()
+
+#: 64-bit integer primary key that is SQLite's rowid (``INTEGER PRIMARY KEY``) there.
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Millis = sa.BigInteger
+
+targets = sa.Table(
+    "targets",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("curve_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("identity_key", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("lat", sa.Float, nullable=True),
+    sa.Column("lon", sa.Float, nullable=True),
+    sa.Column("token_set", sa.String(200), nullable=True),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Column("last_seen_at", Millis, nullable=True),
+    sa.Column("log_request_at", Millis, nullable=False),
+    sa.Column("health", sa.JSON, nullable=True),
+)
+
+target_tags = sa.Table(
+    "target_tags",
+    metadata,
+    sa.Column(
+        "target_id",
+        sa.String(200),
+        sa.ForeignKey("targets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tag", sa.String(200), primary_key=True),
+    sa.Index("ix_target_tags_tag", "tag"),
+)
+
+token_sets = sa.Table(
+    "token_sets",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("expires_at", Millis, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("hash", sa.LargeBinary(64), primary_key=True),
+    sa.Column(
+        "set_name",
+        sa.String(200),
+        sa.ForeignKey("token_sets.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("expires_at", Millis, nullable=False),
+    sa.Index("ix_tokens_set_name", "set_name"),
+    sa.Index("ix_tokens_expires_at", "expires_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("debug", sa.Boolean, nullable=False),
+    sa.Column("descriptor", sa.JSON, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("expires_at", Millis, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("build_host", sa.String(200), nullable=True),
+    sa.Column("source_digest", sa.String(200), nullable=True),
+    sa.Column("match_ids", sa.JSON, nullable=False),
+    sa.Column("match_tags", sa.JSON, nullable=False),
+    sa.Column("stopped_at", Millis, nullable=True),
+    sa.Index("ix_tasks_created_at", "created_at", "id"),
+    sa.Index("ix_tasks_expires_at", "expires_at"),
+)
+
+task_targets = sa.Table(
+    "task_targets",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("target_id", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(40), nullable=False),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_task_targets_target_id", "target_id"),
+    sa.Index("ix_task_targets_state", "state"),
+)
+
+logs = sa.Table(
+    "logs",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("time", Millis, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("task", sa.String(200), nullable=False),
+    sa.Column("stage", sa.String(40), nullable=False),
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("error", sa.Boolean, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    # NULL seq never conflicts (NULLs are distinct in unique indexes on both dialects).
+    sa.Index("uq_logs_target_seq", "target", "seq", unique=True),
+    sa.Index("ix_logs_time", "time", "id"),
+    sa.Index("ix_logs_task_time", "task", "time"),
+    sa.Index("ix_logs_target_time", "target", "time"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.LargeBinary(128), nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("last_used_at", Millis, nullable=True),
+)
+
+
+def target_values(target: TargetRecord) -> dict[str, Any]:
+    """Column values of ``targets`` for a record (tags de-duplicated by the caller)."""
+    loc = target.location
+    return {
+        "id": target.id,
+        "curve_key": target.curve_key,
+        "identity_key": target.identity_key,
+        "name": target.name,
+        "tags": list(target.tags),
+        "lat": None if loc is None else loc.lat,
+        "lon": None if loc is None else loc.lon,
+        "token_set": target.token_set,
+        "created_at": target.created_at,
+        "updated_at": target.updated_at,
+        "last_seen_at": target.last_seen_at,
+        "log_request_at": target.log_request_at,
+        "health": target.health,
+    }
+
+
+def target_from_row(row: sa.Row[Any]) -> TargetRecord:
+    """Rebuild a :class:`TargetRecord` from a ``targets`` row."""
+    m = row._mapping
+    location = None if m["lat"] is None else Location(m["lat"], m["lon"])
+    return TargetRecord(
+        id=m["id"],
+        curve_key=m["curve_key"],
+        identity_key=m["identity_key"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        name=m["name"],
+        tags=tuple(m["tags"]),
+        location=location,
+        token_set=m["token_set"],
+        last_seen_at=m["last_seen_at"],
+        log_request_at=m["log_request_at"],
+        health=m["health"],
+    )
+
+
+def task_values(task: TaskRecord) -> dict[str, Any]:
+    """Column values of ``tasks`` for a record."""
+    return {
+        "id": task.id,
+        "description": task.description,
+        "debug": task.debug,
+        "descriptor": task.descriptor,
+        "created_at": task.created_at,
+        "expires_at": task.expires_at,
+        "created_by": task.created_by,
+        "build_host": task.build_host,
+        "source_digest": task.source_digest,
+        "match_ids": list(task.match_ids),
+        "match_tags": list(task.match_tags),
+        "stopped_at": task.stopped_at,
+    }
+
+
+def task_from_row(row: sa.Row[Any]) -> TaskRecord:
+    """Rebuild a :class:`TaskRecord` from a ``tasks`` row."""
+    m = row._mapping
+    return TaskRecord(
+        id=m["id"],
+        description=m["description"],
+        debug=bool(m["debug"]),
+        descriptor=m["descriptor"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        created_by=m["created_by"],
+        build_host=m["build_host"],
+        source_digest=m["source_digest"],
+        match_ids=tuple(m["match_ids"]),
+        match_tags=tuple(m["match_tags"]),
+        stopped_at=m["stopped_at"],
+    )
+
+
+def task_target_from_row(row: sa.Row[Any]) -> TaskTargetRecord:
+    """Rebuild a :class:`TaskTargetRecord` from a ``task_targets`` row."""
+    m = row._mapping
+    return TaskTargetRecord(
+        task_id=m["task_id"],
+        target_id=m["target_id"],
+        state=m["state"],
+        updated_at=m["updated_at"],
+        role=m["role"],
+        reason=m["reason"],
+    )
+
+
+def log_values(log: LogRecord) -> dict[str, Any]:
+    """Column values of ``logs`` for a record (the id is assigned by the database)."""
+    return {
+        "time": log.time,
+        "target": log.target,
+        "task": log.task,
+        "stage": log.stage,
+        "command": log.command,
+        "output": log.output,
+        "error": log.error,
+        "seq": log.seq,
+    }
+
+
+def log_from_row(row: sa.Row[Any]) -> LogRecord:
+    """Rebuild a :class:`LogRecord` from a ``logs`` row."""
+    m = row._mapping
+    return LogRecord(
+        time=m["time"],
+        target=m["target"],
+        task=m["task"],
+        stage=m["stage"],
+        command=m["command"],
+        output=m["output"],
+        error=bool(m["error"]),
+        seq=m["seq"],
+        id=m["id"],
+    )
+
+
+def api_key_from_row(row: sa.Row[Any]) -> ApiKeyRecord:
+    """Rebuild an :class:`ApiKeyRecord` from an ``api_keys`` row."""
+    m = row._mapping
+    return ApiKeyRecord(
+        id=m["id"],
+        name=m["name"],
+        role=m["role"],
+        key_hash=bytes(m["key_hash"]),
+        created_at=m["created_at"],
+        last_used_at=m["last_used_at"],
+    )
