@@ -1,0 +1,309 @@
+"""Launching one command and killing what it started: the agent's process seam.
+
+Every command runs as ``argv = launcher.argv(spec)`` (default ``/bin/sh -c <command>``) in a
+new session, hence its own process group whose id is the leader's pid. The :class:`Launcher`
+protocol is the one seam through which the sandbox (bubblewrap) later wraps the argv.
+
+Why not :func:`asyncio.create_subprocess_exec`: on Python 3.11 its ``wait()`` only returns
+once every pipe is closed, so a background grandchild holding stdout would hide the leader's
+exit. Here the leader's exit is watched with a pidfd (polling as a fallback on old kernels) and
+the pipes are drained by event-loop readers, independently.
+
+Stopping is by group: SIGTERM (and SIGCONT, to wake stopped members) to the whole group, wait
+up to a grace period until no live member remains, then SIGKILL to the group (docs/adr/0003).
+Processes that left the group (``setsid`` daemons) are found by an environment marker
+(:data:`RUN_ID_VAR`) that every child inherits, see :func:`terminate_marked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.output import LineSink, LineSplitter, Stream
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable carrying a per-run marker; used to find escaped leftovers.
+RUN_ID_VAR = "SWARMDEPLOY_RUN_ID"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The only variables of the agent's own environment that commands inherit.
+INHERITED_VARS = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR")
+_POLL_S = 0.02
+_READ_CHUNK = 64 * 1024
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None, *, inherit: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Build the explicit environment of a command.
+
+    Only :data:`INHERITED_VARS` are taken from ``inherit`` (default: the agent's environment);
+    secrets (``SWARMDEPLOY_*``) and ``NOTIFY_SOCKET`` never leak to deployed code. ``PATH``
+    and ``LANG`` get defaults; ``PYTHONUNBUFFERED=1`` makes Python output arrive line by line.
+    ``extra`` is applied last.
+    """
+    source = os.environ if inherit is None else inherit
+    env = {name: source[name] for name in INHERITED_VARS if name in source}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """What to run, where, with which (complete) environment."""
+
+    command: str
+    cwd: Path
+    env: Mapping[str, str]
+
+
+class Launcher(Protocol):
+    """Turns a spec into the argv actually executed (the sandbox seam)."""
+
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        """Return the program and arguments that run ``spec.command``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ShellLauncher:
+    """The default launcher: ``<shell> -c <command>``."""
+
+    shell: str = "/bin/sh"
+
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        """Return ``[shell, "-c", command]``."""
+        return [self.shell, "-c", spec.command]
+
+
+class Child:
+    """One started command: leader process, its process group and its two output pipes.
+
+    Create with :meth:`spawn` inside a running event loop. :meth:`wait` returns when the
+    leader has exited (and reaps it); :meth:`drain` when both pipes reached end of file.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], command: str, sink: LineSink, cap: int):
+        self._popen = popen
+        self.pid = popen.pid
+        self.pgid = popen.pid  # start_new_session: the leader's pid is the group id
+        self._loop = asyncio.get_running_loop()
+        self._eof: list[asyncio.Future[None]] = []
+        for pipe, stream in ((popen.stdout, Stream.STDOUT), (popen.stderr, Stream.STDERR)):
+            assert pipe is not None
+            self._eof.append(self._watch_pipe(pipe, LineSplitter(command, stream, sink, cap)))
+        self._exit: asyncio.Task[int] = self._loop.create_task(self._wait_exit())
+
+    @classmethod
+    def spawn(
+        cls, spec: LaunchSpec, launcher: Launcher, sink: LineSink, max_line_bytes: int
+    ) -> Child:
+        """Start ``spec`` in its own session; raise :class:`LaunchError` if it cannot start."""
+        argv = launcher.argv(spec)
+        try:
+            popen = subprocess.Popen(
+                argv,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {spec.command!r}: {exc.strerror or exc}") from exc
+        return cls(popen, spec.command, sink, max_line_bytes)
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit code of the leader once reaped (negative: killed by that signal)."""
+        return self._popen.returncode
+
+    async def wait(self) -> int:
+        """Wait for the leader to exit; other group members may still be alive."""
+        return await asyncio.shield(self._exit)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until both pipes are closed; after ``timeout_s`` close our ends (False)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._eof)), timeout_s)
+            return True
+        except TimeoutError:
+            for pipe in (self._popen.stdout, self._popen.stderr):
+                assert pipe is not None
+                if not pipe.closed:
+                    self._loop.remove_reader(pipe.fileno())
+                    pipe.close()
+            return False
+
+    def _watch_pipe(self, pipe: IO[bytes], splitter: LineSplitter) -> asyncio.Future[None]:
+        fd = pipe.fileno()
+        os.set_blocking(fd, False)
+        done: asyncio.Future[None] = self._loop.create_future()
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                splitter.feed(data)
+                return
+            self._loop.remove_reader(fd)
+            pipe.close()
+            splitter.close()
+            if not done.done():
+                done.set_result(None)
+
+        self._loop.add_reader(fd, on_readable)
+        return done
+
+    async def _wait_exit(self) -> int:
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except OSError:  # kernel < 5.3: poll instead
+            return await self._poll_exit()
+        exited: asyncio.Future[None] = self._loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        self._loop.add_reader(pidfd, on_exit)
+        try:
+            await exited
+        finally:
+            self._loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return self._popen.wait()  # already exited: reaps without blocking
+
+    async def _poll_exit(self) -> int:
+        code = self._popen.poll()
+        while code is None:  # no pidfd: nothing to wait on
+            await asyncio.sleep(_POLL_S * 5)
+            code = self._popen.poll()
+        return code
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)  # cheap test first: no such group at all
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass  # members exist but belong to someone else; list them anyway
+    return [pid for pid, state, group in _proc_table() if group == pgid and state not in "ZX"]
+
+
+def _proc_table() -> Iterable[tuple[int, str, int]]:
+    """(pid, state letter, pgrp) of every process, read from ``/proc/<pid>/stat``."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(b")") + 2 :].split()
+        yield int(name), fields[0].decode(), int(fields[2])
+
+
+def marked_processes(run_id: str) -> list[int]:
+    """Pids of live processes whose environment carries ``RUN_ID_VAR=run_id``."""
+    needle = f"{RUN_ID_VAR}={run_id}".encode()
+    found = []
+    for pid, state, _ in _proc_table():
+        if state in "ZX" or pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if needle in env:
+            found.append(pid)
+    return found
+
+
+async def terminate_group(pgid: int, grace_s: float, *, kill_wait_s: float = 5.0) -> bool:
+    """Stop every process of group ``pgid``: SIGTERM, then SIGKILL after ``grace_s``.
+
+    Returns True once no live member remains; False if members survived SIGKILL for
+    ``kill_wait_s`` (e.g. stuck in uninterruptible sleep), which is logged.
+    """
+    members = functools.partial(group_members, pgid)
+    return await _terminate(members, _group_signaller(pgid), grace_s, kill_wait_s)
+
+
+async def terminate_marked(run_id: str, grace_s: float, *, kill_wait_s: float = 5.0) -> bool:
+    """Stop every live process carrying the marker ``run_id``, wherever its group is.
+
+    This catches processes that left their process group (``setsid``) but kept the
+    environment. Same TERM/KILL escalation and return value as :func:`terminate_group`.
+    """
+
+    def signal_all(sig: int) -> None:
+        for pid in marked_processes(run_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    return await _terminate(lambda: marked_processes(run_id), signal_all, grace_s, kill_wait_s)
+
+
+def _group_signaller(pgid: int) -> _Signaller:
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+
+    return send
+
+
+class _Signaller(Protocol):
+    def __call__(self, sig: int, /) -> None: ...
+
+
+class _Lister(Protocol):
+    def __call__(self) -> list[int]: ...
+
+
+async def _terminate(alive: _Lister, send: _Signaller, grace_s: float, kill_wait_s: float) -> bool:
+    if not alive():
+        return True
+    send(signal.SIGTERM)
+    send(signal.SIGCONT)
+    if await _wait_gone(alive, grace_s):
+        return True
+    send(signal.SIGKILL)
+    if await _wait_gone(alive, kill_wait_s):
+        return True
+    logger.error("processes %s survived SIGKILL", alive())
+    return False
+
+
+async def _wait_gone(alive: _Lister, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while alive():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_S)
+    return True
