@@ -1,0 +1,57 @@
+"""Backends for the storage tests: every contract test runs on memory, SQLite and PostgreSQL.
+
+PostgreSQL tests share one database per session (creating a database costs ~0.3 s); each test
+starts from empty tables (``TRUNCATE`` of every table but ``alembic_version``). Tests that need a
+brand-new database (migrations) use ``pg_database_url`` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from swarmdeploy.storage import Storage
+from swarmdeploy.storage.factory import open_storage
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+async def empty_pg_tables(url: str) -> None:
+    """Delete every row of every table of the database at ``url`` (schema stays)."""
+    conn = await asyncpg.connect(url)
+    try:
+        names = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'"
+        )
+        if names:
+            tables = ", ".join(f'"{r["tablename"]}"' for r in names)
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database of each backend."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    await empty_pg_tables(url)
+    return url
+
+
+@pytest.fixture
+async def storage(storage_url: str) -> AsyncIterator[Storage]:
+    """An open storage of each backend, closed after the test."""
+    backend = open_storage(storage_url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
