@@ -28,7 +28,9 @@ async def add_target(storage: Storage, record: TargetRecord, *, now: int = 1000)
     return await storage.register_target(token, record, now=now)
 
 
-def task(task_id: str, *, created_at: int = 1000, description: str = "", expires_at: int = 10**12) -> TaskRecord:
+def task(
+    task_id: str, *, created_at: int = 1000, description: str = "", expires_at: int = 10**12
+) -> TaskRecord:
     """A task with a small descriptor."""
     return TaskRecord(
         id=task_id,
@@ -40,7 +42,9 @@ def task(task_id: str, *, created_at: int = 1000, description: str = "", expires
     )
 
 
-def row(task_id: str, target_id: str, state: str = "pending", role: str = "deploy") -> TaskTargetRecord:
+def row(
+    task_id: str, target_id: str, state: str = "pending", role: str = "deploy"
+) -> TaskTargetRecord:
     """A per-target row."""
     assert role in ("deploy", "build")
     return TaskTargetRecord(

@@ -275,7 +275,9 @@ async def test_match_targets_1500_mixed_ids_and_tags_returns_each_once(storage: 
         await storage.register_target(f"h{i}".encode(), target(f"d{i:04d}", tags=tags), now=1)
     ids = [f"d{i:04d}" for i in range(0, 1500, 3)] + ["missing"]
     matched = await storage.match_targets(ids, ["even", "prime"])
-    expected_ids = sorted({f"d{i:04d}" for i in range(1500) if i % 2 == 0 or i % 3 == 0} | {"d0005", "d0007"})
+    expected_ids = sorted(
+        {f"d{i:04d}" for i in range(1500) if i % 2 == 0 or i % 3 == 0} | {"d0005", "d0007"}
+    )
     assert [m[0] for m in matched] == expected_ids
     by_id = dict(matched)
     assert by_id["d0003"] == ("prime",)
@@ -301,7 +303,9 @@ async def test_target_curve_keys_lists_every_target(storage: Storage) -> None:
 
 
 async def test_create_token_set_reports_total_and_available(storage: Storage) -> None:
-    created = await storage.create_token_set("lab", [b"1", b"2", b"3"], created_at=10, expires_at=20)
+    created = await storage.create_token_set(
+        "lab", [b"1", b"2", b"3"], created_at=10, expires_at=20
+    )
     assert (created.name, created.total, created.available) == ("lab", 3, 3)
     assert (created.created_at, created.expires_at) == (10, 20)
     assert await storage.get_token_set("lab", now=15) == created
@@ -327,7 +331,9 @@ async def test_list_token_sets_newest_first_with_paging(storage: Storage) -> Non
     listed = await storage.list_token_sets(now=50, page=1, per_page=2)
     assert listed.total == 3
     assert [s.name for s in listed.items] == ["c", "b"]
-    assert [s.name for s in (await storage.list_token_sets(now=50, page=2, per_page=2)).items] == ["a"]
+    assert [s.name for s in (await storage.list_token_sets(now=50, page=2, per_page=2)).items] == [
+        "a"
+    ]
 
 
 async def test_delete_token_set_removes_its_tokens(storage: Storage) -> None:

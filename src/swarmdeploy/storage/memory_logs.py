@@ -76,10 +76,12 @@ class LogStore:
     def purge(self, older_than: int | None, keep_rows: int | None) -> int:
         """Delete lines with ``time < older_than`` and all but the newest ``keep_rows`` lines
         (newest by ``(time, id)``); returns how many were deleted."""
+        if keep_rows is not None and keep_rows < 0:
+            raise ValueError(f"keep_rows must be >= 0, got {keep_rows}")
         deleted = 0
         if older_than is not None:
             deleted += self._delete([i for i, log in self._rows.items() if log.time < older_than])
         if keep_rows is not None and len(self._rows) > keep_rows:
             by_age = sorted(self._rows.items(), key=lambda kv: (kv[1].time, kv[0]))
-            deleted += self._delete([i for i, _ in by_age[: len(by_age) - max(keep_rows, 0)]])
+            deleted += self._delete([i for i, _ in by_age[: len(by_age) - keep_rows]])
         return deleted

@@ -36,6 +36,9 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
+#: Exceptions that come from the database layer (everything else propagates unchanged).
+_FOREIGN = (sa_exc.SQLAlchemyError, OSError, TimeoutError)
+
 
 def translate(exc: BaseException) -> StorageError:
     """The storage error for a foreign (SQLAlchemy, driver, OS) exception."""
@@ -70,10 +73,11 @@ class SqlCore(abc.ABC):
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(self._migrate)
-        except BaseException as exc:
+        except _FOREIGN as exc:
             await engine.dispose()
-            if isinstance(exc, Exception) and not isinstance(exc, StorageError):
-                raise translate(exc) from exc
+            raise translate(exc) from exc
+        except BaseException:
+            await engine.dispose()
             raise
         self._engine = engine
         self._state = StorageState.OPEN
@@ -107,9 +111,7 @@ class SqlCore(abc.ABC):
         try:
             async with self._engine.begin() as conn:
                 yield conn
-        except StorageError:
-            raise
-        except Exception as exc:
+        except _FOREIGN as exc:
             raise translate(exc) from exc
 
     async def _page(
