@@ -1,0 +1,333 @@
+"""Safe unpacking of hostile archives, and packing of build artifacts."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.agent.archive import (
+    ArchiveLimits,
+    pack,
+    remove_partial,
+    safe_name,
+    stays_inside,
+    unpack,
+)
+from swarmdeploy.agent.errors import ArchiveError, PackError
+
+# ---------------------------------------------------------------- archive builders
+
+
+def make_zip(entries: list[tuple[str, bytes, int]]) -> bytes:
+    """(name, data, unix mode) -> zip bytes; mode 0o120777 makes a symlink entry."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def make_tar(members: list[tarfile.TarInfo | tuple[str, bytes]], gz: bool = True) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as tf:
+        for member in members:
+            if isinstance(member, tuple):
+                info = tarfile.TarInfo(member[0])
+                info.size = len(member[1])
+                tf.addfile(info, io.BytesIO(member[1]))
+            else:
+                tf.addfile(member)
+    return buf.getvalue()
+
+
+def tar_link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+def _assert_nothing_written(parent: Path, dest: Path) -> None:
+    assert not dest.exists()
+    assert [p.name for p in parent.iterdir()] == []  # no temp dir, no escaped file
+
+
+@pytest.fixture
+def area(tmp_path: Path) -> Path:
+    """An empty directory to unpack into (its only child will be ``pkg``)."""
+    (tmp_path / "area").mkdir()
+    return tmp_path / "area"
+
+
+# ---------------------------------------------------------------- good archives
+
+
+def test_zip_with_dirs_and_exec_bits_unpacks(area: Path) -> None:
+    data = make_zip(
+        [("app/", b"", 0o40755), ("app/run.sh", b"echo hi\n", 0o100755), ("README", b"r", 0)]
+    )
+    result = unpack(data, area / "pkg")
+    assert (result.files, result.directories, result.links) == (2, 1, 0)
+    assert (area / "pkg/app/run.sh").read_bytes() == b"echo hi\n"
+    assert os.stat(area / "pkg/app/run.sh").st_mode & stat.S_IXUSR
+    assert not os.stat(area / "pkg/README").st_mode & stat.S_IXUSR
+    assert result.total_bytes == 9
+
+
+def test_tar_gz_with_internal_links_unpacks(area: Path, tmp_path: Path) -> None:
+    data = make_tar(
+        [
+            ("./lib/real.txt", b"data"),
+            tar_link("lib/alias.txt", "real.txt"),
+            tar_link("top", "lib/./alias.txt"),
+            tar_link("lib/hard.txt", "lib/real.txt", tarfile.LNKTYPE),
+        ]
+    )
+    result = unpack(data, area / "pkg")
+    assert (area / "pkg/top").read_text() == "data"
+    assert os.readlink(area / "pkg/lib/alias.txt") == "real.txt"
+    assert os.stat(area / "pkg/lib/hard.txt").st_ino == os.stat(area / "pkg/lib/real.txt").st_ino
+    assert (result.files, result.links) == (1, 3)
+
+
+def test_plain_tar_and_file_source_unpack(area: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(make_tar([("x", b"1")], gz=False))
+    unpack(archive, area / "pkg")
+    assert (area / "pkg/x").read_text() == "1"
+
+
+# ---------------------------------------------------------------- hostile names
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil", "a/../../evil", "/tmp/evil-abs", "C:/evil", "a\\..\\evil"]
+)
+def test_zip_hostile_name_rejected(area: Path, name: str) -> None:
+    with pytest.raises(ArchiveError):
+        unpack(make_zip([("ok", b"1", 0), (name, b"x", 0)]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+    assert not Path("/tmp/evil-abs").exists()
+
+
+def test_tar_dotdot_rejected(area: Path) -> None:
+    with pytest.raises(ArchiveError, match=r"'\.\.'"):
+        unpack(make_tar([("../../evil", b"x")]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+# ---------------------------------------------------------------- hostile links
+
+
+def test_zip_symlink_to_etc_rejected(area: Path) -> None:
+    data = make_zip([("etc", b"/etc", 0o120777), ("etc/passwd", b"x", 0)])
+    with pytest.raises(ArchiveError):
+        unpack(data, area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_zip_relative_symlink_escaping_rejected(area: Path) -> None:
+    with pytest.raises(ArchiveError, match="outside"):
+        unpack(make_zip([("a/up", b"../../..", 0o120777)]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_tar_symlink_chain_escaping_rejected(area: Path) -> None:
+    # Each target looks harmless on its own: d/l1 -> .. is the root, l2 -> d/l1/.. is "d"
+    # lexically, but really resolves to the parent of the root.
+    data = make_tar([("d/f", b""), tar_link("d/l1", ".."), tar_link("l2", "d/l1/..")])
+    with pytest.raises(ArchiveError, match="outside"):
+        unpack(data, area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_tar_file_below_symlink_rejected(area: Path) -> None:
+    data = make_tar([tar_link("s", "sub"), ("sub/keep", b""), ("s/f", b"x")])
+    with pytest.raises(ArchiveError):
+        unpack(data, area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_tar_link_below_link_rejected(area: Path) -> None:
+    data = make_tar([("sub/x", b""), tar_link("s", "sub"), tar_link("s/l", "x")])
+    with pytest.raises(ArchiveError, match="below a link"):
+        unpack(data, area / "pkg")
+
+
+@pytest.mark.parametrize("target", ["../../etc/passwd", "/etc/passwd", "not-in-archive"])
+def test_tar_hardlink_escaping_rejected(area: Path, target: str) -> None:
+    with pytest.raises(ArchiveError):
+        unpack(make_tar([tar_link("h", target, tarfile.LNKTYPE)]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+    assert os.stat("/etc/passwd").st_nlink == 1
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
+def test_tar_device_and_fifo_rejected(area: Path, kind: bytes) -> None:
+    info = tarfile.TarInfo("dev")
+    info.type = kind
+    with pytest.raises(ArchiveError, match="special"):
+        unpack(make_tar([info]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+# ---------------------------------------------------------------- limits and bombs
+
+
+def test_zip_bomb_over_limit_rejected(area: Path) -> None:
+    data = make_zip([("zeros", b"\0" * (2 << 20), 0)])
+    assert len(data) < 10_000
+    with pytest.raises(ArchiveError, match="bytes"):
+        unpack(data, area / "pkg", ArchiveLimits(max_total_bytes=1 << 20))
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_zip_lying_header_sizes_do_not_help(area: Path) -> None:
+    data = bytearray(make_zip([("zeros", b"\0" * (2 << 20), 0)]))
+    # Claim 10 bytes in the local header and the central directory: the real data is checked.
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, 10)
+    struct.pack_into("<I", data, central + 24, 10)
+    with pytest.raises(ArchiveError):
+        unpack(bytes(data), area / "pkg", ArchiveLimits(max_total_bytes=1 << 20))
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_tar_gz_bomb_over_limit_rejected(area: Path) -> None:
+    data = make_tar([("a", b"\0" * (600 << 10)), ("b", b"\0" * (600 << 10))])
+    with pytest.raises(ArchiveError):
+        unpack(data, area / "pkg", ArchiveLimits(max_total_bytes=1 << 20))
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_too_many_entries_rejected(area: Path) -> None:
+    data = make_tar([(f"f{i}", b"") for i in range(6)])
+    with pytest.raises(ArchiveError, match="entries"):
+        unpack(data, area / "pkg", ArchiveLimits(max_entries=5))
+    zdata = make_zip([(f"f{i}", b"", 0) for i in range(6)])
+    with pytest.raises(ArchiveError, match="entries"):
+        unpack(zdata, area / "pkg", ArchiveLimits(max_entries=5))
+
+
+def test_duplicate_entry_rejected(area: Path) -> None:
+    with pytest.raises(ArchiveError, match="duplicate"):
+        unpack(make_tar([("x", b"1"), ("./x", b"2")]), area / "pkg")
+
+
+# ---------------------------------------------------------------- malformed input
+
+
+def test_unknown_format_rejected(area: Path) -> None:
+    with pytest.raises(ArchiveError, match="unknown archive format"):
+        unpack(b"just some bytes", area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_truncated_archive_rejected(area: Path) -> None:
+    data = make_tar([("f", os.urandom(100_000))])
+    with pytest.raises(ArchiveError):
+        unpack(data[: len(data) // 2], area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_existing_destination_refused(area: Path) -> None:
+    (area / "pkg").mkdir()
+    with pytest.raises(ArchiveError, match="exists"):
+        unpack(make_tar([("x", b"")]), area / "pkg")
+
+
+def test_remove_partial_cleans_interrupted_unpacks(area: Path) -> None:
+    (area / ".unpack-abc").mkdir()
+    (area / ".unpack-abc/f").write_text("x")
+    (area / "keep").mkdir()
+    assert remove_partial(area) == [area / ".unpack-abc"]
+    assert [p.name for p in area.iterdir()] == ["keep"]
+
+
+def test_safe_name_normalises() -> None:
+    assert safe_name("./a//b/./c") == "a/b/c"
+    assert safe_name("./") == ""
+
+
+@pytest.mark.parametrize("name", ["x\0y", "a" * 2000])
+def test_safe_name_rejects_nul_and_overlong(name: str) -> None:
+    with pytest.raises(ArchiveError):
+        safe_name(name)
+
+
+def test_stays_inside_follows_links_step_by_step(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    os.symlink("..", tmp_path / "d/up")
+    assert stays_inside(tmp_path, "d/up/d")
+    assert not stays_inside(tmp_path, "d/up/..")
+    os.symlink("loop", tmp_path / "loop")
+    assert not stays_inside(tmp_path, "loop")
+
+
+# ---------------------------------------------------------------- pack
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Path:
+    root = tmp_path / "build"
+    (root / "dist/sub").mkdir(parents=True)
+    (root / "dist/app.bin").write_bytes(b"\x7fELF")
+    (root / "dist/sub/x.txt").write_text("x")
+    os.symlink("app.bin", root / "dist/alias")
+    (root / "notes.txt").write_text("n")
+    return root
+
+
+def test_pack_roundtrip(build: Path, tmp_path: Path) -> None:
+    data = pack(["dist", "notes.txt", "dist/sub/x.txt"], build)
+    result = unpack(data, tmp_path / "out")
+    assert (tmp_path / "out/dist/app.bin").read_bytes() == b"\x7fELF"
+    assert (tmp_path / "out/dist/alias").read_bytes() == b"\x7fELF"
+    assert (tmp_path / "out/notes.txt").read_text() == "n"
+    assert result.files == 3  # dist/sub/x.txt only once
+
+
+def test_pack_whole_directory(build: Path, tmp_path: Path) -> None:
+    unpack(pack(["."], build), tmp_path / "out")
+    assert (tmp_path / "out/dist/sub/x.txt").exists()
+
+
+def test_pack_missing_artifact_named(build: Path) -> None:
+    with pytest.raises(PackError, match=r"'dist/missing\.bin' does not exist"):
+        pack(["dist", "dist/missing.bin"], build)
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../outside", "dist/../../x"])
+def test_pack_refuses_absolute_and_dotdot(build: Path, path: str) -> None:
+    with pytest.raises(PackError, match="artifact"):
+        pack([path], build)
+
+
+def test_pack_refuses_link_leading_outside(build: Path) -> None:
+    os.symlink("/etc", build / "etc")
+    with pytest.raises(PackError, match="outside"):
+        pack(["etc/passwd"], build)
+    with pytest.raises(PackError, match="outside"):
+        pack(["etc"], build)
+
+
+def test_pack_refuses_link_outside_inside_directory(build: Path) -> None:
+    os.symlink("../../../secret", build / "dist/sub/leak")
+    with pytest.raises(PackError, match="links outside"):
+        pack(["dist"], build)
+
+
+def test_pack_refuses_fifo(build: Path) -> None:
+    os.mkfifo(build / "dist/pipe")
+    with pytest.raises(PackError, match="special"):
+        pack(["dist"], build)
