@@ -1,0 +1,58 @@
+"""The alembic migrations create exactly the schema that ``storage.tables`` describes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from swarmdeploy.storage.factory import open_storage
+from swarmdeploy.storage.sql_core import SqlCore
+from swarmdeploy.storage.tables import metadata
+
+# Full-text structures exist only in the migrations (dialect specific).
+_FTS_TABLE_PREFIXES = ("logs_fts", "tasks_fts")
+_FTS_COLUMNS = {"output_tsv", "description_tsv"}
+
+
+def _include(obj: Any, name: str | None, kind: str, reflected: bool, _other: Any) -> bool:
+    if kind == "table" and name and name.startswith(_FTS_TABLE_PREFIXES):
+        return False
+    if kind == "column" and name in _FTS_COLUMNS:
+        return False
+    return not (kind == "index" and name in {"ix_logs_output_tsv", "ix_tasks_description_tsv"})
+
+
+def _diff(connection: sa.Connection) -> list[Any]:
+    context = MigrationContext.configure(
+        connection, opts={"include_object": _include, "compare_type": True}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    url: str = request.getfixturevalue("pg_database_url")
+    return url
+
+
+async def test_migrated_schema_matches_table_definitions(fresh_url: str) -> None:
+    backend = open_storage(fresh_url)
+    assert isinstance(backend, SqlCore)
+    await backend.open()
+    try:
+        async with backend._tx() as conn:
+            diff = await conn.run_sync(_diff)
+            version = (
+                await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            ).scalar()
+    finally:
+        await backend.close()
+    assert diff == []
+    assert version == "0001"
