@@ -1,0 +1,61 @@
+"""Decoding of task descriptor bodies: JSON, or YAML (``yaml.safe_load``) by Content-Type.
+
+Parsing runs in a worker thread: a 64 MiB YAML document must not stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import yaml
+from fastapi import Request
+
+from swarmdeploy.manager.errors import BadRequest, UnsupportedMedia
+
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+JSON_TYPES = frozenset({"", "application/json"})
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(body: bytes) -> object:
+    try:
+        return yaml.load(body.decode("utf-8"), Loader=_Loader)  # noqa: S506 - a safe loader
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"malformed YAML: {exc}".replace("\n", " ")) from None
+    except RecursionError:
+        raise BadRequest("the YAML document is nested too deeply") from None
+
+
+def _load_json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the JSON document is nested too deeply") from None
+
+
+def media_type(request: Request) -> str:
+    """The request's media type without parameters, lower case ("" if absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def decode_document(request: Request, *, always_yaml: bool = False) -> object:
+    """The decoded body: YAML for YAML media types (or always, for ``/orders``), JSON for
+    ``application/json`` or no Content-Type; :class:`UnsupportedMedia` otherwise."""
+    kind = media_type(request)
+    if not always_yaml and kind not in YAML_TYPES and kind not in JSON_TYPES:
+        raise UnsupportedMedia(
+            f"Content-Type {kind} is not supported: send application/json or application/yaml"
+        )
+    body = await request.body()
+    if not body.strip():
+        raise BadRequest("the body is empty: send a task descriptor")
+    loader = _load_yaml if always_yaml or kind in YAML_TYPES else _load_json
+    return await asyncio.to_thread(loader, body)

@@ -1,0 +1,304 @@
+"""Request and response schemas of the REST API (JSON field names in camelCase).
+
+Naming follows ``XCreate`` (request) / ``XPublic`` (response) / ``ListOf[X]`` (page).
+Request models forbid unknown fields, so a typo is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from swarmdeploy.manager.settings import Role
+
+T = TypeVar("T")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+#: A target id, tag or token-set name: letters, digits and ``._:@-``, at most 128 characters.
+Name = Annotated[str, Field(pattern=NAME_PATTERN, examples=["raspi-07"])]
+Millis = Annotated[int, Field(description="Milliseconds since the Unix epoch.")]
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase aliases, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class ErrorBody(ApiModel):
+    """Every error answer. ``code`` is stable; ``path`` locates the field for validation
+    errors (``$.deploy.target`` in bodies, ``query.perPage`` in parameters)."""
+
+    error: str = Field(description="Human-readable message.")
+    code: str = Field(description="Stable machine-readable code.", examples=["not_found"])
+    path: str | None = Field(None, description="Offending field (validation errors only).")
+
+
+class MessagePublic(ApiModel):
+    """A short confirmation."""
+
+    message: str
+
+
+class ListOf(ApiModel, Generic[T]):
+    """One page of a list: ``total`` counts every match, ``items`` at most ``perPage``."""
+
+    total: int
+    items: list[T]
+    page: int
+    per_page: int
+
+
+class LocationModel(ApiModel):
+    """A WGS84 position in decimal degrees."""
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
+# -- targets -----------------------------------------------------------------------------------
+class TargetPublic(ApiModel):
+    """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
+    Ed25519 key (base64); ``online`` means heard from within the online timeout."""
+
+    id: str
+    name: str
+    tags: list[str]
+    location: LocationModel | None
+    public_key: str
+    identity_key: str
+    token_set: str | None
+    created_at: Millis
+    updated_at: Millis
+    last_seen_at: Millis | None
+    log_request_at: Millis
+    online: bool
+    health: dict[str, Any] | None
+
+
+class TargetUpdate(ApiModel):
+    """Partial update: only the given fields change; ``location: null`` clears it. Keys
+    cannot be changed here (a device re-registers for that)."""
+
+    name: str = Field("", max_length=200)
+    tags: list[Name] = Field(default_factory=list, max_length=100)
+    location: LocationModel | None = None
+
+
+class CommandCreate(ApiModel):
+    """A terminal command for one target (run by ``/bin/sh -c`` in its terminal directory)."""
+
+    command: str = Field(min_length=1, max_length=16_384, pattern=r"^[^\x00]*$")
+
+
+# -- tasks -------------------------------------------------------------------------------------
+class CommandsOut(ApiModel):
+    """Commands of a stage."""
+
+    commands: list[str] | None = None
+
+
+class RunOut(CommandsOut):
+    """Run stage."""
+
+    auto_restart: bool = False
+
+
+class SelectorOut(ApiModel):
+    """Target selector of a task."""
+
+    ids: list[str] | None = None
+    tags: list[str] | None = None
+
+
+class DeployOut(ApiModel):
+    """Deploy section of a task."""
+
+    install: CommandsOut | None = None
+    run: RunOut | None = None
+    target: SelectorOut | None = None
+
+
+class BuildOut(ApiModel):
+    """Build section of a task."""
+
+    host: str | None = None
+    commands: list[str] | None = None
+    artifacts: list[str] | None = None
+
+
+class SourceOut(ApiModel):
+    """Where the files come from: a stored archive (``sha256``, ``size``) or an earlier
+    task's build artifacts (``task``). Inline archives are never echoed back."""
+
+    task: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+class MatchOut(ApiModel):
+    """How targets matched: ids named directly, tags that matched, number of deploy targets."""
+
+    ids: list[str]
+    tags: list[str]
+    total: int
+
+
+TaskStatusName = Literal["pending", "in_progress", "running", "succeeded", "failed", "stopped"]
+
+
+class TaskTargetPublic(ApiModel):
+    """One target's state for a task (names from ``docs/protocol.md``)."""
+
+    id: str
+    role: Literal["deploy", "build"]
+    state: str
+    reason: str
+    updated_at: Millis
+
+
+class TaskSummary(ApiModel):
+    """A task as listed."""
+
+    id: str = Field(examples=["swift-otter-3f9a"])
+    description: str
+    debug: bool
+    source: SourceOut | None
+    build: BuildOut | None
+    deploy: DeployOut | None
+    created_at: Millis
+    expires_at: Millis
+    created_by: str
+    stopped_at: Millis | None
+    match: MatchOut
+    status: TaskStatusName
+    state_counts: dict[str, int]
+
+
+class TaskPublic(TaskSummary):
+    """A task with the state of every target."""
+
+    targets: list[TaskTargetPublic]
+
+
+class StopPublic(ApiModel):
+    """Result of a task stop: rows stopped at once, targets asked, targets whose request
+    queue was full (retry for those)."""
+
+    message: str
+    stopped: int
+    requested: int
+    refused: list[str]
+
+
+# -- logs --------------------------------------------------------------------------------------
+class LogPublic(ApiModel):
+    """One log line. ``command`` is the shell command or ``$agent``/``$manager``."""
+
+    time: Millis
+    target: str
+    task: str
+    stage: str
+    command: str
+    output: str
+    error: bool
+
+
+# -- token sets and API keys -------------------------------------------------------------------
+class TokenSetCreate(ApiModel):
+    """A new token set (the same fields are accepted as query parameters)."""
+
+    name: Name
+    total: int = Field(ge=1, le=10_000)
+    expires_in: int | None = Field(
+        None, ge=60, le=365 * 24 * 3600, description="Lifetime in seconds (default 7 days)."
+    )
+
+
+class TokenSetPublic(ApiModel):
+    """A token set; ``available`` counts unspent, unexpired tokens."""
+
+    name: str
+    total: int
+    available: int
+    created_at: Millis
+    expires_at: Millis
+
+
+class TokenSetCreated(TokenSetPublic):
+    """A new set with its plaintext tokens -- shown only in this answer."""
+
+    tokens: list[str] = Field(examples=[["6fa0-3261-ece9"]])
+
+
+class ApiKeyCreate(ApiModel):
+    """A new operator API key."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._:@-]*$")
+    role: Role
+
+
+class ApiKeyPublic(ApiModel):
+    """An API key without its secret."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: Millis
+    last_used_at: Millis | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    """A new key with its secret -- shown only in this answer. Use it as
+    ``Authorization: Bearer <key>``."""
+
+    key: str
+
+
+# -- registration and server info --------------------------------------------------------------
+class RegistrationCreate(ApiModel):
+    """What a device submits to register (with ``X-Auth-Token``)."""
+
+    id: Name
+    name: str = Field("", max_length=200)
+    tags: list[Name] = Field(default_factory=list, max_length=100)
+    location: LocationModel | None = None
+    public_key: str = Field(description="The agent's CurveZMQ public key, 40 chars of Z85.")
+    identity_key: str = Field(description="The agent's Ed25519 public key, base64.")
+
+
+class ZmqInfo(ApiModel):
+    """The manager's CurveZMQ public key (Z85) and its two agent-facing ports."""
+
+    public_key: str
+    pub_port: int
+    sub_port: int
+
+
+class ServerInfo(ApiModel):
+    """What an agent needs to connect. Check ``caCertificate`` against the trust anchor
+    provisioned at install time before trusting ``zeromq.publicKey``."""
+
+    zeromq: ZmqInfo
+    ca_certificate: str
+    ca_public_key: str
+    version: str
+
+
+class RegistrationPublic(ServerInfo):
+    """A successful registration: the device certificate over its identity key (PEM) and a
+    raw Ed25519 signature over the same key (base64), both by the manager's CA."""
+
+    id: str
+    certificate: str
+    signature: str
+
+
+class HealthPublic(ApiModel):
+    """Liveness and storage reachability."""
+
+    status: Literal["ok", "unavailable"]
+    storage: Literal["ok", "unavailable"]
+    version: str

@@ -1,0 +1,115 @@
+"""``/targets``: list, read, partial update, delete (= revoke), and requests to a target."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from swarmdeploy.manager.api.deps import (
+    Admin,
+    Operator,
+    PageQuery,
+    PerPageQuery,
+    ServicesDep,
+    Viewer,
+)
+from swarmdeploy.manager.api.errors import responses
+from swarmdeploy.manager.api.models import (
+    CommandCreate,
+    ListOf,
+    MessagePublic,
+    TargetPublic,
+    TargetUpdate,
+)
+from swarmdeploy.manager.services.registry import target_json
+
+router = APIRouter(prefix="/targets", tags=["targets"])
+
+TargetId = Annotated[str, Path(max_length=128, description="Target id.")]
+_QUEUED = {**responses(401, 403, 404), 503: {"description": "The target's request queue is full."}}
+
+
+@router.get("", response_model=ListOf[TargetPublic], responses=responses(401, 403))
+async def list_targets(
+    services: ServicesDep,
+    _: Viewer,
+    tags: Annotated[
+        str | None, Query(max_length=4096, description="Comma-separated; a target needs all.")
+    ] = None,
+    search: Annotated[
+        str | None, Query(max_length=128, description="Substring of id or name.")
+    ] = None,
+    page: PageQuery = 1,
+    per_page: PerPageQuery = 100,
+) -> dict[str, Any]:
+    """Targets sorted by id, filtered by tags (AND) and a search string."""
+    wanted = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    result = await services.registry.list(
+        tags=wanted, search=search or None, page=page, per_page=per_page
+    )
+    items = [target_json(v) for v in result.items]
+    return {"total": result.total, "items": items, "page": page, "perPage": per_page}
+
+
+@router.get("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))
+async def get_target(target_id: TargetId, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    """One target."""
+    record = await services.registry.get(target_id)
+    return target_json(services.registry.view(record))
+
+
+@router.put("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))
+async def update_target(
+    target_id: TargetId, body: TargetUpdate, services: ServicesDep, _: Operator
+) -> dict[str, Any]:
+    """Change name, tags and/or location; fields not given stay as they are, and the
+    device's keys are never dropped (cpswarm-original.md §10.2 #8)."""
+    changes = body.model_dump(include=body.model_fields_set)
+    record = await services.registry.update(target_id, changes)
+    return target_json(services.registry.view(record))
+
+
+@router.delete(
+    "/{target_id}", status_code=204, response_class=Response, responses=responses(401, 403, 404)
+)
+async def delete_target(target_id: TargetId, services: ServicesDep, _: Admin) -> Response:
+    """Delete the target and revoke it at once: its key is dropped, its connection refused
+    and its queued requests discarded. Its logs stay."""
+    await services.registry.delete(target_id)
+    return Response(status_code=204)
+
+
+@router.put("/{target_id}/logs", status_code=202, response_model=MessagePublic, responses=_QUEUED)
+async def request_logs(target_id: TargetId, services: ServicesDep, _: Operator) -> dict[str, str]:
+    """Ask the agent for its buffered logs; they arrive on ``/events`` and in ``/logs``."""
+    await services.control.request_logs(target_id)
+    return {"message": f"requested logs from {target_id}"}
+
+
+@router.put("/{target_id}/stop", status_code=202, response_model=MessagePublic, responses=_QUEUED)
+async def stop_target(target_id: TargetId, services: ServicesDep, who: Operator) -> dict[str, str]:
+    """Stop every process the target runs for its deployments."""
+    await services.control.stop(target_id, who)
+    return {"message": f"sent stop request to {target_id}"}
+
+
+@router.put(
+    "/{target_id}/command", status_code=202, response_model=MessagePublic, responses=_QUEUED
+)
+async def run_command(
+    target_id: TargetId, body: CommandCreate, services: ServicesDep, who: Operator
+) -> dict[str, str]:
+    """Run one terminal command on the target (audited as a ``$manager`` log line naming
+    the operator); output arrives as ``logs`` events with task ``terminal``."""
+    await services.control.command(target_id, body.command, who)
+    return {"message": f"sent command to {target_id}"}
+
+
+@router.delete(
+    "/{target_id}/command", status_code=202, response_model=MessagePublic, responses=_QUEUED
+)
+async def stop_command(target_id: TargetId, services: ServicesDep, who: Operator) -> dict[str, str]:
+    """Kill the target's running terminal command (its whole process group)."""
+    await services.control.stop_command(target_id, who)
+    return {"message": f"sent terminal stop to {target_id}"}

@@ -1,0 +1,205 @@
+"""``create_app(settings)``: the manager's ASGI application, built fresh on every call.
+
+No import-time globals: the factory loads (or creates) the key material in the data
+directory, builds the services around one :class:`~swarmdeploy.storage.base.Storage`, and
+wires the thin routers to them through ``app.state.services``. The lifespan opens the
+storage, runs the background jobs (log retention, expired-token purge, task expiry) and
+undoes all of it on shutdown. The app owns the storage it is given: it opens and closes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from swarmdeploy import __version__
+from swarmdeploy.manager.api import events_ws, keys, logs, rpc, system, targets, tokens
+from swarmdeploy.manager.api.errors import COMMON_RESPONSES, install_error_handlers
+from swarmdeploy.manager.api.middleware import BodyLimitMiddleware, ErrorAndMetricsMiddleware
+from swarmdeploy.manager.api.openapi import DESCRIPTION, install_openapi
+from swarmdeploy.manager.api.tasks import build_tasks_router
+from swarmdeploy.manager.background import PeriodicJob
+from swarmdeploy.manager.clock import Clock, wall_ms
+from swarmdeploy.manager.dispatch import Dispatcher, MemoryDispatcher
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
+from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
+from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
+from swarmdeploy.manager.services.container import Services
+from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.metrics import Metrics
+from swarmdeploy.manager.services.oidc import OidcVerifier
+from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
+from swarmdeploy.manager.services.registration import RegistrationService
+from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.stats import StatsService
+from swarmdeploy.manager.services.tasks import TaskService
+from swarmdeploy.manager.services.tokens import TokenService
+from swarmdeploy.manager.settings import Settings
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.factory import open_storage
+
+log = logging.getLogger(__name__)
+
+
+def _oidc(settings: Settings) -> OidcVerifier | None:
+    if not settings.oidc_enabled:
+        return None
+    assert settings.oidc_issuer and settings.oidc_jwks_url and settings.oidc_audience
+    return OidcVerifier(
+        issuer=settings.oidc_issuer,
+        jwks_url=settings.oidc_jwks_url,
+        audience=settings.oidc_audience,
+        role_claim=settings.oidc_role_claim,
+        role_map=settings.oidc_role_map,
+    )
+
+
+def build_services(
+    settings: Settings,
+    storage: Storage,
+    *,
+    dispatcher: Dispatcher | None = None,
+    blobs: BlobStore | None = None,
+    clock: Clock = wall_ms,
+) -> Services:
+    """Load the key material and construct every service (no network or database I/O)."""
+    prepare_data_dir(settings.data_dir)
+    keys = load_or_create_keys(settings.data_dir, now=dt.datetime.now(dt.UTC))
+    admin = resolve_admin_key(settings.data_dir, settings.admin_key)
+    metrics = Metrics()
+    events = EventHub(queue_size=settings.event_queue_size, on_drop=metrics.count_dropped)
+    dispatcher = dispatcher or MemoryDispatcher(max_per_target=settings.dispatch_queue_size)
+    blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
+    registry = TargetRegistry(
+        storage,
+        events=events,
+        dispatcher=dispatcher,
+        clock=clock,
+        online_timeout_ms=int(settings.online_timeout_s * 1000),
+    )
+    logs = LogService(storage, events=events, metrics=metrics, clock=clock)
+    limiter = RegistrationLimiter(
+        per_address_per_min=settings.registration_rate_per_min,
+        burst=settings.registration_burst,
+        global_per_min=settings.registration_global_rate_per_min,
+        clock=time.monotonic,
+    )
+    return Services(
+        settings=settings,
+        storage=storage,
+        keys=keys,
+        events=events,
+        dispatcher=dispatcher,
+        blobs=blobs,
+        metrics=metrics,
+        auth=Authenticator(
+            storage, secret=keys.secret, admin_key=admin.value, clock=clock, oidc=_oidc(settings)
+        ),
+        api_keys=ApiKeyService(storage, secret=keys.secret, clock=clock),
+        tokens=TokenService(
+            storage, secret=keys.secret, clock=clock, default_expiry_s=settings.token_expiry_s
+        ),
+        registry=registry,
+        registration=RegistrationService(
+            storage,
+            registry=registry,
+            ca=keys.ca,
+            secret=keys.secret,
+            limiter=limiter,
+            events=events,
+            metrics=metrics,
+            clock=clock,
+        ),
+        control=TargetControl(registry=registry, dispatcher=dispatcher, logs=logs),
+        logs=logs,
+        tasks=TaskService(
+            storage, blobs=blobs, events=events, dispatcher=dispatcher, logs=logs, clock=clock
+        ),
+        stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
+    )
+
+
+def background_jobs(services: Services) -> list[PeriodicJob]:
+    """The periodic jobs of one app: log retention, token purge, task expiry."""
+    s = services.settings
+
+    async def retention() -> None:
+        await services.logs.enforce_retention(max_age_s=s.log_max_age_s, max_rows=s.log_max_rows)
+
+    return [
+        PeriodicJob("log-retention", s.log_retention_interval_s, retention),
+        PeriodicJob("token-purge", s.token_purge_interval_s, services.tokens.purge_expired),
+        PeriodicJob("task-expiry", s.task_expiry_interval_s, services.tasks.expire),
+    ]
+
+
+def create_app(
+    settings: Settings,
+    storage: Storage | None = None,
+    *,
+    dispatcher: Dispatcher | None = None,
+    blobs: BlobStore | None = None,
+    clock: Clock = wall_ms,
+) -> FastAPI:
+    """The manager's FastAPI application for ``settings``.
+
+    ``storage`` defaults to ``open_storage(settings.database_url)``; ``dispatcher``, ``blobs``
+    and ``clock`` are seams for the transport and for tests. The services are reachable as
+    ``app.state.services`` (e.g. for the transport server to ingest logs).
+    """
+    storage = storage if storage is not None else open_storage(settings.database_url)
+    services = build_services(settings, storage, dispatcher=dispatcher, blobs=blobs, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await storage.open()
+        jobs = background_jobs(services)
+        for job in jobs:
+            job.start()
+        log.info("manager API ready (storage %s)", type(storage).__name__)
+        try:
+            yield
+        finally:
+            for job in jobs:
+                await job.stop()
+            services.events.close()
+            await storage.close()
+            log.info("manager API stopped")
+
+    task_limit = settings.max_task_body_bytes
+    app = FastAPI(
+        title="swarmdeploy manager",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(ErrorAndMetricsMiddleware, metrics=services.metrics),
+            Middleware(
+                BodyLimitMiddleware,
+                default_bytes=settings.max_body_bytes,
+                rules=[("POST", r"/(tasks|orders)/?", task_limit)],
+            ),
+        ],
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for router in (targets.router, logs.router, tokens.router, keys.router, rpc.router):
+        app.include_router(router, responses=COMMON_RESPONSES)
+    app.include_router(
+        build_tasks_router(orders=False), prefix="/tasks", responses=COMMON_RESPONSES
+    )
+    app.include_router(
+        build_tasks_router(orders=True), prefix="/orders", responses=COMMON_RESPONSES
+    )
+    app.include_router(system.router, responses=COMMON_RESPONSES)
+    app.include_router(events_ws.router)
+    install_openapi(app)
+    return app

@@ -1,0 +1,88 @@
+"""Log ingestion (called by the transport) and queries (``GET /logs``)."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+from swarmdeploy.manager.clock import Clock
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.metrics import Metrics
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.records import LogQuery, LogRecord, Page
+
+log = logging.getLogger(__name__)
+
+MANAGER_COMMAND = "$manager"
+
+
+def log_json(record: LogRecord) -> dict[str, Any]:
+    """A log line as the API and the ``logs`` event show it."""
+    return {
+        "time": record.time,
+        "target": record.target,
+        "task": record.task,
+        "stage": record.stage,
+        "command": record.command,
+        "output": record.output,
+        "error": record.error,
+    }
+
+
+class LogService:
+    """Stores log lines, publishes them live, and answers queries."""
+
+    def __init__(
+        self, storage: Storage, *, events: EventHub, metrics: Metrics, clock: Clock
+    ) -> None:
+        self._storage = storage
+        self._events = events
+        self._metrics = metrics
+        self._clock = clock
+
+    async def ingest(self, logs: Sequence[LogRecord]) -> int:
+        """Store ``logs`` (lines already stored, same target and seq, are skipped) and
+        publish them on the ``logs`` topic grouped by (target, task). Returns lines stored."""
+        if not logs:
+            return 0
+        stored = await self._storage.add_logs(logs)
+        self._metrics.logs_ingested += stored
+        key = operator.attrgetter("target", "task")
+        for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):
+            payload = [log_json(r) for r in group]
+            self._events.publish("logs", payload, target=target, task=task)
+        return stored
+
+    async def manager_line(
+        self, target: str, task: str, output: str, *, stage: str = "", error: bool = False
+    ) -> None:
+        """Record and publish one ``$manager`` line (audit trail, manager-side events)."""
+        line = LogRecord(
+            time=self._clock(),
+            target=target,
+            task=task,
+            stage=stage,
+            command=MANAGER_COMMAND,
+            output=output,
+            error=error,
+        )
+        await self.ingest([line])
+
+    async def query(self, query: LogQuery) -> Page[LogRecord]:
+        """Stored logs matching ``query``."""
+        return await self._storage.query_logs(query)
+
+    async def enforce_retention(self, *, max_age_s: int, max_rows: int) -> int:
+        """Delete logs older than ``max_age_s`` and beyond the newest ``max_rows`` (0: no
+        limit). Returns how many lines were deleted."""
+        older_than = self._clock() - max_age_s * 1000 if max_age_s else None
+        keep_rows = max_rows or None
+        if older_than is None and keep_rows is None:
+            return 0
+        deleted = await self._storage.purge_logs(older_than=older_than, keep_rows=keep_rows)
+        if deleted:
+            log.info("log retention deleted %d line(s)", deleted)
+        return deleted

@@ -1,0 +1,339 @@
+"""Tasks: create from a descriptor, read with per-target states, list, stop, delete, expire.
+
+Creation (DESIGN.md "Task descriptor", cpswarm-original.md §2.2 #11 and §10.2 #2, #5):
+validate with :func:`~swarmdeploy.protocol.descriptor.parse_descriptor` (errors name the
+field), check that the build host and a reused task exist, match targets by id OR tag without
+any paging limit (no match is a 422 at ``$.deploy.target``), store the archive
+content-addressed, then store the task with one ``pending`` row per target under a readable
+id. The transport picks pending rows up; nothing here talks to devices directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from collections import Counter
+from typing import Any
+
+from swarmdeploy.manager.clock import Clock
+from swarmdeploy.manager.dispatch import Dispatcher, StopRequest
+from swarmdeploy.manager.errors import (
+    ConflictError,
+    InvalidInput,
+    NotFoundError,
+    Unavailable,
+)
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.blobs import BlobStore
+from swarmdeploy.manager.services.ids import readable_id
+from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
+from swarmdeploy.protocol.errors import DescriptorError
+from swarmdeploy.protocol.states import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    TargetState,
+    TaskStatus,
+    summarize,
+)
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.errors import Conflict, NotFound
+from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
+
+log = logging.getLogger(__name__)
+
+_ID_ATTEMPTS = 8
+_EXPIRABLE = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task with its per-target rows and derived status."""
+
+    record: TaskRecord
+    targets: list[TaskTargetRecord]
+    status: TaskStatus
+    source_size: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopOutcome:
+    """What a task stop did: rows stopped at once, targets asked, targets not reachable."""
+
+    stopped: int
+    requested: int
+    refused: list[str]
+
+
+def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
+    return [TargetState(r.state) for r in rows]
+
+
+class TaskService:
+    """The task manager's API-facing half."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        blobs: BlobStore,
+        events: EventHub,
+        dispatcher: Dispatcher,
+        logs: LogService,
+        clock: Clock,
+    ) -> None:
+        self._storage = storage
+        self._blobs = blobs
+        self._events = events
+        self._dispatcher = dispatcher
+        self._logs = logs
+        self._clock = clock
+
+    # -- create --------------------------------------------------------------------------------
+    async def create(self, document: object, *, created_by: str) -> TaskView:
+        """Validate ``document`` (decoded JSON/YAML) and store the task.
+
+        Raises :class:`InvalidInput` with the field path for anything invalid.
+        """
+        try:
+            desc = parse_descriptor(document)
+        except DescriptorError as exc:
+            raise InvalidInput(exc.message, path=exc.path, code=exc.code) from None
+        build_host = await self._check_build(desc)
+        await self._check_source_task(desc)
+        matches = await self._match(desc)
+        if build_host is not None and any(t == build_host for t, _ in matches):
+            raise InvalidInput(
+                f"the build host {build_host} is also a deploy target; deploy to it with a "
+                "second task that reuses this one (source.task)",
+                path="$.build.host",
+            )
+        digest = await self._store_source(desc)
+        record, rows = self._new_records(desc, build_host, matches, digest, created_by)
+        for _ in range(_ID_ATTEMPTS):
+            try:
+                await self._storage.add_task(record, rows)
+                break
+            except Conflict:
+                record = dataclasses.replace(record, id=readable_id())
+                rows = [dataclasses.replace(r, task_id=record.id) for r in rows]
+        else:
+            raise Unavailable("could not allocate a unique task id; try again")
+        log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
+        view = TaskView(record, rows, summarize(_states(rows)), await self._size(digest))
+        self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
+        return view
+
+    async def _check_build(self, desc: TaskDescriptor) -> str | None:
+        if desc.build is None:
+            return None
+        host = desc.build.host or ""
+        if await self._storage.get_target(host) is None:
+            raise InvalidInput(f"build host {host} is not a registered target", path="$.build.host")
+        return host
+
+    async def _check_source_task(self, desc: TaskDescriptor) -> None:
+        earlier = desc.source.task if desc.source else None
+        if earlier is not None and await self._storage.get_task(earlier) is None:
+            raise InvalidInput(f"source.task {earlier} is not a known task", path="$.source.task")
+
+    async def _match(self, desc: TaskDescriptor) -> list[tuple[str, tuple[str, ...]]]:
+        if desc.deploy is None:
+            return []
+        matches = await self._storage.match_targets(desc.target_ids, desc.target_tags)
+        if not matches:
+            raise InvalidInput(
+                "no registered target matches deploy.target "
+                f"(ids: {desc.target_ids}, tags: {desc.target_tags})",
+                path="$.deploy.target",
+            )
+        return matches
+
+    async def _store_source(self, desc: TaskDescriptor) -> str | None:
+        if desc.source is None or desc.source.zip is None:
+            return None
+        return await self._blobs.put(base64.b64decode(desc.source.zip))
+
+    def _new_records(
+        self,
+        desc: TaskDescriptor,
+        build_host: str | None,
+        matches: list[tuple[str, tuple[str, ...]]],
+        digest: str | None,
+        created_by: str,
+    ) -> tuple[TaskRecord, list[TaskTargetRecord]]:
+        now = self._clock()
+        descriptor = desc.to_builtins()
+        if isinstance(descriptor.get("source"), dict):
+            descriptor["source"].pop("zip", None)
+        task_id = readable_id()
+        wanted_ids = set(desc.target_ids)
+        record = TaskRecord(
+            id=task_id,
+            description=desc.description,
+            debug=desc.debug,
+            descriptor=descriptor,
+            created_at=now,
+            expires_at=now + desc.expires_in * 1000,
+            created_by=created_by,
+            build_host=build_host,
+            source_digest=digest,
+            match_ids=tuple(t for t, _ in matches if t in wanted_ids),
+            match_tags=tuple(sorted({tag for _, tags in matches for tag in tags})),
+        )
+        rows = []
+        if build_host is not None:
+            rows.append(TaskTargetRecord(task_id, build_host, "pending", now, role="build"))
+        rows.extend(TaskTargetRecord(task_id, t, "pending", now) for t, _ in matches)
+        return record, rows
+
+    async def _size(self, digest: str | None) -> int | None:
+        return None if digest is None else await self._blobs.size(digest)
+
+    # -- read ----------------------------------------------------------------------------------
+    async def get(self, task_id: str) -> TaskView:
+        """The task with its rows; :class:`NotFoundError` if unknown."""
+        record = await self._storage.get_task(task_id)
+        if record is None:
+            raise NotFoundError(f"task {task_id} is not found")
+        return await self._view(record)
+
+    async def _view(self, record: TaskRecord) -> TaskView:
+        rows = await self._storage.task_targets(record.id)
+        status = summarize(_states(rows))
+        return TaskView(record, rows, status, await self._size(record.source_digest))
+
+    async def list(
+        self, *, search: str | None, sort_order: SortOrder, page: int, per_page: int
+    ) -> Page[TaskView]:
+        """Tasks by creation time; ``search`` is full-text over the description."""
+        result = await self._storage.list_tasks(
+            search=search, sort_order=sort_order, page=page, per_page=per_page
+        )
+        views = [await self._view(r) for r in result.items]
+        return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)
+
+    # -- stop / delete / expire ----------------------------------------------------------------
+    async def stop(self, task_id: str, by: Principal) -> StopOutcome:
+        """Stop the task everywhere: rows not yet delivered stop at once; targets that have
+        it are sent a stop request (the transport reports them ``stopped``)."""
+        view = await self.get(task_id)
+        now = self._clock()
+        await self._storage.mark_task_stopped(task_id, now)
+        stopped, requested, refused = 0, 0, []
+        for row in view.targets:
+            state = TargetState(row.state)
+            if state in FINAL_STATES:
+                continue
+            if state is TargetState.PENDING and await self._stop_pending(row, now):
+                stopped += 1
+                continue
+            try:
+                await self._dispatcher.submit(row.target_id, StopRequest(task_id))
+                requested += 1
+            except Unavailable:
+                refused.append(row.target_id)
+        log.info(
+            "task %s stop by %s: %d stopped, %d asked, %d refused",
+            task_id, by.audit_name, stopped, requested, len(refused),
+        )  # fmt: skip
+        return StopOutcome(stopped, requested, refused)
+
+    async def _stop_pending(self, row: TaskTargetRecord, now: int) -> bool:
+        changed = await self._storage.set_task_target_state(
+            row.task_id,
+            row.target_id,
+            state=TargetState.STOPPED.value,
+            updated_at=now,
+            reason="stopped before delivery",
+            expected=[TargetState.PENDING.value],
+        )
+        if changed:
+            stopped = dataclasses.replace(
+                row, state="stopped", updated_at=now, reason="stopped before delivery"
+            )
+            self.publish_row(stopped)
+        return changed
+
+    async def delete(self, task_id: str) -> None:
+        """Delete a task, its rows and its logs. :class:`ConflictError` while any target is in
+        an active state (processes may be alive: stop the task first)."""
+        view = await self.get(task_id)
+        active = [r.target_id for r in view.targets if TargetState(r.state) in ACTIVE_STATES]
+        if active:
+            raise ConflictError(
+                f"task {task_id} is active on {len(active)} target(s) "
+                f"({', '.join(active[:5])}{', ...' if len(active) > 5 else ''}); stop it first"
+            )
+        try:
+            await self._storage.delete_task(task_id)
+        except NotFound:
+            raise NotFoundError(f"task {task_id} is not found") from None
+        log.info("task %s deleted", task_id)
+        self._events.publish("taskDeleted", {"id": task_id}, task=task_id)
+
+    async def expire(self) -> int:
+        """Mark rows of expired tasks that never got past ``announced`` as ``expired``."""
+        rows = await self._storage.expire_pending(
+            now=self._clock(), states=_EXPIRABLE, new_state=TargetState.EXPIRED.value
+        )
+        for row in rows:
+            self.publish_row(row)
+        if rows:
+            log.info("%d task target(s) expired", len(rows))
+        return len(rows)
+
+    def publish_row(self, row: TaskTargetRecord) -> None:
+        """Publish a ``taskUpdated`` event for one changed per-target row."""
+        self._events.publish(
+            "taskUpdated", row_json(row, task=True), target=row.target_id, task=row.task_id
+        )
+
+
+def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
+    """A per-target row as the API shows it (with ``task`` for events)."""
+    doc: dict[str, Any] = {
+        "id": row.target_id,
+        "role": row.role,
+        "state": row.state,
+        "reason": row.reason,
+        "updatedAt": row.updated_at,
+    }
+    if task:
+        doc["task"] = row.task_id
+    return doc
+
+
+def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
+    """The API document of a task."""
+    r = view.record
+    d = r.descriptor
+    source: dict[str, Any] | None = None
+    if r.source_digest is not None:
+        source = {"sha256": r.source_digest, "size": view.source_size}
+    elif isinstance(d.get("source"), dict) and d["source"].get("task"):
+        source = {"task": d["source"]["task"]}
+    doc: dict[str, Any] = {
+        "id": r.id,
+        "description": r.description,
+        "debug": r.debug,
+        "source": source,
+        "build": d.get("build"),
+        "deploy": d.get("deploy"),
+        "createdAt": r.created_at,
+        "expiresAt": r.expires_at,
+        "createdBy": r.created_by,
+        "stoppedAt": r.stopped_at,
+        "match": {
+            "ids": list(r.match_ids),
+            "tags": list(r.match_tags),
+            "total": sum(1 for t in view.targets if t.role == "deploy"),
+        },
+        "status": view.status.value,
+        "stateCounts": dict(Counter(t.state for t in view.targets)),
+    }
+    if with_targets:
+        doc["targets"] = [row_json(t) for t in view.targets]
+    return doc
