@@ -1,0 +1,127 @@
+"""``swarmdeploy manager``: parse options (command line, then ``SWARMDEPLOY_<OPTION>``
+environment variables), validate them once, prepare the data directory and serve the API with
+uvicorn until SIGTERM/SIGINT.
+
+Exit status: 0 after a clean shutdown, 1 if start-up failed, 2 for invalid options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from swarmdeploy.manager.app import create_app
+from swarmdeploy.manager.keystore import KeystoreError, prepare_data_dir, resolve_admin_key
+from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
+
+ENV_PREFIX = "SWARMDEPLOY_"
+DEFAULT_DATA_DIR = "swarmdeploy-data"
+
+#: (option, settings field, converter, help). Each option also reads SWARMDEPLOY_<OPTION>.
+OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("data-dir", "data_dir", Path, f"data directory (default ./{DEFAULT_DATA_DIR})"),
+    ("database", "database", str, "database URL (default: SQLite file DATA_DIR/swarmdeploy.db)"),
+    ("http-port", "http_port", int, "REST/WebSocket port (default 8080)"),
+    ("zmq-pub-port", "zmq_pub_port", int, "agent-facing ZeroMQ port (default 5556)"),
+    ("zmq-sub-port", "zmq_sub_port", int, "agent-facing ZeroMQ port (default 5557)"),
+    ("bind", "bind", str, "address to listen on (default 127.0.0.1)"),
+    ("token-expiry", "token_expiry_s", int, "registration token lifetime, s (default 7 days)"),
+    ("log-max-age", "log_max_age_s", int, "delete logs older than this, s; 0 keeps all"),
+    ("log-max-rows", "log_max_rows", int, "keep at most this many log lines; 0: no limit"),
+    ("log-retention-interval", "log_retention_interval_s", float, "retention period, s"),
+    ("registration-rate", "registration_rate_per_min", float, "registrations/min per address"),
+    ("max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
+    ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
+    ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
+    ("online-timeout", "online_timeout_s", float, "a target is online if heard within, s"),
+    ("oidc-issuer", "oidc_issuer", str, "accept JWTs of this OpenID Connect issuer"),
+    ("oidc-jwks-url", "oidc_jwks_url", str, "the issuer's JWKS URL"),
+    ("oidc-audience", "oidc_audience", str, "required JWT audience"),
+    ("oidc-role-claim", "oidc_role_claim", str, "claim holding roles (default roles)"),
+    ("oidc-role-map", "oidc_role_map", parse_role_map, "VALUE=ROLE,... claim value to role"),
+    ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
+]
+
+
+def env_name(option: str) -> str:
+    """The environment variable of an option: ``http-port`` -> ``SWARMDEPLOY_HTTP_PORT``."""
+    return ENV_PREFIX + option.upper().replace("-", "_")
+
+
+def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings values from ``argv`` with environment fallbacks. Raises
+    :class:`SettingsError` for a value that cannot be converted."""
+    parser = argparse.ArgumentParser(
+        prog="swarmdeploy manager",
+        description="Run the swarmdeploy Deployment Manager. Every option can also be given as "
+        "the environment variable SWARMDEPLOY_<OPTION> (e.g. SWARMDEPLOY_HTTP_PORT); "
+        "SWARMDEPLOY_ADMIN_KEY sets the bootstrap admin key.",
+    )
+    for option, field, _, help_text in OPTIONS:
+        parser.add_argument(
+            f"--{option}", dest=field, metavar=field.split("_")[0].upper(), help=help_text
+        )
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {"admin_key": environ.get(ENV_PREFIX + "ADMIN_KEY") or None}
+    for option, field, convert, _ in OPTIONS:
+        raw = args[field] if args[field] is not None else environ.get(env_name(option))
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field] = convert(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{field}: invalid value {raw!r} ({exc})") from None
+    values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
+    return values
+
+
+def _announce_admin_key(settings: Settings) -> None:
+    admin = resolve_admin_key(settings.data_dir, settings.admin_key)
+    if admin.generated:
+        print(
+            "Generated the bootstrap admin key (shown only now; also stored in "
+            f"{admin.path}, mode 0600):\n\n    {admin.value}\n\n"
+            "Use it as 'Authorization: Bearer <key>' and create personal keys with "
+            "POST /api_keys.",
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the manager until SIGTERM/SIGINT; returns the exit status."""
+    try:
+        settings = load_settings(**parse_options(list(argv or []), os.environ))
+    except SettingsError as exc:
+        print(f"swarmdeploy manager: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.log_level != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        prepare_data_dir(settings.data_dir)
+        _announce_admin_key(settings)
+        app = create_app(settings)
+    except (KeystoreError, OSError) as exc:
+        logging.getLogger(__name__).error("cannot start: %s", exc)
+        return 1
+    config = uvicorn.Config(
+        app,
+        host=settings.bind,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=False,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
