@@ -216,16 +216,26 @@ async def run_sequence(
     config: SequenceConfig,
     launcher: Launcher | None = None,
     on_result: Callable[[CommandResult], None] | None = None,
+    run_id: str | None = None,
 ) -> SequenceResult:
     """Run ``commands`` one after the other in ``cwd``; stop at the first failure.
 
-    Each command gets a fresh marker so that whatever it leaves behind (even outside its
-    group) is killed when it ends. ``on_result`` is told about each finished command.
+    All commands carry the marker ``run_id`` (fresh if None); whatever a command leaves
+    behind, even outside its group, is killed when it ends. Persist ``run_id`` before calling
+    so that leftovers of an agent crash can be killed at the next start. ``on_result`` is told
+    about each finished command.
     """
+    run_id = run_id or new_run_id()
     results: list[CommandResult] = []
     for command in commands:
         result = await run_command(
-            command, cwd=cwd, env=env, on_line=on_line, config=config, launcher=launcher
+            command,
+            cwd=cwd,
+            env=env,
+            on_line=on_line,
+            config=config,
+            launcher=launcher,
+            run_id=run_id,
         )
         results.append(result)
         if on_result is not None:
@@ -243,9 +253,14 @@ async def run_command(
     on_line: LineSink,
     config: SequenceConfig,
     launcher: Launcher | None = None,
+    run_id: str | None = None,
 ) -> CommandResult:
-    """Run one command to its end (or timeout); nothing it started survives the return."""
-    marker = new_run_id()
+    """Run one command to its end (or timeout); nothing it started survives the return.
+
+    ``run_id`` is the marker put in its environment (fresh if None). Never pass the marker
+    of a running deployment: its processes would be killed with the command's leftovers.
+    """
+    marker = run_id or new_run_id()
     spec = LaunchSpec(command, cwd, {**env, RUN_ID_VAR: marker})
     started = time.monotonic()
     try:

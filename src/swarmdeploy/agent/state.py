@@ -1,0 +1,242 @@
+"""The agent's persisted state and the restart plan derived from it.
+
+``state.json`` (mode 0600, JSON so an operator can read it) holds the identity, registration,
+the current deployment, per-task state reports the manager has not acknowledged yet, and a
+bounded task history used to discard duplicate deliveries. It is written atomically (temp
+file, fsync, rename, fsync of the directory) and carries a schema version; an unknown newer
+version is refused rather than misread.
+
+Restart exactly once (docs/adr/0003): the daemon persists the run marker of the processes it
+is about to start *before* starting them. On the next start :func:`resume_plan` names the
+markers and process groups of the previous run; :func:`kill_leftovers` kills whatever still
+carries them; then the daemon saves a fresh marker and starts the remaining run commands once.
+However often the agent dies in between, at most one generation of processes is alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
+from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
+from swarmdeploy.agent.process import terminate_marked as _terminate_marked
+from swarmdeploy.protocol.states import TargetState
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+#: How many finished tasks the history remembers for de-duplication.
+HISTORY_LIMIT = 100
+
+
+class Location(msgspec.Struct, frozen=True):
+    """Position of the device."""
+
+    lat: float
+    lon: float
+
+
+class Registration(msgspec.Struct, kw_only=True):
+    """What the agent learned when it registered (seed 003 §4.3)."""
+
+    manager_url: str
+    server_public_key: str
+    pub_port: int
+    sub_port: int
+    registered_at_ms: int
+
+
+class StageRun(msgspec.Struct, kw_only=True):
+    """A sequential stage (install or build) in progress; its marker finds its leftovers."""
+
+    task_id: str
+    stage: str
+    run_id: str
+
+
+class Deployment(msgspec.Struct, kw_only=True):
+    """The installed deployment whose run commands the agent supervises.
+
+    ``run_id`` marks the processes of the current run; ``finished`` lists the indexes of run
+    commands that ended for good (not restarted after an agent restart); ``stopped`` records an
+    operator stop, after which nothing is restarted.
+    """
+
+    task_id: str
+    install_dir: str
+    debug: bool = False
+    run_commands: list[str] = msgspec.field(default_factory=list)
+    auto_restart: bool = False
+    run_id: str | None = None
+    process_groups: list[int] = msgspec.field(default_factory=list)
+    finished: list[int] = msgspec.field(default_factory=list)
+    stopped: bool = False
+
+
+class StateReport(msgspec.Struct, kw_only=True):
+    """A per-task state change not yet acknowledged by the manager."""
+
+    seq: int
+    task_id: str
+    state: TargetState
+    time_ms: int
+    reason: str | None = None
+
+
+class AgentState(msgspec.Struct, kw_only=True):
+    """Everything the agent keeps across restarts."""
+
+    schema: int = SCHEMA_VERSION
+    agent_id: str
+    tags: list[str] = msgspec.field(default_factory=list)
+    location: Location | None = None
+    registration: Registration | None = None
+    deployment: Deployment | None = None
+    stage_run: StageRun | None = None
+    unacked: list[StateReport] = msgspec.field(default_factory=list)
+    next_report_seq: int = 1
+    history: dict[str, TargetState] = msgspec.field(default_factory=dict)
+
+    def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:
+        """Queue a state report (kept until :meth:`ack_reports`) and note it in the history."""
+        item = StateReport(
+            seq=self.next_report_seq,
+            task_id=task_id,
+            state=state,
+            time_ms=time.time_ns() // 1_000_000,
+            reason=reason,
+        )
+        self.next_report_seq += 1
+        self.unacked.append(item)
+        self.remember(task_id, state)
+        return item
+
+    def ack_reports(self, seq: int) -> int:
+        """Forget reports up to ``seq``; return how many."""
+        before = len(self.unacked)
+        self.unacked = [r for r in self.unacked if r.seq > seq]
+        return before - len(self.unacked)
+
+    def remember(self, task_id: str, state: TargetState) -> None:
+        """Record the latest state of a task, keeping the last :data:`HISTORY_LIMIT` tasks."""
+        self.history.pop(task_id, None)
+        self.history[task_id] = state
+        while len(self.history) > HISTORY_LIMIT:
+            del self.history[next(iter(self.history))]
+
+    def seen(self, task_id: str) -> bool:
+        """Whether this task was handled before (a duplicate delivery to discard)."""
+        return task_id in self.history
+
+
+class _Schema(msgspec.Struct):
+    schema: int = 0
+
+
+def load_state(path: Path) -> AgentState | None:
+    """Read the state; None if the file does not exist.
+
+    Raises :class:`StateCorruptError` for an unreadable or invalid file and
+    :class:`StateSchemaError` for a schema version newer than this agent knows.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateCorruptError(f"cannot read agent state {path}: {exc}") from exc
+    try:
+        version = msgspec.json.decode(raw, type=_Schema).schema
+    except msgspec.DecodeError as exc:
+        raise StateCorruptError(f"agent state {path} is damaged: {exc}") from exc
+    if version > SCHEMA_VERSION:
+        raise StateSchemaError(
+            f"agent state {path} has schema {version}; this agent knows up to {SCHEMA_VERSION}"
+            " (was it written by a newer agent?)"
+        )
+    if version < 1:
+        raise StateCorruptError(f"agent state {path} has no valid schema version")
+    try:
+        return msgspec.json.decode(raw, type=AgentState)
+    except msgspec.DecodeError as exc:
+        raise StateCorruptError(f"agent state {path} is invalid: {exc}") from exc
+
+
+def save_state(path: Path, state: AgentState) -> None:
+    """Write the state atomically with mode 0600 (temp file, fsync, rename, fsync dir)."""
+    data = msgspec.json.format(msgspec.json.encode(state), indent=1)
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What the daemon does at start, in this order.
+
+    1. ``await kill_leftovers(plan, grace_s)``: processes of the previous agent run;
+    2. report ``interrupted`` (a stage cut short by the restart) as failed;
+    3. persist a fresh run id in the deployment, then start ``start_commands`` (indexes into
+       ``deployment.run_commands``) once.
+    """
+
+    kill_run_ids: tuple[str, ...]
+    kill_groups: tuple[int, ...]
+    interrupted: StageRun | None
+    deployment: Deployment | None
+    start_commands: tuple[int, ...]
+
+
+def resume_plan(state: AgentState) -> ResumePlan:
+    """Derive the restart plan from the persisted state (pure; no process is touched)."""
+    run_ids = []
+    groups: tuple[int, ...] = ()
+    start: tuple[int, ...] = ()
+    dep = state.deployment
+    if dep is not None:
+        if dep.run_id:
+            run_ids.append(dep.run_id)
+        groups = tuple(dep.process_groups)
+        if not dep.stopped:
+            start = tuple(i for i in range(len(dep.run_commands)) if i not in dep.finished)
+    if state.stage_run is not None:
+        run_ids.append(state.stage_run.run_id)
+    return ResumePlan(tuple(run_ids), groups, state.stage_run, dep, start)
+
+
+async def kill_leftovers(plan: ResumePlan, grace_s: float) -> bool:
+    """Stop every process of the previous run (TERM, grace, KILL); True if none is left.
+
+    A recorded process group is only signalled if one of its live members carries a marker
+    of the plan: after a reboot or a long outage the same number may belong to someone else.
+    """
+    marked = {pid for run_id in plan.kill_run_ids for pid in marked_processes(run_id)}
+    ok = True
+    for pgid in plan.kill_groups:
+        if marked.intersection(group_members(pgid)):
+            logger.info("killing leftover process group %d of the previous agent run", pgid)
+            ok = await terminate_group(pgid, grace_s) and ok
+    for run_id in plan.kill_run_ids:
+        ok = await _terminate_marked(run_id, grace_s) and ok
+    return ok
