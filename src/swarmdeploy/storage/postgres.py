@@ -13,12 +13,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from swarmdeploy.storage.records import LogRecord
 from swarmdeploy.storage.sql import SqlStorage
 
 #: Key of the advisory lock held while migrating (any constant unique to this application).
 MIGRATION_LOCK_KEY = 0x5D_E910_7001
+
+# One statement with one array per column: asyncpg encodes 8 arrays much faster than 8,000
+# scalar parameters (measured 20k vs 14k rows/s, docs/storage.md).
+_LOG_COLUMNS = ("time", "target", "task", "stage", "command", "output", "error", "seq")
+_INSERT_LOGS = sa.text(
+    "INSERT INTO logs (time, target, task, stage, command, output, error, seq)"
+    " SELECT * FROM unnest(CAST(:time AS BIGINT[]), CAST(:target AS TEXT[]),"
+    " CAST(:task AS TEXT[]), CAST(:stage AS TEXT[]), CAST(:command AS TEXT[]),"
+    " CAST(:output AS TEXT[]), CAST(:error AS BOOLEAN[]), CAST(:seq AS BIGINT[]))"
+    " ON CONFLICT DO NOTHING"
+)
 
 _SIMPLE: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
 
@@ -61,6 +73,10 @@ class PostgresStorage(SqlStorage):
 
     def _insert_ignore(self, table: sa.Table) -> Any:
         return postgresql.insert(table).on_conflict_do_nothing()
+
+    async def _insert_logs(self, conn: AsyncConnection, chunk: Sequence[LogRecord]) -> int:
+        columns = {name: [getattr(log, name) for log in chunk] for name in _LOG_COLUMNS}
+        return int((await conn.execute(_INSERT_LOGS, columns)).rowcount)
 
     def _log_text_match(self, words: Sequence[str]) -> sa.ColumnElement[bool]:
         return _matches("logs.output_tsv", words)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmdeploy.storage.common import fts_words
 from swarmdeploy.storage.records import LogQuery, LogRecord, Page
@@ -41,10 +42,18 @@ class SqlLogs(SqlCore):
         stored = 0
         async with self._tx() as conn:
             for start in range(0, len(logs_in), LOG_CHUNK_ROWS):
-                chunk = [log_values(log) for log in logs_in[start : start + LOG_CHUNK_ROWS]]
-                result = await conn.execute(self._insert_ignore(logs).values(chunk))
-                stored += int(result.rowcount)
+                stored += await self._insert_logs(conn, logs_in[start : start + LOG_CHUNK_ROWS])
         return stored
+
+    async def _insert_logs(self, conn: AsyncConnection, chunk: Sequence[LogRecord]) -> int:
+        """Insert one chunk, skipping known ``(target, seq)``; returns the rows stored.
+
+        SQLAlchemy's "insertmanyvalues" turns this executemany into multi-row ``VALUES``
+        statements; ``RETURNING`` yields exactly the rows that were inserted.
+        """
+        statement = self._insert_ignore(logs).returning(logs.c.id)
+        result = await conn.execute(statement, [log_values(log) for log in chunk])
+        return len(result.all())
 
     async def query_logs(self, query: LogQuery) -> Page[LogRecord]:
         """Logs matching every filter of ``query``, sorted by its field, then by id."""

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench NAME [args]`` runs ``bench/bench_NAME.py``'s ``main(argv)``."""
