@@ -6,6 +6,7 @@ neither the server stack nor the operator CLI.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 
@@ -18,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return manager_main(args[1:])
     if command == "agent":
-        from swarmdeploy.agent.main import main as agent_main
-
-        return agent_main(args[1:])
+        agent = importlib.import_module("swarmdeploy.agent.main")
+        status: int = agent.main(args[1:])
+        return status
     from swarmdeploy.cli.app import main as cli_main
 
     return cli_main(args)

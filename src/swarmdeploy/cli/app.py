@@ -98,7 +98,9 @@ def _location(value: str) -> dict[str, float]:
     try:
         lat, lon = (float(part) for part in value.split(","))
     except ValueError:
-        raise typer.BadParameter("use LAT,LON in decimal degrees", param_hint="--location") from None
+        raise typer.BadParameter(
+            "use LAT,LON in decimal degrees", param_hint="--location"
+        ) from None
     return {"lat": lat, "lon": lon}
 
 

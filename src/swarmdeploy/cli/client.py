@@ -19,7 +19,7 @@ class ApiError(Exception):
         self.path = path
 
     def __str__(self) -> str:
-        where = f" (at {self.path})" if self.path else ""
+        where = f" (at {self.path})" if self.path and self.path not in self.message else ""
         prefix = f"HTTP {self.status}: " if self.status else ""
         return f"{prefix}{self.message}{where}"
 

@@ -203,10 +203,10 @@ def _check_source(desc: TaskDescriptor) -> None:
             raw = base64.b64decode(src.zip, validate=True)
         except (binascii.Error, ValueError):
             raise DescriptorError("source.zip is not valid base64", "$.source.zip") from None
-        if not (raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06") or raw[:2] == b"\x1f\x8b"):
-            raise DescriptorError(
-                "source.zip must be a zip or tar.gz archive", "$.source.zip"
-            )
+        if not (
+            raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06") or raw[:2] == b"\x1f\x8b"
+        ):
+            raise DescriptorError("source.zip must be a zip or tar.gz archive", "$.source.zip")
     if src.task is not None and not _NAME_RE.match(src.task):
         raise DescriptorError("source.task is not a valid task id", "$.source.task")
 
@@ -226,9 +226,7 @@ def _check_build(desc: TaskDescriptor) -> None:
     if not build.commands:
         raise DescriptorError("build.commands must list at least one command", "$.build.commands")
     if not build.artifacts:
-        raise DescriptorError(
-            "build.artifacts must list at least one path", "$.build.artifacts"
-        )
+        raise DescriptorError("build.artifacts must list at least one path", "$.build.artifacts")
     _check_commands(build.commands, "$.build.commands")
     for i, art in enumerate(build.artifacts):
         check_relative_path(art, f"$.build.artifacts[{i}]")
@@ -241,9 +239,7 @@ def _check_deploy(desc: TaskDescriptor) -> None:
     install = dep.install.commands if dep.install else None
     run = dep.run.commands if dep.run else None
     if not install and not run:
-        raise DescriptorError(
-            "deploy needs install.commands or run.commands (or both)", "$.deploy"
-        )
+        raise DescriptorError("deploy needs install.commands or run.commands (or both)", "$.deploy")
     _check_commands(install, "$.deploy.install.commands")
     _check_commands(run, "$.deploy.run.commands")
     ids, tags = desc.target_ids, desc.target_tags

@@ -1,0 +1,139 @@
+"""The operator CLI against a real manager process on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from swarmdeploy.cli.app import main
+from swarmdeploy.cli.client import ApiError, ManagerClient
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    data_dir = tmp_path_factory.mktemp("manager")
+    port, key = _free_port(), secrets.token_urlsafe(24)
+    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(data_dir)]
+    cmd += ["--http-port", str(port), "--zmq-pub-port", str(_free_port())]
+    cmd += ["--zmq-sub-port", str(_free_port())]
+    env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with ManagerClient(base, None) as probe:
+            while True:
+                try:
+                    probe.request("GET", "/health")
+                    break
+                except ApiError:
+                    assert proc.poll() is None, "manager exited"
+                    assert time.monotonic() < deadline, "manager not healthy in time"
+                    time.sleep(0.1)
+        yield base, key
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+
+
+def _run(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], *args: str
+) -> tuple[int, str, str]:
+    base, key = manager
+    rc = main(["--url", base, "--api-key", key, *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_tokens_create_json_prints_api_document(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str]
+) -> None:
+    rc, out, _ = _run(capsys, manager, "-o", "json", "tokens", "create", "cli-set", "--total", "2")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["name"] == "cli-set" and len(doc["tokens"]) == 2
+    rc, out, _ = _run(capsys, manager, "tokens", "list")
+    assert rc == 0 and "cli-set" in out
+
+
+def test_task_create_from_yaml_file_then_show(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    base, _ = manager
+    rc, out, _ = _run(capsys, manager, "-o", "json", "tokens", "create", "cli-task", "--total", "1")
+    token = json.loads(out)["tokens"][0]
+    import nacl.signing
+    import zmq
+
+    public, _ = zmq.curve_keypair()
+    identity = nacl.signing.SigningKey.generate().verify_key.encode()
+    with ManagerClient(base, None) as anon:
+        anon.request(
+            "POST",
+            "/rpc/targets",
+            json={
+                "id": "cli-dev",
+                "tags": ["cli"],
+                "publicKey": public.decode(),
+                "identityKey": base64.b64encode(identity).decode(),
+            },
+            headers={"X-Auth-Token": token},
+        )
+    desc = tmp_path / "task.yml"
+    desc.write_text("deploy:\n  run:\n    commands: [./app]\n  target:\n    tags: [cli]\n")
+    rc, out, err = _run(capsys, manager, "tasks", "create", str(desc))
+    assert rc == 0, err
+    task_id = out.split()[-1]
+    rc, out, _ = _run(capsys, manager, "-o", "json", "tasks", "show", task_id)
+    doc = json.loads(out)
+    assert [t["id"] for t in doc["targets"]] == ["cli-dev"]
+    rc, out, _ = _run(capsys, manager, "targets", "update", "cli-dev", "--tags", "cli,new")
+    assert rc == 0
+    rc, out, _ = _run(capsys, manager, "-o", "json", "targets", "show", "cli-dev")
+    assert json.loads(out)["tags"] == ["cli", "new"]
+
+
+def test_invalid_descriptor_exit_1_names_field(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    desc = tmp_path / "bad.yml"
+    desc.write_text("deploy:\n  run:\n    comands: [x]\n  target:\n    ids: [a]\n")
+    rc, _, err = _run(capsys, manager, "tasks", "create", str(desc))
+    assert rc == 1
+    assert "comands" in err and "$.deploy.run" in err
+
+
+def test_wrong_key_exit_1_with_401(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str]
+) -> None:
+    base, _ = manager
+    rc = main(["--url", base, "--api-key", "wrong", "targets", "list"])
+    assert rc == 1
+    assert "401" in capsys.readouterr().err
+
+
+def test_unreachable_manager_exit_1_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--url", f"http://127.0.0.1:{_free_port()}", "targets", "list"])
+    assert rc == 1
+    assert "cannot reach the manager" in capsys.readouterr().err
+
+
+def test_bad_output_option_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-o", "xml", "targets", "list"]) == 2
