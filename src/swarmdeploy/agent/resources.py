@@ -1,0 +1,159 @@
+"""Assessing a task announcement against this device: architecture, tags, size, disk.
+
+Seed 003 ("Task Processor": "evaluates task announcements for compatibility with the hosting
+target and feasibility of processing and installing them without exhausting the system
+resources") and seed 000 (check disk space before fetching). The original compared the size
+with half the total memory and never looked at the disk (cpswarm-original.md §4.5).
+
+The disk rule: free space of the data dir's file system, minus ``safety_margin_bytes``, must
+hold ``payload_bytes * unpack_factor`` (the payload itself plus what unpacking and installing
+produce). ``max_data_bytes`` optionally caps what the data dir may hold in total, whatever
+the file system has; tests use it instead of filling the real disk, operators as a quota.
+Checks never raise: they return an :class:`Assessment` whose decline carries a stable ``code``
+and a human reason.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Spellings of the same machine architecture (Debian/Docker names -> ``uname -m``).
+ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "arm64": "aarch64",
+    "armv8": "aarch64",
+    "armhf": "armv7l",
+    "armv7": "armv7l",
+    "arm": "armv7l",
+    "i686": "i386",
+    "x86": "i386",
+}
+
+
+def normalize_arch(name: str) -> str:
+    """Canonical (``uname -m`` style) name of an architecture, case-insensitive."""
+    lowered = name.strip().lower()
+    return ARCH_ALIASES.get(lowered, lowered)
+
+
+def machine_arch() -> str:
+    """This device's architecture, normalised."""
+    return normalize_arch(platform.machine())
+
+
+@dataclass(frozen=True, slots=True)
+class DiskPolicy:
+    """How much disk a task may take and when the disk counts as low."""
+
+    safety_margin_bytes: int = 256 << 20
+    unpack_factor: float = 3.0
+    max_data_bytes: int | None = None
+    max_payload_bytes: int | None = None
+    low_disk_bytes: int = 128 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What an announcement asks of the device (empty collections: no constraint)."""
+
+    payload_bytes: int
+    arch: Collection[str] = ()
+    tags: Collection[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """Accept, or decline with a stable ``code`` and a human ``reason``."""
+
+    accepted: bool
+    code: str | None = None
+    reason: str | None = None
+
+
+ACCEPT = Assessment(True)
+
+
+def decline(code: str, reason: str) -> Assessment:
+    """A declining assessment."""
+    return Assessment(False, code, reason)
+
+
+def data_dir_usage(data_dir: Path) -> int:
+    """Apparent size in bytes of every regular file below ``data_dir`` (links not followed)."""
+    total = 0
+    stack = [str(data_dir)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def free_bytes(data_dir: Path, policy: DiskPolicy) -> int:
+    """Bytes the agent may still write below ``data_dir`` (file system free space, or what is
+    left of ``max_data_bytes`` if that is smaller)."""
+    free = shutil.disk_usage(data_dir).free
+    if policy.max_data_bytes is not None:
+        free = min(free, policy.max_data_bytes - data_dir_usage(data_dir))
+    return max(free, 0)
+
+
+def disk_low(data_dir: Path, policy: DiskPolicy) -> bool:
+    """Whether free space is below ``low_disk_bytes`` (seed 000: pause fetching, tell the
+    manager)."""
+    return free_bytes(data_dir, policy) < policy.low_disk_bytes
+
+
+def assess(
+    req: Requirements,
+    *,
+    data_dir: Path,
+    policy: DiskPolicy,
+    arch: str | None = None,
+    tags: Collection[str] = (),
+) -> Assessment:
+    """Decide whether this device takes a task with requirements ``req``.
+
+    Order: architecture, tags, size limit, disk space. ``arch`` defaults to this machine's.
+    """
+    here = normalize_arch(arch) if arch is not None else machine_arch()
+    wanted = {normalize_arch(a) for a in req.arch}
+    if wanted and here not in wanted:
+        return decline(
+            "incompatible_arch", f"task needs {', '.join(sorted(wanted))}; this device is {here}"
+        )
+    missing = sorted(set(req.tags) - set(tags))
+    if missing:
+        return decline("missing_tags", f"device lacks required tags: {', '.join(missing)}")
+    if req.payload_bytes < 0:
+        return decline("invalid_size", f"announced size {req.payload_bytes} is negative")
+    if policy.max_payload_bytes is not None and req.payload_bytes > policy.max_payload_bytes:
+        return decline(
+            "too_large",
+            f"payload of {req.payload_bytes} bytes exceeds the limit of"
+            f" {policy.max_payload_bytes} bytes",
+        )
+    needed = int(req.payload_bytes * policy.unpack_factor) + policy.safety_margin_bytes
+    free = free_bytes(data_dir, policy)
+    if free < needed:
+        return decline(
+            "insufficient_disk",
+            f"needs {needed} bytes (payload {req.payload_bytes} x {policy.unpack_factor:g}"
+            f" + margin {policy.safety_margin_bytes}); {free} bytes free",
+        )
+    return ACCEPT

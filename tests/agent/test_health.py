@@ -1,0 +1,53 @@
+"""Health snapshots and the connectivity check (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import msgspec
+
+from swarmdeploy.agent.health import HealthProbe, HealthSnapshot, check_connectivity
+from swarmdeploy.agent.resources import DiskPolicy
+
+
+def test_snapshot_has_plausible_values(tmp_path: Path) -> None:
+    snap = HealthProbe(tmp_path, DiskPolicy(low_disk_bytes=0)).snapshot()
+    assert snap.uptime_s > 0 and 0 <= snap.cpu_percent <= 100 * 64
+    assert snap.memory_total_bytes >= snap.memory_available_bytes > 0
+    assert snap.disk.path == str(tmp_path) and snap.disk.total_bytes > snap.disk.free_bytes > 0
+    assert snap.agent_rss_bytes > 1 << 20
+    assert not snap.disk_low
+    lo = {i.name: i for i in snap.interfaces}["lo"]
+    assert lo.up and "127.0.0.1" in lo.addresses
+    raw = msgspec.json.encode(snap)
+    assert msgspec.json.decode(raw, type=HealthSnapshot) == snap
+
+
+def test_snapshot_reports_low_disk(tmp_path: Path) -> None:
+    policy = DiskPolicy(max_data_bytes=1000, low_disk_bytes=2000)
+    assert HealthProbe(tmp_path, policy).snapshot().disk_low
+
+
+async def test_connectivity_to_listening_port() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        result = await check_connectivity("127.0.0.1", port, timeout_s=2)
+    assert result.resolved and result.connected and result.error is None
+    assert result.addresses == ["127.0.0.1"] and result.latency_ms is not None
+
+
+async def test_connectivity_to_closed_port_reports_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await check_connectivity("127.0.0.1", port, timeout_s=2)
+    assert result.resolved and not result.connected
+    assert result.error is not None and result.error.startswith("127.0.0.1:")
+
+
+async def test_connectivity_unresolvable_name() -> None:
+    result = await check_connectivity("host.invalid", 80, timeout_s=2)
+    assert not result.resolved and not result.connected and result.error

@@ -1,0 +1,106 @@
+"""Announcement assessment: architecture, tags, size and disk (with a configured size limit)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.agent.resources import (
+    DiskPolicy,
+    Requirements,
+    assess,
+    data_dir_usage,
+    disk_low,
+    free_bytes,
+    machine_arch,
+    normalize_arch,
+)
+
+KB = 1024
+#: A data dir that may hold 1 MiB, with a 100 KiB margin and a 2x unpack factor.
+SMALL = DiskPolicy(
+    max_data_bytes=1024 * KB, safety_margin_bytes=100 * KB, unpack_factor=2.0, low_disk_bytes=0
+)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    (tmp_path / "tasks/old").mkdir(parents=True)
+    (tmp_path / "tasks/old/blob").write_bytes(b"\0" * (600 * KB))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [("amd64", "x86_64"), ("ARM64", "aarch64"), ("armhf", "armv7l"), ("riscv64", "riscv64")],
+)
+def test_normalize_arch(name: str, canonical: str) -> None:
+    assert normalize_arch(name) == canonical
+
+
+def test_machine_arch_is_normalized() -> None:
+    assert machine_arch() == normalize_arch(machine_arch())
+
+
+def test_accepts_when_everything_fits(data_dir: Path) -> None:
+    result = assess(Requirements(100 * KB), data_dir=data_dir, policy=SMALL)
+    assert result.accepted and result.code is None
+
+
+def test_declines_when_disk_would_fill(data_dir: Path) -> None:
+    # 200 KiB x 2 + 100 KiB margin = 500 KiB needed; 1024 - 600 = 424 KiB free.
+    result = assess(Requirements(200 * KB), data_dir=data_dir, policy=SMALL)
+    assert not result.accepted and result.code == "insufficient_disk"
+    assert result.reason is not None and f"{424 * KB} bytes free" in result.reason
+
+
+def test_free_bytes_is_min_of_quota_and_filesystem(data_dir: Path) -> None:
+    assert free_bytes(data_dir, SMALL) == 424 * KB
+    assert free_bytes(data_dir, DiskPolicy()) > 424 * KB
+    assert free_bytes(data_dir, DiskPolicy(max_data_bytes=10)) == 0
+
+
+def test_usage_does_not_follow_links(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside") / "big"
+    outside.write_bytes(b"\0" * (300 * KB))
+    os.symlink(outside, data_dir / "link")
+    os.symlink(outside.parent, data_dir / "dirlink")
+    assert data_dir_usage(data_dir) == 600 * KB
+
+
+@pytest.mark.parametrize("wanted", [["aarch64", "armhf"], ["riscv64"]])
+def test_declines_incompatible_arch(data_dir: Path, wanted: list[str]) -> None:
+    result = assess(Requirements(1, arch=wanted), data_dir=data_dir, policy=SMALL, arch="x86_64")
+    assert (result.accepted, result.code) == (False, "incompatible_arch")
+    assert result.reason is not None and "x86_64" in result.reason
+
+
+def test_accepts_arch_alias(data_dir: Path) -> None:
+    req = Requirements(1, arch=["amd64", "arm64"])
+    assert assess(req, data_dir=data_dir, policy=SMALL, arch="x86_64").accepted
+    assert assess(req, data_dir=data_dir, policy=SMALL, arch="aarch64").accepted
+
+
+def test_declines_missing_tags(data_dir: Path) -> None:
+    req = Requirements(1, tags=["gpu", "camera"])
+    result = assess(req, data_dir=data_dir, policy=SMALL, tags=["camera"])
+    assert (result.code, result.reason) == ("missing_tags", "device lacks required tags: gpu")
+
+
+def test_declines_payload_over_limit(data_dir: Path) -> None:
+    policy = DiskPolicy(max_payload_bytes=10)
+    assert assess(Requirements(11), data_dir=data_dir, policy=policy).code == "too_large"
+
+
+def test_declines_negative_size(data_dir: Path) -> None:
+    assert assess(Requirements(-1), data_dir=data_dir, policy=SMALL).code == "invalid_size"
+
+
+def test_disk_low_flag(data_dir: Path) -> None:
+    assert not disk_low(data_dir, SMALL)
+    low = DiskPolicy(max_data_bytes=1024 * KB, low_disk_bytes=500 * KB)
+    assert disk_low(data_dir, low)
