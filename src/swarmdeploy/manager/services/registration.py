@@ -121,7 +121,9 @@ class RegistrationService:
             raise Unauthorized("the registration token is unknown, expired or spent") from None
         except Conflict:
             self._metrics.count_registration("conflict")
-            raise ConflictError(f"a target with id {device.id} exists already") from None
+            raise ConflictError(
+                f"a target with id {device.id} (or with this CurveZMQ key) exists already"
+            ) from None
         self._metrics.count_registration("ok")
         log.info("registered target %s (token set %s)", stored.id, stored.token_set)
         await self._registry.notify_registered(stored)

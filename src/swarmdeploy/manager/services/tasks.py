@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import re
 from collections import Counter
 from typing import Any
 
@@ -67,6 +68,19 @@ class StopOutcome:
     refused: list[str]
 
 
+_UNKNOWN_FIELD_RE = re.compile(r"^Object contains unknown field `([^`]+)`$")
+
+
+def _input_error(exc: DescriptorError) -> InvalidInput:
+    """Translate a descriptor error; an unknown field's path names the field itself."""
+    path, message = exc.path, exc.message
+    match = _UNKNOWN_FIELD_RE.match(message)
+    if match:
+        path = f"{path}.{match.group(1)}"
+        message = f"unknown field {match.group(1)!r} at {path}"
+    return InvalidInput(message, path=path, code=exc.code)
+
+
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
     return [TargetState(r.state) for r in rows]
 
@@ -100,7 +114,7 @@ class TaskService:
         try:
             desc = parse_descriptor(document)
         except DescriptorError as exc:
-            raise InvalidInput(exc.message, path=exc.path, code=exc.code) from None
+            raise _input_error(exc) from None
         build_host = await self._check_build(desc)
         await self._check_source_task(desc)
         matches = await self._match(desc)
