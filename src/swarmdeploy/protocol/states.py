@@ -58,7 +58,16 @@ S, E = TargetState, TargetEvent
 
 #: Terminal states: nothing but a new task changes them.
 FINAL_STATES: frozenset[TargetState] = frozenset(
-    {S.DECLINED, S.INSTALL_FAILED, S.EXITED, S.FAILED, S.STOPPED, S.EXPIRED, S.BUILT, S.BUILD_FAILED}
+    {
+        S.DECLINED,
+        S.INSTALL_FAILED,
+        S.EXITED,
+        S.FAILED,
+        S.STOPPED,
+        S.EXPIRED,
+        S.BUILT,
+        S.BUILD_FAILED,
+    }
 )
 
 #: States in which processes of the task may be alive on the target.
@@ -107,7 +116,9 @@ def next_state(state: TargetState, event: TargetEvent) -> TargetState:
     try:
         return TRANSITIONS[(state, event)]
     except KeyError:
-        raise TransitionError(f"event {event.value!r} is not allowed in state {state.value!r}") from None
+        raise TransitionError(
+            f"event {event.value!r} is not allowed in state {state.value!r}"
+        ) from None
 
 
 def can_apply(state: TargetState, event: TargetEvent) -> bool:
@@ -139,3 +150,53 @@ def summarize(states: list[TargetState]) -> TaskStatus:
     if all(s in settled for s in states) and any(s is S.RUNNING for s in states):
         return TaskStatus.RUNNING
     return TaskStatus.IN_PROGRESS
+
+
+# --- Agent reports (docs/protocol.md §5, §6.4) -------------------------------------------
+
+#: The event an agent's ``state`` report stands for. States missing here (``pending``,
+#: ``announced``, ``expired``) are reached only by the manager.
+EVENT_FOR_REPORTED_STATE: dict[TargetState, TargetEvent] = {
+    S.ACCEPTED: E.ACCEPT,
+    S.DECLINED: E.DECLINE,
+    S.TRANSFERRING: E.TRANSFER,
+    S.INSTALLING: E.INSTALL,
+    S.INSTALLED: E.INSTALL_OK,
+    S.INSTALL_FAILED: E.INSTALL_FAIL,
+    S.RUNNING: E.RUN,
+    S.EXITED: E.EXIT_OK,
+    S.FAILED: E.EXIT_FAIL,
+    S.STOPPED: E.STOP,
+    S.BUILDING: E.BUILD,
+    S.BUILT: E.BUILD_OK,
+    S.BUILD_FAILED: E.BUILD_FAIL,
+}
+
+
+def event_path(current: TargetState, reported: TargetState) -> list[TargetEvent]:
+    """The shortest list of events that leads from ``current`` to ``reported``.
+
+    Used when an agent reports a state whose intermediate reports were lost (stored
+    ``accepted``, reported ``running``: ``transfer, install, install_ok, run``). The empty
+    list means ``reported`` is already the stored state (an idempotent repeat). Only the
+    events of :data:`EVENT_FOR_REPORTED_STATE` are followed, so a path never passes through
+    a state that only the manager may reach. Raises :class:`TransitionError` when
+    ``reported`` cannot be reached from ``current``.
+    """
+    if current is reported:
+        return []
+    agent_events = set(EVENT_FOR_REPORTED_STATE.values())
+    paths: dict[TargetState, list[TargetEvent]] = {current: []}
+    frontier = [current]
+    while frontier:  # breadth-first: the table is small (a few dozen edges)
+        following: list[TargetState] = []
+        for state in frontier:
+            for (src, event), dst in TRANSITIONS.items():
+                if src is not state or event not in agent_events or dst in paths:
+                    continue
+                paths[dst] = [*paths[state], event]
+                if dst is reported:
+                    return paths[dst]
+                following.append(dst)
+        frontier = following
+    raise TransitionError(f"state {reported.value!r} cannot be reached from {current.value!r}")

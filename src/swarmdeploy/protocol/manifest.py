@@ -1,0 +1,107 @@
+"""The signed task manifest: what an agent installs, runs or builds (``docs/protocol.md`` §4.2).
+
+The manager sends the manifest as bytes inside a ``task`` message together with a signature
+over exactly those bytes, so the agent verifies what it received without re-serialising
+anything (CRD-72/75). The bytes are canonical JSON (sorted keys, no whitespace) so that the
+same manifest always signs to the same bytes.
+
+Unknown fields are **refused** here, unlike in wire messages: an agent must not silently skip
+an instruction that a newer manager added. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.messages import (
+    MAX_CHUNK_BYTES,
+    ChunkBytes,
+    Commands,
+    Count,
+    Kind,
+    Label,
+    Name,
+    Sha256,
+)
+
+#: Largest manifest; it travels inside one ``task`` message.
+MAX_MANIFEST_BYTES = MAX_CHUNK_BYTES
+_MAX_ARTIFACTS = 64
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class ArtifactInfo(_Strict):
+    """One artifact of a task: a content-addressed blob fetched in chunks (§6.5)."""
+
+    name: Label
+    sha256: Sha256
+    size_bytes: Count
+    chunk_bytes: ChunkBytes
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of chunks (0 for an empty artifact)."""
+        return -(-self.size_bytes // self.chunk_bytes)
+
+    def chunk_span(self, index: int) -> tuple[int, int]:
+        """``(offset, length)`` of chunk ``index``; raises :class:`MessageError` (``bad_index``)
+        when the index is out of range."""
+        if not 0 <= index < self.chunk_count:
+            raise MessageError(f"chunk {index} out of range 0..{self.chunk_count - 1}", "bad_index")
+        offset = index * self.chunk_bytes
+        return offset, min(self.chunk_bytes, self.size_bytes - offset)
+
+
+class TaskManifest(_Strict):
+    """Instructions of a task as signed by the manager on behalf of an operator."""
+
+    task_id: Name
+    kind: Kind = "deploy"
+    debug: bool = False
+    created_at_ms: Count = 0
+    expires_at_ms: Count = 0
+    artifacts: Annotated[list[ArtifactInfo], Meta(max_length=_MAX_ARTIFACTS)] = []
+    install: Commands = []
+    run: Commands = []
+    auto_restart: bool = False
+    build_commands: Commands = []
+    build_artifacts: Annotated[
+        list[Annotated[str, Meta(max_length=4096)]], Meta(max_length=256)
+    ] = []
+
+    def artifact(self, sha256: str) -> ArtifactInfo:
+        """The artifact with digest ``sha256``; :class:`MessageError` (``unknown_artifact``)."""
+        for art in self.artifacts:
+            if art.sha256 == sha256:
+                return art
+        raise MessageError(f"task {self.task_id} has no artifact {sha256}", "unknown_artifact")
+
+
+def encode_manifest(manifest: TaskManifest) -> bytes:
+    """Canonical JSON bytes of a validated manifest (what gets signed).
+
+    Raises :class:`MessageError` when a field is invalid or the result exceeds
+    :data:`MAX_MANIFEST_BYTES`.
+    """
+    data = msgspec.json.encode(manifest, order="sorted")
+    decode_manifest(data)  # validates the constraints that construction does not check
+    return data
+
+
+def decode_manifest(data: bytes) -> TaskManifest:
+    """Parse and validate manifest bytes; raises :class:`MessageError` for anything else."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise MessageError(f"manifest exceeds {MAX_MANIFEST_BYTES} bytes", "too_large")
+    try:
+        return msgspec.json.decode(data, type=TaskManifest, strict=True)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise MessageError(f"invalid task manifest: {exc}") from None
+    except RecursionError:
+        raise MessageError("invalid task manifest: nested too deeply") from None

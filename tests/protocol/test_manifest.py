@@ -1,0 +1,97 @@
+"""The signed task manifest: canonical bytes, strict schema, chunk arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.manifest import (
+    MAX_MANIFEST_BYTES,
+    ArtifactInfo,
+    TaskManifest,
+    decode_manifest,
+    encode_manifest,
+)
+from tests.protocol.strategies import for_struct
+
+SHA = "cd" * 32
+
+
+def _manifest(**kw: object) -> TaskManifest:
+    art = ArtifactInfo(name="source.zip", sha256=SHA, size_bytes=600_000, chunk_bytes=262_144)
+    fields: dict[str, object] = {"task_id": "t1", "artifacts": [art], "install": ["make"]}
+    fields.update(kw)
+    return TaskManifest(**fields)  # type: ignore[arg-type]
+
+
+@given(for_struct(TaskManifest))
+def test_any_valid_manifest_round_trips(manifest: TaskManifest) -> None:
+    assert decode_manifest(encode_manifest(manifest)) == manifest
+
+
+def test_encoding_is_canonical_json_with_sorted_keys() -> None:
+    data = encode_manifest(_manifest(run=["./app"], auto_restart=True))
+    doc = json.loads(data)
+    assert list(doc) == sorted(doc)
+    assert data == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    assert encode_manifest(decode_manifest(data)) == data
+
+
+def test_unknown_manifest_fields_are_refused() -> None:
+    doc = json.loads(encode_manifest(_manifest()))
+    doc["sandbox"] = "strict"
+    with pytest.raises(MessageError, match="sandbox"):
+        decode_manifest(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"[]", b"{", b'{"task_id": "-"}', b"\xff\xfe", b"[" * 100_000]
+)
+def test_invalid_manifest_bytes_raise_message_error(data: bytes) -> None:
+    with pytest.raises(MessageError):
+        decode_manifest(data)
+
+
+def test_oversized_manifest_is_refused() -> None:
+    with pytest.raises(MessageError) as info:
+        decode_manifest(b" " * (MAX_MANIFEST_BYTES + 1))
+    assert info.value.code == "too_large"
+
+
+def test_encode_refuses_constraint_violations() -> None:
+    with pytest.raises(MessageError):
+        encode_manifest(_manifest(task_id="no spaces"))
+
+
+def test_chunk_spans_cover_the_artifact_exactly() -> None:
+    art = _manifest().artifacts[0]
+    assert art.chunk_count == 3
+    spans = [art.chunk_span(i) for i in range(art.chunk_count)]
+    assert spans == [(0, 262_144), (262_144, 262_144), (524_288, 75_712)]
+    assert sum(length for _, length in spans) == art.size_bytes
+    for bad in (-1, 3):
+        with pytest.raises(MessageError) as info:
+            art.chunk_span(bad)
+        assert info.value.code == "bad_index"
+
+
+@given(st.integers(0, 10**12), st.integers(1, 2**20))
+def test_chunk_count_matches_size(size: int, chunk: int) -> None:
+    art = ArtifactInfo(name="a", sha256=SHA, size_bytes=size, chunk_bytes=chunk)
+    count = art.chunk_count
+    assert (count - 1) * chunk < size <= count * chunk or size == count == 0
+    if count:
+        offset, length = art.chunk_span(count - 1)
+        assert offset + length == size and 0 < length <= chunk
+
+
+def test_artifact_lookup_by_digest() -> None:
+    manifest = _manifest()
+    assert manifest.artifact(SHA).name == "source.zip"
+    with pytest.raises(MessageError) as info:
+        manifest.artifact("00" * 32)
+    assert info.value.code == "unknown_artifact"
