@@ -327,6 +327,11 @@ def test_pack_refuses_link_outside_inside_directory(build: Path) -> None:
         pack(["dist"], build)
 
 
+def test_pack_missing_build_directory(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="build directory"):
+        pack(["x"], tmp_path / "nope")
+
+
 def test_pack_refuses_fifo(build: Path) -> None:
     os.mkfifo(build / "dist/pipe")
     with pytest.raises(PackError, match="special"):

@@ -14,6 +14,7 @@ from swarmdeploy.agent.resources import (
     data_dir_usage,
     disk_low,
     free_bytes,
+    human_bytes,
     machine_arch,
     normalize_arch,
 )
@@ -53,7 +54,21 @@ def test_declines_when_disk_would_fill(data_dir: Path) -> None:
     # 200 KiB x 2 + 100 KiB margin = 500 KiB needed; 1024 - 600 = 424 KiB free.
     result = assess(Requirements(200 * KB), data_dir=data_dir, policy=SMALL)
     assert not result.accepted and result.code == "insufficient_disk"
-    assert result.reason is not None and f"{424 * KB} bytes free" in result.reason
+    assert result.reason == "not enough disk: need 512.0 kB, 434.2 kB free"
+
+
+def test_announced_unpacked_size_replaces_the_factor(data_dir: Path) -> None:
+    # 100 KiB payload + 300 KiB unpacked + 100 KiB margin = 500 KiB > 424 KiB free.
+    req = Requirements(100 * KB, unpacked_bytes=300 * KB)
+    assert assess(req, data_dir=data_dir, policy=SMALL).code == "insufficient_disk"
+    req = Requirements(100 * KB, unpacked_bytes=200 * KB)
+    assert assess(req, data_dir=data_dir, policy=SMALL).accepted
+
+
+def test_declines_when_disk_is_low(data_dir: Path) -> None:
+    low = DiskPolicy(max_data_bytes=1024 * KB, low_disk_bytes=500 * KB, safety_margin_bytes=0)
+    result = assess(Requirements(1), data_dir=data_dir, policy=low)
+    assert (result.code, result.reason) == ("disk_low", "disk is low: 434.2 kB free")
 
 
 def test_free_bytes_is_min_of_quota_and_filesystem(data_dir: Path) -> None:
@@ -98,6 +113,13 @@ def test_declines_payload_over_limit(data_dir: Path) -> None:
 
 def test_declines_negative_size(data_dir: Path) -> None:
     assert assess(Requirements(-1), data_dir=data_dir, policy=SMALL).code == "invalid_size"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"), [(5, "5 bytes"), (52_000_000, "52.0 MB"), (3 * 10**12, "3000.0 GB")]
+)
+def test_human_bytes(count: int, text: str) -> None:
+    assert human_bytes(count) == text
 
 
 def test_disk_low_flag(data_dir: Path) -> None:

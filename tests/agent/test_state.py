@@ -14,6 +14,7 @@ import pytest
 from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
 from swarmdeploy.agent.state import (
     HISTORY_LIMIT,
+    REQUEST_LIMIT,
     AgentState,
     Deployment,
     Location,
@@ -92,10 +93,22 @@ def test_history_is_bounded_and_detects_duplicates() -> None:
 
 def test_reports_kept_until_acknowledged() -> None:
     state = AgentState(agent_id="x")
-    first = state.report("t1", TargetState.ACCEPTED)
-    state.report("t1", TargetState.DECLINED, "no disk")
-    assert state.ack_reports(first.seq) == 1
-    assert [(r.state, r.reason) for r in state.unacked] == [(TargetState.DECLINED, "no disk")]
+    state.report("t1", TargetState.ACCEPTED)
+    state.report("t2", TargetState.DECLINED, "no disk")
+    assert state.ack_report("t1", TargetState.ACCEPTED)
+    assert not state.ack_report("t1", TargetState.ACCEPTED)
+    assert [(r.task_id, r.state, r.reason) for r in state.unacked] == [
+        ("t2", TargetState.DECLINED, "no disk")
+    ]
+
+
+def test_request_ids_deduplicated_and_bounded() -> None:
+    state = AgentState(agent_id="x")
+    assert state.remember_request("r1") and not state.remember_request("r1")
+    for i in range(REQUEST_LIMIT + 10):
+        state.remember_request(f"q{i}")
+    assert len(state.recent_requests) == REQUEST_LIMIT
+    assert state.remember_request("r1")  # long forgotten
 
 
 def test_resume_plan_restarts_unfinished_commands(tmp_path: Path) -> None:

@@ -25,21 +25,20 @@ at the end, so a failed unpack leaves nothing behind but what :func:`remove_part
 from __future__ import annotations
 
 import enum
-import gzip
 import io
 import os
 import re
-import shutil
-import tarfile
-import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from swarmdeploy.agent.errors import ArchiveError, PackError
+from swarmdeploy.agent.fsutil import create_temp_dir, remove_tree
+
+if TYPE_CHECKING:  # imported where used: tarfile/zipfile pull in bz2 and lzma (~1.5 MB RSS)
+    import tarfile
+    import zipfile
 
 _CHUNK = 64 * 1024
 _TMP_PREFIX = ".unpack-"
@@ -98,18 +97,16 @@ def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
     limits = limits or ArchiveLimits()
     if os.path.lexists(dest):
         raise ArchiveError(f"unpack destination {dest} exists already")
-    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=dest.parent))
+    tmp = create_temp_dir(dest.parent, _TMP_PREFIX)
     try:
         with _open_source(source) as raw:
             result = _extract(_entries(raw, limits), tmp, limits)
         os.rename(tmp, dest)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, ArchiveError | KeyboardInterrupt | SystemExit):
+        remove_tree(tmp)
+        if isinstance(exc, ArchiveError) or not isinstance(exc, _foreign_errors()):
             raise
-        if isinstance(exc, _FOREIGN_ERRORS):
-            raise ArchiveError(f"cannot unpack archive: {exc}") from exc
-        raise
+        raise ArchiveError(f"cannot unpack archive: {exc}") from exc
     return UnpackResult(dest, *result)
 
 
@@ -117,22 +114,28 @@ def remove_partial(parent: Path) -> list[Path]:
     """Remove leftovers of unpacks interrupted by a crash in ``parent``; return them."""
     removed = []
     for child in parent.glob(_TMP_PREFIX + "*"):
-        shutil.rmtree(child, ignore_errors=True)
+        remove_tree(child)
         removed.append(child)
     return removed
 
 
-_FOREIGN_ERRORS = (
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    zlib.error,
-    EOFError,
-    OSError,
-    RuntimeError,  # zipfile: encrypted entry
-    NotImplementedError,  # zipfile: unsupported compression
-    UnicodeDecodeError,
-    ValueError,
-)
+def _foreign_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the archive libraries that mean "bad archive" (translated at this seam)."""
+    import tarfile
+    import zipfile
+    import zlib
+
+    return (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,  # zipfile: encrypted entry
+        NotImplementedError,  # zipfile: unsupported compression
+        UnicodeDecodeError,
+        ValueError,
+    )
 
 
 def _open_source(source: bytes | Path) -> BinaryIO:
@@ -147,6 +150,8 @@ def _entries(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[_Entry]:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_entries(raw, limits)
     if head.startswith(b"\x1f\x8b"):
+        import gzip
+
         return _tar_entries(gzip.GzipFile(fileobj=raw, mode="rb"), limits)
     if head[257:262] == b"ustar":
         return _tar_entries(raw, limits)
@@ -154,6 +159,8 @@ def _entries(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[_Entry]:
 
 
 def _zip_entries(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[_Entry]:
+    import zipfile
+
     with zipfile.ZipFile(raw) as zf:
         infos = zf.infolist()
         if len(infos) > limits.max_entries:
@@ -184,6 +191,8 @@ def _zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry:
 
 def _tar_entries(stream: _Readable, limits: ArchiveLimits) -> Iterator[_Entry]:
     # Headers count against the cap too: a pax header is read into memory by tarfile.
+    import tarfile
+
     capped = _CappedReader(stream, limits.max_total_bytes + limits.max_entries * 1536 + (1 << 20))
     with tarfile.open(fileobj=capped, mode="r|") as tf:
         for member in tf:
@@ -373,7 +382,12 @@ def pack_to(out: IO[bytes], paths: Sequence[str], root: Path) -> None:
     leads outside ``root`` through a link, does not exist, or contains a device file or a link
     that points outside ``root``. Owners are dropped and modes reduced to ``0o755``.
     """
-    real_root = root.resolve(strict=True)
+    import tarfile
+
+    try:
+        real_root = root.resolve(strict=True)
+    except OSError as exc:
+        raise PackError(f"build directory {root} is not usable: {exc}") from exc
     names = _artifact_names(paths, real_root)
     try:
         with tarfile.open(fileobj=out, mode="w|gz", format=tarfile.PAX_FORMAT) as tf:

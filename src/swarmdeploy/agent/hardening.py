@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ def check_binaries(names: Iterable[str] = (), *, path: str | None = None) -> dic
         if os.path.isabs(name):
             located = name if os.path.isfile(name) and os.access(name, os.X_OK) else None
         else:
-            located = shutil.which(name, path=path)
+            located = _which(name, os.environ.get("PATH", os.defpath) if path is None else path)
         if located is None:
             missing.append(name)
         else:
@@ -84,6 +83,14 @@ def check_binaries(names: Iterable[str] = (), *, path: str | None = None) -> dic
     if missing:
         raise HardeningError(f"required programs not found or not executable: {', '.join(missing)}")
     return found
+
+
+def _which(name: str, path: str) -> str | None:
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def check_data_dir(data_dir: Path, *, create: bool = True) -> Path:

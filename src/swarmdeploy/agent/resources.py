@@ -5,10 +5,12 @@ target and feasibility of processing and installing them without exhausting the 
 resources") and seed 000 (check disk space before fetching). The original compared the size
 with half the total memory and never looked at the disk (cpswarm-original.md §4.5).
 
-The disk rule: free space of the data dir's file system, minus ``safety_margin_bytes``, must
-hold ``payload_bytes * unpack_factor`` (the payload itself plus what unpacking and installing
-produce). ``max_data_bytes`` optionally caps what the data dir may hold in total, whatever
-the file system has; tests use it instead of filling the real disk, operators as a quota.
+The disk rule (docs/protocol.md §6.3): free space of the data dir's file system, minus
+``safety_margin_bytes``, must hold the payload plus its unpacked size -- the announced
+``unpacked_bytes``, or ``payload_bytes * (unpack_factor - 1)`` when the estimate is unknown --
+and the disk must not be low. ``max_data_bytes`` optionally caps what the data dir may hold
+in total, whatever the file system has; tests use it instead of filling the real disk,
+operators as a quota.
 Checks never raise: they return an :class:`Assessment` whose decline carries a stable ``code``
 and a human reason.
 """
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +61,11 @@ class DiskPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Requirements:
-    """What an announcement asks of the device (empty collections: no constraint)."""
+    """What an announcement asks of the device (empty collections: no constraint;
+    ``unpacked_bytes`` 0: unknown)."""
 
     payload_bytes: int
+    unpacked_bytes: int = 0
     arch: Collection[str] = ()
     tags: Collection[str] = ()
 
@@ -82,6 +85,16 @@ ACCEPT = Assessment(True)
 def decline(code: str, reason: str) -> Assessment:
     """A declining assessment."""
     return Assessment(False, code, reason)
+
+
+def human_bytes(count: int) -> str:
+    """``52 MB``-style size for reasons shown to operators (decimal units)."""
+    value = float(count)
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if abs(value) < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
 
 
 def data_dir_usage(data_dir: Path) -> int:
@@ -107,7 +120,8 @@ def data_dir_usage(data_dir: Path) -> int:
 def free_bytes(data_dir: Path, policy: DiskPolicy) -> int:
     """Bytes the agent may still write below ``data_dir`` (file system free space, or what is
     left of ``max_data_bytes`` if that is smaller)."""
-    free = shutil.disk_usage(data_dir).free
+    fs = os.statvfs(data_dir)
+    free = fs.f_bavail * fs.f_frsize  # what an unprivileged writer may still use
     if policy.max_data_bytes is not None:
         free = min(free, policy.max_data_bytes - data_dir_usage(data_dir))
     return max(free, 0)
@@ -129,7 +143,8 @@ def assess(
 ) -> Assessment:
     """Decide whether this device takes a task with requirements ``req``.
 
-    Order: architecture, tags, size limit, disk space. ``arch`` defaults to this machine's.
+    Order: architecture, tags, size, low disk, disk space. ``arch`` defaults to this
+    machine's.
     """
     here = normalize_arch(arch) if arch is not None else machine_arch()
     wanted = {normalize_arch(a) for a in req.arch}
@@ -140,20 +155,22 @@ def assess(
     missing = sorted(set(req.tags) - set(tags))
     if missing:
         return decline("missing_tags", f"device lacks required tags: {', '.join(missing)}")
-    if req.payload_bytes < 0:
-        return decline("invalid_size", f"announced size {req.payload_bytes} is negative")
+    if req.payload_bytes < 0 or req.unpacked_bytes < 0:
+        return decline("invalid_size", "announced size is negative")
     if policy.max_payload_bytes is not None and req.payload_bytes > policy.max_payload_bytes:
         return decline(
             "too_large",
-            f"payload of {req.payload_bytes} bytes exceeds the limit of"
-            f" {policy.max_payload_bytes} bytes",
+            f"payload of {human_bytes(req.payload_bytes)} exceeds the limit of"
+            f" {human_bytes(policy.max_payload_bytes)}",
         )
-    needed = int(req.payload_bytes * policy.unpack_factor) + policy.safety_margin_bytes
     free = free_bytes(data_dir, policy)
+    if free < policy.low_disk_bytes:
+        return decline("disk_low", f"disk is low: {human_bytes(free)} free")
+    unpacked = req.unpacked_bytes or int(req.payload_bytes * (policy.unpack_factor - 1))
+    needed = req.payload_bytes + unpacked + policy.safety_margin_bytes
     if free < needed:
         return decline(
             "insufficient_disk",
-            f"needs {needed} bytes (payload {req.payload_bytes} x {policy.unpack_factor:g}"
-            f" + margin {policy.safety_margin_bytes}); {free} bytes free",
+            f"not enough disk: need {human_bytes(needed)}, {human_bytes(free)} free",
         )
     return ACCEPT

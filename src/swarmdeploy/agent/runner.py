@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import secrets
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,8 +40,8 @@ from swarmdeploy.agent.supervise import (
 
 
 def new_run_id() -> str:
-    """A fresh random run marker (hex)."""
-    return secrets.token_hex(12)
+    """A fresh random run marker (24 hex characters)."""
+    return os.urandom(12).hex()
 
 
 class RunnerState(enum.StrEnum):

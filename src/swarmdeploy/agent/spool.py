@@ -1,26 +1,33 @@
 """The response collector's on-disk log spool and the ring of recent non-debug lines.
 
-No log line is lost while the agent is offline and none is stored twice (DESIGN.md): every
-spooled line gets a per-agent ``seq`` that only grows, also across restarts; the manager
-stores ``(agent, seq)`` once and acknowledges the highest ``seq`` it holds; :meth:`LogSpool.ack`
-then drops everything up to it.
+docs/protocol.md §6.7: every line the agent sends carries a per-agent ``seq`` (1, 2, 3, ...,
+no gaps, never reused, surviving restarts); the manager stores a line only if its ``seq`` is
+one more than the highest it holds and acknowledges with ``log_ack{upto_seq}``;
+:meth:`LogSpool.ack` then drops those lines. Gaps would stall the manager, so numbers are
+positional: the n-th record of the file has ``seq = first_seq + n``.
+
+A number is *fixed* once :meth:`LogSpool.pending` handed the line out (``fixed_upto`` is
+persisted before it returns); the manager may store it, so it never changes. Lines not handed
+out yet may be renumbered: when the size cap drops some of them, or when an acknowledgement
+names a ``seq`` beyond what was handed out (a spool restored from a backup or lost: numbering
+then continues after the manager's ``upto_seq``, as §6.7 asks). Since unfixed lines were never
+sent, nobody can tell.
 
 File format (``spool.bin``)::
 
-    header  b"SDSPOOL1" + acked_seq (u64 big endian)
-    record  length (u32 BE) + crc32(payload) (u32 BE) + payload (msgpack SpooledEntry)
+    header  b"SDSPOOL2" + first_seq (u64 BE) + fixed_upto (u64 BE)
+    record  length (u32 BE) + crc32(payload) (u32 BE) + payload (msgpack LogEntry)
 
-Durability (fsync policy): :meth:`LogSpool.append` is one ``write()`` -- the record survives
-an agent crash once it returns. It survives power loss after :meth:`LogSpool.sync` (or
+Durability (fsync policy): :meth:`LogSpool.append` is one ``pwrite()``: the line survives an
+agent crash once it returns, and survives power loss after :meth:`LogSpool.sync` (or
 ``append(durable=True)``, used for errors and stage markers). :meth:`LogSpool.pending` syncs
-before it hands records out, so a record is never sent before it is durable: a torn tail found
-on reopen (power loss) only ever holds unsent records, which is why re-using their ``seq`` is
-safe. Compaction (ack, size cap) writes a temporary file, fsyncs it and renames it over the
-spool, so a crash leaves either the old or the new file.
+before handing lines out, so a torn tail found on reopen (power loss) only ever holds unsent
+lines, which are dropped. Compaction writes a temporary file, fsyncs it and renames it over
+the spool: a crash leaves the old or the new file.
 
-Size cap: the file never grows past ``max_bytes``. When full, the oldest non-error lines are
-dropped first (then, if needed, the oldest error lines) down to 3/4 of the cap, and a marker
-line (``error=True``) tells how many were dropped.
+Size cap: the file never grows past ``max_bytes``. When full, the oldest unsent non-error
+lines are dropped first (then unsent error lines) down to 3/4 of the cap, and a marker line
+(``error=True``) says how many. Handed-out lines are bounded to a quarter of the cap.
 
 All methods do blocking file I/O and are not thread-safe; call them from one thread.
 """
@@ -30,11 +37,9 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import tempfile
 import time
 import zlib
 from array import array
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +48,13 @@ from typing import BinaryIO
 import msgspec
 
 from swarmdeploy.agent.errors import SpoolError
+from swarmdeploy.agent.fsutil import create_temp_file, fsync_dir
 
 logger = logging.getLogger(__name__)
 
-_MAGIC = b"SDSPOOL1"
-_HEADER = struct.Struct(">8sQ")
+_MAGIC = b"SDSPOOL2"
+_HEADER = struct.Struct(">8sQQ")
+_FIXED_AT = 16  # offset of fixed_upto in the header
 _FRAME = struct.Struct(">II")
 #: ``command`` of lines the agent writes about itself (as in the original tool).
 AGENT_COMMAND = "$agent"
@@ -64,8 +71,8 @@ class LogEntry(msgspec.Struct, frozen=True, array_like=True):
     error: bool = False
 
 
-class SpooledEntry(msgspec.Struct, frozen=True, array_like=True):
-    """A log line with its spool sequence number."""
+class SpooledEntry(msgspec.Struct, frozen=True):
+    """A log line with its ``seq``, as handed out for sending."""
 
     seq: int
     entry: LogEntry
@@ -80,33 +87,37 @@ class SpoolConfig:
 
 
 class LogSpool:
-    """Append-only log spool with acknowledgement-driven compaction. See the module doc."""
+    """Append-only, positionally numbered log spool. See the module docstring."""
 
     def __init__(self, path: Path, config: SpoolConfig | None = None) -> None:
         self.path = path
         self._config = config or SpoolConfig()
-        if self._config.max_bytes < 4 * self._config.max_record_bytes:
-            raise ValueError("max_bytes must hold at least four maximal records")
+        if self._config.max_bytes < 8 * self._config.max_record_bytes:
+            raise ValueError("max_bytes must hold at least eight maximal records")
         self._encoder = msgspec.msgpack.Encoder()
-        self._decoder = msgspec.msgpack.Decoder(SpooledEntry)
-        self._seqs = array("q")
+        self._decoder = msgspec.msgpack.Decoder(LogEntry)
         self._offsets = array("q")
         self._errors = bytearray()
         self._size = _HEADER.size
+        self._first_seq = 1
+        self._fixed_upto = 0
         self._dirty = False
-        self.acked_seq = 0
-        self.dropped_total = 0
-        self._next_seq = 1
         self._fd = -1
+        self.dropped_total = 0
         try:
             self._open()
         except OSError as exc:
             raise SpoolError(f"cannot open log spool {path}: {exc}") from exc
 
     @property
+    def acked_seq(self) -> int:
+        """Highest ``seq`` acknowledged by the manager (0: none yet)."""
+        return self._first_seq - 1
+
+    @property
     def next_seq(self) -> int:
-        """The ``seq`` the next appended line gets."""
-        return self._next_seq
+        """The ``seq`` the next appended line will have (if nothing before it is dropped)."""
+        return self._first_seq + len(self._offsets)
 
     @property
     def size_bytes(self) -> int:
@@ -114,18 +125,16 @@ class LogSpool:
         return self._size
 
     def __len__(self) -> int:
-        return len(self._seqs)
+        return len(self._offsets)
 
-    def append(self, entry: LogEntry, *, durable: bool = False) -> int:
-        """Spool ``entry``; return its ``seq``. ``durable`` fsyncs before returning."""
-        frame = self._frame(self._next_seq, entry)
+    def append(self, entry: LogEntry, *, durable: bool = False) -> None:
+        """Spool ``entry``; ``durable`` fsyncs before returning."""
+        frame = self._frame(entry)
         if self._size + len(frame) > self._config.max_bytes:
             self._make_room(len(frame))
-            frame = self._frame(self._next_seq, entry)
-        seq = self._write(frame, self._next_seq, entry.error)
+        self._write(frame, entry.error)
         if durable:
             self.sync()
-        return seq
 
     def sync(self) -> None:
         """fsync the spool file if anything was appended since the last sync."""
@@ -139,32 +148,42 @@ class LogSpool:
     def pending(self, after_seq: int = 0, limit: int = 500) -> list[SpooledEntry]:
         """Up to ``limit`` unacknowledged lines with ``seq > after_seq``, oldest first.
 
-        Syncs first: what this returns is durable.
+        The lines are durable and their numbers fixed before this returns. At most a quarter
+        of ``max_bytes`` is ever handed out without acknowledgement.
         """
         self.sync()
-        start = bisect_right(self._seqs, max(after_seq, self.acked_seq))
-        out = []
+        start = max(after_seq, self.acked_seq) - self._first_seq + 1
+        budget = self._config.max_bytes // 4
+        out: list[SpooledEntry] = []
         with open(self.path, "rb") as fh:
-            for i in range(start, min(start + limit, len(self._seqs))):
+            for i in range(start, min(start + limit, len(self._offsets))):
+                if self._offsets[i] + self._record_size(i) - _HEADER.size > budget:
+                    break  # the first record always fits: max_record_bytes <= max_bytes / 8
                 fh.seek(self._offsets[i])
                 length, _ = _FRAME.unpack(fh.read(_FRAME.size))
-                out.append(self._decoder.decode(fh.read(length)))
+                out.append(SpooledEntry(self._first_seq + i, self._decoder.decode(fh.read(length))))
+        if out and out[-1].seq > self._fixed_upto:
+            self._set_fixed(out[-1].seq)
         return out
 
-    def ack(self, seq: int) -> int:
-        """Drop every line with ``seq`` up to and including ``seq``; return how many."""
-        seq = min(seq, self._next_seq - 1)
-        if seq <= self.acked_seq:
+    def ack(self, upto_seq: int) -> int:
+        """The manager stored every line up to ``upto_seq``: drop those; return how many.
+
+        If ``upto_seq`` lies beyond the lines handed out, the unsent lines are renumbered to
+        follow it (docs/protocol.md §6.7, spool restored or lost).
+        """
+        if upto_seq <= self.acked_seq:
             return 0
-        keep = [i for i in range(len(self._seqs)) if self._seqs[i] > seq]
-        dropped = len(self._seqs) - len(keep)
-        self._rewrite(seq, keep)
+        fixed = self._fixed_upto - self._first_seq + 1  # handed-out lines in the file
+        dropped = min(upto_seq - self.acked_seq, fixed)
+        self._rewrite(upto_seq + 1, max(self._fixed_upto, upto_seq), range(dropped, len(self)))
         return dropped
 
     def close(self) -> None:
         """Sync and close the file."""
         self.sync()
         os.close(self._fd)
+        self._fd = -1
 
     # ------------------------------------------------------------------ internals
 
@@ -174,20 +193,19 @@ class LogSpool:
             logger.error("log spool %s is damaged; moved aside to %s", self.path, aside)
             os.replace(self.path, aside)
         if not self.path.exists():
-            # A new spool (or a lost one) starts at a time-based seq, above anything an earlier
-            # spool of this device can have handed out (counts, not microseconds).
-            self._rewrite(time.time_ns() // 1000, [])
-            self._next_seq = self.acked_seq + 1
+            # Numbering starts at 1; the manager's welcome re-aligns it if the spool was lost.
+            self._rewrite(1, 0, range(0))
             return
         with open(self.path, "rb") as fh:
-            _, self.acked_seq = _HEADER.unpack(fh.read(_HEADER.size))
+            _, self._first_seq, fixed = _HEADER.unpack(fh.read(_HEADER.size))
             good = self._scan(fh)
         if good < os.path.getsize(self.path):
             logger.warning("log spool %s: dropping a torn tail at byte %d", self.path, good)
             os.truncate(self.path, good)
         self._size = good
-        self._next_seq = max([self.acked_seq, *self._seqs[-1:]]) + 1
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        # Lines handed out but lost with a damaged tail cannot be fixed any more.
+        self._fixed_upto = max(min(fixed, self.next_seq - 1), self.acked_seq)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
 
     def _valid_header(self) -> bool:
         with open(self.path, "rb") as fh:
@@ -197,7 +215,6 @@ class LogSpool:
     def _scan(self, fh: BinaryIO) -> int:
         """Index the records; return the offset after the last valid one."""
         offset = _HEADER.size
-        last = self.acked_seq
         while True:
             head = fh.read(_FRAME.size)
             if len(head) < _FRAME.size:
@@ -207,108 +224,105 @@ class LogSpool:
             if len(payload) != length or zlib.crc32(payload) != crc:
                 return offset
             try:
-                record = self._decoder.decode(payload)
+                entry = self._decoder.decode(payload)
             except msgspec.DecodeError:
                 return offset
-            if record.seq <= last:
-                return offset
-            self._index(record.seq, offset, record.entry.error)
-            last = record.seq
+            self._offsets.append(offset)
+            self._errors.append(entry.error)
             offset += _FRAME.size + length
 
-    def _frame(self, seq: int, entry: LogEntry) -> bytes:
-        payload = self._encoder.encode(SpooledEntry(seq, entry))
+    def _record_size(self, i: int) -> int:
+        end = self._offsets[i + 1] if i + 1 < len(self._offsets) else self._size
+        return end - self._offsets[i]
+
+    def _frame(self, entry: LogEntry) -> bytes:
+        payload = self._encoder.encode(entry)
         excess = len(payload) - self._config.max_record_bytes
         if excess > 0:
-            cut = entry.output.encode()[: max(0, len(entry.output.encode()) - excess - 32)]
-            short = msgspec.structs.replace(entry, output=cut.decode(errors="ignore") + " [cut]")
-            payload = self._encoder.encode(SpooledEntry(seq, short))
+            raw = entry.output.encode()
+            cut = raw[: max(0, len(raw) - excess - 32)].decode(errors="ignore") + " [cut]"
+            payload = self._encoder.encode(msgspec.structs.replace(entry, output=cut))
         return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
 
-    def _write(self, frame: bytes, seq: int, error: bool) -> int:
+    def _write(self, frame: bytes, error: bool) -> None:
         try:
-            written = os.write(self._fd, frame)
+            # pwrite at our own end offset, not O_APPEND: Linux ignores pwrite's offset on
+            # O_APPEND files, and the header is updated in place (_set_fixed).
+            written = os.pwrite(self._fd, frame, self._size)
         except OSError as exc:
             raise SpoolError(f"cannot append to log spool {self.path}: {exc}") from exc
         if written != len(frame):  # disk full mid-record: cut it off again
             os.truncate(self.path, self._size)
             raise SpoolError(f"short write to log spool {self.path}")
-        self._index(seq, self._size, error)
-        self._size += len(frame)
-        self._next_seq = seq + 1
-        self._dirty = True
-        return seq
-
-    def _index(self, seq: int, offset: int, error: bool) -> None:
-        self._seqs.append(seq)
-        self._offsets.append(offset)
+        self._offsets.append(self._size)
         self._errors.append(error)
+        self._size += len(frame)
+        self._dirty = True
+
+    def _set_fixed(self, seq: int) -> None:
+        try:
+            os.pwrite(self._fd, struct.pack(">Q", seq), _FIXED_AT)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise SpoolError(f"cannot update log spool {self.path}: {exc}") from exc
+        self._fixed_upto = seq
 
     def _make_room(self, needed: int) -> None:
-        """Drop oldest non-error (then error) lines to 3/4 of the cap; add a marker line."""
+        """Drop the oldest unsent non-error (then error) lines to 3/4 of the cap; add a marker."""
         target = self._config.max_bytes * 3 // 4 - needed - 1024  # 1024: room for the marker
-        ends = [*self._offsets[1:], self._size]
-        sizes = [ends[i] - self._offsets[i] for i in range(len(self._seqs))]
+        first_unsent = self._fixed_upto - self._first_seq + 1
         excess = self._size - target
         drop: set[int] = set()
         for want_error in (False, True):
-            for i in range(len(self._seqs)):
+            for i in range(first_unsent, len(self)):
                 if excess <= 0:
                     break
                 if bool(self._errors[i]) is want_error:
                     drop.add(i)
-                    excess -= sizes[i]
+                    excess -= self._record_size(i)
         errors = sum(1 for i in drop if self._errors[i])
-        self._rewrite(self.acked_seq, [i for i in range(len(self._seqs)) if i not in drop])
+        keep = [i for i in range(len(self)) if i not in drop]
+        self._rewrite(self._first_seq, self._fixed_upto, keep)
         self.dropped_total += len(drop)
         text = f"log spool full: dropped {len(drop)} older lines ({errors} of them errors)"
         logger.warning("%s", text)
         marker = LogEntry(time.time_ns() // 1_000_000, "", "agent", AGENT_COMMAND, text, True)
-        self._write(self._frame(self._next_seq, marker), self._next_seq, True)
+        self._write(self._frame(marker), True)
 
-    def _rewrite(self, acked_seq: int, keep: list[int]) -> None:
+    def _rewrite(self, first_seq: int, fixed_upto: int, keep: range | list[int]) -> None:
         """Write header + kept records to a temp file, fsync, rename over the spool."""
-        seqs, offsets, errors = array("q"), array("q"), bytearray()
-        ends = [*self._offsets[1:], self._size]
+        offsets, errors = array("q"), bytearray()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".spool-", dir=self.path.parent)
+            fd, tmp = create_temp_file(self.path.parent, f".{self.path.name}.tmp-")
             with os.fdopen(fd, "wb") as out:
-                out.write(_HEADER.pack(_MAGIC, acked_seq))
+                out.write(_HEADER.pack(_MAGIC, first_seq, fixed_upto))
                 if keep:
                     with open(self.path, "rb") as src:
                         for i in keep:
                             src.seek(self._offsets[i])
-                            seqs.append(self._seqs[i])
                             offsets.append(out.tell())
                             errors.append(self._errors[i])
-                            out.write(src.read(ends[i] - self._offsets[i]))
+                            out.write(src.read(self._record_size(i)))
                 out.flush()
                 os.fsync(out.fileno())
                 size = out.tell()
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise SpoolError(f"cannot rewrite log spool {self.path}: {exc}") from exc
         if self._fd >= 0:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._seqs, self._offsets, self._errors = seqs, offsets, errors
-        self._size, self.acked_seq, self._dirty = size, acked_seq, False
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        self._offsets, self._errors, self._size = offsets, errors, size
+        self._first_seq, self._fixed_upto, self._dirty = first_seq, fixed_upto, False
 
 
 class RecentLines:
     """Bounded ring of the most recent lines of non-debug tasks (served on a log request).
 
-    Bounded both in lines and in bytes of output. :meth:`drain` hands the lines out once, so
-    two log requests never send the same line twice (the original re-sent them, §10.2/10).
+    Bounded both in lines and in bytes of output. :meth:`drain` hands the lines out once (the
+    daemon moves them into the spool), so two log requests never send the same line twice
+    (the original re-sent them, cpswarm-original.md §10.2 item 10).
     """
 
     def __init__(self, max_lines: int = 1000, max_bytes: int = 256 << 10) -> None:

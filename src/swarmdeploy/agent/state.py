@@ -15,10 +15,7 @@ However often the agent dies in between, at most one generation of processes is 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import msgspec
 
 from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
+from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
 from swarmdeploy.agent.process import terminate_marked as _terminate_marked
 from swarmdeploy.protocol.states import TargetState
@@ -33,8 +31,10 @@ from swarmdeploy.protocol.states import TargetState
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-#: How many finished tasks the history remembers for de-duplication.
+#: How many tasks the history remembers for de-duplication.
 HISTORY_LIMIT = 100
+#: How many manager request ids are remembered (docs/protocol.md §6.8).
+REQUEST_LIMIT = 200
 
 
 class Location(msgspec.Struct, frozen=True):
@@ -82,12 +82,11 @@ class Deployment(msgspec.Struct, kw_only=True):
 
 
 class StateReport(msgspec.Struct, kw_only=True):
-    """A per-task state change not yet acknowledged by the manager."""
+    """A per-task state change not yet acknowledged (the fields of the wire ``state``)."""
 
-    seq: int
     task_id: str
     state: TargetState
-    time_ms: int
+    at_ms: int
     reason: str | None = None
 
 
@@ -102,28 +101,35 @@ class AgentState(msgspec.Struct, kw_only=True):
     deployment: Deployment | None = None
     stage_run: StageRun | None = None
     unacked: list[StateReport] = msgspec.field(default_factory=list)
-    next_report_seq: int = 1
     history: dict[str, TargetState] = msgspec.field(default_factory=dict)
+    config_revision: int = 0
+    recent_requests: list[str] = msgspec.field(default_factory=list)
 
     def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:
-        """Queue a state report (kept until :meth:`ack_reports`) and note it in the history."""
+        """Queue a state report (kept until :meth:`ack_report`) and note it in the history.
+
+        Persist the state (:func:`save_state`) before sending the report (protocol §6.4).
+        """
         item = StateReport(
-            seq=self.next_report_seq,
-            task_id=task_id,
-            state=state,
-            time_ms=time.time_ns() // 1_000_000,
-            reason=reason,
+            task_id=task_id, state=state, at_ms=time.time_ns() // 1_000_000, reason=reason
         )
-        self.next_report_seq += 1
         self.unacked.append(item)
         self.remember(task_id, state)
         return item
 
-    def ack_reports(self, seq: int) -> int:
-        """Forget reports up to ``seq``; return how many."""
+    def ack_report(self, task_id: str, state: TargetState) -> bool:
+        """The manager acknowledged ``(task_id, state)``: forget that report."""
         before = len(self.unacked)
-        self.unacked = [r for r in self.unacked if r.seq > seq]
-        return before - len(self.unacked)
+        self.unacked = [r for r in self.unacked if (r.task_id, r.state) != (task_id, state)]
+        return len(self.unacked) < before
+
+    def remember_request(self, request_id: str) -> bool:
+        """Note a manager request id; False if it was seen before (re-sent: ack, don't redo)."""
+        if request_id in self.recent_requests:
+            return False
+        self.recent_requests.append(request_id)
+        del self.recent_requests[:-REQUEST_LIMIT]
+        return True
 
     def remember(self, task_id: str, state: TargetState) -> None:
         """Record the latest state of a task, keeping the last :data:`HISTORY_LIMIT` tasks."""
@@ -172,23 +178,7 @@ def load_state(path: Path) -> AgentState | None:
 
 def save_state(path: Path, state: AgentState) -> None:
     """Write the state atomically with mode 0600 (temp file, fsync, rename, fsync dir)."""
-    data = msgspec.json.format(msgspec.json.encode(state), indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, msgspec.json.format(msgspec.json.encode(state), indent=1), 0o600)
 
 
 @dataclass(frozen=True, slots=True)
