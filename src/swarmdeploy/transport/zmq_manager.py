@@ -1,0 +1,288 @@
+"""The manager's ZeroMQ transport: a CURVE ROUTER and a CURVE PUB behind a ZAP allow-list.
+
+Layout and reasons: ``docs/adr/0002-zeromq-socket-layout.md``; message rules:
+``docs/protocol.md`` §1 and §3. Agents connect out to both sockets. Every incoming message is
+accepted only if the ZAP ``User-Id`` of its connection is still allowed and equals the
+target-id part of its routing id (``<target id>/<secret nonce>``); the manager routes to a
+target only through the routing id of its latest ``hello``. ``revoke`` re-binds both sockets,
+which drops every live connection at once (agents reconnect; the revoked key fails ZAP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import zmq
+import zmq.asyncio
+
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.messages import (
+    AGENT_TO_MANAGER,
+    Error,
+    Hello,
+    Hint,
+    Message,
+    UnknownMessage,
+    decode,
+    encode,
+    message_type,
+    valid_name,
+)
+from swarmdeploy.transport.base import (
+    Lifecycle,
+    ManagerLinkConfig,
+    ManagerTransport,
+    check_public_key,
+)
+from swarmdeploy.transport.errors import BindError, TransportClosed, TransportConfigError
+from swarmdeploy.transport.link import check_topic, require_addressed_outgoing, require_hint
+from swarmdeploy.transport.zap import ZapHandler
+from swarmdeploy.transport.zmq_common import ZAP_DOMAIN, apply_common, endpoint
+
+log = logging.getLogger(__name__)
+
+
+class ZmqManagerTransport(ManagerTransport):
+    """:class:`ManagerTransport` over CurveZMQ (ROUTER on ``zmq_sub_port``, PUB on
+    ``zmq_pub_port``)."""
+
+    def __init__(self, config: ManagerLinkConfig) -> None:
+        if not config.keys.secret:
+            raise TransportConfigError("the manager's CurveZMQ secret key is required")
+        self.config = config
+        self._keys: dict[str, str] = {}  # target id -> Z85 public key
+        self._owners: dict[str, str] = {}  # Z85 public key -> target id (ZAP User-Id)
+        self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
+        self._ctx: zmq.asyncio.Context | None = None
+        self._zap: ZapHandler | None = None
+        self._router: zmq.asyncio.Socket | None = None
+        self._pub: zmq.asyncio.Socket | None = None
+        self._endpoints: dict[str, str] = {}
+        self._closed = asyncio.Event()
+        self._rebind_lock = asyncio.Lock()
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        """The bound ``(zmq_sub_port, zmq_pub_port)`` (useful when configured as 0)."""
+        self._require(Lifecycle.OPEN)
+        router, pub = (int(self._endpoints[k].rsplit(":", 1)[1]) for k in ("router", "pub"))
+        return router, pub
+
+    async def start(self) -> None:
+        """See :meth:`ManagerTransport.start`. ZAP is up before any socket is bound."""
+        self._require(Lifecycle.NEW)
+        ctx = zmq.asyncio.Context()
+        self._ctx = ctx
+        try:
+            self._zap = ZapHandler(ctx, self._owners.get)
+            self._zap.start()
+            self._router = self._server_socket(ctx, zmq.ROUTER)
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown route: EHOSTUNREACH
+            self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # safe: routing ids are secret
+            self._pub = self._server_socket(ctx, zmq.PUB)
+            cfg = self.config
+            for name, sock, port in (
+                ("router", self._router, cfg.zmq_sub_port),
+                ("pub", self._pub, cfg.zmq_pub_port),
+            ):
+                sock.bind(endpoint(cfg.bind_host, port))
+                self._endpoints[name] = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            await self._teardown()
+            self._lifecycle = Lifecycle.CLOSED
+            raise BindError(f"cannot bind the manager's sockets: {exc}") from exc
+        self._lifecycle = Lifecycle.OPEN
+        log.info("manager link listening on %s (router) and %s (pub)", *self._endpoints.values())
+
+    def _server_socket(self, ctx: zmq.asyncio.Context, kind: int) -> zmq.asyncio.Socket:
+        cfg = self.config
+        sock = ctx.socket(kind)
+        apply_common(
+            sock,
+            heartbeat_ivl_s=cfg.heartbeat_ivl_s,
+            heartbeat_timeout_s=cfg.heartbeat_timeout_s,
+            max_message_bytes=cfg.max_message_bytes,
+            ipv6=":" in cfg.bind_host,
+        )
+        sock.curve_server = True
+        sock.curve_secretkey = cfg.keys.secret.encode("ascii")
+        sock.curve_publickey = cfg.keys.public.encode("ascii")
+        sock.zap_domain = ZAP_DOMAIN.encode()
+        sock.sndhwm = cfg.send_hwm
+        return sock
+
+    async def send(self, target_id: str, msg: Message) -> bool:
+        """See :meth:`ManagerTransport.send`."""
+        self._require(Lifecycle.OPEN)
+        require_addressed_outgoing(msg)
+        data = encode(msg, max_bytes=self.config.max_message_bytes)
+        route = self._routes.get(target_id)
+        if route is None:
+            return False
+        return await self._send_to(target_id, route, data)
+
+    async def _send_to(self, target_id: str, route: bytes, data: bytes) -> bool:
+        assert self._router is not None
+        try:
+            await self._router.send_multipart([route, data], flags=zmq.DONTWAIT, copy=False)
+        except zmq.Again:
+            return False  # the agent's queue is full: it is slow or gone
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
+                del self._routes[target_id]  # its connection is gone; the next hello restores it
+            return False
+        return True
+
+    async def publish(self, topic: bytes, msg: Hint) -> None:
+        """See :meth:`ManagerTransport.publish`."""
+        self._require(Lifecycle.OPEN)
+        require_hint(msg)
+        check_topic(topic)
+        data = encode(msg, max_bytes=self.config.max_message_bytes)
+        assert self._pub is not None
+        with contextlib.suppress(zmq.Again):  # PUB drops for slow subscribers anyway
+            await self._pub.send_multipart([topic, data], flags=zmq.DONTWAIT)
+
+    async def recv(self, timeout_s: float | None = None) -> tuple[str, Message] | None:
+        """See :meth:`ManagerTransport.recv`."""
+        self._require(Lifecycle.OPEN)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            if not await self._readable(remaining):
+                return None
+            assert self._router is not None
+            try:
+                frames = await self._router.recv_multipart(flags=zmq.DONTWAIT, copy=False)
+            except zmq.Again:
+                continue
+            accepted = await self._accept(frames)
+            if accepted is not None:
+                return accepted
+
+    async def _readable(self, timeout_s: float | None) -> bool:
+        assert self._router is not None
+        poller = zmq.asyncio.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poll = asyncio.ensure_future(poller.poll())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {poll, closed}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            poll.cancel()
+            closed.cancel()
+        if self._closed.is_set():
+            raise TransportClosed("ZmqManagerTransport is closed")
+        return poll in done and not poll.cancelled() and bool(poll.result())
+
+    async def _accept(self, frames: list[zmq.Frame]) -> tuple[str, Message] | None:
+        if len(frames) != 2:
+            log.warning("dropped a message of %d frames", len(frames))
+            return None
+        route, payload = frames[0].bytes, frames[1]
+        try:
+            user = str(payload.get("User-Id"))
+        except zmq.ZMQError:
+            user = ""
+        if user not in self._keys:
+            log.warning("dropped a message from a connection that is not (or no longer) allowed")
+            return None
+        claimed, sep, _nonce = route.partition(b"/")
+        if not sep or claimed != user.encode():
+            log.warning("dropped a message of %r claiming routing id %r", user, claimed[:128])
+            return None
+        try:
+            msg = decode(payload.buffer, max_bytes=self.config.max_message_bytes)
+            if not isinstance(msg, UnknownMessage) and message_type(msg) not in AGENT_TO_MANAGER:
+                raise MessageError(f"agents cannot send {message_type(msg)!r}", "wrong_direction")
+        except MessageError as exc:
+            log.warning("refused a message from %s: %s", user, exc)
+            reply = Error(code=exc.code, message=str(exc)[:4096])
+            await self._send_to(user, route, encode(reply))
+            return None
+        if isinstance(msg, Hello) or user not in self._routes:
+            self._routes[user] = route
+        return user, msg
+
+    async def allow(self, target_id: str, curve_public_key: str) -> None:
+        """See :meth:`ManagerTransport.allow`."""
+        self._require(Lifecycle.NEW, Lifecycle.OPEN)
+        if not valid_name(target_id):
+            raise TransportConfigError(f"invalid target id {target_id!r}")
+        check_public_key(curve_public_key, f"key of {target_id}")
+        owner = self._owners.get(curve_public_key)
+        if owner is not None and owner != target_id:
+            raise TransportConfigError(f"the key already belongs to target {owner!r}")
+        old = self._keys.get(target_id)
+        if old == curve_public_key:
+            return
+        if old is not None:
+            del self._owners[old]
+        self._keys[target_id] = curve_public_key
+        self._owners[curve_public_key] = target_id
+        if old is not None and self._lifecycle is Lifecycle.OPEN:
+            await self._drop_all_connections(f"key of {target_id} replaced")
+
+    async def revoke(self, target_id: str) -> None:
+        """See :meth:`ManagerTransport.revoke`."""
+        self._require(Lifecycle.NEW, Lifecycle.OPEN)
+        key = self._keys.pop(target_id, None)
+        if key is None:
+            return
+        del self._owners[key]
+        self._routes.pop(target_id, None)
+        if self._lifecycle is Lifecycle.OPEN:
+            await self._drop_all_connections(f"{target_id} revoked")
+
+    async def _drop_all_connections(self, why: str) -> None:
+        """Unbind and re-bind both sockets: libzmq closes every connection accepted on an
+        unbound endpoint, so the revoked agent is cut off now and every other agent
+        reconnects (and passes ZAP again) within its reconnect interval. ADR 0002."""
+        async with self._rebind_lock:
+            self._routes.clear()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.rebind_timeout_s
+            for name, sock in (("router", self._router), ("pub", self._pub)):
+                assert sock is not None
+                ep = self._endpoints[name]
+                sock.unbind(ep)
+                while True:
+                    try:
+                        sock.bind(ep)
+                        break
+                    except zmq.ZMQError as exc:
+                        if exc.errno != zmq.EADDRINUSE or loop.time() > deadline:
+                            raise BindError(f"cannot re-bind {ep}: {exc}") from exc
+                        await asyncio.sleep(0.01)  # the old listener closes asynchronously
+        log.info("%s: dropped every agent connection; agents reconnect", why)
+
+    def is_allowed(self, target_id: str) -> bool:
+        """See :meth:`ManagerTransport.is_allowed`."""
+        return target_id in self._keys
+
+    async def close(self) -> None:
+        """See :meth:`ManagerTransport.close`."""
+        if self._lifecycle is Lifecycle.CLOSED:
+            return
+        self._lifecycle = Lifecycle.CLOSED
+        self._closed.set()
+        await asyncio.sleep(0)  # let a pending recv see the close before its socket goes
+        await self._teardown()
+        log.info("manager link closed")
+
+    async def _teardown(self) -> None:
+        for sock in (self._router, self._pub):
+            if sock is not None:
+                sock.close(linger=0)
+        self._router = self._pub = None
+        if self._zap is not None:
+            await self._zap.close()
+            self._zap = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
