@@ -246,6 +246,11 @@ def test_existing_destination_refused(area: Path) -> None:
         unpack(make_tar([("x", b"")]), area / "pkg")
 
 
+def test_missing_parent_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="cannot unpack into"):
+        unpack(make_tar([("x", b"")]), tmp_path / "no/such/pkg")
+
+
 def test_remove_partial_cleans_interrupted_unpacks(area: Path) -> None:
     (area / ".unpack-abc").mkdir()
     (area / ".unpack-abc/f").write_text("x")

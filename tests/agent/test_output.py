@@ -61,3 +61,16 @@ def test_invalid_utf8_is_replaced() -> None:
 def test_tiny_cap_is_refused() -> None:
     with pytest.raises(ValueError):
         LineSplitter("cmd", Stream.STDOUT, lambda line: None, 2)
+
+
+def test_failing_sink_does_not_stop_the_splitter() -> None:
+    seen: list[str] = []
+
+    def sink(line: OutputLine) -> None:
+        seen.append(line.text)
+        if line.text == "bad":
+            raise RuntimeError("sink bug")
+
+    splitter = LineSplitter("cmd", Stream.STDOUT, sink, 16)
+    splitter.feed(b"bad\ngood\n")
+    assert seen == ["bad", "good"]

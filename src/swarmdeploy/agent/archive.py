@@ -97,7 +97,10 @@ def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
     limits = limits or ArchiveLimits()
     if os.path.lexists(dest):
         raise ArchiveError(f"unpack destination {dest} exists already")
-    tmp = create_temp_dir(dest.parent, _TMP_PREFIX)
+    try:
+        tmp = create_temp_dir(dest.parent, _TMP_PREFIX)
+    except OSError as exc:
+        raise ArchiveError(f"cannot unpack into {dest}: {exc.strerror or exc}") from exc
     try:
         with _open_source(source) as raw:
             result = _extract(_entries(raw, limits), tmp, limits)

@@ -10,9 +10,12 @@ keeps draining the pipe whatever the command writes.
 from __future__ import annotations
 
 import enum
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 #: Appended to every piece of a line that was longer than the cap, except its last piece.
 SPLIT_MARKER = " [line split]"
@@ -104,4 +107,8 @@ class LineSplitter:
         text = raw.decode("utf-8", errors="replace")
         if split:
             text += SPLIT_MARKER
-        self._sink(OutputLine(self._command, self._stream, text, now_ms()))
+        line = OutputLine(self._command, self._stream, text, now_ms())
+        try:
+            self._sink(line)
+        except Exception:  # a faulty sink must not stop the pipe from being drained
+            logger.exception("output sink failed on a line of %r", self._command)
