@@ -25,9 +25,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarmdeploy.storage import LogQuery, LogRecord, Storage
 from swarmdeploy.storage.factory import open_storage
+
+if TYPE_CHECKING:
+    from tests.fixtures_pg import PgServer
 
 BATCH_ROWS = 1000
 TARGETS = 200
@@ -180,6 +184,10 @@ async def run_backend(url: str, batches: list[list[LogRecord]], repeat: int) -> 
             queries[name] = {"median_ms": round(median_ms, 2), "matches": matches}
             print(f"  {name:<32} {median_ms:8.2f} ms  ({matches} matching rows)")
         dedupe_s = await _ingest(storage, batches[:10])
+        started = time.perf_counter()
+        purged = await storage.purge_logs(keep_rows=rows - rows // 10)
+        purge_s = time.perf_counter() - started
+        print(f"  purge of {purged} oldest rows (keep_rows): {purge_s:.2f} s")
         result: dict[str, object] = {
             "rows": rows,
             "stored": stored,
@@ -187,6 +195,7 @@ async def run_backend(url: str, batches: list[list[LogRecord]], repeat: int) -> 
             "ingest_rows_per_s": round(rows / seconds),
             "resend_10k_duplicates_seconds": round(dedupe_s, 3),
             "queries": queries,
+            "purge_10_percent": {"rows": purged, "seconds": round(purge_s, 2)},
         }
         print(f"  ingest: {rows} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s")
         return result
@@ -194,11 +203,28 @@ async def run_backend(url: str, batches: list[list[LogRecord]], repeat: int) -> 
         await storage.close()
 
 
-def _pg_server() -> object:
+def _pg_server() -> PgServer:
+    # The throw-away server of the test suite (initdb + pg_ctl on a free loopback port).
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.fixtures_pg import start_pg_server
 
     return start_pg_server()
+
+
+def _sqlite_run(batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(run_backend(f"{tmp}/bench.db", batches, repeat))
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    result["file_mb"] = round(size / 2**20, 1)
+    return result
+
+
+def _postgres_run(batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
+    server = _pg_server()
+    try:
+        return asyncio.run(run_backend(server.create_database("bench"), batches, repeat))
+    finally:
+        server.stop()
 
 
 def main(argv: list[str]) -> int:
@@ -212,23 +238,12 @@ def main(argv: list[str]) -> int:
     print(f"generating {args.rows:,} log lines ...")
     batches = list(LineGenerator().batches(args.rows))
     results: dict[str, object] = {}
+    runners = {"sqlite": _sqlite_run, "postgresql": _postgres_run}
     for backend in args.backends.split(","):
-        print(f"{backend}:")
-        if backend == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                results[backend] = asyncio.run(run_backend(f"{tmp}/bench.db", batches, args.repeat))
-                results[backend]["file_mb"] = round(  # type: ignore[index]
-                    sum(p.stat().st_size for p in Path(tmp).iterdir()) / 2**20, 1
-                )
-        elif backend == "postgresql":
-            server = _pg_server()
-            try:
-                url = server.create_database("bench")  # type: ignore[attr-defined]
-                results[backend] = asyncio.run(run_backend(url, batches, args.repeat))
-            finally:
-                server.stop()  # type: ignore[attr-defined]
-        else:
+        if backend not in runners:
             parser.error(f"unknown backend {backend!r}")
+        print(f"{backend}:")
+        results[backend] = runners[backend](batches, args.repeat)
     document = {
         "benchmark": "storage",
         "batch_rows": BATCH_ROWS,

@@ -187,3 +187,11 @@ async def test_deleted_lines_leave_the_full_text_index(storage: Storage) -> None
     await storage.purge_logs(keep_rows=1)
     page = await storage.query_logs(LogQuery(output="needle"))
     assert (page.total, [log.output for log in page.items]) == (1, ["needle new"])
+
+
+async def test_purge_logs_beyond_one_batch_deletes_all_asked(storage: Storage) -> None:
+    await storage.add_logs([line(f"b{i}", time=i, seq=i) for i in range(12_000)])
+    assert await storage.purge_logs(keep_rows=1_000) == 11_000
+    assert await storage.count_logs() == 1_000
+    oldest = await storage.query_logs(LogQuery(per_page=1))
+    assert oldest.items[0].output == "b11000"

@@ -1,10 +1,11 @@
 """Persistence for the manager: the :class:`Storage` interface and its backends.
 
 ``open_storage(url)`` picks the backend from the URL: ``sqlite+aiosqlite:///path`` (or a plain
-file path) for the embedded default, ``postgresql://...`` for PostgreSQL.
+file path ending in ``.db``) for the embedded default, ``postgresql://...`` for PostgreSQL,
+``memory://`` for tests. See ``docs/storage.md``.
 """
 
-from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import (
     Conflict,
     NotFound,
@@ -12,7 +13,9 @@ from swarmdeploy.storage.errors import (
     StorageUnavailable,
     TokenRejected,
 )
+from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.records import (
+    MAX_PER_PAGE,
     ApiKeyRecord,
     Location,
     LogQuery,
@@ -25,6 +28,8 @@ from swarmdeploy.storage.records import (
 )
 
 __all__ = [
+    "MAX_PER_PAGE",
+    "UNCHANGED",
     "ApiKeyRecord",
     "Conflict",
     "Location",
@@ -40,4 +45,5 @@ __all__ = [
     "TaskTargetRecord",
     "TokenRejected",
     "TokenSetRecord",
+    "open_storage",
 ]

@@ -16,6 +16,9 @@ from swarmdeploy.storage.tables import log_from_row, log_values, logs
 #: Rows per INSERT statement (8 bind parameters each: well below every driver's limit).
 LOG_CHUNK_ROWS = 1000
 
+#: Rows deleted per transaction by ``purge_logs``.
+PURGE_BATCH_ROWS = 5000
+
 
 def _log_filters(query: LogQuery) -> list[sa.ColumnElement[bool]]:
     equal: list[tuple[sa.Column[Any], object]] = [
@@ -71,29 +74,40 @@ class SqlLogs(SqlCore):
         self, *, older_than: int | None = None, keep_rows: int | None = None
     ) -> int:
         """Delete lines with ``time < older_than`` and all but the newest ``keep_rows`` lines
-        (newest by ``(time, id)``). Returns how many were deleted."""
+        (newest by ``(time, id)``). Returns how many were deleted.
+
+        Deletes run in batches of ``PURGE_BATCH_ROWS``, one transaction each, so that log
+        ingest is not blocked for the whole purge (SQLite has a single writer).
+        """
         if keep_rows is not None and keep_rows < 0:
             raise ValueError(f"keep_rows must be >= 0, got {keep_rows}")
         deleted = 0
-        async with self._tx() as conn:
-            if older_than is not None:
-                result = await conn.execute(sa.delete(logs).where(logs.c.time < older_than))
-                deleted += int(result.rowcount)
-            if keep_rows is not None:
-                cutoff_query = (
-                    sa.select(logs.c.time, logs.c.id)
-                    .order_by(logs.c.time.desc(), logs.c.id.desc())
-                    .offset(keep_rows)
-                    .limit(1)
-                )
+        if older_than is not None:
+            deleted += await self._delete_batched(logs.c.time < older_than)
+        if keep_rows is not None:
+            cutoff_query = (
+                sa.select(logs.c.time, logs.c.id)
+                .order_by(logs.c.time.desc(), logs.c.id.desc())
+                .offset(keep_rows)
+                .limit(1)
+            )
+            async with self._tx() as conn:
                 cutoff = (await conn.execute(cutoff_query)).first()
-                if cutoff is not None:
-                    at, row_id = cutoff
-                    older = sa.or_(
-                        logs.c.time < at, sa.and_(logs.c.time == at, logs.c.id <= row_id)
-                    )
-                    deleted += int((await conn.execute(sa.delete(logs).where(older))).rowcount)
+            if cutoff is not None:
+                at, row_id = cutoff
+                older = sa.or_(logs.c.time < at, sa.and_(logs.c.time == at, logs.c.id <= row_id))
+                deleted += await self._delete_batched(older)
         return deleted
+
+    async def _delete_batched(self, condition: sa.ColumnElement[bool]) -> int:
+        deleted = 0
+        batch = sa.select(logs.c.id).where(condition).limit(PURGE_BATCH_ROWS)
+        while True:
+            async with self._tx() as conn:
+                result = await conn.execute(sa.delete(logs).where(logs.c.id.in_(batch)))
+            deleted += int(result.rowcount)
+            if result.rowcount < PURGE_BATCH_ROWS:
+                return deleted
 
     async def count_logs(self) -> int:
         """Number of stored log lines."""
