@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -48,6 +49,15 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("oidc-role-map", "oidc_role_map", parse_role_map, "VALUE=ROLE,... claim value to role"),
     ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
 ]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM/SIGINT after its graceful shutdown, so the process
+    would die *by* the signal; the manager's contract is exit status 0 after a clean stop."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def env_name(option: str) -> str:
@@ -122,6 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     server.run()
     return 0 if server.started else 1
