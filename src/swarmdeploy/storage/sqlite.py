@@ -9,6 +9,8 @@ kept in sync by triggers.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +20,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from swarmdeploy.storage.errors import StorageUnavailable
 from swarmdeploy.storage.sql import SqlStorage
 from swarmdeploy.storage.tables import logs, tasks
 
@@ -37,6 +40,15 @@ class SqliteStorage(SqlStorage):
     def __init__(self, url: str, *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(url)
         self._busy_timeout_s = busy_timeout_s
+
+    async def open(self) -> None:
+        """Check that the database's directory exists, then open as every SQL backend does."""
+        # Checked here because a failed aiosqlite connect leaves its worker thread reporting
+        # to the event loop after the call returned.
+        path = sa.engine.make_url(self._url).database or ""
+        if not await asyncio.to_thread(os.path.isdir, os.path.dirname(path) or "."):
+            raise StorageUnavailable(f"directory of the SQLite database {path!r} does not exist")
+        await super().open()
 
     def _make_engine(self) -> AsyncEngine:
         engine = create_async_engine(self._url, connect_args={"timeout": self._busy_timeout_s})
