@@ -1,0 +1,70 @@
+"""Target registry: listeners, online flag, revocation even when a listener fails."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from swarmdeploy.manager.dispatch import LogRequest
+from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.storage.records import TargetRecord
+from tests.manager.services.conftest import World
+
+
+class FailingListener:
+    async def target_registered(self, target: TargetRecord) -> None:
+        raise RuntimeError("transport down")
+
+    async def target_revoked(self, target: TargetRecord) -> None:
+        raise RuntimeError("transport down")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.revoked: list[str] = []
+
+    async def target_registered(self, target: TargetRecord) -> None:
+        return None
+
+    async def target_revoked(self, target: TargetRecord) -> None:
+        self.revoked.append(target.id)
+
+
+async def test_failing_listener_is_logged_and_others_still_told(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.add_targets(["a"])
+    recorder = Recorder()
+    world.registry.add_listener(FailingListener())
+    world.registry.add_listener(recorder)
+    with caplog.at_level(logging.ERROR):
+        await world.registry.delete("a")
+    assert recorder.revoked == ["a"]
+    assert "revocation of a" in caplog.text
+    with pytest.raises(NotFoundError):
+        await world.registry.get("a")
+
+
+async def test_delete_discards_queued_requests(world: World) -> None:
+    await world.add_targets(["a"])
+    await world.dispatcher.submit("a", LogRequest(0))
+    await world.registry.delete("a")
+    assert world.dispatcher.pending("a") == []
+
+
+async def test_online_means_heard_within_timeout(world: World) -> None:
+    await world.add_targets(["a"])
+    assert not world.registry.view(await world.registry.get("a")).online
+    await world.storage.touch_target("a", seen_at=world.clock.now)
+    assert world.registry.view(await world.registry.get("a")).online
+    world.clock.now += 60_001
+    assert not world.registry.view(await world.registry.get("a")).online
+
+
+async def test_update_publishes_target_updated(world: World) -> None:
+    await world.add_targets(["a"])
+    sub = world.events.subscribe(["targetUpdated"])
+    await world.registry.update("a", {"tags": ["new"]})
+    event = await sub.get()
+    assert event.message()["payload"]["tags"] == ["new"]
