@@ -195,3 +195,13 @@ async def test_purge_logs_beyond_one_batch_deletes_all_asked(storage: Storage) -
     assert await storage.count_logs() == 1_000
     oldest = await storage.query_logs(LogQuery(per_page=1))
     assert oldest.items[0].output == "b11000"
+
+
+async def test_long_fields_are_stored_and_first_100k_chars_searchable(storage: Storage) -> None:
+    words = [f"w{i}" for i in range(30_000)]  # 188,890 characters of distinct words
+    output = " ".join(words)
+    stage, command = "s" * 64, "c" * 16_384
+    assert await storage.add_logs([line(output, stage=stage, command=command, seq=1)]) == 1
+    (got,) = (await storage.query_logs(LogQuery(output="w0 w15000"))).items
+    assert (got.output, got.stage, got.command) == (output, stage, command)
+    assert (await storage.query_logs(LogQuery(output="w29999"))).total == 0

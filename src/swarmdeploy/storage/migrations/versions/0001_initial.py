@@ -160,7 +160,7 @@ def _create_logs_and_keys() -> None:
         sa.Column("time", sa.BigInteger, nullable=False),
         sa.Column("target", sa.String(200), nullable=False),
         sa.Column("task", sa.String(200), nullable=False),
-        sa.Column("stage", sa.String(40), nullable=False),
+        sa.Column("stage", sa.Text, nullable=False),
         sa.Column("command", sa.Text, nullable=False),
         sa.Column("output", sa.Text, nullable=False),
         sa.Column("error", sa.Boolean, nullable=False),
