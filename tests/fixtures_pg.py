@@ -41,11 +41,11 @@ class PgUnavailable(RuntimeError):
     """No PostgreSQL server binaries on this machine."""
 
 
-def find_pg_bin() -> Path:
-    """The ``bin`` directory of the newest PostgreSQL under ``/usr/lib/postgresql``."""
+def find_pg_bin(root: Path = PG_ROOT) -> Path:
+    """The ``bin`` directory of the newest PostgreSQL under ``root`` (``/usr/lib/postgresql``)."""
     versions = []
-    if PG_ROOT.is_dir():
-        for child in PG_ROOT.iterdir():
+    if root.is_dir():
+        for child in root.iterdir():
             bin_dir = child / "bin"
             if child.name.isdigit() and (bin_dir / "initdb").exists():
                 versions.append((int(child.name), bin_dir))
@@ -137,7 +137,8 @@ def start_pg_server() -> PgServer:
     return server
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
+    """Skip the test, or fail it when the ``CI`` environment variable is set."""
     if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is required in CI: {reason}", pytrace=False)
     pytest.skip(reason)
@@ -149,8 +150,8 @@ def pg_server() -> Iterator[PgServer]:
     try:
         server = start_pg_server()
     except PgUnavailable as exc:
-        _unavailable(str(exc))
-        raise  # not reached: _unavailable raises
+        unavailable(str(exc))
+        raise  # not reached: unavailable() raises
     try:
         yield server
     finally:
