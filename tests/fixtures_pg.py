@@ -100,10 +100,26 @@ class PgServer:
                 timeout=_START_TIMEOUT_S,
             )
 
+    def start(self) -> None:
+        """``pg_ctl start`` (waits until the server accepts connections)."""
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base_dir} -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        log_file = str(self.base_dir / "postgres.log")
+        self._run(
+            "pg_ctl", "-D", str(self.data_dir), "-l", log_file, "-w",
+            "-t", str(_START_TIMEOUT_S), "-o", options, "start", as_owner=True,
+        )  # fmt: skip
+
+    def halt(self) -> None:
+        """``pg_ctl -m fast stop``, keeping the data directory (``start()`` again works)."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", as_owner=True)
+
     def stop(self) -> None:
-        """Stop the server (``pg_ctl -m fast stop``) and delete its directory."""
+        """Stop the server if it runs and delete its directory."""
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", as_owner=True)
+            self.halt()
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
@@ -122,15 +138,7 @@ def start_pg_server() -> PgServer:
             "initdb", "-D", str(server.data_dir), "-A", "trust", "-U", "postgres", "--no-sync",
             "-E", "UTF8", "--locale=C.UTF-8", as_owner=True,
         )  # fmt: skip
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {server.port} -k {base_dir} -c fsync=off"
-            " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        log_file = str(base_dir / "postgres.log")
-        server._run(
-            "pg_ctl", "-D", str(server.data_dir), "-l", log_file, "-w",
-            "-t", str(_START_TIMEOUT_S), "-o", options, "start", as_owner=True,
-        )  # fmt: skip
+        server.start()
     except BaseException:
         server.stop()
         raise

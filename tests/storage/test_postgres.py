@@ -10,8 +10,9 @@ import pytest
 
 from swarmdeploy.storage import StorageUnavailable, TokenRejected
 from swarmdeploy.storage.postgres import PostgresStorage
+from tests.fixtures_pg import PgUnavailable, start_pg_server, unavailable
 
-from .helpers import target
+from .helpers import line, target
 
 pytestmark = pytest.mark.postgres
 
@@ -59,3 +60,25 @@ async def test_open_without_server_raises_unavailable() -> None:
     )
     with pytest.raises(StorageUnavailable):
         await backend.open()
+
+
+async def test_server_restart_gives_unavailable_then_recovers() -> None:
+    try:
+        server = await asyncio.to_thread(start_pg_server)
+    except PgUnavailable as exc:
+        unavailable(str(exc))
+        raise
+    try:
+        backend = PostgresStorage(_asyncpg(server.url()), connect_timeout_s=2)
+        await backend.open()
+        try:
+            await backend.add_logs([line("before")])
+            await asyncio.to_thread(server.halt)
+            with pytest.raises(StorageUnavailable):
+                await backend.count_logs()
+            await asyncio.to_thread(server.start)
+            assert await backend.count_logs() == 1  # the pool reconnects by itself
+        finally:
+            await backend.close()
+    finally:
+        await asyncio.to_thread(server.stop)
