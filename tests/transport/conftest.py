@@ -28,7 +28,8 @@ def no_leaked_threads_or_fds() -> Iterator[None]:
         time.sleep(0.02)
     pytest.fail(
         f"leaked resources: threads {threads}->{me.num_threads()}, "
-        f"python threads {py_threads}->{threading.active_count()}, fds {fds}->{me.num_fds()}"
+        f"python threads {py_threads}->{threading.active_count()}, fds {fds}->{me.num_fds()}; "
+        f"{[t.name for t in threading.enumerate()]}"
     )
 
 

@@ -101,8 +101,8 @@ async def test_revoke_drops_the_live_connection_at_once_and_reconnecting_fails(
     assert (await next_event(agent)).state is LinkState.CONNECTED
     started = time.monotonic()
     await harness.manager.revoke("dev-1")
-    assert (await next_event(agent, timeout_s=1.0)).state is LinkState.CONNECTING
-    assert time.monotonic() - started < 1.0
+    assert (await next_event(agent, timeout_s=2.0)).state is LinkState.CONNECTING
+    assert time.monotonic() - started < 2.0  # typically a few ms; no heartbeat timeout
     assert (await next_event(agent)).state is LinkState.AUTH_FAILED
     assert not harness.manager.is_allowed("dev-1")
     assert not await harness.manager.send("dev-1", Welcome())

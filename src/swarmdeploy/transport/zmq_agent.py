@@ -160,6 +160,8 @@ class ZmqAgentTransport(AgentTransport):
         if kind in _REFUSED:
             state, detail = _REFUSED[kind]
             log.warning("agent link: %s (status %s)", detail, value)
+            if self.state is LinkState.CONNECTED:  # the sub socket may notice first
+                await self._inbox.set_state(LinkState.CONNECTING, "link lost")
             await self._inbox.set_state(state, f"{detail} (status {value})")
             return True
         if kind == zmq.EVENT_MONITOR_STOPPED:
@@ -220,7 +222,8 @@ class ZmqAgentTransport(AgentTransport):
         if dealer is None or self.state is not LinkState.CONNECTED:
             return False
         try:
-            await dealer.send(data, flags=zmq.DONTWAIT, copy=False)
+            # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
+            await dealer.send(data, flags=zmq.DONTWAIT)
         except zmq.ZMQError:  # EAGAIN: not connected right now or queue full
             return False
         return True

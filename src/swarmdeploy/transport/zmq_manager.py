@@ -79,8 +79,6 @@ class ZmqManagerTransport(ManagerTransport):
             self._zap = ZapHandler(ctx, self._owners.get)
             self._zap.start()
             self._router = self._server_socket(ctx, zmq.ROUTER)
-            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown route: EHOSTUNREACH
-            self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # safe: routing ids are secret
             self._pub = self._server_socket(ctx, zmq.PUB)
             cfg = self.config
             for name, sock, port in (
@@ -111,6 +109,9 @@ class ZmqManagerTransport(ManagerTransport):
         sock.curve_publickey = cfg.keys.public.encode("ascii")
         sock.zap_domain = ZAP_DOMAIN.encode()
         sock.sndhwm = cfg.send_hwm
+        if kind == zmq.ROUTER:
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown route: EHOSTUNREACH, not silence
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # safe: routing ids are secret (§3)
         return sock
 
     async def send(self, target_id: str, msg: Message) -> bool:
@@ -126,7 +127,8 @@ class ZmqManagerTransport(ManagerTransport):
     async def _send_to(self, target_id: str, route: bytes, data: bytes) -> bool:
         assert self._router is not None
         try:
-            await self._router.send_multipart([route, data], flags=zmq.DONTWAIT, copy=False)
+            # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
+            await self._router.send_multipart([route, data], flags=zmq.DONTWAIT)
         except zmq.Again:
             return False  # the agent's queue is full: it is slow or gone
         except zmq.ZMQError as exc:
@@ -153,7 +155,9 @@ class ZmqManagerTransport(ManagerTransport):
         while True:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             if not await self._readable(remaining):
-                return None
+                if deadline is not None and loop.time() >= deadline:
+                    return None
+                continue  # the socket was replaced by a revocation while we waited
             assert self._router is not None
             try:
                 frames = await self._router.recv_multipart(flags=zmq.DONTWAIT, copy=False)
@@ -178,7 +182,9 @@ class ZmqManagerTransport(ManagerTransport):
             closed.cancel()
         if self._closed.is_set():
             raise TransportClosed("ZmqManagerTransport is closed")
-        return poll in done and not poll.cancelled() and bool(poll.result())
+        if poll not in done or poll.cancelled() or poll.exception() is not None:
+            return False  # timeout, or the socket was replaced (and closed) meanwhile
+        return bool(poll.result())
 
     async def _accept(self, frames: list[zmq.Frame]) -> tuple[str, Message] | None:
         if len(frames) != 2:
@@ -240,26 +246,35 @@ class ZmqManagerTransport(ManagerTransport):
             await self._drop_all_connections(f"{target_id} revoked")
 
     async def _drop_all_connections(self, why: str) -> None:
-        """Unbind and re-bind both sockets: libzmq closes every connection accepted on an
-        unbound endpoint, so the revoked agent is cut off now and every other agent
-        reconnects (and passes ZAP again) within its reconnect interval. ADR 0002."""
+        """Replace both sockets by fresh ones bound to the same endpoints (ADR 0002).
+
+        Closing a socket hands it to libzmq's reaper thread, which closes every connection
+        of it at once (linger 0) without waiting for this thread; ``zmq_unbind`` would wait
+        until the application touches the socket again. The revoked agent is cut off now;
+        every other agent reconnects within its reconnect interval and passes ZAP again.
+        """
         async with self._rebind_lock:
+            assert self._ctx is not None and self._router is not None and self._pub is not None
             self._routes.clear()
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.config.rebind_timeout_s
-            for name, sock in (("router", self._router), ("pub", self._pub)):
-                assert sock is not None
-                ep = self._endpoints[name]
-                sock.unbind(ep)
-                while True:
-                    try:
-                        sock.bind(ep)
-                        break
-                    except zmq.ZMQError as exc:
-                        if exc.errno != zmq.EADDRINUSE or loop.time() > deadline:
-                            raise BindError(f"cannot re-bind {ep}: {exc}") from exc
-                        await asyncio.sleep(0.01)  # the old listener closes asynchronously
+            self._router.close(linger=0)
+            self._pub.close(linger=0)
+            self._router = self._server_socket(self._ctx, zmq.ROUTER)
+            self._pub = self._server_socket(self._ctx, zmq.PUB)
+            await self._bind_again(self._router, self._endpoints["router"])
+            await self._bind_again(self._pub, self._endpoints["pub"])
         log.info("%s: dropped every agent connection; agents reconnect", why)
+
+    async def _bind_again(self, sock: zmq.asyncio.Socket, ep: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.rebind_timeout_s
+        while True:
+            try:
+                sock.bind(ep)
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EADDRINUSE or loop.time() > deadline:
+                    raise BindError(f"cannot re-bind {ep}: {exc}") from exc
+                await asyncio.sleep(0.005)  # the reaper closes the old listener asynchronously
 
     def is_allowed(self, target_id: str) -> bool:
         """See :meth:`ManagerTransport.is_allowed`."""

@@ -1,0 +1,190 @@
+"""ZeroMQ-only behaviour: handshakes, hostile raw peers, restarts, lingering close (ADR 0002).
+
+Raw peers are plain pyzmq sockets driven by the test, to send what a well-behaved
+``ZmqAgentTransport`` never would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import zmq
+import zmq.asyncio
+from tests.transport.harness import TIMEOUT_S, Harness, greet, make_harness, next_message
+
+from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.messages import (
+    ALL_TOPIC,
+    Bye,
+    Error,
+    Hello,
+    Hint,
+    Welcome,
+    decode,
+    encode,
+)
+from swarmdeploy.transport.base import AgentLinkConfig, LinkState, ManagerLinkConfig
+from swarmdeploy.transport.errors import BindError, TransportConfigError
+from swarmdeploy.transport.zmq import ZmqAgentTransport, ZmqManagerTransport
+
+
+@pytest.fixture
+async def zh() -> AsyncIterator[Harness]:
+    h = await make_harness("zmq")
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_dealer(
+    h: Harness, keys: CurveKeyPair | None, routing_id: bytes
+) -> AsyncIterator[zmq.asyncio.Socket]:
+    """A hand-driven DEALER connected to the manager's ROUTER (CURVE unless ``keys`` is None)."""
+    assert isinstance(h.manager, ZmqManagerTransport)
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.routing_id = routing_id
+    if keys is not None:
+        sock.curve_serverkey = h.manager_keys.public.encode()
+        sock.curve_publickey = keys.public.encode()
+        sock.curve_secretkey = keys.secret.encode()
+    sock.connect(f"tcp://127.0.0.1:{h.manager.ports[0]}")
+    try:
+        yield sock
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+async def _allowed_keys(h: Harness, target_id: str) -> CurveKeyPair:
+    keys = generate_keypair()
+    await h.manager.allow(target_id, keys.public)
+    return keys
+
+
+async def _reply(sock: zmq.asyncio.Socket) -> object:
+    async with asyncio.timeout(TIMEOUT_S):
+        return decode(await sock.recv())
+
+
+async def test_wrong_manager_key_is_reported_as_handshake_failure(zh: Harness) -> None:
+    agent = await zh.agent("dev-1", manager_key=generate_keypair().public)
+    assert await agent.wait_state(LinkState.HANDSHAKE_FAILED, timeout_s=TIMEOUT_S)
+    assert await zh.manager.recv(timeout_s=0.2) is None
+
+
+async def test_garbage_from_an_authenticated_peer_is_answered_and_survived(zh: Harness) -> None:
+    keys = await _allowed_keys(zh, "raw")
+    receiving = asyncio.create_task(zh.manager.recv(timeout_s=TIMEOUT_S))  # it answers errors
+    async with raw_dealer(zh, keys, b"raw/0123456789abcdef") as sock:
+        await sock.send(b"\xc1 not msgpack")
+        err = await _reply(sock)
+        assert isinstance(err, Error) and err.code == "invalid_message"
+        await sock.send(encode(Welcome()))  # a manager-only type
+        err = await _reply(sock)
+        assert isinstance(err, Error) and err.code == "wrong_direction"
+        await sock.send(msgspec.msgpack.encode({"v": 9, "type": "hello"}))
+        err = await _reply(sock)
+        assert isinstance(err, Error) and err.code == "unsupported_version"
+        await sock.send(encode(Hello(boot_id="fine")))
+        assert await receiving == ("raw", Hello(boot_id="fine"))
+
+
+async def test_routing_id_without_secret_part_is_refused(zh: Harness) -> None:
+    keys = await _allowed_keys(zh, "raw")
+    async with raw_dealer(zh, keys, b"raw") as sock:
+        await sock.send(encode(Hello()))
+        assert await zh.manager.recv(timeout_s=0.5) is None
+
+
+async def test_multi_frame_messages_are_dropped(zh: Harness) -> None:
+    keys = await _allowed_keys(zh, "raw")
+    async with raw_dealer(zh, keys, b"raw/00") as sock:
+        await sock.send_multipart([encode(Hello()), encode(Hello())])
+        assert await zh.manager.recv(timeout_s=0.5) is None
+
+
+async def test_plain_tcp_client_without_curve_gets_nothing(zh: Harness) -> None:
+    async with raw_dealer(zh, None, b"x/1") as sock:
+        await sock.send(encode(Hello()))
+        assert await zh.manager.recv(timeout_s=0.5) is None
+
+
+async def test_agent_reconnects_to_a_restarted_manager(zh: Harness) -> None:
+    agent = await zh.agent("dev-1")
+    await greet(zh, agent, "dev-1")
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    sub_port, pub_port = zh.manager.ports
+    await zh.manager.close()
+    await agent.wait_state(LinkState.CONNECTING, timeout_s=TIMEOUT_S)
+    config = ManagerLinkConfig(keys=zh.manager_keys, zmq_sub_port=sub_port, zmq_pub_port=pub_port)
+    zh.manager = ZmqManagerTransport(config)
+    assert isinstance(agent, ZmqAgentTransport)
+    await zh.manager.allow("dev-1", agent.config.keys.public)  # from storage, before binding
+    await zh.manager.start()
+    await greet(zh, agent, "dev-1")
+    assert await zh.manager.send("dev-1", Welcome(server_time_ms=3))
+    assert await next_message(agent) == Welcome(server_time_ms=3)
+
+
+async def test_replacing_a_key_drops_the_old_one(zh: Harness) -> None:
+    old = await zh.agent("dev-1")
+    await greet(zh, old, "dev-1")
+    new_keys = generate_keypair()
+    await zh.manager.allow("dev-1", new_keys.public)
+    await old.wait_state(LinkState.AUTH_FAILED, timeout_s=TIMEOUT_S)
+    new = await zh.agent("dev-1", keys=new_keys, allow=False)
+    await greet(zh, new, "dev-1")
+
+
+async def test_close_with_linger_lets_a_last_bye_leave(zh: Harness) -> None:
+    agent = await zh.agent("dev-1")
+    await greet(zh, agent, "dev-1")
+    assert await agent.send(Bye(reason="shutdown"))
+    await agent.close(linger_s=1.0)
+    assert await zh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Bye(reason="shutdown"))
+
+
+async def test_publishing_anything_but_a_hint_is_refused(zh: Harness) -> None:
+    with pytest.raises(MessageError):
+        await zh.manager.publish(ALL_TOPIC, Welcome())  # type: ignore[arg-type]
+    with pytest.raises(MessageError):
+        await zh.manager.send("dev-1", Hint())
+    with pytest.raises(MessageError):
+        await zh.manager.publish(b"TAG-x", Hint())  # not terminated: would prefix-match
+
+
+async def test_busy_port_gives_bind_error() -> None:
+    ctx = zmq.Context()
+    blocker = ctx.socket(zmq.REP)
+    blocker.linger = 0
+    port = blocker.bind_to_random_port("tcp://127.0.0.1")
+    manager = ZmqManagerTransport(
+        ManagerLinkConfig(keys=generate_keypair(), zmq_sub_port=port, zmq_pub_port=0)
+    )
+    try:
+        with pytest.raises(BindError):
+            await manager.start()
+    finally:
+        await manager.close()
+        blocker.close()
+        ctx.term()
+
+
+def test_secret_keys_are_required() -> None:
+    public_only = CurveKeyPair(public=generate_keypair().public)
+    with pytest.raises(TransportConfigError):
+        ZmqManagerTransport(ManagerLinkConfig(keys=public_only))
+    config = AgentLinkConfig(
+        target_id="a", keys=public_only, manager_public_key=generate_keypair().public
+    )
+    with pytest.raises(TransportConfigError):
+        ZmqAgentTransport(config)
