@@ -1,4 +1,5 @@
-"""The alembic migrations create exactly the schema that ``storage.tables`` describes."""
+"""SQL backends: the migrations create exactly the schema of ``storage.tables``, and
+constraint violations are translated by kind."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from swarmdeploy.storage import ApiKeyRecord, Conflict, StorageError
 from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.sql_core import SqlCore
 from swarmdeploy.storage.tables import metadata
@@ -56,3 +58,18 @@ async def test_migrated_schema_matches_table_definitions(fresh_url: str) -> None
         await backend.close()
     assert diff == []
     assert version == "0001"
+
+
+async def test_constraint_other_than_unique_is_storage_error_not_conflict(fresh_url: str) -> None:
+    backend = open_storage(fresh_url)
+    await backend.open()
+    try:
+        await backend.add_api_key(ApiKeyRecord("k1", "alice", "admin", b"h", 1))
+        with pytest.raises(Conflict):
+            await backend.add_api_key(ApiKeyRecord("k1", "bob", "admin", b"h", 1))
+        null_role = ApiKeyRecord("k2", "carol", None, b"h", 1)  # type: ignore[arg-type]
+        with pytest.raises(StorageError) as raised:
+            await backend.add_api_key(null_role)
+        assert not isinstance(raised.value, Conflict)
+    finally:
+        await backend.close()

@@ -40,9 +40,23 @@ _UNAVAILABLE = (
 _FOREIGN = (sa_exc.SQLAlchemyError, OSError, TimeoutError)
 
 
+#: Driver codes of unique-key violations: PostgreSQL SQLSTATE and SQLite extended error names.
+_UNIQUE_VIOLATIONS = frozenset(
+    {"23505", "SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"}
+)
+
+
+def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
+    orig = exc.orig
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlite_errorname", None)
+    return code in _UNIQUE_VIOLATIONS
+
+
 def translate(exc: BaseException) -> StorageError:
-    """The storage error for a foreign (SQLAlchemy, driver, OS) exception."""
-    if isinstance(exc, sa_exc.IntegrityError):
+    """The storage error for a foreign (SQLAlchemy, driver, OS) exception: a unique-key
+    violation is :class:`Conflict`, a connection or lock problem :class:`StorageUnavailable`,
+    anything else (other constraint violations, bad data) the base :class:`StorageError`."""
+    if isinstance(exc, sa_exc.IntegrityError) and _is_unique_violation(exc):
         return Conflict(f"unique key taken: {exc.orig}")
     if isinstance(exc, _UNAVAILABLE) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
