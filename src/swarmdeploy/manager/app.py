@@ -40,6 +40,7 @@ from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.stats import StatsService
+from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
 from swarmdeploy.manager.services.tokens import TokenService
 from swarmdeploy.manager.settings import Settings
@@ -86,6 +87,7 @@ def build_services(
         online_timeout_ms=int(settings.online_timeout_s * 1000),
     )
     logs = LogService(storage, events=events, metrics=metrics, clock=clock)
+    states = TaskStates(storage, events=events, clock=clock)
     limiter = RegistrationLimiter(
         per_address_per_min=settings.registration_rate_per_min,
         burst=settings.registration_burst,
@@ -120,8 +122,15 @@ def build_services(
         ),
         control=TargetControl(registry=registry, dispatcher=dispatcher, logs=logs),
         logs=logs,
+        task_states=states,
         tasks=TaskService(
-            storage, blobs=blobs, events=events, dispatcher=dispatcher, logs=logs, clock=clock
+            storage,
+            blobs=blobs,
+            events=events,
+            dispatcher=dispatcher,
+            logs=logs,
+            states=states,
+            clock=clock,
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
     )

@@ -13,6 +13,7 @@ from swarmdeploy.manager.services.blobs import MemoryBlobStore
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
 from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import TargetRecord
@@ -37,6 +38,7 @@ class World:
     metrics: Metrics
     logs: LogService
     registry: TargetRegistry
+    states: TaskStates
     tasks: TaskService
 
     async def add_targets(self, ids: list[str], tags: tuple[str, ...] = ()) -> None:
@@ -64,13 +66,15 @@ async def world() -> AsyncIterator[World]:
     registry = TargetRegistry(
         storage, events=events, dispatcher=dispatcher, clock=clock, online_timeout_ms=60_000
     )
+    states = TaskStates(storage, events=events, clock=clock)
     tasks = TaskService(
         storage,
         blobs=MemoryBlobStore(),
         events=events,
         dispatcher=dispatcher,
         logs=logs,
+        states=states,
         clock=clock,
     )
-    yield World(storage, clock, events, dispatcher, metrics, logs, registry, tasks)
+    yield World(storage, clock, events, dispatcher, metrics, logs, registry, states, tasks)
     await storage.close()

@@ -15,6 +15,7 @@ from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.stats import StatsService
+from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
 from swarmdeploy.manager.services.tokens import TokenService
 from swarmdeploy.manager.settings import Settings
@@ -25,8 +26,9 @@ from swarmdeploy.storage.base import Storage
 class Services:
     """Everything routers need, reachable as ``request.app.state.services``.
 
-    The transport server uses ``logs.ingest``, ``registry`` (listeners, targets), ``tasks``
-    (``publish_row``), ``dispatcher`` (``ready``/``drain``), ``events`` and ``storage``.
+    The transport server uses ``logs.ingest``, ``registry`` (listeners, online state),
+    ``task_states.apply`` (agent acknowledgements), ``dispatcher`` (``ready``/``drain``),
+    ``blobs``, ``events`` and ``storage``.
     """
 
     settings: Settings
@@ -43,5 +45,6 @@ class Services:
     registration: RegistrationService
     control: TargetControl
     logs: LogService
+    task_states: TaskStates
     tasks: TaskService
     stats: StatsService

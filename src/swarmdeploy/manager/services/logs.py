@@ -60,16 +60,24 @@ class LogService:
         self, target: str, task: str, output: str, *, stage: str = "", error: bool = False
     ) -> None:
         """Record and publish one ``$manager`` line (audit trail, manager-side events)."""
-        line = LogRecord(
-            time=self._clock(),
-            target=target,
-            task=task,
-            stage=stage,
-            command=MANAGER_COMMAND,
-            output=output,
-            error=error,
-        )
-        await self.ingest([line])
+        await self.manager_lines([target], task, output, stage=stage, error=error)
+
+    async def manager_lines(
+        self,
+        targets: Sequence[str],
+        task: str,
+        output: str,
+        *,
+        stage: str = "",
+        error: bool = False,
+    ) -> None:
+        """Record and publish the same ``$manager`` line for several targets (one insert)."""
+        now = self._clock()
+        lines = [
+            LogRecord(now, target, task, stage, MANAGER_COMMAND, output, error=error)
+            for target in targets
+        ]
+        await self.ingest(lines)
 
     async def query(self, query: LogQuery) -> Page[LogRecord]:
         """Stored logs matching ``query``."""

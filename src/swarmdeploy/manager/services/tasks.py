@@ -30,11 +30,13 @@ from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
-from swarmdeploy.protocol.errors import DescriptorError
+from swarmdeploy.protocol.errors import DescriptorError, TransitionError
 from swarmdeploy.protocol.states import (
     ACTIVE_STATES,
     FINAL_STATES,
+    TargetEvent,
     TargetState,
     TaskStatus,
     summarize,
@@ -46,7 +48,6 @@ from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetR
 log = logging.getLogger(__name__)
 
 _ID_ATTEMPTS = 8
-_EXPIRABLE = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,9 +97,11 @@ class TaskService:
         events: EventHub,
         dispatcher: Dispatcher,
         logs: LogService,
+        states: TaskStates,
         clock: Clock,
     ) -> None:
         self._storage = storage
+        self._states = states
         self._blobs = blobs
         self._events = events
         self._dispatcher = dispatcher
@@ -237,11 +240,13 @@ class TaskService:
         now = self._clock()
         await self._storage.mark_task_stopped(task_id, now)
         stopped, requested, refused = 0, 0, []
+        touched: list[str] = []
         for row in view.targets:
             state = TargetState(row.state)
             if state in FINAL_STATES:
                 continue
-            if state is TargetState.PENDING and await self._stop_pending(row, now):
+            touched.append(row.target_id)
+            if state is TargetState.PENDING and await self._stop_pending(row):
                 stopped += 1
                 continue
             try:
@@ -249,27 +254,21 @@ class TaskService:
                 requested += 1
             except Unavailable:
                 refused.append(row.target_id)
+        await self._logs.manager_lines(touched, task_id, f"stop requested by {by.audit_name}")
         log.info(
             "task %s stop by %s: %d stopped, %d asked, %d refused",
             task_id, by.audit_name, stopped, requested, len(refused),
         )  # fmt: skip
         return StopOutcome(stopped, requested, refused)
 
-    async def _stop_pending(self, row: TaskTargetRecord, now: int) -> bool:
-        changed = await self._storage.set_task_target_state(
-            row.task_id,
-            row.target_id,
-            state=TargetState.STOPPED.value,
-            updated_at=now,
-            reason="stopped before delivery",
-            expected=[TargetState.PENDING.value],
-        )
-        if changed:
-            stopped = dataclasses.replace(
-                row, state="stopped", updated_at=now, reason="stopped before delivery"
+    async def _stop_pending(self, row: TaskTargetRecord) -> bool:
+        try:
+            stopped = await self._states.apply(
+                row.task_id, row.target_id, TargetEvent.STOP, reason="stopped before delivery"
             )
-            self.publish_row(stopped)
-        return changed
+        except (NotFoundError, TransitionError):
+            return False
+        return stopped is not None
 
     async def delete(self, task_id: str) -> None:
         """Delete a task, its rows and its logs. :class:`ConflictError` while any target is in
@@ -289,35 +288,8 @@ class TaskService:
         self._events.publish("taskDeleted", {"id": task_id}, task=task_id)
 
     async def expire(self) -> int:
-        """Mark rows of expired tasks that never got past ``announced`` as ``expired``."""
-        rows = await self._storage.expire_pending(
-            now=self._clock(), states=_EXPIRABLE, new_state=TargetState.EXPIRED.value
-        )
-        for row in rows:
-            self.publish_row(row)
-        if rows:
-            log.info("%d task target(s) expired", len(rows))
-        return len(rows)
-
-    def publish_row(self, row: TaskTargetRecord) -> None:
-        """Publish a ``taskUpdated`` event for one changed per-target row."""
-        self._events.publish(
-            "taskUpdated", row_json(row, task=True), target=row.target_id, task=row.task_id
-        )
-
-
-def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
-    """A per-target row as the API shows it (with ``task`` for events)."""
-    doc: dict[str, Any] = {
-        "id": row.target_id,
-        "role": row.role,
-        "state": row.state,
-        "reason": row.reason,
-        "updatedAt": row.updated_at,
-    }
-    if task:
-        doc["task"] = row.task_id
-    return doc
+        """Expire rows of tasks past their deadline (background job); returns how many."""
+        return len(await self._states.expire())
 
 
 def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:

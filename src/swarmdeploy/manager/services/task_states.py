@@ -1,0 +1,111 @@
+"""The one choke point for per-target task state changes (house style habit 3).
+
+Every change -- from the transport (agent acknowledgements), from an operator's stop, from
+expiry -- goes through :meth:`TaskStates.apply`: the transition is looked up in
+``protocol.states.TRANSITIONS`` (an illegal one raises ``TransitionError``), persisted with
+compare-and-set against the state it was computed from, logged in one line and published as
+a ``taskUpdated`` event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from swarmdeploy.manager.clock import Clock
+from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.protocol.states import TargetEvent, TargetState, next_state
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.records import TaskTargetRecord
+
+log = logging.getLogger(__name__)
+
+_EXPIRABLE = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
+
+
+def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
+    """A per-target row as the API shows it (with ``task`` for events)."""
+    doc: dict[str, Any] = {
+        "id": row.target_id,
+        "role": row.role,
+        "state": row.state,
+        "reason": row.reason,
+        "updatedAt": row.updated_at,
+    }
+    if task:
+        doc["task"] = row.task_id
+    return doc
+
+
+class TaskStates:
+    """Applies events to (task, target) rows."""
+
+    def __init__(self, storage: Storage, *, events: EventHub, clock: Clock) -> None:
+        self._storage = storage
+        self._events = events
+        self._clock = clock
+
+    async def row(self, task_id: str, target_id: str) -> TaskTargetRecord:
+        """The row of ``target_id`` for ``task_id``; :class:`NotFoundError` if there is none."""
+        rows = await self._storage.target_tasks(target_id)
+        for row in rows:
+            if row.task_id == task_id:
+                return row
+        raise NotFoundError(f"target {target_id} has no part in task {task_id}")
+
+    async def apply(
+        self, task_id: str, target_id: str, event: TargetEvent, *, reason: str = ""
+    ) -> TaskTargetRecord | None:
+        """Apply ``event`` to the row; returns the updated row, or ``None`` when the row
+        changed concurrently (re-read and decide again).
+
+        Raises :class:`NotFoundError` for an unknown row and
+        :class:`~swarmdeploy.protocol.errors.TransitionError` for a transition the table
+        does not allow.
+        """
+        row = await self.row(task_id, target_id)
+        current = TargetState(row.state)
+        new = next_state(current, event)
+        now = self._clock()
+        changed = await self._storage.set_task_target_state(
+            task_id,
+            target_id,
+            state=new.value,
+            updated_at=now,
+            reason=reason,
+            expected=[current.value],
+        )
+        if not changed:
+            return None
+        updated = dataclasses.replace(row, state=new.value, updated_at=now, reason=reason)
+        log.info(
+            "task %s on %s: %s -> %s%s",
+            task_id, target_id, current.value, new.value, f" ({reason})" if reason else "",
+        )  # fmt: skip
+        self.publish(updated)
+        return updated
+
+    async def expire(self) -> list[TaskTargetRecord]:
+        """Mark rows of expired tasks that never got past ``announced`` as ``expired``."""
+        rows = await self._storage.expire_pending(
+            now=self._clock(), states=_EXPIRABLE, new_state=TargetState.EXPIRED.value
+        )
+        for row in rows:
+            self.publish(row)
+        if rows:
+            log.info("%d task target(s) expired", len(rows))
+        return rows
+
+    def publish(self, row: TaskTargetRecord) -> None:
+        """Publish a ``taskUpdated`` event for one changed row."""
+        self._events.publish(
+            "taskUpdated", row_json(row, task=True), target=row.target_id, task=row.task_id
+        )
+
+    def publish_all(self, rows: Sequence[TaskTargetRecord]) -> None:
+        """Publish ``taskUpdated`` for several rows."""
+        for row in rows:
+            self.publish(row)

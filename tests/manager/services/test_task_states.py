@@ -1,0 +1,90 @@
+"""The single choke point for per-target state changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.events import Event, EventHub
+from swarmdeploy.manager.services.task_states import TaskStates
+from swarmdeploy.protocol.errors import TransitionError
+from swarmdeploy.protocol.states import TargetEvent
+from swarmdeploy.storage.memory import MemoryStorage
+from swarmdeploy.storage.records import TargetRecord, TaskRecord, TaskTargetRecord
+from tests.manager.services.conftest import World
+
+
+async def _task(world: World) -> str:
+    await world.add_targets(["a"])
+    doc = {"deploy": {"install": {"commands": ["true"]}, "target": {"ids": ["a"]}}}
+    return (await world.tasks.create(doc, created_by="me")).record.id
+
+
+async def test_allowed_event_persists_and_publishes(world: World) -> None:
+    task_id = await _task(world)
+    sub = world.events.subscribe(["taskUpdated"], task=task_id)
+    row = await world.states.apply(task_id, "a", TargetEvent.ANNOUNCE)
+    assert row is not None and row.state == "announced"
+    row = await world.states.apply(task_id, "a", TargetEvent.DECLINE, reason="disk full")
+    assert row is not None and (row.state, row.reason) == ("declined", "disk full")
+    events = [await sub.get(), await sub.get()]
+    assert all(isinstance(e, Event) for e in events)
+    assert [e.message()["payload"]["state"] for e in events] == ["announced", "declined"]
+    stored = await world.states.row(task_id, "a")
+    assert (stored.state, stored.reason) == ("declined", "disk full")
+
+
+async def test_illegal_event_raises_and_changes_nothing(world: World) -> None:
+    task_id = await _task(world)
+    with pytest.raises(TransitionError):
+        await world.states.apply(task_id, "a", TargetEvent.RUN)
+    assert (await world.states.row(task_id, "a")).state == "pending"
+
+
+async def test_unknown_row_is_not_found(world: World) -> None:
+    task_id = await _task(world)
+    with pytest.raises(NotFoundError):
+        await world.states.apply(task_id, "ghost", TargetEvent.ANNOUNCE)
+
+
+class RacingStorage(MemoryStorage):
+    """When armed, another writer moves the row to ``announced`` just before each write."""
+
+    armed = False
+
+    async def set_task_target_state(
+        self,
+        task_id: str,
+        target_id: str,
+        *,
+        state: str,
+        updated_at: int,
+        reason: str = "",
+        expected: Sequence[str] | None = None,
+    ) -> bool:
+        if self.armed:
+            self.armed = False
+            await super().set_task_target_state(task_id, target_id, state="announced", updated_at=1)
+        return await super().set_task_target_state(
+            task_id, target_id, state=state, updated_at=updated_at, reason=reason, expected=expected
+        )
+
+
+async def test_concurrent_change_returns_none() -> None:
+    storage = RacingStorage()
+    await storage.open()
+    await storage.create_token_set("s", [b"h" * 32], created_at=0, expires_at=10**15)
+    target = TargetRecord(id="a", curve_key="k", identity_key="i", created_at=0, updated_at=0)
+    await storage.register_target(b"h" * 32, target, now=1)
+    await storage.add_task(
+        TaskRecord(id="t", description="", debug=False, descriptor={}, created_at=0,
+                   expires_at=10**15),
+        [TaskTargetRecord("t", "a", "pending", 0)],
+    )  # fmt: skip
+    states = TaskStates(storage, events=EventHub(queue_size=10), clock=lambda: 5)
+    storage.armed = True
+    assert await states.apply("t", "a", TargetEvent.ACCEPT) is None
+    assert (await states.row("t", "a")).state == "announced"
+    await storage.close()
