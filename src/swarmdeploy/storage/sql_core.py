@@ -7,6 +7,7 @@ code in ``sql_targets``, ``sql_tasks`` and ``sql_logs`` is written once against 
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -73,10 +74,15 @@ def as_page(total: int, items: Sequence[T], page: int, per_page: int) -> Page[T]
 class SqlCore(abc.ABC):
     """Engine, lifecycle and transaction helpers; subclasses supply the dialect hooks."""
 
+    #: Serialise write transactions of this object with an asyncio lock (SQLite: one writer
+    #: per file; waiting on the lock is cheaper and fairer than SQLite's sleeping busy handler).
+    serialize_writes: bool = False
+
     def __init__(self, url: str) -> None:
         self._url = url
         self._state = StorageState.NEW
         self._engine: AsyncEngine | None = None
+        self._write_lock = asyncio.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -94,6 +100,7 @@ class SqlCore(abc.ABC):
             await engine.dispose()
             raise
         self._engine = engine
+        self._write_lock = asyncio.Lock()
         self._state = StorageState.OPEN
         log.info("storage open: %s", engine.url.render_as_string(hide_password=True))
 
@@ -127,6 +134,16 @@ class SqlCore(abc.ABC):
                 yield conn
         except _FOREIGN as exc:
             raise translate(exc) from exc
+
+    @contextlib.asynccontextmanager
+    async def _write_tx(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that writes (see ``serialize_writes``)."""
+        if not self.serialize_writes:
+            async with self._tx() as conn:
+                yield conn
+            return
+        async with self._write_lock, self._tx() as conn:
+            yield conn
 
     async def _page(
         self,

@@ -43,7 +43,7 @@ class SqlLogs(SqlCore):
         """Insert in chunks of ``LOG_CHUNK_ROWS`` rows with ``ON CONFLICT DO NOTHING``; lines
         whose ``(target, seq)`` exists are skipped. Returns how many were stored."""
         stored = 0
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             for start in range(0, len(logs_in), LOG_CHUNK_ROWS):
                 stored += await self._insert_logs(conn, logs_in[start : start + LOG_CHUNK_ROWS])
         return stored
@@ -103,7 +103,7 @@ class SqlLogs(SqlCore):
         deleted = 0
         batch = sa.select(logs.c.id).where(condition).limit(PURGE_BATCH_ROWS)
         while True:
-            async with self._tx() as conn:
+            async with self._write_tx() as conn:
                 result = await conn.execute(sa.delete(logs).where(logs.c.id.in_(batch)))
             deleted += int(result.rowcount)
             if result.rowcount < PURGE_BATCH_ROWS:

@@ -96,7 +96,7 @@ class SqlTargets(SqlCore):
         statement = (
             sa.update(targets).where(targets.c.id == target_id).values(values).returning(targets)
         )
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             row = (await conn.execute(statement)).first()
             if row is None:
                 raise NotFound(f"target {target_id!r} not found")
@@ -114,19 +114,19 @@ class SqlTargets(SqlCore):
         values: dict[str, Any] = {"last_seen_at": seen_at}
         if health is not None:
             values["health"] = health
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(sa.update(targets).where(targets.c.id == target_id).values(values))
 
     async def set_log_request_at(self, target_id: str, at: int) -> None:
         """Remember the time of the newest requested log; unknown ids are ignored."""
         statement = sa.update(targets).where(targets.c.id == target_id).values(log_request_at=at)
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(statement)
 
     async def delete_target(self, target_id: str) -> TargetRecord:
         """Delete the target and its tags (logs and per-task rows stay); ``NotFound``."""
         statement = sa.delete(targets).where(targets.c.id == target_id).returning(targets)
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             row = (await conn.execute(statement)).first()
         if row is None:
             raise NotFound(f"target {target_id!r} not found")
@@ -182,7 +182,7 @@ class SqlTargets(SqlCore):
             "created_at": created_at,
             "expires_at": expires_at,
         }
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(sa.insert(token_sets).values(row))
             if token_hashes:
                 await conn.execute(
@@ -210,14 +210,14 @@ class SqlTargets(SqlCore):
 
     async def delete_token_set(self, name: str) -> None:
         """Delete a set and its unspent tokens; raises ``NotFound``."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             result = await conn.execute(sa.delete(token_sets).where(token_sets.c.name == name))
             if result.rowcount == 0:
                 raise NotFound(f"token set {name!r} not found")
 
     async def purge_expired_tokens(self, *, now: int) -> int:
         """Delete tokens with ``expires_at <= now``; returns how many."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             result = await conn.execute(sa.delete(tokens).where(tokens.c.expires_at <= now))
         return int(result.rowcount)
 
@@ -235,7 +235,7 @@ class SqlTargets(SqlCore):
             .where(tokens.c.hash == token_hash, tokens.c.expires_at > now)
             .returning(tokens.c.set_name)
         )
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             set_name = (await conn.execute(spend)).scalar_one_or_none()
             if set_name is None:
                 raise TokenRejected("registration token unknown, expired or spent")
@@ -247,7 +247,7 @@ class SqlTargets(SqlCore):
     # -- API keys ------------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKeyRecord) -> None:
         """Store a key; ``Conflict`` if the id or the name exists."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(sa.insert(api_keys).values(dataclasses.asdict(key)))
 
     async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
@@ -264,14 +264,14 @@ class SqlTargets(SqlCore):
 
     async def delete_api_key(self, key_id: str) -> None:
         """Delete a key; raises ``NotFound``."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             result = await conn.execute(sa.delete(api_keys).where(api_keys.c.id == key_id))
             if result.rowcount == 0:
                 raise NotFound(f"API key {key_id!r} not found")
 
     async def touch_api_key(self, key_id: str, at: int) -> None:
         """Record the last use of a key; unknown ids are ignored."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(
                 sa.update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=at)
             )

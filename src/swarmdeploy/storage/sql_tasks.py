@@ -36,7 +36,7 @@ class SqlTasks(SqlCore):
             }
             for r in targets
         ]
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             await conn.execute(sa.insert(tasks).values(task_values(task)))
             if rows:
                 await conn.execute(sa.insert(task_targets), rows)
@@ -68,7 +68,7 @@ class SqlTasks(SqlCore):
 
     async def delete_task(self, task_id: str) -> None:
         """Delete the task, its per-target rows (cascade) and its logs; ``NotFound``."""
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             result = await conn.execute(sa.delete(tasks).where(tasks.c.id == task_id))
             if result.rowcount == 0:
                 raise NotFound(f"task {task_id!r} not found")
@@ -77,7 +77,7 @@ class SqlTasks(SqlCore):
     async def mark_task_stopped(self, task_id: str, at: int) -> None:
         """Set ``stopped_at``; raises ``NotFound``."""
         statement = sa.update(tasks).where(tasks.c.id == task_id).values(stopped_at=at)
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             if (await conn.execute(statement)).rowcount == 0:
                 raise NotFound(f"task {task_id!r} not found")
 
@@ -124,7 +124,7 @@ class SqlTasks(SqlCore):
         )
         if expected is not None:
             statement = statement.where(task_targets.c.state.in_(list(expected)))
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             return bool((await conn.execute(statement)).rowcount)
 
     async def expire_pending(
@@ -140,6 +140,6 @@ class SqlTasks(SqlCore):
             .values(state=new_state, updated_at=now)
             .returning(task_targets)
         )
-        async with self._tx() as conn:
+        async with self._write_tx() as conn:
             rows = [task_target_from_row(r) for r in (await conn.execute(statement)).all()]
         return sorted(rows, key=lambda r: (r.task_id, r.target_id))

@@ -37,6 +37,8 @@ def _fts5_query(words: Sequence[str]) -> str:
 class SqliteStorage(SqlStorage):
     """:class:`Storage` in one SQLite file (``sqlite+aiosqlite:///path``)."""
 
+    serialize_writes = True
+
     def __init__(self, url: str, *, busy_timeout_s: float = 10.0) -> None:
         super().__init__(url)
         self._busy_timeout_s = busy_timeout_s
