@@ -10,7 +10,7 @@ from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import Event, EventHub
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.errors import TransitionError
-from swarmdeploy.protocol.states import TargetEvent
+from swarmdeploy.protocol.states import TargetEvent, TargetState
 from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import TargetRecord, TaskRecord, TaskTargetRecord
 from tests.manager.services.conftest import World
@@ -88,3 +88,20 @@ async def test_concurrent_change_returns_none() -> None:
     assert await states.apply("t", "a", TargetEvent.ACCEPT) is None
     assert (await states.row("t", "a")).state == "announced"
     await storage.close()
+
+
+async def test_report_jumps_over_lost_reports_and_repeats_are_ok(world: World) -> None:
+    task_id = await _task(world)
+    await world.states.apply(task_id, "a", TargetEvent.ANNOUNCE)
+    await world.states.apply(task_id, "a", TargetEvent.ACCEPT)
+    report = await world.states.report(task_id, "a", TargetState.RUNNING)
+    assert report.ok and report.row.state == "running"
+    again = await world.states.report(task_id, "a", TargetState.RUNNING)
+    assert again.ok and again.row.state == "running"
+
+
+async def test_report_that_cannot_be_reached_is_refused_with_current(world: World) -> None:
+    task_id = await _task(world)
+    await world.states.apply(task_id, "a", TargetEvent.STOP)
+    report = await world.states.report(task_id, "a", TargetState.RUNNING, reason="late")
+    assert not report.ok and report.row.state == "stopped"

@@ -17,13 +17,24 @@ from typing import Any
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
-from swarmdeploy.protocol.states import TargetEvent, TargetState, next_state
+from swarmdeploy.protocol.errors import TransitionError
+from swarmdeploy.protocol.states import TargetEvent, TargetState, event_path, next_state
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.records import TaskTargetRecord
 
 log = logging.getLogger(__name__)
 
 _EXPIRABLE = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
+_CAS_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    """Outcome of an agent's state report: ``ok`` (acknowledge as applied) and the row as
+    now stored (``row.state`` is the ``current`` state to tell the agent when refused)."""
+
+    ok: bool
+    row: TaskTargetRecord
 
 
 def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
@@ -87,6 +98,44 @@ class TaskStates:
         )  # fmt: skip
         self.publish(updated)
         return updated
+
+    async def report(
+        self, task_id: str, target_id: str, reported: TargetState, *, reason: str = ""
+    ) -> Report:
+        """Apply an agent's state report (docs/protocol.md §6.4): a repeat of the stored state
+        is ``ok`` without change; a state further along is reached through
+        :func:`~swarmdeploy.protocol.states.event_path` (lost intermediate reports) and stored
+        in one write; an unreachable state is refused (``ok=False``) with the stored state.
+        Raises :class:`NotFoundError` for an unknown row."""
+        for _ in range(_CAS_ATTEMPTS):
+            row = await self.row(task_id, target_id)
+            current = TargetState(row.state)
+            try:
+                path = event_path(current, reported)
+            except TransitionError:
+                return Report(ok=False, row=row)
+            if not path:
+                return Report(ok=True, row=row)
+            now = self._clock()
+            if await self._storage.set_task_target_state(
+                task_id,
+                target_id,
+                state=reported.value,
+                updated_at=now,
+                reason=reason,
+                expected=[current.value],
+            ):
+                updated = dataclasses.replace(
+                    row, state=reported.value, updated_at=now, reason=reason
+                )
+                log.info(
+                    "task %s on %s: %s -> %s reported%s",
+                    task_id, target_id, current.value, reported.value,
+                    f" ({reason})" if reason else "",
+                )  # fmt: skip
+                self.publish(updated)
+                return Report(ok=True, row=updated)
+        return Report(ok=False, row=await self.row(task_id, target_id))
 
     async def expire(self) -> list[TaskTargetRecord]:
         """Mark rows of expired tasks that never got past ``announced`` as ``expired``."""
