@@ -157,3 +157,8 @@ def test_to_builtins_round_trips() -> None:
     desc = parse_descriptor(_deploy(description="hello", debug=True))
     again = parse_descriptor(desc.to_builtins())
     assert again == desc
+
+
+def test_name_with_trailing_newline_refused() -> None:
+    doc = {"deploy": {"run": {"commands": ["x"]}, "target": {"ids": ["abc\n"]}}}
+    assert _error(doc).path == "$.deploy.target.ids[0]"

@@ -32,7 +32,7 @@ MAX_SELECTORS = 100_000
 DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
 MAX_EXPIRES_IN_S = 365 * 24 * 3600
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, rename="camel"):
