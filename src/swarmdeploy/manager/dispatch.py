@@ -73,19 +73,15 @@ class Dispatcher(Protocol):
 
     async def submit(self, target_id: str, request: TargetRequest) -> None:
         """Queue ``request`` for ``target_id``. Raises :class:`Unavailable` when full."""
-        ...
 
     async def drain(self, target_id: str) -> list[TargetRequest]:
         """Remove and return every queued request of ``target_id`` in submission order."""
-        ...
 
     async def ready(self) -> list[str]:
         """Wait until at least one target has queued requests; return those target ids."""
-        ...
 
     async def discard(self, target_id: str) -> int:
         """Drop every queued request of ``target_id`` (on revocation); returns how many."""
-        ...
 
 
 class MemoryDispatcher:

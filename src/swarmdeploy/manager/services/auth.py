@@ -54,7 +54,6 @@ class TokenVerifier(Protocol):
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; raises ``Unauthorized``/``Forbidden``/``Unavailable``."""
-        ...
 
 
 def looks_like_jwt(token: str) -> bool:

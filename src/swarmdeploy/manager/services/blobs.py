@@ -36,19 +36,15 @@ class BlobStore(Protocol):
 
     async def put(self, data: bytes) -> str:
         """Store ``data``; returns its SHA-256 hex digest."""
-        ...
 
     async def get(self, digest: str) -> bytes:
         """The blob's bytes. Raises :class:`NotFoundError`."""
-        ...
 
     async def size(self, digest: str) -> int | None:
         """The blob's size in bytes, or ``None`` if it is not stored."""
-        ...
 
     async def delete(self, digest: str) -> None:
         """Remove the blob (no error if it is absent)."""
-        ...
 
 
 class MemoryBlobStore:

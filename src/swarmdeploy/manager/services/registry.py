@@ -28,11 +28,9 @@ class TargetListener(Protocol):
 
     async def target_registered(self, target: TargetRecord) -> None:
         """A target registered: admit its CurveZMQ key."""
-        ...
 
     async def target_revoked(self, target: TargetRecord) -> None:
         """A target was deleted: drop its key and close its connection."""
-        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
