@@ -41,6 +41,8 @@ _HTTP_CODES = {
 
 #: Statuses every endpoint may answer, documented once per route in the OpenAPI schema.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed body (JSON, YAML or encoding)."},
+    413: {"model": ErrorBody, "description": "Body larger than the limit for the endpoint."},
     422: {
         "model": ErrorBody,
         "description": "Invalid parameters or body (`path` names the field).",
