@@ -17,9 +17,8 @@ import yaml
 from swarmdeploy.manager.dispatch import MemoryDispatcher, StopRequest
 from tests.manager.conftest import Api, make_settings, running_api
 
-EXAMPLES = Path("/work/shared/reference/examples")
-if not EXAMPLES.exists():  # a fresh clone elsewhere: the examples are quoted in the tests dir
-    EXAMPLES = Path(__file__).parent / "examples"
+#: The original tool's five example orders, verbatim (cpswarm-original.md §7.3).
+EXAMPLES = Path(__file__).parent / "examples"
 
 
 def _zip_b64() -> str:
