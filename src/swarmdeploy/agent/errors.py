@@ -1,14 +1,18 @@
 """Errors raised by the device agent, split by what the caller should do.
 
 ``AgentError``                      base; ``code`` is stable and may go on the wire
- ├── ``AgentFatalError``             the agent cannot run: log the message and exit non-zero
+ ├── ``AgentFatalError``             the agent cannot run: log the message, exit ``exit_status``
  │    ├── ``HardeningError``         start-up environment unsafe (missing binary, data dir mode)
+ │    ├── ``ConfigError``            an invalid option or environment variable
+ │    ├── ``RegistrationError``      registration refused (token, id) or impossible (status 3:
+ │    │                              the manager is unreachable or keeps refusing; retry later)
  │    └── ``StateError``             persisted state unusable; an operator must look at it
  │         ├── ``StateCorruptError`` file unreadable or not valid state
  │         └── ``StateSchemaError``  written by a newer agent (unknown schema version)
  ├── ``TaskError``                   this task fails; report it to the manager and carry on
  │    ├── ``ArchiveError``           unsafe or malformed archive, or over a limit
  │    ├── ``PackError``              a build artifact is missing or not packable
+ │    ├── ``TransferError``          the payload cannot be fetched, verified or uploaded
  │    └── ``LaunchError``            a command could not be started at all
  ├── ``TransientError``              try again later (disk I/O of the log spool)
  │    └── ``SpoolError``
@@ -29,9 +33,35 @@ class AgentError(Exception):
 
 
 class AgentFatalError(AgentError):
-    """The agent cannot (or must not) keep running; the entry point exits with the message."""
+    """The agent cannot (or must not) keep running; the entry point exits with the message.
+
+    ``exit_status`` is the process exit status: 2 when an operator must change something
+    (options, token, id, permissions), 3 when trying again later may help.
+    """
 
     code = "agent_fatal"
+    exit_status = 2
+
+
+class ConfigError(AgentFatalError):
+    """An option or ``SWARMDEPLOY_AGENT_*`` variable is invalid or unsupported."""
+
+    code = "invalid_config"
+
+
+class RegistrationError(AgentFatalError):
+    """Registration with the manager was refused or could not be completed.
+
+    ``retryable`` (exit status 3): the manager was unreachable, failing or rate limiting;
+    otherwise (exit status 2) the token, the id or the answer was wrong.
+    """
+
+    code = "registration_failed"
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.exit_status = 3 if retryable else 2
 
 
 class HardeningError(AgentFatalError):
@@ -74,6 +104,12 @@ class PackError(TaskError):
     """A build artifact cannot be packed (missing, absolute, escaping the build directory)."""
 
     code = "artifact_error"
+
+
+class TransferError(TaskError):
+    """A payload could not be fetched or uploaded, or did not match its digest or signature."""
+
+    code = "transfer_failed"
 
 
 class LaunchError(TaskError):

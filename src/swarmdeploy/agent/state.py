@@ -52,6 +52,8 @@ class Registration(msgspec.Struct, kw_only=True):
     pub_port: int
     sub_port: int
     registered_at_ms: int
+    #: The manager CA's Ed25519 public key (base64): a trust anchor for signed manifests.
+    ca_public_key: str = ""
 
 
 class StageRun(msgspec.Struct, kw_only=True):
@@ -78,6 +80,8 @@ class Deployment(msgspec.Struct, kw_only=True):
     run_id: str | None = None
     process_groups: list[int] = msgspec.field(default_factory=list)
     finished: list[int] = msgspec.field(default_factory=list)
+    #: Indexes (a subset of ``finished``) of run commands that ended badly or were given up.
+    failed: list[int] = msgspec.field(default_factory=list)
     stopped: bool = False
 
 
@@ -95,6 +99,7 @@ class AgentState(msgspec.Struct, kw_only=True):
 
     schema: int = SCHEMA_VERSION
     agent_id: str
+    name: str = ""
     tags: list[str] = msgspec.field(default_factory=list)
     location: Location | None = None
     registration: Registration | None = None

@@ -1,0 +1,162 @@
+"""The response collector: task output and stage markers to the manager (docs/protocol.md
+§6.7, seed 003 "Response Collector").
+
+* Stage markers (lines the agent writes about a task, command ``$agent``) and error lines
+  (stderr) always enter the on-disk :class:`~swarmdeploy.agent.spool.LogSpool`; other output
+  only when the task has ``debug: true``. Otherwise it stays in the bounded
+  :class:`~swarmdeploy.agent.spool.RecentLines` ring until a ``log_request`` moves it to the
+  spool (once: a repeated request never duplicates a line).
+* While connected, :meth:`ResponseCollector.tick` sends one batch (``log``, in ``seq`` order)
+  every ``batch_s`` and waits for its ``log_ack``; without an ack for ``resend_s`` it sends
+  again from the last acknowledged ``seq``. Every ``welcome`` re-aligns the spool with what
+  the manager stored (``spool.ack(welcome.log_acked_seq)``) and restarts from there.
+* The manager stores a line only if it continues its sequence, so re-sending is always safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from swarmdeploy.agent.errors import SpoolError
+from swarmdeploy.agent.output import LineSink, OutputLine, now_ms
+from swarmdeploy.agent.reports import Send
+from swarmdeploy.agent.spool import AGENT_COMMAND, LogEntry, LogSpool, RecentLines, SpooledEntry
+from swarmdeploy.protocol.descriptor import MAX_COMMAND_CHARS
+from swarmdeploy.protocol.messages import MAX_OUTPUT_CHARS, LogBatch
+from swarmdeploy.protocol.messages import LogEntry as WireLogEntry
+
+logger = logging.getLogger(__name__)
+
+#: Upper bound of one batch's output text (the message limit is 1 MiB + 64 KiB).
+MAX_BATCH_CHARS = 512 * 1024
+_MAX_BATCH_LINES = 500
+_STAGE_CHARS = 64
+
+
+class ResponseCollector:
+    """Routes output lines to the spool or the ring and sends spooled lines in batches."""
+
+    def __init__(
+        self,
+        spool: LogSpool,
+        ring: RecentLines,
+        send: Send,
+        *,
+        batch_s: float,
+        resend_s: float,
+    ) -> None:
+        self.spool = spool
+        self.ring = ring
+        self._send = send
+        self._batch_s = batch_s
+        self._resend_s = resend_s
+        self._inflight_upto = 0  # highest seq of the batch awaiting its log_ack (0: none)
+        self._inflight_at = 0.0
+        self._last_batch = 0.0
+        self._spool_failed = False
+
+    def sink(self, task_id: str, stage: str, *, debug: bool) -> LineSink:
+        """A line sink for the output of ``task_id`` in ``stage`` (``install``, ``run``...)."""
+
+        def on_line(line: OutputLine) -> None:
+            entry = LogEntry(line.time_ms, task_id, stage, line.command, line.text, line.error)
+            if debug or line.error:
+                self._append(entry, durable=line.error)
+            else:
+                self.ring.add(entry)
+
+        return on_line
+
+    def marker(self, task_id: str, stage: str, text: str, *, error: bool = False) -> None:
+        """Spool a stage marker (always sent, synced to disk at once)."""
+        self._append(LogEntry(now_ms(), task_id, stage, AGENT_COMMAND, text, error), durable=True)
+
+    def _append(self, entry: LogEntry, *, durable: bool) -> None:
+        try:
+            self.spool.append(entry, durable=durable)
+        except SpoolError as exc:  # the disk is full or failing: keep running, say it once
+            if not self._spool_failed:
+                logger.error("log spool unusable, output is dropped: %s", exc)
+            self._spool_failed = True
+            return
+        self._spool_failed = False
+
+    def on_log_request(self, since_ms: int) -> int:
+        """Move the ring's lines from ``since_ms`` on into the spool; return how many."""
+        lines = self.ring.drain()
+        moved = 0
+        for entry in lines:
+            if entry.time_ms >= since_ms:
+                self._append(entry, durable=False)
+                moved += 1
+            else:
+                self.ring.add(entry)  # older than asked for: stays available
+        self._last_batch = 0.0  # send them soon
+        return moved
+
+    def on_welcome(self, log_acked_seq: int) -> None:
+        """A new connection: drop what the manager has, and re-send the rest from there."""
+        self.spool.ack(log_acked_seq)
+        self._inflight_upto = 0
+        self._last_batch = 0.0
+
+    def on_ack(self, upto_seq: int) -> None:
+        """``log_ack``: drop the stored lines; the next batch may go at once."""
+        self.spool.ack(upto_seq)
+        if upto_seq >= self._inflight_upto:
+            if self._inflight_upto and len(self.spool):
+                self._last_batch = 0.0  # more is waiting: do not wait for the next period
+            self._inflight_upto = 0
+
+    async def tick(self, connected: bool) -> None:
+        """Send the next batch if it is time (called periodically by the daemon)."""
+        if not connected:
+            return
+        now = time.monotonic()
+        if self._inflight_upto and now - self._inflight_at < self._resend_s:
+            return  # waiting for the ack of the batch in flight
+        if not self._inflight_upto and now - self._last_batch < self._batch_s:
+            return
+        self._last_batch = now
+        batch = self._batch()
+        if not batch:
+            self._inflight_upto = 0
+            return
+        message = LogBatch(entries=[_wire(item) for item in batch])
+        if await self._send(message):
+            self._inflight_upto = batch[-1].seq
+            self._inflight_at = now
+
+    def _batch(self) -> list[SpooledEntry]:
+        try:
+            pending = self.spool.pending(self.spool.acked_seq, _MAX_BATCH_LINES)
+        except SpoolError as exc:
+            logger.error("cannot read the log spool: %s", exc)
+            return []
+        chars = 0
+        for count, item in enumerate(pending):
+            chars += len(item.entry.output) + len(item.entry.command)
+            if chars > MAX_BATCH_CHARS and count:
+                return pending[:count]
+        return pending
+
+    def flush(self) -> None:
+        """Make everything spooled durable (at shutdown)."""
+        try:
+            self.spool.sync()
+        except SpoolError as exc:
+            logger.error("cannot sync the log spool: %s", exc)
+
+
+def _wire(item: SpooledEntry) -> WireLogEntry:
+    e = item.entry
+    return WireLogEntry(
+        seq=item.seq,
+        time_ms=max(e.time_ms, 0),
+        task=e.task,
+        stage=e.stage[:_STAGE_CHARS],
+        command=e.command[:MAX_COMMAND_CHARS],
+        output=e.output[:MAX_OUTPUT_CHARS],
+        error=e.error,
+    )

@@ -1,0 +1,156 @@
+"""The agent's settings: typed, frozen, validated once at the entry point and passed down.
+
+``swarmdeploy agent`` builds one :class:`AgentSettings` from its options and
+``SWARMDEPLOY_AGENT_*`` variables (:mod:`swarmdeploy.agent.main`); every other part of the
+agent receives the values it needs from it. Invalid values raise :class:`ConfigError`, whose
+message names the option, so the entry point can exit with one clear line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from swarmdeploy.agent.errors import ConfigError
+from swarmdeploy.protocol.messages import valid_name
+
+#: Link implementations this agent version provides.
+SUPPORTED_TRANSPORTS = ("zmq",)
+_SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Everything the agent is told at start. Seconds in ``*_s``, bytes in ``*_bytes``.
+
+    ``manager_url`` may be None on later starts: the URL given at registration is used then.
+    ``max_data_bytes`` caps what the data dir may hold (tests and quotas) instead of the real
+    disk; ``disk_margin_bytes`` is kept free when assessing a task; fetching pauses while less
+    than ``low_disk_bytes`` are free.
+    """
+
+    data_dir: Path
+    manager_url: str | None = None
+    token: str | None = None
+    target_id: str | None = None
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    location: tuple[float, float] | None = None
+    transport: str = "zmq"
+    proxy: str | None = None
+    trust_anchor: Path | None = None
+    heartbeat_s: float = 15.0
+    health_interval_s: float = 30.0
+    log_batch_s: float = 2.0
+    resend_s: float = 10.0
+    stop_grace_s: float = 5.0
+    install_timeout_s: float = 3600.0
+    max_data_bytes: int | None = None
+    disk_margin_bytes: int = 256 << 20
+    low_disk_bytes: int = 128 << 20
+    chunk_window: int = 4
+    reconnect_ivl_s: float = 0.5
+    reconnect_ivl_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.manager_url is not None:
+            manager_host(self.manager_url)  # validates
+        if self.target_id is not None and not valid_name(self.target_id):
+            raise ConfigError(
+                f"--id {self.target_id!r} is not a valid id (letters, digits and ._:@-, at"
+                " most 128 characters, starting with a letter or digit)"
+            )
+        for tag in self.tags:
+            if not valid_name(tag):
+                raise ConfigError(f"--tags: {tag!r} is not a valid tag")
+        if self.token is not None and not 0 < len(self.token) <= 64:
+            raise ConfigError("--token must be 1 to 64 characters")
+        if len(self.name) > 200:
+            raise ConfigError("--name must be at most 200 characters")
+        self._check_transport()
+        self._check_numbers()
+
+    def _check_transport(self) -> None:
+        if self.transport not in SUPPORTED_TRANSPORTS:
+            raise ConfigError(
+                f"--transport {self.transport!r} is not available in this agent version;"
+                f" supported: {', '.join(SUPPORTED_TRANSPORTS)}"
+            )
+        if self.proxy is not None:
+            raise ConfigError(
+                "--proxy is not supported with --transport zmq (ZeroMQ links cannot go"
+                " through a SOCKS proxy); leave it unset"
+            )
+
+    def _check_numbers(self) -> None:
+        positive = {
+            "--heartbeat-s": self.heartbeat_s,
+            "--health-interval-s": self.health_interval_s,
+            "--log-batch-s": self.log_batch_s,
+            "--resend-s": self.resend_s,
+            "--install-timeout-s": self.install_timeout_s,
+            "--reconnect-ivl-s": self.reconnect_ivl_s,
+            "--reconnect-ivl-max-s": self.reconnect_ivl_max_s,
+        }
+        for option, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{option} must be a positive number of seconds")
+        if not (math.isfinite(self.stop_grace_s) and self.stop_grace_s >= 0):
+            raise ConfigError("--stop-grace-s must not be negative")
+        if self.reconnect_ivl_s > self.reconnect_ivl_max_s:
+            raise ConfigError("--reconnect-ivl-s must not exceed --reconnect-ivl-max-s")
+        if self.max_data_bytes is not None and self.max_data_bytes <= 0:
+            raise ConfigError("--max-data-bytes must be positive")
+        if self.disk_margin_bytes < 0 or self.low_disk_bytes < 0:
+            raise ConfigError("--disk-margin-bytes and --low-disk-bytes must not be negative")
+        if not 1 <= self.chunk_window <= 64:
+            raise ConfigError("--chunk-window must be between 1 and 64")
+
+    @property
+    def state_path(self) -> Path:
+        """Where the persisted agent state lives."""
+        return self.data_dir / "state.json"
+
+
+def manager_host(url: str) -> str:
+    """The host name of a manager URL (``http(s)://host[:port][/path]``); ConfigError if the
+    URL is not one."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"--manager {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"--manager {url!r} must be an http:// or https:// URL with a host")
+    return host
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")`` (order kept, duplicates dropped)."""
+    tags = (t.strip() for t in text.split(","))
+    return tuple(dict.fromkeys(t for t in tags if t))
+
+
+def parse_location(text: str) -> tuple[float, float]:
+    """``"LAT,LON"`` in decimal degrees; ConfigError unless both are in range."""
+    try:
+        lat_text, lon_text = text.split(",")
+        lat, lon = float(lat_text), float(lon_text)
+    except ValueError:
+        raise ConfigError(f"--location {text!r} must be LAT,LON in decimal degrees") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ConfigError(f"--location {text!r} is out of range (lat -90..90, lon -180..180)")
+    return lat, lon
+
+
+def parse_size(text: str, option: str) -> int:
+    """``"512"``, ``"64k"``, ``"10M"``, ``"2GiB"`` -> bytes (binary units)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ConfigError(f"{option} {text!r} is not a size (e.g. 512, 64k, 10M, 2G)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]

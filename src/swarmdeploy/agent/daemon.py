@@ -1,0 +1,355 @@
+"""The Deployment Agent daemon: ties the agent's parts to the wire protocol (docs/protocol.md).
+
+:meth:`Daemon.run` goes through the start-up order of docs/adr/0003 (the process-wide
+hardening -- umask, no core dumps -- is applied by the entry point before):
+
+1. check the data dir and the required binaries (seed 000);
+2. load the persisted state (or take the one the entry point loaded);
+3. derive the resume plan, kill the previous run's leftovers;
+4. report stages that an agent death interrupted, queue unfinished tasks;
+5. persist a fresh run id and start the current deployment's remaining run commands, once;
+6. connect the link and tell systemd ``READY=1``.
+
+Then three loops run until :meth:`Daemon.request_shutdown`: the receive loop (every message
+and link event, dispatched to the processor, the reporter, the collector and the request
+handler; ``hello`` on every ``connected``), the timer loop (heartbeats, log batches,
+re-sent reports, ``WATCHDOG=1``) and the independent health loop. A clean shutdown stops
+every process the agent started (the deployment is restarted at the next start), sends
+``bye``, flushes the log spool and closes the link (``STOPPING=1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from swarmdeploy import __version__
+from swarmdeploy.agent.collector import ResponseCollector
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.context import AgentContext
+from swarmdeploy.agent.deployment import DeploymentSupervisor
+from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
+from swarmdeploy.agent.hardening import check_binaries, check_data_dir
+from swarmdeploy.agent.healthloop import HealthLoop
+from swarmdeploy.agent.output import now_ms
+from swarmdeploy.agent.processor import TaskProcessor
+from swarmdeploy.agent.reports import StateReporter
+from swarmdeploy.agent.requests import RequestHandler
+from swarmdeploy.agent.resources import machine_arch
+from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
+from swarmdeploy.agent.spool import LogSpool, RecentLines
+from swarmdeploy.agent.state import AgentState, kill_leftovers, load_state, resume_plan
+from swarmdeploy.agent.terminal import Terminal
+from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.messages import (
+    Announce,
+    Bye,
+    Chunk,
+    Config,
+    Error,
+    Heartbeat,
+    Hello,
+    Hint,
+    LogAck,
+    LogRequest,
+    Message,
+    StateAck,
+    Stop,
+    Task,
+    TerminalCommand,
+    TerminalStop,
+    UploadAck,
+    Welcome,
+)
+from swarmdeploy.transport.base import AgentTransport, Lifecycle, LinkEvent, LinkState
+
+logger = logging.getLogger(__name__)
+SPOOL_FILE = "spool.bin"
+_REQUESTS = (Stop, LogRequest, TerminalCommand, TerminalStop, Config)
+
+
+class DaemonState(enum.StrEnum):
+    """Lifecycle of a :class:`Daemon` (one-shot)."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Daemon:
+    """One agent process's daemon. ``state`` None: load it from ``settings.state_path``.
+
+    ``manager`` is the (host, port) the health loop checks while the link is down.
+    """
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        transport: AgentTransport,
+        *,
+        state: AgentState | None = None,
+        anchors: TrustAnchors | None = None,
+        notifier: Notifier | None = None,
+        manager: tuple[str, int] = ("127.0.0.1", 5557),
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self._given_state = state
+        self._anchors = anchors or TrustAnchors()
+        self._notifier = notifier or Notifier(None)
+        self._manager = manager
+        self._lifecycle = DaemonState.NEW
+        self._stop = asyncio.Event()
+        self._running = asyncio.Event()
+        self._welcomed = False
+        self._heartbeat_s = settings.heartbeat_s
+        self._boot_id = os.urandom(8).hex()
+        self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._built = False
+
+    @property
+    def lifecycle(self) -> DaemonState:
+        """Where the daemon is in ``new -> starting -> running -> stopping -> stopped``."""
+        return self._lifecycle
+
+    async def wait_running(self) -> None:
+        """Wait until start-up is complete (READY=1 was sent)."""
+        await self._running.wait()
+
+    def request_shutdown(self) -> None:
+        """Ask :meth:`run` to shut down cleanly (safe from a signal handler)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start up, serve until :meth:`request_shutdown`, shut down. Only once."""
+        if self._lifecycle is not DaemonState.NEW:
+            raise LifecycleError(f"the daemon cannot run in state {self._lifecycle}")
+        self._lifecycle = DaemonState.STARTING
+        try:
+            await self._start()
+            self._lifecycle = DaemonState.RUNNING
+            self._running.set()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+
+    # --- start-up (docs/adr/0003) --------------------------------------------------------
+
+    async def _start(self) -> None:
+        s = self.settings
+        check_data_dir(s.data_dir)
+        check_binaries()
+        state = self._given_state or load_state(s.state_path)
+        if state is None:
+            raise StateCorruptError(f"no agent state in {s.state_path}: register first")
+        self.state = state
+        self._build(state)
+        plan = resume_plan(state)
+        if not await kill_leftovers(plan, s.stop_grace_s):
+            logger.error("some processes of the previous agent run survived SIGKILL")
+        await self.processor.resume()
+        await self.deployments.resume(plan.start_commands)
+        self.processor.start()
+        await self.transport.set_tags(state.tags)
+        await self.transport.connect()
+        loop = asyncio.get_running_loop()
+        self._loops = [
+            loop.create_task(self._receive_loop(), name="agent-receive"),
+            loop.create_task(self._timer_loop(), name="agent-timers"),
+            loop.create_task(self.health.run(), name="agent-health"),
+        ]
+        self._notifier.ready(f"agent {state.agent_id} started, connecting")
+        logger.info("agent %s started (boot %s)", state.agent_id, self._boot_id)
+
+    def _build(self, state: AgentState) -> None:
+        s = self.settings
+        self.spool = LogSpool(s.data_dir / SPOOL_FILE)
+        self.reporter = StateReporter(state, self._save, self.send, s.resend_s)
+        self.collector = ResponseCollector(
+            self.spool, RecentLines(), self.send, batch_s=s.log_batch_s, resend_s=s.resend_s
+        )
+        self.ctx = AgentContext(s, state, self.reporter, self.collector, self.send)
+        self.health = HealthLoop(
+            s.data_dir,
+            self.ctx.disk_policy(),
+            self.send,
+            connected=self._connected,
+            manager=self._manager,
+            interval_s=s.health_interval_s,
+        )
+        self.deployments = DeploymentSupervisor(self.ctx)
+        self.processor = TaskProcessor(
+            self.ctx, self.deployments, self._anchors, disk_low=lambda: self.health.disk_low
+        )
+        self.terminal = Terminal(self.ctx)
+        self.requests = RequestHandler(self.ctx, self.processor, self.terminal, self._set_tags)
+        self._built = True
+
+    def _save(self) -> None:
+        self.ctx.save()
+
+    async def _set_tags(self, tags: list[str]) -> None:
+        await self.transport.set_tags(tags)
+
+    # --- sending ---------------------------------------------------------------------
+
+    def _connected(self) -> bool:
+        return self.transport.lifecycle is Lifecycle.OPEN and (
+            self.transport.state is LinkState.CONNECTED
+        )
+
+    async def send(self, msg: Message) -> bool:
+        """Send if connected; False otherwise (acks and reconciliation recover, §6)."""
+        if not self._connected():
+            return False
+        try:
+            return await self.transport.send(msg)
+        except MessageError:  # our bug: log it, never crash the loop that sent it
+            logger.exception("could not encode a %s message", type(msg).__name__)
+            return False
+
+    async def _hello(self) -> None:
+        hello = Hello(
+            agent_version=__version__,
+            boot_id=self._boot_id,
+            arch=machine_arch()[:64],
+            tasks=self.reporter.hello_tasks(),
+            log_acked_seq=self.spool.acked_seq,
+            config_revision=self.state.config_revision,
+        )
+        if await self.send(hello):
+            self.reporter.sent_with_hello()
+
+    # --- receiving -------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            item = await self.transport.recv()
+            if item is None:
+                continue
+            try:
+                await self._dispatch(item)
+            except Exception:  # top of the loop: one bad message must not stop the agent
+                logger.exception("handling %s failed", type(item).__name__)
+
+    async def _dispatch(self, item: Message | LinkEvent) -> None:
+        if isinstance(item, LinkEvent):
+            await self._on_link(item)
+        elif isinstance(item, Welcome):
+            self.collector.on_welcome(item.log_acked_seq)
+            self._heartbeat_s = item.heartbeat_interval_s
+            self._welcomed = True
+            self._notifier.status(f"agent {self.state.agent_id} connected")
+        elif isinstance(item, Announce):
+            await self.processor.on_announce(item)
+        elif isinstance(item, Task):
+            self.processor.on_task(item)
+        elif isinstance(item, Chunk):
+            self.processor.on_chunk(item)
+        elif isinstance(item, StateAck):
+            self._on_state_ack(item)
+        elif isinstance(item, LogAck):
+            self.collector.on_ack(item.upto_seq)
+        elif isinstance(item, UploadAck):
+            self.processor.on_upload_ack(item)
+        elif isinstance(item, _REQUESTS):
+            self.requests.handle(item)
+        elif isinstance(item, Error):
+            if not self.processor.on_error(item):
+                logger.warning("manager error %s in reply to %r: %s", item.code,
+                               item.in_reply_to, item.message)  # fmt: skip
+        elif isinstance(item, Hint):
+            await self._hello()
+        else:
+            logger.info("ignoring a %r message (from a newer manager?)", getattr(item, "type", ""))
+
+    async def _on_link(self, event: LinkEvent) -> None:
+        self._welcomed = False
+        if event.state is LinkState.CONNECTED:
+            logger.info("connected to the manager")
+            await self._hello()
+            self.processor.on_reconnect()
+        elif event.state is LinkState.AUTH_FAILED:
+            logger.error("the manager refused this agent's key (target deleted?): %s", event.detail)
+            self._notifier.status("manager refused this agent's key")
+        elif event.state is LinkState.HANDSHAKE_FAILED:
+            logger.error("handshake with the manager failed: %s", event.detail)
+        elif event.state is LinkState.CONNECTING and event.detail:
+            logger.info("link to the manager lost (%s); reconnecting", event.detail)
+
+    def _on_state_ack(self, ack: StateAck) -> None:
+        self.reporter.on_ack(ack)
+        if ack.ok:
+            return
+        logger.warning("manager refused report %s of task %s (holds %s): %s", ack.state,
+                       ack.task_id, ack.current, ack.message)  # fmt: skip
+        if ack.current is not None:
+            self._spawn(self.processor.on_refused(ack.task_id, ack.current))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- timers ----------------------------------------------------------------------
+
+    async def _timer_loop(self) -> None:
+        tick_s = min(0.5, self.settings.log_batch_s / 2)
+        watchdog_s = watchdog_interval_s()
+        last_beat = last_dog = 0.0
+        while True:
+            try:
+                now = time.monotonic()
+                ready = self._connected() and self._welcomed
+                if ready and now - last_beat >= self._heartbeat_s:
+                    last_beat = now
+                    await self.send(Heartbeat(sent_at_ms=now_ms()))
+                await self.collector.tick(ready)
+                if ready:
+                    await self.reporter.resend_due()
+                if watchdog_s is not None and now - last_dog >= watchdog_s / 2:
+                    last_dog = now
+                    self._notifier.watchdog()
+            except Exception:  # top of the loop
+                logger.exception("timer loop iteration failed")
+            await asyncio.sleep(tick_s)
+
+    # --- shutdown --------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        if self._lifecycle is DaemonState.STOPPED:
+            return
+        self._lifecycle = DaemonState.STOPPING
+        self._notifier.stopping()
+        for task in [*self._loops, *self._background]:
+            task.cancel()
+        for task in [*self._loops, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._built:
+            await self._stop_everything()
+        with contextlib.suppress(Exception):
+            await self.transport.close(linger_s=1.0)
+        self._lifecycle = DaemonState.STOPPED
+        logger.info("agent stopped")
+
+    async def _stop_everything(self) -> None:
+        """No process the agent started survives it; the deployment restarts next time."""
+        await self.requests.close()
+        await self.terminal.stop()
+        await self.processor.close()
+        await self.deployments.shutdown()
+        await self.collector.tick(self._connected() and self._welcomed)
+        await self.send(Bye(reason="agent shutting down"))
+        self.collector.flush()
+        self.spool.close()

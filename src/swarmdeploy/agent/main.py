@@ -1,0 +1,202 @@
+"""``swarmdeploy agent``: the Deployment Agent's entry point.
+
+``swarmdeploy agent --data-dir DIR --manager URL [--token XXXX-XXXX-XXXX] [--id ID]
+[--tags a,b] [--location LAT,LON] [--transport zmq|http] [--proxy socks5h://...]
+[--trust-anchor FILE]`` plus tuning options (``--help``). Every option also comes from
+``SWARMDEPLOY_AGENT_<OPTION>`` (``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``); the
+command line wins. The settings are validated once here and passed down.
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT); 2 when an operator must change
+something (options, token, id, data dir, state); 3 when the manager is unreachable or keeps
+refusing for now (a supervisor may retry later). Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from swarmdeploy.agent.config import (
+    AgentSettings,
+    manager_host,
+    parse_location,
+    parse_size,
+    parse_tags,
+)
+from swarmdeploy.agent.errors import AgentFatalError, ConfigError
+from swarmdeploy.agent.identity import Identity
+from swarmdeploy.agent.state import AgentState
+
+if TYPE_CHECKING:
+    from swarmdeploy.agent.daemon import Daemon
+    from swarmdeploy.transport.base import AgentTransport
+
+logger = logging.getLogger("swarmdeploy.agent")
+ENV_PREFIX = "SWARMDEPLOY_AGENT_"
+
+# (option, type, help); the destination is the option name with '-' -> '_'.
+_OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
+    ("--data-dir", Path, "directory for keys, state, log spool and tasks (required)"),
+    ("--manager", str, "manager URL, e.g. http://manager:8080 (required to register)"),
+    ("--token", str, "registration token xxxx-xxxx-xxxx (first start only)"),
+    ("--id", str, "target id (default: generated from the host name on first start)"),
+    ("--name", str, "human-readable name sent at registration"),
+    ("--tags", str, "comma-separated tags sent at registration"),
+    ("--location", str, "LAT,LON in decimal degrees, sent at registration"),
+    ("--transport", str, "link to the manager: zmq (default; http is not available yet)"),
+    ("--proxy", str, "proxy URL (only with --transport http)"),
+    ("--trust-anchor", Path, "PEM certificate(s) or base64 Ed25519 keys to trust"),
+    ("--log-level", str, "DEBUG, INFO (default), WARNING or ERROR"),
+    ("--heartbeat-s", float, "heartbeat interval until the manager sets one"),
+    ("--health-interval-s", float, "seconds between health reports (default 30)"),
+    ("--log-batch-s", float, "seconds between log batches (default 2)"),
+    ("--resend-s", float, "seconds before an unanswered message is sent again (default 10)"),
+    ("--stop-grace-s", float, "seconds between SIGTERM and SIGKILL (default 5)"),
+    ("--install-timeout-s", float, "limit of one install/build command (default 3600)"),
+    ("--max-data-bytes", str, "cap on what the data dir may hold (e.g. 50M); default: disk"),
+    ("--disk-margin-bytes", str, "free space kept when accepting a task (default 256M)"),
+    ("--low-disk-bytes", str, "below this much free space fetching pauses (default 128M)"),
+    ("--chunk-window", int, "chunk requests in flight per transfer (default 4)"),
+]
+_SIZES = ("max_data_bytes", "disk_margin_bytes", "low_disk_bytes")
+
+
+def env_name(option: str) -> str:
+    """``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``."""
+    return ENV_PREFIX + option.removeprefix("--").replace("-", "_").upper()
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The argument parser; defaults come from ``environ`` (SWARMDEPLOY_AGENT_*)."""
+    parser = argparse.ArgumentParser(
+        prog="swarmdeploy agent",
+        description="swarmdeploy Deployment Agent. Every option can also be set with the"
+        " environment variable SWARMDEPLOY_AGENT_<OPTION> (e.g. SWARMDEPLOY_AGENT_DATA_DIR).",
+    )
+    for option, kind, text in _OPTIONS:
+        env = env_name(option)
+        parser.add_argument(option, type=kind, default=environ.get(env), help=f"{text} [{env}]")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> AgentSettings:
+    """Validate the parsed options once (ConfigError names the offending option)."""
+    if args.data_dir is None:
+        raise ConfigError("--data-dir (or SWARMDEPLOY_AGENT_DATA_DIR) is required")
+    values: dict[str, Any] = {
+        "data_dir": Path(args.data_dir).absolute(),
+        "manager_url": args.manager or None,
+        "token": args.token or None,
+        "target_id": args.id or None,
+        "name": args.name or "",
+        "tags": parse_tags(args.tags) if args.tags else (),
+        "location": parse_location(args.location) if args.location else None,
+        "transport": args.transport or "zmq",
+        "proxy": args.proxy or None,
+        "trust_anchor": args.trust_anchor,
+    }
+    for key in ("heartbeat_s", "health_interval_s", "log_batch_s", "resend_s",
+                "stop_grace_s", "install_timeout_s", "chunk_window"):  # fmt: skip
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    for key in _SIZES:
+        if getattr(args, key):
+            values[key] = parse_size(getattr(args, key), "--" + key.replace("_", "-"))
+    return AgentSettings(**values)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the agent until SIGTERM/SIGINT; return the exit status (see the module doc)."""
+    env = os.environ if environ is None else environ
+    args = build_parser(env).parse_args(list(sys.argv[1:] if argv is None else argv))
+    _configure_logging(args.log_level or "INFO")
+    try:
+        settings = settings_from_args(args)
+        return run(settings)
+    except AgentFatalError as exc:
+        print(f"swarmdeploy agent: {exc}", file=sys.stderr)
+        return exc.exit_status
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(settings: AgentSettings) -> int:
+    """Harden the process, register if needed, then run the daemon (blocking)."""
+    from swarmdeploy.agent.daemon import Daemon
+    from swarmdeploy.agent.hardening import check_data_dir, harden_process
+    from swarmdeploy.agent.registrator import ensure_registered
+    from swarmdeploy.agent.sdnotify import Notifier
+    from swarmdeploy.agent.trust import load_anchors
+
+    harden_process()
+    check_data_dir(settings.data_dir)
+    anchors = load_anchors(settings.trust_anchor)
+    state, identity = ensure_registered(settings, anchors)
+    assert state.registration is not None
+    try:
+        ca_key = base64.b64decode(state.registration.ca_public_key, validate=True)
+    except (binascii.Error, ValueError):
+        ca_key = b""
+    host = manager_host(settings.manager_url or state.registration.manager_url)
+    daemon = Daemon(
+        settings,
+        make_transport(settings, state, identity, host),
+        state=state,
+        anchors=anchors.with_key(ca_key),
+        notifier=Notifier.from_env(),
+        manager=(host, state.registration.sub_port),
+    )
+    asyncio.run(_serve(daemon))
+    return 0
+
+
+async def _serve(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_shutdown)
+    await daemon.run()
+
+
+def make_transport(
+    settings: AgentSettings, state: AgentState, identity: Identity, host: str
+) -> AgentTransport:
+    """The ZeroMQ link to the registered manager (imported here: tests use other links)."""
+    from swarmdeploy.transport.base import AgentLinkConfig
+    from swarmdeploy.transport.errors import TransportConfigError
+    from swarmdeploy.transport.zmq_agent import ZmqAgentTransport
+
+    reg = state.registration
+    assert reg is not None
+    try:
+        config = AgentLinkConfig(
+            target_id=state.agent_id,
+            keys=identity.curve,
+            manager_public_key=reg.server_public_key,
+            manager_host=host,
+            zmq_sub_port=reg.sub_port,
+            zmq_pub_port=reg.pub_port,
+            reconnect_ivl_s=settings.reconnect_ivl_s,
+            reconnect_ivl_max_s=settings.reconnect_ivl_max_s,
+        )
+    except TransportConfigError as exc:
+        raise ConfigError(f"cannot configure the link to the manager: {exc}") from None
+    return ZmqAgentTransport(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""The task processor: assess, fetch, verify, transfer, unpack, install or build (seed 003
+"Task Processor", docs/protocol.md §6.3-§6.6).
+
+Announcements are assessed at once (:func:`swarmdeploy.agent.resources.assess`) and answered
+``accepted`` or ``declined``. Accepted tasks are processed one at a time, in order, by a worker
+task; each goes through :meth:`TaskProcessor._process`:
+
+1. wait for the ``state_ack`` of ``accepted`` (the manager serves the manifest only then);
+2. ``fetch_task`` until the ``task`` arrives; check that the manifest is for this task and
+   verify its signature (CRD-75); keep it in ``DIR/tasks/<task>/task.msgpack`` for a resume;
+3. pull the artifacts (``transferring``, :mod:`swarmdeploy.agent.transfer`);
+4. deploy: ``installing``, safe unpack into ``DIR/tasks/<task>/app``, install commands in
+   order (abort on the first failure; the previous deployment keeps running), ``installed``,
+   then the deployment supervisor replaces the running deployment; or build
+   (:mod:`swarmdeploy.agent.builder`).
+
+A :class:`~swarmdeploy.agent.errors.TaskError` ends the task in ``install_failed`` or
+``build_failed`` with its message as the reason. A stop request cancels the task wherever it
+is (commands are killed by group) and reports ``stopped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from swarmdeploy.agent.archive import ArchiveLimits, unpack
+from swarmdeploy.agent.builder import describe_failure, run_build
+from swarmdeploy.agent.context import AgentContext, in_thread
+from swarmdeploy.agent.deployment import DeploymentSupervisor
+from swarmdeploy.agent.errors import ArchiveError, TaskError, TransferError
+from swarmdeploy.agent.fsutil import atomic_write, remove_tree
+from swarmdeploy.agent.output import now_ms
+from swarmdeploy.agent.process import child_env
+from swarmdeploy.agent.resources import Requirements, assess, free_bytes, human_bytes
+from swarmdeploy.agent.runner import new_run_id, run_sequence
+from swarmdeploy.agent.state import StageRun
+from swarmdeploy.agent.transfer import TaskTransfer
+from swarmdeploy.agent.trust import TrustAnchors, verify_signature
+from swarmdeploy.agent.upload import ArtifactUpload
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
+from swarmdeploy.protocol.messages import (
+    Announce,
+    Chunk,
+    Error,
+    FetchTask,
+    Task,
+    UploadAck,
+    decode,
+    encode,
+)
+from swarmdeploy.protocol.states import FINAL_STATES, TargetState
+
+logger = logging.getLogger(__name__)
+TASK_FILE = "task.msgpack"
+_POLL_S = 0.25
+S = TargetState
+
+
+class TaskProcessor:
+    """Processes announced tasks (see the module docstring). Messages are handed in by the
+    daemon's receive loop through the ``on_*`` methods, which never block."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        deployments: DeploymentSupervisor,
+        anchors: TrustAnchors,
+        *,
+        disk_low: Callable[[], bool],
+    ) -> None:
+        self._ctx = ctx
+        self._deployments = deployments
+        self._anchors = anchors
+        self._disk_low = disk_low
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._job: tuple[str, asyncio.Task[None]] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._fetches: dict[str, asyncio.Future[Task]] = {}
+        self._kinds: dict[str, str] = {}
+        self._transfer: TaskTransfer | None = None
+        self._upload: ArtifactUpload | None = None
+        self._reconnects = 0
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker that processes accepted tasks one after the other."""
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def close(self) -> None:
+        """Agent shutdown: cancel the task in progress (its commands are killed) and stop."""
+        for task in (self._job[1] if self._job else None, self._worker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def queued(self) -> list[str]:
+        """Task ids waiting or in progress, in processing order."""
+        current = [self._job[0]] if self._job else []
+        return current + list(self._queue)
+
+    async def resume(self) -> None:
+        """Agent start: continue what the previous agent process left unfinished."""
+        dep = self._ctx.state.deployment
+        current = dep.task_id if dep is not None else None
+        interrupted = self._ctx.state.stage_run
+        for task_id, state in list(self._ctx.state.history.items()):
+            if state in (S.ACCEPTED, S.TRANSFERRING):
+                self._enqueue(task_id)
+            elif state in (S.INSTALLING, S.BUILDING):
+                stage = interrupted.stage if interrupted is not None else "install"
+                self._kinds[task_id] = "build" if state is S.BUILDING else "deploy"
+                await self._fail(task_id, f"{stage} interrupted by an agent restart")
+            elif state is S.INSTALLED and task_id != current:
+                self._enqueue(task_id)  # installed, but the switch did not happen
+            elif state is S.RUNNING and task_id != current:
+                await self._ctx.reporter.report(task_id, S.STOPPED, "replaced by a newer task")
+        if interrupted is not None:
+            self._ctx.state.stage_run = None
+            self._ctx.save()
+
+    # --- messages --------------------------------------------------------------------
+
+    async def on_announce(self, msg: Announce) -> None:
+        """First stage: assess the announcement, answer ``accepted`` or ``declined``."""
+        reporter = self._ctx.reporter
+        task_id = msg.task_id
+        if reporter.current(task_id) is not None:
+            await reporter.repeat(task_id)  # a duplicate delivery: say where we stand
+            return
+        self._kinds[task_id] = msg.kind
+        reason = self._assess(msg)
+        if reason is not None:
+            self._ctx.collector.marker(task_id, "announce", f"declined: {reason}", error=True)
+            await reporter.report(task_id, S.DECLINED, reason)
+            return
+        await reporter.report(task_id, S.ACCEPTED)
+        self._enqueue(task_id)
+
+    def _assess(self, msg: Announce) -> str | None:
+        if msg.expires_at_ms and msg.expires_at_ms < now_ms():
+            return "the task expired before it could be assessed"
+        result = assess(
+            Requirements(
+                payload_bytes=msg.size_bytes, unpacked_bytes=msg.unpacked_bytes, arch=msg.arch
+            ),
+            data_dir=self._ctx.settings.data_dir,
+            policy=self._ctx.disk_policy(),
+        )
+        return None if result.accepted else result.reason or result.code or "declined"
+
+    def on_task(self, msg: Task) -> None:
+        """Second stage: the manifest we asked for."""
+        future = self._fetches.get(msg.task_id)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    def on_chunk(self, msg: Chunk) -> None:
+        """A chunk of the artifact being fetched."""
+        if self._transfer is not None:
+            self._transfer.on_chunk(msg)
+
+    def on_upload_ack(self, msg: UploadAck) -> None:
+        """The manager's progress on the build artifact being uploaded."""
+        if self._upload is not None:
+            self._upload.on_ack(msg)
+
+    def on_error(self, msg: Error) -> bool:
+        """An ``error`` answering one of our requests; False if nobody was waiting for it."""
+        if msg.in_reply_to == "fetch_task":
+            future = self._fetches.get(msg.task_id)
+            if future is None or future.done():
+                return False
+            future.set_exception(TransferError(f"the manager refused the task: {msg.message}"))
+        elif msg.in_reply_to == "chunk_request" and self._transfer is not None:
+            self._transfer.on_error(msg)
+        elif msg.in_reply_to.startswith("upload_") and self._upload is not None:
+            self._upload.on_error(msg)
+        else:
+            return False
+        return True
+
+    def on_reconnect(self) -> None:
+        """A new connection (after ``hello``): re-send what is outstanding."""
+        self._reconnects += 1
+        if self._transfer is not None:
+            self._transfer.on_reconnect()
+        if self._upload is not None:
+            self._upload.on_reconnect()
+
+    async def on_refused(self, task_id: str, current: TargetState) -> None:
+        """The manager refused a report and holds ``current`` (§6.4): follow it."""
+        if current in FINAL_STATES:
+            await self.stop(task_id, f"the manager holds {current}", report=False)
+            self._ctx.reporter.adopt(task_id, current)
+
+    # --- stop ------------------------------------------------------------------------
+
+    async def stop(self, task_id: str | None, reason: str, *, report: bool = True) -> list[str]:
+        """Stop ``task_id`` (None: every task) wherever it is; return the stopped task ids."""
+        stopped = []
+        for queued in [t for t in self._queue if task_id in (None, t)]:
+            self._queue.remove(queued)
+            await self._stopped(queued, reason, report)
+            stopped.append(queued)
+        job = self._job
+        if job is not None and task_id in (None, job[0]):
+            job[1].cancel()
+            await asyncio.wait({job[1]})
+            dep = self._ctx.state.deployment
+            if dep is None or dep.task_id != job[0]:  # else it was activated: stopped below
+                await self._stopped(job[0], reason, report)
+                stopped.append(job[0])
+        dep = self._ctx.state.deployment
+        if await self._deployments.stop(task_id, reason, report=report):
+            assert dep is not None
+            stopped.append(dep.task_id)
+        return stopped
+
+    async def _stopped(self, task_id: str, reason: str, report: bool) -> None:
+        if report and self._ctx.reporter.current(task_id) not in FINAL_STATES:
+            self._ctx.collector.marker(task_id, "stop", f"stopped: {reason}")
+            await self._ctx.reporter.report(task_id, S.STOPPED, reason)
+        remove_tree(self._ctx.task_dir(task_id))
+
+    # --- the worker ------------------------------------------------------------------
+
+    def _enqueue(self, task_id: str) -> None:
+        if task_id not in self.queued():
+            self._queue.append(task_id)
+            self._wake.set()
+
+    async def _work(self) -> None:
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            task_id = self._queue.popleft()
+            job = asyncio.get_running_loop().create_task(self._run(task_id))
+            self._job = (task_id, job)
+            try:
+                await asyncio.wait({job})
+            finally:
+                self._job = None
+                if job.done() and not job.cancelled() and job.exception() is not None:
+                    logger.error("task %s: processing crashed", task_id, exc_info=job.exception())
+
+    async def _run(self, task_id: str) -> None:
+        try:
+            await self._process(task_id)
+        except (TaskError, MessageError) as exc:
+            await self._fail(task_id, str(exc))
+        finally:
+            self._transfer = self._upload = None
+            stage = self._ctx.state.stage_run
+            if stage is not None and stage.task_id == task_id:
+                self._ctx.state.stage_run = None
+                self._ctx.save()
+
+    async def _process(self, task_id: str) -> None:
+        reporter = self._ctx.reporter
+        if reporter.current(task_id) is S.ACCEPTED:
+            ack = await reporter.wait_acked(task_id, S.ACCEPTED)
+            if not ack.ok:
+                return  # on_refused takes care of it
+        message = self._load(task_id) or await self._fetch(task_id)
+        manifest = self._verify(task_id, message)
+        self._kinds[task_id] = manifest.kind
+        self._store(task_id, message)
+        if reporter.current(task_id) is S.INSTALLED:
+            await self._activate(task_id, manifest)
+            return
+        paths = await self._download(task_id, manifest)
+        if manifest.kind == "build":
+            await self._build(task_id, manifest, paths)
+        else:
+            await self._install(task_id, manifest, paths)
+
+    # --- stage 2: the manifest ---------------------------------------------------------
+
+    async def _fetch(self, task_id: str) -> Task:
+        future: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
+        self._fetches[task_id] = future
+        sent_at, seen = float("-inf"), self._reconnects
+        try:
+            while not future.done():
+                now = time.monotonic()
+                if now - sent_at >= self._ctx.settings.resend_s or seen != self._reconnects:
+                    sent_at, seen = now, self._reconnects
+                    await self._ctx.send(FetchTask(task_id=task_id))
+                await asyncio.wait({future}, timeout=_POLL_S)
+            return future.result()
+        finally:
+            del self._fetches[task_id]
+
+    def _verify(self, task_id: str, message: Task) -> TaskManifest:
+        manifest = decode_manifest(message.manifest)
+        if manifest.task_id != task_id:
+            raise TransferError(f"the manifest is for task {manifest.task_id}, not {task_id}")
+        if message.signature:
+            if not verify_signature(message.manifest, message.signature, self._anchors):
+                raise TransferError("the manifest signature does not verify (CRD-75)")
+        elif self._ctx.settings.trust_anchor is not None:
+            raise TransferError("the manifest is not signed, but trust anchors are configured")
+        else:
+            # CRD-75 asks for a verified signature before install. Managers of this version
+            # do not sign manifests yet; operator signing keys and device trust anchors come
+            # with issue 5 ("End-to-end package security"). Only a manifest WITHOUT any
+            # signature is accepted unverified, and only while no anchor is provisioned.
+            logger.info("task %s: manifest is not signed; accepted without verification", task_id)
+        return manifest
+
+    def _store(self, task_id: str, message: Task) -> None:
+        directory = self._ctx.task_dir(task_id)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not (directory / TASK_FILE).exists():
+            atomic_write(directory / TASK_FILE, encode(message), 0o600)
+
+    def _load(self, task_id: str) -> Task | None:
+        try:
+            message = decode((self._ctx.task_dir(task_id) / TASK_FILE).read_bytes())
+        except (OSError, MessageError):
+            return None
+        return message if isinstance(message, Task) else None
+
+    # --- stage 3: payload --------------------------------------------------------------
+
+    async def _download(self, task_id: str, manifest: TaskManifest) -> list[Path]:
+        if not manifest.artifacts:
+            return []
+        if self._ctx.reporter.current(task_id) is not S.TRANSFERRING:
+            await self._ctx.reporter.report(task_id, S.TRANSFERRING)
+        total = sum(a.size_bytes for a in manifest.artifacts)
+        self._ctx.collector.marker(
+            task_id,
+            "transfer",
+            f"fetching {len(manifest.artifacts)} artifact(s), {human_bytes(total)}",
+        )
+        self._transfer = TaskTransfer(
+            task_id,
+            manifest.artifacts,
+            self._ctx.task_dir(task_id) / "download",
+            self._ctx.send,
+            window=self._ctx.settings.chunk_window,
+            timeout_s=self._ctx.settings.resend_s,
+            paused=self._disk_low,
+        )
+        paths = await self._transfer.run()
+        self._transfer = None
+        self._ctx.collector.marker(task_id, "transfer", "payload complete, SHA-256 verified")
+        return paths
+
+    async def _unpack(self, task_id: str, paths: list[Path]) -> Path:
+        directory = self._ctx.task_dir(task_id)
+        app = directory / "app"
+        remove_tree(app)  # what an interrupted attempt left
+        room = free_bytes(self._ctx.settings.data_dir, self._ctx.disk_policy())
+        limits = ArchiveLimits(max_total_bytes=max(room - self._ctx.settings.low_disk_bytes, 0))
+        await in_thread(lambda: unpack_all(paths, app, limits))
+        return app
+
+    # --- stage 4: install or build -----------------------------------------------------
+
+    async def _install(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
+        ctx = self._ctx
+        stage = StageRun(task_id=task_id, stage="install", run_id=new_run_id())
+        ctx.state.stage_run = stage
+        await ctx.reporter.report(task_id, S.INSTALLING)  # persists the stage marker too
+        app = await self._unpack(task_id, paths)
+        remove_tree(ctx.task_dir(task_id) / "download")
+        ctx.collector.marker(
+            task_id, "install", f"running {len(manifest.install)} install command(s)"
+        )
+        result = await run_sequence(
+            manifest.install,
+            cwd=app,
+            env=child_env(),
+            on_line=ctx.collector.sink(task_id, "install", debug=manifest.debug),
+            config=ctx.sequence(),
+            run_id=stage.run_id,
+        )
+        ctx.state.stage_run = None
+        ctx.save()
+        if result.failed is not None:
+            raise TaskError(
+                describe_failure("install", result.failed, ctx.settings.install_timeout_s)
+            )
+        await ctx.reporter.report(task_id, S.INSTALLED)
+        await self._activate(task_id, manifest)
+
+    async def _activate(self, task_id: str, manifest: TaskManifest) -> None:
+        app = self._ctx.task_dir(task_id) / "app"
+        # Shielded: a stop arriving now must find either the old or the new deployment.
+        activation = asyncio.ensure_future(self._deployments.activate(task_id, manifest, app))
+        try:
+            await asyncio.shield(activation)
+        except asyncio.CancelledError:
+            await asyncio.wait({activation})
+            raise
+        self._remove_old_dirs(keep={task_id, *self.queued()})
+
+    async def _build(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
+        ctx = self._ctx
+        stage = StageRun(task_id=task_id, stage="build", run_id=new_run_id())
+        ctx.state.stage_run = stage
+        await ctx.reporter.report(task_id, S.BUILDING)
+        workdir = await self._unpack(task_id, paths)
+
+        def track(upload: ArtifactUpload | None) -> None:
+            self._upload = upload
+
+        await run_build(ctx, stage, manifest, workdir, track)
+        await ctx.reporter.report(task_id, S.BUILT)
+        remove_tree(ctx.task_dir(task_id))
+
+    async def _fail(self, task_id: str, reason: str) -> None:
+        build = self._kinds.get(task_id) == "build"
+        target = S.BUILD_FAILED if build else S.INSTALL_FAILED
+        self._ctx.collector.marker(task_id, "build" if build else "install", reason, error=True)
+        await self._ctx.reporter.report_path(task_id, target, reason)
+        remove_tree(self._ctx.task_dir(task_id))
+
+    def _remove_old_dirs(self, keep: set[str]) -> None:
+        try:
+            names = os.listdir(self._ctx.tasks_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name not in keep:
+                remove_tree(self._ctx.tasks_dir / name)
+
+
+def unpack_all(paths: list[Path], app: Path, limits: ArchiveLimits) -> None:
+    """Unpack the artifacts in order into the new directory ``app`` (blocking). With several
+    artifacts each is unpacked next to ``app`` and moved in; a name present in two of them
+    is an :class:`ArchiveError`."""
+    if len(paths) == 1:
+        unpack(paths[0], app, limits)
+        return
+    app.mkdir(mode=0o700)
+    for i, path in enumerate(paths):
+        part = app.parent / f"part-{i}"
+        remove_tree(part)
+        unpack(path, part, limits)
+        for entry in os.listdir(part):
+            if os.path.lexists(app / entry):
+                raise ArchiveError(f"artifact {i} and an earlier one both contain {entry!r}")
+            os.rename(part / entry, app / entry)
+        part.rmdir()

@@ -1,0 +1,265 @@
+"""Registration with the manager (seed 003 §4.3): once, with a single-use token.
+
+:func:`ensure_registered` is called by the entry point before the daemon starts:
+
+* already registered (``state.registration`` set): nothing is sent; a given token is
+  ignored (it is spent), and an ``--id`` that differs from the registered id is an error;
+* otherwise the keys are created (:mod:`swarmdeploy.agent.identity`), the id is fixed (from
+  ``--id`` or generated once from the host name and persisted before the first attempt) and
+  ``POST {manager}/rpc/targets`` is sent with the token in ``X-Auth-Token``. The answer's
+  server info is persisted in the agent state, the manager's CA certificate is written to
+  ``DIR/ca.pem`` and the device certificate to ``DIR/agent.pem``.
+
+Errors are :class:`~swarmdeploy.agent.errors.RegistrationError` with one line naming the
+problem; ``retryable`` ones (exit status 3) are an unreachable or failing manager and
+rate limiting that outlasted the retries (429 is retried after ``Retry-After``).
+
+HTTP goes through :mod:`urllib` (imported here only): the agent must stay lean, and a
+registered agent never loads it. Proxies from the environment are ignored on purpose;
+``--proxy`` is the one way to configure a proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.errors import ConfigError, RegistrationError
+from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.identity import Identity, load_identity
+from swarmdeploy.agent.state import AgentState, Location, Registration, load_state, save_state
+from swarmdeploy.agent.trust import TrustAnchors, ca_matches
+from swarmdeploy.crypto.curve import validate_public_key
+from swarmdeploy.crypto.errors import InvalidKey
+
+logger = logging.getLogger(__name__)
+
+CA_FILE = "ca.pem"
+CERTIFICATE_FILE = "agent.pem"
+MAX_ATTEMPTS = 4
+MAX_RETRY_AFTER_S = 60.0
+_ID_CHARS = re.compile(r"[^A-Za-z0-9._:@-]+")
+
+
+class _ZeroMq(msgspec.Struct, rename="camel"):
+    public_key: str
+    pub_port: int
+    sub_port: int
+
+
+class _Answer(msgspec.Struct, rename="camel"):
+    id: str
+    zeromq: _ZeroMq
+    ca_certificate: str
+    ca_public_key: str
+    certificate: str = ""
+    signature: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """Status, ``Retry-After`` (seconds, if given) and body of one HTTP exchange."""
+
+    status: int
+    retry_after_s: float | None
+    body: bytes
+
+
+#: Sends one POST: (url, json body, headers, timeout) -> answer. Tests may pass their own.
+Poster = Callable[[str, bytes, dict[str, str], float], HttpAnswer]
+
+
+def generate_id(hostname: str | None = None) -> str:
+    """A target id from the host name plus a random suffix, e.g. ``raspberrypi-3f9a1c``."""
+    base = _ID_CHARS.sub("-", hostname if hostname is not None else socket.gethostname())
+    base = base.strip("-._:@")[:100] or "agent"
+    return f"{base}-{os.urandom(3).hex()}"
+
+
+def ensure_registered(
+    settings: AgentSettings,
+    anchors: TrustAnchors,
+    *,
+    poster: Poster | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[AgentState, Identity]:
+    """Return the registered state and keys, registering first if needed (module docstring).
+
+    Raises :class:`RegistrationError`, :class:`ConfigError` or a ``StateError``.
+    """
+    state = load_state(settings.state_path)
+    if state is not None and state.registration is not None:
+        if settings.target_id is not None and settings.target_id != state.agent_id:
+            raise RegistrationError(
+                f"--id {settings.target_id!r} differs from the registered id"
+                f" {state.agent_id!r}; drop --id or use a new data dir to register anew"
+            )
+        if settings.token:
+            logger.info("already registered as %s; the given token is not used", state.agent_id)
+        return state, load_identity(settings.data_dir, create=False)
+    state = _unregistered_state(settings, state)
+    if not settings.token:
+        raise RegistrationError(
+            "this agent is not registered yet: give a registration token with --token"
+            " (or SWARMDEPLOY_AGENT_TOKEN)"
+        )
+    if settings.manager_url is None:
+        raise ConfigError("--manager is required to register")
+    identity = load_identity(settings.data_dir, create=True)
+    answer = _register(settings, state, identity, poster or urllib_post, sleep)
+    _accept(settings, anchors, state, answer)
+    return state, identity
+
+
+def _unregistered_state(settings: AgentSettings, state: AgentState | None) -> AgentState:
+    """Fix the id before the first attempt, so that retries use the same one."""
+    agent_id = settings.target_id or (state.agent_id if state is not None else generate_id())
+    if state is None or state.agent_id != agent_id:
+        state = AgentState(agent_id=agent_id)
+        save_state(settings.state_path, state)
+        logger.info("agent id is %s", agent_id)
+    return state
+
+
+def _register(
+    settings: AgentSettings,
+    state: AgentState,
+    identity: Identity,
+    poster: Poster,
+    sleep: Callable[[float], None],
+) -> _Answer:
+    assert settings.manager_url is not None and settings.token is not None
+    url = settings.manager_url.rstrip("/") + "/rpc/targets"
+    body: dict[str, object] = {
+        "id": state.agent_id,
+        "tags": list(settings.tags),
+        "publicKey": identity.curve.public,
+        "identityKey": identity.identity_public_b64(),
+    }
+    if settings.name:
+        body["name"] = settings.name
+    if settings.location is not None:
+        body["location"] = {"lat": settings.location[0], "lon": settings.location[1]}
+    headers = {"X-Auth-Token": settings.token}
+    data = msgspec.json.encode(body)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        answer = poster(url, data, headers, 10.0)
+        if answer.status not in (429, 503) or attempt == MAX_ATTEMPTS:
+            return _parse(answer, state.agent_id, url)
+        wait_s = min(answer.retry_after_s or 1.0, MAX_RETRY_AFTER_S)
+        logger.warning("registration: manager asks to wait %.0f s (HTTP %d)", wait_s, answer.status)
+        sleep(wait_s)
+    raise AssertionError("unreachable")  # the loop always returns
+
+
+def _parse(answer: HttpAnswer, agent_id: str, url: str) -> _Answer:
+    message = _error_text(answer.body)
+    if answer.status == 401:
+        raise RegistrationError(
+            f"registration token refused (bad, expired or already used): {message}"
+        )
+    if answer.status == 409:
+        raise RegistrationError(
+            f"id {agent_id!r} is already registered at the manager; choose another --id"
+        )
+    if answer.status == 429:
+        raise RegistrationError(f"registration rate limited: {message}", retryable=True)
+    if answer.status >= 500:
+        raise RegistrationError(f"manager error {answer.status}: {message}", retryable=True)
+    if answer.status != 201:
+        raise RegistrationError(f"registration refused ({answer.status}): {message}")
+    try:
+        parsed = msgspec.json.decode(answer.body, type=_Answer)
+        validate_public_key(parsed.zeromq.public_key)
+        ca_key = base64.b64decode(parsed.ca_public_key, validate=True)
+    except (msgspec.DecodeError, InvalidKey, binascii.Error, ValueError) as exc:
+        raise RegistrationError(f"invalid registration answer from {url}: {exc}") from None
+    ports_ok = all(0 < p < 65536 for p in (parsed.zeromq.pub_port, parsed.zeromq.sub_port))
+    if parsed.id != agent_id or not ports_ok or len(ca_key) != 32:
+        raise RegistrationError(f"invalid registration answer from {url}: wrong id, ports or key")
+    return parsed
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body[:200].decode("utf-8", "replace").strip() or "no details"
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        return str(doc["error"])
+    return "no details"
+
+
+def _accept(
+    settings: AgentSettings, anchors: TrustAnchors, state: AgentState, answer: _Answer
+) -> None:
+    if not ca_matches(anchors, answer.ca_certificate):
+        raise RegistrationError(
+            f"the manager's CA certificate does not match --trust-anchor {settings.trust_anchor}"
+        )
+    assert settings.manager_url is not None
+    data_dir: Path = settings.data_dir
+    atomic_write(data_dir / CA_FILE, answer.ca_certificate.encode(), 0o600)
+    if answer.certificate:
+        atomic_write(data_dir / CERTIFICATE_FILE, answer.certificate.encode(), 0o600)
+    state.registration = Registration(
+        manager_url=settings.manager_url,
+        server_public_key=answer.zeromq.public_key,
+        pub_port=answer.zeromq.pub_port,
+        sub_port=answer.zeromq.sub_port,
+        registered_at_ms=time.time_ns() // 1_000_000,
+        ca_public_key=answer.ca_public_key,
+    )
+    state.tags = list(settings.tags)
+    state.name = settings.name
+    if settings.location is not None:
+        state.location = Location(*settings.location)
+    save_state(settings.state_path, state)
+    logger.info("registered as %s with %s", state.agent_id, settings.manager_url)
+
+
+def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
+    """POST ``body`` as JSON with :mod:`urllib`; network failures raise a retryable
+    :class:`RegistrationError`, HTTP error statuses are returned."""
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith(("http://", "https://")):
+        raise RegistrationError(f"the manager URL {url!r} is not http(s)")
+    request = urllib.request.Request(  # noqa: S310 (the scheme is checked just above)
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return HttpAnswer(response.status, None, response.read(1 << 20))
+    except urllib.error.HTTPError as exc:
+        with exc:
+            retry = _retry_after(exc.headers.get("Retry-After"))
+            return HttpAnswer(exc.code, retry, exc.read(1 << 20))
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistrationError(
+            f"cannot reach the manager at {url}: {reason}", retryable=True
+        ) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None

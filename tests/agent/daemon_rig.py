@@ -1,0 +1,137 @@
+"""Test rig: a real :class:`Daemon` against the fake manager over the in-memory transport.
+
+The daemon object can be stopped and started again on the same data dir (an agent restart);
+each start gets a fresh transport with the agent's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.daemon import Daemon
+from swarmdeploy.agent.state import AgentState, load_state, save_state
+from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
+from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.transport.base import AgentLinkConfig, ManagerTransport
+from swarmdeploy.transport.memory import MemoryAgentTransport, MemoryManagerTransport, MemoryNetwork
+from tests.agent.fake_manager import FakeManager
+from tests.agent.helpers import eventually
+
+TARGET = "dev-1"
+FAST: dict[str, Any] = {
+    "heartbeat_s": 0.2,
+    "health_interval_s": 0.2,
+    "log_batch_s": 0.05,
+    "resend_s": 1.0,
+    "stop_grace_s": 1.0,
+    "disk_margin_bytes": 0,
+    "low_disk_bytes": 0,
+}
+
+
+@dataclasses.dataclass
+class Rig:
+    """A fake manager, the agent's settings and (while started) its daemon."""
+
+    manager: FakeManager
+    network: MemoryNetwork | None
+    settings: AgentSettings
+    keys: CurveKeyPair
+    manager_keys: CurveKeyPair
+    anchors: TrustAnchors = dataclasses.field(default_factory=TrustAnchors)
+    daemon: Daemon | None = None
+    runner: asyncio.Task[None] | None = None
+    target: str = TARGET
+    ports: tuple[int, int] = (5557, 5556)
+
+    def transport(self) -> Any:
+        config = AgentLinkConfig(
+            target_id=self.target,
+            keys=self.keys,
+            manager_public_key=self.manager_keys.public,
+            manager_host="127.0.0.1",
+            zmq_sub_port=self.ports[0],
+            zmq_pub_port=self.ports[1],
+            reconnect_ivl_s=0.05,
+            reconnect_ivl_max_s=0.2,
+        )
+        if self.network is not None:
+            return MemoryAgentTransport(self.network, config)
+        from swarmdeploy.transport.zmq_agent import ZmqAgentTransport
+
+        return ZmqAgentTransport(config)
+
+    async def start(self) -> Daemon:
+        """Start a daemon on the data dir (state loaded from disk) and wait until READY."""
+        assert self.runner is None
+        hellos = len(self.manager.hellos)
+        self.daemon = Daemon(self.settings, self.transport(), anchors=self.anchors)
+        self.runner = asyncio.create_task(self.daemon.run())
+        ready = asyncio.ensure_future(self.daemon.wait_running())
+        await asyncio.wait({ready, self.runner}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if self.runner.done():
+            ready.cancel()
+            self.runner.result()  # raises what start-up raised
+        assert ready.done(), "the daemon did not start in time"
+        await eventually(lambda: len(self.manager.hellos) > hellos)  # the route is up
+        return self.daemon
+
+    async def stop(self) -> None:
+        """Clean shutdown of the daemon (SIGTERM path)."""
+        if self.daemon is not None and self.runner is not None:
+            self.daemon.request_shutdown()
+            await asyncio.wait_for(self.runner, 20)
+        self.daemon, self.runner = None, None
+
+    def state(self) -> AgentState:
+        state = load_state(self.settings.state_path)
+        assert state is not None
+        return state
+
+    async def wait_state(self, task_id: str, state: TargetState, timeout_s: float = 10) -> None:
+        try:
+            await eventually(lambda: self.manager.state(self.target, task_id) is state, timeout_s)
+        except AssertionError:
+            seen = self.manager.states_of(self.target, task_id)
+            reason = self.manager.reason(self.target, task_id)
+            raise AssertionError(f"{task_id}: wanted {state}, saw {seen} ({reason})") from None
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.manager.close()
+
+
+async def make_rig(tmp_path: Path, *, kind: str = "memory", **overrides: Any) -> Rig:
+    """A started fake manager plus settings and a saved initial state for :data:`TARGET`."""
+    manager_keys = generate_keypair()
+    keys = generate_keypair()
+    network: MemoryNetwork | None = None
+    transport: ManagerTransport
+    ports = (5557, 5556)
+    if kind == "memory":
+        network = MemoryNetwork()
+        transport = MemoryManagerTransport(network)
+    else:
+        from swarmdeploy.transport.base import ManagerLinkConfig
+        from swarmdeploy.transport.zmq import ZmqManagerTransport
+
+        zmq_manager = ZmqManagerTransport(
+            ManagerLinkConfig(keys=manager_keys, zmq_sub_port=0, zmq_pub_port=0)
+        )
+        transport = zmq_manager
+    await transport.allow(TARGET, keys.public)
+    await transport.start()
+    if kind != "memory":
+        ports = zmq_manager.ports
+    manager = FakeManager(transport)
+    await manager.start()
+    data_dir = tmp_path / "agent"
+    settings = AgentSettings(data_dir=data_dir, **{**FAST, **overrides})
+    data_dir.mkdir(mode=0o700)
+    save_state(settings.state_path, AgentState(agent_id=TARGET))
+    return Rig(manager, network, settings, keys, manager_keys, ports=ports)

@@ -1,0 +1,113 @@
+"""The daemon against a fake manager over the in-memory transport: deployment end to end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.protocol.messages import Stop
+from swarmdeploy.protocol.states import TargetState
+from tests.agent.daemon_rig import TARGET, Rig, make_rig
+from tests.agent.helpers import eventually, live_with_marker
+
+S = TargetState
+APP = {"app.sh": "echo started $(cat version)\nexec sleep 300\n", "version": "v1"}
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    rig = await make_rig(tmp_path)
+    try:
+        yield rig
+    finally:
+        await rig.close()
+
+
+def run_marker(rig: Rig) -> str:
+    dep = rig.state().deployment
+    assert dep is not None and dep.run_id is not None
+    return dep.run_id
+
+
+async def deploy(rig: Rig, task_id: str, **kwargs: object) -> None:
+    rig.manager.add_task(task_id, **kwargs)  # type: ignore[arg-type]
+    await rig.manager.announce(TARGET, task_id)
+
+
+async def test_announced_task_is_transferred_installed_and_running(rig: Rig) -> None:
+    await rig.start()
+    await deploy(
+        rig,
+        "t1",
+        files=APP,
+        install=["test -f app.sh", "echo installing"],
+        run=["sh app.sh"],
+    )
+    await rig.wait_state("t1", S.RUNNING)
+    assert rig.manager.states_of(TARGET, "t1") == [
+        S.ACCEPTED,
+        S.TRANSFERRING,
+        S.INSTALLING,
+        S.INSTALLED,
+        S.RUNNING,
+    ]
+    await eventually(lambda: "started v1" in rig.manager.outputs(TARGET, "t1"))
+    assert "installing" in rig.manager.outputs(TARGET, "t1")
+    marker = run_marker(rig)
+    assert live_with_marker(marker)
+    await rig.stop()
+    assert live_with_marker(marker) == []  # an agent shutdown leaves no orphan
+
+
+async def test_install_failure_keeps_the_previous_deployment_running(rig: Rig) -> None:
+    await rig.start()
+    await deploy(rig, "old", files=APP, run=["sh app.sh"])
+    await rig.wait_state("old", S.RUNNING)
+    marker = run_marker(rig)
+    await deploy(rig, "new", files={**APP, "version": "v2"}, install=["true", "exit 3", "true"])
+    await rig.wait_state("new", S.INSTALL_FAILED)
+    assert "'exit 3' exited 3" in rig.manager.reason(TARGET, "new")
+    assert rig.manager.state(TARGET, "old") is S.RUNNING
+    assert live_with_marker(marker)
+    assert rig.state().deployment is not None and rig.state().deployment.task_id == "old"  # type: ignore[union-attr]
+    assert not (rig.settings.data_dir / "tasks" / "new").exists()
+
+
+async def test_successful_install_replaces_the_running_deployment(rig: Rig) -> None:
+    await rig.start()
+    await deploy(rig, "old", files=APP, run=["sh app.sh"])
+    await rig.wait_state("old", S.RUNNING)
+    old_marker = run_marker(rig)
+    await deploy(rig, "new", files={**APP, "version": "v2"}, run=["sh app.sh"])
+    await rig.wait_state("new", S.RUNNING)
+    await rig.wait_state("old", S.STOPPED)
+    assert live_with_marker(old_marker) == []
+    assert live_with_marker(run_marker(rig))
+    assert not (rig.settings.data_dir / "tasks" / "old").exists()
+
+
+async def test_stop_request_leaves_no_process_behind(rig: Rig) -> None:
+    await rig.start()
+    await deploy(rig, "t1", files=APP, run=["sleep 300 & sleep 300", "sh app.sh"])
+    await rig.wait_state("t1", S.RUNNING)
+    marker = run_marker(rig)
+    await eventually(lambda: len(live_with_marker(marker)) >= 4)
+    assert await rig.manager.send(TARGET, Stop(request_id="r1", task_id="t1"))
+    await rig.wait_state("t1", S.STOPPED)
+    await eventually(lambda: rig.manager.ack_for(TARGET, "r1") is not None)
+    ack = rig.manager.ack_for(TARGET, "r1")
+    assert ack is not None and ack.ok and "t1" in ack.message
+    assert live_with_marker(marker) == []
+    dep = rig.state().deployment
+    assert dep is not None and dep.stopped
+
+
+async def test_run_commands_that_end_report_exited_or_failed(rig: Rig) -> None:
+    await rig.start()
+    await deploy(rig, "ok", run=["true", "echo done"])
+    await rig.wait_state("ok", S.EXITED)
+    await deploy(rig, "bad", run=["true", "exit 4"])
+    await rig.wait_state("bad", S.FAILED)
+    assert "'exit 4' ended with exit status 4" in rig.manager.reason(TARGET, "bad")
