@@ -112,7 +112,10 @@ class FakeManager:
         self.uploads: dict[str, Upload] = {}
         self.refuse: dict[tuple[str, TargetState], TargetState] = {}
         self.ack_logs = True
-        self.drop_chunks = 0
+        self.drop_chunks = 0  # answer no chunk request until this many were dropped
+        self.serve_limit: int | None = None  # answer at most this many chunk requests
+        self.corrupt_chunks = 0  # flip a byte in this many chunk answers
+        self.served_chunks: list[int] = []
         self.log_batches = 0
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
@@ -300,10 +303,16 @@ class FakeManager:
         if self.drop_chunks > 0:
             self.drop_chunks -= 1
             return
+        if self.serve_limit is not None and len(self.served_chunks) >= self.serve_limit:
+            return
         served = self.tasks[msg.task_id]
         info = served.manifest.artifact(msg.sha256)
         offset, length = info.chunk_span(msg.index)
         data = served.blobs[msg.sha256][offset : offset + length]
+        if self.corrupt_chunks > 0:
+            self.corrupt_chunks -= 1
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        self.served_chunks.append(msg.index)
         chunk = Chunk(task_id=msg.task_id, sha256=msg.sha256, index=msg.index, data=data)
         await self.send(target, chunk)
 

@@ -111,3 +111,21 @@ async def test_run_commands_that_end_report_exited_or_failed(rig: Rig) -> None:
     await deploy(rig, "bad", run=["true", "exit 4"])
     await rig.wait_state("bad", S.FAILED)
     assert "'exit 4' ended with exit status 4" in rig.manager.reason(TARGET, "bad")
+
+
+async def test_deployment_over_curve_zeromq_ends_with_bye(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, kind="zmq")
+    try:
+        await rig.start()
+        await deploy(rig, "t1", files=APP, run=["sh app.sh"])
+        await rig.wait_state("t1", S.RUNNING)
+        await eventually(lambda: "started v1" in rig.manager.outputs(TARGET, "t1"))
+        await eventually(lambda: bool(rig.manager.health) and bool(rig.manager.heartbeats))
+        _, health = rig.manager.health[-1]
+        assert health.mem_total_bytes > 0 and health.agent_rss_bytes > 0 and health.interfaces
+        marker = run_marker(rig)
+        await rig.stop()
+        assert live_with_marker(marker) == []
+        await eventually(lambda: rig.manager.byes == [TARGET])
+    finally:
+        await rig.close()

@@ -56,8 +56,7 @@ class DeploymentSupervisor:
         if dep is None or dep.stopped:
             return
         if start_commands:
-            text = f"agent restarted: starting {len(start_commands)} run command(s) again"
-            self._ctx.collector.marker(dep.task_id, STAGE, text)
+            self._ctx.collector.marker(dep.task_id, STAGE, "agent restarted")
             await self._start(dep, start_commands)
         else:
             await self._finish(dep)
@@ -94,6 +93,8 @@ class DeploymentSupervisor:
             run_id=dep.run_id,
         )
         self._runner, self._groups = runner, {}
+        text = f"starting {len(indexes)} run command(s)"
+        self._ctx.collector.marker(dep.task_id, STAGE, text)
         runner.start()
         if self._ctx.reporter.current(dep.task_id) is not TargetState.RUNNING:
             await self._ctx.reporter.report(dep.task_id, TargetState.RUNNING)

@@ -66,6 +66,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--disk-margin-bytes", str, "free space kept when accepting a task (default 256M)"),
     ("--low-disk-bytes", str, "below this much free space fetching pauses (default 128M)"),
     ("--chunk-window", int, "chunk requests in flight per transfer (default 4)"),
+    ("--reconnect-ivl-s", float, "first reconnect delay (default 0.5)"),
+    ("--reconnect-ivl-max-s", float, "longest reconnect delay (default 30)"),
 ]
 _SIZES = ("max_data_bytes", "disk_margin_bytes", "low_disk_bytes")
 
@@ -104,8 +106,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         "proxy": args.proxy or None,
         "trust_anchor": args.trust_anchor,
     }
-    for key in ("heartbeat_s", "health_interval_s", "log_batch_s", "resend_s",
-                "stop_grace_s", "install_timeout_s", "chunk_window"):  # fmt: skip
+    for key in ("heartbeat_s", "health_interval_s", "log_batch_s", "resend_s", "stop_grace_s",
+                "install_timeout_s", "chunk_window", "reconnect_ivl_s", "reconnect_ivl_max_s"):  # fmt: skip
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     for key in _SIZES:

@@ -1,0 +1,170 @@
+"""Two-stage delivery through the daemon: assessment, manifest checks, chunked transfer."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.protocol.messages import Announce
+from swarmdeploy.protocol.states import TargetState
+from tests.agent.daemon_rig import TARGET, Rig, make_rig
+from tests.agent.fake_manager import tar_gz
+from tests.agent.helpers import eventually
+
+S = TargetState
+APP = {"app.sh": "echo up\nexec sleep 300\n"}
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    rig = await make_rig(tmp_path)
+    try:
+        yield rig
+    finally:
+        await rig.close()
+
+
+async def test_announcement_larger_than_the_data_limit_is_declined(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, max_data_bytes=1 << 20)
+    try:
+        await rig.start()
+        rig.manager.add_task("big", files=APP, run=["sh app.sh"])
+        await rig.manager.announce(TARGET, "big", size_bytes=5_000_000)
+        await rig.wait_state("big", S.DECLINED)
+        assert "not enough disk" in rig.manager.reason(TARGET, "big")
+        assert not rig.manager.chunk_requests
+        rig.manager.add_task("small", files=APP, run=["true"])
+        await rig.manager.announce(TARGET, "small")
+        await rig.wait_state("small", S.EXITED)
+    finally:
+        await rig.close()
+
+
+async def test_announcement_for_another_architecture_is_declined(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", run=["true"])
+    await rig.manager.send(TARGET, Announce(task_id="t1", arch=["riscv128"]))
+    await rig.wait_state("t1", S.DECLINED)
+    assert "riscv128" in rig.manager.reason(TARGET, "t1")
+
+
+async def test_repeated_announcement_is_answered_without_a_second_delivery(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", files=APP, run=["sh app.sh"])
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.RUNNING)
+    await rig.manager.announce(TARGET, "t1")
+    await eventually(lambda: rig.manager.states_of(TARGET, "t1").count(S.RUNNING) == 2)
+    assert rig.manager.states_of(TARGET, "t1").count(S.ACCEPTED) == 1
+    assert len(rig.manager.served_chunks) == 1
+
+
+async def test_lost_chunk_answers_are_requested_again(rig: Rig) -> None:
+    await rig.start()
+    payload = tar_gz({**APP, "blob": os.urandom(20_000)})
+    rig.manager.add_task("t1", archive=payload, run=["sh app.sh"], chunk_bytes=1024)
+    rig.manager.drop_chunks = 3
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.RUNNING)
+    count = -(-len(payload) // 1024)
+    assert sorted(rig.manager.served_chunks) == list(range(count))  # each chunk served once
+
+
+async def test_transfer_resumes_after_an_agent_restart_with_missing_chunks_only(rig: Rig) -> None:
+    await rig.start()
+    payload = tar_gz({**APP, "blob": os.urandom(20_000)})
+    rig.manager.add_task("t1", archive=payload, run=["sh app.sh"], chunk_bytes=1024)
+    rig.manager.serve_limit = 6
+    await rig.manager.announce(TARGET, "t1")
+    await eventually(lambda: len(rig.manager.served_chunks) == 6)
+    await rig.stop()
+    assert rig.state().history["t1"] is S.TRANSFERRING
+    before = set(rig.manager.served_chunks)
+    asked_before = len(rig.manager.chunk_requests)
+    rig.manager.serve_limit = None
+    await rig.start()
+    await rig.wait_state("t1", S.RUNNING)
+    asked_after = {r.index for r in rig.manager.chunk_requests[asked_before:]}
+    assert not asked_after & before  # nothing received before the restart is fetched again
+    assert asked_after | before == set(range(-(-len(payload) // 1024)))
+
+
+async def test_corrupted_payload_is_fetched_again_once_then_fails(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", files=APP, run=["sh app.sh"])
+    rig.manager.corrupt_chunks = 1
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.RUNNING)
+    rig.manager.add_task("t2", files=APP, run=["sh app.sh"])
+    rig.manager.corrupt_chunks = 2
+    await rig.manager.announce(TARGET, "t2")
+    await rig.wait_state("t2", S.INSTALL_FAILED)
+    assert "digest mismatch" in rig.manager.reason(TARGET, "t2")
+    assert rig.manager.state(TARGET, "t1") is S.RUNNING
+
+
+async def test_manifest_for_another_task_is_refused(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", run=["true"], manifest_task_id="other")
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.INSTALL_FAILED)
+    assert "manifest is for task other" in rig.manager.reason(TARGET, "t1")
+
+
+async def test_unknown_task_on_fetch_fails_the_task(rig: Rig) -> None:
+    await rig.start()
+    await rig.manager.send(TARGET, Announce(task_id="ghost"))
+    await rig.wait_state("ghost", S.INSTALL_FAILED)
+    assert "refused the task" in rig.manager.reason(TARGET, "ghost")
+
+
+async def test_signed_manifest_is_verified_against_the_trust_anchors(tmp_path: Path) -> None:
+    from nacl.signing import SigningKey
+
+    rig = await make_rig(tmp_path)
+    signer = SigningKey.generate()
+    rig.anchors = TrustAnchors(keys=(bytes(signer.verify_key),))
+    try:
+        await rig.start()
+        good = rig.manager.add_task("good", run=["true"])
+        good.signature = signer.sign(good.manifest_bytes).signature
+        await rig.manager.announce(TARGET, "good")
+        await rig.wait_state("good", S.EXITED)
+        bad = rig.manager.add_task("bad", run=["true"])
+        bad.signature = SigningKey.generate().sign(bad.manifest_bytes).signature
+        await rig.manager.announce(TARGET, "bad")
+        await rig.wait_state("bad", S.INSTALL_FAILED)
+        assert "signature does not verify" in rig.manager.reason(TARGET, "bad")
+    finally:
+        await rig.close()
+
+
+async def test_unsigned_manifest_is_refused_when_anchors_are_provisioned(tmp_path: Path) -> None:
+    from nacl.signing import SigningKey
+
+    anchor = tmp_path / "anchor.txt"
+    key = base64.b64encode(bytes(SigningKey.generate().verify_key)).decode()
+    anchor.write_text(f"# test anchor\n{key}\n")
+    rig = await make_rig(tmp_path, trust_anchor=anchor)
+    try:
+        await rig.start()
+        rig.manager.add_task("t1", run=["true"])
+        await rig.manager.announce(TARGET, "t1")
+        await rig.wait_state("t1", S.INSTALL_FAILED)
+        assert "not signed" in rig.manager.reason(TARGET, "t1")
+    finally:
+        await rig.close()
+
+
+async def test_hostile_archive_fails_the_install(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", files={"../escape.sh": "echo owned"}, run=["true"])
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.INSTALL_FAILED)
+    assert ".." in rig.manager.reason(TARGET, "t1")
+    assert not (rig.settings.data_dir / "tasks" / "escape.sh").exists()

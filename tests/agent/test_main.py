@@ -1,0 +1,110 @@
+"""``swarmdeploy agent``: options and environment, exit statuses, lean imports, and the agent
+as a real process against a tiny manager (HTTP registration + CurveZMQ)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.main import build_parser, env_name, main, settings_from_args
+
+
+def parse(argv: list[str], env: dict[str, str] | None = None) -> AgentSettings:
+    return settings_from_args(build_parser(env or {}).parse_args(argv))
+
+
+def test_every_option_has_an_environment_variable_and_the_command_line_wins() -> None:
+    assert env_name("--data-dir") == "SWARMDEPLOY_AGENT_DATA_DIR"
+    env = {
+        "SWARMDEPLOY_AGENT_DATA_DIR": "/var/lib/sd",
+        "SWARMDEPLOY_AGENT_MANAGER": "http://m:8080",
+        "SWARMDEPLOY_AGENT_TOKEN": "abcd-efgh-ijkl",
+        "SWARMDEPLOY_AGENT_TAGS": "a, b,,a",
+        "SWARMDEPLOY_AGENT_LOCATION": "48.1,11.5",
+        "SWARMDEPLOY_AGENT_MAX_DATA_BYTES": "10M",
+        "SWARMDEPLOY_AGENT_STOP_GRACE_S": "2.5",
+    }
+    s = parse(["--id", "dev-9", "--tags", "x"], env)
+    assert s.data_dir == Path("/var/lib/sd") and s.manager_url == "http://m:8080"
+    assert s.token == "abcd-efgh-ijkl" and s.target_id == "dev-9" and s.tags == ("x",)
+    assert s.location == (48.1, 11.5) and s.max_data_bytes == 10 << 20 and s.stop_grace_s == 2.5
+    assert parse([], env).tags == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--transport", "http"], "supported: zmq"),
+        (["--proxy", "socks5h://127.0.0.1:9050"], "--proxy is not supported"),
+        (["--location", "100,0"], "out of range"),
+        (["--id", "bad/id"], "not a valid id"),
+        (["--manager", "ftp://x"], "http:// or https://"),
+        (["--max-data-bytes", "lots"], "not a size"),
+        (["--resend-s", "0"], "positive"),
+    ],
+)
+def test_invalid_options_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    assert main(["--data-dir", str(tmp_path / "d"), *argv], environ={}) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_missing_data_dir_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([], environ={}) == 2
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def test_unregistered_agent_without_token_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data-dir", str(tmp_path / "d"), "--manager", "http://127.0.0.1:9"]
+    assert main(argv, environ={}) == 2
+    assert "not registered yet" in capsys.readouterr().err
+
+
+def test_unreachable_manager_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--data-dir", str(tmp_path / "d"), "--manager", "http://127.0.0.1:9", "--token", "t"]
+    status = subprocess.run(
+        [sys.executable, "-m", "swarmdeploy.agent.main", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert status.returncode == 3
+    assert "cannot reach the manager at http://127.0.0.1:9" in status.stderr
+
+
+FORBIDDEN = [
+    "pydantic",
+    "httpx",
+    "fastapi",
+    "sqlalchemy",
+    "cryptography",
+    "yaml",
+    "swarmdeploy.manager",
+    "swarmdeploy.storage",
+    "swarmdeploy.cli",
+    "urllib.request",
+    "tarfile",
+    "zipfile",
+    "nacl",
+]
+
+
+def test_daemon_and_entry_point_import_nothing_heavy() -> None:
+    code = (
+        "import json, sys\n"
+        "import swarmdeploy.agent.main, swarmdeploy.agent.daemon\n"
+        "import swarmdeploy.transport.zmq_agent\n"
+        f"print(json.dumps([m for m in {FORBIDDEN!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
