@@ -13,6 +13,7 @@ from typing import Any
 
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.daemon import Daemon
+from swarmdeploy.agent.sdnotify import Notifier
 from swarmdeploy.agent.state import AgentState, load_state, save_state
 from swarmdeploy.agent.trust import TrustAnchors
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
@@ -44,6 +45,7 @@ class Rig:
     keys: CurveKeyPair
     manager_keys: CurveKeyPair
     anchors: TrustAnchors = dataclasses.field(default_factory=TrustAnchors)
+    notifier: Notifier | None = None
     daemon: Daemon | None = None
     runner: asyncio.Task[None] | None = None
     target: str = TARGET
@@ -70,7 +72,9 @@ class Rig:
         """Start a daemon on the data dir (state loaded from disk) and wait until READY."""
         assert self.runner is None
         hellos = len(self.manager.hellos)
-        self.daemon = Daemon(self.settings, self.transport(), anchors=self.anchors)
+        self.daemon = Daemon(
+            self.settings, self.transport(), anchors=self.anchors, notifier=self.notifier
+        )
         self.runner = asyncio.create_task(self.daemon.run())
         ready = asyncio.ensure_future(self.daemon.wait_running())
         await asyncio.wait({ready, self.runner}, timeout=10, return_when=asyncio.FIRST_COMPLETED)

@@ -16,6 +16,7 @@ import logging
 import tarfile
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from swarmdeploy.protocol.manifest import ArtifactInfo, TaskManifest, encode_manifest
@@ -49,7 +50,7 @@ from swarmdeploy.transport.errors import TransportClosed
 log = logging.getLogger(__name__)
 
 
-def tar_gz(files: dict[str, bytes | str], modes: dict[str, int] | None = None) -> bytes:
+def tar_gz(files: Mapping[str, bytes | str], modes: dict[str, int] | None = None) -> bytes:
     """A tar.gz holding ``files`` (name -> content)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
@@ -126,7 +127,7 @@ class FakeManager:
         self,
         task_id: str,
         *,
-        files: dict[str, bytes | str] | None = None,
+        files: Mapping[str, bytes | str] | None = None,
         archive: bytes | None = None,
         install: list[str] | None = None,
         run: list[str] | None = None,
@@ -227,7 +228,7 @@ class FakeManager:
                 log.exception("fake manager failed on %r", msg)
             self.changed.set()
 
-    async def _handle(self, target: str, msg: Message) -> None:  # noqa: C901 (a dispatcher)
+    async def _handle(self, target: str, msg: Message) -> None:
         if isinstance(msg, Hello):
             self.hellos.append((target, msg))
             await self.send(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from swarmdeploy.agent.sdnotify import Notifier
 from swarmdeploy.protocol.messages import Stop
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
@@ -127,5 +130,46 @@ async def test_deployment_over_curve_zeromq_ends_with_bye(tmp_path: Path) -> Non
         await rig.stop()
         assert live_with_marker(marker) == []
         await eventually(lambda: rig.manager.byes == [TARGET])
+    finally:
+        await rig.close()
+
+
+async def test_systemd_hears_ready_watchdog_status_and_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(tmp_path / "notify"))
+        sock.settimeout(5)
+        rig = await make_rig(tmp_path)
+        rig.notifier = Notifier(str(tmp_path / "notify"))
+        try:
+            await rig.start()
+            seen: list[str] = []
+            while not any("WATCHDOG=1" in m for m in seen) or not any(
+                "connected" in m for m in seen
+            ):
+                seen.append((await asyncio.to_thread(sock.recv, 4096)).decode())
+            assert seen[0].startswith("READY=1\nSTATUS=agent dev-1 started")
+            await rig.stop()
+            rest = []
+            while "STOPPING=1" not in rest:
+                rest.append((await asyncio.to_thread(sock.recv, 4096)).decode())
+        finally:
+            await rig.close()
+            rig.notifier.close()
+
+
+async def test_low_disk_declines_tasks_and_is_reported_in_health(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, low_disk_bytes=1 << 62)
+    try:
+        await rig.start()
+        await eventually(lambda: bool(rig.manager.health))
+        assert rig.manager.health[-1][1].disk_low
+        assert rig.daemon is not None and rig.daemon.health.disk_low  # fetching is paused
+        await deploy(rig, "t1", run=["true"])
+        await rig.wait_state("t1", S.DECLINED)
+        assert "disk is low" in rig.manager.reason(TARGET, "t1")
     finally:
         await rig.close()

@@ -32,7 +32,11 @@ async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) ->
         "b1",
         kind="build",
         files=SOURCE,
-        build_commands=["mkdir out", "tr a-z A-Z < src.txt > out/result.txt", "head -c 600000 /dev/urandom > out/big"],
+        build_commands=[
+            "mkdir out",
+            "tr a-z A-Z < src.txt > out/result.txt",
+            "head -c 600000 /dev/urandom > out/big",
+        ],
         build_artifacts=["out"],
     )
     await rig.manager.announce(TARGET, "b1")
@@ -62,7 +66,10 @@ async def test_missing_build_artifact_fails_the_build_naming_it(rig: Rig) -> Non
 async def test_failing_build_command_fails_the_build_with_its_output(rig: Rig) -> None:
     await rig.start()
     rig.manager.add_task(
-        "b1", kind="build", build_commands=["echo compiler error >&2; exit 2"], build_artifacts=["x"]
+        "b1",
+        kind="build",
+        build_commands=["echo compiler error >&2; exit 2"],
+        build_artifacts=["x"],
     )
     await rig.manager.announce(TARGET, "b1")
     await rig.wait_state("b1", S.BUILD_FAILED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         yield rig
     finally:
         await rig.close()
+
+
+def has_ack(rig: Rig, request_id: str) -> Callable[[], bool]:
+    return lambda: rig.manager.ack_for(TARGET, request_id) is not None
 
 
 def lines_of(rig: Rig) -> list[str]:
@@ -58,7 +62,7 @@ async def test_non_debug_output_is_sent_once_on_log_request(rig: Rig) -> None:
     assert any("starting 1 run" in o for o in rig.manager.outputs(TARGET, "t1"))  # stage markers
     for request_id in ("r1", "r2"):
         await rig.manager.send(TARGET, LogRequest(request_id=request_id, since_ms=0))
-        await eventually(lambda r=request_id: rig.manager.ack_for(TARGET, r) is not None)
+        await eventually(has_ack(rig, request_id))
     await eventually(lambda: "quiet" in rig.manager.outputs(TARGET, "t1"))
     assert rig.manager.outputs(TARGET, "t1").count("quiet") == 1
 

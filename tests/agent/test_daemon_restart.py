@@ -62,7 +62,7 @@ async def test_leftovers_of_a_crashed_agent_are_killed_before_the_restart(rig: R
     marker = await running_deployment(rig)
     await rig.stop()
     # What an agent killed by SIGKILL leaves behind: processes carrying the last marker.
-    leftover = subprocess.Popen(
+    leftover = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
         ["sleep", "302"], env={**os.environ, RUN_ID_VAR: marker}, start_new_session=True
     )
     try:

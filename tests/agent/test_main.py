@@ -108,3 +108,35 @@ def test_daemon_and_entry_point_import_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_registered_agent_runs_without_openssl(tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"abc")
+    code = (
+        "import json, sys\n"
+        "from swarmdeploy.agent.main import without_openssl\n"
+        "without_openssl()\n"
+        "import asyncio, swarmdeploy.agent.daemon, swarmdeploy.transport.zmq_agent\n"
+        "from swarmdeploy.agent.transfer import sha256_file\n"
+        f"digest = sha256_file(__import__('pathlib').Path({str(blob)!r}))\n"
+        "loaded = [m for m in ('ssl', '_ssl', '_hashlib') if sys.modules.get(m)]\n"
+        "print(json.dumps([loaded, digest]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, digest = json.loads(out.stdout)
+    assert loaded == []
+    assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_registration_is_detected_from_the_state_file(tmp_path: Path) -> None:
+    from swarmdeploy.agent.main import is_registered
+
+    path = tmp_path / "state.json"
+    assert not is_registered(path)
+    path.write_text('{"schema": 1, "agent_id": "a"}')
+    assert not is_registered(path)
+    path.write_text('{"schema": 1, "agent_id": "a", "registration": {"manager_url": "x"}}')
+    assert is_registered(path)
+    path.write_text("{broken")
+    assert not is_registered(path)

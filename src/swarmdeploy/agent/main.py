@@ -14,16 +14,14 @@ refusing for now (a supervisor may retry later). Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import binascii
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from swarmdeploy.agent.config import (
     AgentSettings,
@@ -33,11 +31,11 @@ from swarmdeploy.agent.config import (
     parse_tags,
 )
 from swarmdeploy.agent.errors import AgentFatalError, ConfigError
-from swarmdeploy.agent.identity import Identity
-from swarmdeploy.agent.state import AgentState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported in the functions that use them, after the OpenSSL decision
     from swarmdeploy.agent.daemon import Daemon
+    from swarmdeploy.agent.identity import Identity
+    from swarmdeploy.agent.state import AgentState
     from swarmdeploy.transport.base import AgentTransport
 
 logger = logging.getLogger("swarmdeploy.agent")
@@ -70,6 +68,17 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--reconnect-ivl-max-s", float, "longest reconnect delay (default 30)"),
 ]
 _SIZES = ("max_data_bytes", "disk_margin_bytes", "low_disk_bytes")
+_PLAIN = (
+    "heartbeat_s",
+    "health_interval_s",
+    "log_batch_s",
+    "resend_s",
+    "stop_grace_s",
+    "install_timeout_s",
+    "chunk_window",
+    "reconnect_ivl_s",
+    "reconnect_ivl_max_s",
+)
 
 
 def env_name(option: str) -> str:
@@ -106,8 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         "proxy": args.proxy or None,
         "trust_anchor": args.trust_anchor,
     }
-    for key in ("heartbeat_s", "health_interval_s", "log_batch_s", "resend_s", "stop_grace_s",
-                "install_timeout_s", "chunk_window", "reconnect_ivl_s", "reconnect_ivl_max_s"):  # fmt: skip
+    for key in _PLAIN:
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     for key in _SIZES:
@@ -137,8 +145,41 @@ def _configure_logging(level: str) -> None:
     )
 
 
+class _Registered(msgspec.Struct):
+    registration: dict[str, Any] | None = None
+
+
+def is_registered(state_path: Path) -> bool:
+    """Whether the state file records a registration (a cheap look, no validation)."""
+    try:
+        return (
+            msgspec.json.decode(state_path.read_bytes(), type=_Registered).registration is not None
+        )
+    except (OSError, msgspec.DecodeError):
+        return False
+
+
+def without_openssl() -> None:
+    """Keep OpenSSL out of a registered agent's memory (about 5 MB of RSS).
+
+    Once registered the agent needs no TLS: the ZeroMQ link is secured by CURVE (libsodium,
+    inside libzmq), signatures are checked with PyNaCl and digests use Python's built-in
+    SHA-256. Only the first start registers over HTTP(S) and keeps OpenSSL. Must run before
+    :mod:`asyncio` is imported (it imports :mod:`ssl` when it can); modules already loaded
+    stay as they are.
+    """
+    for name in ("ssl", "_ssl", "_hashlib"):
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+
+
 def run(settings: AgentSettings) -> int:
     """Harden the process, register if needed, then run the daemon (blocking)."""
+    if is_registered(settings.state_path):
+        without_openssl()
+    import asyncio
+    import base64
+
     from swarmdeploy.agent.daemon import Daemon
     from swarmdeploy.agent.hardening import check_data_dir, harden_process
     from swarmdeploy.agent.registrator import ensure_registered
@@ -152,7 +193,7 @@ def run(settings: AgentSettings) -> int:
     assert state.registration is not None
     try:
         ca_key = base64.b64decode(state.registration.ca_public_key, validate=True)
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error is a ValueError
         ca_key = b""
     host = manager_host(settings.manager_url or state.registration.manager_url)
     daemon = Daemon(
@@ -168,6 +209,9 @@ def run(settings: AgentSettings) -> int:
 
 
 async def _serve(daemon: Daemon) -> None:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, daemon.request_shutdown)

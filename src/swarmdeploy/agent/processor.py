@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -34,33 +33,29 @@ from swarmdeploy.agent.archive import ArchiveLimits, unpack
 from swarmdeploy.agent.builder import describe_failure, run_build
 from swarmdeploy.agent.context import AgentContext, in_thread
 from swarmdeploy.agent.deployment import DeploymentSupervisor
-from swarmdeploy.agent.errors import ArchiveError, TaskError, TransferError
-from swarmdeploy.agent.fsutil import atomic_write, remove_tree
+from swarmdeploy.agent.errors import ArchiveError, TaskError
+from swarmdeploy.agent.fsutil import remove_tree
+from swarmdeploy.agent.manifests import ManifestFetcher, check_manifest, load_task, store_task
 from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.process import child_env
 from swarmdeploy.agent.resources import Requirements, assess, free_bytes, human_bytes
 from swarmdeploy.agent.runner import new_run_id, run_sequence
 from swarmdeploy.agent.state import StageRun
 from swarmdeploy.agent.transfer import TaskTransfer
-from swarmdeploy.agent.trust import TrustAnchors, verify_signature
+from swarmdeploy.agent.trust import TrustAnchors
 from swarmdeploy.agent.upload import ArtifactUpload
 from swarmdeploy.protocol.errors import MessageError
-from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
+from swarmdeploy.protocol.manifest import TaskManifest
 from swarmdeploy.protocol.messages import (
     Announce,
     Chunk,
     Error,
-    FetchTask,
     Task,
     UploadAck,
-    decode,
-    encode,
 )
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
 logger = logging.getLogger(__name__)
-TASK_FILE = "task.msgpack"
-_POLL_S = 0.25
 S = TargetState
 
 
@@ -84,11 +79,10 @@ class TaskProcessor:
         self._wake = asyncio.Event()
         self._job: tuple[str, asyncio.Task[None]] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._fetches: dict[str, asyncio.Future[Task]] = {}
+        self._manifests = ManifestFetcher(ctx.send, ctx.settings.resend_s)
         self._kinds: dict[str, str] = {}
         self._transfer: TaskTransfer | None = None
         self._upload: ArtifactUpload | None = None
-        self._reconnects = 0
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -161,9 +155,7 @@ class TaskProcessor:
 
     def on_task(self, msg: Task) -> None:
         """Second stage: the manifest we asked for."""
-        future = self._fetches.get(msg.task_id)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        self._manifests.on_task(msg)
 
     def on_chunk(self, msg: Chunk) -> None:
         """A chunk of the artifact being fetched."""
@@ -178,11 +170,8 @@ class TaskProcessor:
     def on_error(self, msg: Error) -> bool:
         """An ``error`` answering one of our requests; False if nobody was waiting for it."""
         if msg.in_reply_to == "fetch_task":
-            future = self._fetches.get(msg.task_id)
-            if future is None or future.done():
-                return False
-            future.set_exception(TransferError(f"the manager refused the task: {msg.message}"))
-        elif msg.in_reply_to == "chunk_request" and self._transfer is not None:
+            return self._manifests.on_error(msg)
+        if msg.in_reply_to == "chunk_request" and self._transfer is not None:
             self._transfer.on_error(msg)
         elif msg.in_reply_to.startswith("upload_") and self._upload is not None:
             self._upload.on_error(msg)
@@ -192,7 +181,7 @@ class TaskProcessor:
 
     def on_reconnect(self) -> None:
         """A new connection (after ``hello``): re-send what is outstanding."""
-        self._reconnects += 1
+        self._manifests.on_reconnect()
         if self._transfer is not None:
             self._transfer.on_reconnect()
         if self._upload is not None:
@@ -273,10 +262,16 @@ class TaskProcessor:
             ack = await reporter.wait_acked(task_id, S.ACCEPTED)
             if not ack.ok:
                 return  # on_refused takes care of it
-        message = self._load(task_id) or await self._fetch(task_id)
-        manifest = self._verify(task_id, message)
+        directory = self._ctx.task_dir(task_id)
+        message = load_task(directory) or await self._manifests.fetch(task_id)
+        manifest = check_manifest(
+            task_id,
+            message,
+            self._anchors,
+            require_signature=self._ctx.settings.trust_anchor is not None,
+        )
         self._kinds[task_id] = manifest.kind
-        self._store(task_id, message)
+        store_task(directory, message)
         if reporter.current(task_id) is S.INSTALLED:
             await self._activate(task_id, manifest)
             return
@@ -285,53 +280,6 @@ class TaskProcessor:
             await self._build(task_id, manifest, paths)
         else:
             await self._install(task_id, manifest, paths)
-
-    # --- stage 2: the manifest ---------------------------------------------------------
-
-    async def _fetch(self, task_id: str) -> Task:
-        future: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
-        self._fetches[task_id] = future
-        sent_at, seen = float("-inf"), self._reconnects
-        try:
-            while not future.done():
-                now = time.monotonic()
-                if now - sent_at >= self._ctx.settings.resend_s or seen != self._reconnects:
-                    sent_at, seen = now, self._reconnects
-                    await self._ctx.send(FetchTask(task_id=task_id))
-                await asyncio.wait({future}, timeout=_POLL_S)
-            return future.result()
-        finally:
-            del self._fetches[task_id]
-
-    def _verify(self, task_id: str, message: Task) -> TaskManifest:
-        manifest = decode_manifest(message.manifest)
-        if manifest.task_id != task_id:
-            raise TransferError(f"the manifest is for task {manifest.task_id}, not {task_id}")
-        if message.signature:
-            if not verify_signature(message.manifest, message.signature, self._anchors):
-                raise TransferError("the manifest signature does not verify (CRD-75)")
-        elif self._ctx.settings.trust_anchor is not None:
-            raise TransferError("the manifest is not signed, but trust anchors are configured")
-        else:
-            # CRD-75 asks for a verified signature before install. Managers of this version
-            # do not sign manifests yet; operator signing keys and device trust anchors come
-            # with issue 5 ("End-to-end package security"). Only a manifest WITHOUT any
-            # signature is accepted unverified, and only while no anchor is provisioned.
-            logger.info("task %s: manifest is not signed; accepted without verification", task_id)
-        return manifest
-
-    def _store(self, task_id: str, message: Task) -> None:
-        directory = self._ctx.task_dir(task_id)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not (directory / TASK_FILE).exists():
-            atomic_write(directory / TASK_FILE, encode(message), 0o600)
-
-    def _load(self, task_id: str) -> Task | None:
-        try:
-            message = decode((self._ctx.task_dir(task_id) / TASK_FILE).read_bytes())
-        except (OSError, MessageError):
-            return None
-        return message if isinstance(message, Task) else None
 
     # --- stage 3: payload --------------------------------------------------------------
 
