@@ -117,6 +117,7 @@ class FakeManager:
         self.serve_limit: int | None = None  # answer at most this many chunk requests
         self.corrupt_chunks = 0  # flip a byte in this many chunk answers
         self.served_chunks: list[int] = []
+        self.busy_fetches = 0  # answer this many fetch_task with error{busy}
         self.log_batches = 0
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
@@ -290,6 +291,12 @@ class FakeManager:
 
     async def _on_fetch(self, target: str, msg: FetchTask) -> None:
         served = self.tasks.get(msg.task_id)
+        if self.busy_fetches > 0:
+            self.busy_fetches -= 1
+            await self.send(
+                target, Error(code="busy", in_reply_to="fetch_task", task_id=msg.task_id)
+            )
+            return
         if served is None:
             err = Error(code="unknown_task", in_reply_to="fetch_task", task_id=msg.task_id)
             await self.send(target, err)

@@ -173,3 +173,16 @@ async def test_low_disk_declines_tasks_and_is_reported_in_health(tmp_path: Path)
         assert "disk is low" in rig.manager.reason(TARGET, "t1")
     finally:
         await rig.close()
+
+
+async def test_auto_restart_restarts_a_crashed_run_command(rig: Rig) -> None:
+    await rig.start()
+    await deploy(rig, "t1", run=["echo try; exit 3"], auto_restart=True)
+    await rig.wait_state("t1", S.RUNNING)
+    await eventually(
+        lambda: any("crashed (exit status 3)" in o for o in rig.manager.outputs(TARGET, "t1"))
+    )
+    await eventually(lambda: rig.manager.outputs(TARGET, "t1").count("try") >= 2, timeout_s=5)
+    assert rig.manager.state(TARGET, "t1") is S.RUNNING  # still supervised, not failed
+    await rig.manager.send(TARGET, Stop(request_id="s1", task_id="t1"))
+    await rig.wait_state("t1", S.STOPPED)

@@ -116,6 +116,15 @@ async def test_manifest_for_another_task_is_refused(rig: Rig) -> None:
     assert "manifest is for task other" in rig.manager.reason(TARGET, "t1")
 
 
+async def test_busy_answer_to_fetch_is_asked_again(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task("t1", run=["true"])
+    rig.manager.busy_fetches = 1
+    await rig.manager.announce(TARGET, "t1")
+    await rig.wait_state("t1", S.EXITED)
+    assert rig.manager.busy_fetches == 0
+
+
 async def test_unknown_task_on_fetch_fails_the_task(rig: Rig) -> None:
     await rig.start()
     await rig.manager.send(TARGET, Announce(task_id="ghost"))

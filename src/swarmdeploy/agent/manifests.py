@@ -3,7 +3,8 @@
 
 :class:`ManifestFetcher` sends ``fetch_task`` and waits for the ``task`` answer, sending again
 after ``resend_s`` and after every reconnect; an ``error`` answer fails the fetch with a
-:class:`~swarmdeploy.agent.errors.TransferError`. :func:`check_manifest` decodes the manifest,
+:class:`~swarmdeploy.agent.errors.TransferError`, unless it is transient (``busy``,
+``internal``: asked again after ``resend_s``). :func:`check_manifest` decodes the manifest,
 makes sure it is for the task that was asked for and verifies its signature against the
 trust anchors (CRD-75). The ``task`` message is kept in ``DIR/tasks/<task>/task.msgpack`` so
 that an agent restart resumes without asking again.
@@ -19,6 +20,7 @@ from pathlib import Path
 from swarmdeploy.agent.errors import TransferError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.reports import Send
+from swarmdeploy.agent.transfer import TRANSIENT_CODES
 from swarmdeploy.agent.trust import TrustAnchors, verify_signature
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
@@ -65,6 +67,8 @@ class ManifestFetcher:
         future = self._waiting.get(msg.task_id)
         if future is None or future.done():
             return False
+        if msg.code in TRANSIENT_CODES:
+            return True  # e.g. a build's artifacts are not there yet: asked again later
         future.set_exception(TransferError(f"the manager refused the task: {msg.message}"))
         return True
 

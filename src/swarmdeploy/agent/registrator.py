@@ -107,6 +107,12 @@ def ensure_registered(
             )
         if settings.token:
             logger.info("already registered as %s; the given token is not used", state.agent_id)
+        if settings.tags and list(settings.tags) != state.tags:
+            logger.info(
+                "--tags is only sent at registration; tags are managed through the manager"
+                " now (current: %s)",
+                ", ".join(state.tags) or "none",
+            )
         return state, load_identity(settings.data_dir, create=False)
     state = _unregistered_state(settings, state)
     if not settings.token:
