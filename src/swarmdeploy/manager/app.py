@@ -3,8 +3,10 @@
 No import-time globals: the factory loads (or creates) the key material in the data
 directory, builds the services around one :class:`~swarmdeploy.storage.base.Storage`, and
 wires the thin routers to them through ``app.state.services``. The lifespan opens the
-storage, runs the background jobs (log retention, expired-token purge, task expiry) and
-undoes all of it on shutdown. The app owns the storage it is given: it opens and closes it.
+storage, starts the agent link (``settings.agent_link`` or an injected transport; reachable as
+``app.state.link``), runs the background jobs (log retention, expired-token purge, task
+expiry) and undoes all of it on shutdown. The app owns the storage and the transport it is
+given: it opens and closes them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from swarmdeploy.manager.clock import Clock, wall_ms
 from swarmdeploy.manager.dispatch import Dispatcher, MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
+from swarmdeploy.manager.link import LinkServer, LinkSettings
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
@@ -46,6 +49,8 @@ from swarmdeploy.manager.services.tokens import TokenService
 from swarmdeploy.manager.settings import Settings
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.factory import open_storage
+from swarmdeploy.transport.base import ManagerLinkConfig, ManagerTransport
+from swarmdeploy.transport.zmq import ZmqManagerTransport
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +89,7 @@ def build_services(
         events=events,
         dispatcher=dispatcher,
         clock=clock,
-        online_timeout_ms=int(settings.online_timeout_s * 1000),
+        online_timeout_ms=settings.online_timeout_ms,
     )
     logs = LogService(storage, events=events, metrics=metrics, clock=clock)
     states = TaskStates(storage, events=events, clock=clock)
@@ -150,6 +155,26 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
     ]
 
 
+def link_server(
+    services: Services, transport: ManagerTransport | None, *, clock: Clock
+) -> LinkServer | None:
+    """The agent link of an app: over ``transport`` if given, else over CurveZMQ on the
+    configured ports when ``settings.agent_link`` is on, else none."""
+    s = services.settings
+    if transport is None:
+        if not s.agent_link:
+            return None
+        transport = ZmqManagerTransport(
+            ManagerLinkConfig(
+                keys=services.keys.curve,
+                bind_host=s.bind,
+                zmq_sub_port=s.zmq_sub_port,
+                zmq_pub_port=s.zmq_pub_port,
+            )
+        )
+    return LinkServer(services, transport, LinkSettings.from_settings(s), clock=clock)
+
+
 def create_app(
     settings: Settings,
     storage: Storage | None = None,
@@ -157,12 +182,14 @@ def create_app(
     dispatcher: Dispatcher | None = None,
     blobs: BlobStore | None = None,
     clock: Clock = wall_ms,
+    transport: ManagerTransport | None = None,
 ) -> FastAPI:
     """The manager's FastAPI application for ``settings``.
 
     ``storage`` defaults to ``open_storage(settings.database_url)``; ``dispatcher``, ``blobs``
-    and ``clock`` are seams for the transport and for tests. The services are reachable as
-    ``app.state.services`` (e.g. for the transport server to ingest logs).
+    and ``clock`` are seams for tests. ``transport`` serves agents instead of the CurveZMQ
+    sockets that ``settings.agent_link`` asks for. The services are reachable as
+    ``app.state.services``, the agent link (or ``None``) as ``app.state.link``.
     """
     storage = storage if storage is not None else open_storage(settings.database_url)
     services = build_services(settings, storage, dispatcher=dispatcher, blobs=blobs, clock=clock)
@@ -170,6 +197,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await storage.open()
+        link = link_server(services, transport, clock=clock)
+        app.state.link = link
+        if link is not None:
+            try:
+                await link.start()
+            except BaseException:
+                await link.close()
+                await storage.close()
+                raise
         jobs = background_jobs(services)
         for job in jobs:
             job.start()
@@ -179,6 +215,8 @@ def create_app(
         finally:
             for job in jobs:
                 await job.stop()
+            if link is not None:
+                await link.close()
             services.events.close()
             await storage.close()
             log.info("manager API stopped")
@@ -199,6 +237,7 @@ def create_app(
         ],
     )
     app.state.services = services
+    app.state.link = None
     install_error_handlers(app)
     for router in (targets.router, logs.router, tokens.router, keys.router, rpc.router):
         app.include_router(router, responses=COMMON_RESPONSES)

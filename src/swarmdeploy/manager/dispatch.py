@@ -2,12 +2,10 @@
 
 ``PUT /targets/{id}/logs|stop|command``, ``DELETE /targets/{id}/command`` and
 ``PUT /tasks/{id}/stop`` validate their input and then :meth:`Dispatcher.submit` a request.
-The transport server (ZeroMQ, next issue) runs a loop of::
-
-    while True:
-        for target_id in await dispatcher.ready():
-            for request in await dispatcher.drain(target_id):
-                ...deliver it when the target is connected...
+The transport server (``manager.link``) registers a wake-up callback with
+:meth:`Dispatcher.set_wakeup`: on every submission it drains the queue of a connected target
+at once; a target that is offline keeps its requests queued here until its next ``hello``
+(docs/protocol.md §6.2). :meth:`Dispatcher.ready` serves a polling consumer instead.
 
 :class:`MemoryDispatcher` keeps a bounded FIFO per target in this process. A full queue is
 refused with :class:`~swarmdeploy.manager.errors.Unavailable` (HTTP 503) rather than dropping
@@ -20,6 +18,7 @@ import asyncio
 import collections
 import dataclasses
 import uuid
+from collections.abc import Callable, Collection
 from typing import Literal, Protocol
 
 from swarmdeploy.manager.errors import Unavailable
@@ -66,6 +65,8 @@ class CommandStopRequest:
 
 
 TargetRequest = LogRequest | StopRequest | CommandRequest | CommandStopRequest
+#: Called (synchronously, must not block) after a request was queued for a target.
+Wakeup = Callable[[str, TargetRequest], None]
 
 
 class Dispatcher(Protocol):
@@ -83,6 +84,12 @@ class Dispatcher(Protocol):
     async def discard(self, target_id: str) -> int:
         """Drop every queued request of ``target_id`` (on revocation); returns how many."""
 
+    async def remove(self, target_id: str, request_ids: Collection[str]) -> list[TargetRequest]:
+        """Remove the queued requests of ``target_id`` with these ids; returns them."""
+
+    def set_wakeup(self, wakeup: Wakeup | None) -> None:
+        """Call ``wakeup(target_id, request)`` after every successful :meth:`submit`."""
+
 
 class MemoryDispatcher:
     """:class:`Dispatcher` with a bounded in-memory FIFO per target (one event loop)."""
@@ -93,6 +100,7 @@ class MemoryDispatcher:
         self._max = max_per_target
         self._queues: dict[str, collections.deque[TargetRequest]] = {}
         self._changed = asyncio.Event()
+        self._wakeup: Wakeup | None = None
 
     async def submit(self, target_id: str, request: TargetRequest) -> None:
         """Queue ``request``; refuses with :class:`Unavailable` when the queue is full."""
@@ -105,6 +113,8 @@ class MemoryDispatcher:
             )
         queue.append(request)
         self._changed.set()
+        if self._wakeup is not None:
+            self._wakeup(target_id, request)
 
     async def drain(self, target_id: str) -> list[TargetRequest]:
         """Remove and return the queued requests of ``target_id``."""
@@ -121,6 +131,23 @@ class MemoryDispatcher:
     async def discard(self, target_id: str) -> int:
         """Drop the queued requests of ``target_id``."""
         return len(self._queues.pop(target_id, ()))
+
+    async def remove(self, target_id: str, request_ids: Collection[str]) -> list[TargetRequest]:
+        """Remove the queued requests of ``target_id`` whose id is in ``request_ids``."""
+        queue = self._queues.get(target_id)
+        if not queue:
+            return []
+        removed = [r for r in queue if r.id in request_ids]
+        kept = [r for r in queue if r.id not in request_ids]
+        if kept:
+            self._queues[target_id] = collections.deque(kept)
+        else:
+            del self._queues[target_id]
+        return removed
+
+    def set_wakeup(self, wakeup: Wakeup | None) -> None:
+        """Call ``wakeup(target_id, request)`` after every successful :meth:`submit`."""
+        self._wakeup = wakeup
 
     def pending(self, target_id: str) -> list[TargetRequest]:
         """A copy of the queued requests of ``target_id`` (for inspection and tests)."""

@@ -24,6 +24,17 @@ from swarmdeploy.manager.settings import Settings, SettingsError, load_settings,
 
 ENV_PREFIX = "SWARMDEPLOY_"
 DEFAULT_DATA_DIR = "swarmdeploy-data"
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def parse_flag(text: str) -> bool:
+    """``on/off``, ``true/false``, ``yes/no`` or ``1/0`` (any case); ``ValueError`` else."""
+    try:
+        return _FLAGS[text.strip().lower()]
+    except KeyError:
+        raise ValueError("expected on/off, true/false, yes/no or 1/0") from None
+
 
 #: (option, settings field, converter, help). Each option also reads SWARMDEPLOY_<OPTION>.
 OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
@@ -41,7 +52,15 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
     ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
     ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
-    ("online-timeout", "online_timeout_s", float, "a target is online if heard within, s"),
+    ("agent-link", "agent_link", parse_flag, "serve agents over ZeroMQ (default on)"),
+    ("heartbeat-interval", "heartbeat_interval_s", float, "agent heartbeat interval, s (15)"),
+    ("online-timeout", "online_timeout_s", float, "online if heard within, s (3 x heartbeat)"),
+    (
+        "terminal-expiry",
+        "terminal_expiry_s",
+        float,
+        "terminal commands for offline targets expire after, s (60)",
+    ),
     ("oidc-issuer", "oidc_issuer", str, "accept JWTs of this OpenID Connect issuer"),
     ("oidc-jwks-url", "oidc_jwks_url", str, "the issuer's JWKS URL"),
     ("oidc-audience", "oidc_audience", str, "required JWT audience"),
@@ -89,6 +108,7 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]
         except ValueError as exc:
             raise SettingsError(f"{field}: invalid value {raw!r} ({exc})") from None
     values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
+    values.setdefault("agent_link", True)  # the real manager serves agents
     return values
 
 

@@ -57,7 +57,11 @@ class Settings(BaseModel):
     oidc_role_map: dict[str, Role] = Field(default_factory=dict)
     event_queue_size: int = Field(1000, ge=10, le=1_000_000)
     dispatch_queue_size: int = Field(100, ge=1, le=100_000)
-    online_timeout_s: float = Field(120.0, gt=0)
+    agent_link: bool = False  # serve agents over ZeroMQ (``swarmdeploy manager`` turns it on)
+    heartbeat_interval_s: float = Field(15.0, gt=0, le=3600)
+    online_timeout_s: float | None = Field(None, gt=0)  # None: 3 x heartbeat_interval_s (§6.1)
+    terminal_expiry_s: float = Field(60.0, gt=0, le=3600)
+    max_upload_bytes: int = Field(4 << 30, ge=1024, le=1 << 40)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -101,6 +105,12 @@ class Settings(BaseModel):
     def database_url(self) -> str:
         """The storage URL; the default is the SQLite file ``DATA_DIR/swarmdeploy.db``."""
         return self.database or f"sqlite+aiosqlite:///{self.data_dir / 'swarmdeploy.db'}"
+
+    @property
+    def online_timeout_ms(self) -> int:
+        """A target is online while heard from within this time (docs/protocol.md §6.1)."""
+        timeout_s = self.online_timeout_s or 3 * self.heartbeat_interval_s
+        return int(timeout_s * 1000)
 
     @property
     def oidc_enabled(self) -> bool:

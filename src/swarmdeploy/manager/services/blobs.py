@@ -1,8 +1,11 @@
 """Content-addressed storage of task archives (``source.zip``), keyed by SHA-256.
 
 :class:`FileBlobStore` keeps blobs under ``DATA_DIR/blobs/<2 hex>/<64 hex>``; writes go to a
-temporary file first and are renamed into place, so a reader never sees a partial blob. The
-scale path (several replicas) swaps in an S3-compatible store behind the same interface.
+temporary file first and are renamed into place, so a reader never sees a partial blob.
+:meth:`BlobStore.read_range` serves one chunk without loading the blob (docs/protocol.md §6.5:
+manager memory per transfer is bounded by the chunk window) and :meth:`BlobStore.put_file`
+adopts a file received in chunks (§6.6) without reading it into memory. The scale path
+(several replicas) swaps in an S3-compatible store behind the same interface.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Protocol
@@ -18,11 +22,21 @@ from typing import Protocol
 from swarmdeploy.manager.errors import NotFoundError
 
 _DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_BLOCK = 1 << 20
 
 
 def sha256_hex(data: bytes) -> str:
     """The lowercase hex SHA-256 of ``data`` (the blob key)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The lowercase hex SHA-256 of a file, read in 1 MiB blocks (blocking)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_digest(digest: str) -> str:
@@ -45,6 +59,12 @@ class BlobStore(Protocol):
 
     async def delete(self, digest: str) -> None:
         """Remove the blob (no error if it is absent)."""
+
+    async def read_range(self, digest: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the blob from ``offset``. Raises :class:`NotFoundError`."""
+
+    async def put_file(self, path: Path) -> str:
+        """Adopt the file at ``path`` (it is moved or removed); returns its digest."""
 
 
 class MemoryBlobStore:
@@ -74,6 +94,16 @@ class MemoryBlobStore:
     async def delete(self, digest: str) -> None:
         """Forget the blob."""
         self._blobs.pop(_check_digest(digest), None)
+
+    async def read_range(self, digest: str, offset: int, length: int) -> bytes:
+        """A slice of the stored bytes; :class:`NotFoundError` if absent."""
+        return (await self.get(digest))[offset : offset + length]
+
+    async def put_file(self, path: Path) -> str:
+        """Store the file's bytes and remove the file."""
+        digest = await self.put(await asyncio.to_thread(path.read_bytes))
+        await asyncio.to_thread(path.unlink)
+        return digest
 
 
 class FileBlobStore:
@@ -127,3 +157,40 @@ class FileBlobStore:
     async def delete(self, digest: str) -> None:
         """Remove the blob file."""
         await asyncio.to_thread(self._path(digest).unlink, missing_ok=True)
+
+    def _read_range(self, digest: str, offset: int, length: int) -> bytes:
+        try:
+            with self._path(digest).open("rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} is not stored") from None
+
+    async def read_range(self, digest: str, offset: int, length: int) -> bytes:
+        """Seek and read one range of the blob file in a worker thread."""
+        if offset < 0 or length < 0:
+            raise ValueError("offset and length must not be negative")
+        return await asyncio.to_thread(self._read_range, digest, offset, length)
+
+    def _adopt(self, source: Path) -> str:
+        digest = file_sha256(source)
+        path = self._path(digest)
+        if path.exists():
+            source.unlink()
+            return digest
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.move(source, tmp)  # a rename on the same file system, else a copy
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    async def put_file(self, path: Path) -> str:
+        """Move the file into the store (digest computed while streaming it)."""
+        return await asyncio.to_thread(self._adopt, path)

@@ -2,7 +2,13 @@
 
 Listeners (the transport server) are told about registrations and revocations, so that a
 new target's CurveZMQ key is admitted and a deleted target's key is dropped and its
-connection refused at once (DESIGN.md: "Deleting a target revokes it at once").
+connection refused at once (DESIGN.md: "Deleting a target revokes it at once"). Update
+listeners hear about API changes of name, tags and location (the link pushes a ``config``).
+
+``online`` follows docs/protocol.md §6.1: a target is online while its last message is younger
+than the online timeout, and offline at once after a ``bye``. Storage holds the time of the
+last contact (written at a throttled rate); a :class:`Presence` (the agent link) adds what
+this process heard since, so that ``lastSeenAt`` and ``online`` are current.
 """
 
 from __future__ import annotations
@@ -33,6 +39,23 @@ class TargetListener(Protocol):
         """A target was deleted: drop its key and close its connection."""
 
 
+class TargetUpdateListener(Protocol):
+    """Told about targets changed through the API (implemented by the agent link)."""
+
+    async def target_updated(self, target: TargetRecord) -> None:
+        """Name, tags or location of ``target`` changed: push them to the agent."""
+
+
+class Presence(Protocol):
+    """What this process knows about agents' contact beyond storage (the agent link)."""
+
+    def last_seen(self, target_id: str) -> int | None:
+        """Time of the newest message from the target heard here (ms), if any."""
+
+    def bye_at(self, target_id: str) -> int | None:
+        """Time of the target's ``bye`` if nothing was heard from it since, else ``None``."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TargetView:
     """A target with its derived ``online`` flag."""
@@ -59,21 +82,47 @@ class TargetRegistry:
         self._clock = clock
         self._online_timeout_ms = online_timeout_ms
         self._listeners: list[TargetListener] = []
+        self._update_listeners: list[TargetUpdateListener] = []
+        self._presence: Presence | None = None
 
     def add_listener(self, listener: TargetListener) -> None:
         """Register a listener for registrations and revocations."""
         self._listeners.append(listener)
 
+    def add_update_listener(self, listener: TargetUpdateListener) -> None:
+        """Register a listener for API updates of name, tags and location."""
+        self._update_listeners.append(listener)
+
+    def set_presence(self, presence: Presence | None) -> None:
+        """Use ``presence`` (the agent link) in addition to the stored last contact."""
+        self._presence = presence
+
+    def last_seen(self, record: TargetRecord) -> int | None:
+        """The newest known contact: stored, or heard by this process since."""
+        heard = None if self._presence is None else self._presence.last_seen(record.id)
+        if heard is None or (record.last_seen_at is not None and record.last_seen_at > heard):
+            return record.last_seen_at
+        return heard
+
     def is_online(self, record: TargetRecord, now: int | None = None) -> bool:
-        """Whether the agent was heard from within the online timeout."""
-        if record.last_seen_at is None:
+        """Whether the agent was heard from within the online timeout and has not said
+        ``bye`` since."""
+        last = self.last_seen(record)
+        if last is None:
+            return False
+        bye = None if self._presence is None else self._presence.bye_at(record.id)
+        if bye is not None and bye >= last:
             return False
         now = self._clock() if now is None else now
-        return now - record.last_seen_at <= self._online_timeout_ms
+        return now - last <= self._online_timeout_ms
 
-    def view(self, record: TargetRecord) -> TargetView:
-        """``record`` with its online flag."""
-        return TargetView(record, self.is_online(record))
+    def view(self, record: TargetRecord, now: int | None = None) -> TargetView:
+        """``record`` (with the newest known ``last_seen_at``) and its online flag."""
+        online = self.is_online(record, now)
+        last = self.last_seen(record)
+        if last != record.last_seen_at:
+            record = dataclasses.replace(record, last_seen_at=last)
+        return TargetView(record, online)
 
     async def list(
         self, *, tags: Sequence[str], search: str | None, page: int, per_page: int
@@ -83,7 +132,7 @@ class TargetRegistry:
             tags=tags, search=search, page=page, per_page=per_page
         )
         now = self._clock()
-        views = [TargetView(r, self.is_online(r, now)) for r in result.items]
+        views = [self.view(r, now) for r in result.items]
         return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)
 
     async def get(self, target_id: str) -> TargetRecord:
@@ -112,6 +161,11 @@ class TargetRegistry:
             raise NotFoundError(f"target {target_id} is not found") from None
         log.info("target %s updated (%s)", target_id, ", ".join(sorted(changes)) or "nothing")
         self._events.publish("targetUpdated", target_json(self.view(record)), target=target_id)
+        for listener in self._update_listeners:
+            try:
+                await listener.target_updated(record)
+            except Exception:  # top of the listener loop: the update is stored; log and go on
+                log.exception("listener failed on the update of %s", target_id)
         return record
 
     async def delete(self, target_id: str) -> TargetRecord:

@@ -5,7 +5,8 @@ validate with :func:`~swarmdeploy.protocol.descriptor.parse_descriptor` (errors 
 field), check that the build host and a reused task exist, match targets by id OR tag without
 any paging limit (no match is a 422 at ``$.deploy.target``), store the archive
 content-addressed, then store the task with one ``pending`` row per target under a readable
-id. The transport picks pending rows up; nothing here talks to devices directly.
+id. Listeners (the agent link, ``manager.link``) are told about every new task and announce
+it to connected targets at once; nothing here talks to devices directly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 import logging
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.dispatch import Dispatcher, StopRequest
@@ -69,6 +70,13 @@ class StopOutcome:
     refused: list[str]
 
 
+class TaskListener(Protocol):
+    """Told about new tasks (implemented by the agent link, which announces them)."""
+
+    async def task_created(self, view: TaskView) -> None:
+        """A task was stored with its ``pending`` rows."""
+
+
 _UNKNOWN_FIELD_RE = re.compile(r"^Object contains unknown field `([^`]+)`$")
 
 
@@ -107,6 +115,11 @@ class TaskService:
         self._dispatcher = dispatcher
         self._logs = logs
         self._clock = clock
+        self._listeners: list[TaskListener] = []
+
+    def add_listener(self, listener: TaskListener) -> None:
+        """Register a listener for new tasks."""
+        self._listeners.append(listener)
 
     # -- create --------------------------------------------------------------------------------
     async def create(self, document: object, *, created_by: str) -> TaskView:
@@ -141,6 +154,11 @@ class TaskService:
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
         view = TaskView(record, rows, summarize(_states(rows)), await self._size(digest))
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
+        for listener in self._listeners:
+            try:
+                await listener.task_created(view)
+            except Exception:  # top of the listener loop: the task is stored; log and go on
+                log.exception("listener failed on the creation of task %s", record.id)
         return view
 
     async def _check_build(self, desc: TaskDescriptor) -> str | None:

@@ -1,0 +1,193 @@
+"""What the manager does with each agent message (docs/protocol.md §4.1, §6).
+
+:meth:`AgentHandlers.handle` runs in the target's serial worker. Every message first counts
+as contact (§6.1: last-seen, throttled write, ``targetUpdated`` when the target comes
+online); then the message's own handler runs. ``hello`` follows §6.2 in order: welcome,
+reports, announcements, requests, config. State reports go through the one choke point
+(``TaskStates.report``), are persisted, then acknowledged (§6.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from swarmdeploy.manager.clock import Clock
+from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.link.config import LinkSettings
+from swarmdeploy.manager.link.delivery import Delivery
+from swarmdeploy.manager.link.logs import LogSequencer
+from swarmdeploy.manager.link.requests import RequestService
+from swarmdeploy.manager.link.sessions import Sessions
+from swarmdeploy.manager.link.uploads import UploadReceiver
+from swarmdeploy.manager.services.registry import TargetRegistry, target_json
+from swarmdeploy.manager.services.task_states import TaskStates
+from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.transport.base import ManagerTransport
+
+log = logging.getLogger(__name__)
+
+#: Called when a build host reported ``built``: announce the task to its deploy targets.
+OnBuilt = Callable[[str], Awaitable[None]]
+
+
+def health_doc(msg: m.Health, received_ms: int) -> dict[str, Any]:
+    """The stored health report: the wire fields (``snake_case``, units in the names)."""
+    doc = msgspec.to_builtins(msg)
+    assert isinstance(doc, dict)
+    doc.pop("type", None)
+    doc.pop("v", None)
+    doc["received_at_ms"] = received_ms
+    return doc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Parts:
+    """The collaborators of the handlers (built once by the link server)."""
+
+    storage: Storage
+    transport: ManagerTransport
+    events: EventHub
+    registry: TargetRegistry
+    states: TaskStates
+    sessions: Sessions
+    sequencer: LogSequencer
+    delivery: Delivery
+    requests: RequestService
+    uploads: UploadReceiver
+    settings: LinkSettings
+    clock: Clock
+    on_built: OnBuilt
+
+
+class AgentHandlers:
+    """Dispatches agent messages to their handlers (see the module docstring)."""
+
+    def __init__(self, parts: Parts) -> None:
+        self._p = parts
+
+    async def handle(self, target_id: str, msg: m.Message) -> None:
+        """Handle one authenticated message of ``target_id``."""
+        p = self._p
+        if not p.transport.is_allowed(target_id):
+            return  # revoked after the message was received
+        now = p.clock()
+        if isinstance(msg, m.Bye):
+            await self._bye(target_id, now)
+            return
+        contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello | m.Health))
+        if contact.write:
+            health = health_doc(msg, now) if isinstance(msg, m.Health) else None
+            await p.storage.touch_target(target_id, seen_at=now, health=health)
+        if contact.came_online:
+            log.info("target %s is online", target_id)
+            await self.publish_target(target_id)
+        await self._dispatch(target_id, msg)
+
+    async def _dispatch(self, target_id: str, msg: m.Message) -> None:
+        p = self._p
+        reply: m.Message | None = None
+        if isinstance(msg, m.Hello):
+            await self._hello(target_id, msg)
+        elif isinstance(msg, m.StateReport):
+            await self._report(target_id, msg.task_id, msg.state, msg.reason)
+        elif isinstance(msg, m.LogBatch):
+            batch = await p.sequencer.receive(target_id, msg.entries)
+            reply = m.LogAck(upto_seq=batch.upto_seq)
+        elif isinstance(msg, m.FetchTask):
+            reply = await p.delivery.fetch(target_id, msg)
+        elif isinstance(msg, m.ChunkRequest):
+            reply = await p.delivery.chunk(target_id, msg)
+        elif isinstance(msg, m.UploadOffer | m.UploadChunk):
+            reply = await self._upload(target_id, msg)
+        elif isinstance(msg, m.RequestAck):
+            await p.requests.on_ack(target_id, msg)
+        elif isinstance(msg, m.UnknownMessage):
+            text = f"this manager does not know the message type {msg.type!r}"
+            reply = m.Error(code="unsupported_type", message=text, in_reply_to=msg.type[:64])
+        # heartbeat and health: the contact above is all they do
+        if reply is not None:
+            await p.transport.send(target_id, reply)
+
+    async def _hello(self, target_id: str, msg: m.Hello) -> None:
+        p = self._p
+        p.sessions.hello(target_id, boot_id=msg.boot_id, arch=msg.arch)
+        highest = await p.sequencer.highest(target_id, agent_acked=msg.log_acked_seq)
+        welcome = m.Welcome(
+            log_acked_seq=highest,
+            heartbeat_interval_s=p.settings.heartbeat_interval_s,
+            server_time_ms=max(0, p.clock()),
+        )
+        await p.transport.send(target_id, welcome)
+        for report in msg.tasks:
+            await self._report(target_id, report.task_id, report.state, report.reason)
+        await p.delivery.announce_pending(target_id)
+        record = await p.storage.get_target(target_id)
+        await p.requests.on_hello(target_id, record, msg.config_revision)
+
+    async def _report(self, target_id: str, task_id: str, state: TargetState, reason: str) -> None:
+        """§6.4: apply through the choke point, persist, then acknowledge."""
+        p = self._p
+        try:
+            report = await p.states.report(task_id, target_id, state, reason=reason)
+        except NotFoundError:
+            ack = m.StateAck(
+                task_id=task_id, state=state, ok=False, message="no such task for this target"
+            )
+        else:
+            current = TargetState(report.row.state)
+            ack = m.StateAck(
+                task_id=task_id,
+                state=state,
+                ok=report.ok,
+                current=None if report.ok else current,
+                message="" if report.ok else f"the manager holds {current.value}",
+            )
+        p.delivery.invalidate(task_id, target_id)
+        await p.transport.send(target_id, ack)
+        if ack.ok and state is TargetState.BUILT:
+            await p.on_built(task_id)
+
+    async def _upload(self, target_id: str, msg: m.UploadOffer | m.UploadChunk) -> m.Message:
+        """§6.6: only the build host of a task, while it is ``building``, may upload."""
+        p = self._p
+        try:
+            row = await p.states.row(msg.task_id, target_id)
+        except NotFoundError:
+            row = None
+        if row is None or row.role != "build" or row.state != TargetState.BUILDING.value:
+            is_chunk = isinstance(msg, m.UploadChunk)
+            return m.Error(
+                code="not_authorized",
+                message=f"no build of task {msg.task_id} is running on this target",
+                in_reply_to="upload_chunk" if is_chunk else "upload_offer",
+                task_id=msg.task_id,
+                sha256=msg.sha256,
+                index=msg.index if isinstance(msg, m.UploadChunk) else -1,
+            )
+        if isinstance(msg, m.UploadOffer):
+            return await p.uploads.offer(msg)
+        return await p.uploads.chunk(msg)
+
+    async def _bye(self, target_id: str, now: int) -> None:
+        p = self._p
+        was_online = p.sessions.bye(target_id, now)
+        await p.storage.touch_target(target_id, seen_at=now)
+        log.info("target %s said bye", target_id)
+        if was_online:
+            await self.publish_target(target_id)
+
+    async def publish_target(self, target_id: str) -> None:
+        """Publish ``targetUpdated`` with the target's current document."""
+        p = self._p
+        record = await p.storage.get_target(target_id)
+        if record is not None:
+            doc = target_json(p.registry.view(record))
+            p.events.publish("targetUpdated", doc, target=target_id)

@@ -1,0 +1,276 @@
+"""The Deployment Manager's side of the agent link: the transport server.
+
+:class:`LinkServer` connects the manager's services to agents through a
+:class:`~swarmdeploy.transport.base.ManagerTransport` (CurveZMQ in production, in-memory in
+tests). Start-up order (docs/protocol.md §3): every registered target's CurveZMQ key enters
+the allow-list *before* the transport binds. Then:
+
+* one loop receives authenticated messages and queues each on its target's serial worker
+  (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it;
+* one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``) and
+  expires terminal requests of absent targets;
+* service hooks: registrations ``allow`` keys, deletions ``revoke`` them (and stop the
+  target's unfinished rows), API updates push ``config``, new tasks are announced at once to
+  connected targets (plus best-effort hints by id and tag, §6.9), and requests queued by the
+  API are delivered at once to connected targets (the dispatcher's wake-up).
+
+Lifecycle: ``new -> running -> closed``; calls in the wrong state raise ``LinkStateError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+
+from swarmdeploy.manager.clock import Clock
+from swarmdeploy.manager.dispatch import TargetRequest
+from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.link.config import LinkSettings
+from swarmdeploy.manager.link.delivery import Delivery
+from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
+from swarmdeploy.manager.link.logs import LogSequencer
+from swarmdeploy.manager.link.manifest import ArtifactCatalog
+from swarmdeploy.manager.link.pending import PendingRequests
+from swarmdeploy.manager.link.requests import RequestService
+from swarmdeploy.manager.link.sessions import Sessions
+from swarmdeploy.manager.link.uploads import UploadReceiver
+from swarmdeploy.manager.link.workers import TargetWorkers
+from swarmdeploy.manager.services.container import Services
+from swarmdeploy.manager.services.tasks import TaskView
+from swarmdeploy.protocol.errors import TransitionError
+from swarmdeploy.protocol.messages import Hint, id_topic, tag_topic
+from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
+from swarmdeploy.storage.records import TargetRecord
+from swarmdeploy.transport.base import ManagerTransport
+from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
+
+log = logging.getLogger(__name__)
+
+
+class LinkState(enum.StrEnum):
+    """``new -> running -> closed``; nothing goes back."""
+
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class LinkStateError(RuntimeError):
+    """A call the link server's lifecycle does not allow (a programming error)."""
+
+
+class LinkServer:
+    """Serves agents for one manager (see the module docstring)."""
+
+    def __init__(
+        self,
+        services: Services,
+        transport: ManagerTransport,
+        settings: LinkSettings,
+        *,
+        clock: Clock,
+    ) -> None:
+        s = services
+        self.services = services
+        self.transport = transport
+        self.settings = settings
+        self.state = LinkState.NEW
+        self._clock = clock
+        self.sessions = Sessions(
+            online_timeout_ms=settings.online_timeout_ms,
+            touch_interval_ms=settings.touch_interval_ms,
+        )
+        self.pending = PendingRequests()
+        self.workers = TargetWorkers(max_queued=settings.queue_per_target)
+        self.uploads = UploadReceiver(
+            settings.uploads_dir,
+            s.blobs,
+            chunk_bytes=settings.chunk_bytes,
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+        catalog = ArtifactCatalog(
+            s.storage, s.blobs, self.uploads, chunk_bytes=settings.chunk_bytes
+        )
+        self.delivery = Delivery(
+            s.storage,
+            states=s.task_states,
+            catalog=catalog,
+            blobs=s.blobs,
+            transport=transport,
+            clock=clock,
+            grant_ttl_ms=settings.auth_cache_ms,
+        )
+        self.sequencer = LogSequencer(s.storage, s.logs)
+        self.requests = RequestService(
+            s.storage,
+            transport=transport,
+            dispatcher=s.dispatcher,
+            pending=self.pending,
+            sessions=self.sessions,
+            logs=s.logs,
+            states=s.task_states,
+            clock=clock,
+            terminal_expiry_ms=settings.terminal_expiry_ms,
+        )
+        self.handlers = AgentHandlers(
+            Parts(
+                storage=s.storage,
+                transport=transport,
+                events=s.events,
+                registry=s.registry,
+                states=s.task_states,
+                sessions=self.sessions,
+                sequencer=self.sequencer,
+                delivery=self.delivery,
+                requests=self.requests,
+                uploads=self.uploads,
+                settings=settings,
+                clock=clock,
+                on_built=self._announce_build_result,
+            )
+        )
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Fill the allow-list from storage, start the transport, hook into the services and
+        start the loops. Raises ``BindError`` when the sockets cannot be bound."""
+        if self.state is not LinkState.NEW:
+            raise LinkStateError(f"the link server is {self.state.value}; it starts only once")
+        s = self.services
+        keys = await s.storage.target_curve_keys()
+        for target_id, key in keys:
+            try:
+                await self.transport.allow(target_id, key)
+            except TransportConfigError as exc:
+                log.error("target %s is not admitted: %s", target_id, exc)
+        await self.transport.start()
+        self.state = LinkState.RUNNING
+        s.registry.add_listener(self)
+        s.registry.add_update_listener(self)
+        s.registry.set_presence(self.sessions)
+        s.tasks.add_listener(self)
+        s.dispatcher.set_wakeup(self._wakeup)
+        self._loops = [
+            asyncio.create_task(self._receive_loop(), name="link:receive"),
+            asyncio.create_task(self._sweep_loop(), name="link:sweep"),
+        ]
+        log.info("agent link started (%d target key(s) admitted)", len(keys))
+
+    async def close(self) -> None:
+        """Stop the loops and workers and close the transport. Idempotent."""
+        if self.state is LinkState.CLOSED:
+            return
+        self.state = LinkState.CLOSED
+        self.services.dispatcher.set_wakeup(None)
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.workers.close()
+        await self.transport.close()
+        log.info("agent link stopped")
+
+    # -- loops ---------------------------------------------------------------------------------
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                got = await self.transport.recv()
+            except TransportClosed:
+                return
+            except Exception:  # top of the loop: log, pause, go on
+                log.exception("receiving from the agent link failed")
+                await asyncio.sleep(0.5)
+                continue
+            if got is None:
+                continue
+            target_id, msg = got
+            self.workers.submit(target_id, functools.partial(self.handlers.handle, target_id, msg))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep()
+            except Exception:  # top of the loop: log and go on
+                log.exception("link sweep failed")
+
+    async def sweep(self) -> None:
+        """Mark silent targets offline (``targetUpdated``) and expire terminal requests of
+        absent targets. Runs every ``sweep_interval_s``."""
+        for target_id in self.sessions.sweep(self._clock()):
+            log.info("target %s is offline (silent for too long)", target_id)
+            await self.handlers.publish_target(target_id)
+        await self.requests.expire_absent()
+
+    # -- service hooks -------------------------------------------------------------------------
+    def _wakeup(self, target_id: str, request: TargetRequest) -> None:
+        """The API queued a request: deliver it now if the target is connected."""
+        if self.sessions.is_online(target_id):
+            self.workers.submit(
+                target_id, functools.partial(self.requests.deliver_queued, target_id)
+            )
+        else:
+            self.pending.note_queued(target_id, request, self._clock())
+
+    async def task_created(self, view: TaskView) -> None:
+        """Announce a new task to its connected targets and hint the others (§6.9)."""
+        if self.state is not LinkState.RUNNING:
+            return
+        task_id = view.record.id
+        for row in view.targets:
+            self._announce_later(task_id, row.target_id)
+        hint = Hint(reason="task", task_id=task_id)
+        ids = {r.target_id for r in view.targets if r.role == "build"}
+        ids.update(view.record.match_ids)
+        topics = [id_topic(t) for t in sorted(ids)] + [tag_topic(t) for t in view.record.match_tags]
+        for topic in topics:
+            await self.transport.publish(topic, hint)
+
+    def _announce_later(self, task_id: str, target_id: str) -> None:
+        if self.sessions.is_online(target_id):
+            self.workers.submit(target_id, functools.partial(self._announce, task_id, target_id))
+
+    async def _announce(self, task_id: str, target_id: str) -> None:
+        await self.delivery.announce(task_id, target_id)
+
+    async def _announce_build_result(self, task_id: str) -> None:
+        """The build host delivered: announce the task to its deploy targets."""
+        rows = await self.services.storage.task_targets(task_id)
+        for row in rows:
+            if row.role == "deploy" and row.state == TargetState.PENDING.value:
+                self._announce_later(task_id, row.target_id)
+
+    async def target_registered(self, target: TargetRecord) -> None:
+        """Admit the new target's CurveZMQ key."""
+        if self.state is LinkState.RUNNING:
+            await self.transport.allow(target.id, target.curve_key)
+
+    async def target_updated(self, target: TargetRecord) -> None:
+        """Push the new configuration to a connected target (others get it at ``hello``)."""
+        if self.state is LinkState.RUNNING and self.sessions.is_online(target.id):
+            self.workers.submit(target.id, functools.partial(self.requests.push_config, target))
+
+    async def target_revoked(self, target: TargetRecord) -> None:
+        """Drop the key and the connection at once (§3), forget the target's state and stop
+        its unfinished task rows."""
+        if self.state is not LinkState.RUNNING:
+            return
+        await self.transport.revoke(target.id)
+        self.sessions.forget(target.id)
+        self.pending.forget(target.id)
+        self.sequencer.forget(target.id)
+        states = self.services.task_states
+        for row in await self.services.storage.target_tasks(target.id):
+            if TargetState(row.state) in FINAL_STATES:
+                continue
+            try:
+                await states.apply(
+                    row.task_id, target.id, TargetEvent.STOP, reason="target deleted"
+                )
+            except (NotFoundError, TransitionError) as exc:
+                log.warning("could not stop task %s on deleted %s: %s", row.task_id, target.id, exc)
