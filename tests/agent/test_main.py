@@ -130,13 +130,16 @@ def test_registered_agent_runs_without_openssl(tmp_path: Path) -> None:
 
 
 def test_registration_is_detected_from_the_state_file(tmp_path: Path) -> None:
-    from swarmdeploy.agent.main import is_registered
+    from swarmdeploy.agent.main import is_registered, needs_tls
+
+    https = AgentSettings(data_dir=tmp_path, manager_url="https://m")
+    assert needs_tls(https) and not needs_tls(AgentSettings(data_dir=tmp_path))
 
     path = tmp_path / "state.json"
     assert not is_registered(path)
     path.write_text('{"schema": 1, "agent_id": "a"}')
     assert not is_registered(path)
     path.write_text('{"schema": 1, "agent_id": "a", "registration": {"manager_url": "x"}}')
-    assert is_registered(path)
+    assert is_registered(path) and not needs_tls(https)
     path.write_text("{broken")
     assert not is_registered(path)

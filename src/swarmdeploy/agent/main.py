@@ -160,22 +160,27 @@ def is_registered(state_path: Path) -> bool:
 
 
 def without_openssl() -> None:
-    """Keep OpenSSL out of a registered agent's memory (about 5 MB of RSS).
+    """Keep OpenSSL out of the agent's memory (about 7 MB of RSS).
 
-    Once registered the agent needs no TLS: the ZeroMQ link is secured by CURVE (libsodium,
-    inside libzmq), signatures are checked with PyNaCl and digests use Python's built-in
-    SHA-256. Only the first start registers over HTTP(S) and keeps OpenSSL. Must run before
-    :mod:`asyncio` is imported (it imports :mod:`ssl` when it can); modules already loaded
-    stay as they are.
+    The agent needs TLS only to register with an ``https://`` manager: the ZeroMQ link is
+    secured by CURVE (libsodium, inside libzmq), signatures are checked with PyNaCl and
+    digests use Python's built-in SHA-256. Must run before :mod:`asyncio` is imported (it
+    imports :mod:`ssl` when it can); modules already loaded stay as they are.
     """
     for name in ("ssl", "_ssl", "_hashlib"):
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
 
 
+def needs_tls(settings: AgentSettings) -> bool:
+    """Whether this start registers with an ``https://`` manager (the only TLS use)."""
+    url = settings.manager_url or ""
+    return url.startswith("https:") and not is_registered(settings.state_path)
+
+
 def run(settings: AgentSettings) -> int:
     """Harden the process, register if needed, then run the daemon (blocking)."""
-    if is_registered(settings.state_path):
+    if not needs_tls(settings):
         without_openssl()
     import asyncio
     import base64
