@@ -112,8 +112,9 @@ class TaskProcessor:
             if state in (S.ACCEPTED, S.TRANSFERRING):
                 self._enqueue(task_id)
             elif state in (S.INSTALLING, S.BUILDING):
-                stage = interrupted.stage if interrupted is not None else "install"
-                self._kinds[task_id] = "build" if state is S.BUILDING else "deploy"
+                build = state is S.BUILDING
+                self._kinds[task_id] = "build" if build else "deploy"
+                stage = "build" if build else "install"
                 await self._fail(task_id, f"{stage} interrupted by an agent restart")
             elif state is S.INSTALLED and task_id != current:
                 self._enqueue(task_id)  # installed, but the switch did not happen
