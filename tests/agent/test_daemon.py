@@ -161,6 +161,16 @@ async def test_systemd_hears_ready_watchdog_status_and_stopping(
             rig.notifier.close()
 
 
+async def test_health_is_reported_as_soon_as_the_agent_is_connected(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, health_interval_s=60)
+    try:
+        await rig.start()
+        await eventually(lambda: bool(rig.manager.health))
+        assert rig.manager.health[0][1].manager_reachable
+    finally:
+        await rig.close()
+
+
 async def test_low_disk_declines_tasks_and_is_reported_in_health(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path, low_disk_bytes=1 << 62)
     try:

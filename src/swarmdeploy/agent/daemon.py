@@ -249,6 +249,7 @@ class Daemon:
             self.collector.on_welcome(item.log_acked_seq)
             self._heartbeat_s = item.heartbeat_interval_s
             self._welcomed = True
+            self.health.nudge()
             self._notifier.status(f"agent {self.state.agent_id} connected")
         elif isinstance(item, Announce):
             await self.processor.on_announce(item)

@@ -12,6 +12,7 @@ loop starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +50,7 @@ class HealthLoop:
         self._interval_s = interval_s
         self.disk_low = False
         self.reachable = True
+        self._nudge = asyncio.Event()
 
     async def run(self) -> None:
         """Sample, report, sleep; forever (cancel to stop)."""
@@ -60,7 +62,14 @@ class HealthLoop:
                 await self.once(probe)
             except Exception:  # top of the loop: a failed sample must not end the loop
                 logger.exception("health sample failed")
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), self._interval_s)
+            self._nudge.clear()
+
+    def nudge(self) -> None:
+        """Take the next sample now (e.g. right after connecting: the manager shows health
+        without waiting a whole interval)."""
+        self._nudge.set()
 
     async def once(self, probe: HealthProbe) -> Health:
         """Take one sample, update the flags, send it if connected; return the report."""
