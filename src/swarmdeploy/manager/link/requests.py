@@ -97,7 +97,12 @@ class RequestService:
         push ``config`` when the agent's revision differs."""
         await self._expire(target_id, self._clock())
         for entry in self._pending.pending(target_id):
-            await self._transport.send(target_id, entry.message)
+            if isinstance(entry.message, m.Config):
+                # step 6 decides: the agent either holds the current revision already (a lost
+                # ack) or gets the current configuration below
+                self._pending.ack(target_id, entry.message.request_id)
+            else:
+                await self._transport.send(target_id, entry.message)
         await self.deliver_queued(target_id)
         if record is not None and revision != record.updated_at:
             await self.push_config(record, agent_revision=revision)

@@ -15,6 +15,25 @@ from swarmdeploy.storage.records import MAX_PER_PAGE
 Samples = list[tuple[dict[str, str], float]]
 Family = tuple[str, str, str, Samples]
 
+#: Per-target gauges taken from each target's latest health report (wire field names).
+HEALTH_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("swarmdeploy_target_disk_free_bytes", "disk_free_bytes", "Free disk space of a target."),
+    ("swarmdeploy_target_agent_rss_bytes", "agent_rss_bytes", "Resident memory of its agent."),
+    ("swarmdeploy_target_cpu_percent", "cpu_percent", "CPU use of a target, percent."),
+)
+
+
+def health_samples(target_id: str, health: dict[str, object] | None) -> list[Samples]:
+    """One sample list per :data:`HEALTH_GAUGES` entry (empty where the report lacks it)."""
+    found: list[Samples] = []
+    for _, field, _ in HEALTH_GAUGES:
+        value = (health or {}).get(field)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            found.append([])
+        else:
+            found.append([({"target": target_id}, float(value))])
+    return found
+
 
 class StatsService:
     """Renders the Prometheus exposition: stored-state gauges plus process counters.
@@ -39,15 +58,21 @@ class StatsService:
         self._cache_s = cache_s
         self._cached: tuple[float, list[Family]] = (float("-inf"), [])
 
-    async def _targets(self) -> tuple[int, int]:
+    async def _targets(self) -> tuple[int, int, list[Samples]]:
         total = online = 0
+        health: list[Samples] = [[] for _ in HEALTH_GAUGES]
         page = 1
         while True:
             result = await self._storage.list_targets(page=page, per_page=MAX_PER_PAGE)
             total = result.total
             online += sum(1 for r in result.items if self._registry.is_online(r))
+            for record in result.items:
+                for samples, found in zip(
+                    health, health_samples(record.id, record.health), strict=True
+                ):
+                    samples.extend(found)
             if page * MAX_PER_PAGE >= result.total:
-                return total, online
+                return total, online, health
             page += 1
 
     async def _task_statuses(self) -> collections.Counter[str]:
@@ -66,7 +91,7 @@ class StatsService:
         stamp, cached = self._cached
         if time.monotonic() - stamp < self._cache_s:
             return cached
-        total, online = await self._targets()
+        total, online, health = await self._targets()
         statuses = await self._task_statuses()
         gauges: list[Family] = [
             ("swarmdeploy_targets", "gauge", "Registered targets.", [({}, float(total))]),
@@ -89,6 +114,8 @@ class StatsService:
                 [({}, float(await self._storage.count_logs()))],
             ),
         ]
+        for (name, _, help_text), samples in zip(HEALTH_GAUGES, health, strict=True):
+            gauges.append((name, "gauge", help_text, samples))
         self._cached = (time.monotonic(), gauges)
         return gauges
 

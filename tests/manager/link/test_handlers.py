@@ -1,0 +1,160 @@
+"""Agent messages handled by the manager: hello/welcome, state reports, logs, health, bye,
+unknown types (docs/protocol.md §6.1, §6.2, §6.4, §6.7)."""
+
+from __future__ import annotations
+
+from swarmdeploy.manager.events import Event
+from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.storage.records import LogQuery
+from tests.manager.link.conftest import Rig, deploy_doc
+
+S = TargetState
+
+
+def entry(seq: int, output: str | None = None) -> m.LogEntry:
+    return m.LogEntry(seq=seq, time_ms=1_000 + seq, stage="run", output=output or f"line {seq}")
+
+
+async def stored_seqs(rig: Rig, target_id: str) -> list[int]:
+    page = await rig.api.storage.query_logs(LogQuery(target=target_id, per_page=1000))
+    return sorted(r.seq for r in page.items if r.seq is not None)
+
+
+async def test_hello_is_welcomed_and_target_is_online(rig: Rig) -> None:
+    sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")
+    agent = await rig.agent("t1")
+    r = await rig.api.client.get("/targets/t1")
+    assert r.json()["online"] is True
+    assert r.json()["lastSeenAt"] is not None
+    event = await sub.get()
+    assert isinstance(event, Event) and event.payload["online"] is True
+    await agent.hello(log_acked_seq=0)
+    welcome = await agent.take(m.Welcome)
+    assert welcome.heartbeat_interval_s == rig.api.settings.heartbeat_interval_s
+    assert welcome.log_acked_seq == 0
+
+
+async def test_hello_reports_are_applied_and_acked_in_order(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    report = m.TaskReport(task_id=task_id, state=S.RUNNING)
+    unknown = m.TaskReport(task_id="no-such-task", state=S.RUNNING)
+    await agent.hello(tasks=[report, unknown])
+    await agent.take(m.Welcome)
+    ack = await agent.take(m.StateAck, lambda a: a.task_id == task_id)
+    assert ack.ok and ack.state is S.RUNNING
+    refused = await agent.take(m.StateAck, lambda a: a.task_id == "no-such-task")
+    assert not refused.ok and refused.current is None
+    assert await rig.row_state(task_id, "t1") == "running"  # announced -> running via event_path
+
+
+async def test_hello_reconciles_in_protocol_order(rig: Rig) -> None:
+    agent = await rig.agent("t1", start=False)
+    waiting = await rig.create_task(deploy_doc(ids=["t1"]))  # created while t1 is offline
+    r = await rig.api.client.put("/targets/t1/stop")
+    assert r.status_code == 202
+    await agent.start()
+    await agent.take(m.Config)
+    await agent.hello(tasks=[m.TaskReport(task_id="gone", state=S.RUNNING)], config_revision=1)
+    await agent.take(m.Config)
+    kinds = [type(x).__name__ for x in agent.log]
+    second = kinds[kinds.index("Config") + 1 :]  # what answered the second hello
+    assert second == ["Welcome", "StateAck", "Announce", "Stop", "Config"]
+    assert await rig.row_state(waiting, "t1") == "announced"
+
+
+async def test_state_report_persisted_then_acked_and_refused_after_stop(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    assert (await agent.report(task_id, S.ACCEPTED)).ok
+    assert await rig.row_state(task_id, "t1") == "accepted"
+    again = await agent.report(task_id, S.ACCEPTED)  # a repeat: acked without a change
+    assert again.ok and again.current is None
+    assert (await agent.report(task_id, S.RUNNING)).ok
+    r = await rig.api.client.get(f"/tasks/{task_id}")
+    assert r.json()["targets"][0]["state"] == "running"
+    await agent.report(task_id, S.STOPPED, "stopped by the operator")
+    late = await agent.report(task_id, S.RUNNING)
+    assert not late.ok and late.current is S.STOPPED
+
+
+async def test_state_report_publishes_task_event(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    await agent.sync()
+    sub = rig.api.services.events.subscribe(["taskUpdated"], task=task_id)
+    await agent.report(task_id, S.DECLINED, "not enough disk")
+    event = await sub.get()
+    assert isinstance(event, Event)
+    assert event.payload["state"] == "declined" and event.payload["reason"] == "not enough disk"
+
+
+async def test_logs_stored_exactly_once_with_duplicates_and_gaps(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.LogBatch(entries=[entry(1), entry(2), entry(3)]))
+    assert (await agent.take(m.LogAck)).upto_seq == 3
+    await agent.send(m.LogBatch(entries=[entry(2), entry(3), entry(4), entry(5)]))
+    assert (await agent.take(m.LogAck)).upto_seq == 5
+    await agent.send(m.LogBatch(entries=[entry(7), entry(8)]))  # gap: 6 is missing
+    assert (await agent.take(m.LogAck)).upto_seq == 5
+    await agent.send(m.LogBatch(entries=[entry(6), entry(7), entry(8)]))
+    assert (await agent.take(m.LogAck)).upto_seq == 8
+    assert await stored_seqs(rig, "t1") == list(range(1, 9))
+
+
+async def test_welcome_names_highest_stored_seq_after_manager_forgets(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.LogBatch(entries=[entry(i) for i in range(1, 5)]))
+    await agent.take(m.LogAck)
+    rig.link.sequencer.forget("t1")  # as after a restart: the cache is rebuilt from storage
+    await agent.hello()
+    assert (await agent.take(m.Welcome)).log_acked_seq == 4
+
+
+async def test_welcome_trusts_agent_acked_seq_beyond_storage(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.hello(log_acked_seq=40)  # e.g. retention deleted the lines the agent saw acked
+    assert (await agent.take(m.Welcome)).log_acked_seq == 40
+    await agent.send(m.LogBatch(entries=[entry(41)]))
+    assert (await agent.take(m.LogAck)).upto_seq == 41
+    assert await stored_seqs(rig, "t1") == [41]
+
+
+async def test_log_lines_published_as_events(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    sub = rig.api.services.events.subscribe(["logs"], target="t1")
+    await agent.send(m.LogBatch(entries=[entry(1, "hello world")]))
+    event = await sub.get()
+    assert isinstance(event, Event) and event.payload[0]["output"] == "hello world"
+
+
+async def test_health_stored_on_target(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.Health(disk_free_bytes=123_456, agent_rss_bytes=20_000_000, cpu_percent=7))
+    await agent.sync()
+    doc = (await rig.api.client.get("/targets/t1")).json()
+    assert doc["health"]["disk_free_bytes"] == 123_456
+    assert doc["health"]["agent_rss_bytes"] == 20_000_000
+
+
+async def test_bye_marks_offline_at_once(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")
+    await agent.send(m.Bye(reason="shutting down"))
+    event = await sub.get()
+    assert isinstance(event, Event) and event.payload["online"] is False
+    assert (await rig.api.client.get("/targets/t1")).json()["online"] is False
+    await agent.send(m.Heartbeat())
+    event = await sub.get()
+    assert isinstance(event, Event) and event.payload["online"] is True
+
+
+async def test_unknown_message_type_answered_unsupported(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.UnknownMessage(type="telemetry", fields={"x": 1}))
+    error = await agent.take(m.Error)
+    assert error.code == "unsupported_type" and error.in_reply_to == "telemetry"

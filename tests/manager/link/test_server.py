@@ -1,0 +1,122 @@
+"""The link server's lifecycle and service hooks: allow-list at start, revocation on delete,
+online/offline, throttled last-seen writes, health on /metrics (docs/protocol.md §3, §6.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.manager.events import Event
+from swarmdeploy.manager.link import LinkServer, LinkStateError
+from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.transport.base import Lifecycle, LinkState
+from swarmdeploy.transport.zmq import ZmqManagerTransport
+from tests.manager.conftest import make_settings, running_api
+from tests.manager.link.conftest import TIMEOUT_S, Rig, deploy_doc, link_rig
+
+
+async def test_registered_keys_admitted_before_start_after_restart(tmp_path: Path) -> None:
+    async with link_rig(tmp_path) as rig:
+        agent = await rig.agent("t1")
+        keys = agent.keys
+        entries = [m.LogEntry(seq=i, time_ms=i) for i in (1, 2, 3)]
+        await agent.send(m.LogBatch(entries=entries))
+        await agent.take(m.LogAck)
+    async with link_rig(tmp_path) as rig:
+        again = rig.connect_as("t1", keys)
+        await again.start()
+        assert (await again.take(m.Welcome)).log_acked_seq == 3
+
+
+async def test_delete_revokes_at_once_and_stops_unfinished_rows(rig: Rig) -> None:
+    doomed = await rig.agent("t1")
+    other = await rig.agent("t2")
+    task_id = await rig.create_task(deploy_doc(ids=["t1", "t2"]))
+    await doomed.take(m.Announce)
+    await doomed.report(task_id, TargetState.RUNNING)
+    assert (await rig.api.client.delete("/targets/t1")).status_code == 204
+    state = await doomed.transport.wait_state(LinkState.AUTH_FAILED, timeout_s=TIMEOUT_S)
+    assert state is LinkState.AUTH_FAILED
+    assert not rig.link.transport.is_allowed("t1")
+    assert await rig.row_state(task_id, "t1") == "stopped"
+    await other.take(m.Welcome)  # the others reconnect and are served as before
+    await other.sync()
+
+
+async def test_silent_target_goes_offline_with_event(tmp_path: Path) -> None:
+    async with link_rig(tmp_path, heartbeat_interval_s=0.1) as rig:
+        agent = await rig.agent("t1")
+        welcome = agent.log[0]
+        assert isinstance(welcome, m.Welcome) and welcome.heartbeat_interval_s == 0.1
+        sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")
+        async with asyncio.timeout(TIMEOUT_S):
+            event = await sub.get()
+        assert isinstance(event, Event) and event.payload["online"] is False
+        assert (await rig.api.client.get("/targets/t1")).json()["online"] is False
+        await agent.send(m.Heartbeat())
+        async with asyncio.timeout(TIMEOUT_S):
+            event = await sub.get()
+        assert isinstance(event, Event) and event.payload["online"] is True
+
+
+async def test_last_seen_writes_are_throttled_but_api_is_current(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.last_seen_at is not None
+    first = stored.last_seen_at
+    rig.clock.advance(1)
+    for _ in range(20):
+        await agent.send(m.Heartbeat())
+    await agent.sync()
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.last_seen_at == first
+    api_seen = (await rig.api.client.get("/targets/t1")).json()["lastSeenAt"]
+    assert api_seen >= first + 1000
+    rig.clock.advance(5)
+    await agent.send(m.Heartbeat())
+    await agent.sync()
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.last_seen_at is not None
+    assert stored.last_seen_at >= first + 6000
+
+
+async def test_health_exported_per_target_on_metrics(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.Health(disk_free_bytes=4_096_000, agent_rss_bytes=21_000_000, cpu_percent=12.5))
+    await agent.sync()
+    text = (await rig.api.client.get("/metrics")).text
+    assert 'swarmdeploy_target_disk_free_bytes{target="t1"} 4096000' in text
+    assert 'swarmdeploy_target_agent_rss_bytes{target="t1"} 21000000' in text
+    assert 'swarmdeploy_target_cpu_percent{target="t1"} 12.5' in text
+    assert "swarmdeploy_targets_online 1" in text
+
+
+async def test_link_off_by_default_for_the_api_alone(tmp_path: Path) -> None:
+    async with running_api(make_settings(tmp_path)) as api:
+        assert api.app.state.link is None
+
+
+async def test_link_starts_only_once(rig: Rig) -> None:
+    with pytest.raises(LinkStateError):
+        await rig.link.start()
+
+
+async def test_real_sockets_when_settings_ask(tmp_path: Path) -> None:
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    settings = make_settings(
+        tmp_path, agent_link=True, zmq_sub_port=ports[0], zmq_pub_port=ports[1]
+    )
+    async with running_api(settings) as api:
+        link = api.app.state.link
+        assert isinstance(link, LinkServer)
+        assert isinstance(link.transport, ZmqManagerTransport)
+        assert link.transport.ports == (ports[0], ports[1])
+    assert link.transport.lifecycle is Lifecycle.CLOSED
