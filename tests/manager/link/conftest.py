@@ -126,7 +126,10 @@ class FakeAgent:
         assert await self.transport.send(msg), f"could not send {msg!r}"
 
     async def take(
-        self, kind: type[M], where: Callable[[M], bool] = lambda _: True, timeout_s: float = TIMEOUT_S
+        self,
+        kind: type[M],
+        where: Callable[[M], bool] = lambda _: True,
+        timeout_s: float = TIMEOUT_S,
     ) -> M:
         """Remove and return the first received message of ``kind`` matching ``where``."""
         async with asyncio.timeout(timeout_s):
@@ -214,9 +217,14 @@ class Rig:
         return next(r.state for r in rows if r.target_id == target_id)
 
     async def wait_row(self, task_id: str, target_id: str, state: str) -> None:
-        async with asyncio.timeout(TIMEOUT_S):
-            while await self.row_state(task_id, target_id) != state:
-                await asyncio.sleep(0.01)
+        events = self.api.services.events
+        sub = events.subscribe(["taskUpdated"], task=task_id, target=target_id)
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                while await self.row_state(task_id, target_id) != state:
+                    await sub.get()  # subscribed before the check: no change is missed
+        finally:
+            sub.close()
 
     async def settle(self) -> None:
         """Wait until the link's workers have nothing left to do (for work not started by

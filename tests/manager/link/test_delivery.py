@@ -8,7 +8,7 @@ import hashlib
 import io
 import os
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,10 @@ async def blob_rig(tmp_path: Path) -> AsyncIterator[tuple[Rig, RecordingBlobStor
     blobs = RecordingBlobStore(tmp_path / "blobs")
     async with link_rig(tmp_path, app={"blobs": blobs}) as rig:
         yield rig, blobs
+
+
+def chunk_index(index: int) -> Callable[[m.Chunk], bool]:
+    return lambda chunk: chunk.index == index
 
 
 async def accepted(rig: Rig, agent: FakeAgent, doc: dict[str, object]) -> str:
@@ -169,10 +173,7 @@ async def test_chunks_served_from_blob_in_bounded_reads(
     blobs.range_reads.clear()
     for index in range(art.chunk_count):
         await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=index))
-    parts = [
-        (await agent.take(m.Chunk, lambda c, i=i: c.index == i)).data
-        for i in range(art.chunk_count)
-    ]
+    parts = [(await agent.take(m.Chunk, chunk_index(i))).data for i in range(art.chunk_count)]
     assert hashlib.sha256(b"".join(parts)).hexdigest() == art.sha256
     assert blobs.whole_reads == 0
     assert len(blobs.range_reads) == 3 and max(blobs.range_reads) <= art.chunk_bytes

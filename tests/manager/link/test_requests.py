@@ -112,7 +112,11 @@ async def test_config_pushed_after_api_tag_change_and_not_repeated(rig: Rig) -> 
     config = await agent.take(m.Config)
     record = await rig.api.storage.get_target("t1")
     assert record is not None
-    assert (config.tags, config.name, config.revision) == (["a", "robots"], "arm", record.updated_at)
+    assert (config.tags, config.name, config.revision) == (
+        ["a", "robots"],
+        "arm",
+        record.updated_at,
+    )
     assert config.revision > first.revision
     await agent.send(m.RequestAck(request_id=config.request_id))
     await agent.sync()

@@ -86,7 +86,9 @@ async def test_last_seen_writes_are_throttled_but_api_is_current(rig: Rig) -> No
 
 async def test_health_exported_per_target_on_metrics(rig: Rig) -> None:
     agent = await rig.agent("t1")
-    await agent.send(m.Health(disk_free_bytes=4_096_000, agent_rss_bytes=21_000_000, cpu_percent=12.5))
+    await agent.send(
+        m.Health(disk_free_bytes=4_096_000, agent_rss_bytes=21_000_000, cpu_percent=12.5)
+    )
     await agent.sync()
     text = (await rig.api.client.get("/metrics")).text
     assert 'swarmdeploy_target_disk_free_bytes{target="t1"} 4096000' in text
