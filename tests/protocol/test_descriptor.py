@@ -14,7 +14,7 @@ import yaml
 from swarmdeploy.protocol.descriptor import parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "manager" / "api" / "examples"
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "original"
 
 
 def _zip_b64() -> str:

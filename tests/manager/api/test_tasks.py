@@ -18,7 +18,7 @@ from swarmdeploy.manager.dispatch import MemoryDispatcher, StopRequest
 from tests.manager.conftest import Api, make_settings, running_api
 
 #: The original tool's five example orders, verbatim (cpswarm-original.md §7.3).
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "original"
 
 
 def _zip_b64() -> str:
