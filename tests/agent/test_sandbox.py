@@ -1,0 +1,389 @@
+"""The bubblewrap sandbox with real bwrap: confinement, network, uid, limits, output, stop.
+
+Needs ``bwrap`` (Debian package ``bubblewrap``) and root (the agent switches to uid 65534).
+Without them the tests are skipped with the reason -- except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+
+from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.process import (
+    RUN_ID_VAR,
+    Child,
+    LaunchSpec,
+    child_env,
+    terminate_group,
+)
+from swarmdeploy.agent.runner import new_run_id
+from swarmdeploy.agent.sandbox import (
+    NOBODY,
+    BwrapLauncher,
+    FallbackLauncher,
+    Rlimits,
+    SandboxConfig,
+    SandboxPolicy,
+    detect_bwrap,
+    hand_over,
+    make_launcher,
+    tree_digest,
+)
+from tests.agent.helpers import Recorder, eventually, kill_marked_now
+
+GRACE_S = 2.0
+#: A Python the sandbox user can execute (the venv's lives below /root, mode 0700).
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
+
+
+def _need(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+@dataclass
+class Dirs:
+    """An agent data dir (0700, with a key file) holding one task's dirs."""
+
+    data: Path
+    task: Path
+    state: Path
+    key: Path
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> Dirs:
+    data = tmp_path / "data"
+    task, state = data / "tasks" / "T1", data / "state" / "T1"
+    task.mkdir(parents=True)
+    state.mkdir(parents=True)
+    data.chmod(0o700)
+    key = data / "identity.key"
+    key.write_text("agent secret\n")
+    return Dirs(data, task, state, key)
+
+
+@pytest.fixture
+def config(dirs: Dirs) -> SandboxConfig:
+    found = detect_bwrap()
+    _need(found is not None, "bubblewrap (bwrap) is not installed or cannot run here")
+    _need(os.geteuid() == 0, "the sandbox tests switch to uid 65534 and need root")
+    return SandboxConfig.detect(hidden=[dirs.data])
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    run_id = new_run_id()
+    yield run_id
+    kill_marked_now(run_id)
+
+
+def _launcher(config: SandboxConfig, dirs: Dirs, **policy: object) -> BwrapLauncher:
+    chosen = SandboxPolicy(**policy)  # type: ignore[arg-type]
+    hand_over([dirs.task, dirs.state], chosen, config)
+    return BwrapLauncher(config, chosen, writable=[dirs.task, dirs.state])
+
+
+async def _run(
+    launcher: object, dirs: Dirs, command: str, marker: str = ""
+) -> tuple[int, Recorder]:
+    rec = Recorder()
+    spec = LaunchSpec(command, dirs.task, child_env({RUN_ID_VAR: marker or new_run_id()}))
+    child = Child.spawn(spec, launcher, rec.line, 16384)  # type: ignore[arg-type]
+    code = await asyncio.wait_for(child.wait(), 20)
+    await child.drain(5)
+    return code, rec
+
+
+def _out(rec: Recorder) -> list[str]:
+    return [line.text for line in rec.lines if not line.error]
+
+
+async def test_command_runs_as_nobody_in_sandbox_output_captured(
+    config: SandboxConfig, dirs: Dirs
+) -> None:
+    code, rec = await _run(
+        _launcher(config, dirs), dirs, "id -u; id -g; hostname; pwd; echo oops >&2; exit 3"
+    )
+    assert code == 3
+    assert _out(rec) == [str(NOBODY), str(NOBODY), "sandbox", str(dirs.task)]
+    assert [line.text for line in rec.lines if line.error] == ["oops"]
+
+
+async def test_writes_in_task_and_state_dirs_succeed(config: SandboxConfig, dirs: Dirs) -> None:
+    code, _ = await _run(
+        _launcher(config, dirs), dirs, f"echo a > out.txt && echo b > {dirs.state}/s.txt"
+    )
+    assert code == 0
+    assert (dirs.task / "out.txt").read_text() == "a\n"
+    assert (dirs.state / "s.txt").stat().st_uid == NOBODY
+
+
+async def test_cannot_write_outside_its_dirs(
+    config: SandboxConfig, dirs: Dirs, tmp_path: Path
+) -> None:
+    targets = ["/etc/sandbox-probe", "/root/sandbox-probe", "/usr/sandbox-probe"]
+    targets += [str(dirs.data / "probe"), str(tmp_path / "probe"), str(dirs.key)]
+    script = "; ".join(f"(echo x >> {t}) 2>/dev/null && echo WROTE {t}" for t in targets)
+    code, rec = await _run(_launcher(config, dirs), dirs, script + "; true")
+    assert code == 0
+    assert not [t for t in _out(rec) if t.startswith("WROTE")]
+    _assert_untouched(targets[:-1], dirs.key)
+
+
+def _assert_untouched(created: list[str], key: Path) -> None:
+    assert not [t for t in created if Path(t).exists()]
+    assert key.read_text() == "agent secret\n"
+
+
+async def test_agent_data_dir_is_hidden(config: SandboxConfig, dirs: Dirs) -> None:
+    code, rec = await _run(
+        _launcher(config, dirs), dirs, f"cat {dirs.key} 2>&1 || true; ls -a {dirs.data}"
+    )
+    assert code == 0
+    assert "agent secret" not in _out(rec)
+    assert dirs.key.name not in _out(rec)
+
+
+async def test_read_only_task_dir_for_run_stage(config: SandboxConfig, dirs: Dirs) -> None:
+    policy = SandboxPolicy()
+    hand_over([dirs.task, dirs.state], policy, config)
+    launcher = BwrapLauncher(config, policy, writable=[dirs.state], readonly=[dirs.task])
+    code, _ = await _run(launcher, dirs, f"echo x > {dirs.state}/ok; echo x > {dirs.task}/no")
+    assert code != 0
+    assert (dirs.state / "ok").exists() and not (dirs.task / "no").exists()
+
+
+def _connect_script(port: int) -> str:
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+        "    print('CONNECTED')\n"
+        "except OSError as exc:\n"
+        "    print('FAILED', exc)\n"
+    )
+    return f'{SYSTEM_PYTHON} -c "{code}"'
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+    yield server
+    server.close()
+
+
+async def test_network_off_cannot_reach_loopback_listener(
+    config: SandboxConfig, dirs: Dirs, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    code, rec = await _run(_launcher(config, dirs), dirs, _connect_script(port))
+    assert code == 0
+    assert _out(rec)[0].startswith("FAILED")
+
+
+async def test_network_on_reaches_loopback_listener(
+    config: SandboxConfig, dirs: Dirs, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    code, rec = await _run(_launcher(config, dirs, network=True), dirs, _connect_script(port))
+    assert code == 0
+    assert _out(rec) == ["CONNECTED"]
+    listener.accept()[0].close()
+
+
+async def test_resource_limits_apply(config: SandboxConfig, dirs: Dirs) -> None:
+    limits = Rlimits(cpu_s=7, nofile=16, fsize_bytes=4096)
+    opener = f"{SYSTEM_PYTHON} -c \"import os; [os.open('/dev/null', 0) for _ in range(40)]\""
+    script = (
+        f"ulimit -t; ulimit -n; {opener} 2>&1 | tail -1; head -c 8192 /dev/zero > big; wc -c < big"
+    )
+    _, rec = await _run(_launcher(config, dirs, rlimits=limits), dirs, script)
+    out = _out(rec)
+    assert out[:2] == ["7", "16"]
+    assert "Too many open files" in out[2]
+    assert out[3] == "4096"  # the write beyond RLIMIT_FSIZE failed
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _alive(procs: list[psutil.Process]) -> list[int]:
+    out = []
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+_TRAPPING = "trap 'echo got TERM; exit 0' TERM; sleep 300 & sleep 301 & echo ready; wait"
+
+
+async def _start_and_stop(launcher: BwrapLauncher, dirs: Dirs, marker: str) -> Recorder:
+    rec = Recorder()
+    spec = LaunchSpec(_TRAPPING, dirs.task, child_env({RUN_ID_VAR: marker}))
+    child = Child.spawn(spec, launcher, rec.line, 16384)
+    await eventually(lambda: "ready" in _out(rec), 10)
+    inside = _descendants(child.pid)
+    assert len(_alive(inside)) >= 4  # bwrap's init, sh, two sleeps
+    assert await terminate_group(child.pgid, GRACE_S)
+    await asyncio.wait_for(child.wait(), 10)
+    await eventually(lambda: not _alive(inside), 5)
+    await child.drain(5)
+    return rec
+
+
+async def test_stop_kills_every_sandboxed_process_after_term(
+    config: SandboxConfig, dirs: Dirs, marker: str
+) -> None:
+    rec = await _start_and_stop(_launcher(config, dirs), dirs, marker)
+    assert "got TERM" in _out(rec)  # the command saw SIGTERM first: a graceful stop
+
+
+async def test_stop_with_new_session_still_kills_everything(
+    config: SandboxConfig, dirs: Dirs, marker: str
+) -> None:
+    launcher = _launcher(replace(config, new_session=True), dirs)
+    rec = await _start_and_stop(launcher, dirs, marker)
+    assert "got TERM" not in _out(rec)  # left the group: killed with the PID namespace
+
+
+async def test_agent_death_kills_the_sandbox(config: SandboxConfig, dirs: Dirs) -> None:
+    argv = _launcher(config, dirs).argv(LaunchSpec("sleep 300", dirs.task, child_env()))
+    parent_code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen({argv!r}, cwd={str(dirs.task)!r})\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    fake_agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", parent_code, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert fake_agent.stdout is not None
+        bwrap_pid = int(await fake_agent.stdout.readline())
+        await eventually(lambda: len(_descendants(bwrap_pid)) >= 2, 10)
+        inside = [psutil.Process(bwrap_pid), *_descendants(bwrap_pid)]
+    finally:
+        fake_agent.kill()
+        await fake_agent.wait()
+    await eventually(lambda: not _alive(inside), 5)
+
+
+def test_environment_passes_through_without_argv(config: SandboxConfig, dirs: Dirs) -> None:
+    launcher = _launcher(config, dirs)
+    env = child_env({"API_TOKEN": "s3cr3t-value"})
+    argv = launcher.argv(LaunchSpec("echo $API_TOKEN; echo $HOME", dirs.task, env))
+    assert not any("s3cr3t-value" in arg for arg in argv)  # /proc/<pid>/cmdline is public
+    done = subprocess.run(argv, cwd=dirs.task, env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["s3cr3t-value", str(dirs.task)]
+
+
+def test_missing_bind_path_launch_error(config: SandboxConfig, dirs: Dirs) -> None:
+    launcher = BwrapLauncher(config, SandboxPolicy(), writable=[dirs.task / "missing"])
+    with pytest.raises(LaunchError, match="does not exist"):
+        launcher.argv(LaunchSpec("true", dirs.task, child_env()))
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (SandboxPolicy(rw_paths=("/var/log",)), "does not allow writing"),
+        (SandboxPolicy(rw_paths=("/srv/data/../../etc",)), "normalised"),
+        (SandboxPolicy(ro_paths=("relative",)), "absolute"),
+        (SandboxPolicy(devices=("/dev/ttyUSB0",)), "does not allow the device"),
+        (SandboxPolicy(uid=0), "root"),
+        (SandboxPolicy(groups=(0,)), "root"),
+    ],
+)
+def test_policy_outside_agent_config_refused(policy: SandboxPolicy, message: str) -> None:
+    config = SandboxConfig(bwrap="/usr/bin/bwrap", allowed_rw_prefixes=(Path("/srv/data"),))
+    with pytest.raises(LaunchError, match=message):
+        BwrapLauncher(config, policy)
+
+
+def test_policy_inside_agent_config_accepted() -> None:
+    config = SandboxConfig(
+        bwrap="/usr/bin/bwrap",
+        allowed_rw_prefixes=(Path("/srv/data"),),
+        allowed_devices=("/dev/ttyUSB0",),
+    )
+    policy = SandboxPolicy(rw_paths=("/srv/data/robot",), devices=("/dev/ttyUSB0",))
+    BwrapLauncher(config, policy)
+
+
+def test_policy_is_a_strict_wire_struct() -> None:
+    policy = SandboxPolicy(network=True, rlimits=Rlimits(cpu_s=5), rw_paths=("/srv/x",))
+    data = msgspec.json.encode(policy, order="sorted")
+    assert msgspec.json.decode(data, type=SandboxPolicy) == policy
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b'{"network": true, "netwrk": false}', type=SandboxPolicy)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(b'{"uid": 0}', type=SandboxPolicy)
+
+
+async def test_fallback_runs_as_nobody_and_warns(
+    dirs: Dirs, caplog: pytest.LogCaptureFixture
+) -> None:
+    _need(os.geteuid() == 0, "the fallback switches to uid 65534 and needs root")
+    config = SandboxConfig.detect(probe=False)
+    with caplog.at_level(logging.WARNING, logger="swarmdeploy.agent.sandbox"):
+        launcher = make_launcher(
+            SandboxConfig(bwrap=None, setpriv=config.setpriv, prlimit=config.prlimit),
+            SandboxPolicy(rlimits=Rlimits(nofile=32)),
+        )
+    assert isinstance(launcher, FallbackLauncher)
+    assert "bubblewrap is not available" in caplog.text
+    code, rec = await _run(launcher, dirs, "id -u; ulimit -n")
+    assert code == 0 and _out(rec) == [str(NOBODY), "32"]
+
+
+def test_detect_bwrap_missing_returns_none(tmp_path: Path) -> None:
+    assert detect_bwrap(path=str(tmp_path)) is None
+
+
+def test_tree_digest_detects_changes(tmp_path: Path) -> None:
+    root = tmp_path / "install"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "robot").write_text("#!/bin/sh\necho hi\n")
+    (root / "link").symlink_to("bin/robot")
+    before = tree_digest(root)
+    assert tree_digest(root) == before
+
+    def relink() -> None:
+        (root / "link").unlink()
+        (root / "link").symlink_to("/etc/shadow")
+
+    changes: list[Callable[[], object]] = [
+        lambda: (root / "bin" / "robot").write_text("#!/bin/sh\necho pwned\n"),
+        lambda: (root / "bin" / "robot").chmod(0o4755),
+        lambda: (root / "extra").write_text(""),
+        relink,
+    ]
+    seen = {before}
+    for change in changes:
+        change()
+        digest = tree_digest(root)
+        assert digest not in seen
+        seen.add(digest)
