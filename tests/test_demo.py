@@ -1,4 +1,4 @@
-"""``make demo`` runs end to end against a real manager process and exits 0."""
+"""``make demo`` runs end to end with real processes and exits 0."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import pytest
 
 from swarmdeploy.demo import main
 
+pytestmark = pytest.mark.e2e
 
-def test_demo_walk_through_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_demo_deploys_example_stops_service_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert "refused as expected — a spent token" in out
-    assert "device-2" in out and "pending" in out
-    assert "2 target(s) left after one revocation" in out
+    assert "drone-1  | hello 3" in out  # reached through the tag assigned by the API
+    assert out.count("| hello 3") == 3
+    assert "no deployed process is left on any device" in out
