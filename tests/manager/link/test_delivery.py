@@ -65,7 +65,7 @@ async def accepted(rig: Rig, agent: FakeAgent, doc: dict[str, object]) -> str:
     return task_id
 
 
-async def test_new_task_announced_at_once_to_connected_target_with_hint(rig: Rig) -> None:
+async def test_new_task_announced_at_once_to_connected_target(rig: Rig) -> None:
     agent = await rig.agent("t1", tags=["lab"])
     await agent.transport.set_tags(["lab"])
     task_id = await rig.create_task(deploy_doc(tags=["lab"], debug=True))
@@ -74,9 +74,24 @@ async def test_new_task_announced_at_once_to_connected_target_with_hint(rig: Rig
     assert announce.size_bytes > 0 and announce.arch == []
     task = await rig.api.storage.get_task(task_id)
     assert task is not None and announce.expires_at_ms == task.expires_at
-    hint = await agent.take(m.Hint)
-    assert hint.reason == "task" and hint.task_id == task_id
     await rig.wait_row(task_id, "t1", "announced")
+    await agent.sync()
+    assert agent.count(m.Hint) == 0  # it has the announcement: no hint to answer
+
+
+async def test_target_not_known_connected_is_hinted_by_tag_and_id(rig: Rig) -> None:
+    by_tag = await rig.agent("t1", tags=["lab"])
+    await by_tag.transport.set_tags(["lab"])
+    by_id = await rig.agent("t2")
+    rig.clock.advance(rig.api.settings.online_timeout_ms / 1000 + 1)
+    await rig.link.sweep()  # both went silent: the manager counts them offline
+    task_id = await rig.create_task(deploy_doc(tags=["lab"], ids=["t2"]))
+    for agent in (by_tag, by_id):
+        hint = await agent.take(m.Hint)
+        assert hint.reason == "task" and hint.task_id == task_id
+        assert agent.count(m.Announce) == 0
+        await agent.hello()  # what an agent does with a hint
+        assert (await agent.take(m.Announce)).task_id == task_id
 
 
 async def test_offline_target_announced_at_next_hello(rig: Rig) -> None:

@@ -224,10 +224,15 @@ class LinkServer:
         task_id = view.record.id
         for row in view.targets:
             self._announce_later(task_id, row.target_id)
+        # Hints only where a target is not known to be connected: a connected one has the
+        # announcement already, and its answering hello would just repeat it.
+        absent = {r.target_id for r in view.targets if not self.sessions.is_online(r.target_id)}
+        ids = sorted(absent & ({r.target_id for r in view.targets if r.role == "build"}
+                               | set(view.record.match_ids)))  # fmt: skip
+        topics = [id_topic(t) for t in ids]
+        if absent - set(ids):
+            topics += [tag_topic(t) for t in view.record.match_tags]
         hint = Hint(reason="task", task_id=task_id)
-        ids = {r.target_id for r in view.targets if r.role == "build"}
-        ids.update(view.record.match_ids)
-        topics = [id_topic(t) for t in sorted(ids)] + [tag_topic(t) for t in view.record.match_tags]
         for topic in topics:
             await self.transport.publish(topic, hint)
 
