@@ -218,3 +218,15 @@ async def test_task_without_archive_has_no_artifacts(rig: Rig) -> None:
     await agent.report(task_id, S.ACCEPTED)
     await agent.send(m.FetchTask(task_id=task_id))
     assert decode_manifest((await agent.take(m.Task)).manifest).artifacts == []
+
+
+async def test_storage_outage_answers_busy_so_the_agent_retries(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    task_id = await accepted(rig, agent, deploy_doc(ids=["t1"]))
+    await agent.send(m.FetchTask(task_id=task_id))
+    [art] = decode_manifest((await agent.take(m.Task)).manifest).artifacts
+    await rig.api.storage.close()
+    rig.link.delivery.invalidate(task_id, "t1")
+    await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=0))
+    busy = await agent.take(m.Error)
+    assert (busy.code, busy.in_reply_to, busy.index) == ("busy", "chunk_request", 0)

@@ -30,6 +30,7 @@ from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.errors import StorageUnavailable
 from swarmdeploy.transport.base import ManagerTransport
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,22 @@ def health_doc(msg: m.Health, received_ms: int) -> dict[str, Any]:
     doc.pop("v", None)
     doc["received_at_ms"] = received_ms
     return doc
+
+
+def busy_reply(msg: m.Message) -> m.Error | None:
+    """``error{busy}`` for a request the agent waits on, ``None`` for other messages."""
+    if not isinstance(msg, m.FetchTask | m.ChunkRequest | m.UploadOffer | m.UploadChunk):
+        return None
+    index = msg.index if isinstance(msg, m.ChunkRequest | m.UploadChunk) else -1
+    sha256 = "" if isinstance(msg, m.FetchTask) else msg.sha256
+    return m.Error(
+        code="busy",
+        message="the manager's storage is unavailable; try again",
+        in_reply_to=m.message_type(msg),
+        task_id=msg.task_id,
+        sha256=sha256,
+        index=index,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,9 +96,23 @@ class AgentHandlers:
         if not p.transport.is_allowed(target_id):
             return  # revoked after the message was received
         now = p.clock()
-        if isinstance(msg, m.Bye):
-            await self._bye(target_id, now)
-            return
+        try:
+            if isinstance(msg, m.Bye):
+                await self._bye(target_id, now)
+                return
+            await self._contact(target_id, msg, now)
+            await self._dispatch(target_id, msg)
+        except StorageUnavailable as exc:
+            # Nothing was acknowledged: the agent sends again after its timeout. Requests
+            # get a "busy" answer so that the agent retries at once (§7).
+            log.warning("storage unavailable handling %s from %s: %s", m.message_type(msg),
+                        target_id, exc)  # fmt: skip
+            reply = busy_reply(msg)
+            if reply is not None:
+                await p.transport.send(target_id, reply)
+
+    async def _contact(self, target_id: str, msg: m.Message, now: int) -> None:
+        p = self._p
         contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello | m.Health))
         if contact.write:
             health = health_doc(msg, now) if isinstance(msg, m.Health) else None
@@ -89,7 +120,6 @@ class AgentHandlers:
         if contact.came_online:
             log.info("target %s is online", target_id)
             await self.publish_target(target_id)
-        await self._dispatch(target_id, msg)
 
     async def _dispatch(self, target_id: str, msg: m.Message) -> None:
         p = self._p
