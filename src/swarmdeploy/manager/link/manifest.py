@@ -112,11 +112,6 @@ class ArtifactCatalog:
             )
         ]
 
-    def forget(self, task_id: str) -> None:
-        """Drop cached entries of a task (deleted)."""
-        for role in ("deploy", "build"):
-            self._cache.pop((task_id, role), None)
-
 
 def announcement(task: TaskRecord, role: Role, artifacts: list[ArtifactInfo]) -> Announce:
     """First stage of delivery (§6.3): enough to assess the task, nothing to run.

@@ -96,10 +96,6 @@ class Sessions:
         """Ids of the targets currently online."""
         return [t for t, s in self._sessions.items() if s.online]
 
-    def get(self, target_id: str) -> Session | None:
-        """The session of ``target_id``, if it was heard from."""
-        return self._sessions.get(target_id)
-
     def forget(self, target_id: str) -> None:
         """Drop everything about ``target_id`` (revoked)."""
         self._sessions.pop(target_id, None)

@@ -65,10 +65,6 @@ class TargetWorkers:
             if not self._tasks:
                 self._idle.set()
 
-    def queued(self, target_id: str) -> int:
-        """Jobs waiting for ``target_id`` (not counting the running one)."""
-        return len(self._queues.get(target_id, ()))
-
     async def wait_idle(self, timeout_s: float) -> None:
         """Wait until no worker runs (tests, shutdown). Raises ``TimeoutError``."""
         async with asyncio.timeout(timeout_s):
