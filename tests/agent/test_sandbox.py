@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -68,8 +69,17 @@ class Dirs:
 
 
 @pytest.fixture
-def dirs(tmp_path: Path) -> Dirs:
-    data = tmp_path / "data"
+def dirs() -> Iterator[Dirs]:
+    # Not below /tmp: the sandbox mounts its own /tmp, which would hide the data dir anyway.
+    base = Path(tempfile.mkdtemp(prefix="sd-sandbox-", dir="/var/tmp"))
+    try:
+        yield _make_dirs(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _make_dirs(base: Path) -> Dirs:
+    data = base / "data"
     task, state = data / "tasks" / "T1", data / "state" / "T1"
     task.mkdir(parents=True)
     state.mkdir(parents=True)
@@ -147,12 +157,18 @@ async def test_cannot_write_outside_its_dirs(
     _assert_untouched(targets[:-1], dirs.key)
 
 
+def _loosen(dirs: Dirs) -> None:
+    dirs.data.chmod(0o755)
+    dirs.key.chmod(0o644)
+
+
 def _assert_untouched(created: list[str], key: Path) -> None:
     assert not [t for t in created if Path(t).exists()]
     assert key.read_text() == "agent secret\n"
 
 
 async def test_agent_data_dir_is_hidden(config: SandboxConfig, dirs: Dirs) -> None:
+    _loosen(dirs)  # readable by anyone: only the tmpfs over the data dir keeps it out
     code, rec = await _run(
         _launcher(config, dirs), dirs, f"cat {dirs.key} 2>&1 || true; ls -a {dirs.data}"
     )

@@ -12,6 +12,7 @@ import pytest
 from swarmdeploy.crypto import ca as ca_mod
 from swarmdeploy.crypto.anchors import AnchorKey, AnchorSet, parse_anchor_file
 from swarmdeploy.crypto.operator import (
+    CERT_DOMAIN,
     OperatorCertificate,
     RevocationList,
     ca_issuer,
@@ -188,3 +189,25 @@ def test_revocation_list_of_other_ca_refused() -> None:
     unknown = issue_revocation_list(_crl(99, issuer=ca_issuer(other.public_key_raw)), other.sign)
     with pytest.raises(UnknownSigner):
         verify_revocation_list(unknown, rig.anchors(), last_number=1)
+
+
+def _envelope(body: bytes, signature: bytes) -> bytes:
+    return msgspec.json.encode({"body": body, "signature": signature}, order="sorted")
+
+
+def test_ca_signature_without_domain_prefix_bad_signature() -> None:
+    """A raw CA signature over the same bytes (as ``CertificateAuthority.sign`` gives for a
+    device key) must not make a certificate."""
+    body = msgspec.json.encode(_body(os.urandom(32)), order="sorted")
+    with pytest.raises(BadSignature):
+        open_operator_certificate(_envelope(body, rig.authority().sign(body)), rig.anchors())
+    signed = rig.authority().sign(CERT_DOMAIN + body)
+    assert open_operator_certificate(_envelope(body, signed), rig.anchors()).cert.name == "bob"
+
+
+def test_ca_signed_body_with_wrong_key_id_malformed() -> None:
+    """Revocation by key id relies on the key id naming the certified key."""
+    body = msgspec.json.encode(_body(os.urandom(32), key_id="ab" * 16), order="sorted")
+    data = _envelope(body, rig.authority().sign(CERT_DOMAIN + body))
+    with pytest.raises(Malformed, match="key id"):
+        open_operator_certificate(data, rig.anchors())

@@ -36,6 +36,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -211,21 +212,49 @@ def _limits(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
     return [config.prlimit, *args, "--"]
 
 
+def _searchable(path: PurePosixPath, user: tuple[int, frozenset[int]]) -> bool:
+    """Whether ``user`` (uid, gids) may traverse the host directory ``path`` (mode bits)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    uid, gids = user
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid in gids:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
 @dataclass
 class _Mounts:
-    """Builds bwrap's mount options; creates parent dirs on tmpfs mounts world-traversable
-    (the agent's umask 077 would make them 0700, unreachable for the sandbox user)."""
+    """Builds bwrap's mount options so that every bound path is reachable by the sandbox
+    user at its real path:
 
+    * a host directory on the way that the user could not traverse (e.g. ``/root`` or a 0700
+      parent of the data dir) is replaced by an empty tmpfs -- hiding nothing the user could
+      have seen;
+    * directories bwrap creates on a tmpfs get mode 0755 (the agent's umask 077 would make
+      them 0700).
+    """
+
+    user: tuple[int, frozenset[int]]
     roots: list[PurePosixPath] = field(default_factory=lambda: [PurePosixPath(SANDBOX_TMP)])
     made: set[PurePosixPath] = field(default_factory=set)
     args: list[str] = field(default_factory=list)
 
+    def _on_tmpfs(self, path: PurePosixPath) -> bool:
+        return any(root == path or root in path.parents for root in self.roots)
+
     def _parents(self, dest: PurePosixPath) -> None:
         for parent in reversed(dest.parents):
-            below_tmpfs = any(root in parent.parents for root in self.roots)
-            if below_tmpfs and parent not in self.made and parent not in self.roots:
-                self.made.add(parent)
-                self.args += ["--perms", "0755", "--dir", str(parent)]
+            if self._on_tmpfs(parent):
+                if parent not in self.made and parent not in self.roots:
+                    self.made.add(parent)
+                    self.args += ["--perms", "0755", "--dir", str(parent)]
+            elif not _searchable(parent, self.user):
+                self.args += ["--perms", "0755", "--tmpfs", str(parent)]
+                self.roots.append(parent)
 
     def tmpfs(self, dest: PurePosixPath) -> None:
         self._parents(dest)
@@ -245,7 +274,11 @@ def _mount_args(
     writable: Iterable[PurePosixPath],
     readonly: Iterable[PurePosixPath],
 ) -> list[str]:
-    mounts = _Mounts()
+    if config.privileged:
+        user = (policy.uid, frozenset((policy.gid, *policy.groups)))
+    else:  # the sandbox runs with the agent's own credentials
+        user = (os.geteuid(), frozenset((os.getegid(), *os.getgroups())))
+    mounts = _Mounts(user)
     base = ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
     mounts.args += [*base, "--perms", "1777", "--tmpfs", SANDBOX_TMP]
     for hidden in config.hidden:
