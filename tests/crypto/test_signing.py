@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from swarmdeploy.crypto import ca as ca_mod
 from swarmdeploy.crypto.operator import ca_issuer, key_id, public_key_of, seed_signer
 from swarmdeploy.crypto.rejections import (
+    ArtifactMismatch,
     BadSignature,
     CertificateExpired,
     Malformed,
@@ -31,10 +33,13 @@ from swarmdeploy.crypto.rejections import (
 )
 from swarmdeploy.crypto.signing import (
     MANIFEST_DOMAIN,
+    ArtifactFacts,
     Revocations,
+    SignedFacts,
     Target,
     check_signed,
     sign_manifest,
+    verify_artifact,
     verify_installed,
 )
 from tests.crypto import signing_rig as rig
@@ -293,6 +298,7 @@ def test_installed_manifest_for_other_target_refused(alice: rig.Operator) -> Non
 
 def test_error_codes_are_distinct_and_stable() -> None:
     classes = [
+        ArtifactMismatch,
         BadSignature,
         CertificateExpired,
         Malformed,
@@ -308,3 +314,39 @@ def test_error_codes_are_distinct_and_stable() -> None:
     assert len(set(codes)) == len(codes)
     assert all(issubclass(cls, VerificationError) for cls in classes)
     assert Rollback.code == "rollback" and BadSignature.code == "bad_signature"
+
+
+def _artifact() -> ArtifactFacts:
+    return SignedFacts.from_json(manifest()).artifacts[0]
+
+
+def test_verify_artifact_exact_bytes_and_file_accepted(tmp_path: Path) -> None:
+    verify_artifact(_artifact(), rig.PAYLOAD)
+    path = tmp_path / "blob"
+    path.write_bytes(rig.PAYLOAD)
+    verify_artifact(_artifact(), path)
+
+
+def test_verify_artifact_changed_byte_mismatch(tmp_path: Path) -> None:
+    changed = bytes([rig.PAYLOAD[0] ^ 1]) + rig.PAYLOAD[1:]
+    with pytest.raises(ArtifactMismatch, match="SHA-256"):
+        verify_artifact(_artifact(), changed)
+    path = tmp_path / "blob"
+    path.write_bytes(changed)
+    with pytest.raises(ArtifactMismatch, match="SHA-256"):
+        verify_artifact(_artifact(), path)
+
+
+@pytest.mark.parametrize("content", [rig.PAYLOAD[:-1], rig.PAYLOAD + b"x", b""])
+def test_verify_artifact_wrong_size_mismatch(tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(ArtifactMismatch, match="size"):
+        verify_artifact(_artifact(), content)
+    path = tmp_path / "blob"
+    path.write_bytes(content)
+    with pytest.raises(ArtifactMismatch, match="size"):
+        verify_artifact(_artifact(), path)
+
+
+def test_verify_artifact_missing_file_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactMismatch, match="missing"):
+        verify_artifact(_artifact(), tmp_path / "nothing")
