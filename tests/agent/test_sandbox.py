@@ -379,6 +379,41 @@ def test_detect_bwrap_missing_returns_none(tmp_path: Path) -> None:
     assert detect_bwrap(path=str(tmp_path)) is None
 
 
+def test_detect_bwrap_failing_binary_returns_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    assert detect_bwrap(path=str(tmp_path), probe=False) == str(fake)
+    with caplog.at_level(logging.WARNING, logger="swarmdeploy.agent.sandbox"):
+        assert detect_bwrap(path=str(tmp_path)) is None
+    assert "No permissions" in caplog.text
+
+
+def test_tree_digest_never_opens_fifos(tmp_path: Path) -> None:
+    root = tmp_path / "install"
+    root.mkdir()
+    os.mkfifo(root / "pipe")  # opening it for reading would block for ever
+    before = tree_digest(root)
+    (root / "pipe").chmod(0o600)
+    assert tree_digest(root) != before
+
+
+def test_hand_over_does_not_follow_symlinks(tmp_path: Path) -> None:
+    _need(os.geteuid() == 0, "chown needs root")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    top = tmp_path / "task"
+    (top / "sub").mkdir(parents=True)
+    (top / "sub" / "link").symlink_to(outside)
+    hand_over([top], SandboxPolicy(), SandboxConfig(bwrap=None))
+    assert (top / "sub").stat().st_uid == NOBODY
+    assert (top / "sub" / "link").lstat().st_uid == NOBODY
+    assert (outside / "secret").stat().st_uid == 0 and outside.stat().st_uid == 0
+
+
 def test_tree_digest_detects_changes(tmp_path: Path) -> None:
     root = tmp_path / "install"
     (root / "bin").mkdir(parents=True)

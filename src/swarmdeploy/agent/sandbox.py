@@ -137,15 +137,20 @@ def _bwrap_namespaces(network: bool) -> list[str]:
     return flags if network else [*flags, "--unshare-net"]
 
 
-def detect_bwrap(path: str | None = None, *, probe: bool = True) -> str | None:
+def detect_bwrap(
+    path: str | None = None, *, probe: bool = True, privileged: bool | None = None
+) -> str | None:
     """The path of a working ``bwrap``, or None (logged) when missing or unusable here
-    (e.g. namespaces forbidden in a container). ``probe`` runs it once with our flags."""
+    (e.g. namespaces forbidden in a container). ``probe`` runs it once with the flags the
+    launcher will use (a user namespace unless ``privileged``, default: running as root)."""
     found = shutil.which("bwrap", path=path)
     if found is None or not probe:
         return found
-    argv = [found, "--ro-bind", "/", "/", "--proc", "/proc", *_bwrap_namespaces(False), "true"]
+    root = os.geteuid() == 0 if privileged is None else privileged
+    userns = [] if root else ["--unshare-user"]
+    argv = [found, "--ro-bind", "/", "/", "--proc", "/proc", *userns, *_bwrap_namespaces(False)]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False)
+        done = subprocess.run([*argv, "true"], capture_output=True, timeout=_PROBE_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         logger.warning("bubblewrap at %s cannot run: %s", found, exc)
         return None
@@ -385,21 +390,27 @@ def make_launcher(
 
 
 def hand_over(paths: Iterable[Path], policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Give ``paths`` (recursively, never following symlinks) to the sandbox uid/gid so its
-    commands can write there. Does nothing for an agent that is not root."""
+    """Give ``paths`` (recursively) to the sandbox uid/gid so its commands can write there.
+    Does nothing for an agent that is not root.
+
+    Walks by directory file descriptor and never follows a symlink, so a sandboxed process
+    that swaps a directory for a link to ``/etc`` meanwhile cannot redirect the chown.
+    """
     if not config.privileged:
         return
     for top in paths:
         os.chown(top, policy.uid, policy.gid, follow_symlinks=False)
-        for parent, dirs, files in os.walk(top, followlinks=False):
+        for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
             for name in (*dirs, *files):
-                os.chown(os.path.join(parent, name), policy.uid, policy.gid, follow_symlinks=False)
+                os.chown(name, policy.uid, policy.gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def tree_digest(root: Path) -> str:
-    """SHA-256 over a directory tree: every entry's relative path, type, mode and content
-    (symlinks by target, never followed). Recorded after install and compared before every
-    start, it detects installed files modified since (issue 5, "tampered install dir")."""
+    """SHA-256 over a directory tree: every entry's relative path, type, mode, owner and --
+    for regular files -- content; symlinks by their target, never followed; FIFOs, sockets
+    and devices by type only (never opened). Recorded after install and compared before
+    every start, it detects installed files modified since (issue 5, "tampered install
+    dir"). Compute it while no sandboxed command runs."""
     digest = hashlib.sha256()
     for parent, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
@@ -407,14 +418,17 @@ def tree_digest(root: Path) -> str:
             path = os.path.join(parent, name)
             info = os.lstat(path)
             rel = os.path.relpath(path, root).encode("utf-8", "surrogateescape")
-            digest.update(b"%s\0%o\0" % (rel, info.st_mode))
-            if os.path.islink(path):
+            digest.update(b"%s\0%o\0%d:%d\0" % (rel, info.st_mode, info.st_uid, info.st_gid))
+            if stat.S_ISLNK(info.st_mode):
                 digest.update(os.readlink(path).encode("utf-8", "surrogateescape") + b"\0")
-            elif name in files:
+            elif stat.S_ISREG(info.st_mode):
                 digest.update(_file_digest(path) + b"\0")
     return digest.hexdigest()
 
 
 def _file_digest(path: str) -> bytes:
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b"not a regular file"
         return hashlib.file_digest(fh, "sha256").digest()
