@@ -26,6 +26,7 @@ from swarmdeploy.agent.errors import LaunchError
 from swarmdeploy.agent.process import (
     RUN_ID_VAR,
     Child,
+    Launcher,
     LaunchSpec,
     child_env,
     terminate_group,
@@ -111,11 +112,11 @@ def _launcher(config: SandboxConfig, dirs: Dirs, **policy: object) -> BwrapLaunc
 
 
 async def _run(
-    launcher: object, dirs: Dirs, command: str, marker: str = ""
+    launcher: Launcher, dirs: Dirs, command: str, marker: str = ""
 ) -> tuple[int, Recorder]:
     rec = Recorder()
     spec = LaunchSpec(command, dirs.task, child_env({RUN_ID_VAR: marker or new_run_id()}))
-    child = Child.spawn(spec, launcher, rec.line, 16384)  # type: ignore[arg-type]
+    child = Child.spawn(spec, launcher, rec.line, 16384)
     code = await asyncio.wait_for(child.wait(), 20)
     await child.drain(5)
     return code, rec
