@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -23,6 +24,16 @@ def _children() -> set[psutil.Process]:
         return {p for p in me.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
     except psutil.NoSuchProcess:
         return set()
+
+
+@pytest.fixture(autouse=True)
+def umask_restored() -> Iterator[None]:
+    """Process-wide settings a test changes (the agent's hardening sets umask 077) are put
+    back, so later tests see the runner's own umask."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
 
 
 @pytest.fixture(autouse=True)
