@@ -8,13 +8,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from swarmdeploy.storage import ApiKeyRecord, Conflict, StorageError
 from swarmdeploy.storage.factory import open_storage
+from swarmdeploy.storage.migrate import alembic_config
+from swarmdeploy.storage.records import RequestRecord
 from swarmdeploy.storage.sql_core import SqlCore
 from swarmdeploy.storage.tables import metadata
+
+from .helpers import add_target, target
 
 # Full-text structures exist only in the migrations (dialect specific).
 _FTS_TABLE_PREFIXES = ("logs_fts", "tasks_fts")
@@ -57,7 +62,7 @@ async def test_migrated_schema_matches_table_definitions(fresh_url: str) -> None
     finally:
         await backend.close()
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
 
 
 async def test_constraint_other_than_unique_is_storage_error_not_conflict(fresh_url: str) -> None:
@@ -73,3 +78,29 @@ async def test_constraint_other_than_unique_is_storage_error_not_conflict(fresh_
         assert not isinstance(raised.value, Conflict)
     finally:
         await backend.close()
+
+
+async def test_database_at_0001_upgrades_to_head_keeping_its_data(fresh_url: str) -> None:
+    first = open_storage(fresh_url)
+    assert isinstance(first, SqlCore)
+    engine = first._make_engine()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO targets (id, curve_key, identity_key, name, tags, token_set,"
+                    " created_at, updated_at, log_request_at) VALUES ('t1', 'k', 'i', '', '[]',"
+                    " NULL, 1, 1, 0)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    await first.open()  # runs 0002
+    try:
+        assert (await first.get_target("t1")) is not None
+        assert await first.add_request(RequestRecord("r1", "t1", "stop", {}, 5))
+        await add_target(first, target("t2"))
+        assert [r.id for r in await first.open_requests("t1")] == ["r1"]
+    finally:
+        await first.close()

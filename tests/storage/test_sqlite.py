@@ -61,3 +61,19 @@ async def test_open_in_missing_directory_raises_unavailable(tmp_path: Path) -> N
         await backend.open()
     with pytest.raises(StorageUnavailable):
         await backend.ping()
+
+
+async def test_max_log_seq_is_an_index_lookup(sqlite_storage: SqliteStorage) -> None:
+    await sqlite_storage.add_logs([line(f"l{i}", seq=i) for i in range(1, 50)])
+    async with sqlite_storage._tx() as conn:
+        plan = (
+            await conn.execute(
+                sa.text(
+                    "EXPLAIN QUERY PLAN SELECT seq FROM logs WHERE target = 't1'"
+                    " AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
+                )
+            )
+        ).all()
+    details = " ".join(str(r[-1]) for r in plan)
+    assert "USING COVERING INDEX uq_logs_target_seq" in details and "TEMP B-TREE" not in details
+    assert await sqlite_storage.max_log_seq("t1") == 49

@@ -10,6 +10,9 @@ Contract (checked by ``tests/storage/test_contract.py`` against every backend):
   :class:`StorageUnavailable`.
 * Registration consumes a token and creates the target in **one** transaction: of two
   concurrent registrations with one token exactly one succeeds.
+* State that a manager replica needs from another one lives here, not in process memory:
+  requests to agents until answered, upload progress, the highest stored log ``seq``
+  (``docs/adr/0005-manager-link-state.md``).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from swarmdeploy.storage.records import (
     LogQuery,
     LogRecord,
     Page,
+    RequestRecord,
+    RequestState,
     SortOrder,
     TargetRecord,
     TaskRecord,
     TaskTargetRecord,
     TokenSetRecord,
+    UploadRecord,
 )
 
 #: Marker for "leave this field unchanged" in partial updates.
@@ -74,7 +80,11 @@ class Storage(abc.ABC):
         updated_at: int,
     ) -> TargetRecord:
         """Partial update: only the given fields change (``location=None`` clears it).
-        Keys are never touched. Raises :class:`NotFound`."""
+        Keys are never touched. Raises :class:`NotFound`.
+
+        The stored ``updated_at`` grows strictly: it is ``updated_at``, or the previous value
+        plus 1 when that is not older (a clock that went back). It is the revision of the
+        target's ``config`` (docs/protocol.md §6.8), which agents apply only when newer."""
 
     @abc.abstractmethod
     async def touch_target(
@@ -102,6 +112,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def target_curve_keys(self) -> list[tuple[str, str]]:
         """``(target_id, curve_key)`` for every registered target (for the ZAP allow-list)."""
+
+    @abc.abstractmethod
+    async def count_targets(self) -> int:
+        """Number of registered targets."""
 
     # -- registration tokens -------------------------------------------------------------------
     @abc.abstractmethod
@@ -178,6 +192,20 @@ class Storage(abc.ABC):
         """Rows of a target over all tasks (optionally only in ``states``), newest task first."""
 
     @abc.abstractmethod
+    async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
+        """The row of ``target_id`` for ``task_id``, or ``None``."""
+
+    @abc.abstractmethod
+    async def count_task_targets_by_state(self) -> dict[str, int]:
+        """Number of per-target rows in each state (states without rows are left out)."""
+
+    @abc.abstractmethod
+    async def count_tasks_by_states(self) -> dict[frozenset[str], int]:
+        """Number of tasks for each set of distinct states their rows are in; a task's
+        summary status depends on that set only (``protocol.states.summarize``). Tasks
+        without rows count under the empty set."""
+
+    @abc.abstractmethod
     async def set_task_target_state(
         self,
         task_id: str,
@@ -218,6 +246,101 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def count_logs(self) -> int:
         """Number of stored log lines."""
+
+    @abc.abstractmethod
+    async def max_log_seq(self, target_id: str) -> int:
+        """The highest stored ``seq`` of the target's lines, 0 if none (an index lookup on
+        ``(target, seq)``)."""
+
+    # -- requests to agents (docs/protocol.md §6.8) --------------------------------------------
+    @abc.abstractmethod
+    async def add_request(
+        self, request: RequestRecord, *, max_open: int | None = None, supersede: bool = False
+    ) -> bool:
+        """Store ``request``. Returns ``False`` and stores nothing when ``max_open`` is given
+        and the target has that many open (``pending``/``sent``) requests already; the check
+        and the insert are atomic per target. ``supersede`` first deletes the target's open
+        requests of the same kind and any earlier request with the same id (one open
+        ``config`` per target). Raises :class:`NotFound` for an unknown target and
+        :class:`Conflict` when the target has a request with this id already."""
+
+    @abc.abstractmethod
+    async def get_request(self, target_id: str, request_id: str) -> RequestRecord | None:
+        """The request, or ``None``."""
+
+    @abc.abstractmethod
+    async def open_requests(self, target_id: str) -> list[RequestRecord]:
+        """The target's ``pending`` and ``sent`` requests in the order they were stored."""
+
+    @abc.abstractmethod
+    async def mark_requests_sent(self, target_id: str, request_ids: Sequence[str]) -> int:
+        """Move those of the requests that are ``pending`` to ``sent``; returns how many."""
+
+    @abc.abstractmethod
+    async def finish_request(
+        self,
+        target_id: str,
+        request_id: str,
+        *,
+        state: RequestState,
+        at: int,
+        message: str = "",
+    ) -> RequestRecord | None:
+        """Move an open request to the final ``state`` (``acked``, ``refused`` or
+        ``expired``), compare-and-set: returns the finished request, or ``None`` when it is
+        unknown or finished already (a repeated answer is applied once). Raises
+        :class:`ValueError` for a state that is not final."""
+
+    @abc.abstractmethod
+    async def expire_requests(self, target_id: str, *, now: int) -> list[RequestRecord]:
+        """Move the target's open requests whose ``expires_at`` is at or before ``now`` to
+        ``expired`` (``acked_at = now``); returns them in the order they were stored."""
+
+    @abc.abstractmethod
+    async def targets_with_expired_requests(self, *, now: int) -> list[str]:
+        """Ids of targets (sorted) with open requests whose ``expires_at <= now``."""
+
+    @abc.abstractmethod
+    async def delete_requests(self, target_id: str) -> int:
+        """Delete every request of the target; returns how many."""
+
+    @abc.abstractmethod
+    async def purge_requests(self, *, older_than: int) -> int:
+        """Retention: delete finished requests with ``acked_at < older_than``; returns how
+        many. Open requests are never purged."""
+
+    # -- build-artifact uploads (docs/protocol.md §6.6) ----------------------------------------
+    @abc.abstractmethod
+    async def start_upload(self, upload: UploadRecord) -> None:
+        """Store the record of a new upload, replacing any record of the same
+        ``(task_id, sha256)`` (starting over). Raises :class:`NotFound` for an unknown task.
+        Deleting the task deletes its upload records."""
+
+    @abc.abstractmethod
+    async def get_upload(self, task_id: str, sha256: str) -> UploadRecord | None:
+        """The upload record, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_uploads(self, task_id: str) -> list[UploadRecord]:
+        """The task's upload records sorted by ``(name, sha256)``."""
+
+    @abc.abstractmethod
+    async def advance_upload(
+        self,
+        task_id: str,
+        sha256: str,
+        *,
+        expected_next: int,
+        next_index: int,
+        complete: bool = False,
+    ) -> bool:
+        """Set ``next_index`` and ``complete`` if the stored ``next_index`` is
+        ``expected_next`` and the upload is not complete (compare-and-set); returns whether
+        it changed."""
+
+    @abc.abstractmethod
+    async def delete_upload(self, task_id: str, sha256: str) -> bool:
+        """Delete one upload record; returns whether there was one."""
 
     # -- API keys ------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,4 +1,5 @@
-"""Helpers shared by every backend: paging checks, full-text words, tag normalisation.
+"""Helpers shared by every backend: paging checks, full-text words, tag normalisation,
+request states.
 
 Full-text semantics (the same in every backend, see ``docs/storage.md``): text is split into
 words at every character that is not a letter or digit (``_`` separates too); matching is
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from swarmdeploy.storage.records import MAX_PER_PAGE
+from swarmdeploy.storage.records import FINISHED_REQUEST_STATES, MAX_PER_PAGE
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -55,3 +56,10 @@ def like_pattern(text: str) -> str:
     """A ``LIKE`` pattern (escape character ``\\``) matching ``text`` as a substring."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped.lower()}%"
+
+
+def check_final(state: str) -> None:
+    """Raise :class:`ValueError` unless ``state`` is a final request state (a programming
+    error: the manager finishes requests as ``acked``, ``refused`` or ``expired``)."""
+    if state not in FINISHED_REQUEST_STATES:
+        raise ValueError(f"{state!r} is not a final request state")

@@ -8,6 +8,7 @@ call is atomic with respect to other tasks of the event loop, which gives the sa
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
+from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     LogQuery,
@@ -59,7 +61,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
     return dataclasses.replace(task, descriptor=copy.deepcopy(task.descriptor))
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(MemoryLink, Storage):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
     def __init__(self) -> None:
@@ -72,6 +74,8 @@ class MemoryStorage(Storage):
         self._task_targets: dict[tuple[str, str], TaskTargetRecord] = {}
         self._logs = memory_logs.LogStore()
         self._api_keys: dict[str, ApiKeyRecord] = {}
+        self._requests = RequestStore()
+        self._uploads = UploadStore()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -127,7 +131,8 @@ class MemoryStorage(Storage):
         target = self._targets.get(target_id)
         if target is None:
             raise NotFound(f"target {target_id!r} not found")
-        changes: dict[str, Any] = {"updated_at": updated_at}
+        revision = updated_at if updated_at > target.updated_at else target.updated_at + 1
+        changes: dict[str, Any] = {"updated_at": revision}
         if name is not UNCHANGED:
             changes["name"] = name
         if tags is not UNCHANGED:
@@ -163,6 +168,7 @@ class MemoryStorage(Storage):
         target = self._targets.pop(target_id, None)
         if target is None:
             raise NotFound(f"target {target_id!r} not found")
+        self._requests.delete_target(target_id)
         return target
 
     async def match_targets(
@@ -182,6 +188,11 @@ class MemoryStorage(Storage):
         """``(target_id, curve_key)`` of every target, sorted by id."""
         require_open(self._state)
         return [(t.id, t.curve_key) for _, t in sorted(self._targets.items())]
+
+    async def count_targets(self) -> int:
+        """Number of registered targets."""
+        require_open(self._state)
+        return len(self._targets)
 
     # -- registration tokens -------------------------------------------------------------------
     def _token_set_record(self, name: str, ts: _TokenSet, now: int) -> TokenSetRecord:
@@ -299,6 +310,7 @@ class MemoryStorage(Storage):
         del self._task_words[task_id]
         self._task_targets = {k: v for k, v in self._task_targets.items() if k[0] != task_id}
         self._logs.delete_task(task_id)
+        self._uploads.delete_task(task_id)
 
     async def mark_task_stopped(self, task_id: str, at: int) -> None:
         """Set ``stopped_at``; raises ``NotFound``."""
@@ -326,6 +338,24 @@ class MemoryStorage(Storage):
         ]
         rows.sort(key=lambda r: (self._tasks[r.task_id].created_at, r.task_id), reverse=True)
         return rows
+
+    async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
+        """The row of ``target_id`` for ``task_id``, or ``None``."""
+        require_open(self._state)
+        return self._task_targets.get((task_id, target_id))
+
+    async def count_task_targets_by_state(self) -> dict[str, int]:
+        """Number of rows per state."""
+        require_open(self._state)
+        return dict(collections.Counter(r.state for r in self._task_targets.values()))
+
+    async def count_tasks_by_states(self) -> dict[frozenset[str], int]:
+        """Number of tasks per set of distinct row states (no rows: the empty set)."""
+        require_open(self._state)
+        states: dict[str, set[str]] = {task_id: set() for task_id in self._tasks}
+        for (task_id, _), row in self._task_targets.items():
+            states[task_id].add(row.state)
+        return dict(collections.Counter(frozenset(s) for s in states.values()))
 
     async def set_task_target_state(
         self,
@@ -383,6 +413,11 @@ class MemoryStorage(Storage):
         """Number of stored log lines."""
         require_open(self._state)
         return len(self._logs)
+
+    async def max_log_seq(self, target_id: str) -> int:
+        """The highest stored ``seq`` of the target, 0 if none."""
+        require_open(self._state)
+        return self._logs.max_seq(target_id)
 
     # -- API keys ------------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKeyRecord) -> None:

@@ -37,6 +37,10 @@ class LogStore:
             stored += 1
         return stored
 
+    def max_seq(self, target_id: str) -> int:
+        """The highest stored ``seq`` of ``target_id``, 0 if none."""
+        return max((seq for target, seq in self._keys if target == target_id), default=0)
+
     def _matches(self, log: LogRecord, query: LogQuery, words: set[str]) -> bool:
         checks = (
             query.target is None or log.target == query.target,

@@ -144,6 +144,61 @@ class LogQuery:
     per_page: int = 100
 
 
+RequestState = Literal["pending", "sent", "acked", "refused", "expired"]
+
+#: States of a request the agent has not answered yet (it is re-sent at every ``hello``).
+OPEN_REQUEST_STATES: tuple[RequestState, ...] = ("pending", "sent")
+#: States a request ends in; finished requests are kept until purged.
+FINISHED_REQUEST_STATES: tuple[RequestState, ...] = ("acked", "refused", "expired")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A manager -> agent request (docs/protocol.md §6.8) kept until the agent answers it.
+
+    ``id`` is the wire ``request_id``, unique per target; ``kind`` the wire message type
+    (``stop``, ``log_request``, ``terminal``, ``terminal_stop``, ``config``) and ``payload``
+    the message's other fields as JSON. ``state`` goes ``pending`` (stored) -> ``sent``
+    (handed to a connection at least once) -> ``acked`` | ``refused`` (the agent's answer) or
+    ``expired`` (``expires_at`` passed while the target was away). ``acked_at`` is the time
+    the request reached its final state, ``message`` the agent's (or the expiry's) text.
+    """
+
+    id: str
+    target_id: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: int
+    expires_at: int | None = None
+    state: RequestState = "pending"
+    acked_at: int | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """Progress of one build artifact pushed by a build host (docs/protocol.md §6.6).
+
+    The manager holds chunks ``0 .. next_index-1`` of the artifact ``sha256`` of ``task_id``
+    (the bytes themselves are a partial file on the manager, or a blob once ``complete``:
+    every chunk stored and the digest verified).
+    """
+
+    task_id: str
+    sha256: str
+    name: str
+    size_bytes: int
+    chunk_bytes: int
+    created_at: int
+    next_index: int = 0
+    complete: bool = False
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of chunks of the artifact (0 for an empty one)."""
+        return -(-self.size_bytes // self.chunk_bytes)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class TokenSetRecord:
     """A named set of registration tokens; ``available`` counts unspent, unexpired tokens."""

@@ -109,6 +109,18 @@ class SqlLogs(SqlCore):
             if result.rowcount < PURGE_BATCH_ROWS:
                 return deleted
 
+    async def max_log_seq(self, target_id: str) -> int:
+        """The highest stored ``seq`` of the target, 0 if none: one descending step on the
+        unique index ``(target, seq)``."""
+        query = (
+            sa.select(logs.c.seq)
+            .where(logs.c.target == target_id, logs.c.seq.is_not(None))
+            .order_by(logs.c.seq.desc())
+            .limit(1)
+        )
+        async with self._tx() as conn:
+            return int((await conn.execute(query)).scalar_one_or_none() or 0)
+
     async def count_logs(self) -> int:
         """Number of stored log lines."""
         async with self._tx() as conn:

@@ -84,8 +84,11 @@ class SqlTargets(SqlCore):
         location: Any = UNCHANGED,
         updated_at: int,
     ) -> TargetRecord:
-        """Partial update of name, tags and location; keys never change. ``NotFound``."""
-        values: dict[str, Any] = {"updated_at": updated_at}
+        """Partial update of name, tags and location; keys never change; ``updated_at`` only
+        grows (see :class:`Storage`). ``NotFound``."""
+        new_at = sa.literal(updated_at, sa.BigInteger)
+        grown = sa.case((targets.c.updated_at >= new_at, targets.c.updated_at + 1), else_=new_at)
+        values: dict[str, Any] = {"updated_at": grown}
         if name is not UNCHANGED:
             values["name"] = name
         if tags is not UNCHANGED:
@@ -155,6 +158,13 @@ class SqlTargets(SqlCore):
         query = sa.select(targets.c.id, targets.c.curve_key).order_by(targets.c.id)
         async with self._tx() as conn:
             return [(i, k) for i, k in (await conn.execute(query)).all()]
+
+    async def count_targets(self) -> int:
+        """Number of registered targets."""
+        async with self._tx() as conn:
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(targets))).scalar_one()
+            )
 
     # -- registration tokens -------------------------------------------------------------------
     def _token_sets_query(self, now: int) -> sa.Select[Any]:

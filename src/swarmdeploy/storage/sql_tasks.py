@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from swarmdeploy.storage.common import fts_words
-from swarmdeploy.storage.errors import NotFound
+from swarmdeploy.storage.errors import NotFound, StorageError
 from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
 from swarmdeploy.storage.sql_core import SqlCore, as_page
 from swarmdeploy.storage.tables import (
@@ -18,6 +18,9 @@ from swarmdeploy.storage.tables import (
     task_values,
     tasks,
 )
+
+#: Distinct state names ``count_tasks_by_states`` can map to bits of a 64-bit sum.
+_MAX_STATE_BITS = 62
 
 
 class SqlTasks(SqlCore):
@@ -105,6 +108,51 @@ class SqlTasks(SqlCore):
             query = query.where(task_targets.c.state.in_(list(states)))
         async with self._tx() as conn:
             return [task_target_from_row(r) for r in (await conn.execute(query)).all()]
+
+    async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
+        """The row of ``target_id`` for ``task_id`` (primary-key lookup), or ``None``."""
+        query = sa.select(task_targets).where(
+            task_targets.c.task_id == task_id, task_targets.c.target_id == target_id
+        )
+        async with self._tx() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else task_target_from_row(row)
+
+    async def count_task_targets_by_state(self) -> dict[str, int]:
+        """Number of rows per state (``GROUP BY state``)."""
+        query = sa.select(task_targets.c.state, sa.func.count()).group_by(task_targets.c.state)
+        async with self._tx() as conn:
+            return {state: int(n) for state, n in (await conn.execute(query)).all()}
+
+    async def count_tasks_by_states(self) -> dict[frozenset[str], int]:
+        """Tasks per set of distinct row states, computed in the database: each state name
+        stands for one bit, a task's set is ``SUM(DISTINCT bit)`` over its rows, and tasks
+        are counted per set. The answer has one row per distinct set, however many tasks."""
+        async with self._tx() as conn:
+            names = sorted((await conn.scalars(sa.select(task_targets.c.state).distinct())).all())
+            total = (await conn.execute(sa.select(sa.func.count()).select_from(tasks))).scalar_one()
+            if len(names) > _MAX_STATE_BITS:
+                raise StorageError(f"{len(names)} distinct task states; at most {_MAX_STATE_BITS}")
+            found: dict[frozenset[str], int] = {}
+            if names:
+                bit = sa.case(
+                    *((task_targets.c.state == n, sa.literal(1 << i, sa.BigInteger))
+                      for i, n in enumerate(names)),
+                    else_=sa.literal(0, sa.BigInteger),
+                )  # fmt: skip
+                per_task = (
+                    sa.select(sa.func.sum(sa.distinct(bit)).label("mask"))
+                    .group_by(task_targets.c.task_id)
+                    .subquery()
+                )
+                query = sa.select(per_task.c.mask, sa.func.count()).group_by(per_task.c.mask)
+                for mask, count in (await conn.execute(query)).all():
+                    states = frozenset(n for i, n in enumerate(names) if int(mask) >> i & 1)
+                    found[states] = found.get(states, 0) + int(count)
+        without_rows = int(total) - sum(found.values())
+        if without_rows > 0:
+            found[frozenset()] = found.get(frozenset(), 0) + without_rows
+        return found
 
     async def set_task_target_state(
         self,

@@ -16,9 +16,11 @@ from swarmdeploy.storage.records import (
     ApiKeyRecord,
     Location,
     LogRecord,
+    RequestRecord,
     TargetRecord,
     TaskRecord,
     TaskTargetRecord,
+    UploadRecord,
 )
 
 metadata = sa.MetaData()
@@ -147,6 +149,50 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.LargeBinary(128), nullable=False),
     sa.Column("created_at", Millis, nullable=False),
     sa.Column("last_used_at", Millis, nullable=True),
+)
+
+# -- revision 0002: state of the agent link (docs/adr/0005-manager-link-state.md) -------------
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("seq", RowId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(200), nullable=False),
+    sa.Column(
+        "target_id",
+        sa.String(200),
+        sa.ForeignKey("targets.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("expires_at", Millis, nullable=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("acked_at", Millis, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("uq_requests_target_id", "target_id", "id", unique=True),
+    sa.Index("ix_requests_target_state", "target_id", "state", "seq"),
+    sa.Index("ix_requests_expires_at", "expires_at"),
+    sa.Index("ix_requests_acked_at", "acked_at"),
+)
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("chunk_bytes", sa.Integer, nullable=False),
+    sa.Column("next_index", sa.Integer, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
 )
 
 
@@ -280,4 +326,64 @@ def api_key_from_row(row: sa.Row[Any]) -> ApiKeyRecord:
         key_hash=bytes(m["key_hash"]),
         created_at=m["created_at"],
         last_used_at=m["last_used_at"],
+    )
+
+
+def request_values(request: RequestRecord) -> dict[str, Any]:
+    """Column values of ``requests`` for a record (``seq`` is assigned by the database)."""
+    return {
+        "id": request.id,
+        "target_id": request.target_id,
+        "kind": request.kind,
+        "payload": request.payload,
+        "created_at": request.created_at,
+        "expires_at": request.expires_at,
+        "state": request.state,
+        "acked_at": request.acked_at,
+        "message": request.message,
+    }
+
+
+def request_from_row(row: sa.Row[Any]) -> RequestRecord:
+    """Rebuild a :class:`RequestRecord` from a ``requests`` row."""
+    m = row._mapping
+    return RequestRecord(
+        id=m["id"],
+        target_id=m["target_id"],
+        kind=m["kind"],
+        payload=m["payload"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        state=m["state"],
+        acked_at=m["acked_at"],
+        message=m["message"],
+    )
+
+
+def upload_values(upload: UploadRecord) -> dict[str, Any]:
+    """Column values of ``uploads`` for a record."""
+    return {
+        "task_id": upload.task_id,
+        "sha256": upload.sha256,
+        "name": upload.name,
+        "size_bytes": upload.size_bytes,
+        "chunk_bytes": upload.chunk_bytes,
+        "next_index": upload.next_index,
+        "complete": upload.complete,
+        "created_at": upload.created_at,
+    }
+
+
+def upload_from_row(row: sa.Row[Any]) -> UploadRecord:
+    """Rebuild an :class:`UploadRecord` from an ``uploads`` row."""
+    m = row._mapping
+    return UploadRecord(
+        task_id=m["task_id"],
+        sha256=m["sha256"],
+        name=m["name"],
+        size_bytes=m["size_bytes"],
+        chunk_bytes=m["chunk_bytes"],
+        created_at=m["created_at"],
+        next_index=m["next_index"],
+        complete=bool(m["complete"]),
     )
