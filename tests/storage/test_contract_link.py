@@ -79,6 +79,15 @@ async def test_bound_counts_open_requests_only(storage: Storage) -> None:
     assert await storage.add_request(request("r3"), max_open=2)
 
 
+async def test_bound_can_count_some_kinds_only(storage: Storage) -> None:
+    await add_target(storage, target("t1"))
+    await storage.add_request(request("c1", kind="config"))
+    assert await storage.add_request(request("r1"), max_open=1, counted_kinds=["stop"])
+    assert not await storage.add_request(request("r2"), max_open=1, counted_kinds=["stop"])
+    assert not await storage.add_request(request("r2", kind="log_request"), max_open=2)
+    assert await storage.add_request(request("r2", kind="log_request"), max_open=3)
+
+
 async def test_concurrent_adds_never_exceed_the_bound(storage_url: str) -> None:
     # PostgreSQL: two storage objects stand for two replicas. SQLite and memory serve one
     # manager process: concurrent calls on one object.

@@ -1,15 +1,21 @@
-"""The seam through which REST calls hand requests for one target to the transport.
+"""The seam through which REST calls hand requests for one target to the agent link.
 
 ``PUT /targets/{id}/logs|stop|command``, ``DELETE /targets/{id}/command`` and
 ``PUT /tasks/{id}/stop`` validate their input and then :meth:`Dispatcher.submit` a request.
-The transport server (``manager.link``) registers a wake-up callback with
-:meth:`Dispatcher.set_wakeup`: on every submission it drains the queue of a connected target
-at once; a target that is offline keeps its requests queued here until its next ``hello``
-(docs/protocol.md §6.2). :meth:`Dispatcher.ready` serves a polling consumer instead.
 
-:class:`MemoryDispatcher` keeps a bounded FIFO per target in this process. A full queue is
-refused with :class:`~swarmdeploy.manager.errors.Unavailable` (HTTP 503) rather than dropping
-an operator's stop or command silently.
+While the agent link runs it is attached as the dispatcher's :class:`RequestSink`
+(:meth:`Dispatcher.attach`): every submission is stored durably by the link (table
+``requests``, docs/adr/0005-manager-link-state.md) before ``submit`` returns, and a connected
+target gets it at once; an offline target gets it at its next ``hello``, also after a
+manager restart (docs/protocol.md §6.2, §6.8). The per-target bound is the dispatcher's: a
+target with ``max_per_target`` unanswered requests refuses more with
+:class:`~swarmdeploy.manager.errors.Unavailable` (HTTP 503) rather than dropping an
+operator's stop or command silently.
+
+Without an attached sink (an app without agent link, service tests) :class:`MemoryDispatcher`
+keeps a bounded FIFO per target in this process, served by :meth:`MemoryDispatcher.drain`
+and :meth:`MemoryDispatcher.ready`; what is queued there moves to the sink when one is
+attached.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import logging
 import uuid
-from collections.abc import Callable, Collection
 from typing import Literal, Protocol
 
-from swarmdeploy.manager.errors import Unavailable
+from swarmdeploy.manager.errors import ManagerError, Unavailable
+
+log = logging.getLogger(__name__)
 
 
 def _request_id() -> str:
@@ -65,34 +73,37 @@ class CommandStopRequest:
 
 
 TargetRequest = LogRequest | StopRequest | CommandRequest | CommandStopRequest
-#: Called (synchronously, must not block) after a request was queued for a target.
-Wakeup = Callable[[str, TargetRequest], None]
+
+
+class RequestSink(Protocol):
+    """Takes submitted requests over durably (implemented by the agent link)."""
+
+    async def accept(self, target_id: str, request: TargetRequest, *, max_open: int) -> None:
+        """Store ``request`` for delivery. Raises :class:`Unavailable` when the target has
+        ``max_open`` unanswered requests already, and other :class:`ManagerError` s (an
+        unknown target) as they come."""
+
+    async def discard(self, target_id: str) -> int:
+        """Drop every request of ``target_id`` (on revocation); returns how many."""
 
 
 class Dispatcher(Protocol):
-    """Queue of requests per target, filled by the API, drained by the transport."""
+    """Requests per target, submitted by the API and delivered by the agent link."""
 
     async def submit(self, target_id: str, request: TargetRequest) -> None:
         """Queue ``request`` for ``target_id``. Raises :class:`Unavailable` when full."""
 
-    async def drain(self, target_id: str) -> list[TargetRequest]:
-        """Remove and return every queued request of ``target_id`` in submission order."""
-
-    async def ready(self) -> list[str]:
-        """Wait until at least one target has queued requests; return those target ids."""
-
     async def discard(self, target_id: str) -> int:
-        """Drop every queued request of ``target_id`` (on revocation); returns how many."""
+        """Drop every request of ``target_id`` (on revocation); returns how many."""
 
-    async def remove(self, target_id: str, request_ids: Collection[str]) -> list[TargetRequest]:
-        """Remove the queued requests of ``target_id`` with these ids; returns them."""
-
-    def set_wakeup(self, wakeup: Wakeup | None) -> None:
-        """Call ``wakeup(target_id, request)`` after every successful :meth:`submit`."""
+    async def attach(self, sink: RequestSink | None) -> None:
+        """Hand every later submission (and what is queued now) to ``sink``; ``None``
+        detaches it."""
 
 
 class MemoryDispatcher:
-    """:class:`Dispatcher` with a bounded in-memory FIFO per target (one event loop)."""
+    """:class:`Dispatcher` with a bounded in-memory FIFO per target while no sink is
+    attached (one event loop)."""
 
     def __init__(self, *, max_per_target: int) -> None:
         if max_per_target < 1:
@@ -100,10 +111,14 @@ class MemoryDispatcher:
         self._max = max_per_target
         self._queues: dict[str, collections.deque[TargetRequest]] = {}
         self._changed = asyncio.Event()
-        self._wakeup: Wakeup | None = None
+        self._sink: RequestSink | None = None
 
     async def submit(self, target_id: str, request: TargetRequest) -> None:
-        """Queue ``request``; refuses with :class:`Unavailable` when the queue is full."""
+        """Hand ``request`` to the sink, or queue it; :class:`Unavailable` when the target's
+        bound is reached."""
+        if self._sink is not None:
+            await self._sink.accept(target_id, request, max_open=self._max)
+            return
         queue = self._queues.setdefault(target_id, collections.deque())
         if len(queue) >= self._max:
             raise Unavailable(
@@ -113,42 +128,41 @@ class MemoryDispatcher:
             )
         queue.append(request)
         self._changed.set()
-        if self._wakeup is not None:
-            self._wakeup(target_id, request)
+
+    async def attach(self, sink: RequestSink | None) -> None:
+        """Use ``sink`` from now on; requests queued here move to it in submission order
+        (one that it refuses is logged and dropped)."""
+        self._sink = sink
+        if sink is None:
+            return
+        queues, self._queues = self._queues, {}
+        for target_id, queue in queues.items():
+            for request in queue:
+                try:
+                    await sink.accept(target_id, request, max_open=self._max)
+                except ManagerError as exc:
+                    log.warning("request %s for %s dropped: %s", request.id, target_id, exc)
 
     async def drain(self, target_id: str) -> list[TargetRequest]:
-        """Remove and return the queued requests of ``target_id``."""
+        """Remove and return the queued requests of ``target_id`` (no sink attached)."""
         queue = self._queues.pop(target_id, None)
         return list(queue) if queue else []
 
     async def ready(self) -> list[str]:
-        """Wait for queued requests; returns the ids of targets that have some."""
+        """Wait for queued requests; returns the ids of targets that have some (a polling
+        consumer; no sink attached)."""
         while not self._queues:
             self._changed.clear()
             await self._changed.wait()
         return sorted(self._queues)
 
     async def discard(self, target_id: str) -> int:
-        """Drop the queued requests of ``target_id``."""
-        return len(self._queues.pop(target_id, ()))
-
-    async def remove(self, target_id: str, request_ids: Collection[str]) -> list[TargetRequest]:
-        """Remove the queued requests of ``target_id`` whose id is in ``request_ids``."""
-        queue = self._queues.get(target_id)
-        if not queue:
-            return []
-        removed = [r for r in queue if r.id in request_ids]
-        kept = [r for r in queue if r.id not in request_ids]
-        if kept:
-            self._queues[target_id] = collections.deque(kept)
-        else:
-            del self._queues[target_id]
-        return removed
-
-    def set_wakeup(self, wakeup: Wakeup | None) -> None:
-        """Call ``wakeup(target_id, request)`` after every successful :meth:`submit`."""
-        self._wakeup = wakeup
+        """Drop the requests of ``target_id``, queued here and in the sink."""
+        count = len(self._queues.pop(target_id, ()))
+        if self._sink is not None:
+            count += await self._sink.discard(target_id)
+        return count
 
     def pending(self, target_id: str) -> list[TargetRequest]:
-        """A copy of the queued requests of ``target_id`` (for inspection and tests)."""
+        """A copy of the requests queued here for ``target_id`` (inspection and tests)."""
         return list(self._queues.get(target_id, ()))

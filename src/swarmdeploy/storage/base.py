@@ -255,14 +255,20 @@ class Storage(abc.ABC):
     # -- requests to agents (docs/protocol.md §6.8) --------------------------------------------
     @abc.abstractmethod
     async def add_request(
-        self, request: RequestRecord, *, max_open: int | None = None, supersede: bool = False
+        self,
+        request: RequestRecord,
+        *,
+        max_open: int | None = None,
+        counted_kinds: Sequence[str] | None = None,
+        supersede: bool = False,
     ) -> bool:
         """Store ``request``. Returns ``False`` and stores nothing when ``max_open`` is given
-        and the target has that many open (``pending``/``sent``) requests already; the check
-        and the insert are atomic per target. ``supersede`` first deletes the target's open
-        requests of the same kind and any earlier request with the same id (one open
-        ``config`` per target). Raises :class:`NotFound` for an unknown target and
-        :class:`Conflict` when the target has a request with this id already."""
+        and the target has that many open (``pending``/``sent``) requests already -- of the
+        ``counted_kinds`` only, when given; the check and the insert are atomic per target.
+        ``supersede`` first deletes the target's open requests of the same kind and any
+        earlier request with the same id (one open ``config`` per target). Raises
+        :class:`NotFound` for an unknown target and :class:`Conflict` when the target has a
+        request with this id already."""
 
     @abc.abstractmethod
     async def get_request(self, target_id: str, request_id: str) -> RequestRecord | None:

@@ -41,7 +41,13 @@ class RequestStore:
         ]
         return sorted(found, key=lambda item: item[0])
 
-    def add(self, request: RequestRecord, max_open: int | None, supersede: bool) -> bool:
+    def add(
+        self,
+        request: RequestRecord,
+        max_open: int | None,
+        counted_kinds: Sequence[str] | None,
+        supersede: bool,
+    ) -> bool:
         """See ``Storage.add_request`` (the caller checked that the target exists)."""
         key = (request.target_id, request.id)
         if supersede:
@@ -51,8 +57,14 @@ class RequestStore:
             self._rows.pop(key, None)
         if key in self._rows:
             raise Conflict(f"request {request.id!r} of {request.target_id!r} exists")
-        if max_open is not None and len(self._open(request.target_id)) >= max_open:
-            return False
+        if max_open is not None:
+            counted = [
+                r
+                for _, r in self._open(request.target_id)
+                if counted_kinds is None or r.kind in counted_kinds
+            ]
+            if len(counted) >= max_open:
+                return False
         self._rows[key] = (self._next_seq, _fresh(request))
         self._next_seq += 1
         return True
@@ -182,13 +194,18 @@ class MemoryLink:
 
     # -- requests ------------------------------------------------------------------------------
     async def add_request(
-        self, request: RequestRecord, *, max_open: int | None = None, supersede: bool = False
+        self,
+        request: RequestRecord,
+        *,
+        max_open: int | None = None,
+        counted_kinds: Sequence[str] | None = None,
+        supersede: bool = False,
     ) -> bool:
         """Store a request (bounded, optionally superseding); ``NotFound``, ``Conflict``."""
         require_open(self._state)
         if request.target_id not in self._targets:
             raise NotFound(f"target {request.target_id!r} not found")
-        return self._requests.add(request, max_open, supersede)
+        return self._requests.add(request, max_open, counted_kinds, supersede)
 
     async def get_request(self, target_id: str, request_id: str) -> RequestRecord | None:
         """The request, or ``None``."""

@@ -43,7 +43,12 @@ class SqlRequests(SqlCore):
     """Requests to agents (docs/protocol.md §6.8)."""
 
     async def add_request(
-        self, request: RequestRecord, *, max_open: int | None = None, supersede: bool = False
+        self,
+        request: RequestRecord,
+        *,
+        max_open: int | None = None,
+        counted_kinds: Sequence[str] | None = None,
+        supersede: bool = False,
     ) -> bool:
         """Store a request in one transaction that first locks the target's row (PostgreSQL:
         ``FOR UPDATE``; SQLite has one writer), so the bound holds across replicas."""
@@ -64,10 +69,12 @@ class SqlRequests(SqlCore):
                         )
                     )
                 if max_open is not None:
-                    count = sa.select(sa.func.count()).select_from(requests)
-                    if (
-                        await conn.execute(count.where(_open_of(target_id)))
-                    ).scalar_one() >= max_open:
+                    count = (
+                        sa.select(sa.func.count()).select_from(requests).where(_open_of(target_id))
+                    )
+                    if counted_kinds is not None:
+                        count = count.where(requests.c.kind.in_(list(counted_kinds)))
+                    if (await conn.execute(count)).scalar_one() >= max_open:
                         raise _Full
                 await conn.execute(sa.insert(requests).values(request_values(request)))
         except _Full:

@@ -1,9 +1,15 @@
-"""The §6.7 seq rule: only the contiguous run after the highest stored seq is stored."""
+"""The §6.7 seq rule: only the contiguous run after the highest stored seq is stored; the
+highest seq comes from storage."""
 
 from __future__ import annotations
 
-from swarmdeploy.manager.link.logs import select
+from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.link.logs import LogSequencer, select
+from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.protocol.messages import LogEntry
+from swarmdeploy.storage.memory import MemoryStorage
+from swarmdeploy.storage.records import LogRecord
 
 
 def entries(*seqs: int) -> list[LogEntry]:
@@ -30,3 +36,20 @@ def test_out_of_order_batch_is_sorted_first() -> None:
 def test_nothing_new_acks_the_highest() -> None:
     batch = select("t", 9, entries(5, 9))
     assert batch.records == [] and batch.upto_seq == 9
+
+
+async def test_sequencer_starts_from_storage_and_refreshes_at_hello() -> None:
+    storage = MemoryStorage()
+    await storage.open()
+    logs = LogService(storage, events=EventHub(queue_size=8), metrics=Metrics(), clock=lambda: 1)
+    # the highest seq is not the newest line by time (the agent's clock moved back)
+    await storage.add_logs([LogRecord(10_000 - s, "t", "", "", "", "x", seq=s) for s in (1, 2, 3)])
+    sequencer = LogSequencer(storage, logs)
+    assert await sequencer.highest("t") == 3
+    batch = await sequencer.receive("t", entries(3, 4))
+    assert [r.seq for r in batch.records] == [4] and batch.upto_seq == 4
+    # another replica stored 5 and 6 meanwhile; the next hello reads them
+    await storage.add_logs([LogRecord(1, "t", "", "", "", "x", seq=s) for s in (5, 6)])
+    assert await sequencer.highest("t") == 4
+    assert await sequencer.highest("t", refresh=True) == 6
+    assert await sequencer.highest("t", agent_acked=9) == 9  # what the agent saw acked

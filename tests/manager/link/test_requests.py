@@ -4,18 +4,22 @@ terminal commands expire for absent targets, ``config`` after API changes (§6.2
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from swarmdeploy.manager.dispatch import MemoryDispatcher
 from swarmdeploy.manager.link.requests import config_message
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.records import LogQuery, TargetRecord
-from tests.manager.link.conftest import Rig, deploy_doc
+from tests.manager.link.conftest import Rig, deploy_doc, link_rig
 
 
 async def manager_lines(rig: Rig, target_id: str) -> list[str]:
     page = await rig.api.storage.query_logs(LogQuery(target=target_id, command="$manager"))
     return [r.output for r in page.items]
+
+
+async def open_kinds(rig: Rig, target_id: str) -> list[str]:
+    return [r.kind for r in await rig.api.storage.open_requests(target_id)]
 
 
 async def test_stop_resent_at_every_hello_until_acked(rig: Rig) -> None:
@@ -32,7 +36,9 @@ async def test_stop_resent_at_every_hello_until_acked(rig: Rig) -> None:
     await agent.take(m.Welcome)
     await agent.sync()
     assert agent.count(m.Stop) == 0
-    assert not any(isinstance(p.message, m.Stop) for p in rig.link.pending.pending("t1"))
+    assert "stop" not in await open_kinds(rig, "t1")
+    stored = await rig.api.storage.get_request("t1", stop.request_id)
+    assert stored is not None and stored.state == "acked"
 
 
 async def test_refused_request_leaves_manager_log_line(rig: Rig) -> None:
@@ -50,14 +56,12 @@ async def test_terminal_command_for_offline_target_expires(rig: Rig) -> None:
     await rig.agent("t1", start=False)
     r = await rig.api.client.put("/targets/t1/command", json={"command": "uptime"})
     assert r.status_code == 202
-    dispatcher = rig.api.services.dispatcher
-    assert isinstance(dispatcher, MemoryDispatcher)
-    assert len(dispatcher.pending("t1")) == 1
+    assert await open_kinds(rig, "t1") == ["terminal"]
     await rig.link.sweep()
-    assert len(dispatcher.pending("t1")) == 1  # not yet
+    assert await open_kinds(rig, "t1") == ["terminal"]  # not yet
     rig.clock.advance(61)
     await rig.link.sweep()
-    assert dispatcher.pending("t1") == []
+    assert await open_kinds(rig, "t1") == []
     lines = await manager_lines(rig, "t1")
     assert any("'uptime' expired: the target was offline" in line for line in lines)
 
@@ -70,7 +74,7 @@ async def test_sent_terminal_command_expires_when_target_drops(rig: Rig) -> None
     rig.clock.advance(rig.api.settings.online_timeout_ms / 1000 + 61)
     await rig.link.sweep()
     await rig.link.sweep()
-    assert not any(isinstance(p.message, m.TerminalCommand) for p in rig.link.pending.pending("t1"))
+    assert "terminal" not in await open_kinds(rig, "t1")
     assert "'sleep 1' expired" in " ".join(await manager_lines(rig, "t1"))
     await rig.network.heal("t1")
     await agent.take(m.Welcome)
@@ -145,3 +149,70 @@ def test_config_revision_never_goes_below_agents() -> None:
     renamed = config_message(dataclasses.replace(record, name="x"))
     assert same.request_id == config_message(record).request_id
     assert renamed.request_id != same.request_id and renamed.revision == same.revision
+
+
+async def test_stop_survives_manager_restart_and_is_delivered_and_acked_once(
+    tmp_path: Path,
+) -> None:
+    async with link_rig(tmp_path) as first:
+        offline = await first.agent("t1", start=False)
+        assert (await first.api.client.put("/targets/t1/stop")).status_code == 202
+        [stored] = await first.api.storage.open_requests("t1")
+    # the manager stopped before the agent came online; a new app opens the same SQLite file
+    async with link_rig(tmp_path) as second:
+        agent = second.connect_as("t1", offline.keys)
+        await agent.start()
+        await agent.take(m.Welcome)
+        stop = await agent.take(m.Stop)
+        assert (stop.request_id, stop.task_id) == (stored.id, "")
+        await agent.send(m.RequestAck(request_id=stop.request_id, ok=True))
+        await agent.sync()
+        acked = await second.api.storage.get_request("t1", stop.request_id)
+        assert acked is not None and acked.state == "acked"
+        second.clock.advance(5)
+        await agent.send(m.RequestAck(request_id=stop.request_id, ok=True))  # a repeat
+        await agent.hello()
+        await agent.take(m.Welcome)
+        await agent.sync()
+        assert await second.api.storage.get_request("t1", stop.request_id) == acked
+        assert sum(isinstance(x, m.Stop) for x in agent.log) == 1
+
+
+async def test_terminal_command_still_expires_after_manager_restart(tmp_path: Path) -> None:
+    async with link_rig(tmp_path) as first:
+        await first.agent("t1", start=False)
+        r = await first.api.client.put("/targets/t1/command", json={"command": "uptime"})
+        assert r.status_code == 202
+    async with link_rig(tmp_path) as second:
+        await second.link.sweep()
+        assert await open_kinds(second, "t1") == ["terminal"]
+        second.clock.advance(61)
+        await second.link.sweep()
+        assert await open_kinds(second, "t1") == []
+        assert any("'uptime' expired" in line for line in await manager_lines(second, "t1"))
+
+
+async def test_too_many_open_requests_are_refused_with_503(tmp_path: Path) -> None:
+    async with link_rig(tmp_path, dispatch_queue_size=2) as rig:
+        agent = await rig.agent("t1")
+        for _ in range(2):
+            assert (await rig.api.client.put("/targets/t1/logs")).status_code == 202
+        refused = await rig.api.client.put("/targets/t1/logs")
+        assert refused.status_code == 503 and "retry-after" in refused.headers
+        first = await agent.take(m.LogRequest)  # delivered at once: the target is connected
+        await agent.send(m.RequestAck(request_id=first.request_id))
+        await agent.sync()
+        assert (await rig.api.client.put("/targets/t1/logs")).status_code == 202
+
+
+async def test_answered_requests_are_purged_after_retention(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await rig.api.client.put("/targets/t1/stop")
+    stop = await agent.take(m.Stop)
+    await agent.send(m.RequestAck(request_id=stop.request_id))
+    await agent.sync()
+    await rig.link.maintain()
+    assert await rig.api.storage.get_request("t1", stop.request_id) is not None
+    rig.clock.advance(rig.link.settings.request_retention_s + 1)
+    await rig.link.maintain()
+    assert await rig.api.storage.get_request("t1", stop.request_id) is None

@@ -3,16 +3,21 @@ delivered to the deploy targets (docs/protocol.md §6.6)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import pytest
 
 from swarmdeploy.manager.link.uploads import UploadReceiver
 from swarmdeploy.manager.services.blobs import FileBlobStore
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
 from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.storage import Storage, TaskRecord
+from swarmdeploy.storage.factory import open_storage
 from tests.manager.link.conftest import FakeAgent, Rig, zip_b64
 
 S = TargetState
@@ -20,11 +25,37 @@ TASK = "task-1"
 CHUNK = 1024
 
 
-def receiver(tmp_path: Path, *, max_bytes: int = 1 << 20) -> tuple[UploadReceiver, FileBlobStore]:
+@contextlib.asynccontextmanager
+async def sqlite(tmp_path: Path) -> AsyncIterator[Storage]:
+    """The manager's SQLite file in ``tmp_path``, open (each call is a manager start)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'manager.db'}")
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
+    async with sqlite(tmp_path) as opened:
+        await opened.add_task(TaskRecord(TASK, "build", False, {}, 1, 10**13), [])
+        yield opened
+
+
+def receiver(
+    tmp_path: Path, storage: Storage, *, max_bytes: int = 1 << 20
+) -> tuple[UploadReceiver, FileBlobStore]:
     blobs = FileBlobStore(tmp_path / "blobs")
-    return UploadReceiver(
-        tmp_path / "up", blobs, chunk_bytes=4096, max_upload_bytes=max_bytes
-    ), blobs
+    up = UploadReceiver(
+        tmp_path / "up",
+        storage,
+        blobs,
+        chunk_bytes=4096,
+        max_upload_bytes=max_bytes,
+        clock=lambda: 5,
+    )
+    return up, blobs
 
 
 def offer(data: bytes, sha256: str | None = None) -> m.UploadOffer:
@@ -46,8 +77,8 @@ def chunk(data: bytes, index: int, sha256: str | None = None) -> m.UploadChunk:
     )
 
 
-async def test_upload_completes_and_lands_in_blob_store(tmp_path: Path) -> None:
-    up, blobs = receiver(tmp_path)
+async def test_upload_completes_and_lands_in_blob_store(tmp_path: Path, storage: Storage) -> None:
+    up, blobs = receiver(tmp_path, storage)
     data = os.urandom(3 * CHUNK + 10)
     ack = await up.offer(offer(data))
     assert isinstance(ack, m.UploadAck) and (ack.next_index, ack.complete) == (0, False)
@@ -68,21 +99,53 @@ async def test_upload_completes_and_lands_in_blob_store(tmp_path: Path) -> None:
     assert isinstance(again, m.UploadAck) and again.complete
 
 
-async def test_upload_resumes_after_restart_at_next_index(tmp_path: Path) -> None:
-    up, _ = receiver(tmp_path)
+async def test_upload_resumes_after_restart_at_next_index(tmp_path: Path, storage: Storage) -> None:
+    up, _ = receiver(tmp_path, storage)
     data = os.urandom(3 * CHUNK)
     await up.offer(offer(data))
     await up.chunk(chunk(data, 0))
     await up.chunk(chunk(data, 1))
-    restarted, _ = receiver(tmp_path)
-    ack = await restarted.offer(offer(data))
-    assert isinstance(ack, m.UploadAck) and ack.next_index == 2
-    done = await restarted.chunk(chunk(data, 2))
-    assert isinstance(done, m.UploadAck) and done.complete
+    await storage.close()  # the manager stops; a new one opens the same database
+    async with sqlite(tmp_path) as reopened:
+        restarted, blobs = receiver(tmp_path, reopened)
+        ack = await restarted.offer(offer(data))
+        assert isinstance(ack, m.UploadAck) and ack.next_index == 2
+        done = await restarted.chunk(chunk(data, 2))
+        assert isinstance(done, m.UploadAck) and done.complete
+        assert await blobs.get(offer(data).sha256) == data
 
 
-async def test_repeats_and_gaps_answered_with_next_index(tmp_path: Path) -> None:
-    up, _ = receiver(tmp_path)
+async def test_lost_partial_file_starts_the_upload_over(tmp_path: Path, storage: Storage) -> None:
+    up, _ = receiver(tmp_path, storage)
+    data = os.urandom(3 * CHUNK)
+    await up.offer(offer(data))
+    await up.chunk(chunk(data, 0))
+    (tmp_path / "up" / TASK / f"{offer(data).sha256}.part").unlink()
+    ack = await up.offer(offer(data))
+    assert isinstance(ack, m.UploadAck) and ack.next_index == 0
+    record = await storage.get_upload(TASK, offer(data).sha256)
+    assert record is not None and record.next_index == 0
+
+
+async def test_deleted_task_takes_its_records_and_partial_files(
+    tmp_path: Path, storage: Storage
+) -> None:
+    up, _ = receiver(tmp_path, storage)
+    data = os.urandom(3 * CHUNK)
+    await up.offer(offer(data))
+    await up.chunk(chunk(data, 0))
+    legacy = tmp_path / "up" / TASK / f"{offer(data).sha256}.json"  # an older version's record
+    legacy.write_text("{}")
+    assert await up.remove_orphans() == 1  # the unfinished upload's file stays
+    assert (tmp_path / "up" / TASK / f"{offer(data).sha256}.part").exists()
+    await storage.delete_task(TASK)
+    assert await storage.list_uploads(TASK) == []
+    assert await up.remove_orphans() == 1
+    assert not (tmp_path / "up" / TASK).exists()
+
+
+async def test_repeats_and_gaps_answered_with_next_index(tmp_path: Path, storage: Storage) -> None:
+    up, _ = receiver(tmp_path, storage)
     data = os.urandom(3 * CHUNK)
     await up.offer(offer(data))
     await up.chunk(chunk(data, 0))
@@ -92,8 +155,8 @@ async def test_repeats_and_gaps_answered_with_next_index(tmp_path: Path) -> None
     assert isinstance(gap, m.UploadAck) and gap.next_index == 1
 
 
-async def test_digest_mismatch_discards_the_upload(tmp_path: Path) -> None:
-    up, blobs = receiver(tmp_path)
+async def test_digest_mismatch_discards_the_upload(tmp_path: Path, storage: Storage) -> None:
+    up, blobs = receiver(tmp_path, storage)
     data = os.urandom(2 * CHUNK)
     wrong = hashlib.sha256(b"something else").hexdigest()
     await up.offer(offer(data, wrong))
@@ -106,8 +169,8 @@ async def test_digest_mismatch_discards_the_upload(tmp_path: Path) -> None:
     assert isinstance(fresh, m.UploadAck) and fresh.next_index == 0
 
 
-async def test_refusals_too_large_wrong_size_and_no_offer(tmp_path: Path) -> None:
-    up, _ = receiver(tmp_path, max_bytes=2048)
+async def test_refusals_too_large_wrong_size_and_no_offer(tmp_path: Path, storage: Storage) -> None:
+    up, _ = receiver(tmp_path, storage, max_bytes=2048)
     big = os.urandom(4096)
     too_large = await up.offer(offer(big))
     assert isinstance(too_large, m.Error) and too_large.code == "too_large"
@@ -120,8 +183,8 @@ async def test_refusals_too_large_wrong_size_and_no_offer(tmp_path: Path) -> Non
     assert isinstance(wrong, m.Error) and wrong.code == "invalid_message"
 
 
-async def test_empty_artifact_completes_at_offer(tmp_path: Path) -> None:
-    up, _ = receiver(tmp_path)
+async def test_empty_artifact_completes_at_offer(tmp_path: Path, storage: Storage) -> None:
+    up, _ = receiver(tmp_path, storage)
     ack = await up.offer(offer(b""))
     assert isinstance(ack, m.UploadAck) and ack.complete
 

@@ -14,7 +14,9 @@ class LinkSettings:
     """How the manager serves agents (units in the names; times in the manager's clock).
 
     ``touch_interval_ms`` throttles writes of a target's last contact: a storm of messages
-    costs one write per interval, while the in-memory session stays exact.
+    costs one write per interval, while the in-memory session stays exact. Answered requests
+    are kept ``request_retention_s`` (the record of what was asked), then purged by the
+    maintenance pass that runs every ``maintenance_interval_s``.
     """
 
     uploads_dir: Path
@@ -27,12 +29,18 @@ class LinkSettings:
     sweep_interval_s: float = 1.0
     queue_per_target: int = 256
     auth_cache_ms: int = 5_000
+    request_retention_s: float = 7 * 86_400.0
+    maintenance_interval_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not 0 < self.chunk_bytes <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be between 1 and {MAX_CHUNK_BYTES}")
-        if min(self.heartbeat_interval_s, self.sweep_interval_s) <= 0:
-            raise ValueError("heartbeat_interval_s and sweep_interval_s must be positive")
+        if min(self.heartbeat_interval_s, self.sweep_interval_s, self.maintenance_interval_s) <= 0:
+            raise ValueError(
+                "heartbeat_interval_s, sweep_interval_s and maintenance_interval_s must be > 0"
+            )
+        if self.request_retention_s < 0:
+            raise ValueError("request_retention_s must not be negative")
         if min(self.online_timeout_ms, self.queue_per_target, self.max_upload_bytes) < 1:
             raise ValueError("online_timeout_ms, queue_per_target and max_upload_bytes must be > 0")
 

@@ -149,7 +149,7 @@ class AgentHandlers:
     async def _hello(self, target_id: str, msg: m.Hello) -> None:
         p = self._p
         p.sessions.hello(target_id, boot_id=msg.boot_id, arch=msg.arch)
-        highest = await p.sequencer.highest(target_id, agent_acked=msg.log_acked_seq)
+        highest = await p.sequencer.highest(target_id, agent_acked=msg.log_acked_seq, refresh=True)
         welcome = m.Welcome(
             log_acked_seq=highest,
             heartbeat_interval_s=p.settings.heartbeat_interval_s,

@@ -5,12 +5,13 @@ The manager stores a line only if its ``seq`` is exactly one more than the highe
 a gap are dropped and come again. The answer ``log_ack{upto_seq}`` names the highest stored
 ``seq``. Storage keeps ``(target, seq)`` unique as a second guard.
 
-The highest stored ``seq`` per target is cached in memory. The storage interface has no
-"highest seq of a target" query, so the cache starts from the newest page of the target's
-lines by time (an agent numbers lines in time order) and from the agent's own
-``hello.log_acked_seq``: what the agent says the manager acknowledged was stored, even if
-retention or a restored backup removed it since -- without that, an agent whose spool starts
-above the manager's highest line would be stuck behind a gap forever.
+The highest stored ``seq`` per target is cached in memory. The cache starts from storage
+(``Storage.max_log_seq``, an index lookup) and from the agent's own ``hello.log_acked_seq``:
+what the agent says the manager acknowledged was stored, even if retention or a restored
+backup removed it since -- without that, an agent whose spool starts above the manager's
+highest line would be stuck behind a gap forever. The cache is refreshed from storage at
+every ``hello`` (a target may have sent lines through another replica meanwhile; ADR 0005);
+between ``hello``s one agent talks to one replica, whose worker for it is serial.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.protocol.messages import LogEntry
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.records import MAX_PER_PAGE, LogQuery, LogRecord
+from swarmdeploy.storage.records import LogRecord
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,20 +69,15 @@ class LogSequencer:
         self._logs = logs
         self._highest: dict[str, int] = {}
 
-    async def highest(self, target_id: str, *, agent_acked: int = 0) -> int:
-        """The highest stored ``seq`` of ``target_id`` (raised to ``agent_acked``)."""
+    async def highest(self, target_id: str, *, agent_acked: int = 0, refresh: bool = False) -> int:
+        """The highest stored ``seq`` of ``target_id`` (raised to ``agent_acked``); read
+        from storage when not cached or when ``refresh`` is set (at ``hello``)."""
         known = self._highest.get(target_id)
-        if known is None:
-            known = await self._stored_highest(target_id)
+        if known is None or refresh:
+            known = max(await self._storage.max_log_seq(target_id), known or 0)
         known = max(known, agent_acked)
         self._highest[target_id] = known
         return known
-
-    async def _stored_highest(self, target_id: str) -> int:
-        page = await self._storage.query_logs(
-            LogQuery(target=target_id, sort_by="time", sort_order="desc", per_page=MAX_PER_PAGE)
-        )
-        return max((r.seq for r in page.items if r.seq is not None), default=0)
 
     async def receive(self, target_id: str, entries: Sequence[LogEntry]) -> Batch:
         """Store the next contiguous lines of ``entries``; returns what happened. The cache

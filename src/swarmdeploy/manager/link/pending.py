@@ -1,24 +1,31 @@
-"""Bookkeeping of manager -> agent requests until acknowledged (docs/protocol.md §6.8).
+"""Requests to agents as the API submits them, as stored records and as wire messages
+(docs/protocol.md §6.8). No I/O here; :mod:`.requests` stores and sends them.
 
-Each request is kept, keyed by its ``request_id``, until the agent answers ``request_ack``.
-``terminal`` and ``terminal_stop`` of an absent target expire (their age is tracked both
-while queued in the dispatcher and once sent); ``config`` is one per target: a newer one
-replaces a pending older one. No I/O here; :mod:`.requests` does the sending.
+A stored request (:class:`~swarmdeploy.storage.records.RequestRecord`) keeps its wire
+``request_id`` as ``id``, its wire ``type`` as ``kind`` and the message's other fields as
+``payload``, so that any replica can send it again exactly as it was first sent. ``terminal``
+and ``terminal_stop`` carry a deadline (``expires_at``): they expire while the target is
+away instead of running long after the operator gave up.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import logging
-
 from swarmdeploy.manager import dispatch
 from swarmdeploy.protocol import messages as m
-
-log = logging.getLogger(__name__)
+from swarmdeploy.protocol.codec import from_wire, to_wire
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.storage.records import RequestRecord
 
 RequestMessage = m.Stop | m.LogRequest | m.TerminalCommand | m.TerminalStop | m.Config
-_MAX_PENDING = 1000
+_REQUEST_TYPES: dict[str, type[RequestMessage]] = {
+    "stop": m.Stop,
+    "log_request": m.LogRequest,
+    "terminal": m.TerminalCommand,
+    "terminal_stop": m.TerminalStop,
+    "config": m.Config,
+}
+#: Kinds the API submits; the per-target bound counts these (not the link's own ``config``).
+SUBMITTED_KINDS: tuple[str, ...] = ("stop", "log_request", "terminal", "terminal_stop")
 
 
 def to_message(request: dispatch.TargetRequest) -> RequestMessage:
@@ -43,85 +50,38 @@ def is_terminal(request: dispatch.TargetRequest | RequestMessage) -> bool:
     return isinstance(request, kinds)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Pending:
-    """A request sent (or about to be sent) and not yet acknowledged."""
+def to_record(
+    target_id: str, message: RequestMessage, *, now_ms: int, terminal_expiry_ms: int
+) -> RequestRecord:
+    """The stored form of ``message`` for ``target_id`` (``pending``)."""
+    payload = to_wire(message)
+    kind = str(payload.pop("type"))
+    payload.pop("request_id", None)
+    payload.pop("v", None)
+    expires_at = now_ms + terminal_expiry_ms if is_terminal(message) else None
+    return RequestRecord(
+        id=message.request_id,
+        target_id=target_id,
+        kind=kind,
+        payload=payload,
+        created_at=now_ms,
+        expires_at=expires_at,
+    )
 
-    message: RequestMessage
-    created_ms: int
+
+def from_record(record: RequestRecord) -> RequestMessage:
+    """The wire message of a stored request. Raises :class:`MessageError` for a record
+    that is not a valid request (an unknown kind, a damaged payload)."""
+    cls = _REQUEST_TYPES.get(record.kind)
+    if cls is None:
+        raise MessageError(f"{record.kind!r} is not a request type")
+    return from_wire(cls, {**record.payload, "type": record.kind, "request_id": record.id})
 
 
-class PendingRequests:
-    """Unacknowledged requests per target, in the order they were created."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, collections.OrderedDict[str, Pending]] = {}
-        self._queued_terminal: dict[str, dict[str, int]] = {}
-
-    def add(self, target_id: str, message: RequestMessage, now_ms: int) -> Pending:
-        """Keep ``message`` until acknowledged; a ``config`` replaces older ones."""
-        queue = self._pending.setdefault(target_id, collections.OrderedDict())
-        if isinstance(message, m.Config):
-            for request_id in [k for k, p in queue.items() if isinstance(p.message, m.Config)]:
-                del queue[request_id]
-        entry = queue.get(message.request_id) or Pending(message, now_ms)
-        queue[message.request_id] = entry
-        while len(queue) > _MAX_PENDING:
-            dropped, _ = queue.popitem(last=False)
-            log.warning("too many unacknowledged requests for %s; dropped %s", target_id, dropped)
-        self._queued_terminal.get(target_id, {}).pop(message.request_id, None)
-        return entry
-
-    def pending(self, target_id: str) -> list[Pending]:
-        """The unacknowledged requests of ``target_id``, oldest first."""
-        return list(self._pending.get(target_id, {}).values())
-
-    def ack(self, target_id: str, request_id: str) -> Pending | None:
-        """Forget an acknowledged request; returns it (``None``: unknown or a repeat ack)."""
-        queue = self._pending.get(target_id)
-        if not queue:
-            return None
-        entry = queue.pop(request_id, None)
-        if not queue:
-            del self._pending[target_id]
-        return entry
-
-    def note_queued(self, target_id: str, request: dispatch.TargetRequest, now_ms: int) -> None:
-        """A terminal request waits in the dispatcher for an offline target: start its clock."""
-        if is_terminal(request):
-            self._queued_terminal.setdefault(target_id, {})[request.id] = now_ms
-
-    def expire_terminal(
-        self, target_id: str, now_ms: int, max_age_ms: int
-    ) -> tuple[list[Pending], list[str]]:
-        """Terminal requests of an absent target older than ``max_age_ms``: the pending ones
-        are removed and returned; the ids of those still queued in the dispatcher are
-        returned (and forgotten) for the caller to remove there."""
-        expired: list[Pending] = []
-        queue = self._pending.get(target_id)
-        if queue:
-            for request_id, entry in list(queue.items()):
-                if is_terminal(entry.message) and now_ms - entry.created_ms >= max_age_ms:
-                    expired.append(queue.pop(request_id))
-            if not queue:
-                del self._pending[target_id]
-        queued = self._queued_terminal.get(target_id, {})
-        old = [rid for rid, since in queued.items() if now_ms - since >= max_age_ms]
-        for request_id in old:
-            del queued[request_id]
-        if not queued:
-            self._queued_terminal.pop(target_id, None)
-        return expired, old
-
-    def targets_with_terminal(self) -> list[str]:
-        """Targets that have terminal requests pending or queued."""
-        ids = set(self._queued_terminal)
-        for target_id, queue in self._pending.items():
-            if any(is_terminal(p.message) for p in queue.values()):
-                ids.add(target_id)
-        return sorted(ids)
-
-    def forget(self, target_id: str) -> None:
-        """Drop everything of a revoked target."""
-        self._pending.pop(target_id, None)
-        self._queued_terminal.pop(target_id, None)
+def describe(record: RequestRecord) -> str:
+    """A short human name of a request for ``$manager`` log lines."""
+    if record.kind == "terminal":
+        return f"terminal command {record.payload.get('command', '')!r}"
+    if record.kind == "terminal_stop":
+        return "terminal stop"
+    return f"{record.kind} request"

@@ -1,46 +1,60 @@
 """Delivering manager -> agent requests (docs/protocol.md §6.8, §6.2 steps 5 and 6).
 
-The REST API queues requests in the :class:`~swarmdeploy.manager.dispatch.Dispatcher`. For a
-connected target the link drains the queue at once (the dispatcher's wake-up); an offline
-target keeps its queue there (bounded: the API answers 503 when full) until its ``hello``.
-Each drained request becomes its wire message (the dispatcher's id is the ``request_id``),
-is kept in :class:`~.pending.PendingRequests` and is sent again at every ``hello`` until the
-agent acknowledges it.
+Every request lives in storage (``requests``) from submission until the agent answers it, so
+a manager restart loses none and any replica can deliver it (ADR 0005). The REST API submits
+through the :class:`~swarmdeploy.manager.dispatch.Dispatcher`, which hands each request to
+:meth:`RequestService.accept` (this service is the dispatcher's sink): it is stored
+``pending`` under the per-target bound, and a connected target's worker is woken to send it
+at once (``sent``). At every ``hello`` every open request is sent again; the agent answers
+``request_ack`` and the request ends ``acked`` or ``refused`` -- recorded once, whichever
+replica hears the answer. ``terminal`` and ``terminal_stop`` expire when their deadline
+passes while the target is away (a ``$manager`` line says so).
 
 ``config`` carries name, tags and location set through the API. Its revision is the
-target's ``updated_at`` (ms): it grows with every API update, survives restarts without a
-schema change, and the agent ignores revisions older than the one it applied. It is pushed
-after an update and at a ``hello`` whose ``config_revision`` differs.
+target's ``updated_at`` (ms), which storage keeps growing even when the clock goes back; the
+agent ignores revisions older than the one it applied. It is pushed after an update and at
+a ``hello`` whose ``config_revision`` differs; a newer one supersedes an open older one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
 
 from swarmdeploy.manager.clock import Clock
-from swarmdeploy.manager.dispatch import Dispatcher
-from swarmdeploy.manager.errors import NotFoundError
-from swarmdeploy.manager.link.pending import Pending, PendingRequests, is_terminal, to_message
+from swarmdeploy.manager.dispatch import TargetRequest
+from swarmdeploy.manager.errors import NotFoundError, Unavailable
+from swarmdeploy.manager.link.pending import (
+    SUBMITTED_KINDS,
+    describe,
+    from_record,
+    to_message,
+    to_record,
+)
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.services.control import TERMINAL_TASK
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
-from swarmdeploy.protocol.errors import TransitionError
+from swarmdeploy.protocol.errors import MessageError, TransitionError
 from swarmdeploy.protocol.states import TargetEvent, TargetState
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.records import TargetRecord
+from swarmdeploy.storage.errors import NotFound
+from swarmdeploy.storage.records import RequestRecord, TargetRecord
 from swarmdeploy.transport.base import ManagerTransport
 
 log = logging.getLogger(__name__)
 
 _UNDELIVERED = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 
+#: Called with a target id when it has a new request: queue delivery on its worker.
+Wake = Callable[[str], None]
+
 
 def config_message(record: TargetRecord, *, agent_revision: int = 0) -> m.Config:
     """The ``config`` of ``record``. Its revision is ``updated_at``; should the agent hold a
-    higher one (the manager's clock went back), that one is reused so the agent applies it.
+    higher one (e.g. restored manager data), that one is reused so the agent applies it.
     The request id names revision and content, so changed content is never taken for a
     repeat."""
     location = record.location
@@ -58,76 +72,131 @@ def config_message(record: TargetRecord, *, agent_revision: int = 0) -> m.Config
 
 
 class RequestService:
-    """Sends requests, re-sends them until acknowledged, expires terminal ones."""
+    """Stores, sends and re-sends requests until answered; expires terminal ones."""
 
     def __init__(
         self,
         storage: Storage,
         *,
         transport: ManagerTransport,
-        dispatcher: Dispatcher,
-        pending: PendingRequests,
         sessions: Sessions,
         logs: LogService,
         states: TaskStates,
         clock: Clock,
         terminal_expiry_ms: int,
+        wake: Wake,
     ) -> None:
         self._storage = storage
         self._transport = transport
-        self._dispatcher = dispatcher
-        self._pending = pending
         self._sessions = sessions
         self._logs = logs
         self._states = states
         self._clock = clock
         self._terminal_expiry_ms = terminal_expiry_ms
+        self._wake = wake
 
-    async def deliver_queued(self, target_id: str) -> int:
-        """Drain the dispatcher's queue of ``target_id`` and send it; returns how many."""
-        requests = await self._dispatcher.drain(target_id)
-        now = self._clock()
-        for request in requests:
-            entry = self._pending.add(target_id, to_message(request), now)
-            await self._transport.send(target_id, entry.message)
-        return len(requests)
+    # -- the dispatcher's sink -----------------------------------------------------------------
+    async def accept(self, target_id: str, request: TargetRequest, *, max_open: int) -> None:
+        """Store a submitted request (``pending``) and wake the target's worker. Raises
+        :class:`Unavailable` when the target has ``max_open`` open submitted requests already
+        (its ``config`` does not count) and :class:`NotFoundError` for an unknown target."""
+        record = to_record(
+            target_id,
+            to_message(request),
+            now_ms=self._clock(),
+            terminal_expiry_ms=self._terminal_expiry_ms,
+        )
+        try:
+            added = await self._storage.add_request(
+                record, max_open=max_open, counted_kinds=SUBMITTED_KINDS
+            )
+        except NotFound:
+            raise NotFoundError(f"target {target_id} is not found") from None
+        if not added:
+            raise Unavailable(
+                f"{max_open} requests are already waiting for target {target_id}; "
+                "try again when it is online",
+                retry_after_s=30,
+            )
+        self._wake(target_id)
+
+    async def discard(self, target_id: str) -> int:
+        """Delete every request of ``target_id`` (revoked)."""
+        return await self._storage.delete_requests(target_id)
+
+    # -- sending -------------------------------------------------------------------------------
+    async def deliver(self, target_id: str) -> int:
+        """Send the target's requests that were never sent (the wake-up job); returns how
+        many were handed to its connection."""
+        records = await self._storage.open_requests(target_id)
+        return await self._send(target_id, [r for r in records if r.state == "pending"])
+
+    async def _send(self, target_id: str, records: Sequence[RequestRecord]) -> int:
+        sent: list[str] = []
+        for record in records:
+            try:
+                message = from_record(record)
+            except MessageError as exc:
+                log.error("request %s of %s cannot be sent: %s", record.id, target_id, exc)
+                await self._storage.finish_request(
+                    target_id, record.id, state="expired", at=self._clock(), message=str(exc)
+                )
+                continue
+            if await self._transport.send(target_id, message):
+                sent.append(record.id)
+        if sent:
+            await self._storage.mark_requests_sent(target_id, sent)
+        return len(sent)
 
     async def on_hello(self, target_id: str, record: TargetRecord | None, revision: int) -> None:
-        """§6.2 steps 5 and 6: re-send what is unacknowledged, deliver what is queued, and
+        """§6.2 steps 5 and 6: expire what is overdue, send every open request again, and
         push ``config`` when the agent's revision differs."""
         await self._expire(target_id, self._clock())
-        for entry in self._pending.pending(target_id):
-            if isinstance(entry.message, m.Config):
-                # step 6 decides: the agent either holds the current revision already (a lost
-                # ack) or gets the current configuration below
-                self._pending.ack(target_id, entry.message.request_id)
-            else:
-                await self._transport.send(target_id, entry.message)
-        await self.deliver_queued(target_id)
-        if record is not None and revision != record.updated_at:
-            await self.push_config(record, agent_revision=revision)
+        records = await self._storage.open_requests(target_id)
+        await self._send(target_id, [r for r in records if r.kind != "config"])
+        if record is None:
+            return
+        if revision != record.updated_at:
+            await self.push_config(record, agent_revision=revision)  # supersedes open ones
+            return
+        for open_config in (r for r in records if r.kind == "config"):
+            # the agent holds the current revision already: its ack was lost
+            await self._storage.finish_request(
+                target_id, open_config.id, state="acked", at=self._clock(),
+                message="the agent reported this revision",
+            )  # fmt: skip
 
     async def push_config(self, record: TargetRecord, *, agent_revision: int = 0) -> None:
-        """Send the target's configuration (kept until acknowledged)."""
+        """Store the target's configuration (superseding an open one) and send it."""
         message = config_message(record, agent_revision=agent_revision)
-        entry = self._pending.add(record.id, message, self._clock())
-        await self._transport.send(record.id, entry.message)
+        stored = to_record(record.id, message, now_ms=self._clock(), terminal_expiry_ms=0)
+        try:
+            await self._storage.add_request(stored, supersede=True)
+        except NotFound:
+            return  # deleted meanwhile
+        await self._send(record.id, [stored])
 
+    # -- answers and expiry --------------------------------------------------------------------
     async def on_ack(self, target_id: str, ack: m.RequestAck) -> None:
-        """The agent carried out (or refused) a request: forget it and record the outcome."""
-        entry = self._pending.ack(target_id, ack.request_id)
-        if entry is None:
-            return  # a repeated ack, or a request forgotten meanwhile
-        request = entry.message
+        """The agent carried out (or refused) a request: record the outcome once."""
+        finished = await self._storage.finish_request(
+            target_id,
+            ack.request_id,
+            state="acked" if ack.ok else "refused",
+            at=self._clock(),
+            message=ack.message,
+        )
+        if finished is None:
+            return  # a repeated ack, or a request that expired meanwhile
         if not ack.ok:
-            task = TERMINAL_TASK if is_terminal(request) else getattr(request, "task_id", "")
-            text = f"{m.message_type(request)} refused by the agent: {ack.message}"
+            terminal = finished.kind.startswith("terminal")
+            task = TERMINAL_TASK if terminal else str(finished.payload.get("task_id", ""))
+            text = f"{finished.kind} refused by the agent: {ack.message}"
             await self._logs.manager_line(target_id, task, text, error=True)
-            return
-        if isinstance(request, m.LogRequest):
+        elif finished.kind == "log_request":
             await self._storage.set_log_request_at(target_id, self._clock())
-        elif isinstance(request, m.Stop) and request.task_id:
-            await self._stop_undelivered(target_id, request.task_id)
+        elif finished.kind == "stop" and finished.payload.get("task_id"):
+            await self._stop_undelivered(target_id, str(finished.payload["task_id"]))
 
     async def _stop_undelivered(self, target_id: str, task_id: str) -> None:
         """A task stopped on a target that never accepted it ends ``stopped`` here too."""
@@ -141,31 +210,22 @@ class RequestService:
             log.debug("stop of undelivered task %s on %s skipped: %s", task_id, target_id, exc)
 
     async def expire_absent(self) -> int:
-        """Expire terminal requests of targets that are offline; returns how many."""
+        """Expire overdue requests (terminal ones) of targets that are not online here;
+        returns how many."""
         now = self._clock()
         count = 0
-        for target_id in self._pending.targets_with_terminal():
+        for target_id in await self._storage.targets_with_expired_requests(now=now):
             if not self._sessions.is_online(target_id):
                 count += await self._expire(target_id, now)
         return count
 
     async def _expire(self, target_id: str, now: int) -> int:
-        expired, queued_ids = self._pending.expire_terminal(
-            target_id, now, self._terminal_expiry_ms
-        )
-        removed = await self._dispatcher.remove(target_id, queued_ids) if queued_ids else []
-        lines = [_describe(e) for e in expired] + [
-            _describe(Pending(to_message(r), now)) for r in removed
-        ]
-        for line in lines:
+        expired = await self._storage.expire_requests(target_id, now=now)
+        for record in expired:
             await self._logs.manager_line(
-                target_id, TERMINAL_TASK, f"{line} expired: the target was offline", error=True
+                target_id,
+                TERMINAL_TASK if record.kind.startswith("terminal") else "",
+                f"{describe(record)} expired: the target was offline",
+                error=True,
             )
-        return len(lines)
-
-
-def _describe(entry: Pending) -> str:
-    message = entry.message
-    if isinstance(message, m.TerminalCommand):
-        return f"terminal command {message.command!r}"
-    return "terminal stop"
+        return len(expired)

@@ -7,12 +7,18 @@ the allow-list *before* the transport binds. Then:
 
 * one loop receives authenticated messages and queues each on its target's serial worker
   (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it;
-* one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``) and
-  expires terminal requests of absent targets;
+* one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``),
+  expires terminal requests of absent targets and, every ``maintenance_interval_s``, purges
+  answered requests and partial uploads nobody will finish (:meth:`LinkServer.maintain`);
 * service hooks: registrations ``allow`` keys, deletions ``revoke`` them (and stop the
   target's unfinished rows), API updates push ``config``, new tasks are announced at once to
-  connected targets (plus best-effort hints by id and tag, §6.9), and requests queued by the
-  API are delivered at once to connected targets (the dispatcher's wake-up).
+  connected targets (plus best-effort hints by id and tag, §6.9), and the link is the
+  dispatcher's sink: requests submitted by the API are stored and delivered at once to
+  connected targets (the wake-up).
+
+What lives where -- storage or this process -- is recorded in
+``docs/adr/0005-manager-link-state.md``: everything another replica (or this one after a
+restart) needs is in storage; sessions, routes, caches and worker queues are in memory.
 
 Lifecycle: ``new -> running -> closed``; calls in the wrong state raise ``LinkStateError``.
 """
@@ -26,14 +32,12 @@ import functools
 import logging
 
 from swarmdeploy.manager.clock import Clock
-from swarmdeploy.manager.dispatch import TargetRequest
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
 from swarmdeploy.manager.link.logs import LogSequencer
 from swarmdeploy.manager.link.manifest import ArtifactCatalog
-from swarmdeploy.manager.link.pending import PendingRequests
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
@@ -83,13 +87,14 @@ class LinkServer:
             online_timeout_ms=settings.online_timeout_ms,
             touch_interval_ms=settings.touch_interval_ms,
         )
-        self.pending = PendingRequests()
         self.workers = TargetWorkers(max_queued=settings.queue_per_target)
         self.uploads = UploadReceiver(
             settings.uploads_dir,
+            s.storage,
             s.blobs,
             chunk_bytes=settings.chunk_bytes,
             max_upload_bytes=settings.max_upload_bytes,
+            clock=clock,
         )
         catalog = ArtifactCatalog(
             s.storage, s.blobs, self.uploads, chunk_bytes=settings.chunk_bytes
@@ -107,13 +112,12 @@ class LinkServer:
         self.requests = RequestService(
             s.storage,
             transport=transport,
-            dispatcher=s.dispatcher,
-            pending=self.pending,
             sessions=self.sessions,
             logs=s.logs,
             states=s.task_states,
             clock=clock,
             terminal_expiry_ms=settings.terminal_expiry_ms,
+            wake=self._wake,
         )
         self.handlers = AgentHandlers(
             Parts(
@@ -133,6 +137,7 @@ class LinkServer:
             )
         )
         self._loops: list[asyncio.Task[None]] = []
+        self._maintained_ms: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -153,7 +158,7 @@ class LinkServer:
         s.registry.add_update_listener(self)
         s.registry.set_presence(self.sessions)
         s.tasks.add_listener(self)
-        s.dispatcher.set_wakeup(self._wakeup)
+        await s.dispatcher.attach(self.requests)
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
             asyncio.create_task(self._sweep_loop(), name="link:sweep"),
@@ -165,7 +170,7 @@ class LinkServer:
         if self.state is LinkState.CLOSED:
             return
         self.state = LinkState.CLOSED
-        self.services.dispatcher.set_wakeup(None)
+        await self.services.dispatcher.attach(None)
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -200,22 +205,37 @@ class LinkServer:
                 log.exception("link sweep failed")
 
     async def sweep(self) -> None:
-        """Mark silent targets offline (``targetUpdated``) and expire terminal requests of
-        absent targets. Runs every ``sweep_interval_s``."""
-        for target_id in self.sessions.sweep(self._clock()):
+        """Mark silent targets offline (``targetUpdated``), expire terminal requests of
+        absent targets, and run :meth:`maintain` when it is due. Runs every
+        ``sweep_interval_s``."""
+        now = self._clock()
+        for target_id in self.sessions.sweep(now):
             log.info("target %s is offline (silent for too long)", target_id)
             await self.handlers.publish_target(target_id)
         await self.requests.expire_absent()
+        due = self._maintained_ms is None or (
+            now - self._maintained_ms >= self.settings.maintenance_interval_s * 1000
+        )
+        if due:
+            self._maintained_ms = now
+            await self.maintain()
+
+    async def maintain(self) -> None:
+        """Retention: delete answered requests older than ``request_retention_s`` and the
+        partial files of uploads without an unfinished record (their task was deleted, or
+        they were completed or discarded)."""
+        older_than = self._clock() - int(self.settings.request_retention_s * 1000)
+        purged = await self.services.storage.purge_requests(older_than=older_than)
+        removed = await self.uploads.remove_orphans()
+        if purged or removed:
+            log.info("link maintenance: %d old request(s), %d partial upload(s)", purged, removed)
 
     # -- service hooks -------------------------------------------------------------------------
-    def _wakeup(self, target_id: str, request: TargetRequest) -> None:
-        """The API queued a request: deliver it now if the target is connected."""
+    def _wake(self, target_id: str) -> None:
+        """A request was stored for the target: deliver it now if the target is connected
+        here (otherwise at its next ``hello``)."""
         if self.sessions.is_online(target_id):
-            self.workers.submit(
-                target_id, functools.partial(self.requests.deliver_queued, target_id)
-            )
-        else:
-            self.pending.note_queued(target_id, request, self._clock())
+            self.workers.submit(target_id, functools.partial(self.requests.deliver, target_id))
 
     async def task_created(self, view: TaskView) -> None:
         """Announce a new task to its connected targets and hint the others (§6.9)."""
@@ -267,7 +287,6 @@ class LinkServer:
             return
         await self.transport.revoke(target.id)
         self.sessions.forget(target.id)
-        self.pending.forget(target.id)
         self.sequencer.forget(target.id)
         states = self.services.task_states
         for row in await self.services.storage.target_tasks(target.id):

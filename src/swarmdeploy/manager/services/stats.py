@@ -1,4 +1,9 @@
-"""Gauges for ``GET /metrics`` computed from storage, cached briefly to bound scrape cost."""
+"""Gauges for ``GET /metrics`` computed from storage, cached briefly to bound scrape cost.
+
+Counts come from aggregate queries (``count_targets``, ``count_task_targets_by_state``,
+``count_tasks_by_states``: one row per distinct state set, however many tasks). Only the
+per-target gauges (online, health) read target records, a page of 1,000 per query.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +41,8 @@ def health_samples(target_id: str, health: dict[str, object] | None) -> list[Sam
 
 
 class StatsService:
-    """Renders the Prometheus exposition: stored-state gauges plus process counters.
-
-    Counting online targets and task statuses walks every target and task page by page (the
-    storage interface has no aggregate queries); the result is cached for ``cache_s``.
-    """
+    """Renders the Prometheus exposition: stored-state gauges plus process counters; the
+    gauges are cached for ``cache_s``."""
 
     def __init__(
         self,
@@ -58,13 +60,13 @@ class StatsService:
         self._cache_s = cache_s
         self._cached: tuple[float, list[Family]] = (float("-inf"), [])
 
-    async def _targets(self) -> tuple[int, int, list[Samples]]:
-        total = online = 0
+    async def _per_target(self) -> tuple[int, list[Samples]]:
+        """Online targets and the health samples: needs every target's record."""
+        online = 0
         health: list[Samples] = [[] for _ in HEALTH_GAUGES]
         page = 1
         while True:
             result = await self._storage.list_targets(page=page, per_page=MAX_PER_PAGE)
-            total = result.total
             online += sum(1 for r in result.items if self._registry.is_online(r))
             for record in result.items:
                 for samples, found in zip(
@@ -72,27 +74,23 @@ class StatsService:
                 ):
                     samples.extend(found)
             if page * MAX_PER_PAGE >= result.total:
-                return total, online, health
+                return online, health
             page += 1
 
     async def _task_statuses(self) -> collections.Counter[str]:
         counts: collections.Counter[str] = collections.Counter()
-        page = 1
-        while True:
-            result = await self._storage.list_tasks(page=page, per_page=MAX_PER_PAGE)
-            for task in result.items:
-                rows = await self._storage.task_targets(task.id)
-                counts[summarize([TargetState(r.state) for r in rows]).value] += 1
-            if page * MAX_PER_PAGE >= result.total:
-                return counts
-            page += 1
+        for states, tasks in (await self._storage.count_tasks_by_states()).items():
+            counts[summarize([TargetState(s) for s in states]).value] += tasks
+        return counts
 
     async def _gauges(self) -> list[Family]:
         stamp, cached = self._cached
         if time.monotonic() - stamp < self._cache_s:
             return cached
-        total, online, health = await self._targets()
+        total = await self._storage.count_targets()
+        online, health = await self._per_target()
         statuses = await self._task_statuses()
+        rows = await self._storage.count_task_targets_by_state()
         gauges: list[Family] = [
             ("swarmdeploy_targets", "gauge", "Registered targets.", [({}, float(total))]),
             (
@@ -106,6 +104,12 @@ class StatsService:
                 "gauge",
                 "Tasks by summary status.",
                 [({"status": s.value}, float(statuses[s.value])) for s in TaskStatus],
+            ),
+            (
+                "swarmdeploy_task_targets",
+                "gauge",
+                "Per-target task rows by state.",
+                [({"state": s.value}, float(rows.get(s.value, 0))) for s in TargetState],
             ),
             (
                 "swarmdeploy_log_lines",

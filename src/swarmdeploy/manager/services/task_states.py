@@ -61,11 +61,10 @@ class TaskStates:
 
     async def row(self, task_id: str, target_id: str) -> TaskTargetRecord:
         """The row of ``target_id`` for ``task_id``; :class:`NotFoundError` if there is none."""
-        rows = await self._storage.target_tasks(target_id)
-        for row in rows:
-            if row.task_id == task_id:
-                return row
-        raise NotFoundError(f"target {target_id} has no part in task {task_id}")
+        row = await self._storage.get_task_target(task_id, target_id)
+        if row is None:
+            raise NotFoundError(f"target {target_id} has no part in task {task_id}")
+        return row
 
     async def apply(
         self, task_id: str, target_id: str, event: TargetEvent, *, reason: str = ""
