@@ -11,15 +11,16 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from swarmdeploy.storage import ApiKeyRecord, Conflict, StorageError
 from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.migrate import alembic_config
-from swarmdeploy.storage.records import RequestRecord
+from swarmdeploy.storage.records import ArtifactRecord, RequestRecord
 from swarmdeploy.storage.sql_core import SqlCore
 from swarmdeploy.storage.tables import metadata
 
-from .helpers import add_target, target
+from .helpers import add_target, target, task
 
 # Full-text structures exist only in the migrations (dialect specific).
 _FTS_TABLE_PREFIXES = ("logs_fts", "tasks_fts")
@@ -62,7 +63,7 @@ async def test_migrated_schema_matches_table_definitions(fresh_url: str) -> None
     finally:
         await backend.close()
     assert diff == []
-    assert version == "0002"
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def test_constraint_other_than_unique_is_storage_error_not_conflict(fresh_url: str) -> None:
@@ -102,5 +103,24 @@ async def test_database_at_0001_upgrades_to_head_keeping_its_data(fresh_url: str
         assert await first.add_request(RequestRecord("r1", "t1", "stop", {}, 5))
         await add_target(first, target("t2"))
         assert [r.id for r in await first.open_requests("t1")] == ["r1"]
+    finally:
+        await first.close()
+
+
+async def test_database_at_0002_upgrades_to_head_and_stores_artifacts(fresh_url: str) -> None:
+    first = open_storage(fresh_url)
+    assert isinstance(first, SqlCore)
+    engine = first._make_engine()
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+    finally:
+        await engine.dispose()
+    await first.open()
+    try:
+        await first.add_task(task("k1"), [])
+        record = ArtifactRecord("k1", "a" * 64, "artifacts.tar.gz", 5, "b1", 9, ("make",))
+        assert await first.add_artifacts([record]) == 1
+        assert (await first.list_artifacts(task_id="k1")).items == [record]
     finally:
         await first.close()

@@ -19,6 +19,7 @@ from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
+from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
@@ -61,7 +62,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
     return dataclasses.replace(task, descriptor=copy.deepcopy(task.descriptor))
 
 
-class MemoryStorage(MemoryLink, Storage):
+class MemoryStorage(MemoryLink, MemoryArtifacts, Storage):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
     def __init__(self) -> None:
@@ -76,6 +77,7 @@ class MemoryStorage(MemoryLink, Storage):
         self._api_keys: dict[str, ApiKeyRecord] = {}
         self._requests = RequestStore()
         self._uploads = UploadStore()
+        self._artifacts = ArtifactStore()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -311,6 +313,7 @@ class MemoryStorage(MemoryLink, Storage):
         self._task_targets = {k: v for k, v in self._task_targets.items() if k[0] != task_id}
         self._logs.delete_task(task_id)
         self._uploads.delete_task(task_id)
+        self._artifacts.delete_task(task_id)
 
     async def mark_task_stopped(self, task_id: str, at: int) -> None:
         """Set ``stopped_at``; raises ``NotFound``."""

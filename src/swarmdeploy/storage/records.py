@@ -223,3 +223,32 @@ class ApiKeyRecord:
     key_hash: bytes
     created_at: int
     last_used_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A verified build artifact with its provenance (seed 003 "Package Builder").
+
+    The bytes are a blob keyed by ``sha256`` (content-addressed: two builds that produce the
+    same bytes share the blob but keep one record each). ``build_host``, ``commands`` and
+    ``built_at`` say where, how and when ``task_id`` produced it.
+    """
+
+    task_id: str
+    sha256: str
+    name: str
+    size_bytes: int
+    build_host: str
+    built_at: int
+    commands: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuildRecord:
+    """When the build of ``task_id`` on ``host`` started and finished (``None``: not yet,
+    or the report was never seen -- an agent may jump from ``accepted`` to ``built``)."""
+
+    task_id: str
+    host: str
+    started_at: int | None = None
+    finished_at: int | None = None

@@ -1,18 +1,19 @@
 """The shared SQL implementation of :class:`Storage` (SQLAlchemy Core, async).
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
-``sql_tasks``, ``sql_logs``, ``sql_link``); ``sqlite.py`` and
+``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``); ``sqlite.py`` and
 ``postgres.py`` only add the engine set-up and the full-text and upsert constructs.
 """
 
 from __future__ import annotations
 
 from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.sql_artifacts import SqlArtifacts
 from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
 from swarmdeploy.storage.sql_logs import SqlLogs
 from swarmdeploy.storage.sql_targets import SqlTargets
 from swarmdeploy.storage.sql_tasks import SqlTasks
 
 
-class SqlStorage(SqlTargets, SqlTasks, SqlLogs, SqlRequests, SqlUploads, Storage):
+class SqlStorage(SqlTargets, SqlTasks, SqlLogs, SqlRequests, SqlUploads, SqlArtifacts, Storage):
     """A :class:`Storage` over an SQLAlchemy async engine; subclasses pick the dialect."""

@@ -195,6 +195,41 @@ uploads = sa.Table(
     sa.Column("created_at", Millis, nullable=False),
 )
 
+# -- revision 0003: build artifacts and build times (docs/build.md) ---------------------------
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("build_host", sa.String(200), nullable=False),
+    sa.Column("built_at", Millis, nullable=False),
+    sa.Column("commands", sa.JSON, nullable=False),
+    sa.Index("ix_artifacts_sha256", "sha256"),
+    sa.Index("ix_artifacts_built_at", "built_at", "task_id", "sha256"),
+)
+
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("started_at", Millis, nullable=True),
+    sa.Column("finished_at", Millis, nullable=True),
+)
+
 
 def target_values(target: TargetRecord) -> dict[str, Any]:
     """Column values of ``targets`` for a record (tags de-duplicated by the caller)."""
