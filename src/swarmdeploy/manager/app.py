@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
+from swarmdeploy.manager.api import artifacts as artifacts_api
 from swarmdeploy.manager.api import events_ws, keys, logs, rpc, system, targets, tokens
 from swarmdeploy.manager.api.errors import COMMON_RESPONSES, install_error_handlers
 from swarmdeploy.manager.api.middleware import BodyLimitMiddleware, ErrorAndMetricsMiddleware
@@ -241,6 +242,7 @@ def create_app(
     install_error_handlers(app)
     for router in (targets.router, logs.router, tokens.router, keys.router, rpc.router):
         app.include_router(router, responses=COMMON_RESPONSES)
+    app.include_router(artifacts_api.router, responses=COMMON_RESPONSES)
     app.include_router(
         build_tasks_router(orders=False), prefix="/tasks", responses=COMMON_RESPONSES
     )

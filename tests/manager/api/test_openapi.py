@@ -31,6 +31,7 @@ EXPECTED = {
     ("delete", "/token_sets/{name}"), ("post", "/rpc/targets"), ("get", "/rpc/server_info"),
     ("post", "/api_keys"), ("get", "/api_keys"), ("delete", "/api_keys/{key_id}"),
     ("get", "/health"), ("get", "/metrics"),
+    ("get", "/artifacts"), ("get", "/artifacts/{sha256}"), ("get", "/artifacts/{sha256}/download"),
 }  # fmt: skip
 
 
@@ -47,7 +48,9 @@ async def test_openapi_lists_every_endpoint_with_error_responses(api: Api) -> No
     assert {"ErrorBody", "TaskCreate", "DescriptorDeploy"} <= set(schemas)
     assert "/events" in doc["info"]["description"] and "dropped" in doc["info"]["description"]
     body = doc["paths"]["/tasks"]["post"]["requestBody"]["content"]
-    assert set(body) == {"application/json", "application/yaml", "text/yaml"}
+    assert set(body) == {
+        "application/json", "application/yaml", "text/yaml", "multipart/form-data"
+    }  # fmt: skip
 
 
 def test_app_conforms_to_its_own_schema(tmp_path: Path) -> None:

@@ -193,10 +193,17 @@ async def test_source_zip_stored_content_addressed_and_not_echoed(fleet: Api) ->
     assert blob.read_bytes() == base64.b64decode(archive)
 
 
-async def test_source_task_must_exist(fleet: Api) -> None:
+async def test_source_task_must_exist_and_have_something_to_deploy(fleet: Api) -> None:
     r = await fleet.client.post("/tasks", json={**deploy_doc(), "source": {"task": "ghost-task"}})
     assert r.status_code == 422 and r.json()["path"] == "$.source.task"
-    first = (await fleet.client.post("/tasks", json=deploy_doc())).json()["id"]
+    assert "ghost-task is not a known task" in r.json()["error"]
+    bare = (await fleet.client.post("/tasks", json=deploy_doc())).json()["id"]
+    r = await fleet.client.post("/tasks", json={**deploy_doc(), "source": {"order": bare}})
+    assert r.status_code == 422 and r.json()["path"] == "$.source.task"
+    assert f"task {bare} has no artifacts" in r.json()["error"]
+    first = (
+        await fleet.client.post("/tasks", json={**deploy_doc(), "source": {"zip": _zip_b64()}})
+    ).json()["id"]
     r = await fleet.client.post("/tasks", json={**deploy_doc(), "source": {"order": first}})
     assert r.status_code == 201 and r.json()["source"] == {
         "task": first,

@@ -121,12 +121,28 @@ class DeployOut(ApiModel):
     target: SelectorOut | None = None
 
 
+class BuildArtifactOut(ApiModel):
+    """An artifact the build delivered (download: ``GET /artifacts/{sha256}/download``)."""
+
+    name: str
+    sha256: str
+    size: int
+
+
 class BuildOut(ApiModel):
-    """Build section of a task."""
+    """The build stage of a task: the descriptor's host, commands and artifact paths, then
+    the build host's state and reason, start and finish (``null`` until known), duration,
+    and the artifacts it delivered."""
 
     host: str | None = None
     commands: list[str] | None = None
-    artifacts: list[str] | None = None
+    artifact_paths: list[str] | None = None
+    state: str | None = None
+    reason: str = ""
+    started_at: Millis | None = None
+    finished_at: Millis | None = None
+    duration_ms: int | None = None
+    artifacts: list[BuildArtifactOut] = Field(default_factory=list)
 
 
 class SourceOut(ApiModel):
@@ -181,6 +197,29 @@ class TaskPublic(TaskSummary):
     """A task with the state of every target."""
 
     targets: list[TaskTargetPublic]
+
+
+# -- artifacts ---------------------------------------------------------------------------------
+class ArtifactPublic(ApiModel):
+    """A build artifact (a tar.gz the build host packed) with its provenance: the task whose
+    build produced it, the build host, when, and the build commands."""
+
+    sha256: str = Field(
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+    )
+    name: str
+    size: int
+    task: str
+    build_host: str
+    built_at: Millis
+    commands: list[str]
+
+
+class ArtifactDetail(ArtifactPublic):
+    """An artifact by digest: the record of the first build that produced these bytes, and
+    every task whose build produced them (identical bytes are stored once)."""
+
+    tasks: list[str]
 
 
 class StopPublic(ApiModel):

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from swarmdeploy.manager.api.bodies import decode_document
+from swarmdeploy.manager.api.bodies import decode_document, media_type
 from swarmdeploy.manager.api.deps import Operator, PageQuery, PerPageQuery, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import ListOf, StopPublic, TaskPublic, TaskSummary
-from swarmdeploy.manager.services.tasks import task_json
+from swarmdeploy.manager.api.multipart import (
+    ARCHIVE_PART,
+    DESCRIPTOR_PART,
+    MULTIPART,
+    decode_descriptor,
+    read_task_upload,
+)
+from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.container import Services
+from swarmdeploy.manager.services.tasks import TaskView, task_json
 
 TaskId = Annotated[str, Path(max_length=128, description="Task id, e.g. swift-otter-3f9a.")]
 
@@ -18,15 +28,55 @@ TaskId = Annotated[str, Path(max_length=128, description="Task id, e.g. swift-ot
 DESCRIPTOR_REF = "#/components/schemas/TaskCreate"
 
 
+#: The multipart form of ``POST /tasks`` (descriptor and archive apart; see ``api.multipart``).
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": [DESCRIPTOR_PART, ARCHIVE_PART],
+    "properties": {
+        DESCRIPTOR_PART: {
+            "type": "string",
+            "description": "The task descriptor, YAML or JSON, without source.zip.",
+        },
+        ARCHIVE_PART: {
+            "type": "string",
+            "format": "binary",
+            "description": "The source archive: a zip or tar.gz file.",
+        },
+    },
+}
+
+
 def _create_body(*, always_yaml: bool) -> dict[str, Any]:
     schema = {"$ref": DESCRIPTOR_REF}
-    content = {
+    content: dict[str, Any] = {
         "application/yaml": {"schema": schema},
         "text/yaml": {"schema": schema},
     }
     if not always_yaml:
         content = {"application/json": {"schema": schema}, **content}
+    content[MULTIPART] = {"schema": _MULTIPART_SCHEMA}
     return {"requestBody": {"required": True, "content": content}}
+
+
+async def _create_multipart(request: Request, services: Services, who: Principal) -> TaskView:
+    """A task from a multipart body: the archive is streamed to a file that the task
+    service moves into the blob store; whatever happens, the file does not stay."""
+    settings = services.settings
+    upload = await read_task_upload(
+        request,
+        spool_dir=settings.data_dir / "incoming",
+        max_descriptor_bytes=settings.max_body_bytes,
+        max_archive_bytes=settings.max_task_body_bytes,
+    )
+    try:
+        document = await asyncio.to_thread(
+            decode_descriptor, upload.descriptor, upload.descriptor_type
+        )
+        return await services.tasks.create(
+            document, created_by=who.audit_name, archive=upload.archive
+        )
+    finally:
+        await asyncio.to_thread(upload.archive.unlink, missing_ok=True)
 
 
 def build_tasks_router(*, orders: bool) -> APIRouter:
@@ -61,10 +111,16 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
     async def create_task(request: Request, services: ServicesDep, who: Operator) -> dict[str, Any]:
         """Submit a task descriptor (JSON or YAML); answers with the stored task and its id.
 
-        Validation errors are 422 with ``path`` naming the field; a deploy section that
-        matches no registered target is a 422 at ``$.deploy.target``."""
-        document = await decode_document(request, always_yaml=orders)
-        view = await services.tasks.create(document, created_by=who.audit_name)
+        ``multipart/form-data`` sends the archive apart from the descriptor (parts
+        ``descriptor`` and ``archive``; the descriptor then has no ``source.zip``).
+        Validation errors are 422 with ``path`` naming the field (``multipart.archive`` for
+        the archive part); a deploy section that matches no registered target is a 422 at
+        ``$.deploy.target``; a body over the task size limit is a 413."""
+        if media_type(request) == MULTIPART:
+            view = await _create_multipart(request, services, who)
+        else:
+            document = await decode_document(request, always_yaml=orders)
+            view = await services.tasks.create(document, created_by=who.audit_name)
         return task_json(view, with_targets=True)
 
     @router.get("/{task_id}", response_model=TaskPublic, responses=responses(401, 403, 404))

@@ -2,20 +2,24 @@
 
 Creation (DESIGN.md "Task descriptor", cpswarm-original.md §2.2 #11 and §10.2 #2, #5):
 validate with :func:`~swarmdeploy.protocol.descriptor.parse_descriptor` (errors name the
-field), check that the build host and a reused task exist, match targets by id OR tag without
-any paging limit (no match is a 422 at ``$.deploy.target``), store the archive
-content-addressed, then store the task with one ``pending`` row per target under a readable
-id. Listeners (the agent link, ``manager.link``) are told about every new task and announce
-it to connected targets at once; nothing here talks to devices directly.
+field), check that the build host exists and that a reused task (``source.task``) has
+artifacts to deploy, match targets by id OR tag without any paging limit (no match is a 422
+at ``$.deploy.target``), store the archive content-addressed (inline ``source.zip``, or a
+file the API streamed from a multipart upload), then store the task with one ``pending`` row
+per target under a readable id. Listeners (the agent link, ``manager.link``) are told about
+every new task and announce it to connected targets at once; nothing here talks to devices
+directly. A task with a build shows its build stage (``services.builds``) in its document.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import logging
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Protocol
 
 from swarmdeploy.manager.clock import Clock
@@ -29,6 +33,7 @@ from swarmdeploy.manager.errors import (
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
+from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, load_build_stage
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
@@ -49,6 +54,10 @@ from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetR
 log = logging.getLogger(__name__)
 
 _ID_ATTEMPTS = 8
+#: How many ``source.task`` hops are followed to the task whose artifacts are deployed.
+_MAX_REUSE_HOPS = 16
+#: Where the multipart archive part is named in error answers.
+ARCHIVE_PATH = "multipart.archive"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +68,7 @@ class TaskView:
     targets: list[TaskTargetRecord]
     status: TaskStatus
     source_size: int | None = None
+    build: BuildStage | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,14 +90,48 @@ class TaskListener(Protocol):
 _UNKNOWN_FIELD_RE = re.compile(r"^Object contains unknown field `([^`]+)`$")
 
 
-def _input_error(exc: DescriptorError) -> InvalidInput:
-    """Translate a descriptor error; an unknown field's path names the field itself."""
+def _input_error(exc: DescriptorError, *, archive: bool = False) -> InvalidInput:
+    """Translate a descriptor error; an unknown field's path names the field itself. With an
+    uploaded ``archive``, what the descriptor check says about ``source.zip`` (which stood
+    for the archive, see :func:`_with_archive`) concerns the multipart part."""
     path, message = exc.path, exc.message
     match = _UNKNOWN_FIELD_RE.match(message)
     if match:
         path = f"{path}.{match.group(1)}"
         message = f"unknown field {match.group(1)!r} at {path}"
+    if archive and path == "$.source.zip":
+        path, message = ARCHIVE_PATH, "the uploaded archive must be a zip or tar.gz file"
     return InvalidInput(message, path=path, code=exc.code)
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(4)
+
+
+def _with_archive(document: object, head: bytes) -> object:
+    """The document as the descriptor check sees it when the archive was uploaded apart:
+    ``source.zip`` stands for the archive (its first bytes, which the check inspects for a
+    zip or tar.gz signature). Refuses a document that names a source itself."""
+    if not isinstance(document, dict):
+        return document  # parse_descriptor explains
+    source = document.get("source")
+    if source is None:
+        source = {}
+    if not isinstance(source, dict):
+        return document
+    if "zip" in source:
+        raise InvalidInput(
+            "the archive was uploaded as the multipart part 'archive': remove source.zip "
+            "from the descriptor (give the archive one way only)",
+            path="$.source.zip",
+        )
+    if source.get("task") is not None or source.get("order") is not None:
+        raise InvalidInput(
+            "source.task reuses an earlier build's artifacts: do not upload an archive too",
+            path="$.source.task",
+        )
+    return {**document, "source": {**source, "zip": base64.b64encode(head).decode()}}
 
 
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
@@ -122,17 +166,24 @@ class TaskService:
         self._listeners.append(listener)
 
     # -- create --------------------------------------------------------------------------------
-    async def create(self, document: object, *, created_by: str) -> TaskView:
+    async def create(
+        self, document: object, *, created_by: str, archive: Path | None = None
+    ) -> TaskView:
         """Validate ``document`` (decoded JSON/YAML) and store the task.
 
+        ``archive`` is the source archive uploaded apart from the descriptor (multipart);
+        the document must then not carry ``source.zip`` or ``source.task``. The file is
+        moved into the blob store when the task is stored (the caller removes it otherwise).
         Raises :class:`InvalidInput` with the field path for anything invalid.
         """
+        if archive is not None:
+            document = _with_archive(document, await asyncio.to_thread(_head, archive))
         try:
             desc = parse_descriptor(document)
         except DescriptorError as exc:
-            raise _input_error(exc) from None
+            raise _input_error(exc, archive=archive is not None) from None
         build_host = await self._check_build(desc)
-        await self._check_source_task(desc)
+        reused = await self._check_source_task(desc)
         matches = await self._match(desc)
         if build_host is not None and any(t == build_host for t, _ in matches):
             raise InvalidInput(
@@ -140,8 +191,8 @@ class TaskService:
                 "second task that reuses this one (source.task)",
                 path="$.build.host",
             )
-        digest = await self._store_source(desc)
-        record, rows = self._new_records(desc, build_host, matches, digest, created_by)
+        digest = await self._store_source(desc, archive)
+        record, rows = self._new_records(desc, build_host, matches, digest, created_by, reused)
         for _ in range(_ID_ATTEMPTS):
             try:
                 await self._storage.add_task(record, rows)
@@ -152,7 +203,7 @@ class TaskService:
         else:
             raise Unavailable("could not allocate a unique task id; try again")
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
-        view = TaskView(record, rows, summarize(_states(rows)), await self._size(digest))
+        view = await self._view(record, rows)
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
         for listener in self._listeners:
             try:
@@ -169,10 +220,46 @@ class TaskService:
             raise InvalidInput(f"build host {host} is not a registered target", path="$.build.host")
         return host
 
-    async def _check_source_task(self, desc: TaskDescriptor) -> None:
-        earlier = desc.source.task if desc.source else None
-        if earlier is not None and await self._storage.get_task(earlier) is None:
-            raise InvalidInput(f"source.task {earlier} is not a known task", path="$.source.task")
+    async def _check_source_task(self, desc: TaskDescriptor) -> str | None:
+        """The task whose artifacts a ``source.task`` reuses (following reuses of reuses),
+        or ``None``; :class:`InvalidInput` at ``$.source.task`` if there is nothing to deploy."""
+        named = desc.source.task if desc.source else None
+        if named is None:
+            return None
+        earlier = named
+        for _ in range(_MAX_REUSE_HOPS):
+            task = await self._storage.get_task(earlier)
+            if task is None:
+                raise InvalidInput(
+                    f"source.task {earlier} is not a known task", path="$.source.task"
+                )
+            source = task.descriptor.get("source")
+            again = source.get("task") if isinstance(source, dict) else None
+            if not isinstance(again, str):
+                await self._check_artifacts(named, task)
+                return task.id
+            earlier = again
+        raise InvalidInput(f"source.task {named} reuses too many tasks in a row",
+                           path="$.source.task")  # fmt: skip
+
+    async def _check_artifacts(self, named: str, task: TaskRecord) -> None:
+        via = "" if named == task.id else f" (reused by {named})"
+        if task.build_host is None:
+            if task.source_digest is None:
+                raise InvalidInput(
+                    f"task {task.id}{via} has no artifacts: it neither built nor uploaded any",
+                    path="$.source.task",
+                )
+            return  # a task without a build: its archive is what is deployed again
+        if (await self._storage.list_artifacts(task_id=task.id, per_page=1)).total:
+            return
+        row = await self._storage.get_task_target(task.id, task.build_host)
+        state = row.state if row is not None else "unknown"
+        raise InvalidInput(
+            f"task {task.id}{via} has no build artifacts (its build is {state}); "
+            "reuse a task whose build is built",
+            path="$.source.task",
+        )
 
     async def _match(self, desc: TaskDescriptor) -> list[tuple[str, tuple[str, ...]]]:
         if desc.deploy is None:
@@ -186,7 +273,9 @@ class TaskService:
             )
         return matches
 
-    async def _store_source(self, desc: TaskDescriptor) -> str | None:
+    async def _store_source(self, desc: TaskDescriptor, archive: Path | None) -> str | None:
+        if archive is not None:
+            return await self._blobs.put_file(archive)
         if desc.source is None or desc.source.zip is None:
             return None
         return await self._blobs.put(base64.b64decode(desc.source.zip))
@@ -198,11 +287,14 @@ class TaskService:
         matches: list[tuple[str, tuple[str, ...]]],
         digest: str | None,
         created_by: str,
+        reused: str | None,
     ) -> tuple[TaskRecord, list[TaskTargetRecord]]:
         now = self._clock()
         descriptor = desc.to_builtins()
         if isinstance(descriptor.get("source"), dict):
             descriptor["source"].pop("zip", None)
+            if reused is not None:
+                descriptor["source"]["task"] = reused
         task_id = readable_id()
         wanted_ids = set(desc.target_ids)
         record = TaskRecord(
@@ -235,10 +327,18 @@ class TaskService:
             raise NotFoundError(f"task {task_id} is not found")
         return await self._view(record)
 
-    async def _view(self, record: TaskRecord) -> TaskView:
-        rows = await self._storage.task_targets(record.id)
-        status = summarize(_states(rows))
-        return TaskView(record, rows, status, await self._size(record.source_digest))
+    async def _view(
+        self, record: TaskRecord, rows: list[TaskTargetRecord] | None = None
+    ) -> TaskView:
+        if rows is None:
+            rows = await self._storage.task_targets(record.id)
+        return TaskView(
+            record,
+            rows,
+            summarize(_states(rows)),
+            await self._size(record.source_digest),
+            await load_build_stage(self._storage, record, rows),
+        )
 
     async def list(
         self, *, search: str | None, sort_order: SortOrder, page: int, per_page: int
@@ -324,7 +424,7 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "description": r.description,
         "debug": r.debug,
         "source": source,
-        "build": d.get("build"),
+        "build": build_stage_json(r, view.build),
         "deploy": d.get("deploy"),
         "createdAt": r.created_at,
         "expiresAt": r.expires_at,
