@@ -216,3 +216,17 @@ async def test_answered_requests_are_purged_after_retention(rig: Rig) -> None:
     rig.clock.advance(rig.link.settings.request_retention_s + 1)
     await rig.link.maintain()
     assert await rig.api.storage.get_request("t1", stop.request_id) is None
+
+
+async def test_task_stop_lists_a_vanished_target_as_refused(rig: Rig) -> None:
+    await rig.agent("t1", start=False)
+    await rig.agent("t2", start=False)
+    task_id = await rig.create_task(deploy_doc(ids=["t1", "t2"]))
+    for target_id in ("t1", "t2"):
+        await rig.api.storage.set_task_target_state(
+            task_id, target_id, state="running", updated_at=1
+        )
+    await rig.api.storage.delete_target("t1")  # behind the registry's back: the row stays
+    r = await rig.api.client.put(f"/tasks/{task_id}/stop")
+    assert r.status_code == 202 and (r.json()["requested"], r.json()["refused"]) == (1, ["t1"])
+    assert await open_kinds(rig, "t2") == ["stop"]

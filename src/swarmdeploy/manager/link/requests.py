@@ -99,7 +99,8 @@ class RequestService:
     async def accept(self, target_id: str, request: TargetRequest, *, max_open: int) -> None:
         """Store a submitted request (``pending``) and wake the target's worker. Raises
         :class:`Unavailable` when the target has ``max_open`` open submitted requests already
-        (its ``config`` does not count) and :class:`NotFoundError` for an unknown target."""
+        (its ``config`` does not count) or is not registered (deleted meanwhile: a task stop
+        then lists it as not reachable instead of failing as a whole)."""
         record = to_record(
             target_id,
             to_message(request),
@@ -111,7 +112,7 @@ class RequestService:
                 record, max_open=max_open, counted_kinds=SUBMITTED_KINDS
             )
         except NotFound:
-            raise NotFoundError(f"target {target_id} is not found") from None
+            raise Unavailable(f"target {target_id} is not registered") from None
         if not added:
             raise Unavailable(
                 f"{max_open} requests are already waiting for target {target_id}; "
