@@ -165,6 +165,9 @@ class LocalFleet:
         data_dir.chmod(0o700)
         cmd = [sys.executable, "-m", "swarmdeploy", "agent", "--data-dir", str(data_dir)]
         cmd += ["--manager", self.url, "--id", agent_id, *self.agent_args, *extra_args]
+        # Tasks are not signed yet by the manager: lab mode until it signs (then pass
+        # --trust-anchor <manager data dir>/ca.pem instead).
+        cmd += ["--insecure-lab"]
         if token:
             cmd += ["--token", token]
         if tags:

@@ -15,7 +15,8 @@ from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.daemon import Daemon
 from swarmdeploy.agent.sdnotify import Notifier
 from swarmdeploy.agent.state import AgentState, load_state, save_state
-from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.agent.trust import Verifier
+from swarmdeploy.crypto.anchors import AnchorSet
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.transport.base import AgentLinkConfig, ManagerTransport
@@ -32,6 +33,7 @@ FAST: dict[str, Any] = {
     "stop_grace_s": 1.0,
     "disk_margin_bytes": 0,
     "low_disk_bytes": 0,
+    "insecure_lab": True,  # unsigned test tasks; tests/security signs them
 }
 
 
@@ -44,7 +46,7 @@ class Rig:
     settings: AgentSettings
     keys: CurveKeyPair
     manager_keys: CurveKeyPair
-    anchors: TrustAnchors = dataclasses.field(default_factory=TrustAnchors)
+    anchors: AnchorSet = dataclasses.field(default_factory=AnchorSet)
     notifier: Notifier | None = None
     daemon: Daemon | None = None
     runner: asyncio.Task[None] | None = None
@@ -72,8 +74,9 @@ class Rig:
         """Start a daemon on the data dir (state loaded from disk) and wait until READY."""
         assert self.runner is None
         hellos = len(self.manager.hellos)
+        verifier = Verifier(self.anchors, insecure_lab=self.settings.insecure_lab)
         self.daemon = Daemon(
-            self.settings, self.transport(), anchors=self.anchors, notifier=self.notifier
+            self.settings, self.transport(), verifier=verifier, notifier=self.notifier
         )
         self.runner = asyncio.create_task(self.daemon.run())
         ready = asyncio.ensure_future(self.daemon.wait_running())

@@ -34,6 +34,19 @@ def live_with_marker(run_id: str) -> list[int]:
     return found
 
 
+def live_commands(run_id: str) -> list[int]:
+    """:func:`live_with_marker` without the sandbox's own processes (bubblewrap and its
+    init in the PID namespace carry the marker too): the deployed commands themselves."""
+    found = []
+    for pid in live_with_marker(run_id):
+        try:
+            if psutil.Process(pid).name() != "bwrap":
+                found.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 def live_in_group(pgid: int) -> list[int]:
     """Live processes of process group ``pgid`` (via psutil)."""
     found = []

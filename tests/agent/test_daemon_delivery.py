@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.agent.trust import NO_ANCHOR_REASON
 from swarmdeploy.protocol.messages import Announce
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
 from tests.agent.fake_manager import tar_gz
 from tests.agent.helpers import eventually
+from tests.crypto import signing_rig
 
 S = TargetState
 APP = {"app.sh": "echo up\nexec sleep 300\n"}
@@ -113,7 +113,7 @@ async def test_manifest_for_another_task_is_refused(rig: Rig) -> None:
     rig.manager.add_task("t1", run=["true"], manifest_task_id="other")
     await rig.manager.announce(TARGET, "t1")
     await rig.wait_state("t1", S.INSTALL_FAILED)
-    assert "manifest is for task other" in rig.manager.reason(TARGET, "t1")
+    assert rig.manager.reason(TARGET, "t1").startswith("refused: wrong_task:")
 
 
 async def test_busy_answer_to_fetch_is_asked_again(rig: Rig) -> None:
@@ -132,40 +132,29 @@ async def test_unknown_task_on_fetch_fails_the_task(rig: Rig) -> None:
     assert "refused the task" in rig.manager.reason(TARGET, "ghost")
 
 
-async def test_signed_manifest_is_verified_against_the_trust_anchors(tmp_path: Path) -> None:
-    from nacl.signing import SigningKey
-
-    rig = await make_rig(tmp_path)
-    signer = SigningKey.generate()
-    rig.anchors = TrustAnchors(keys=(bytes(signer.verify_key),))
+async def test_agent_without_trust_anchor_declines_every_task(tmp_path: Path) -> None:
+    rig = await make_rig(tmp_path, insecure_lab=False)
     try:
         await rig.start()
-        good = rig.manager.add_task("good", run=["true"])
-        good.signature = signer.sign(good.manifest_bytes).signature
-        await rig.manager.announce(TARGET, "good")
-        await rig.wait_state("good", S.EXITED)
-        bad = rig.manager.add_task("bad", run=["true"])
-        bad.signature = SigningKey.generate().sign(bad.manifest_bytes).signature
-        await rig.manager.announce(TARGET, "bad")
-        await rig.wait_state("bad", S.INSTALL_FAILED)
-        assert "signature does not verify" in rig.manager.reason(TARGET, "bad")
+        rig.manager.add_task("t1", run=["true"])
+        await rig.manager.announce(TARGET, "t1")
+        await rig.wait_state("t1", S.DECLINED)
+        assert rig.manager.reason(TARGET, "t1") == NO_ANCHOR_REASON
+        assert rig.manager.hellos[-1][1].extra["insecure_lab"] is False
     finally:
         await rig.close()
 
 
 async def test_unsigned_manifest_is_refused_when_anchors_are_provisioned(tmp_path: Path) -> None:
-    from nacl.signing import SigningKey
-
-    anchor = tmp_path / "anchor.txt"
-    key = base64.b64encode(bytes(SigningKey.generate().verify_key)).decode()
-    anchor.write_text(f"# test anchor\n{key}\n")
-    rig = await make_rig(tmp_path, trust_anchor=anchor)
+    rig = await make_rig(tmp_path, insecure_lab=False)
+    rig.anchors = signing_rig.anchors()
     try:
         await rig.start()
         rig.manager.add_task("t1", run=["true"])
         await rig.manager.announce(TARGET, "t1")
         await rig.wait_state("t1", S.INSTALL_FAILED)
-        assert "not signed" in rig.manager.reason(TARGET, "t1")
+        assert rig.manager.reason(TARGET, "t1").startswith("refused: unsigned:")
+        assert not (rig.settings.data_dir / "tasks" / "t1").exists()
     finally:
         await rig.close()
 

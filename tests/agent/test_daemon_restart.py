@@ -14,7 +14,7 @@ from swarmdeploy.agent.process import RUN_ID_VAR
 from swarmdeploy.agent.state import StageRun, save_state
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
-from tests.agent.helpers import eventually, kill_marked_now, live_with_marker
+from tests.agent.helpers import eventually, kill_marked_now, live_commands, live_with_marker
 
 S = TargetState
 RUN = ["exec sleep 300", "exec sleep 301"]
@@ -36,7 +36,7 @@ async def running_deployment(rig: Rig) -> str:
     await rig.wait_state("t1", S.RUNNING)
     dep = rig.state().deployment
     assert dep is not None and dep.run_id is not None
-    await eventually(lambda: len(live_with_marker(dep.run_id or "")) == 2)
+    await eventually(lambda: len(live_commands(dep.run_id or "")) == 2)
     return dep.run_id
 
 
@@ -48,11 +48,11 @@ async def test_daemon_restart_starts_the_run_commands_again_exactly_once(rig: Ri
     dep = rig.state().deployment
     assert dep is not None and dep.run_id not in (None, first)
     second = dep.run_id or ""
-    await eventually(lambda: len(live_with_marker(second)) == 2)
+    await eventually(lambda: len(live_commands(second)) == 2)
     await rig.stop()
     await rig.start()
     third = (rig.state().deployment or dep).run_id or ""
-    await eventually(lambda: len(live_with_marker(third)) == 2)
+    await eventually(lambda: len(live_commands(third)) == 2)
     assert live_with_marker(first) == live_with_marker(second) == []
     assert rig.manager.state(TARGET, "t1") is S.RUNNING
     assert rig.state().unacked == []  # the restart needed no new report
@@ -73,7 +73,7 @@ async def test_leftovers_of_a_crashed_agent_are_killed_before_the_restart(rig: R
         await rig.start()
         assert leftover.wait(timeout=5) is not None  # killed (and reaped here)
         new = (rig.state().deployment or state.deployment).run_id or ""
-        await eventually(lambda: len(live_with_marker(new)) == 2)
+        await eventually(lambda: len(live_commands(new)) == 2)
     finally:
         kill_marked_now(marker)
         if leftover.poll() is None:
@@ -117,4 +117,4 @@ async def test_crash_mid_install_leaves_the_old_deployment_running_after_restart
     await rig.wait_state("t2", S.INSTALL_FAILED)
     dep = rig.state().deployment
     assert dep is not None and dep.task_id == "t1" and dep.run_id != marker
-    await eventually(lambda: len(live_with_marker(dep.run_id or "")) == 2)
+    await eventually(lambda: len(live_commands(dep.run_id or "")) == 2)

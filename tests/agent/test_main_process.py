@@ -20,7 +20,7 @@ from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.transport.base import ManagerLinkConfig
 from swarmdeploy.transport.zmq import ZmqManagerTransport
 from tests.agent.fake_manager import FakeManager
-from tests.agent.helpers import eventually, kill_marked_now, live_with_marker
+from tests.agent.helpers import eventually, kill_marked_now, live_commands, live_with_marker
 from tests.agent.registration_server import (
     Script,
     new_ca,
@@ -81,6 +81,7 @@ def agent_env(world: World, url: str) -> dict[str, str]:
             "SWARMDEPLOY_AGENT_DISK_MARGIN_BYTES": "0",
             "SWARMDEPLOY_AGENT_LOW_DISK_BYTES": "0",
             "SWARMDEPLOY_AGENT_RECONNECT_IVL_MAX_S": "0.5",
+            "SWARMDEPLOY_AGENT_INSECURE_LAB": "1",  # unsigned test tasks
         }
     )
     return env
@@ -111,17 +112,17 @@ async def test_agent_process_deploys_restarts_exactly_once_and_stops_cleanly(
             await world.manager.announce(TARGET, "t1")
             await eventually(lambda: world.manager.state(TARGET, "t1") is TargetState.RUNNING, 20)
             markers.append(run_id(world))
-            await eventually(lambda: len(live_with_marker(markers[0])) == 1)
+            await eventually(lambda: len(live_commands(markers[0])) == 1)
 
             procs[0].kill()  # a crash: the deployed process is left behind
             assert await ended(procs[0]) == -signal.SIGKILL
-            assert len(live_with_marker(markers[0])) == 1
+            assert len(live_commands(markers[0])) == 1
 
             procs.append(start_agent(env))  # the spent token is ignored
             await eventually(lambda: len(world.manager.hellos) >= 2, 20)
             markers.append(run_id(world))
             assert markers[1] != markers[0]
-            await eventually(lambda: len(live_with_marker(markers[1])) == 1, 10)
+            await eventually(lambda: len(live_commands(markers[1])) == 1, 10)
             assert live_with_marker(markers[0]) == []
             assert len(script.requests) == 1  # registered once
 

@@ -287,10 +287,12 @@ async def test_stop_with_new_session_still_kills_everything(
 
 
 async def test_agent_death_kills_the_sandbox(config: SandboxConfig, dirs: Dirs) -> None:
-    argv = _launcher(config, dirs).argv(LaunchSpec("sleep 300", dirs.task, child_env()))
+    launcher = _launcher(config, dirs)
+    spec = LaunchSpec("sleep 300", dirs.task, child_env())
+    argv, env = launcher.argv(spec), launcher.env(spec)
     parent_code = (
         "import subprocess, sys, time\n"
-        f"p = subprocess.Popen({argv!r}, cwd={str(dirs.task)!r})\n"
+        f"p = subprocess.Popen({argv!r}, cwd={str(dirs.task)!r}, env={env!r})\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(300)\n"
     )
@@ -310,9 +312,11 @@ async def test_agent_death_kills_the_sandbox(config: SandboxConfig, dirs: Dirs) 
 
 def test_environment_passes_through_without_argv(config: SandboxConfig, dirs: Dirs) -> None:
     launcher = _launcher(config, dirs)
-    env = child_env({"API_TOKEN": "s3cr3t-value"})
-    argv = launcher.argv(LaunchSpec("echo $API_TOKEN; echo $HOME", dirs.task, env))
-    assert not any("s3cr3t-value" in arg for arg in argv)  # /proc/<pid>/cmdline is public
+    spec = LaunchSpec("echo $API_TOKEN; echo $HOME # s3cr3t-command", dirs.task, child_env())
+    spec = LaunchSpec(spec.command, spec.cwd, {**spec.env, "API_TOKEN": "s3cr3t-value"})
+    argv, env = launcher.argv(spec), launcher.env(spec)
+    # /proc/<pid>/cmdline is public: neither the environment nor the command is in argv.
+    assert not any("s3cr3t" in arg for arg in argv)
     done = subprocess.run(argv, cwd=dirs.task, env=env, capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["s3cr3t-value", str(dirs.task)]
 

@@ -1,64 +1,179 @@
-"""Trust anchors and manifest signatures (CRD-75/78) without an X.509 library."""
+"""The agent's verifier: anchors at provisioning, modes, receipt and start checks, sequence
+bookkeeping across restarts, the clock, and revocation lists (real CA and signatures)."""
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
-from nacl.signing import SigningKey
 
-from swarmdeploy.agent.errors import ConfigError
+from swarmdeploy.agent.errors import ConfigError, TaskRefused
+from swarmdeploy.agent.state import AgentState, Deployment, load_state, save_state
 from swarmdeploy.agent.trust import (
-    TrustAnchors,
-    ca_matches,
-    certificate_key,
-    load_anchors,
-    parse_anchors,
-    pem_certificates,
-    verify_signature,
+    NO_ANCHOR_REASON,
+    REVOCATIONS_FILE,
+    Verifier,
+    adopt_manager_ca,
+    lab_anchor,
+    load_anchor_file,
 )
+from swarmdeploy.crypto.anchors import AnchorSet, key_fingerprint, parse_anchor_file
+from swarmdeploy.crypto.operator import RevocationList, ca_issuer, issue_revocation_list
+from swarmdeploy.crypto.rejections import AnchorMismatch, Rollback
+from swarmdeploy.protocol.messages import Task
 from tests.agent.registration_server import new_ca
+from tests.crypto import signing_rig as rig
+from tests.crypto.signing_rig import NOW_MS, TARGET, TASK
 
 
-def test_certificate_key_is_the_ed25519_key_of_a_real_certificate() -> None:
-    ca = new_ca()
-    (der,) = pem_certificates(ca.cert_pem().decode())
-    assert certificate_key(der) == ca.public_key_raw
-    assert certificate_key(b"not a certificate") is None
+def _verifier(tmp_path: Path, anchors: AnchorSet | None = None, **kw: object) -> Verifier:
+    chosen = rig.anchors() if anchors is None else anchors
+    verifier = Verifier(chosen, clock=lambda: NOW_MS, **kw)  # type: ignore[arg-type]
+    state = AgentState(agent_id=TARGET, tags=["field"])
+    path = tmp_path / "state.json"
+    verifier.attach(state, lambda: save_state(path, state), tmp_path)
+    return verifier
 
 
-def test_anchor_file_mixes_certificates_keys_and_comments(tmp_path: Path) -> None:
-    ca = new_ca()
-    raw = bytes(SigningKey.generate().verify_key)
+def _task(task_id: str = TASK, *, operator: rig.Operator | None = None, **fields: object) -> Task:
+    op = operator or rig.new_operator()
+    data = rig.manifest(task_id=task_id, **fields)
+    return Task(task_id=task_id, manifest=data, signature=op.sign(data), certificate=op.certificate)
+
+
+def test_anchor_file_problems_are_config_errors_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "anchors"
-    path.write_text(
-        f"# pinned CA\n{ca.cert_pem().decode()}\n{base64.b64encode(raw).decode()}  # op\n"
+    with pytest.raises(ConfigError, match="--trust-anchor"):
+        load_anchor_file(path)
+    path.write_text("# only a comment\n")
+    with pytest.raises(ConfigError, match="holds no certificate"):
+        load_anchor_file(path)
+    path.write_text("sha256:not-hex\n")
+    with pytest.raises(ConfigError, match="malformed"):
+        load_anchor_file(path)
+    path.write_text(rig.authority().cert_pem().decode())
+    assert load_anchor_file(path).keys[0].public_key == rig.authority().public_key_raw
+    assert not load_anchor_file(None)
+
+
+def test_pin_resolves_to_the_presented_ca_and_refuses_another() -> None:
+    ca = rig.authority()
+    pins = parse_anchor_file(key_fingerprint(ca.public_key_raw))
+    adopted = adopt_manager_ca(pins, ca.public_key_raw, ca.cert_pem().decode())
+    assert adopted.key_for(key_fingerprint(ca.public_key_raw)) is not None
+    other = new_ca()
+    with pytest.raises(AnchorMismatch):
+        adopt_manager_ca(pins, other.public_key_raw, other.cert_pem().decode())
+    assert not adopt_manager_ca(AnchorSet(), other.public_key_raw, "")  # nothing to adopt
+
+
+def test_modes_and_the_no_anchor_decline(tmp_path: Path) -> None:
+    assert _verifier(tmp_path).mode == "verified"
+    bare = _verifier(tmp_path, AnchorSet())
+    assert bare.mode == "no_anchor" and bare.decline_reason() == NO_ANCHOR_REASON
+    lab = _verifier(tmp_path, AnchorSet(), insecure_lab=True)
+    assert lab.mode == "insecure_lab" and lab.decline_reason() is None
+    with pytest.raises(TaskRefused) as info:
+        bare.verify_received(TASK, _task())
+    assert info.value.code == "no_trust_anchor"
+
+
+def test_signed_task_is_accepted_recorded_and_its_replay_refused(tmp_path: Path) -> None:
+    verifier = _verifier(tmp_path)
+    accepted = verifier.verify_received(TASK, _task(sequence=10))
+    assert (accepted.sequence, accepted.signer, accepted.manifest.run) == (
+        10,
+        "alice",
+        ["./robot --serve"],
     )
-    anchors = load_anchors(path)
-    assert anchors.keys == (ca.public_key_raw, raw) and len(anchors.certificates) == 1
-    assert ca_matches(anchors, ca.cert_pem().decode())
-    assert not ca_matches(anchors, new_ca().cert_pem().decode())
-    assert ca_matches(TrustAnchors(), "anything: nothing pinned")
+    verifier.record(TASK, accepted)
+    saved = load_state(tmp_path / "state.json")
+    assert saved is not None and saved.trust.last_sequence == {"deploy": 10}
+    # The same task again after an agent restart (resume) is accepted ...
+    assert verifier.verify_received(TASK, _task(sequence=10)).sequence == 10
+    # ... a replay of it under another task id is not, nor an older one.
+    for task_id, sequence in (("task-43", 10), ("task-44", 9)):
+        with pytest.raises(TaskRefused) as info:
+            verifier.verify_received(task_id, _task(task_id, sequence=sequence))
+        assert info.value.code == "rollback"
+    assert verifier.verify_received("task-45", _task("task-45", sequence=11)).sequence == 11
 
 
-@pytest.mark.parametrize("text", ["garbage line\n", "# only a comment\n"])
-def test_unusable_anchor_file_is_a_config_error(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "anchors"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match="--trust-anchor"):
-        load_anchors(path)
-    with pytest.raises(ConfigError, match="--trust-anchor"):
-        load_anchors(tmp_path / "missing")
+def test_unsigned_task_refused_with_anchors_accepted_in_lab_mode(tmp_path: Path) -> None:
+    unsigned = Task(task_id=TASK, manifest=rig.manifest())
+    with pytest.raises(TaskRefused) as info:
+        _verifier(tmp_path).verify_received(TASK, unsigned)
+    assert info.value.code == "unsigned" and str(info.value).startswith("refused: unsigned:")
+    lab = _verifier(tmp_path, AnchorSet(), insecure_lab=True)
+    accepted = lab.verify_received(TASK, unsigned)
+    lab.record(TASK, accepted)
+    assert accepted.sequence == 0 and lab.trust.last_sequence == {}
 
 
-def test_signature_verifies_only_with_an_anchor_key() -> None:
-    signer, other = SigningKey.generate(), SigningKey.generate()
-    message = b'{"task_id":"t1"}'
-    signature = signer.sign(message).signature
-    anchors = TrustAnchors().with_key(bytes(other.verify_key)).with_key(bytes(signer.verify_key))
-    assert verify_signature(message, signature, anchors)
-    assert not verify_signature(message + b" ", signature, anchors)
-    assert not verify_signature(message, signature[:-1], anchors)
-    assert not verify_signature(message, signature, TrustAnchors())
-    assert parse_anchors("").keys == ()
+def test_lab_mode_verifies_signed_tasks_against_the_registration_ca(tmp_path: Path) -> None:
+    ca = rig.authority()
+    lab_ca = lab_anchor(ca.public_key_raw, ca.cert_pem().decode())
+    lab = _verifier(tmp_path, AnchorSet(), insecure_lab=True, lab_ca=lab_ca)
+    assert lab.verify_received(TASK, _task()).signer == "alice"
+    stranger = rig.new_operator(ca=new_ca())
+    with pytest.raises(TaskRefused) as info:
+        lab.verify_received(TASK, _task(operator=stranger))
+    assert info.value.code == "unknown_signer"
+
+
+def test_manager_time_is_a_lower_bound_of_now(tmp_path: Path) -> None:
+    verifier = _verifier(tmp_path)
+    verifier.observe_server_time(NOW_MS - 1000)
+    assert verifier.now_ms() == NOW_MS
+    verifier.observe_server_time(NOW_MS + 2 * rig.DAY_MS)  # past the manifest's expiry
+    assert verifier.now_ms() == NOW_MS + 2 * rig.DAY_MS
+    with pytest.raises(TaskRefused) as info:
+        verifier.verify_received(TASK, _task())
+    assert info.value.code == "manifest_expired"
+
+
+def _crl(number: int, *, serials: frozenset[int] = frozenset()) -> bytes:
+    ca = rig.authority()
+    crl = RevocationList(
+        issuer=ca_issuer(ca.public_key_raw), number=number, issued_at_ms=NOW_MS, serials=serials
+    )
+    return issue_revocation_list(crl, ca.sign)
+
+
+def test_revocation_list_applies_persists_and_cannot_be_rolled_back(tmp_path: Path) -> None:
+    verifier = _verifier(tmp_path)
+    operator = rig.new_operator(serial=99)
+    assert verifier.apply_revocation_list(_crl(2, serials=frozenset({99}))) == 2
+    with pytest.raises(TaskRefused) as info:
+        verifier.verify_received(TASK, _task(operator=operator))
+    assert info.value.code == "revoked_signer"
+    with pytest.raises(Rollback):
+        verifier.apply_revocation_list(_crl(1))
+    assert (tmp_path / REVOCATIONS_FILE).read_bytes() == _crl(2, serials=frozenset({99}))
+    # A new verifier (agent restart) loads the kept list.
+    with pytest.raises(TaskRefused):
+        _verifier(tmp_path).verify_received(TASK, _task(operator=operator))
+
+
+def test_tampered_revocation_file_stops_the_agent_start(tmp_path: Path) -> None:
+    (tmp_path / REVOCATIONS_FILE).write_bytes(_crl(3).replace(b'"body"', b'"bodY"'))
+    with pytest.raises(ConfigError, match=REVOCATIONS_FILE):
+        _verifier(tmp_path)
+
+
+def test_unsigned_deployment_does_not_start_outside_lab_mode(tmp_path: Path) -> None:
+    dep = Deployment(task_id=TASK, install_dir="/nowhere", sequence=0)
+    message = Task(task_id=TASK, manifest=rig.manifest())
+    with pytest.raises(TaskRefused) as info:
+        _verifier(tmp_path).verify_installed(dep, message)
+    assert info.value.code == "unsigned"
+    lab = _verifier(tmp_path, AnchorSet(), insecure_lab=True)
+    assert lab.verify_installed(dep, message).task_id == TASK
+
+
+def test_status_names_mode_anchors_and_counters(tmp_path: Path) -> None:
+    verifier = _verifier(tmp_path)
+    verifier.record(TASK, verifier.verify_received(TASK, _task(sequence=12)))
+    status = verifier.status()
+    assert status["mode"] == "verified" and status["sequence"] == {"deploy": 12}
+    assert status["anchors"] == [key_fingerprint(rig.authority().public_key_raw)]

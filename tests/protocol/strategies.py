@@ -60,8 +60,9 @@ def for_type(t: mi.Type) -> st.SearchStrategy[Any]:
         return _str(t)
     if isinstance(t, mi.BytesType):
         return st.binary(max_size=min(t.max_length or 64, 64))
-    if isinstance(t, mi.ListType):
-        return st.lists(for_type(t.item_type), max_size=min(t.max_length or _SMALL, _SMALL))
+    if isinstance(t, mi.ListType | mi.VarTupleType):
+        items = st.lists(for_type(t.item_type), max_size=min(t.max_length or _SMALL, _SMALL))
+        return items if isinstance(t, mi.ListType) else items.map(tuple)
     if isinstance(t, mi.EnumType):
         members: list[enum.Enum] = list(t.cls)
         return st.sampled_from(members)

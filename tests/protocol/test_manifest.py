@@ -43,8 +43,8 @@ def test_encoding_is_canonical_json_with_sorted_keys() -> None:
 
 def test_unknown_manifest_fields_are_refused() -> None:
     doc = json.loads(encode_manifest(_manifest()))
-    doc["sandbox"] = "strict"
-    with pytest.raises(MessageError, match="sandbox"):
+    doc["jail"] = "strict"
+    with pytest.raises(MessageError, match="jail"):
         decode_manifest(json.dumps(doc).encode())
 
 

@@ -1,10 +1,10 @@
 """Build tasks on a build host (seed 003 "Package Builder", docs/protocol.md §6.6).
 
-The build commands run one after the other in the task's work directory (abort on the first
-failure, output logged like install output); then the listed artifacts are packed into one
-tar.gz (:func:`swarmdeploy.agent.archive.pack_to`, which refuses missing, absolute, ``..``
-and escaping paths and names the offending artifact) and uploaded with
-:class:`~swarmdeploy.agent.upload.ArtifactUpload`. Failures raise
+The build commands run one after the other in the task's build directory, in the sandbox of
+the manifest's policy (abort on the first failure, output logged like install output); then
+the listed artifacts are packed into one tar.gz (:func:`swarmdeploy.agent.archive.pack_to`,
+which refuses missing, absolute, ``..`` and escaping paths and names the offending artifact)
+and uploaded with :class:`~swarmdeploy.agent.upload.ArtifactUpload`. Failures raise
 :class:`~swarmdeploy.agent.errors.TaskError`; the task processor reports ``build_failed``.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from swarmdeploy.agent.context import AgentContext, in_thread
 from swarmdeploy.agent.errors import TaskError
-from swarmdeploy.agent.process import child_env
+from swarmdeploy.agent.process import Launcher
 from swarmdeploy.agent.runner import CommandResult, run_sequence
 from swarmdeploy.agent.state import StageRun
 from swarmdeploy.agent.transfer import sha256_file
@@ -47,19 +47,23 @@ async def run_build(
     manifest: TaskManifest,
     workdir: Path,
     track: Callable[[ArtifactUpload | None], None],
+    launcher: Launcher,
+    env: Mapping[str, str],
 ) -> None:
-    """Build in ``workdir``, pack and upload the artifacts. ``track`` is told about the upload
-    in progress so that ``upload_ack``/``error`` messages reach it."""
+    """Build in ``workdir`` with ``launcher`` (the sandbox of the manifest's policy) and
+    ``env``, pack and upload the artifacts. ``track`` is told about the upload in progress
+    so that ``upload_ack``/``error`` messages reach it."""
     task_id = manifest.task_id
     collector = ctx.collector
     collector.marker(task_id, STAGE, f"running {len(manifest.build_commands)} build command(s)")
     result = await run_sequence(
         manifest.build_commands,
         cwd=workdir,
-        env=child_env(),
+        env=env,
         on_line=collector.sink(task_id, STAGE, debug=manifest.debug),
         config=ctx.sequence(),
         run_id=stage.run_id,
+        launcher=launcher,
     )
     ctx.state.stage_run = None
     ctx.save()

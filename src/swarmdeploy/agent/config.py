@@ -28,6 +28,9 @@ class AgentSettings:
     """Everything the agent is told at start. Seconds in ``*_s``, bytes in ``*_bytes``.
 
     ``manager_url`` may be None on later starts: the URL given at registration is used then.
+    ``trust_anchor`` is the anchor file of signed tasks; without one the agent refuses every
+    task unless ``insecure_lab``. ``tls_ca`` (PEM) is the only trust store for an
+    ``https://`` manager at registration (default: the system's).
     ``max_data_bytes`` caps what the data dir may hold (tests and quotas) instead of the real
     disk; ``disk_margin_bytes`` is kept free when assessing a task; fetching pauses while less
     than ``low_disk_bytes`` are free.
@@ -43,6 +46,8 @@ class AgentSettings:
     transport: str = "zmq"
     proxy: str | None = None
     trust_anchor: Path | None = None
+    insecure_lab: bool = False
+    tls_ca: Path | None = None
     heartbeat_s: float = 15.0
     health_interval_s: float = 30.0
     log_batch_s: float = 2.0

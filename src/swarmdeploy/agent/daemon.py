@@ -4,7 +4,8 @@
 hardening -- umask, no core dumps -- is applied by the entry point before):
 
 1. check the data dir and the required binaries (seed 000);
-2. load the persisted state (or take the one the entry point loaded);
+2. load the persisted state (or take the one the entry point loaded), attach the verifier
+   (persisted sequences, the accepted revocation list) and detect the sandbox;
 3. derive the resume plan, kill the previous run's leftovers;
 4. report stages that an agent death interrupted, queue unfinished tasks;
 5. persist a fresh run id and start the current deployment's remaining run commands, once;
@@ -32,6 +33,7 @@ from typing import Any
 from swarmdeploy import __version__
 from swarmdeploy.agent.collector import ResponseCollector
 from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
@@ -42,11 +44,18 @@ from swarmdeploy.agent.processor import TaskProcessor
 from swarmdeploy.agent.reports import StateReporter
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
+from swarmdeploy.agent.sandbox import SandboxConfig
 from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
 from swarmdeploy.agent.spool import LogSpool, RecentLines
-from swarmdeploy.agent.state import AgentState, kill_leftovers, load_state, resume_plan
+from swarmdeploy.agent.state import (
+    AgentState,
+    kill_leftovers,
+    load_state,
+    resume_plan,
+    save_state,
+)
 from swarmdeploy.agent.terminal import Terminal
-from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.agent.trust import Verifier
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     Announce,
@@ -88,7 +97,10 @@ class DaemonState(enum.StrEnum):
 class Daemon:
     """One agent process's daemon. ``state`` None: load it from ``settings.state_path``.
 
-    ``manager`` is the (host, port) the health loop checks while the link is down.
+    ``verifier`` checks signed tasks (default: no anchors, i.e. every task is declined
+    unless ``settings.insecure_lab``); ``sandbox`` None: detect it at start
+    (:meth:`SandboxConfig.detect` with the data dir hidden). ``manager`` is the (host, port)
+    the health loop checks while the link is down.
     """
 
     def __init__(
@@ -97,14 +109,16 @@ class Daemon:
         transport: AgentTransport,
         *,
         state: AgentState | None = None,
-        anchors: TrustAnchors | None = None,
+        verifier: Verifier | None = None,
+        sandbox: SandboxConfig | None = None,
         notifier: Notifier | None = None,
         manager: tuple[str, int] = ("127.0.0.1", 5557),
     ) -> None:
         self.settings = settings
         self.transport = transport
         self._given_state = state
-        self._anchors = anchors or TrustAnchors()
+        self.verifier = verifier or Verifier(None, insecure_lab=settings.insecure_lab)
+        self._sandbox = sandbox
         self._notifier = notifier or Notifier(None)
         self._manager = manager
         self._lifecycle = DaemonState.NEW
@@ -153,6 +167,12 @@ class Daemon:
         if state is None:
             raise StateCorruptError(f"no agent state in {s.state_path}: register first")
         self.state = state
+        self.verifier.attach(state, lambda: save_state(s.state_path, state), s.data_dir)
+        sandbox = self._sandbox
+        if sandbox is None:
+            sandbox = await asyncio.to_thread(SandboxConfig.detect, hidden=[s.data_dir])
+        self.confinement = Confinement(sandbox)
+        self.confinement.warn_if_degraded()
         self._build(state)
         plan = resume_plan(state)
         if not await kill_leftovers(plan, s.stop_grace_s):
@@ -186,10 +206,15 @@ class Daemon:
             connected=self._connected,
             manager=self._manager,
             interval_s=s.health_interval_s,
+            extra=self.security_report,
         )
-        self.deployments = DeploymentSupervisor(self.ctx)
+        self.deployments = DeploymentSupervisor(self.ctx, self.verifier, self.confinement)
         self.processor = TaskProcessor(
-            self.ctx, self.deployments, self._anchors, disk_low=lambda: self.health.disk_low
+            self.ctx,
+            self.deployments,
+            self.verifier,
+            self.confinement,
+            disk_low=lambda: self.health.disk_low,
         )
         self.terminal = Terminal(self.ctx)
         self.requests = RequestHandler(self.ctx, self.processor, self.terminal, self._set_tags)
@@ -197,6 +222,16 @@ class Daemon:
 
     def _save(self) -> None:
         self.ctx.save()
+
+    def security_report(self) -> dict[str, Any]:
+        """The optional fields ``hello`` and ``health`` carry (kept by the manager as
+        unknown fields, docs/protocol.md §2): ``insecure_lab`` (bool) and ``security``
+        (verification mode, anchor fingerprints, revocation list number, last sequences,
+        sandbox kind) -- see docs/security.md."""
+        return {
+            "insecure_lab": self.verifier.insecure_lab,
+            "security": {**self.verifier.status(), "sandbox": self.confinement.kind},
+        }
 
     async def _set_tags(self, tags: list[str]) -> None:
         await self.transport.set_tags(tags)
@@ -226,6 +261,7 @@ class Daemon:
             tasks=self.reporter.hello_tasks(),
             log_acked_seq=self.spool.acked_seq,
             config_revision=self.state.config_revision,
+            extra=self.security_report(),
         )
         if await self.send(hello):
             self.reporter.sent_with_hello()
@@ -247,6 +283,7 @@ class Daemon:
             await self._on_link(item)
         elif isinstance(item, Welcome):
             self.collector.on_welcome(item.log_acked_seq)
+            self.verifier.observe_server_time(item.server_time_ms)
             self._heartbeat_s = item.heartbeat_interval_s
             self._welcomed = True
             self.health.nudge()

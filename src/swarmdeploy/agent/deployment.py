@@ -13,6 +13,16 @@ installed deployment (seed 003 "Package Runner") and keeps
   ``failed``; an operator stop records ``stopped`` (nothing restarts after it) and reports
   ``stopped``;
 * an agent shutdown stops the processes but records nothing: the next start restarts them.
+
+**Before every start** (activation, agent restart, every ``autoRestart`` restart) the
+deployment is checked (:meth:`DeploymentSupervisor.check`): the stored signed manifest is
+verified again (:meth:`~swarmdeploy.agent.trust.Verifier.verify_installed` -- signer,
+revocation, target, sequence), the recorded run commands must be the signed ones, and the
+install dir must have the tree digest recorded after install. A refused deployment starts
+nothing: it is recorded as stopped (nothing restarts it) and reported ``failed`` with the
+check's code in the reason. A new deployment is checked *before* the current one is
+stopped, so a refused one leaves the previous deployment running. Run commands execute
+through the sandbox launcher of the manifest's policy (:mod:`swarmdeploy.agent.confine`).
 """
 
 from __future__ import annotations
@@ -20,13 +30,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from swarmdeploy.agent.context import AgentContext
-from swarmdeploy.agent.process import child_env
+from swarmdeploy.agent.confine import Confinement, TaskDirs, check_tree
+from swarmdeploy.agent.context import AgentContext, in_thread
+from swarmdeploy.agent.errors import LaunchError, TaskError, TaskRefused
+from swarmdeploy.agent.manifests import load_task
+from swarmdeploy.agent.process import Launcher, LaunchSpec
 from swarmdeploy.agent.runner import Runner, new_run_id
 from swarmdeploy.agent.state import Deployment
 from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
+from swarmdeploy.agent.trust import Verifier
 from swarmdeploy.protocol.manifest import TaskManifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
@@ -37,13 +52,16 @@ STAGE = "run"
 class DeploymentSupervisor:
     """Runs the current deployment (see the module docstring)."""
 
-    def __init__(self, ctx: AgentContext) -> None:
+    def __init__(self, ctx: AgentContext, verifier: Verifier, confinement: Confinement) -> None:
         self._ctx = ctx
+        self._verifier = verifier
+        self._confine = confinement
         self._runner: Runner | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._groups: dict[int, int] = {}
         self._reasons: dict[int, str] = {}
         self._shutting_down = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def runner(self) -> Runner | None:
@@ -61,36 +79,77 @@ class DeploymentSupervisor:
         else:
             await self._finish(dep)
 
-    async def activate(self, task_id: str, manifest: TaskManifest, install_dir: Path) -> None:
-        """Replace the current deployment by the freshly installed ``task_id``."""
-        await self.stop(None, f"replaced by task {task_id}")
+    async def activate(
+        self, task_id: str, manifest: TaskManifest, *, sequence: int, digest: str
+    ) -> bool:
+        """Replace the current deployment by the freshly installed ``task_id`` (``sequence``
+        of its signed manifest, ``digest`` of its sealed install dir). Checked first: if
+        refused, the new task is reported ``failed`` and the current deployment keeps
+        running (False)."""
+        dirs = TaskDirs(self._ctx.task_dir(task_id))
         dep = Deployment(
             task_id=task_id,
-            install_dir=str(install_dir),
+            install_dir=str(dirs.app),
             debug=manifest.debug,
             run_commands=list(manifest.run),
             auto_restart=manifest.auto_restart,
+            sequence=sequence,
+            tree_digest=digest,
         )
+        try:
+            checked = await in_thread(lambda: self.check(dep))
+        except TaskRefused as exc:
+            self._ctx.collector.marker(task_id, STAGE, str(exc), error=True)
+            await self._ctx.reporter.report_path(task_id, TargetState.FAILED, str(exc))
+            return False
+        await self.stop(None, f"replaced by task {task_id}")
         self._ctx.state.deployment = dep
         self._reasons = {}
         if not dep.run_commands:
             self._ctx.save()
             await self._ctx.reporter.report(task_id, TargetState.EXITED, "no run commands")
-            return
-        await self._start(dep, tuple(range(len(dep.run_commands))))
+            return True
+        await self._start(dep, tuple(range(len(dep.run_commands))), checked)
+        return True
 
-    async def _start(self, dep: Deployment, indexes: tuple[int, ...]) -> None:
+    def check(self, dep: Deployment) -> TaskManifest:
+        """The checks before a start (module docstring; blocking). Returns the verified
+        manifest; raises :class:`TaskRefused` naming the failed check."""
+        dirs = TaskDirs(self._ctx.task_dir(dep.task_id))
+        message = load_task(dirs.root)
+        if message is None:
+            raise TaskRefused("tampered_install", "the stored signed manifest is missing")
+        manifest = self._verifier.verify_installed(dep, message)
+        if manifest.run != dep.run_commands or manifest.auto_restart != dep.auto_restart:
+            raise TaskRefused("tampered_install", "the recorded run commands are not the signed")
+        check_tree(dirs, dep.tree_digest)
+        return manifest
+
+    async def _start(
+        self, dep: Deployment, indexes: tuple[int, ...], manifest: TaskManifest | None = None
+    ) -> None:
+        dirs = TaskDirs(self._ctx.task_dir(dep.task_id))
+        try:
+            if manifest is None:
+                manifest = await in_thread(lambda: self.check(dep))
+            policy = manifest.sandbox
+            inner = await in_thread(lambda: self._confine.run_stage(dirs, policy))
+        except TaskError as exc:
+            await self._refuse(dep, str(exc))
+            return
         dep.run_id = new_run_id()
         dep.process_groups = []
         self._ctx.save()  # docs/adr/0003 step 3: the marker is on disk before any process
+        launcher = GuardedLauncher(inner, lambda: self.check(dep), self._refused_at_restart(dep))
         runner = Runner(
             [dep.run_commands[i] for i in indexes],
-            cwd=Path(dep.install_dir),
-            env=child_env(),
+            cwd=dirs.app,
+            env=self._confine.env(dirs),
             config=self._ctx.supervision(auto_restart=dep.auto_restart),
             on_line=self._ctx.collector.sink(dep.task_id, STAGE, debug=dep.debug),
             on_event=lambda event: self._on_event(dep, indexes, event),
             run_id=dep.run_id,
+            launcher=launcher,
         )
         self._runner, self._groups = runner, {}
         text = f"starting {len(indexes)} run command(s)"
@@ -99,6 +158,34 @@ class DeploymentSupervisor:
         if self._ctx.reporter.current(dep.task_id) is not TargetState.RUNNING:
             await self._ctx.reporter.report(dep.task_id, TargetState.RUNNING)
         self._watcher = asyncio.get_running_loop().create_task(self._watch(dep, runner))
+
+    def _refused_at_restart(self, dep: Deployment) -> Callable[[TaskRefused], None]:
+        def refused(exc: TaskRefused) -> None:
+            self._spawn(self._refuse(dep, str(exc)))
+
+        return refused
+
+    async def _refuse(self, dep: Deployment, reason: str) -> None:
+        """Start nothing (more) of ``dep``: stop what runs, record it as stopped and failed
+        (no restart, not even after an agent restart) and report ``failed``."""
+        logger.error("task %s: not starting the deployment: %s", dep.task_id, reason)
+        dep.stopped = True
+        dep.finished = list(range(len(dep.run_commands)))
+        dep.failed = list(dep.finished)
+        self._ctx.save()
+        if self._runner is not None and self._ctx.state.deployment is dep:
+            await self._runner.stop()
+            self._runner = None
+        dep.process_groups = []
+        self._ctx.save()
+        self._ctx.collector.marker(dep.task_id, STAGE, reason, error=True)
+        if self._ctx.reporter.current(dep.task_id) not in FINAL_STATES:
+            await self._ctx.reporter.report_path(dep.task_id, TargetState.FAILED, reason)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _on_event(self, dep: Deployment, indexes: tuple[int, ...], event: ProcessEvent) -> None:
         if self._shutting_down:
@@ -164,6 +251,8 @@ class DeploymentSupervisor:
     async def shutdown(self) -> None:
         """Agent shutdown: stop every process without recording an end (restart next time)."""
         self._shutting_down = True
+        for task in list(self._background):
+            await asyncio.wait({task})
         if self._runner is not None:
             await self._runner.stop()
         await self._end_watcher()
@@ -189,3 +278,37 @@ def _ending(event: ProcessEvent) -> str:
         detail = event.message or "could not be started"
         return f"command {event.command!r} gave up: {detail}"
     return f"command {event.command!r} ended with {_code(event)}"
+
+
+class GuardedLauncher:
+    """A run-stage launcher that repeats the start checks before every *restart* of a
+    command (``autoRestart``); the first launch of each command follows the checks the
+    supervisor ran just before. A refused restart raises :class:`LaunchError` (nothing
+    starts) and tells ``on_refused``. The check is blocking (restarts are rare and follow a
+    backoff)."""
+
+    def __init__(
+        self,
+        inner: Launcher,
+        check: Callable[[], object],
+        on_refused: Callable[[TaskRefused], None],
+    ) -> None:
+        self._inner = inner
+        self._check = check
+        self._on_refused = on_refused
+        self._launched: set[int] = set()
+
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        """The inner launcher's argv, after the checks if this is a restart."""
+        if id(spec) in self._launched:
+            try:
+                self._check()
+            except TaskRefused as exc:
+                self._on_refused(exc)
+                raise LaunchError(str(exc)) from None
+        self._launched.add(id(spec))
+        return self._inner.argv(spec)
+
+    def env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The inner launcher's environment."""
+        return self._inner.env(spec)

@@ -13,7 +13,8 @@
  │    ├── ``ArchiveError``           unsafe or malformed archive, or over a limit
  │    ├── ``PackError``              a build artifact is missing or not packable
  │    ├── ``TransferError``          the payload cannot be fetched, verified or uploaded
- │    └── ``LaunchError``            a command could not be started at all
+ │    ├── ``LaunchError``            a command could not be started at all
+ │    └── ``TaskRefused``            a signed task or its installed files failed verification
  ├── ``TransientError``              try again later (disk I/O of the log spool)
  │    └── ``SpoolError``
  └── ``LifecycleError``              a call that the object's current state forbids (a bug)
@@ -116,6 +117,23 @@ class LaunchError(TaskError):
     """A command could not be started (missing working directory, exec failure)."""
 
     code = "launch_failed"
+
+
+class TaskRefused(TaskError):
+    """A task, or the installed files of a deployment, failed a security check
+    (``docs/security.md``): nothing of it is installed or started.
+
+    ``code`` is the check's stable code (``bad_signature``, ``rollback``, ``unsigned``,
+    ``tampered_install``, ...); ``str()`` is ``"refused: <code>: <message>"``, the reason
+    the agent reports.
+    """
+
+    code = "refused"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"refused: {code}: {message}")
+        self.code = code
+        self.message = message
 
 
 class TransientError(AgentError):

@@ -75,7 +75,7 @@ def check_binaries(names: Iterable[str] = (), *, path: str | None = None) -> dic
         if os.path.isabs(name):
             located = name if os.path.isfile(name) and os.access(name, os.X_OK) else None
         else:
-            located = _which(name, os.environ.get("PATH", os.defpath) if path is None else path)
+            located = which(name, path)
         if located is None:
             missing.append(name)
         else:
@@ -85,8 +85,11 @@ def check_binaries(names: Iterable[str] = (), *, path: str | None = None) -> dic
     return found
 
 
-def _which(name: str, path: str) -> str | None:
-    for directory in path.split(os.pathsep):
+def which(name: str, path: str | None = None) -> str | None:
+    """The executable ``name`` found in ``path`` (default ``PATH``), like ``shutil.which``
+    (which the agent avoids: it imports the compression modules)."""
+    search = os.environ.get("PATH", os.defpath) if path is None else path
+    for directory in search.split(os.pathsep):
         candidate = os.path.join(directory or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate

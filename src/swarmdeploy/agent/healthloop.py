@@ -5,8 +5,8 @@ uptime, load, CPU, memory, disk, interfaces, the agent's RSS) and sends a ``heal
 while connected (the latest one wins, nothing is queued). While the link is down it checks
 whether the manager can be resolved and reached (:func:`~swarmdeploy.agent.health.
 check_connectivity`) and logs the result. It also keeps :attr:`HealthLoop.disk_low`, which
-pauses fetching (seed 000: check the disk before fetching). psutil is imported only when the
-loop starts.
+pauses fetching (seed 000: check the disk before fetching). ``extra`` adds optional fields to
+every report (the daemon's security status). psutil is imported only when the loop starts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.agent.resources import DiskPolicy
@@ -41,6 +41,7 @@ class HealthLoop:
         connected: Callable[[], bool],
         manager: tuple[str, int],
         interval_s: float,
+        extra: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self._data_dir = data_dir
         self._policy = policy
@@ -48,6 +49,7 @@ class HealthLoop:
         self._connected = connected
         self._manager = manager
         self._interval_s = interval_s
+        self._extra = extra
         self.disk_low = False
         self.reachable = True
         self._nudge = asyncio.Event()
@@ -88,6 +90,7 @@ class HealthLoop:
         else:
             await self._check_connectivity()
         report = to_message(snapshot, reachable=self.reachable)
+        report.extra = self._extra()
         if connected:
             await self._send(report)
         return report

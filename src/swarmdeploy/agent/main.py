@@ -2,7 +2,10 @@
 
 ``swarmdeploy agent --data-dir DIR --manager URL [--token XXXX-XXXX-XXXX] [--id ID]
 [--tags a,b] [--location LAT,LON] [--transport zmq|http] [--proxy socks5h://...]
-[--trust-anchor FILE]`` plus tuning options (``--help``). Every option also comes from
+[--trust-anchor FILE] [--insecure-lab] [--tls-ca FILE]`` plus tuning options (``--help``).
+Without ``--trust-anchor`` the agent declines every task unless ``--insecure-lab`` is given
+(``docs/security.md``); ``--tls-ca`` pins the certificate or CA of an ``https://`` manager
+(``docs/tls.md``). Every option also comes from
 ``SWARMDEPLOY_AGENT_<OPTION>`` (``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``); the
 command line wins. The settings are validated once here and passed down.
 
@@ -52,7 +55,13 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--location", str, "LAT,LON in decimal degrees, sent at registration"),
     ("--transport", str, "link to the manager: zmq (default; http is not available yet)"),
     ("--proxy", str, "proxy URL (only with --transport http)"),
-    ("--trust-anchor", Path, "PEM certificate(s) or base64 Ed25519 keys to trust"),
+    (
+        "--trust-anchor",
+        Path,
+        "trust anchors of signed tasks: the manager's ca.pem, ed25519:<base64> CA keys or"
+        " sha256:<hex> CA fingerprints (without it every task is declined)",
+    ),
+    ("--tls-ca", Path, "PEM certificate(s) trusted for an https:// manager (only these)"),
     ("--log-level", str, "DEBUG, INFO (default), WARNING or ERROR"),
     ("--heartbeat-s", float, "heartbeat interval until the manager sets one"),
     ("--health-interval-s", float, "seconds between health reports (default 30)"),
@@ -96,7 +105,26 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     for option, kind, text in _OPTIONS:
         env = env_name(option)
         parser.add_argument(option, type=kind, default=environ.get(env), help=f"{text} [{env}]")
+    env = env_name("--insecure-lab")
+    parser.add_argument(
+        "--insecure-lab",
+        action="store_const",
+        const="1",
+        default=environ.get(env),
+        help="lab only: accept unsigned tasks when no trust anchor is given; reported to the"
+        f" manager [{env}=1]",
+    )
     return parser
+
+
+def parse_flag(text: str | None, option: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case; unset: False)."""
+    value = (text or "0").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{option}: {text!r} is not on/off, true/false, yes/no or 1/0")
 
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
@@ -114,6 +142,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         "transport": args.transport or "zmq",
         "proxy": args.proxy or None,
         "trust_anchor": args.trust_anchor,
+        "insecure_lab": parse_flag(args.insecure_lab, "--insecure-lab"),
+        "tls_ca": args.tls_ca,
     }
     for key in _PLAIN:
         if getattr(args, key) is not None:
@@ -183,29 +213,24 @@ def run(settings: AgentSettings) -> int:
     if not needs_tls(settings):
         without_openssl()
     import asyncio
-    import base64
 
     from swarmdeploy.agent.daemon import Daemon
     from swarmdeploy.agent.hardening import check_data_dir, harden_process
     from swarmdeploy.agent.registrator import ensure_registered
     from swarmdeploy.agent.sdnotify import Notifier
-    from swarmdeploy.agent.trust import load_anchors
+    from swarmdeploy.agent.trust import load_anchor_file, make_verifier
 
     harden_process()
     check_data_dir(settings.data_dir)
-    anchors = load_anchors(settings.trust_anchor)
+    anchors = load_anchor_file(settings.trust_anchor)
     state, identity = ensure_registered(settings, anchors)
     assert state.registration is not None
-    try:
-        ca_key = base64.b64decode(state.registration.ca_public_key, validate=True)
-    except ValueError:  # binascii.Error is a ValueError
-        ca_key = b""
     host = manager_host(settings.manager_url or state.registration.manager_url)
     daemon = Daemon(
         settings,
         make_transport(settings, state, identity, host),
         state=state,
-        anchors=anchors.with_key(ca_key),
+        verifier=make_verifier(settings, anchors, state.registration),
         notifier=Notifier.from_env(),
         manager=(host, state.registration.sub_port),
     )

@@ -4,10 +4,10 @@
 :class:`ManifestFetcher` sends ``fetch_task`` and waits for the ``task`` answer, sending again
 after ``resend_s`` and after every reconnect; an ``error`` answer fails the fetch with a
 :class:`~swarmdeploy.agent.errors.TransferError`, unless it is transient (``busy``,
-``internal``: asked again after ``resend_s``). :func:`check_manifest` decodes the manifest,
-makes sure it is for the task that was asked for and verifies its signature against the
-trust anchors (CRD-75). The ``task`` message is kept in ``DIR/tasks/<task>/task.msgpack`` so
-that an agent restart resumes without asking again.
+``internal``: asked again after ``resend_s``). Verification is
+:meth:`swarmdeploy.agent.trust.Verifier.verify_received` (CRD-75). The ``task`` message is
+kept in ``DIR/tasks/<task>/task.msgpack`` (where sandboxed commands never see it) so that an
+agent restart resumes without asking again and every start re-verifies it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from swarmdeploy.agent.errors import TransferError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.agent.transfer import TRANSIENT_CODES
-from swarmdeploy.agent.trust import TrustAnchors, verify_signature
 from swarmdeploy.protocol.errors import MessageError
-from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
 from swarmdeploy.protocol.messages import Error, FetchTask, Task, decode, encode
 
 logger = logging.getLogger(__name__)
@@ -75,30 +73,6 @@ class ManifestFetcher:
     def on_reconnect(self) -> None:
         """A new connection: ask again at once."""
         self._reconnects += 1
-
-
-def check_manifest(
-    task_id: str, message: Task, anchors: TrustAnchors, *, require_signature: bool
-) -> TaskManifest:
-    """Decode and check a manifest; TransferError/MessageError say why it is refused.
-
-    ``require_signature``: trust anchors were provisioned, so an unsigned manifest is refused.
-    """
-    manifest = decode_manifest(message.manifest)
-    if manifest.task_id != task_id:
-        raise TransferError(f"the manifest is for task {manifest.task_id}, not {task_id}")
-    if message.signature:
-        if not verify_signature(message.manifest, message.signature, anchors):
-            raise TransferError("the manifest signature does not verify (CRD-75)")
-    elif require_signature:
-        raise TransferError("the manifest is not signed, but trust anchors are configured")
-    else:
-        # CRD-75 asks for a verified signature before install. Managers of this version do
-        # not sign manifests yet; operator signing keys and device trust anchors come with
-        # issue 5 ("End-to-end package security"). Only a manifest WITHOUT any signature is
-        # accepted unverified, and only while no trust anchor is provisioned.
-        logger.info("task %s: manifest is not signed; accepted without verification", task_id)
-    return manifest
 
 
 def store_task(directory: Path, message: Task) -> None:

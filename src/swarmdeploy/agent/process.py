@@ -73,10 +73,15 @@ class LaunchSpec:
 
 
 class Launcher(Protocol):
-    """Turns a spec into the argv actually executed (the sandbox seam)."""
+    """Turns a spec into the argv and environment actually executed (the sandbox seam)."""
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         """Return the program and arguments that run ``spec.command``."""
+        ...
+
+    def env(self, spec: LaunchSpec) -> dict[str, str]:
+        """Return the complete environment of the program (usually ``spec.env`` plus what
+        the launcher itself needs)."""
         ...
 
 
@@ -89,6 +94,10 @@ class ShellLauncher:
     def argv(self, spec: LaunchSpec) -> list[str]:
         """Return ``[shell, "-c", command]``."""
         return [self.shell, "-c", spec.command]
+
+    def env(self, spec: LaunchSpec) -> dict[str, str]:
+        """``spec.env`` unchanged."""
+        return dict(spec.env)
 
 
 class Child:
@@ -119,7 +128,7 @@ class Child:
             popen = subprocess.Popen(
                 argv,
                 cwd=spec.cwd,
-                env=dict(spec.env),
+                env=launcher.env(spec),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -6,13 +6,22 @@ Announcements are assessed at once (:func:`swarmdeploy.agent.resources.assess`) 
 task; each goes through :meth:`TaskProcessor._process`:
 
 1. wait for the ``state_ack`` of ``accepted`` (the manager serves the manifest only then);
-2. ``fetch_task`` until the ``task`` arrives; check that the manifest is for this task and
-   verify its signature (CRD-75); keep it in ``DIR/tasks/<task>/task.msgpack`` for a resume;
-3. pull the artifacts (``transferring``, :mod:`swarmdeploy.agent.transfer`);
+2. ``fetch_task`` until the ``task`` arrives; verify it (CRD-75/78,
+   :meth:`~swarmdeploy.agent.trust.Verifier.verify_received`: signer, signature, revocation,
+   task id, target, expiry, sequence), record its sequence and keep it in
+   ``DIR/tasks/<task>/task.msgpack`` for a resume and for the checks before every start;
+3. pull the artifacts (``transferring``, :mod:`swarmdeploy.agent.transfer`) and check each
+   against the signed size and SHA-256 again before unpacking (a resumed transfer reuses
+   files already on disk);
 4. deploy: ``installing``, safe unpack into ``DIR/tasks/<task>/app``, install commands in
-   order (abort on the first failure; the previous deployment keeps running), ``installed``,
-   then the deployment supervisor replaces the running deployment; or build
+   order in the sandbox (abort on the first failure; the previous deployment keeps
+   running), seal the install dir and record its digest, ``installed``, then the deployment
+   supervisor checks and replaces the running deployment; or build
    (:mod:`swarmdeploy.agent.builder`).
+
+An announcement is declined at once when the agent has no trust anchor (and is not in
+insecure lab mode); a task that fails verification ends in ``install_failed`` (or
+``build_failed``) with ``refused: <code>: ...`` as the reason.
 
 A :class:`~swarmdeploy.agent.errors.TaskError` ends the task in ``install_failed`` or
 ``build_failed`` with its message as the reason. A stop request cancels the task wherever it
@@ -31,19 +40,20 @@ from pathlib import Path
 
 from swarmdeploy.agent.archive import ArchiveLimits, unpack
 from swarmdeploy.agent.builder import describe_failure, run_build
+from swarmdeploy.agent.confine import Confinement, TaskDirs, recorded_digest
 from swarmdeploy.agent.context import AgentContext, in_thread
 from swarmdeploy.agent.deployment import DeploymentSupervisor
-from swarmdeploy.agent.errors import ArchiveError, TaskError
+from swarmdeploy.agent.errors import ArchiveError, TaskError, TaskRefused
 from swarmdeploy.agent.fsutil import remove_tree
-from swarmdeploy.agent.manifests import ManifestFetcher, check_manifest, load_task, store_task
+from swarmdeploy.agent.manifests import ManifestFetcher, load_task, store_task
 from swarmdeploy.agent.output import now_ms
-from swarmdeploy.agent.process import child_env
 from swarmdeploy.agent.resources import Requirements, assess, free_bytes, human_bytes
 from swarmdeploy.agent.runner import new_run_id, run_sequence
 from swarmdeploy.agent.state import StageRun
 from swarmdeploy.agent.transfer import TaskTransfer
-from swarmdeploy.agent.trust import TrustAnchors
+from swarmdeploy.agent.trust import Accepted, Verifier
 from swarmdeploy.agent.upload import ArtifactUpload
+from swarmdeploy.crypto.rejections import VerificationError
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import TaskManifest
 from swarmdeploy.protocol.messages import (
@@ -67,13 +77,15 @@ class TaskProcessor:
         self,
         ctx: AgentContext,
         deployments: DeploymentSupervisor,
-        anchors: TrustAnchors,
+        verifier: Verifier,
+        confinement: Confinement,
         *,
         disk_low: Callable[[], bool],
     ) -> None:
         self._ctx = ctx
         self._deployments = deployments
-        self._anchors = anchors
+        self._verifier = verifier
+        self._confine = confinement
         self._disk_low = disk_low
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
@@ -143,6 +155,9 @@ class TaskProcessor:
         self._enqueue(task_id)
 
     def _assess(self, msg: Announce) -> str | None:
+        refusal = self._verifier.decline_reason()
+        if refusal is not None:
+            return refusal
         if msg.expires_at_ms and msg.expires_at_ms < now_ms():
             return "the task expired before it could be assessed"
         result = assess(
@@ -265,22 +280,22 @@ class TaskProcessor:
                 return  # on_refused takes care of it
         directory = self._ctx.task_dir(task_id)
         message = load_task(directory) or await self._manifests.fetch(task_id)
-        manifest = check_manifest(
-            task_id,
-            message,
-            self._anchors,
-            require_signature=self._ctx.settings.trust_anchor is not None,
-        )
+        accepted = self._verifier.verify_received(task_id, message)
+        manifest = accepted.manifest
         self._kinds[task_id] = manifest.kind
+        self._verifier.record(task_id, accepted)
         store_task(directory, message)
+        if accepted.signer:
+            self._ctx.collector.marker(task_id, "verify", f"signed by {accepted.signer}")
         if reporter.current(task_id) is S.INSTALLED:
-            await self._activate(task_id, manifest)
+            dirs = TaskDirs(directory)
+            await self._activate(task_id, accepted, recorded_digest(dirs))
             return
         paths = await self._download(task_id, manifest)
         if manifest.kind == "build":
             await self._build(task_id, manifest, paths)
         else:
-            await self._install(task_id, manifest, paths)
+            await self._install(task_id, accepted, paths)
 
     # --- stage 3: payload --------------------------------------------------------------
 
@@ -306,6 +321,7 @@ class TaskProcessor:
         )
         paths = await self._transfer.run()
         self._transfer = None
+        await in_thread(lambda: _verify_artifacts(manifest, paths))
         self._ctx.collector.marker(task_id, "transfer", "payload complete, SHA-256 verified")
         return paths
 
@@ -320,23 +336,26 @@ class TaskProcessor:
 
     # --- stage 4: install or build -----------------------------------------------------
 
-    async def _install(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
-        ctx = self._ctx
+    async def _install(self, task_id: str, accepted: Accepted, paths: list[Path]) -> None:
+        ctx, manifest = self._ctx, accepted.manifest
+        dirs = TaskDirs(ctx.task_dir(task_id))
         stage = StageRun(task_id=task_id, stage="install", run_id=new_run_id())
         ctx.state.stage_run = stage
         await ctx.reporter.report(task_id, S.INSTALLING)  # persists the stage marker too
-        app = await self._unpack(task_id, paths)
-        remove_tree(ctx.task_dir(task_id) / "download")
+        await self._unpack(task_id, paths)
+        remove_tree(dirs.root / "download")
+        launcher = await in_thread(lambda: self._confine.writable_stage(dirs, manifest.sandbox))
         ctx.collector.marker(
             task_id, "install", f"running {len(manifest.install)} install command(s)"
         )
         result = await run_sequence(
             manifest.install,
-            cwd=app,
-            env=child_env(),
+            cwd=dirs.app,
+            env=self._confine.env(dirs),
             on_line=ctx.collector.sink(task_id, "install", debug=manifest.debug),
             config=ctx.sequence(),
             run_id=stage.run_id,
+            launcher=launcher,
         )
         ctx.state.stage_run = None
         ctx.save()
@@ -344,31 +363,40 @@ class TaskProcessor:
             raise TaskError(
                 describe_failure("install", result.failed, ctx.settings.install_timeout_s)
             )
+        digest = await in_thread(lambda: self._confine.seal(dirs, manifest.sandbox))
         await ctx.reporter.report(task_id, S.INSTALLED)
-        await self._activate(task_id, manifest)
+        await self._activate(task_id, accepted, digest)
 
-    async def _activate(self, task_id: str, manifest: TaskManifest) -> None:
-        app = self._ctx.task_dir(task_id) / "app"
+    async def _activate(self, task_id: str, accepted: Accepted, digest: str) -> None:
         # Shielded: a stop arriving now must find either the old or the new deployment.
-        activation = asyncio.ensure_future(self._deployments.activate(task_id, manifest, app))
+        activation = asyncio.ensure_future(
+            self._deployments.activate(
+                task_id, accepted.manifest, sequence=accepted.sequence, digest=digest
+            )
+        )
         try:
-            await asyncio.shield(activation)
+            activated = await asyncio.shield(activation)
         except asyncio.CancelledError:
             await asyncio.wait({activation})
             raise
+        if not activated:
+            remove_tree(self._ctx.task_dir(task_id))
+            return
         self._remove_old_dirs(keep={task_id, *self.queued()})
 
     async def _build(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
         ctx = self._ctx
+        dirs = TaskDirs(ctx.task_dir(task_id))
         stage = StageRun(task_id=task_id, stage="build", run_id=new_run_id())
         ctx.state.stage_run = stage
         await ctx.reporter.report(task_id, S.BUILDING)
-        workdir = await self._unpack(task_id, paths)
+        await self._unpack(task_id, paths)
+        launcher = await in_thread(lambda: self._confine.writable_stage(dirs, manifest.sandbox))
 
         def track(upload: ArtifactUpload | None) -> None:
             self._upload = upload
 
-        await run_build(ctx, stage, manifest, workdir, track)
+        await run_build(ctx, stage, manifest, dirs.app, track, launcher, self._confine.env(dirs))
         await ctx.reporter.report(task_id, S.BUILT)
         remove_tree(ctx.task_dir(task_id))
 
@@ -387,6 +415,19 @@ class TaskProcessor:
         for name in names:
             if name not in keep:
                 remove_tree(self._ctx.tasks_dir / name)
+
+
+def _verify_artifacts(manifest: TaskManifest, paths: list[Path]) -> None:
+    """Every fetched file against the signed size and SHA-256 (blocking); a file that was
+    already complete on disk when a transfer resumed is checked here only."""
+    from swarmdeploy.crypto.signing import verify_artifact
+
+    for info, path in zip(manifest.artifacts, paths, strict=True):
+        try:
+            verify_artifact(info, path)
+        except VerificationError as exc:
+            path.unlink(missing_ok=True)
+            raise TaskRefused(exc.code, exc.message) from None
 
 
 def unpack_all(paths: list[Path], app: Path, limits: ArchiveLimits) -> None:

@@ -6,9 +6,12 @@
   ignored (it is spent), and an ``--id`` that differs from the registered id is an error;
 * otherwise the keys are created (:mod:`swarmdeploy.agent.identity`), the id is fixed (from
   ``--id`` or generated once from the host name and persisted before the first attempt) and
-  ``POST {manager}/rpc/targets`` is sent with the token in ``X-Auth-Token``. The answer's
-  server info is persisted in the agent state, the manager's CA certificate is written to
-  ``DIR/ca.pem`` and the device certificate to ``DIR/agent.pem``.
+  ``POST {manager}/rpc/targets`` is sent with the token in ``X-Auth-Token``. The CA the
+  manager presents (``caPublicKey``, ``caCertificate``) must match the provisioned trust
+  anchors when there are any (a ``sha256:`` pin resolves to it; anything else refuses to
+  register: ``anchor_mismatch``). The answer's server info is persisted in the agent state,
+  the manager's CA certificate is written to ``DIR/ca.pem`` and the device certificate to
+  ``DIR/agent.pem``.
 
 Errors are :class:`~swarmdeploy.agent.errors.RegistrationError` with one line naming the
 problem; ``retryable`` ones (exit status 3) are an unreachable or failing manager and
@@ -16,7 +19,10 @@ rate limiting that outlasted the retries (429 is retried after ``Retry-After``).
 
 HTTP goes through :mod:`urllib` (imported here only): the agent must stay lean, and a
 registered agent never loads it. Proxies from the environment are ignored on purpose;
-``--proxy`` is the one way to configure a proxy.
+``--proxy`` is the one way to configure a proxy. For an ``https://`` manager the server
+certificate is checked against ``--tls-ca FILE`` only (no system store; a pinned server
+certificate or its CA) or, without that option, against the system's trust store
+(:func:`tls_context`, ``docs/tls.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -39,9 +46,15 @@ from swarmdeploy.agent.errors import ConfigError, RegistrationError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.identity import Identity, load_identity
 from swarmdeploy.agent.state import AgentState, Location, Registration, load_state, save_state
-from swarmdeploy.agent.trust import TrustAnchors, ca_matches
+from swarmdeploy.agent.trust import adopt_manager_ca
 from swarmdeploy.crypto.curve import validate_public_key
 from swarmdeploy.crypto.errors import InvalidKey
+from swarmdeploy.crypto.rejections import VerificationError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from swarmdeploy.crypto.anchors import AnchorSet
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +102,7 @@ def generate_id(hostname: str | None = None) -> str:
 
 def ensure_registered(
     settings: AgentSettings,
-    anchors: TrustAnchors,
+    anchors: AnchorSet,
     *,
     poster: Poster | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -123,7 +136,8 @@ def ensure_registered(
     if settings.manager_url is None:
         raise ConfigError("--manager is required to register")
     identity = load_identity(settings.data_dir, create=True)
-    answer = _register(settings, state, identity, poster or urllib_post, sleep)
+    post = poster or urllib_poster(settings.tls_ca if _https(settings.manager_url) else None)
+    answer = _register(settings, state, identity, post, sleep)
     _accept(settings, anchors, state, answer)
     return state, identity
 
@@ -208,12 +222,16 @@ def _error_text(body: bytes) -> str:
 
 
 def _accept(
-    settings: AgentSettings, anchors: TrustAnchors, state: AgentState, answer: _Answer
+    settings: AgentSettings, anchors: AnchorSet, state: AgentState, answer: _Answer
 ) -> None:
-    if not ca_matches(anchors, answer.ca_certificate):
+    ca_key = base64.b64decode(answer.ca_public_key)  # checked by _parse
+    try:
+        adopt_manager_ca(anchors, ca_key, answer.ca_certificate)
+    except VerificationError as exc:
         raise RegistrationError(
-            f"the manager's CA certificate does not match --trust-anchor {settings.trust_anchor}"
-        )
+            f"refusing to register: the manager's CA does not match --trust-anchor"
+            f" {settings.trust_anchor} ({exc.code}: {exc.message}); is this the right manager?"
+        ) from None
     assert settings.manager_url is not None
     data_dir: Path = settings.data_dir
     atomic_write(data_dir / CA_FILE, answer.ca_certificate.encode(), 0o600)
@@ -235,9 +253,51 @@ def _accept(
     logger.info("registered as %s with %s", state.agent_id, settings.manager_url)
 
 
-def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
+def _https(url: str | None) -> bool:
+    return (url or "").startswith("https://")
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The TLS client context for registration: certificate and host name always checked;
+    with ``ca_file`` (PEM) only its certificates are trusted -- the manager's CA, or its
+    self-signed server certificate itself (partial chains allowed) -- never the system
+    store. :class:`ConfigError` if the file cannot be loaded."""
+    import ssl
+
+    if ca_file is None:
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"--tls-ca {ca_file}: cannot load it: {exc}") from None
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
+def urllib_poster(tls_ca: Path | None = None) -> Poster:
+    """:func:`urllib_post` with the TLS context of :func:`tls_context` (``https://`` only)."""
+    context: list[ssl.SSLContext] = []
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
+        if _https(url) and not context:
+            context.append(tls_context(tls_ca))
+        return urllib_post(url, body, headers, timeout_s, context[0] if context else None)
+
+    return post
+
+
+def urllib_post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+    context: ssl.SSLContext | None = None,
+) -> HttpAnswer:
     """POST ``body`` as JSON with :mod:`urllib`; network failures raise a retryable
-    :class:`RegistrationError`, HTTP error statuses are returned."""
+    :class:`RegistrationError`, an untrusted server certificate a final one; HTTP error
+    statuses are returned."""
     import urllib.error
     import urllib.request
 
@@ -249,7 +309,10 @@ def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
         method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(request, timeout=timeout_s) as response:
             return HttpAnswer(response.status, None, response.read(1 << 20))
@@ -259,6 +322,11 @@ def urllib_post(url: str, body: bytes, headers: dict[str, str], timeout_s: float
             return HttpAnswer(exc.code, retry, exc.read(1 << 20))
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if type(reason).__name__ == "SSLCertVerificationError":
+            raise RegistrationError(
+                f"TLS: the certificate of {url} is not trusted ({reason}); give the manager's"
+                " certificate or CA with --tls-ca FILE"
+            ) from None
         raise RegistrationError(
             f"cannot reach the manager at {url}: {reason}", retryable=True
         ) from None

@@ -9,12 +9,13 @@ Two :class:`~swarmdeploy.agent.process.Launcher` implementations, chosen by
   inside), new IPC/PID/UTS/cgroup namespaces and a new network namespace (only ``lo``) unless
   the policy allows the network, hostname ``sandbox``, ``--die-with-parent``;
 * :class:`FallbackLauncher` -- no bubblewrap: the same user switch and limits, no isolation
-  (a warning is logged once per launcher).
+  (a warning is logged once per launcher, or once by the daemon with ``quiet``).
 
 **Why not ``bwrap --uid 65534``** (ADR 0004): run by root, bwrap maps the sandbox uid to
 root's uid in a user namespace, so "uid 65534" *is* root for every file outside -- it could
 read ``/etc/shadow`` and the agent's keys (measured). Instead bwrap runs without a user
-namespace, keeps only ``CAP_SETUID``/``CAP_SETGID``/``CAP_SETPCAP`` and ``setpriv`` drops to
+namespace, keeps only ``CAP_SETUID``/``CAP_SETGID``/``CAP_SETPCAP`` (and
+``CAP_DAC_READ_SEARCH``, to enter a 0700 task dir of the sandbox user) and ``setpriv`` drops to
 the real unprivileged uid/gid with no capabilities, an empty bounding set and
 ``no_new_privs``; ``prlimit`` sets resource limits before that. An agent that is not root
 uses ``--unshare-user --uid --cap-drop ALL`` (it has nothing to lose).
@@ -27,7 +28,15 @@ nothing survives (tests/agent/test_sandbox.py).
 
 The environment is the launch spec's explicit one (``child_env``), inherited through bwrap
 rather than re-set with ``--clearenv``/``--setenv``: values in argv would be readable by
-every local user in ``/proc/<pid>/cmdline``.
+every local user in ``/proc/<pid>/cmdline``. For the same reason the command itself travels
+in the environment (:data:`COMMAND_VAR`) and runs as ``sh -c 'eval "$SWARMDEPLOY_COMMAND"'``.
+
+Directories: :func:`hand_over` gives the task's writable dirs to the sandbox user;
+:func:`seal` makes an installed tree read-only for it (owned by root, group = sandbox gid,
+no write), and :func:`tree_digest` fingerprints it so that changes are detected before every
+start. The agent runs with umask 077, so its own directories are 0700: with bubblewrap the
+parents the sandbox user cannot traverse become empty tmpfs (``_Mounts``); without it the
+command is started in its working directory before the user switch.
 """
 
 from __future__ import annotations
@@ -35,74 +44,43 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated
-
-import msgspec
-from msgspec import Meta
 
 from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.hardening import which
 from swarmdeploy.agent.process import LaunchSpec
+from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
 
 logger = logging.getLogger(__name__)
 
-NOBODY = 65534
+__all__ = [
+    "COMMAND_VAR",
+    "NOBODY",
+    "BwrapLauncher",
+    "FallbackLauncher",
+    "Rlimits",
+    "SandboxConfig",
+    "SandboxPolicy",
+    "check_policy",
+    "detect_bwrap",
+    "hand_over",
+    "make_launcher",
+    "seal",
+    "tree_digest",
+]
+
 SANDBOX_HOSTNAME = "sandbox"
+#: Environment variable through which sandboxed commands receive their command line.
+COMMAND_VAR = "SWARMDEPLOY_COMMAND"
 #: A fresh tmpfs inside the sandbox, not the host's /tmp.
 SANDBOX_TMP = "/tmp"  # noqa: S108
 _PROBE_TIMEOUT_S = 10.0
-_Id = Annotated[int, Meta(ge=1, le=2**32 - 2)]
-_Limit = Annotated[int, Meta(ge=0, le=2**62)]
-_Path = Annotated[str, Meta(min_length=1, max_length=4096)]
-_Paths = Annotated[tuple[_Path, ...], Meta(max_length=64)]
 #: Capabilities bwrap keeps (only until ``setpriv`` switches user and clears them all).
-_SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
-
-
-class Rlimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Resource limits per command (0: not limited). ``nproc`` counts every process of the
-    sandbox uid on the machine (``RLIMIT_NPROC`` semantics)."""
-
-    cpu_s: _Limit = 0
-    nofile: _Limit = 0
-    address_space_bytes: _Limit = 0
-    nproc: _Limit = 0
-    fsize_bytes: _Limit = 0
-
-    def prlimit_args(self) -> list[str]:
-        """``prlimit`` options (soft = hard) for the limits that are set."""
-        pairs = (
-            ("--cpu", self.cpu_s),
-            ("--nofile", self.nofile),
-            ("--as", self.address_space_bytes),
-            ("--nproc", self.nproc),
-            ("--fsize", self.fsize_bytes),
-        )
-        return [f"{option}={value}" for option, value in pairs if value]
-
-
-class SandboxPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What a task's commands may do; part of the signed manifest (``sandbox`` field) so an
-    operator's key, not the manager, decides it -- and shown in the API.
-
-    Extra paths and devices are accepted only where the agent's own :class:`SandboxConfig`
-    allows them (:func:`check_policy`): a manifest cannot open the device more widely than
-    its owner provisioned.
-    """
-
-    network: bool = False
-    uid: _Id = NOBODY
-    gid: _Id = NOBODY
-    groups: Annotated[tuple[_Id, ...], Meta(max_length=32)] = ()
-    rlimits: Rlimits = Rlimits()
-    ro_paths: _Paths = ()
-    rw_paths: _Paths = ()
-    devices: _Paths = ()
+_SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +103,8 @@ class SandboxConfig:
         (pass the agent's data dir)."""
         return cls(
             bwrap=detect_bwrap(probe=probe),
-            setpriv=shutil.which("setpriv"),
-            prlimit=shutil.which("prlimit"),
+            setpriv=which("setpriv"),
+            prlimit=which("prlimit"),
             privileged=os.geteuid() == 0,
             hidden=tuple(hidden),
         )
@@ -143,7 +121,7 @@ def detect_bwrap(
     """The path of a working ``bwrap``, or None (logged) when missing or unusable here
     (e.g. namespaces forbidden in a container). ``probe`` runs it once with the flags the
     launcher will use (a user namespace unless ``privileged``, default: running as root)."""
-    found = shutil.which("bwrap", path=path)
+    found = which("bwrap", path)
     if found is None or not probe:
         return found
     root = os.geteuid() == 0 if privileged is None else privileged
@@ -187,6 +165,13 @@ def check_policy(policy: SandboxPolicy, config: SandboxConfig) -> None:
         _clean_path(text, "device")
         if text not in config.allowed_devices:
             raise LaunchError(f"this agent does not allow the device {text!r}")
+
+
+def _shell(config: SandboxConfig) -> list[str]:
+    """The shell running the command taken from the environment: the command stays out of
+    every argv (``/proc/<pid>/cmdline`` is world-readable, and process listings then show
+    the command's own processes, not wrappers holding its text)."""
+    return [config.shell, "-c", f'eval "${COMMAND_VAR}"']
 
 
 def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
@@ -321,7 +306,7 @@ class BwrapLauncher:
         self.policy = policy
         self.writable = tuple(_clean_path(str(p), "writable dir") for p in writable)
         self.readonly = tuple(_clean_path(str(p), "read-only dir") for p in readonly)
-        self._tail = [*_limits(config, policy), *_user_switch(config, policy), config.shell, "-c"]
+        self._tail = [*_limits(config, policy), *_user_switch(config, policy), *_shell(config)]
 
     def _isolation(self) -> list[str]:
         config, policy = self.config, self.policy
@@ -352,28 +337,40 @@ class BwrapLauncher:
             *where,
             "--",
             *self._tail,
-            spec.command,
         ]
+
+    def env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The spec's environment plus :data:`COMMAND_VAR` (the command, kept out of argv)."""
+        return {**spec.env, COMMAND_VAR: spec.command}
 
 
 class FallbackLauncher:
     """Without bubblewrap: ``[prlimit] [setpriv] sh -c <command>`` -- the unprivileged user
     and the limits, but no read-only system, no hidden data dir and no network isolation.
-    Logs a warning when created."""
+    Logs a warning when created unless ``quiet`` (the daemon warns once at start)."""
 
-    def __init__(self, config: SandboxConfig, policy: SandboxPolicy) -> None:
+    def __init__(self, config: SandboxConfig, policy: SandboxPolicy, *, quiet: bool = False):
         check_policy(policy, config)
-        self._head = [*_limits(config, policy), *_user_switch(config, policy), config.shell, "-c"]
-        who = f"uid {policy.uid}" if config.privileged else "the agent's own user"
-        logger.warning(
-            "bubblewrap is not available: commands run as %s without a sandbox "
-            "(the system is writable where that user may write; network is not restricted)",
-            who,
-        )
+        self._head = [*_limits(config, policy), *_user_switch(config, policy), *_shell(config)]
+        if not quiet:
+            logger.warning("%s", fallback_warning(config, policy))
 
     def argv(self, spec: LaunchSpec) -> list[str]:
-        """``[prlimit ...] [setpriv ...] sh -c <command>``."""
-        return [*self._head, spec.command]
+        """``[prlimit ...] [setpriv ...] sh -c 'eval "$SWARMDEPLOY_COMMAND"'``."""
+        return list(self._head)
+
+    def env(self, spec: LaunchSpec) -> dict[str, str]:
+        """The spec's environment plus :data:`COMMAND_VAR` (the command, kept out of argv)."""
+        return {**spec.env, COMMAND_VAR: spec.command}
+
+
+def fallback_warning(config: SandboxConfig, policy: SandboxPolicy) -> str:
+    """The warning for commands run without bubblewrap."""
+    who = f"uid {policy.uid}" if config.privileged else "the agent's own user"
+    return (
+        f"bubblewrap is not available: commands run as {who} without a sandbox "
+        "(the system is writable where that user may write; network is not restricted)"
+    )
 
 
 def make_launcher(
@@ -382,10 +379,12 @@ def make_launcher(
     *,
     writable: Iterable[Path] = (),
     readonly: Iterable[Path] = (),
+    quiet: bool = False,
 ) -> BwrapLauncher | FallbackLauncher:
-    """The sandbox launcher for one task stage: bubblewrap when available, else fallback."""
+    """The sandbox launcher for one task stage: bubblewrap when available, else fallback
+    (which warns unless ``quiet``)."""
     if config.bwrap is None:
-        return FallbackLauncher(config, policy)
+        return FallbackLauncher(config, policy, quiet=quiet)
     return BwrapLauncher(config, policy, writable=writable, readonly=readonly)
 
 
@@ -405,13 +404,45 @@ def hand_over(paths: Iterable[Path], policy: SandboxPolicy, config: SandboxConfi
                 os.chown(name, policy.uid, policy.gid, dir_fd=dir_fd, follow_symlinks=False)
 
 
+def seal(top: Path, policy: SandboxPolicy, config: SandboxConfig) -> None:
+    """Make an installed tree read-only for the sandbox user (root agents only): every entry
+    becomes owned by root with the sandbox gid as group, group permissions are the owner's
+    without write, others get nothing, and set-id and sticky bits are cleared. Run commands
+    can then read and execute the install dir but not change it -- even without bubblewrap.
+
+    Call it when no sandboxed command runs (after the install stage): entries are
+    inspected without following links, then changed by name.
+    """
+    if not config.privileged:
+        return
+    _seal_entry(str(top), None, policy.gid)
+    for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
+        for name in (*dirs, *files):
+            _seal_entry(name, dir_fd, policy.gid)
+
+
+def _seal_entry(name: str, dir_fd: int | None, gid: int) -> None:
+    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    os.chown(name, 0, gid, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(info.st_mode):
+        return  # a link has no permissions of its own
+    owner = info.st_mode & stat.S_IRWXU
+    group = (owner >> 3) & (stat.S_IRGRP | stat.S_IXGRP)
+    os.chmod(name, owner | group, dir_fd=dir_fd)
+
+
 def tree_digest(root: Path) -> str:
     """SHA-256 over a directory tree: every entry's relative path, type, mode, owner and --
     for regular files -- content; symlinks by their target, never followed; FIFOs, sockets
     and devices by type only (never opened). Recorded after install and compared before
     every start, it detects installed files modified since (issue 5, "tampered install
-    dir"). Compute it while no sandboxed command runs."""
+    dir"). The root's own mode and owner count too; a missing root raises OSError. Compute
+    it while no sandboxed command runs."""
     digest = hashlib.sha256()
+    top = os.lstat(root)
+    if not stat.S_ISDIR(top.st_mode):
+        raise NotADirectoryError(f"{root} is not a directory")
+    digest.update(b".\0%o\0%d:%d\0" % (top.st_mode, top.st_uid, top.st_gid))
     for parent, dirs, files in os.walk(root, followlinks=False):
         dirs.sort()
         for name in sorted((*dirs, *files)):

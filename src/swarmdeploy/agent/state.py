@@ -83,6 +83,26 @@ class Deployment(msgspec.Struct, kw_only=True):
     #: Indexes (a subset of ``finished``) of run commands that ended badly or were given up.
     failed: list[int] = msgspec.field(default_factory=list)
     stopped: bool = False
+    #: Sequence of the signed manifest installed (0: unsigned, insecure lab mode only).
+    sequence: int = 0
+    #: :func:`swarmdeploy.agent.sandbox.tree_digest` of the install dir, taken after install.
+    tree_digest: str = ""
+
+
+class TrustState(msgspec.Struct, kw_only=True):
+    """What verification of signed tasks must remember (``docs/security.md``).
+
+    ``last_sequence``: per task kind, the highest sequence number accepted (rollback and
+    replay defence), and ``last_task`` the task that set it (re-verified after a restart).
+    ``revocation_number``: the number of the newest revocation list accepted (an older one
+    cannot un-revoke a key). ``clock_floor_ms``: the latest authenticated manager time seen,
+    a lower bound of "now" for devices without a real-time clock.
+    """
+
+    last_sequence: dict[str, int] = msgspec.field(default_factory=dict)
+    last_task: dict[str, str] = msgspec.field(default_factory=dict)
+    revocation_number: int = 0
+    clock_floor_ms: int = 0
 
 
 class StateReport(msgspec.Struct, kw_only=True):
@@ -109,6 +129,7 @@ class AgentState(msgspec.Struct, kw_only=True):
     history: dict[str, TargetState] = msgspec.field(default_factory=dict)
     config_revision: int = 0
     recent_requests: list[str] = msgspec.field(default_factory=list)
+    trust: TrustState = msgspec.field(default_factory=TrustState)
 
     def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:
         """Queue a state report (kept until :meth:`ack_report`) and note it in the history.

@@ -7,7 +7,7 @@ resumes with the missing chunks only. Up to ``window`` requests are outstanding;
 without an answer is sent again after ``timeout_s`` and at every reconnect. No new request is
 made while ``paused()`` (disk low, seed 000). When every chunk is there the SHA-256 of the
 whole file must equal the manifest's; a mismatch discards the file and starts over once,
-then fails with :class:`~swarmdeploy.agent.errors.TransferError` (``digest mismatch``).
+then fails with :class:`~swarmdeploy.agent.errors.TaskRefused` (``artifact_mismatch``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from swarmdeploy.agent.errors import TransferError
+from swarmdeploy.agent.errors import TaskRefused, TransferError
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import ArtifactInfo
@@ -213,7 +213,10 @@ class TaskTransfer:
                 return fetch.path
             logger.warning("task %s: digest mismatch of %s (attempt %d)", self.task_id,
                            fetch.info.name, attempt)  # fmt: skip
-        raise TransferError(f"artifact {fetch.info.name}: digest mismatch")
+        raise TaskRefused(
+            "artifact_mismatch",
+            f"artifact {fetch.info.name}: digest mismatch with the signed SHA-256, twice",
+        )
 
     async def _pull(self, fetch: ArtifactFetch) -> None:
         sha = fetch.info.sha256

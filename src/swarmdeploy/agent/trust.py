@@ -1,118 +1,407 @@
-"""Trust anchors and the verification of signed task manifests (CRD-72/75/78).
+"""Trust on the device: anchors, revocations, sequence numbers, and the verification of
+signed tasks on receipt and before every start (CRD-72/75/76/78, ADR 0004,
+``docs/security.md``).
 
-An anchor file (``--trust-anchor FILE``, provisioned at install time) holds PEM certificates
-and/or Ed25519 public keys (one base64 line each, 32 raw bytes; ``#`` starts a comment). A
-certificate pins the manager's CA at registration: the ``caCertificate`` the manager
-answers must be one of them (otherwise the first contact is trust on first use). The
-Ed25519 keys of the anchors, plus the CA key learned at registration, are the keys a
-manifest signature may verify against.
+* :func:`load_anchor_file` reads ``--trust-anchor FILE`` with
+  :func:`swarmdeploy.crypto.anchors.parse_anchor_file` (PEM CA certificates found by a strict
+  DER walk, ``ed25519:<base64>`` keys, ``sha256:<hex>`` pins).
+* :func:`adopt_manager_ca` checks the CA the manager presents at registration (and, at every
+  later start, the one registration stored) against those anchors: a pin resolves to the key
+  only if it matches, anything else is :class:`~swarmdeploy.crypto.rejections.AnchorMismatch`.
+* :class:`Verifier` holds what verification needs at run time -- anchors, the accepted
+  revocation list, the highest accepted sequence per task kind, the clock -- and turns every
+  failed check into :class:`~swarmdeploy.agent.errors.TaskRefused` carrying the check's code.
 
-Certificates are not parsed with an X.509 library (the agent stays lean: no
-``cryptography``): an Ed25519 SubjectPublicKeyInfo has a fixed DER prefix, followed by the
-32-byte key. Verifying certificate *chains* (operator keys certified by the CA) is the later
-issue "End-to-end package security" (issue 5).
+PyNaCl (through :mod:`swarmdeploy.crypto`) is imported only when something is verified: an
+idle agent without anchors never loads it.
+
+Modes: with anchors, only signed tasks are accepted. Without anchors the agent refuses every
+task (``no_anchor``) unless started with ``--insecure-lab``; then unsigned tasks are accepted
+(with a warning) and signed ones are verified against the anchors plus the CA learned at
+registration (trust on first use). The mode is reported in ``hello`` and ``health``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from swarmdeploy.agent.errors import ConfigError
+import msgspec
 
-#: DER of ``SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (33 bytes) }`` up to the key.
-ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
-SIGNATURE_BYTES = 64
-_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.DOTALL)
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.errors import ConfigError, TaskRefused
+from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.state import AgentState, Deployment, Registration, TrustState
+from swarmdeploy.crypto.rejections import VerificationError
+from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
+from swarmdeploy.protocol.messages import Task
 
+if TYPE_CHECKING:
+    from swarmdeploy.crypto.anchors import AnchorKey, AnchorSet
+    from swarmdeploy.crypto.signing import Revocations, Target
 
-@dataclass(frozen=True, slots=True)
-class TrustAnchors:
-    """Raw Ed25519 public keys and DER certificates the agent trusts."""
+logger = logging.getLogger(__name__)
 
-    keys: tuple[bytes, ...] = ()
-    certificates: tuple[bytes, ...] = ()
-
-    def with_key(self, key: bytes) -> TrustAnchors:
-        """These anchors plus ``key`` (e.g. the CA key learned at registration)."""
-        if len(key) != 32 or key in self.keys:
-            return self
-        return TrustAnchors((*self.keys, key), self.certificates)
-
-
-def pem_certificates(text: str) -> list[bytes]:
-    """DER bytes of every PEM ``CERTIFICATE`` block in ``text``."""
-    out = []
-    for block in _PEM.findall(text):
-        try:
-            out.append(base64.b64decode("".join(block.split()), validate=True))
-        except (binascii.Error, ValueError):
-            continue
-    return out
+NO_ANCHOR_REASON = (
+    "no trust anchor: start the agent with --trust-anchor, or --insecure-lab for a lab"
+)
+REVOCATIONS_FILE = "revocations"
+MODE_VERIFIED = "verified"
+MODE_INSECURE_LAB = "insecure_lab"
+MODE_NO_ANCHOR = "no_anchor"
 
 
-def certificate_key(der: bytes) -> bytes | None:
-    """The Ed25519 public key of a DER certificate, or None if it has none."""
-    at = der.find(ED25519_SPKI_PREFIX)
-    if at < 0 or len(der) < at + len(ED25519_SPKI_PREFIX) + 32:
-        return None
-    start = at + len(ED25519_SPKI_PREFIX)
-    return der[start : start + 32]
+def load_anchor_file(path: Path | None) -> AnchorSet:
+    """The anchors of ``--trust-anchor FILE`` (none: an empty set). :class:`ConfigError`
+    names the file and the problem when it is unreadable, malformed or empty."""
+    from swarmdeploy.crypto.anchors import AnchorSet, parse_anchor_file
 
-
-def parse_anchors(text: str) -> TrustAnchors:
-    """Anchors from the text of an anchor file (see the module docstring)."""
-    certs = pem_certificates(text)
-    keys = [k for k in (certificate_key(c) for c in certs) if k is not None]
-    for line in _PEM.sub("", text).splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            raw = base64.b64decode(line, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise ValueError(f"line {line[:40]!r} is neither PEM nor a base64 Ed25519 key")
-        keys.append(raw)
-    return TrustAnchors(tuple(dict.fromkeys(keys)), tuple(certs))
-
-
-def load_anchors(path: Path | None) -> TrustAnchors:
-    """Read ``--trust-anchor FILE`` (no file: no anchors); ConfigError if unusable."""
     if path is None:
-        return TrustAnchors()
+        return AnchorSet()
     try:
-        anchors = parse_anchors(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        anchors = parse_anchor_file(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--trust-anchor {path}: {exc}") from None
-    if not anchors.keys:
-        raise ConfigError(f"--trust-anchor {path} holds no Ed25519 key or certificate")
+    except VerificationError as exc:
+        raise ConfigError(f"--trust-anchor {path}: {exc.code}: {exc.message}") from None
+    if not anchors:
+        raise ConfigError(f"--trust-anchor {path} holds no certificate, key or sha256: pin")
     return anchors
 
 
-def ca_matches(anchors: TrustAnchors, ca_pem: str) -> bool:
-    """Whether the manager's CA certificate is acceptable: pinned by an anchor certificate,
-    or anything when no certificate is pinned (trust on first use)."""
-    if not anchors.certificates:
-        return True
-    return any(der in anchors.certificates for der in pem_certificates(ca_pem))
+def pem_der(pem: str) -> bytes:
+    """The DER of the first PEM certificate in ``pem`` (empty if there is none)."""
+    from swarmdeploy.crypto.anchors import pem_certificates
+
+    try:
+        found, _ = pem_certificates(pem)
+    except VerificationError:
+        return b""
+    return found[0] if found else b""
 
 
-def verify_signature(message: bytes, signature: bytes, anchors: TrustAnchors) -> bool:
-    """Whether ``signature`` is a valid Ed25519 signature of ``message`` by an anchor key."""
-    if len(signature) != SIGNATURE_BYTES or not anchors.keys:
-        return False
-    from nacl.exceptions import BadSignatureError
-    from nacl.signing import VerifyKey
+def adopt_manager_ca(anchors: AnchorSet, ca_public_key: bytes, ca_pem: str) -> AnchorSet:
+    """The anchors to use with a manager presenting this CA (key and PEM certificate).
 
-    for key in anchors.keys:
+    Raises :class:`~swarmdeploy.crypto.rejections.AnchorMismatch` when anchors were
+    provisioned and the CA is none of them and matches no pin; an empty anchor set adopts
+    nothing (the caller decides what an agent without anchors may do).
+    """
+    if not anchors:
+        return anchors
+    return anchors.adopt(ca_public_key, pem_der(ca_pem))
+
+
+def registered_ca(data_dir: Path, registration: Registration) -> tuple[bytes, str]:
+    """The CA key and PEM the manager presented at registration (``b""``/``""`` if unknown)."""
+    try:
+        key = base64.b64decode(registration.ca_public_key, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    try:
+        pem = (data_dir / "ca.pem").read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        pem = ""
+    return (key, pem) if len(key) == 32 else (b"", "")
+
+
+def lab_anchor(ca_public_key: bytes, ca_pem: str) -> AnchorKey | None:
+    """Insecure lab mode: the CA learned at registration, trusted on first use."""
+    from swarmdeploy.crypto.anchors import AnchorKey, parse_ca_certificate
+
+    if not ca_public_key:
+        return None
+    try:
+        anchor = parse_ca_certificate(pem_der(ca_pem))
+    except VerificationError:
+        return AnchorKey(ca_public_key)
+    return anchor if anchor.public_key == ca_public_key else AnchorKey(ca_public_key)
+
+
+def make_verifier(
+    settings: AgentSettings, anchors: AnchorSet, registration: Registration
+) -> Verifier:
+    """The verifier of a registered agent (entry point): the anchors of ``--trust-anchor``
+    with the manager's CA adopted as at registration (:class:`ConfigError` if it does not
+    match them any more), the registration CA as lab anchor, and a warning when the agent
+    will decline every task or accept unsigned ones."""
+    ca_key, ca_pem = registered_ca(settings.data_dir, registration)
+    if ca_key:
         try:
-            VerifyKey(key).verify(message, signature)
-        except (BadSignatureError, ValueError):
-            continue
-        return True
-    return False
+            anchors = adopt_manager_ca(anchors, ca_key, ca_pem)
+        except VerificationError as exc:
+            raise ConfigError(
+                f"--trust-anchor {settings.trust_anchor}: the CA of the manager this agent is"
+                f" registered with does not match ({exc.code}: {exc.message})"
+            ) from None
+    verifier = Verifier(
+        anchors, insecure_lab=settings.insecure_lab, lab_ca=lab_anchor(ca_key, ca_pem)
+    )
+    if verifier.mode == MODE_NO_ANCHOR:
+        logger.warning("%s; every task will be declined", NO_ANCHOR_REASON)
+    elif verifier.mode == MODE_INSECURE_LAB:
+        logger.warning("insecure lab mode: unsigned tasks are accepted (never use it in the field)")
+    return verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A task whose manifest passed verification on receipt: what to install, its sequence
+    (0: unsigned, insecure lab mode) and who signed it."""
+
+    manifest: TaskManifest
+    sequence: int
+    signer: str
+
+
+class _Kind(msgspec.Struct):
+    kind: str = "deploy"
+
+
+def _peek_kind(manifest: bytes) -> str:
+    """The manifest's kind, read before verification only to pick the sequence counter; the
+    verified facts come from the same bytes."""
+    try:
+        return msgspec.json.decode(manifest, type=_Kind).kind
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "deploy"
+
+
+def _decode(manifest: bytes) -> TaskManifest:
+    try:
+        return decode_manifest(manifest)
+    except MessageError as exc:
+        raise TaskRefused("malformed", str(exc)) from None
+
+
+def wall_clock_ms() -> int:
+    """The local clock in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+class Verifier:
+    """Verification of signed tasks on this device (see the module docstring).
+
+    Create it at the entry point; the daemon calls :meth:`attach` with the persisted state.
+    ``anchors`` must already hold the manager's CA adopted at registration when pins were
+    given (:func:`adopt_manager_ca`); ``lab_ca`` is the registration CA trusted in insecure
+    lab mode only.
+    """
+
+    def __init__(
+        self,
+        anchors: AnchorSet | None,
+        *,
+        insecure_lab: bool = False,
+        lab_ca: AnchorKey | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.anchors = anchors or None
+        self.insecure_lab = insecure_lab
+        verifying = self.anchors
+        if insecure_lab and lab_ca is not None:
+            from swarmdeploy.crypto.anchors import AnchorSet
+
+            base = verifying or AnchorSet()
+            if base.key_for(lab_ca.fingerprint) is None:
+                verifying = AnchorSet((*base.keys, lab_ca), base.pins)
+        self._verifying = verifying
+        self._clock = clock
+        self._state: AgentState | None = None
+        self._save: Callable[[], None] = lambda: None
+        self._revoked: Revocations | None = None
+        self._revocations_path: Path | None = None
+
+    # --- set-up and status -----------------------------------------------------------
+
+    def attach(self, state: AgentState, save: Callable[[], None], data_dir: Path) -> None:
+        """Daemon start: use ``state`` (persisted with ``save``) and load the accepted
+        revocation list from ``DIR/revocations``; :class:`ConfigError` if that file does
+        not verify or is older than the last one accepted."""
+        self._state, self._save = state, save
+        self._revocations_path = data_dir / REVOCATIONS_FILE
+        try:
+            data = self._revocations_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ConfigError(f"cannot read {self._revocations_path}: {exc}") from None
+        try:
+            self._accept_revocations(data, state.trust.revocation_number)
+        except VerificationError as exc:
+            raise ConfigError(f"{self._revocations_path}: {exc.code}: {exc.message}") from None
+
+    @property
+    def trust(self) -> TrustState:
+        """The persisted trust state (after :meth:`attach`)."""
+        assert self._state is not None, "Verifier.attach() was not called"
+        return self._state.trust
+
+    @property
+    def mode(self) -> str:
+        """``verified`` (anchors), ``insecure_lab`` or ``no_anchor`` (refuses every task)."""
+        if self.insecure_lab:
+            return MODE_INSECURE_LAB
+        return MODE_VERIFIED if self.anchors else MODE_NO_ANCHOR
+
+    def decline_reason(self) -> str | None:
+        """Why an announced task must be declined before anything else (no anchor)."""
+        return NO_ANCHOR_REASON if self.mode == MODE_NO_ANCHOR else None
+
+    def status(self) -> dict[str, Any]:
+        """What ``hello``/``health`` report under ``security`` (see ``docs/security.md``)."""
+        trust = self.trust
+        keys = self.anchors.keys if self.anchors else ()
+        return {
+            "mode": self.mode,
+            "anchors": sorted(k.fingerprint for k in keys),
+            "unresolved_pins": len(self.anchors.pins) if self.anchors else 0,
+            "revocation_list": trust.revocation_number,
+            "sequence": dict(sorted(trust.last_sequence.items())),
+        }
+
+    # --- time and identity -------------------------------------------------------------
+
+    def observe_server_time(self, server_time_ms: int) -> None:
+        """The manager's authenticated time (``welcome``): a lower bound of "now"."""
+        trust = self.trust
+        if server_time_ms > trust.clock_floor_ms:
+            trust.clock_floor_ms = server_time_ms
+            self._save()
+
+    def now_ms(self) -> int:
+        """max(local clock, latest manager time seen): a device without a real-time clock
+        neither refuses everything nor accepts expired manifests for ever."""
+        return max(self._clock(), self.trust.clock_floor_ms)
+
+    def target(self) -> Target:
+        """This target's id and current tags (selector matching)."""
+        from swarmdeploy.crypto.signing import Target
+
+        assert self._state is not None
+        return Target(self._state.agent_id, frozenset(self._state.tags))
+
+    def _revocations(self) -> Revocations:
+        from swarmdeploy.crypto.signing import Revocations
+
+        return self._revoked or Revocations()
+
+    # --- receipt -----------------------------------------------------------------------
+
+    def verify_received(self, task_id: str, message: Task) -> Accepted:
+        """Verify a received ``task`` before anything of it is installed; return what to
+        install. Raises :class:`TaskRefused` with the failed check's code."""
+        if not message.signature and not message.certificate:
+            return self._unsigned(task_id, message)
+        if not self._verifying:
+            raise TaskRefused("no_trust_anchor", NO_ANCHOR_REASON)
+        from swarmdeploy.crypto.signing import verify_task
+
+        kind = _peek_kind(message.manifest)
+        last = self.trust.last_sequence.get(kind, 0)
+        if self.trust.last_task.get(kind) == task_id:
+            last -= 1  # this very task was accepted before a restart: same sequence again
+        try:
+            verified = verify_task(
+                message.manifest,
+                message.signature,
+                message.certificate,
+                anchors=self._verifying,
+                revoked=self._revocations(),
+                target=self.target(),
+                task_id=task_id,
+                now_ms=self.now_ms(),
+                last_sequence=last,
+            )
+        except VerificationError as exc:
+            raise TaskRefused(exc.code, exc.message) from None
+        manifest = _decode(message.manifest)
+        return Accepted(manifest, verified.facts.sequence, verified.signer.name)
+
+    def _unsigned(self, task_id: str, message: Task) -> Accepted:
+        if not self.insecure_lab:
+            if not self.anchors:
+                raise TaskRefused("no_trust_anchor", NO_ANCHOR_REASON)
+            raise TaskRefused("unsigned", "the manifest is not signed (trust anchors are set)")
+        manifest = _decode(message.manifest)
+        if manifest.task_id != task_id:
+            raise TaskRefused("wrong_task", f"the manifest is for task {manifest.task_id!r}")
+        logger.warning("task %s: unsigned manifest accepted (insecure lab mode)", task_id)
+        return Accepted(manifest, 0, "")
+
+    def record(self, task_id: str, accepted: Accepted) -> None:
+        """Persist ``accepted``'s sequence as the newest of its kind (before installing, so
+        a replay during the install is refused too). Unsigned tasks record nothing."""
+        if accepted.sequence == 0:
+            return
+        kind = accepted.manifest.kind
+        trust = self.trust
+        if trust.last_sequence.get(kind, 0) <= accepted.sequence:
+            trust.last_sequence[kind] = accepted.sequence
+            trust.last_task[kind] = task_id
+            self._save()
+
+    # --- before every start ------------------------------------------------------------
+
+    def verify_installed(self, dep: Deployment, message: Task) -> TaskManifest:
+        """Verify the stored ``task`` of the installed deployment before starting any of its
+        commands; return its manifest. Raises :class:`TaskRefused` (``unsigned`` when an
+        unsigned deployment is to start outside insecure lab mode)."""
+        if dep.sequence == 0:
+            if not self.insecure_lab:
+                raise TaskRefused("unsigned", "the installed deployment is not signed")
+            manifest = _decode(message.manifest)
+        elif not self._verifying:
+            raise TaskRefused("no_trust_anchor", NO_ANCHOR_REASON)
+        else:
+            from swarmdeploy.crypto.signing import verify_installed
+
+            try:
+                verified = verify_installed(
+                    message.manifest,
+                    message.signature,
+                    message.certificate,
+                    anchors=self._verifying,
+                    revoked=self._revocations(),
+                    target=self.target(),
+                    installed_sequence=dep.sequence,
+                )
+            except VerificationError as exc:
+                raise TaskRefused(exc.code, exc.message) from None
+            manifest = _decode(verified.manifest)
+        if manifest.task_id != dep.task_id:
+            raise TaskRefused("wrong_task", f"the stored manifest is for {manifest.task_id!r}")
+        return manifest
+
+    # --- revocation --------------------------------------------------------------------
+
+    def apply_revocation_list(self, data: bytes) -> int:
+        """Accept a CA-signed revocation list (from the manager, later): verify it against
+        the anchors, refuse one older than the last accepted (``rollback``), keep it in
+        ``DIR/revocations`` and use it from now on. Returns its number; raises
+        :class:`~swarmdeploy.crypto.rejections.VerificationError`."""
+        assert self._revocations_path is not None, "Verifier.attach() was not called"
+        number = self._accept_revocations(data, self.trust.revocation_number)
+        atomic_write(self._revocations_path, data, 0o600)
+        self.trust.revocation_number = number
+        self._save()
+        logger.info("revocation list %d accepted", number)
+        return number
+
+    def _accept_revocations(self, data: bytes, last_number: int) -> int:
+        from swarmdeploy.crypto.operator import verify_revocation_list
+        from swarmdeploy.crypto.rejections import UnknownSigner
+        from swarmdeploy.crypto.signing import Revocations
+
+        if not self._verifying:
+            raise UnknownSigner("no trust anchor to verify a revocation list with")
+        crl = verify_revocation_list(data, self._verifying, last_number=last_number)
+        self._revoked = Revocations.from_list(crl)
+        return crl.number

@@ -7,6 +7,13 @@ same manifest always signs to the same bytes.
 
 Unknown fields are **refused** here, unlike in wire messages: an agent must not silently skip
 an instruction that a newer manager added. No I/O happens here.
+
+The fields that verification decides on (``sequence``, ``target_ids``, ``target_tags``,
+``created_at_ms``, ``expires_at_ms``, artifact digests and sizes) are read again by
+:class:`swarmdeploy.crypto.signing.SignedFacts` from the same bytes; ``sandbox`` is the
+:class:`SandboxPolicy` the agent's launcher enforces (ADR 0004). ``sequence`` 0 marks an
+unsigned legacy manifest, which only an agent in insecure lab mode accepts; a signed one has
+a sequence of at least 1 and an expiry after its creation time.
 """
 
 from __future__ import annotations
@@ -31,10 +38,68 @@ from swarmdeploy.protocol.messages import (
 #: Largest manifest; it travels inside one ``task`` message.
 MAX_MANIFEST_BYTES = MAX_CHUNK_BYTES
 _MAX_ARTIFACTS = 64
+#: Most target ids one manifest may name (larger fleets are selected by tag).
+MAX_TARGET_IDS = 10_000
+MAX_TARGET_TAGS = 256
+#: The unprivileged user and group sandboxed commands run as by default ("nobody").
+NOBODY = 65534
+
+_Id = Annotated[int, Meta(ge=1, le=2**32 - 2)]
+_Limit = Annotated[int, Meta(ge=0, le=2**62)]
+_Path = Annotated[str, Meta(min_length=1, max_length=4096)]
+_Paths = Annotated[tuple[_Path, ...], Meta(max_length=64)]
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     pass
+
+
+class _Frozen(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    pass
+
+
+class Rlimits(_Frozen, frozen=True):
+    """Resource limits per command (0: not limited). ``nproc`` counts every process of the
+    sandbox uid on the machine (``RLIMIT_NPROC`` semantics)."""
+
+    cpu_s: _Limit = 0
+    nofile: _Limit = 0
+    address_space_bytes: _Limit = 0
+    nproc: _Limit = 0
+    fsize_bytes: _Limit = 0
+
+    def prlimit_args(self) -> list[str]:
+        """``prlimit`` options (soft = hard) for the limits that are set."""
+        pairs = (
+            ("--cpu", self.cpu_s),
+            ("--nofile", self.nofile),
+            ("--as", self.address_space_bytes),
+            ("--nproc", self.nproc),
+            ("--fsize", self.fsize_bytes),
+        )
+        return [f"{option}={value}" for option, value in pairs if value]
+
+
+class SandboxPolicy(_Frozen, frozen=True):
+    """What a task's commands may do; part of the signed manifest (``sandbox`` field) so an
+    operator's key, not the manager, decides it -- and shown in the API.
+
+    The defaults are the strictest: no network, uid/gid 65534, no limits beyond the
+    system's, no extra paths or devices. Extra paths and devices are accepted only where the
+    agent's own ``SandboxConfig`` allows them (``swarmdeploy.agent.sandbox.check_policy``):
+    a manifest cannot open the device more widely than its owner provisioned.
+    """
+
+    network: bool = False
+    uid: _Id = NOBODY
+    gid: _Id = NOBODY
+    groups: Annotated[tuple[_Id, ...], Meta(max_length=32)] = ()
+    rlimits: Rlimits = Rlimits()
+    ro_paths: _Paths = ()
+    rw_paths: _Paths = ()
+    devices: _Paths = ()
 
 
 class ArtifactInfo(_Strict):
@@ -75,6 +140,12 @@ class TaskManifest(_Strict):
     build_artifacts: Annotated[
         list[Annotated[str, Meta(max_length=4096)]], Meta(max_length=256)
     ] = []
+    #: Monotonic per manager, assigned when signing; 0: unsigned (insecure lab mode only).
+    sequence: Count = 0
+    #: The selector: a target is addressed by its id or by any of these tags.
+    target_ids: Annotated[list[Name], Meta(max_length=MAX_TARGET_IDS)] = []
+    target_tags: Annotated[list[Name], Meta(max_length=MAX_TARGET_TAGS)] = []
+    sandbox: SandboxPolicy = SandboxPolicy()
 
     def artifact(self, sha256: str) -> ArtifactInfo:
         """The artifact with digest ``sha256``; :class:`MessageError` (``unknown_artifact``)."""
