@@ -137,3 +137,29 @@ def test_unreachable_manager_exit_1_clear_message(capsys: pytest.CaptureFixture[
 
 def test_bad_output_option_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-o", "xml", "targets", "list"]) == 2
+
+
+def test_artifact_download_of_unknown_digest_exit_1_leaves_no_file(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    dest = tmp_path / "a.tar.gz"
+    rc, _, err = _run(capsys, manager, "artifacts", "download", "0" * 64, "-o", str(dest))
+    assert rc == 1 and "404" in err and "no build produced" in err
+    assert list(tmp_path.iterdir()) == []
+    rc, out, _ = _run(capsys, manager, "-o", "json", "artifacts", "list", "--task", "nobody")
+    assert rc == 0 and json.loads(out)["total"] == 0
+
+
+def test_task_create_with_archive_sends_multipart_and_names_the_problem(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    desc = tmp_path / "task.yml"
+    desc.write_text("source: {zip: UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==}\ndeploy:\n  run:\n"
+                    "    commands: [./app]\n  target:\n    tags: [cli]\n")  # fmt: skip
+    archive = tmp_path / "src.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))
+    rc, _, err = _run(capsys, manager, "tasks", "create", str(desc), "--archive", str(archive))
+    assert rc == 1 and "remove source.zip" in err and "$.source.zip" in err
+    missing = tmp_path / "missing.zip"
+    rc, _, err = _run(capsys, manager, "tasks", "create", str(desc), "--archive", str(missing))
+    assert rc == 2 and "cannot read" in err

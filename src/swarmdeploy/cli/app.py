@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import pathlib
 import sys
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -26,10 +27,13 @@ targets_app = typer.Typer(help="Registered devices.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Deployment (and build) tasks.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Registration token sets.", no_args_is_help=True)
 keys_app = typer.Typer(help="Operator API keys (admin).", no_args_is_help=True)
+artifacts_app = typer.Typer(help="Build artifacts (what build hosts delivered).",
+                            no_args_is_help=True)  # fmt: skip
 app.add_typer(targets_app, name="targets")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
+app.add_typer(artifacts_app, name="artifacts")
 
 
 @dataclasses.dataclass
@@ -204,17 +208,40 @@ def tasks_show(ctx: typer.Context, task_id: str) -> None:
 def tasks_create(
     ctx: typer.Context,
     descriptor: Annotated[pathlib.Path, typer.Argument(help="Task descriptor (YAML or JSON).")],
+    archive: Annotated[
+        pathlib.Path | None,
+        typer.Option(
+            help="Source archive (zip or tar.gz) sent apart from the descriptor, which must "
+            "then have no source.zip (multipart upload: no base64, streamed from disk)."
+        ),
+    ] = None,
 ) -> None:
-    """Submit a task descriptor file."""
-    try:
-        body = descriptor.read_bytes()
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {descriptor}: {exc.strerror}") from None
+    """Submit a task descriptor file (with --archive: plus its source archive)."""
+    body = _read(descriptor)
     c = _ctx(ctx)
-    doc = c.client.request(
-        "POST", "/tasks", content=body, headers={"Content-Type": "application/yaml"}
-    )
+    if archive is None:
+        doc = c.client.request(
+            "POST", "/tasks", content=body, headers={"Content-Type": "application/yaml"}
+        )
+    else:
+        try:
+            handle = archive.open("rb")
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {archive}: {exc.strerror}") from None
+        with handle:
+            files: dict[str, tuple[str | None, IO[bytes] | str, str]] = {
+                "descriptor": (None, body.decode("utf-8", "replace"), "application/yaml"),
+                "archive": (archive.name, handle, "application/octet-stream"),
+            }
+            doc = c.client.post_files("/tasks", files)
     c.out.document(doc) if c.out.as_json else c.out.message(f"created task {doc['id']}")
+
+
+def _read(path: pathlib.Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
 
 
 @tasks_app.command("delete")
@@ -229,6 +256,48 @@ def tasks_delete(ctx: typer.Context, task_id: str) -> None:
 def tasks_stop(ctx: typer.Context, task_id: str) -> None:
     """Stop the task's processes on every target."""
     _async_request(ctx, "PUT", f"/tasks/{task_id}/stop")
+
+
+# -- artifacts -------------------------------------------------------------------------------
+@artifacts_app.command("list")
+def artifacts_list(
+    ctx: typer.Context,
+    task: Annotated[str | None, typer.Option(help="Only the artifacts of this task.")] = None,
+    page: PageOpt = 1,
+    per_page: PerPageOpt = 100,
+) -> None:
+    """List build artifacts with their provenance (task, build host, time)."""
+    c = _ctx(ctx)
+    params = {"task": task, "page": page, "perPage": per_page}
+    doc = c.client.request("GET", "/artifacts", params=params)
+    c.out.listing(doc, ["sha256", "name", "size", "task", "buildHost", "builtAt"])
+
+
+@artifacts_app.command("download")
+def artifacts_download(
+    ctx: typer.Context,
+    sha256: Annotated[str, typer.Argument(help="The artifact's SHA-256.")],
+    dest: Annotated[pathlib.Path, typer.Option("--output-file", "-o", help="Where to save it.")],
+) -> None:
+    """Download an artifact (a tar.gz); its SHA-256 is checked before the file is kept."""
+    c = _ctx(ctx)
+    try:
+        size = c.client.download(f"/artifacts/{sha256}/download", dest)
+        actual = _sha256_file(dest)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write {dest}: {exc.strerror}") from None
+    if actual != sha256:
+        dest.unlink(missing_ok=True)
+        raise ApiError(0, f"the download does not match its SHA-256 (got {actual}); removed")
+    c.out.message(f"saved {size} bytes to {dest} (SHA-256 verified)")
+
+
+def _sha256_file(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # -- logs ------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import os
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
@@ -78,6 +81,42 @@ class ManagerClient:
         if resp.headers.get("content-type", "").startswith("application/json"):
             return resp.json()
         return resp.text
+
+    def post_files(
+        self, path: str, files: dict[str, tuple[str | None, IO[bytes] | str, str]]
+    ) -> Any:
+        """POST ``multipart/form-data`` (httpx streams file objects from disk); returns the
+        decoded JSON answer. Raises :class:`ApiError`."""
+        try:
+            resp = self._http.post(path, files=files)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the manager at {self._http.base_url}: {exc}") from None
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        return resp.json()
+
+    def download(self, path: str, dest: Path) -> int:
+        """Stream the body of ``GET path`` into ``dest`` (written next to it, then renamed:
+        no partial file is left behind); returns the number of bytes. Raises
+        :class:`ApiError`, or ``OSError`` for the local file."""
+        tmp = dest.with_name(f".{dest.name}.part")
+        try:
+            with self._http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_from(resp)
+                size = 0
+                with tmp.open("wb") as out:
+                    for chunk in resp.iter_bytes():
+                        out.write(chunk)
+                        size += len(chunk)
+            os.replace(tmp, dest)
+            return size
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach the manager at {self._http.base_url}: {exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _error_from(resp: httpx.Response) -> ApiError:

@@ -251,3 +251,47 @@ async def test_build_upload_then_deploy_targets_fetch_the_artifact(rig: Rig) -> 
     assert art.sha256 == hashlib.sha256(data).hexdigest() and deploy.run == ["./out"]
     await target.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=1))
     assert (await target.take(m.Chunk)).data == data[art.chunk_bytes : 2 * art.chunk_bytes]
+
+
+async def test_built_records_the_artifact_with_provenance_before_it_is_acked(rig: Rig) -> None:
+    builder = await rig.agent("b1")
+    await rig.agent("t1")
+    task_id = await rig.create_task(build_doc("b1", "t1"))
+    await builder.take(m.Announce)
+    await builder.report(task_id, S.ACCEPTED)
+    before = rig.clock()
+    await builder.report(task_id, S.BUILDING)
+    data = os.urandom(70_000)
+    await push(builder, task_id, data)
+    rig.clock.advance(2.5)
+    assert (await builder.report(task_id, S.BUILT)).ok
+    assert (await builder.report(task_id, S.BUILT)).ok  # a repeat (lost ack) records once
+    storage = rig.api.storage
+    [record] = (await storage.list_artifacts(task_id=task_id)).items
+    assert (record.sha256, record.size_bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert (record.build_host, record.commands) == ("b1", ("make",))
+    build = await storage.get_build(task_id)
+    assert build is not None and build.started_at is not None
+    assert before <= build.started_at and build.finished_at == record.built_at
+    doc = (await rig.api.client.get(f"/tasks/{task_id}")).json()["build"]
+    assert doc["durationMs"] == record.built_at - build.started_at >= 2500
+    assert doc["artifacts"][0]["sha256"] == record.sha256
+
+
+async def test_failed_build_stops_deploy_targets_before_the_ack_and_never_announces(
+    rig: Rig,
+) -> None:
+    builder = await rig.agent("b1")
+    target = await rig.agent("t1")
+    task_id = await rig.create_task(build_doc("b1", "t1"))
+    await builder.take(m.Announce)
+    await builder.report(task_id, S.ACCEPTED)
+    await builder.report(task_id, S.BUILDING)
+    ack = await builder.report(task_id, S.BUILD_FAILED, "build command 'make' exited 2")
+    assert ack.ok
+    assert await rig.row_state(task_id, "t1") == "stopped"  # already when the ack came
+    doc = (await rig.api.client.get(f"/tasks/{task_id}")).json()
+    assert doc["status"] == "failed"
+    assert doc["targets"][1]["reason"] == "build failed: build command 'make' exited 2"
+    await target.sync()
+    assert target.count(m.Announce) == 0

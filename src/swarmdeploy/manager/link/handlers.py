@@ -4,7 +4,11 @@
 as contact (§6.1: last-seen, throttled write, ``targetUpdated`` when the target comes
 online); then the message's own handler runs. ``hello`` follows §6.2 in order: welcome,
 reports, announcements, requests, config. State reports go through the one choke point
-(``TaskStates.report``), are persisted, then acknowledged (§6.4).
+(``TaskStates.report``), are persisted, then acknowledged (§6.4). Reports of a build host
+also go to the :class:`~swarmdeploy.manager.services.builds.BuildRecorder` (docs/build.md):
+its artifacts are recorded before ``built`` is persisted, and a failed or declined build
+stops the waiting deploy targets before the report is acknowledged, so that a lost
+acknowledgement (the agent repeats its report) repeats these steps too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from swarmdeploy.manager.link.logs import LogSequencer
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
+from swarmdeploy.manager.services.builds import BUILD_ENDED_BADLY, BuildRecorder
 from swarmdeploy.manager.services.registry import TargetRegistry, target_json
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
@@ -79,6 +84,7 @@ class Parts:
     delivery: Delivery
     requests: RequestService
     uploads: UploadReceiver
+    builds: BuildRecorder
     settings: LinkSettings
     clock: Clock
     on_built: OnBuilt
@@ -166,6 +172,8 @@ class AgentHandlers:
         """§6.4: apply through the choke point, persist, then acknowledge."""
         p = self._p
         try:
+            if state is TargetState.BUILT:
+                await self._before_built(task_id, target_id)
             report = await p.states.report(task_id, target_id, state, reason=reason)
         except NotFoundError:
             ack = m.StateAck(
@@ -180,10 +188,26 @@ class AgentHandlers:
                 current=None if report.ok else current,
                 message="" if report.ok else f"the manager holds {current.value}",
             )
+            if report.ok and report.row.role == "build":
+                await self._build_progress(task_id, target_id, state, reason)
         p.delivery.invalidate(task_id, target_id)
         await p.transport.send(target_id, ack)
         if ack.ok and state is TargetState.BUILT:
             await p.on_built(task_id)
+
+    async def _before_built(self, task_id: str, target_id: str) -> None:
+        """Record the build host's verified uploads as artifacts before ``built`` is stored."""
+        row = await self._p.states.row(task_id, target_id)
+        if row.role == "build":
+            await self._p.builds.delivered(task_id, target_id)
+
+    async def _build_progress(
+        self, task_id: str, target_id: str, state: TargetState, reason: str
+    ) -> None:
+        if state is TargetState.BUILDING:
+            await self._p.builds.started(task_id, target_id)
+        elif state in BUILD_ENDED_BADLY:
+            await self._p.builds.ended(task_id, target_id, state, reason)
 
     async def _upload(self, target_id: str, msg: m.UploadOffer | m.UploadChunk) -> m.Message:
         """§6.6: only the build host of a task, while it is ``building``, may upload."""

@@ -42,6 +42,7 @@ from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
 from swarmdeploy.manager.link.workers import TargetWorkers
+from swarmdeploy.manager.services.builds import BuildRecorder
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.tasks import TaskView
 from swarmdeploy.protocol.errors import TransitionError
@@ -131,6 +132,7 @@ class LinkServer:
                 delivery=self.delivery,
                 requests=self.requests,
                 uploads=self.uploads,
+                builds=BuildRecorder(s.storage, states=s.task_states, clock=clock),
                 settings=settings,
                 clock=clock,
                 on_built=self._announce_build_result,
