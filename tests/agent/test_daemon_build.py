@@ -75,3 +75,58 @@ async def test_failing_build_command_fails_the_build_with_its_output(rig: Rig) -
     await rig.wait_state("b1", S.BUILD_FAILED)
     assert "exited 2" in rig.manager.reason(TARGET, "b1")
     await eventually(lambda: "compiler error" in rig.manager.outputs(TARGET, "b1"))
+
+
+def _uploaded_file(rig: Rig, name: str) -> bytes:
+    """The file ``name`` from whichever uploaded artifact holds it."""
+    for upload in rig.manager.uploads.values():
+        with tarfile.open(fileobj=io.BytesIO(upload.data()), mode="r:gz") as tf:
+            if name in tf.getnames():
+                member = tf.extractfile(name)
+                assert member is not None
+                return member.read()
+    raise AssertionError(f"no upload holds {name}")
+
+
+async def test_nothing_of_one_build_is_left_for_the_next(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task(
+        "b1",
+        kind="build",
+        files=SOURCE,
+        build_commands=["touch leaked-file", 'touch "$HOME/leaked-home"', "pwd > where"],
+        build_artifacts=["where"],
+    )
+    await rig.manager.announce(TARGET, "b1")
+    await rig.wait_state("b1", S.BUILT)
+    first_dir = _uploaded_file(rig, "where").decode().strip()
+    first_task_dir = rig.settings.data_dir / "tasks" / "b1"
+    assert first_dir.startswith(str(first_task_dir))
+    assert not first_task_dir.exists()  # gone, with its $HOME
+    rig.manager.add_task(
+        "b2",
+        kind="build",
+        files=SOURCE,
+        build_commands=[
+            "test ! -e leaked-file",
+            'test ! -e "$HOME/leaked-home"',
+            f"test ! -e {first_dir}",
+            'names=$(ls -A); echo "$names" > listing',
+        ],
+        build_artifacts=["listing"],
+    )
+    await rig.manager.announce(TARGET, "b2")
+    await rig.wait_state("b2", S.BUILT)
+    assert _uploaded_file(rig, "listing").split() == [b"src.txt"]
+    assert not (rig.settings.data_dir / "tasks" / "b2").exists()
+
+
+async def test_failed_build_directory_is_removed_too(rig: Rig) -> None:
+    await rig.start()
+    rig.manager.add_task(
+        "b1", kind="build", files=SOURCE, build_commands=["touch half-built; exit 1"],
+        build_artifacts=["half-built"],
+    )  # fmt: skip
+    await rig.manager.announce(TARGET, "b1")
+    await rig.wait_state("b1", S.BUILD_FAILED)
+    assert not (rig.settings.data_dir / "tasks" / "b1").exists()

@@ -396,9 +396,17 @@ class TaskProcessor:
         def track(upload: ArtifactUpload | None) -> None:
             self._upload = upload
 
-        await run_build(ctx, stage, manifest, dirs.app, track, launcher, self._confine.env(dirs))
+        try:
+            await run_build(
+                ctx, stage, manifest, dirs.app, track, launcher, self._confine.env(dirs)
+            )
+        except OSError as exc:  # the build host's disk, not the build: still a failed build
+            raise TaskError(f"build failed on the build host: {exc}") from exc
+        finally:
+            # The build dir (sources, objects, $HOME, the packed archive) goes whatever the
+            # outcome: nothing of one build is there for the next (docs/build.md).
+            remove_tree(ctx.task_dir(task_id))
         await ctx.reporter.report(task_id, S.BUILT)
-        remove_tree(ctx.task_dir(task_id))
 
     async def _fail(self, task_id: str, reason: str) -> None:
         build = self._kinds.get(task_id) == "build"
