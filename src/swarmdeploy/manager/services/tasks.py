@@ -17,7 +17,6 @@ import asyncio
 import base64
 import dataclasses
 import logging
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +33,7 @@ from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, load_build_stage
+from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
@@ -56,8 +56,6 @@ log = logging.getLogger(__name__)
 _ID_ATTEMPTS = 8
 #: How many ``source.task`` hops are followed to the task whose artifacts are deployed.
 _MAX_REUSE_HOPS = 16
-#: Where the multipart archive part is named in error answers.
-ARCHIVE_PATH = "multipart.archive"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,53 +83,6 @@ class TaskListener(Protocol):
 
     async def task_created(self, view: TaskView) -> None:
         """A task was stored with its ``pending`` rows."""
-
-
-_UNKNOWN_FIELD_RE = re.compile(r"^Object contains unknown field `([^`]+)`$")
-
-
-def _input_error(exc: DescriptorError, *, archive: bool = False) -> InvalidInput:
-    """Translate a descriptor error; an unknown field's path names the field itself. With an
-    uploaded ``archive``, what the descriptor check says about ``source.zip`` (which stood
-    for the archive, see :func:`_with_archive`) concerns the multipart part."""
-    path, message = exc.path, exc.message
-    match = _UNKNOWN_FIELD_RE.match(message)
-    if match:
-        path = f"{path}.{match.group(1)}"
-        message = f"unknown field {match.group(1)!r} at {path}"
-    if archive and path == "$.source.zip":
-        path, message = ARCHIVE_PATH, "the uploaded archive must be a zip or tar.gz file"
-    return InvalidInput(message, path=path, code=exc.code)
-
-
-def _head(path: Path) -> bytes:
-    with path.open("rb") as fh:
-        return fh.read(4)
-
-
-def _with_archive(document: object, head: bytes) -> object:
-    """The document as the descriptor check sees it when the archive was uploaded apart:
-    ``source.zip`` stands for the archive (its first bytes, which the check inspects for a
-    zip or tar.gz signature). Refuses a document that names a source itself."""
-    if not isinstance(document, dict):
-        return document  # parse_descriptor explains
-    source = document.get("source")
-    if source is None:
-        source = {}
-    if not isinstance(source, dict):
-        return document
-    if "zip" in source:
-        raise InvalidInput(
-            "the archive was uploaded as the multipart part 'archive': remove source.zip "
-            "from the descriptor (give the archive one way only)",
-            path="$.source.zip",
-        )
-    if source.get("task") is not None or source.get("order") is not None:
-        raise InvalidInput(
-            "source.task reuses an earlier build's artifacts: do not upload an archive too",
-            path="$.source.task",
-        )
-    return {**document, "source": {**source, "zip": base64.b64encode(head).decode()}}
 
 
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
@@ -177,11 +128,11 @@ class TaskService:
         Raises :class:`InvalidInput` with the field path for anything invalid.
         """
         if archive is not None:
-            document = _with_archive(document, await asyncio.to_thread(_head, archive))
+            document = with_archive(document, await asyncio.to_thread(read_head, archive))
         try:
             desc = parse_descriptor(document)
         except DescriptorError as exc:
-            raise _input_error(exc, archive=archive is not None) from None
+            raise input_error(exc, archive=archive is not None) from None
         build_host = await self._check_build(desc)
         reused = await self._check_source_task(desc)
         matches = await self._match(desc)
