@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.daemon import Daemon
 from swarmdeploy.agent.sdnotify import Notifier
 from swarmdeploy.agent.state import AgentState, load_state, save_state
-from swarmdeploy.agent.trust import Verifier
+from swarmdeploy.agent.trust import Verifier, wall_clock_ms
 from swarmdeploy.crypto.anchors import AnchorSet
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.states import TargetState
@@ -47,6 +48,7 @@ class Rig:
     keys: CurveKeyPair
     manager_keys: CurveKeyPair
     anchors: AnchorSet = dataclasses.field(default_factory=AnchorSet)
+    clock: Callable[[], int] | None = None  # the device clock (default: the real one)
     notifier: Notifier | None = None
     daemon: Daemon | None = None
     runner: asyncio.Task[None] | None = None
@@ -74,7 +76,11 @@ class Rig:
         """Start a daemon on the data dir (state loaded from disk) and wait until READY."""
         assert self.runner is None
         hellos = len(self.manager.hellos)
-        verifier = Verifier(self.anchors, insecure_lab=self.settings.insecure_lab)
+        verifier = Verifier(
+            self.anchors,
+            insecure_lab=self.settings.insecure_lab,
+            clock=self.clock or wall_clock_ms,
+        )
         self.daemon = Daemon(
             self.settings, self.transport(), verifier=verifier, notifier=self.notifier
         )

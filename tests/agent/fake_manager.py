@@ -65,11 +65,13 @@ def tar_gz(files: Mapping[str, bytes | str], modes: dict[str, int] | None = None
 
 @dataclass
 class ServedTask:
-    """A task the fake manager can serve: manifest bytes, signature and artifact blobs."""
+    """A task the fake manager can serve: manifest bytes, signature, the signer's
+    certificate and artifact blobs."""
 
     manifest: TaskManifest
     manifest_bytes: bytes
     signature: bytes = b""
+    certificate: bytes = b""
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -303,7 +305,12 @@ class FakeManager:
             return
         await self.send(
             target,
-            Task(task_id=msg.task_id, manifest=served.manifest_bytes, signature=served.signature),
+            Task(
+                task_id=msg.task_id,
+                manifest=served.manifest_bytes,
+                signature=served.signature,
+                certificate=served.certificate,
+            ),
         )
 
     async def _on_chunk_request(self, target: str, msg: ChunkRequest) -> None:

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from swarmdeploy.agent.trust import NO_ANCHOR_REASON
 from swarmdeploy.protocol.messages import Announce
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
 from tests.agent.fake_manager import tar_gz
 from tests.agent.helpers import eventually
-from tests.crypto import signing_rig
 
 S = TargetState
 APP = {"app.sh": "echo up\nexec sleep 300\n"}
@@ -130,33 +128,6 @@ async def test_unknown_task_on_fetch_fails_the_task(rig: Rig) -> None:
     await rig.manager.send(TARGET, Announce(task_id="ghost"))
     await rig.wait_state("ghost", S.INSTALL_FAILED)
     assert "refused the task" in rig.manager.reason(TARGET, "ghost")
-
-
-async def test_agent_without_trust_anchor_declines_every_task(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, insecure_lab=False)
-    try:
-        await rig.start()
-        rig.manager.add_task("t1", run=["true"])
-        await rig.manager.announce(TARGET, "t1")
-        await rig.wait_state("t1", S.DECLINED)
-        assert rig.manager.reason(TARGET, "t1") == NO_ANCHOR_REASON
-        assert rig.manager.hellos[-1][1].extra["insecure_lab"] is False
-    finally:
-        await rig.close()
-
-
-async def test_unsigned_manifest_is_refused_when_anchors_are_provisioned(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, insecure_lab=False)
-    rig.anchors = signing_rig.anchors()
-    try:
-        await rig.start()
-        rig.manager.add_task("t1", run=["true"])
-        await rig.manager.announce(TARGET, "t1")
-        await rig.wait_state("t1", S.INSTALL_FAILED)
-        assert rig.manager.reason(TARGET, "t1").startswith("refused: unsigned:")
-        assert not (rig.settings.data_dir / "tasks" / "t1").exists()
-    finally:
-        await rig.close()
 
 
 async def test_hostile_archive_fails_the_install(rig: Rig) -> None:

@@ -67,6 +67,14 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("oidc-role-claim", "oidc_role_claim", str, "claim holding roles (default roles)"),
     ("oidc-role-map", "oidc_role_map", parse_role_map, "VALUE=ROLE,... claim value to role"),
     ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
+    ("tls-cert", "tls_cert", Path, "serve HTTPS: PEM certificate (chain); needs --tls-key"),
+    ("tls-key", "tls_key", Path, "PEM private key of --tls-cert"),
+    (
+        "forwarded-allow-ips",
+        "forwarded_allow_ips",
+        str,
+        "reverse proxies (comma-separated addresses) whose X-Forwarded-For is trusted",
+    ),
 ]
 
 
@@ -124,6 +132,25 @@ def _announce_admin_key(settings: Settings) -> None:
         )
 
 
+def server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """The uvicorn configuration: HTTPS when ``tls_cert``/``tls_key`` are set (docs/tls.md);
+    client addresses (registration rate limit) from ``X-Forwarded-For`` only when the
+    connection comes from one of ``forwarded_allow_ips``."""
+    forwarded = settings.forwarded_allow_ips
+    return uvicorn.Config(
+        app,
+        host=settings.bind,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="on",
+        proxy_headers=forwarded is not None,
+        forwarded_allow_ips=forwarded or "",
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the manager until SIGTERM/SIGINT; returns the exit status."""
     try:
@@ -143,15 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     except (KeystoreError, OSError) as exc:
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 1
-    config = uvicorn.Config(
-        app,
-        host=settings.bind,
-        port=settings.http_port,
-        log_config=None,
-        lifespan="on",
-        proxy_headers=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-    )
-    server = _Server(config)
+    server = _Server(server_config(settings, app))
     server.run()
     return 0 if server.started else 1

@@ -64,6 +64,10 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(4 << 30, ge=1024, le=1 << 40)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tls_cert: Path | None = None  # PEM certificate (chain) of the REST API; with tls_key
+    tls_key: Path | None = None
+    #: Proxy addresses whose X-Forwarded-For/-Proto are trusted (comma-separated); None: none.
+    forwarded_allow_ips: str | None = Field(None, min_length=1)
 
     @field_validator("bind")
     @classmethod
@@ -80,6 +84,13 @@ class Settings(BaseModel):
     def _check_database(cls, value: str) -> str:
         if value:
             normalize_url(value)  # raises ValueError naming the accepted forms
+        return value
+
+    @field_validator("tls_cert", "tls_key")
+    @classmethod
+    def _check_tls_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a readable file")
         return value
 
     @field_validator("oidc_issuer", "oidc_jwks_url")
@@ -99,6 +110,8 @@ class Settings(BaseModel):
             raise ValueError("OpenID Connect needs oidc_issuer, oidc_jwks_url and oidc_audience")
         if self.max_task_body_bytes < self.max_body_bytes:
             raise ValueError("max_task_body_bytes must be at least max_body_bytes")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both tls_cert and tls_key")
         return self
 
     @property

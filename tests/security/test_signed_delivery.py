@@ -1,0 +1,201 @@
+"""Signed tasks through the real agent daemon: each test changes exactly one thing of a task
+that otherwise verifies and expects that refusal -- reported with its code, nothing of the
+task installed, the previous deployment still running (docs/security.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from swarmdeploy.agent.trust import NO_ANCHOR_REASON
+from swarmdeploy.protocol.states import TargetState
+from tests.agent.daemon_rig import TARGET, Rig
+from tests.agent.helpers import live_commands
+from tests.agent.registration_server import new_ca
+from tests.security.rig import (
+    DAY_MS,
+    deploy,
+    now_ms,
+    operator,
+    output_seen,
+    reason,
+    revocation_list,
+    secured_rig,
+    sign,
+)
+
+S = TargetState
+APP = {"app.sh": "echo started $(cat version)\nexec sleep 300\n", "version": "v1"}
+V2 = {**APP, "version": "v2"}
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    rig = await secured_rig(tmp_path)
+    try:
+        await rig.start()
+        yield rig
+    finally:
+        await rig.close()
+
+
+async def running(rig: Rig, task_id: str = "good", sequence: int = 1) -> str:
+    """A signed deployment that runs; returns its run marker."""
+    await deploy(rig, task_id, S.RUNNING, files=APP, run=["sh app.sh"], sequence=sequence)
+    await output_seen(rig, task_id, "started v1")
+    dep = rig.state().deployment
+    assert dep is not None and dep.task_id == task_id and dep.run_id
+    return dep.run_id
+
+
+def still_running(rig: Rig, task_id: str, marker: str) -> None:
+    dep = rig.state().deployment
+    assert dep is not None and dep.task_id == task_id and dep.run_id == marker
+    assert rig.manager.state(TARGET, task_id) is S.RUNNING
+    assert live_commands(marker)  # its processes are alive
+
+
+async def refused(rig: Rig, task_id: str, code: str) -> None:
+    await rig.wait_state(task_id, S.INSTALL_FAILED)
+    assert reason(rig, task_id).startswith(f"refused: {code}:"), reason(rig, task_id)
+    assert not (rig.settings.data_dir / "tasks" / task_id).exists()
+
+
+async def test_signed_task_is_installed_and_runs(rig: Rig) -> None:
+    marker = await running(rig)
+    still_running(rig, "good", marker)
+    assert any("signed by alice" in line for line in rig.manager.outputs(TARGET, "good"))
+
+
+async def test_tampered_artifact_byte_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+    ((digest, blob),) = bad.blobs.items()
+    bad.blobs[digest] = blob[:-1] + bytes([blob[-1] ^ 1])  # the blob store, not the signature
+    await rig.manager.announce(TARGET, "bad")
+    await refused(rig, "bad", "artifact_mismatch")
+    still_running(rig, "good", marker)
+
+
+async def test_tampered_artifact_on_disk_at_resume_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+    ((digest, blob),) = bad.blobs.items()
+    download = rig.settings.data_dir / "tasks" / "bad" / "download"
+    download.mkdir(parents=True, mode=0o700)
+    # A completed download from before an agent restart, changed on disk since.
+    (download / f"{digest}.bin").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    await rig.manager.announce(TARGET, "bad")
+    await refused(rig, "bad", "artifact_mismatch")
+    still_running(rig, "good", marker)
+
+
+async def test_tampered_command_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+    bad.manifest_bytes = bad.manifest_bytes.replace(b"sh app.sh", b"sh evil.sh")
+    await rig.manager.announce(TARGET, "bad")
+    await refused(rig, "bad", "bad_signature")
+    still_running(rig, "good", marker)
+
+
+async def test_task_signed_by_unknown_key_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    stranger = operator(ca=new_ca())  # a well-formed certificate from a CA we never trusted
+    await deploy(rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, signer=stranger)
+    assert reason(rig, "bad").startswith("refused: unknown_signer:")
+    still_running(rig, "good", marker)
+
+
+async def test_task_signed_by_revoked_key_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    assert rig.daemon is not None
+    rig.daemon.verifier.apply_revocation_list(revocation_list(1, serials=frozenset({77})))
+    revoked = operator(serial=77)
+    await deploy(rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, signer=revoked)
+    assert reason(rig, "bad").startswith("refused: revoked_signer:")
+    still_running(rig, "good", marker)
+
+
+async def test_replayed_task_is_refused(rig: Rig) -> None:
+    old = await deploy(rig, "t1", S.RUNNING, files=APP, run=["sh app.sh"], sequence=5)
+    marker = await running(rig, "t2", sequence=6)
+    assert rig.daemon is not None
+    rig.daemon.state.history.pop("t1")  # forgotten (the history is bounded): no duplicate
+    rig.manager.tasks["t1"] = old
+    rig.manager.states.pop((TARGET, "t1"))
+    await rig.manager.announce(TARGET, "t1")  # the same signed bytes again
+    await rig.wait_state("t1", S.INSTALL_FAILED)
+    assert reason(rig, "t1").startswith("refused: rollback:")
+    still_running(rig, "t2", marker)
+
+
+async def test_older_task_delivered_late_is_refused(rig: Rig) -> None:
+    marker = await running(rig, "t2", sequence=6)
+    await deploy(rig, "t0", S.INSTALL_FAILED, files=V2, run=["true"], sequence=4)
+    assert reason(rig, "t0").startswith("refused: rollback:")
+    still_running(rig, "t2", marker)
+
+
+async def test_expired_task_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    late = {"created_at_ms": now_ms() - 2 * DAY_MS, "expires_at_ms": now_ms() - 1000}
+    signer = operator(not_before_ms=now_ms() - 5 * DAY_MS)  # valid when it signed
+    await deploy(
+        rig, "bad", S.INSTALL_FAILED, run=["true"], sequence=2, sign_fields=late, signer=signer
+    )
+    assert reason(rig, "bad").startswith("refused: manifest_expired:")
+    still_running(rig, "good", marker)
+
+
+async def test_expired_task_is_refused_by_manager_time_when_device_clock_lags(
+    tmp_path: Path,
+) -> None:
+    rig = await secured_rig(tmp_path)
+    rig.clock = lambda: now_ms() - 3 * DAY_MS  # no real-time clock: days behind
+    try:
+        await rig.start()  # the welcome carries the manager's (real) time
+        late = {"created_at_ms": now_ms() - 2 * DAY_MS, "expires_at_ms": now_ms() - 60_000}
+        signer = operator(not_before_ms=now_ms() - 5 * DAY_MS)
+        await deploy(
+            rig, "bad", S.INSTALL_FAILED, run=["true"], sequence=2, sign_fields=late, signer=signer
+        )
+        assert reason(rig, "bad").startswith("refused: manifest_expired:")
+    finally:
+        await rig.close()
+
+
+async def test_task_for_another_target_is_refused(rig: Rig) -> None:
+    marker = await running(rig)
+    other = {"target_ids": ["robot-9"], "target_tags": ["warehouse"]}
+    await deploy(
+        rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, sign_fields=other
+    )
+    assert reason(rig, "bad").startswith("refused: wrong_target:")
+    still_running(rig, "good", marker)
+    by_tag = {"target_ids": [], "target_tags": ["field"]}  # this target's tag: accepted
+    await deploy(rig, "tagged", S.EXITED, run=["true"], sequence=3, sign_fields=by_tag)
+
+
+async def test_unsigned_task_is_refused_when_anchors_are_provisioned(rig: Rig) -> None:
+    marker = await running(rig)
+    rig.manager.add_task("bad", files=V2, run=["true"])
+    await rig.manager.announce(TARGET, "bad")
+    await refused(rig, "bad", "unsigned")
+    still_running(rig, "good", marker)
+
+
+async def test_agent_without_trust_anchor_declines_every_task(tmp_path: Path) -> None:
+    rig = await secured_rig(tmp_path)
+    rig.anchors = type(rig.anchors)()  # provisioned without --trust-anchor, no lab mode
+    try:
+        await rig.start()
+        await deploy(rig, "t1", S.DECLINED, run=["true"], sequence=1)
+        assert reason(rig, "t1") == NO_ANCHOR_REASON
+        hello = rig.manager.hellos[-1][1]
+        assert hello.extra["insecure_lab"] is False
+        assert hello.extra["security"]["mode"] == "no_anchor"
+    finally:
+        await rig.close()
