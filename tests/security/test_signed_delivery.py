@@ -12,7 +12,7 @@ import pytest
 from swarmdeploy.agent.trust import NO_ANCHOR_REASON
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig
-from tests.agent.helpers import live_commands
+from tests.agent.helpers import eventually, live_commands
 from tests.agent.registration_server import new_ca
 from tests.security.rig import (
     DAY_MS,
@@ -67,6 +67,14 @@ async def test_signed_task_is_installed_and_runs(rig: Rig) -> None:
     marker = await running(rig)
     still_running(rig, "good", marker)
     assert any("signed by alice" in line for line in rig.manager.outputs(TARGET, "good"))
+    await eventually(lambda: bool(rig.manager.health))
+    for extra in (rig.manager.health[-1][1].extra, rig.manager.hellos[-1][1].extra):
+        assert extra["insecure_lab"] is False
+        assert extra["security"]["mode"] == "verified"
+        assert extra["security"]["sandbox"] in ("bwrap", "unprivileged_user", "none")
+    await eventually(
+        lambda: rig.manager.health[-1][1].extra["security"]["sequence"] == {"deploy": 1}
+    )
 
 
 async def test_tampered_artifact_byte_is_refused(rig: Rig) -> None:
