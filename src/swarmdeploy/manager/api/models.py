@@ -61,7 +61,8 @@ class LocationModel(ApiModel):
 # -- targets -----------------------------------------------------------------------------------
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
-    Ed25519 key (base64); ``online`` means heard from within the online timeout."""
+    Ed25519 key (base64); ``online`` means heard from within the online timeout;
+    ``insecureLab`` that its agent runs in insecure lab mode (accepts unsigned tasks)."""
 
     id: str
     name: str
@@ -76,6 +77,7 @@ class TargetPublic(ApiModel):
     log_request_at: Millis
     online: bool
     health: dict[str, Any] | None
+    insecure_lab: bool = False
 
 
 class TargetUpdate(ApiModel):

@@ -198,8 +198,19 @@ class TargetRegistry:
                 log.exception("listener failed on the revocation of %s", record.id)
 
 
+def insecure_lab(health: dict[str, Any] | None) -> bool:
+    """Whether the latest health report says the agent runs in insecure lab mode (it then
+    accepts unsigned tasks). The agent sends ``insecure_lab`` as an optional field, which the
+    link keeps among the report's unknown fields (``__extra__``); a missing report: False."""
+    if not health:
+        return False
+    extra = health.get("__extra__")
+    return isinstance(extra, dict) and extra.get("insecure_lab") is True
+
+
 def target_json(view: TargetView) -> dict[str, Any]:
-    """The API document of a target (also the payload of target events)."""
+    """The API document of a target (also the payload of target events); ``insecureLab``
+    shows an agent that accepts unsigned tasks (:func:`insecure_lab`)."""
     r = view.record
     return {
         "id": r.id,
@@ -215,4 +226,5 @@ def target_json(view: TargetView) -> dict[str, Any]:
         "logRequestAt": r.log_request_at,
         "online": view.online,
         "health": r.health,
+        "insecureLab": insecure_lab(r.health),
     }
