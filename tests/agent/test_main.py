@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.errors import ConfigError
 from swarmdeploy.agent.main import build_parser, env_name, main, settings_from_args
 
 
@@ -36,6 +37,21 @@ def test_every_option_has_an_environment_variable_and_the_command_line_wins() ->
     assert parse([], env).tags == ("a", "b")
 
 
+def test_security_options_from_command_line_and_environment() -> None:
+    base = {"SWARMDEPLOY_AGENT_DATA_DIR": "/var/lib/sd"}
+    assert parse([], base).insecure_lab is False
+    assert parse(["--insecure-lab"], base).insecure_lab is True
+    for value, expected in (("1", True), ("on", True), ("false", False), ("", False)):
+        env = {**base, "SWARMDEPLOY_AGENT_INSECURE_LAB": value}
+        assert parse([], env).insecure_lab is expected
+    s = parse(["--trust-anchor", "/etc/sd/ca.pem", "--tls-ca", "/etc/sd/api.pem"], base)
+    assert s.trust_anchor == Path("/etc/sd/ca.pem") and s.tls_ca == Path("/etc/sd/api.pem")
+    env = {**base, "SWARMDEPLOY_AGENT_TLS_CA": "/x.pem", "SWARMDEPLOY_AGENT_TRUST_ANCHOR": "/a"}
+    assert parse([], env).tls_ca == Path("/x.pem") and parse([], env).trust_anchor == Path("/a")
+    with pytest.raises(ConfigError, match="--insecure-lab"):
+        parse([], {**base, "SWARMDEPLOY_AGENT_INSECURE_LAB": "maybe"})
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -46,6 +62,7 @@ def test_every_option_has_an_environment_variable_and_the_command_line_wins() ->
         (["--manager", "ftp://x"], "http:// or https://"),
         (["--max-data-bytes", "lots"], "not a size"),
         (["--resend-s", "0"], "positive"),
+        (["--trust-anchor", "/nonexistent/ca.pem", "--manager", "http://m"], "--trust-anchor"),
     ],
 )
 def test_invalid_options_exit_2_with_one_line(

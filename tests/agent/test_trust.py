@@ -3,12 +3,14 @@ bookkeeping across restarts, the clock, and revocation lists (real CA and signat
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
 
+from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.errors import ConfigError, TaskRefused
-from swarmdeploy.agent.state import AgentState, Deployment, load_state, save_state
+from swarmdeploy.agent.state import AgentState, Deployment, Registration, load_state, save_state
 from swarmdeploy.agent.trust import (
     NO_ANCHOR_REASON,
     REVOCATIONS_FILE,
@@ -16,6 +18,8 @@ from swarmdeploy.agent.trust import (
     adopt_manager_ca,
     lab_anchor,
     load_anchor_file,
+    make_verifier,
+    wall_clock_ms,
 )
 from swarmdeploy.crypto.anchors import AnchorSet, key_fingerprint, parse_anchor_file
 from swarmdeploy.crypto.operator import RevocationList, ca_issuer, issue_revocation_list
@@ -177,3 +181,49 @@ def test_status_names_mode_anchors_and_counters(tmp_path: Path) -> None:
     status = verifier.status()
     assert status["mode"] == "verified" and status["sequence"] == {"deploy": 12}
     assert status["anchors"] == [key_fingerprint(rig.authority().public_key_raw)]
+
+
+def _task_now(sequence: int = 10) -> Task:
+    """A task valid by the real clock (``make_verifier`` uses it)."""
+    now = wall_clock_ms()
+    op = rig.new_operator(not_before_ms=now - rig.DAY_MS, not_after_ms=now + rig.DAY_MS)
+    return _task(
+        operator=op, sequence=sequence, created_at_ms=now - 1000, expires_at_ms=now + rig.DAY_MS
+    )
+
+
+def _registered(tmp_path: Path, ca_pem: bytes, ca_key: bytes) -> Registration:
+    (tmp_path / "ca.pem").write_bytes(ca_pem)
+    return Registration(
+        manager_url="http://m",
+        server_public_key="k",
+        pub_port=1,
+        sub_port=2,
+        registered_at_ms=0,
+        ca_public_key=base64.b64encode(ca_key).decode(),
+    )
+
+
+def test_restart_resolves_a_pin_with_the_registered_ca_or_refuses(tmp_path: Path) -> None:
+    ca = rig.authority()
+    reg = _registered(tmp_path, ca.cert_pem(), ca.public_key_raw)
+    pins = parse_anchor_file(key_fingerprint(ca.public_key_raw))
+    settings = AgentSettings(data_dir=tmp_path, trust_anchor=tmp_path / "pins")
+    verifier = make_verifier(settings, pins, reg)
+    assert verifier.mode == "verified"
+    verifier.attach(AgentState(agent_id=TARGET, tags=["field"]), lambda: None, tmp_path)
+    assert verifier.verify_received(TASK, _task_now()).sequence == 10  # the pin resolved
+    other = new_ca()
+    swapped = _registered(tmp_path, other.cert_pem(), other.public_key_raw)
+    with pytest.raises(ConfigError, match="anchor_mismatch"):
+        make_verifier(settings, pins, swapped)
+
+
+def test_lab_mode_without_anchors_trusts_the_registered_ca(tmp_path: Path) -> None:
+    ca = rig.authority()
+    reg = _registered(tmp_path, ca.cert_pem(), ca.public_key_raw)
+    lab = make_verifier(AgentSettings(data_dir=tmp_path, insecure_lab=True), AnchorSet(), reg)
+    lab.attach(AgentState(agent_id=TARGET, tags=["field"]), lambda: None, tmp_path)
+    assert lab.mode == "insecure_lab" and lab.verify_received(TASK, _task_now()).signer == "alice"
+    strict = make_verifier(AgentSettings(data_dir=tmp_path), AnchorSet(), reg)
+    assert strict.mode == "no_anchor"  # the registration CA alone is never an anchor

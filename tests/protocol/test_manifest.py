@@ -12,6 +12,8 @@ from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import (
     MAX_MANIFEST_BYTES,
     ArtifactInfo,
+    Rlimits,
+    SandboxPolicy,
     TaskManifest,
     decode_manifest,
     encode_manifest,
@@ -95,3 +97,22 @@ def test_artifact_lookup_by_digest() -> None:
     with pytest.raises(MessageError) as info:
         manifest.artifact("00" * 32)
     assert info.value.code == "unknown_artifact"
+
+
+def test_signed_fields_default_to_an_unsigned_legacy_manifest() -> None:
+    manifest = _manifest()
+    assert (manifest.sequence, manifest.target_ids, manifest.target_tags) == (0, [], [])
+    assert manifest.sandbox == SandboxPolicy()  # the strictest policy: no network, nobody
+    doc = json.loads(encode_manifest(manifest))
+    assert not {"sequence", "target_ids", "target_tags", "sandbox"} & set(doc)  # omitted
+
+
+def test_sandbox_policy_travels_in_the_manifest_and_is_strict() -> None:
+    policy = SandboxPolicy(network=True, rlimits=Rlimits(cpu_s=5), rw_paths=("/srv/x",))
+    manifest = _manifest(sequence=3, target_ids=["robot-1"], target_tags=["lab"], sandbox=policy)
+    assert decode_manifest(encode_manifest(manifest)) == manifest
+    doc = json.loads(encode_manifest(manifest))
+    for bad in ({"netwrk": True}, {"uid": 0}, {"rlimits": {"cpu": 1}}):
+        doc["sandbox"] = bad
+        with pytest.raises(MessageError):
+            decode_manifest(json.dumps(doc).encode())

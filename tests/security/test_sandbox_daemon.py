@@ -73,10 +73,21 @@ def _outputs(rig: Rig, task_id: str) -> list[str]:
     return rig.manager.outputs(TARGET, task_id)
 
 
-async def test_commands_cannot_write_outside_their_dirs(rig: Rig, tmp_path: Path) -> None:
+@pytest.fixture
+def system_probes() -> Iterator[list[str]]:
+    """Paths outside every sandbox dir; removed afterwards should a broken sandbox write."""
+    paths = [f"/etc/sd-probe-{os.getpid()}", f"/usr/sd-probe-{os.getpid()}"]
+    paths.append(f"/root/sd-probe-{os.getpid()}")
+    yield paths
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+async def test_commands_cannot_write_outside_their_dirs(
+    rig: Rig, tmp_path: Path, system_probes: list[str]
+) -> None:
     data = rig.settings.data_dir
-    outside = ["/etc/sd-probe", "/usr/sd-probe", "/root/sd-probe", f"{data}/probe"]
-    outside += [f"{data}/state.json", f"{tmp_path}/probe"]
+    outside = [*system_probes, f"{data}/probe", f"{data}/state.json", f"{tmp_path}/probe"]
     install = [f"id -u; {_probe_writes(outside)}; echo > installed.txt; echo install-done"]
     run = [
         f"{_probe_writes([*outside, './app.txt', './installed.txt'])}; echo kept > $HOME/data;"
