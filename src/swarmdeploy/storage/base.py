@@ -27,6 +27,7 @@ from swarmdeploy.storage.records import (
     BuildRecord,
     LogQuery,
     LogRecord,
+    OperatorKeyRecord,
     Page,
     RequestRecord,
     RequestState,
@@ -407,6 +408,24 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def touch_api_key(self, key_id: str, at: int) -> None:
         """Record the last use of a key."""
+
+    # -- operator signing keys (ADR 0004) -------------------------------------------------------
+    @abc.abstractmethod
+    async def add_operator_key(self, key: OperatorKeyRecord) -> None:
+        """Store an operator key. Raises :class:`Conflict` if its id or serial exists."""
+
+    @abc.abstractmethod
+    async def get_operator_key(self, key_id: str) -> OperatorKeyRecord | None:
+        """The operator key with this id, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_operator_keys(self, *, owner: str | None = None) -> list[OperatorKeyRecord]:
+        """Operator keys (all, or those of ``owner``), oldest first (``created_at``, ``id``)."""
+
+    @abc.abstractmethod
+    async def revoke_operator_key(self, key_id: str, at: int) -> OperatorKeyRecord:
+        """Mark the key revoked at ``at`` and return it; revoking it again keeps the first
+        time. Raises :class:`NotFound`."""
 
     # -- health of the backend -----------------------------------------------------------------
     @abc.abstractmethod

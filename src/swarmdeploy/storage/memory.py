@@ -21,10 +21,12 @@ from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
+from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     LogQuery,
     LogRecord,
+    OperatorKeyRecord,
     Page,
     SortOrder,
     TargetRecord,
@@ -62,7 +64,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
     return dataclasses.replace(task, descriptor=copy.deepcopy(task.descriptor))
 
 
-class MemoryStorage(MemoryLink, MemoryArtifacts, Storage):
+class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, Storage):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
     def __init__(self) -> None:
@@ -78,6 +80,7 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, Storage):
         self._requests = RequestStore()
         self._uploads = UploadStore()
         self._artifacts = ArtifactStore()
+        self._operator_keys: dict[str, OperatorKeyRecord] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:

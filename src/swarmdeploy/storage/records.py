@@ -252,3 +252,25 @@ class BuildRecord:
     host: str
     started_at: int | None = None
     finished_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OperatorKeyRecord:
+    """An operator signing key (issue 5, ADR 0004) certified by the manager's CA.
+
+    ``id`` is the key id (:func:`swarmdeploy.crypto.operator.key_id`), ``owner`` the id of
+    the API key (or OIDC subject) it signs for, ``certificate`` the CA-signed certificate
+    bytes with serial ``serial``, ``sealed_seed`` the Ed25519 seed encrypted with a key from
+    the manager's secret store; ``revoked_at`` is set once, when the key is revoked.
+    """
+
+    id: str
+    name: str
+    owner: str
+    role: Role
+    public_key: bytes
+    certificate: bytes
+    sealed_seed: bytes = dataclasses.field(repr=False)
+    serial: int
+    created_at: int
+    revoked_at: int | None = None

@@ -1,8 +1,9 @@
 """The shared SQL implementation of :class:`Storage` (SQLAlchemy Core, async).
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
-``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``); ``sqlite.py`` and
-``postgres.py`` only add the engine set-up and the full-text and upsert constructs.
+``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``);
+``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
+constructs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,19 @@ from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.sql_artifacts import SqlArtifacts
 from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
 from swarmdeploy.storage.sql_logs import SqlLogs
+from swarmdeploy.storage.sql_operator_keys import SqlOperatorKeys
 from swarmdeploy.storage.sql_targets import SqlTargets
 from swarmdeploy.storage.sql_tasks import SqlTasks
 
 
-class SqlStorage(SqlTargets, SqlTasks, SqlLogs, SqlRequests, SqlUploads, SqlArtifacts, Storage):
+class SqlStorage(
+    SqlTargets,
+    SqlTasks,
+    SqlLogs,
+    SqlRequests,
+    SqlUploads,
+    SqlArtifacts,
+    SqlOperatorKeys,
+    Storage,
+):
     """A :class:`Storage` over an SQLAlchemy async engine; subclasses pick the dialect."""

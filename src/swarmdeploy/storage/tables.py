@@ -422,3 +422,22 @@ def upload_from_row(row: sa.Row[Any]) -> UploadRecord:
         next_index=m["next_index"],
         complete=bool(m["complete"]),
     )
+
+
+# -- revision 0004: operator signing keys (docs/adr/0004-operator-keys-and-manifest-signatures.md)
+
+operator_keys = sa.Table(
+    "operator_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+    sa.Column("certificate", sa.LargeBinary, nullable=False),
+    sa.Column("sealed_seed", sa.LargeBinary, nullable=False),
+    sa.Column("serial", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("revoked_at", Millis, nullable=True),
+    sa.Index("ix_operator_keys_owner", "owner"),
+)
