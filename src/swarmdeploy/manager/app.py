@@ -22,7 +22,16 @@ from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
 from swarmdeploy.manager.api import artifacts as artifacts_api
-from swarmdeploy.manager.api import events_ws, keys, logs, rpc, system, targets, tokens
+from swarmdeploy.manager.api import (
+    events_ws,
+    keys,
+    logs,
+    operator_keys,
+    rpc,
+    system,
+    targets,
+    tokens,
+)
 from swarmdeploy.manager.api.errors import COMMON_RESPONSES, install_error_handlers
 from swarmdeploy.manager.api.middleware import BodyLimitMiddleware, ErrorAndMetricsMiddleware
 from swarmdeploy.manager.api.openapi import DESCRIPTION, install_openapi
@@ -43,6 +52,7 @@ from swarmdeploy.manager.services.oidc import OidcVerifier
 from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
@@ -139,6 +149,7 @@ def build_services(
             clock=clock,
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
+        operator_keys=OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock),
     )
 
 
@@ -240,7 +251,8 @@ def create_app(
     app.state.services = services
     app.state.link = None
     install_error_handlers(app)
-    for router in (targets.router, logs.router, tokens.router, keys.router, rpc.router):
+    routers = (targets.router, logs.router, tokens.router, keys.router, operator_keys.router)
+    for router in (*routers, rpc.router):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(artifacts_api.router, responses=COMMON_RESPONSES)
     app.include_router(

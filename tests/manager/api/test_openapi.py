@@ -32,6 +32,8 @@ EXPECTED = {
     ("post", "/api_keys"), ("get", "/api_keys"), ("delete", "/api_keys/{key_id}"),
     ("get", "/health"), ("get", "/metrics"),
     ("get", "/artifacts"), ("get", "/artifacts/{sha256}"), ("get", "/artifacts/{sha256}/download"),
+    ("post", "/operator_keys"), ("get", "/operator_keys"), ("get", "/operator_keys/{key_id}"),
+    ("get", "/operator_keys/{key_id}/export"), ("delete", "/operator_keys/{key_id}"),
 }  # fmt: skip
 
 

@@ -343,3 +343,34 @@ class HealthPublic(ApiModel):
     status: Literal["ok", "unavailable"]
     storage: Literal["ok", "unavailable"]
     version: str
+
+
+# -- operator signing keys ---------------------------------------------------------------------
+class OperatorKeyCreate(ApiModel):
+    """Generate a key (no ``privateKey``) or import one (armored, encrypted with
+    ``passphrase``); ``name`` defaults to the caller's name."""
+
+    name: str = Field("", max_length=128, pattern=r"^[^\x00-\x1f]*$")
+    private_key: str | None = Field(None, max_length=8192)
+    passphrase: str = Field("", max_length=1024)
+
+
+class OperatorKeyPublic(ApiModel):
+    """An operator signing key: its public key (base64), CA-signed certificate (compact
+    JSON, ADR 0004) and serial; ``revokedAt`` once revoked."""
+
+    id: str
+    name: str
+    owner: str
+    role: Role
+    public_key: str
+    certificate: str
+    serial: int
+    created_at: Millis
+    revoked_at: Millis | None
+
+
+class OperatorKeyExport(OperatorKeyPublic):
+    """An export: with ``private=true`` also ``privateKey``, encrypted with the passphrase."""
+
+    private_key: str | None = None

@@ -14,6 +14,7 @@ from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
@@ -48,3 +49,4 @@ class Services:
     task_states: TaskStates
     tasks: TaskService
     stats: StatsService
+    operator_keys: OperatorKeys

@@ -1,0 +1,111 @@
+"""``/operator_keys``: operator signing keys (issue 5, ADR 0004).
+
+Anyone with ``operator`` may create (generate or import) a key, which then signs their
+tasks; ``viewer`` may read keys and export public parts; exporting a private key and
+revoking need ``admin``. The private key of an export is encrypted with the passphrase the
+admin sends in the ``X-Export-Passphrase`` header (never in the URL, which ends up in logs).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query
+
+from swarmdeploy.manager.api.deps import Admin, Operator, ServicesDep, Viewer
+from swarmdeploy.manager.api.errors import responses
+from swarmdeploy.manager.api.models import (
+    ListOf,
+    OperatorKeyCreate,
+    OperatorKeyExport,
+    OperatorKeyPublic,
+)
+from swarmdeploy.manager.errors import Forbidden
+from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.storage.records import OperatorKeyRecord
+
+router = APIRouter(prefix="/operator_keys", tags=["operator keys"])
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+def owner_of(principal: Principal) -> str:
+    """Who a principal's keys belong to: its API key id, else ``via:name``."""
+    return principal.key_id or f"{principal.via}:{principal.name}"
+
+
+def operator_key_json(record: OperatorKeyRecord) -> dict[str, Any]:
+    """The API document of a key (never its seed)."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "owner": record.owner,
+        "role": record.role,
+        "publicKey": base64.b64encode(record.public_key).decode(),
+        "certificate": record.certificate.decode(),
+        "serial": record.serial,
+        "createdAt": record.created_at,
+        "revokedAt": record.revoked_at,
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OperatorKeyPublic,
+    responses=responses(401, 403, 409),
+)
+async def create_operator_key(
+    body: OperatorKeyCreate, services: ServicesDep, principal: Operator
+) -> dict[str, Any]:
+    """Generate a key for the caller, or import ``privateKey`` (armored, encrypted with
+    ``passphrase``); the CA certifies it with the caller's role."""
+    keys = services.operator_keys
+    owner, name = owner_of(principal), body.name or principal.name
+    if body.private_key is None:
+        record = await keys.generate(owner=owner, name=name, role=principal.role)
+    else:
+        record = await keys.import_key(
+            body.private_key, body.passphrase, owner=owner, name=name, role=principal.role
+        )
+    return operator_key_json(record)
+
+
+@router.get("", response_model=ListOf[OperatorKeyPublic], responses=responses(401, 403))
+async def list_operator_keys(services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    """Every operator key, oldest first (revoked ones included)."""
+    items = [operator_key_json(k) for k in await services.operator_keys.list()]
+    return {"total": len(items), "items": items, "page": 1, "perPage": max(1, len(items))}
+
+
+@router.get("/{key_id}", response_model=OperatorKeyPublic, responses=responses(401, 403, 404))
+async def get_operator_key(key_id: KeyId, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    """One key."""
+    return operator_key_json(await services.operator_keys.get(key_id))
+
+
+@router.get(
+    "/{key_id}/export", response_model=OperatorKeyExport, responses=responses(401, 403, 404)
+)
+async def export_operator_key(
+    key_id: KeyId,
+    services: ServicesDep,
+    principal: Viewer,
+    private: Annotated[bool, Query()] = False,
+    passphrase: Annotated[str, Header(alias="X-Export-Passphrase", max_length=1024)] = "",
+) -> dict[str, Any]:
+    """The public key and certificate; with ``private=true`` (``admin`` only) also the
+    private key encrypted with the ``X-Export-Passphrase`` header."""
+    record = await services.operator_keys.get(key_id)
+    doc = operator_key_json(record)
+    if private:
+        if not principal.allows("admin"):
+            raise Forbidden("exporting a private key needs the admin role")
+        doc["privateKey"] = await services.operator_keys.export_private(key_id, passphrase)
+    return doc
+
+
+@router.delete("/{key_id}", response_model=OperatorKeyPublic, responses=responses(401, 403, 404))
+async def revoke_operator_key(key_id: KeyId, services: ServicesDep, _: Admin) -> dict[str, Any]:
+    """Revoke the key: agents refuse tasks signed with it from their next revocation list."""
+    return operator_key_json(await services.operator_keys.revoke(key_id))
