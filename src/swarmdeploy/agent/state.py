@@ -95,14 +95,12 @@ class TrustState(msgspec.Struct, kw_only=True):
     ``last_sequence``: per task kind, the highest sequence number accepted (rollback and
     replay defence), and ``last_task`` the task that set it (re-verified after a restart).
     ``revocation_number``: the number of the newest revocation list accepted (an older one
-    cannot un-revoke a key). ``clock_floor_ms``: the latest authenticated manager time seen,
-    a lower bound of "now" for devices without a real-time clock.
+    cannot un-revoke a key).
     """
 
     last_sequence: dict[str, int] = msgspec.field(default_factory=dict)
     last_task: dict[str, str] = msgspec.field(default_factory=dict)
     revocation_number: int = 0
-    clock_floor_ms: int = 0
 
 
 class StateReport(msgspec.Struct, kw_only=True):

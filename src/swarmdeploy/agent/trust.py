@@ -218,6 +218,7 @@ class Verifier:
         self._save: Callable[[], None] = lambda: None
         self._revoked: Revocations | None = None
         self._revocations_path: Path | None = None
+        self._server_time: tuple[int, float] | None = None
 
     # --- set-up and status -----------------------------------------------------------
 
@@ -270,16 +271,20 @@ class Verifier:
     # --- time and identity -------------------------------------------------------------
 
     def observe_server_time(self, server_time_ms: int) -> None:
-        """The manager's authenticated time (``welcome``): a lower bound of "now"."""
-        trust = self.trust
-        if server_time_ms > trust.clock_floor_ms:
-            trust.clock_floor_ms = server_time_ms
-            self._save()
+        """The manager's authenticated time (``welcome``; 0: not sent): from now on a lower
+        bound of "now", advanced by the monotonic clock. The latest one counts, so a manager
+        clock that was wrong and is corrected stops affecting the agent at the next welcome."""
+        if server_time_ms > 0:
+            self._server_time = (server_time_ms, time.monotonic())
 
     def now_ms(self) -> int:
-        """max(local clock, latest manager time seen): a device without a real-time clock
-        neither refuses everything nor accepts expired manifests for ever."""
-        return max(self._clock(), self.trust.clock_floor_ms)
+        """max(local clock, manager time): a device without a real-time clock neither
+        refuses everything nor accepts expired manifests for ever."""
+        now = self._clock()
+        if self._server_time is not None:
+            server_ms, seen = self._server_time
+            now = max(now, server_ms + int((time.monotonic() - seen) * 1000))
+        return now
 
     def target(self) -> Target:
         """This target's id and current tags (selector matching)."""
