@@ -207,11 +207,17 @@ class Bye(MessageBase, tag="bye", kw_only=True):
 
 
 class Welcome(MessageBase, tag="welcome", kw_only=True):
-    """Answer to ``hello``: what the manager has stored and how often to send heartbeats."""
+    """Answer to ``hello``: what the manager has stored and how often to send heartbeats.
+
+    ``revocations`` (optional) is the CA-signed revocation list of operator keys
+    (:func:`swarmdeploy.crypto.operator.issue_revocation_list`); empty while no key is
+    revoked.
+    """
 
     log_acked_seq: Count = 0
     heartbeat_interval_s: Annotated[float, Meta(gt=0, le=86400)] = 15.0
     server_time_ms: Count = 0
+    revocations: Annotated[bytes, Meta(max_length=64 * 1024)] = b""
 
 
 class Announce(MessageBase, tag="announce", kw_only=True):

@@ -3,6 +3,8 @@ unknown types (docs/protocol.md §6.1, §6.2, §6.4, §6.7)."""
 
 from __future__ import annotations
 
+from swarmdeploy.crypto.anchors import parse_anchor_file
+from swarmdeploy.crypto.operator import verify_revocation_list
 from swarmdeploy.manager.events import Event
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
@@ -158,3 +160,17 @@ async def test_unknown_message_type_answered_unsupported(rig: Rig) -> None:
     await agent.send(m.UnknownMessage(type="telemetry", fields={"x": 1}))
     error = await agent.take(m.Error)
     assert error.code == "unsupported_type" and error.in_reply_to == "telemetry"
+
+
+async def test_welcome_carries_the_revocation_list_once_a_key_is_revoked(rig: Rig) -> None:
+    keys = rig.api.services.operator_keys
+    agent = await rig.agent("t1")
+    await agent.hello(log_acked_seq=0)
+    assert (await agent.take(m.Welcome)).revocations == b""
+    record = await keys.generate(owner="k1", name="alice", role="operator")
+    await keys.revoke(record.id)
+    await agent.hello(log_acked_seq=0)
+    welcome = await agent.take(m.Welcome)
+    anchors = parse_anchor_file(rig.api.services.keys.ca.cert_pem().decode())
+    crl = verify_revocation_list(welcome.revocations, anchors, last_number=0)
+    assert crl.key_ids == {record.id}

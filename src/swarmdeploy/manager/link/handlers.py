@@ -88,6 +88,8 @@ class Parts:
     settings: LinkSettings
     clock: Clock
     on_built: OnBuilt
+    #: The current CA-signed revocation list (empty while no operator key is revoked).
+    revocations: Callable[[], Awaitable[bytes]]
 
 
 class AgentHandlers:
@@ -160,6 +162,7 @@ class AgentHandlers:
             log_acked_seq=highest,
             heartbeat_interval_s=p.settings.heartbeat_interval_s,
             server_time_ms=max(0, p.clock()),
+            revocations=await p.revocations(),
         )
         await p.transport.send(target_id, welcome)
         for report in msg.tasks:

@@ -136,6 +136,7 @@ class LinkServer:
                 settings=settings,
                 clock=clock,
                 on_built=self._announce_build_result,
+                revocations=s.operator_keys.revocations_for_agents,
             )
         )
         self._loops: list[asyncio.Task[None]] = []

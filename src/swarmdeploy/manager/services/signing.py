@@ -168,3 +168,10 @@ class OperatorKeys:
             key_ids=frozenset(k.id for k in revoked),
         )
         return issue_revocation_list(crl, self._ca.sign)
+
+    async def revocations_for_agents(self) -> bytes:
+        """What ``welcome`` carries: :meth:`revocation_list` once a key is revoked, else
+        empty bytes (nothing to tell)."""
+        if not any(k.revoked_at for k in await self._storage.list_operator_keys()):
+            return b""
+        return await self.revocation_list()
