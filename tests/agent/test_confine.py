@@ -5,6 +5,7 @@ bubblewrap), and a modified install dir is detected."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -108,3 +109,19 @@ def test_modified_install_dir_is_refused(dirs: TaskDirs) -> None:
     shutil.rmtree(dirs.app)
     with pytest.raises(TaskRefused, match="unreadable"):
         check_tree(dirs, digest)
+
+
+def test_sandbox_kind_and_the_warning_when_degraded(caplog: pytest.LogCaptureFixture) -> None:
+    bwrap = Confinement(SandboxConfig(bwrap="/usr/bin/bwrap"))
+    user = Confinement(SandboxConfig(bwrap=None, privileged=True))
+    none = Confinement(SandboxConfig(bwrap=None, privileged=False))
+    assert (bwrap.kind, user.kind, none.kind) == ("bwrap", "unprivileged_user", "none")
+    with caplog.at_level(logging.WARNING, logger="swarmdeploy.agent.confine"):
+        bwrap.warn_if_degraded()
+        assert caplog.records == []
+        user.warn_if_degraded()
+        none.warn_if_degraded()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "bubblewrap is not available"
+    ] * 2
+    assert "the agent's own user" in caplog.records[1].getMessage()
