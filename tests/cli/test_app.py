@@ -163,3 +163,23 @@ def test_task_create_with_archive_sends_multipart_and_names_the_problem(
     missing = tmp_path / "missing.zip"
     rc, _, err = _run(capsys, manager, "tasks", "create", str(desc), "--archive", str(missing))
     assert rc == 2 and "cannot read" in err
+
+
+def test_signing_keys_create_export_and_revoke(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    rc, out, err = _run(capsys, manager, "-o", "json", "keys", "signing-create", "--name", "ops")
+    assert rc == 0, err
+    key = json.loads(out)
+    rc, out, _ = _run(capsys, manager, "-o", "json", "keys", "signing-list")
+    assert rc == 0 and [k["id"] for k in json.loads(out)["items"]] == [key["id"]]
+    dest = tmp_path / "ops.key"
+    args = ["keys", "signing-export", key["id"], "--private", "--out", str(dest)]
+    rc, out, err = _run(capsys, manager, *args, "--passphrase", "a long passphrase")
+    assert rc == 0, err
+    assert dest.read_text().startswith("-----BEGIN SWARMDEPLOY ENCRYPTED KEY-----")
+    assert dest.stat().st_mode & 0o077 == 0 and "BEGIN" not in out
+    rc, _, err = _run(capsys, manager, "keys", "signing-revoke", key["id"])
+    assert rc == 0, err
+    rc, out, _ = _run(capsys, manager, "-o", "json", "keys", "signing-export", key["id"])
+    assert json.loads(out)["revokedAt"] is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pathlib
 import sys
 from typing import IO, Annotated, Any
@@ -389,6 +390,73 @@ def keys_delete(ctx: typer.Context, key_id: str) -> None:
     c = _ctx(ctx)
     c.client.request("DELETE", f"/api_keys/{key_id}")
     c.out.message(f"deleted key {key_id}")
+
+
+# -- operator signing keys (ADR 0004) --------------------------------------------------------
+PassphraseOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="SWARMDEPLOY_KEY_PASSPHRASE", help="Passphrase of an imported or exported key."
+    ),
+]
+_SIGNING_COLUMNS = ["id", "name", "owner", "role", "serial", "createdAt", "revokedAt"]
+
+
+@keys_app.command("signing-create")
+def signing_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Key name (default: your API key's name).")] = "",
+    import_file: Annotated[
+        pathlib.Path | None, typer.Option("--import", help="Armored encrypted key to import.")
+    ] = None,
+    passphrase: PassphraseOpt = "",
+) -> None:
+    """Generate a signing key for your tasks, or import one (``--import FILE``)."""
+    c = _ctx(ctx)
+    body: dict[str, Any] = {"name": name}
+    if import_file is not None:
+        body["privateKey"] = _read(import_file).decode("utf-8", "replace")
+        body["passphrase"] = passphrase
+    c.out.document(c.client.request("POST", "/operator_keys", json=body))
+
+
+@keys_app.command("signing-list")
+def signing_list(ctx: typer.Context) -> None:
+    """List operator signing keys (revoked ones too)."""
+    c = _ctx(ctx)
+    c.out.listing(c.client.request("GET", "/operator_keys"), _SIGNING_COLUMNS)
+
+
+@keys_app.command("signing-export")
+def signing_export(
+    ctx: typer.Context,
+    key_id: str,
+    private: Annotated[bool, typer.Option(help="Also the private key (admin only).")] = False,
+    passphrase: PassphraseOpt = "",
+    out: Annotated[
+        pathlib.Path | None, typer.Option(help="Write the private key here (mode 0600).")
+    ] = None,
+) -> None:
+    """Export a key's public key and certificate; ``--private`` also its private key,
+    encrypted with the passphrase."""
+    c = _ctx(ctx)
+    params = {"private": "true"} if private else None
+    headers = {"X-Export-Passphrase": passphrase} if private else None
+    doc = c.client.request("GET", f"/operator_keys/{key_id}/export", params=params, headers=headers)
+    if out is not None and doc.get("privateKey"):
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(doc.pop("privateKey"))
+        c.out.message(f"wrote the encrypted private key to {out}")
+    c.out.document(doc)
+
+
+@keys_app.command("signing-revoke")
+def signing_revoke(ctx: typer.Context, key_id: str) -> None:
+    """Revoke a signing key (admin): agents refuse tasks signed with it."""
+    c = _ctx(ctx)
+    c.client.request("DELETE", f"/operator_keys/{key_id}")
+    c.out.message(f"revoked signing key {key_id}")
 
 
 @app.command("server-info")
