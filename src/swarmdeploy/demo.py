@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 
 from swarmdeploy.cli.client import ApiError
-from swarmdeploy.localfleet import LocalFleet, processes_below, wait_for
+from swarmdeploy.localfleet import SYSTEM_PATH, LocalFleet, processes_below, wait_for
 
 AGENTS = {"rover-1": ["swarm"], "rover-2": ["swarm"], "drone-1": ["lab"]}
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples/original/zip-deploy-python.yml"
@@ -39,11 +40,20 @@ def _say(step: str, detail: str = "") -> None:
 
 
 def _example_descriptor() -> dict[str, Any]:
-    if EXAMPLE.is_file():
-        doc = yaml.safe_load(EXAMPLE.read_text())
-        assert isinstance(doc, dict)
-        return doc
-    raise SystemExit(f"the example descriptor is missing: {EXAMPLE}")
+    """The original example; its script starts with ``#!/usr/bin/env python``, so on a machine
+    without a system-wide ``python`` command its run command is given to ``python3``."""
+    if not EXAMPLE.is_file():
+        raise SystemExit(f"the example descriptor is missing: {EXAMPLE}")
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    assert isinstance(doc, dict)
+    if shutil.which("python", path=SYSTEM_PATH) is None:
+        print(
+            "   note: no `python` command on this machine (Debian: apt install python-is-python3);"
+        )
+        print("         running the example's script with python3 instead")
+        run = doc["deploy"]["run"]
+        run["commands"] = [f"python3 {cmd}" for cmd in run["commands"]]
+    return doc
 
 
 def _follow(

@@ -26,6 +26,9 @@ from swarmdeploy.cli.client import ApiError, ManagerClient
 
 T = TypeVar("T")
 
+#: The PATH agents of a local fleet run with (and hand to deployed commands).
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 
 class FleetError(Exception):
     """A fleet process failed to start or a condition was not met in time."""
@@ -173,7 +176,10 @@ class LocalFleet:
         if tags:
             cmd += ["--tags", ",".join(tags)]
         log = (self.root / f"agent-{agent_id}.log").open("ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=data_dir)
+        # Deployed commands inherit PATH: give them the system's, as on a device, not this
+        # process's (which may point into a home directory the sandbox user cannot enter).
+        env = {**os.environ, "PATH": SYSTEM_PATH}
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=data_dir, env=env)
         log.close()
         self.agents[agent_id] = proc
         return proc
