@@ -1,4 +1,5 @@
-"""Pieces shared by the transport implementations: direction checks, backoff, agent inbox."""
+"""Pieces shared by the transport implementations: direction checks, the manager's allow-list,
+backoff, agent inbox."""
 
 from __future__ import annotations
 
@@ -11,12 +12,66 @@ from swarmdeploy.protocol.messages import (
     ALL_TOPIC,
     HINT_TYPES,
     MANAGER_TO_AGENT,
+    MAX_MESSAGE_BYTES,
     Hint,
     Message,
     UnknownMessage,
+    decode,
     message_type,
+    valid_name,
 )
-from swarmdeploy.transport.base import LinkEvent, LinkState
+from swarmdeploy.transport.base import LinkEvent, LinkState, check_public_key
+from swarmdeploy.transport.errors import TransportConfigError
+
+
+def decode_from_agent(
+    data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Message:
+    """Decode what an agent sent; refuse (``MessageError``) garbage and manager-only types."""
+    msg = decode(data, max_bytes=max_bytes)
+    if not isinstance(msg, UnknownMessage) and message_type(msg) not in AGENT_TO_MANAGER:
+        raise MessageError(f"agents cannot send {message_type(msg)!r}", "wrong_direction")
+    return msg
+
+
+class AllowList:
+    """The manager's allow-list (§3): one CurveZMQ key per target, one target per key."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, str] = {}  # target id -> Z85 public key
+        self._owners: dict[str, str] = {}  # Z85 public key -> target id (ZAP User-Id)
+
+    def owner(self, key: str) -> str | None:
+        """The target id ``key`` is allowed for, if any."""
+        return self._owners.get(key)
+
+    def __contains__(self, target_id: object) -> bool:
+        return target_id in self._keys
+
+    def allow(self, target_id: str, key: str) -> str | None:
+        """Allow ``key`` for ``target_id``; returns the target's previous key (``None`` if it
+        had none) and ``key`` itself when nothing changed. Raises
+        :class:`TransportConfigError` for a bad id or key, or a key owned by another target."""
+        if not valid_name(target_id):
+            raise TransportConfigError(f"invalid target id {target_id!r}")
+        check_public_key(key, f"key of {target_id}")
+        owner = self._owners.get(key)
+        if owner is not None and owner != target_id:
+            raise TransportConfigError(f"the key already belongs to target {owner!r}")
+        old = self._keys.get(target_id)
+        if old is not None and old != key:
+            del self._owners[old]
+        self._keys[target_id] = key
+        self._owners[key] = target_id
+        return old
+
+    def revoke(self, target_id: str) -> bool:
+        """Drop the target's key; returns whether it had one."""
+        key = self._keys.pop(target_id, None)
+        if key is None:
+            return False
+        del self._owners[key]
+        return True
 
 
 def require_addressed_outgoing(msg: Message) -> None:

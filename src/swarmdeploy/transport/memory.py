@@ -23,19 +23,15 @@ from collections.abc import Iterable
 
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
-    AGENT_TO_MANAGER,
     ALL_TOPIC,
     Error,
     Hello,
     Hint,
     Message,
-    UnknownMessage,
     decode,
     encode,
     id_topic,
-    message_type,
     tag_topic,
-    valid_name,
 )
 from swarmdeploy.transport.base import (
     AgentLinkConfig,
@@ -44,12 +40,13 @@ from swarmdeploy.transport.base import (
     LinkEvent,
     LinkState,
     ManagerTransport,
-    check_public_key,
 )
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
 from swarmdeploy.transport.link import (
     AgentInbox,
+    AllowList,
     check_topic,
+    decode_from_agent,
     require_addressed_outgoing,
     require_agent_outgoing,
     require_hint,
@@ -107,8 +104,7 @@ class MemoryManagerTransport(ManagerTransport):
             raise TransportConfigError("a MemoryNetwork has one manager")
         network.manager = self
         self._net = network
-        self._keys: dict[str, str] = {}  # target id -> key
-        self._owners: dict[str, str] = {}  # key -> target id
+        self._allowed = AllowList()
         self._routes: dict[str, MemoryAgentTransport] = {}
         self._inbox: asyncio.Queue[tuple[MemoryAgentTransport, int, bytes]] = asyncio.Queue(
             _INBOX_SIZE
@@ -117,7 +113,7 @@ class MemoryManagerTransport(ManagerTransport):
 
     def owner_of(self, key: str) -> str | None:
         """The target id ``key`` is allowed for (the ZAP ``User-Id``), if any."""
-        return self._owners.get(key) if self._lifecycle is Lifecycle.OPEN else None
+        return self._allowed.owner(key) if self._lifecycle is Lifecycle.OPEN else None
 
     async def start(self) -> None:
         """Open; waiting agents connect now."""
@@ -176,15 +172,13 @@ class MemoryManagerTransport(ManagerTransport):
     ) -> tuple[str, Message] | None:
         if epoch != agent._epoch:
             return None  # sent on a connection that has been dropped since: lost in flight
-        user = self._owners.get(agent.config.keys.public)
+        user = self._allowed.owner(agent.config.keys.public)
         claimed = agent.config.target_id
         if user is None or user != claimed:
             log.warning("dropped a message claiming %r from key of %r", claimed, user)
             return None
         try:
-            msg = decode(data)
-            if not isinstance(msg, UnknownMessage) and message_type(msg) not in AGENT_TO_MANAGER:
-                raise MessageError(f"agents cannot send {message_type(msg)!r}", "wrong_direction")
+            msg = decode_from_agent(data)
         except MessageError as exc:
             log.warning("invalid message from %s: %s", user, exc)
             agent._inbox.offer(Error(code=exc.code, message=str(exc)[:4096]))
@@ -196,19 +190,9 @@ class MemoryManagerTransport(ManagerTransport):
     async def allow(self, target_id: str, curve_public_key: str) -> None:
         """See :meth:`ManagerTransport.allow`."""
         self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        if not valid_name(target_id):
-            raise TransportConfigError(f"invalid target id {target_id!r}")
-        check_public_key(curve_public_key, f"key of {target_id}")
-        owner = self._owners.get(curve_public_key)
-        if owner is not None and owner != target_id:
-            raise TransportConfigError(f"the key already belongs to target {owner!r}")
-        old = self._keys.get(target_id)
+        old = self._allowed.allow(target_id, curve_public_key)
         if old == curve_public_key:
             return
-        if old is not None:
-            del self._owners[old]
-        self._keys[target_id] = curve_public_key
-        self._owners[curve_public_key] = target_id
         if self._lifecycle is Lifecycle.OPEN:
             await self._net._reconnect_all(drop=old is not None)
             if old is not None:
@@ -217,17 +201,15 @@ class MemoryManagerTransport(ManagerTransport):
     async def revoke(self, target_id: str) -> None:
         """See :meth:`ManagerTransport.revoke`."""
         self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        key = self._keys.pop(target_id, None)
-        if key is None:
+        if not self._allowed.revoke(target_id):
             return
-        del self._owners[key]
         if self._lifecycle is Lifecycle.OPEN:
             self._routes.clear()  # like a re-bind: every route must be re-established
             await self._net._reconnect_all(drop=True)
 
     def is_allowed(self, target_id: str) -> bool:
         """See :meth:`ManagerTransport.is_allowed`."""
-        return target_id in self._keys
+        return target_id in self._allowed
 
     async def close(self) -> None:
         """See :meth:`ManagerTransport.close`."""

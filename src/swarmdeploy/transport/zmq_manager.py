@@ -19,25 +19,25 @@ import zmq.asyncio
 
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
-    AGENT_TO_MANAGER,
     Error,
     Hello,
     Hint,
     Message,
-    UnknownMessage,
-    decode,
     encode,
-    message_type,
-    valid_name,
 )
 from swarmdeploy.transport.base import (
     Lifecycle,
     ManagerLinkConfig,
     ManagerTransport,
-    check_public_key,
 )
 from swarmdeploy.transport.errors import BindError, TransportClosed, TransportConfigError
-from swarmdeploy.transport.link import check_topic, require_addressed_outgoing, require_hint
+from swarmdeploy.transport.link import (
+    AllowList,
+    check_topic,
+    decode_from_agent,
+    require_addressed_outgoing,
+    require_hint,
+)
 from swarmdeploy.transport.zap import ZapHandler
 from swarmdeploy.transport.zmq_common import ZAP_DOMAIN, apply_common, endpoint
 
@@ -52,8 +52,7 @@ class ZmqManagerTransport(ManagerTransport):
         if not config.keys.secret:
             raise TransportConfigError("the manager's CurveZMQ secret key is required")
         self.config = config
-        self._keys: dict[str, str] = {}  # target id -> Z85 public key
-        self._owners: dict[str, str] = {}  # Z85 public key -> target id (ZAP User-Id)
+        self._allowed = AllowList()
         self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
         self._ctx: zmq.asyncio.Context | None = None
         self._zap: ZapHandler | None = None
@@ -76,7 +75,7 @@ class ZmqManagerTransport(ManagerTransport):
         ctx = zmq.asyncio.Context()
         self._ctx = ctx
         try:
-            self._zap = ZapHandler(ctx, self._owners.get)
+            self._zap = ZapHandler(ctx, self._allowed.owner)
             self._zap.start()
             self._router = self._server_socket(ctx, zmq.ROUTER)
             self._pub = self._server_socket(ctx, zmq.PUB)
@@ -195,7 +194,7 @@ class ZmqManagerTransport(ManagerTransport):
             user = str(payload.get("User-Id"))
         except zmq.ZMQError:
             user = ""
-        if user not in self._keys:
+        if user not in self._allowed:
             log.warning("dropped a message from a connection that is not (or no longer) allowed")
             return None
         claimed, sep, _nonce = route.partition(b"/")
@@ -203,9 +202,7 @@ class ZmqManagerTransport(ManagerTransport):
             log.warning("dropped a message of %r claiming routing id %r", user, claimed[:128])
             return None
         try:
-            msg = decode(payload.buffer, max_bytes=self.config.max_message_bytes)
-            if not isinstance(msg, UnknownMessage) and message_type(msg) not in AGENT_TO_MANAGER:
-                raise MessageError(f"agents cannot send {message_type(msg)!r}", "wrong_direction")
+            msg = decode_from_agent(payload.buffer, max_bytes=self.config.max_message_bytes)
         except MessageError as exc:
             log.warning("refused a message from %s: %s", user, exc)
             reply = Error(code=exc.code, message=str(exc)[:4096])
@@ -218,29 +215,17 @@ class ZmqManagerTransport(ManagerTransport):
     async def allow(self, target_id: str, curve_public_key: str) -> None:
         """See :meth:`ManagerTransport.allow`."""
         self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        if not valid_name(target_id):
-            raise TransportConfigError(f"invalid target id {target_id!r}")
-        check_public_key(curve_public_key, f"key of {target_id}")
-        owner = self._owners.get(curve_public_key)
-        if owner is not None and owner != target_id:
-            raise TransportConfigError(f"the key already belongs to target {owner!r}")
-        old = self._keys.get(target_id)
+        old = self._allowed.allow(target_id, curve_public_key)
         if old == curve_public_key:
             return
-        if old is not None:
-            del self._owners[old]
-        self._keys[target_id] = curve_public_key
-        self._owners[curve_public_key] = target_id
         if old is not None and self._lifecycle is Lifecycle.OPEN:
             await self._drop_all_connections(f"key of {target_id} replaced")
 
     async def revoke(self, target_id: str) -> None:
         """See :meth:`ManagerTransport.revoke`."""
         self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        key = self._keys.pop(target_id, None)
-        if key is None:
+        if not self._allowed.revoke(target_id):
             return
-        del self._owners[key]
         self._routes.pop(target_id, None)
         if self._lifecycle is Lifecycle.OPEN:
             await self._drop_all_connections(f"{target_id} revoked")
@@ -278,7 +263,7 @@ class ZmqManagerTransport(ManagerTransport):
 
     def is_allowed(self, target_id: str) -> bool:
         """See :meth:`ManagerTransport.is_allowed`."""
-        return target_id in self._keys
+        return target_id in self._allowed
 
     async def close(self) -> None:
         """See :meth:`ManagerTransport.close`."""
