@@ -36,6 +36,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.task_signing import TaskSigner
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
@@ -49,7 +50,13 @@ from swarmdeploy.protocol.states import (
 )
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict, NotFound
-from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
+from swarmdeploy.storage.records import (
+    OperatorKeyRecord,
+    Page,
+    SortOrder,
+    TaskRecord,
+    TaskTargetRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +109,10 @@ class TaskService:
         logs: LogService,
         states: TaskStates,
         clock: Clock,
+        signer: TaskSigner | None = None,
     ) -> None:
         self._storage = storage
+        self._signer = signer
         self._states = states
         self._blobs = blobs
         self._events = events
@@ -118,7 +127,12 @@ class TaskService:
 
     # -- create --------------------------------------------------------------------------------
     async def create(
-        self, document: object, *, created_by: str, archive: Path | None = None
+        self,
+        document: object,
+        *,
+        created_by: str,
+        archive: Path | None = None,
+        principal: Principal | None = None,
     ) -> TaskView:
         """Validate ``document`` (decoded JSON/YAML) and store the task.
 
@@ -126,6 +140,10 @@ class TaskService:
         the document must then not carry ``source.zip`` or ``source.task``. The file is
         moved into the blob store when the task is stored (the caller removes it otherwise).
         Raises :class:`InvalidInput` with the field path for anything invalid.
+
+        With a signer and the submitting ``principal``, the task's manifest is signed with
+        the principal's operator key (created on first use) and stored with it; a caller
+        whose keys are all revoked gets :class:`Forbidden` and no task.
         """
         if archive is not None:
             document = with_archive(document, await asyncio.to_thread(read_head, archive))
@@ -133,6 +151,9 @@ class TaskService:
             desc = parse_descriptor(document)
         except DescriptorError as exc:
             raise input_error(exc, archive=archive is not None) from None
+        key = None
+        if self._signer is not None and principal is not None:
+            key = await self._signer.key_of(principal)
         build_host = await self._check_build(desc)
         reused = await self._check_source_task(desc)
         matches = await self._match(desc)
@@ -153,6 +174,8 @@ class TaskService:
                 rows = [dataclasses.replace(r, task_id=record.id) for r in rows]
         else:
             raise Unavailable("could not allocate a unique task id; try again")
+        if key is not None:
+            await self._sign(record, key, reused)
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
         view = await self._view(record, rows)
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
@@ -162,6 +185,16 @@ class TaskService:
             except Exception:  # top of the listener loop: the task is stored; log and go on
                 log.exception("listener failed on the creation of task %s", record.id)
         return view
+
+    async def _sign(self, record: TaskRecord, key: OperatorKeyRecord, reused: str | None) -> None:
+        """Sign the new task's manifest; a task that cannot be signed is deleted again."""
+        assert self._signer is not None
+        try:
+            source = None if reused is None else await self._storage.get_task(reused)
+            await self._signer.sign_new(record, key, reused=source)
+        except BaseException:
+            await self._storage.delete_task(record.id)
+            raise
 
     async def _check_build(self, desc: TaskDescriptor) -> str | None:
         if desc.build is None:
