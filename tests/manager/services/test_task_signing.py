@@ -18,7 +18,7 @@ from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import MemoryBlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES, TaskSigner, key_owner
-from swarmdeploy.manager.services.tasks import TaskService
+from swarmdeploy.manager.services.tasks import TaskService, task_json
 from swarmdeploy.protocol.manifest import decode_manifest
 from swarmdeploy.storage.records import UploadRecord
 from tests.manager.services.conftest import World
@@ -162,3 +162,12 @@ async def test_build_task_signs_build_now_and_deploy_after_the_build(signing: Si
     [artifact] = decode_manifest(deploy.manifest).artifacts
     assert (artifact.sha256, artifact.size_bytes) == ("ab" * 32, 5)
     assert await signing.signer.sign_deploy(record) == deploy  # once only
+
+
+async def test_task_document_shows_signer_sequence_and_sandbox(signing: Signing) -> None:
+    created = await signing.tasks.create(_deploy(), created_by="ops", principal=OPERATOR)
+    [key] = await signing.keys.list(owner="k-ops")
+    doc = task_json(await signing.tasks.get(created.record.id), with_targets=True)
+    assert doc["signedBy"] == {"keyId": key.id, "name": "ops"}
+    assert doc["sequence"] == 1 and doc["sandbox"] == {"network": False}
+    assert task_json(created, with_targets=False)["signedBy"] == doc["signedBy"]

@@ -36,7 +36,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
-from swarmdeploy.manager.services.task_signing import TaskSigner
+from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
@@ -55,6 +55,7 @@ from swarmdeploy.storage.records import (
     Page,
     SortOrder,
     TaskRecord,
+    TaskSignatureRecord,
     TaskTargetRecord,
 )
 
@@ -74,6 +75,9 @@ class TaskView:
     status: TaskStatus
     source_size: int | None = None
     build: BuildStage | None = None
+    #: The task's signed manifest (deploy, else build) and the signing key's name.
+    signature: TaskSignatureRecord | None = None
+    signer_name: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,7 +181,7 @@ class TaskService:
         if key is not None:
             await self._sign(record, key, reused)
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
-        view = await self._view(record, rows)
+        view = await self._view(record, rows, signed=True)
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
         for listener in self._listeners:
             try:
@@ -309,20 +313,38 @@ class TaskService:
         record = await self._storage.get_task(task_id)
         if record is None:
             raise NotFoundError(f"task {task_id} is not found")
-        return await self._view(record)
+        return await self._view(record, signed=True)
 
     async def _view(
-        self, record: TaskRecord, rows: list[TaskTargetRecord] | None = None
+        self,
+        record: TaskRecord,
+        rows: list[TaskTargetRecord] | None = None,
+        *,
+        signed: bool = False,
     ) -> TaskView:
+        """The view of a task; ``signed`` adds its signature (two more reads: single tasks
+        only, not lists)."""
         if rows is None:
             rows = await self._storage.task_targets(record.id)
+        signature, name = (await self._signature(record.id)) if signed else (None, "")
         return TaskView(
             record,
             rows,
             summarize(_states(rows)),
             await self._size(record.source_digest),
             await load_build_stage(self._storage, record, rows),
+            signature,
+            name,
         )
+
+    async def _signature(self, task_id: str) -> tuple[TaskSignatureRecord | None, str]:
+        signature = await self._storage.get_task_signature(task_id, "deploy")
+        if signature is None:
+            signature = await self._storage.get_task_signature(task_id, "build")
+        if signature is None:
+            return None, ""
+        key = await self._storage.get_operator_key(signature.key_id)
+        return signature, "" if key is None else key.name
 
     async def list(
         self, *, search: str | None, sort_order: SortOrder, page: int, per_page: int
@@ -422,6 +444,10 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "status": view.status.value,
         "stateCounts": dict(Counter(t.state for t in view.targets)),
     }
+    if view.signature is not None:
+        doc["signedBy"] = {"keyId": view.signature.key_id, "name": view.signer_name}
+        doc["sequence"] = view.signature.sequence
+    doc["sandbox"] = {"network": sandbox_of(d).network}
     if with_targets:
         doc["targets"] = [row_json(t) for t in view.targets]
     return doc
