@@ -121,6 +121,7 @@ class FakeManager:
         self.served_chunks: list[int] = []
         self.busy_fetches = 0  # answer this many fetch_task with error{busy}
         self.log_batches = 0
+        self.revocations = b""  # the revocation list sent in every welcome
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
 
@@ -240,6 +241,7 @@ class FakeManager:
                     log_acked_seq=len(self.logs[target]),
                     heartbeat_interval_s=self.heartbeat_s,
                     server_time_ms=int(time.time() * 1000),
+                    revocations=self.revocations,
                 ),
             )
             for report in msg.tasks:

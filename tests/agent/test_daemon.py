@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from swarmdeploy.agent.sdnotify import Notifier
+from swarmdeploy.agent.trust import REVOCATIONS_FILE
+from swarmdeploy.crypto.operator import RevocationList, ca_issuer, issue_revocation_list
 from swarmdeploy.protocol.messages import Stop
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
 from tests.agent.helpers import eventually, live_with_marker
+from tests.crypto import signing_rig
 
 S = TargetState
 APP = {"app.sh": "echo started $(cat version)\nexec sleep 300\n", "version": "v1"}
@@ -196,3 +199,26 @@ async def test_auto_restart_restarts_a_crashed_run_command(rig: Rig) -> None:
     assert rig.manager.state(TARGET, "t1") is S.RUNNING  # still supervised, not failed
     await rig.manager.send(TARGET, Stop(request_id="s1", task_id="t1"))
     await rig.wait_state("t1", S.STOPPED)
+
+
+async def test_welcome_revocation_list_is_applied_and_kept(rig: Rig) -> None:
+    ca = signing_rig.authority()
+    crl = RevocationList(
+        issuer=ca_issuer(ca.public_key_raw), number=4, issued_at_ms=1, serials=frozenset({7})
+    )
+    rig.anchors = signing_rig.anchors()
+    rig.manager.revocations = issue_revocation_list(crl, ca.sign)
+    daemon = await rig.start()
+    await eventually(lambda: daemon.verifier.trust.revocation_number == 4)
+    assert (rig.settings.data_dir / REVOCATIONS_FILE).read_bytes() == rig.manager.revocations
+    assert rig.state().trust.revocation_number == 4
+
+
+async def test_welcome_with_a_forged_revocation_list_keeps_the_agent_running(rig: Rig) -> None:
+    rig.anchors = signing_rig.anchors()
+    rig.manager.revocations = b'{"not": "a list"}'
+    daemon = await rig.start()
+    await deploy(rig, "t1", files=APP, run=["sh app.sh"])
+    await rig.wait_state("t1", S.RUNNING)
+    assert daemon.verifier.trust.revocation_number == 0
+    assert not (rig.settings.data_dir / REVOCATIONS_FILE).exists()

@@ -284,6 +284,7 @@ class Daemon:
         elif isinstance(item, Welcome):
             self.collector.on_welcome(item.log_acked_seq)
             self.verifier.observe_server_time(item.server_time_ms)
+            self._apply_revocations(item.revocations)
             self._heartbeat_s = item.heartbeat_interval_s
             self._welcomed = True
             self.health.nudge()
@@ -310,6 +311,19 @@ class Daemon:
             await self._hello()
         else:
             logger.info("ignoring a %r message (from a newer manager?)", getattr(item, "type", ""))
+
+    def _apply_revocations(self, data: bytes) -> None:
+        """Apply the CA-signed revocation list a ``welcome`` carries (empty: none). A list
+        that does not verify or is older than the accepted one is logged and ignored: the
+        agent keeps the list it has."""
+        if not data:
+            return
+        from swarmdeploy.crypto.rejections import VerificationError
+
+        try:
+            self.verifier.apply_revocation_list(data)
+        except VerificationError as exc:
+            logger.warning("revocation list from the manager refused: %s", exc)
 
     async def _on_link(self, event: LinkEvent) -> None:
         self._welcomed = False

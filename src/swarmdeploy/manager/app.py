@@ -54,6 +54,7 @@ from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
+from swarmdeploy.manager.services.task_signing import TaskSigner
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
 from swarmdeploy.manager.services.tokens import TokenService
@@ -104,6 +105,8 @@ def build_services(
     )
     logs = LogService(storage, events=events, metrics=metrics, clock=clock)
     states = TaskStates(storage, events=events, clock=clock)
+    operator_keys = OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock)
+    signer = TaskSigner(storage, keys=operator_keys, blobs=blobs, clock=clock)
     limiter = RegistrationLimiter(
         per_address_per_min=settings.registration_rate_per_min,
         burst=settings.registration_burst,
@@ -147,9 +150,11 @@ def build_services(
             logs=logs,
             states=states,
             clock=clock,
+            signer=signer,
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
-        operator_keys=OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock),
+        operator_keys=operator_keys,
+        task_signer=signer,
     )
 
 

@@ -82,6 +82,13 @@ class Deploy(_Strict):
     target: TargetSelector | None = None
 
 
+class Sandbox(_Strict):
+    """The sandbox policy a task asks for (bound in its signed manifest); optional, and
+    without it the strict default applies (no network)."""
+
+    network: bool = False
+
+
 class TaskDescriptor(_Strict):
     """A validated task descriptor. Instances returned by :func:`parse_descriptor` are valid."""
 
@@ -90,6 +97,7 @@ class TaskDescriptor(_Strict):
     source: Source | None = None
     build: Build | None = None
     deploy: Deploy | None = None
+    sandbox: Sandbox | None = None
     expires_in: int = DEFAULT_EXPIRES_IN_S
 
     @property

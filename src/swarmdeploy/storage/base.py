@@ -34,6 +34,7 @@ from swarmdeploy.storage.records import (
     SortOrder,
     TargetRecord,
     TaskRecord,
+    TaskSignatureRecord,
     TaskTargetRecord,
     TokenSetRecord,
     UploadRecord,
@@ -426,6 +427,22 @@ class Storage(abc.ABC):
     async def revoke_operator_key(self, key_id: str, at: int) -> OperatorKeyRecord:
         """Mark the key revoked at ``at`` and return it; revoking it again keeps the first
         time. Raises :class:`NotFound`."""
+
+    # -- signed task manifests (ADR 0004) -------------------------------------------------------
+    @abc.abstractmethod
+    async def last_task_sequence(self) -> int:
+        """The highest ``sequence`` of any stored task signature (0 when none). Signatures
+        are kept when their task is deleted, so the number never goes back."""
+
+    @abc.abstractmethod
+    async def add_task_signature(self, signature: TaskSignatureRecord) -> None:
+        """Store a signed manifest. Raises :class:`Conflict` if ``(task_id, kind)`` or the
+        ``sequence`` exists: the caller takes ``last_task_sequence() + 1``, signs and retries
+        with a new number on a conflict."""
+
+    @abc.abstractmethod
+    async def get_task_signature(self, task_id: str, kind: str) -> TaskSignatureRecord | None:
+        """The signed manifest of this kind of the task, or ``None``."""
 
     # -- health of the backend -----------------------------------------------------------------
     @abc.abstractmethod

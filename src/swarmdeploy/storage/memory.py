@@ -22,6 +22,7 @@ from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
+from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     LogQuery,
@@ -31,6 +32,7 @@ from swarmdeploy.storage.records import (
     SortOrder,
     TargetRecord,
     TaskRecord,
+    TaskSignatureRecord,
     TaskTargetRecord,
     TokenSetRecord,
 )
@@ -64,7 +66,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
     return dataclasses.replace(task, descriptor=copy.deepcopy(task.descriptor))
 
 
-class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, Storage):
+class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskSignatures, Storage):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
     def __init__(self) -> None:
@@ -81,6 +83,7 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, Storage):
         self._uploads = UploadStore()
         self._artifacts = ArtifactStore()
         self._operator_keys: dict[str, OperatorKeyRecord] = {}
+        self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:

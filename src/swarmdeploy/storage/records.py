@@ -274,3 +274,22 @@ class OperatorKeyRecord:
     serial: int
     created_at: int
     revoked_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskSignatureRecord:
+    """A signed task manifest (issue 5, ADR 0004): the exact canonical manifest bytes, the
+    operator's Ed25519 signature over them and the operator certificate, stored once and sent
+    unchanged. ``kind`` is ``build`` or ``deploy`` (a build task has both); ``sequence`` is
+    unique across all tasks and grows with every signature; ``key_id`` names the signing
+    :class:`OperatorKeyRecord`; ``signed_at`` in epoch ms.
+    """
+
+    task_id: str
+    kind: str
+    manifest: bytes = dataclasses.field(repr=False)
+    signature: bytes = dataclasses.field(repr=False)
+    certificate: bytes = dataclasses.field(repr=False)
+    sequence: int
+    key_id: str
+    signed_at: int

@@ -1,7 +1,8 @@
 """The shared SQL implementation of :class:`Storage` (SQLAlchemy Core, async).
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
-``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``);
+``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
+``sql_task_signatures``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """
@@ -14,6 +15,7 @@ from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
 from swarmdeploy.storage.sql_logs import SqlLogs
 from swarmdeploy.storage.sql_operator_keys import SqlOperatorKeys
 from swarmdeploy.storage.sql_targets import SqlTargets
+from swarmdeploy.storage.sql_task_signatures import SqlTaskSignatures
 from swarmdeploy.storage.sql_tasks import SqlTasks
 
 
@@ -25,6 +27,7 @@ class SqlStorage(
     SqlUploads,
     SqlArtifacts,
     SqlOperatorKeys,
+    SqlTaskSignatures,
     Storage,
 ):
     """A :class:`Storage` over an SQLAlchemy async engine; subclasses pick the dialect."""

@@ -441,3 +441,20 @@ operator_keys = sa.Table(
     sa.Column("revoked_at", Millis, nullable=True),
     sa.Index("ix_operator_keys_owner", "owner"),
 )
+
+
+# -- revision 0005: signed task manifests (ADR 0004). No foreign key to ``tasks``: a deleted
+# task's signature stays so that the sequence numbers never go back.
+
+task_signatures = sa.Table(
+    "task_signatures",
+    metadata,
+    sa.Column("task_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("manifest", sa.LargeBinary, nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+    sa.Column("certificate", sa.LargeBinary, nullable=False),
+    sa.Column("sequence", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("signed_at", Millis, nullable=False),
+)

@@ -60,6 +60,11 @@ async def test_create_json_answers_201_with_id_and_pending_targets(fleet: Api) -
     ]
     got = await fleet.client.get(f"/tasks/{doc['id']}")
     assert got.status_code == 200 and got.json()["id"] == doc["id"]
+    # Signed with the caller's operator key, made on first use (bootstrap admin key here).
+    signed_by = got.json()["signedBy"]
+    assert signed_by == doc["signedBy"] and signed_by["keyId"]
+    assert got.json()["sequence"] == doc["sequence"] >= 1
+    assert got.json()["sandbox"] == {"network": False}
 
 
 @pytest.mark.parametrize("content_type", ["application/yaml", "text/yaml"])

@@ -276,6 +276,15 @@ async def test_built_records_the_artifact_with_provenance_before_it_is_acked(rig
     doc = (await rig.api.client.get(f"/tasks/{task_id}")).json()["build"]
     assert doc["durationMs"] == record.built_at - build.started_at >= 2500
     assert doc["artifacts"][0]["sha256"] == record.sha256
+    # The deploy manifest was signed when the build delivered, binding the artifact, with
+    # the key that signed the build manifest at creation.
+    signed_build = await storage.get_task_signature(task_id, "build")
+    signed_deploy = await storage.get_task_signature(task_id, "deploy")
+    assert signed_build is not None and signed_deploy is not None
+    assert signed_deploy.key_id == signed_build.key_id
+    assert signed_deploy.sequence > signed_build.sequence
+    [art] = decode_manifest(signed_deploy.manifest).artifacts
+    assert (art.sha256, art.size_bytes) == (record.sha256, len(data))
 
 
 async def test_failed_build_stops_deploy_targets_before_the_ack_and_never_announces(

@@ -156,6 +156,19 @@ class SourceOut(ApiModel):
     size: int | None = None
 
 
+class SignedByOut(ApiModel):
+    """The operator key that signed the task's manifest (see ``/operator_keys``)."""
+
+    key_id: str
+    name: str
+
+
+class SandboxOut(ApiModel):
+    """The sandbox policy bound in the task's signed manifest."""
+
+    network: bool
+
+
 class MatchOut(ApiModel):
     """How targets matched: ids named directly, tags that matched, number of deploy targets."""
 
@@ -193,6 +206,9 @@ class TaskSummary(ApiModel):
     match: MatchOut
     status: TaskStatusName
     state_counts: dict[str, int]
+    signed_by: SignedByOut | None = None
+    sequence: int | None = None
+    sandbox: SandboxOut | None = None
 
 
 class TaskPublic(TaskSummary):

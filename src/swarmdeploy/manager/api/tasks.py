@@ -73,7 +73,7 @@ async def _create_multipart(request: Request, services: Services, who: Principal
             decode_descriptor, upload.descriptor, upload.descriptor_type
         )
         return await services.tasks.create(
-            document, created_by=who.audit_name, archive=upload.archive
+            document, created_by=who.audit_name, archive=upload.archive, principal=who
         )
     finally:
         await asyncio.to_thread(upload.archive.unlink, missing_ok=True)
@@ -120,7 +120,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
             view = await _create_multipart(request, services, who)
         else:
             document = await decode_document(request, always_yaml=orders)
-            view = await services.tasks.create(document, created_by=who.audit_name)
+            view = await services.tasks.create(document, created_by=who.audit_name, principal=who)
         return task_json(view, with_targets=True)
 
     @router.get("/{task_id}", response_model=TaskPublic, responses=responses(401, 403, 404))

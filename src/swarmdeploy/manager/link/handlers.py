@@ -90,6 +90,8 @@ class Parts:
     on_built: OnBuilt
     #: The current CA-signed revocation list (empty while no operator key is revoked).
     revocations: Callable[[], Awaitable[bytes]]
+    #: Sign the deploy manifest of a task whose build delivered (before ``built`` is stored).
+    sign_deploy: Callable[[str], Awaitable[None]]
 
 
 class AgentHandlers:
@@ -203,6 +205,7 @@ class AgentHandlers:
         row = await self._p.states.row(task_id, target_id)
         if row.role == "build":
             await self._p.builds.delivered(task_id, target_id)
+            await self._p.sign_deploy(task_id)
 
     async def _build_progress(
         self, task_id: str, target_id: str, state: TargetState, reason: str

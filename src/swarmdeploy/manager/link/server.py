@@ -32,7 +32,7 @@ import functools
 import logging
 
 from swarmdeploy.manager.clock import Clock
-from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.errors import ManagerError, NotFoundError
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
@@ -137,6 +137,7 @@ class LinkServer:
                 clock=clock,
                 on_built=self._announce_build_result,
                 revocations=s.operator_keys.revocations_for_agents,
+                sign_deploy=self._sign_deploy,
             )
         )
         self._loops: list[asyncio.Task[None]] = []
@@ -265,6 +266,17 @@ class LinkServer:
 
     async def _announce(self, task_id: str, target_id: str) -> None:
         await self.delivery.announce(task_id, target_id)
+
+    async def _sign_deploy(self, task_id: str) -> None:
+        """The build host delivered: sign the deploy manifest over its artifacts with the
+        submitter's key. A revoked key is logged; the deploy targets then get no manifest."""
+        task = await self.services.storage.get_task(task_id)
+        if task is None:
+            return
+        try:
+            await self.services.task_signer.sign_deploy(task)
+        except ManagerError as exc:
+            log.warning("task %s: the deploy manifest is not signed: %s", task_id, exc)
 
     async def _announce_build_result(self, task_id: str) -> None:
         """The build host delivered: announce the task to its deploy targets."""

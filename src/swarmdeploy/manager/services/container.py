@@ -16,6 +16,7 @@ from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
+from swarmdeploy.manager.services.task_signing import TaskSigner
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
 from swarmdeploy.manager.services.tokens import TokenService
@@ -50,3 +51,4 @@ class Services:
     tasks: TaskService
     stats: StatsService
     operator_keys: OperatorKeys
+    task_signer: TaskSigner

@@ -36,6 +36,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
@@ -49,7 +50,14 @@ from swarmdeploy.protocol.states import (
 )
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict, NotFound
-from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
+from swarmdeploy.storage.records import (
+    OperatorKeyRecord,
+    Page,
+    SortOrder,
+    TaskRecord,
+    TaskSignatureRecord,
+    TaskTargetRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,9 @@ class TaskView:
     status: TaskStatus
     source_size: int | None = None
     build: BuildStage | None = None
+    #: The task's signed manifest (deploy, else build) and the signing key's name.
+    signature: TaskSignatureRecord | None = None
+    signer_name: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,8 +113,10 @@ class TaskService:
         logs: LogService,
         states: TaskStates,
         clock: Clock,
+        signer: TaskSigner | None = None,
     ) -> None:
         self._storage = storage
+        self._signer = signer
         self._states = states
         self._blobs = blobs
         self._events = events
@@ -118,7 +131,12 @@ class TaskService:
 
     # -- create --------------------------------------------------------------------------------
     async def create(
-        self, document: object, *, created_by: str, archive: Path | None = None
+        self,
+        document: object,
+        *,
+        created_by: str,
+        archive: Path | None = None,
+        principal: Principal | None = None,
     ) -> TaskView:
         """Validate ``document`` (decoded JSON/YAML) and store the task.
 
@@ -126,6 +144,10 @@ class TaskService:
         the document must then not carry ``source.zip`` or ``source.task``. The file is
         moved into the blob store when the task is stored (the caller removes it otherwise).
         Raises :class:`InvalidInput` with the field path for anything invalid.
+
+        With a signer and the submitting ``principal``, the task's manifest is signed with
+        the principal's operator key (created on first use) and stored with it; a caller
+        whose keys are all revoked gets :class:`Forbidden` and no task.
         """
         if archive is not None:
             document = with_archive(document, await asyncio.to_thread(read_head, archive))
@@ -133,6 +155,9 @@ class TaskService:
             desc = parse_descriptor(document)
         except DescriptorError as exc:
             raise input_error(exc, archive=archive is not None) from None
+        key = None
+        if self._signer is not None and principal is not None:
+            key = await self._signer.key_of(principal)
         build_host = await self._check_build(desc)
         reused = await self._check_source_task(desc)
         matches = await self._match(desc)
@@ -153,8 +178,10 @@ class TaskService:
                 rows = [dataclasses.replace(r, task_id=record.id) for r in rows]
         else:
             raise Unavailable("could not allocate a unique task id; try again")
+        if key is not None:
+            await self._sign(record, key, reused)
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
-        view = await self._view(record, rows)
+        view = await self._view(record, rows, signed=True)
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
         for listener in self._listeners:
             try:
@@ -162,6 +189,16 @@ class TaskService:
             except Exception:  # top of the listener loop: the task is stored; log and go on
                 log.exception("listener failed on the creation of task %s", record.id)
         return view
+
+    async def _sign(self, record: TaskRecord, key: OperatorKeyRecord, reused: str | None) -> None:
+        """Sign the new task's manifest; a task that cannot be signed is deleted again."""
+        assert self._signer is not None
+        try:
+            source = None if reused is None else await self._storage.get_task(reused)
+            await self._signer.sign_new(record, key, reused=source)
+        except BaseException:
+            await self._storage.delete_task(record.id)
+            raise
 
     async def _check_build(self, desc: TaskDescriptor) -> str | None:
         if desc.build is None:
@@ -276,20 +313,38 @@ class TaskService:
         record = await self._storage.get_task(task_id)
         if record is None:
             raise NotFoundError(f"task {task_id} is not found")
-        return await self._view(record)
+        return await self._view(record, signed=True)
 
     async def _view(
-        self, record: TaskRecord, rows: list[TaskTargetRecord] | None = None
+        self,
+        record: TaskRecord,
+        rows: list[TaskTargetRecord] | None = None,
+        *,
+        signed: bool = False,
     ) -> TaskView:
+        """The view of a task; ``signed`` adds its signature (two more reads: single tasks
+        only, not lists)."""
         if rows is None:
             rows = await self._storage.task_targets(record.id)
+        signature, name = (await self._signature(record.id)) if signed else (None, "")
         return TaskView(
             record,
             rows,
             summarize(_states(rows)),
             await self._size(record.source_digest),
             await load_build_stage(self._storage, record, rows),
+            signature,
+            name,
         )
+
+    async def _signature(self, task_id: str) -> tuple[TaskSignatureRecord | None, str]:
+        signature = await self._storage.get_task_signature(task_id, "deploy")
+        if signature is None:
+            signature = await self._storage.get_task_signature(task_id, "build")
+        if signature is None:
+            return None, ""
+        key = await self._storage.get_operator_key(signature.key_id)
+        return signature, "" if key is None else key.name
 
     async def list(
         self, *, search: str | None, sort_order: SortOrder, page: int, per_page: int
@@ -389,6 +444,10 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "status": view.status.value,
         "stateCounts": dict(Counter(t.state for t in view.targets)),
     }
+    if view.signature is not None:
+        doc["signedBy"] = {"keyId": view.signature.key_id, "name": view.signer_name}
+        doc["sequence"] = view.signature.sequence
+    doc["sandbox"] = {"network": sandbox_of(d).network}
     if with_targets:
         doc["targets"] = [row_json(t) for t in view.targets]
     return doc
