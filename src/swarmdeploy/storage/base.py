@@ -389,6 +389,23 @@ class Storage(abc.ABC):
     async def get_build(self, task_id: str) -> BuildRecord | None:
         """The build times of the task, or ``None`` if none were recorded."""
 
+    # -- blob references (docs/storage.md "Blob lifecycle") ------------------------------------
+    @abc.abstractmethod
+    async def referenced_digests(self, digests: Sequence[str]) -> set[str]:
+        """Those of ``digests`` (SHA-256, lower-case hex) that stored records still need:
+
+        * the source archive of a task (``tasks.source_digest``);
+        * an upload record, complete or not (``uploads.sha256``);
+        * a build artifact record (``artifacts.sha256``, the ``/artifacts`` catalogue);
+        * the signed manifest of an existing task that has neither an archive nor a build
+          of its own -- one that reuses another task's artifacts (``source.task``) and keeps
+          needing them after that task is deleted. The digest is found anywhere in the
+          manifest bytes; signatures of deleted tasks do not count. (Manifests of the other
+          tasks name only their own archive and uploads, found above.)
+
+        Read in one transaction with one statement per 200 digests, whatever the number of
+        tables; an empty ``digests`` reads nothing."""
+
     # -- API keys ------------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_api_key(self, key: ApiKeyRecord) -> None:

@@ -428,6 +428,21 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskS
         require_open(self._state)
         return self._logs.max_seq(target_id)
 
+    # -- blob references -----------------------------------------------------------------------
+    async def referenced_digests(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` a task, upload, artifact or live reuse-task manifest names."""
+        require_open(self._state)
+        wanted = set(digests)
+        found = {d for t in self._tasks.values() if (d := t.source_digest) in wanted and d}
+        for task_id in self._tasks:
+            found.update(u.sha256 for u in self._uploads.list(task_id) if u.sha256 in wanted)
+        found.update(sha for _, sha in self._artifacts.artifacts if sha in wanted)
+        for (task_id, _), signature in self._task_signatures.items():
+            task = self._tasks.get(task_id)
+            if task is not None and task.source_digest is None and task.build_host is None:
+                found.update(d for d in wanted if d.encode() in signature.manifest)
+        return found
+
     # -- API keys ------------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKeyRecord) -> None:
         """Store a key; ``Conflict`` if the id or the name exists."""

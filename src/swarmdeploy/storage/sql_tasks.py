@@ -3,24 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from swarmdeploy.storage.common import fts_words
 from swarmdeploy.storage.errors import NotFound, StorageError
 from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
 from swarmdeploy.storage.sql_core import SqlCore, as_page
 from swarmdeploy.storage.tables import (
+    artifacts,
     logs,
     task_from_row,
+    task_signatures,
     task_target_from_row,
     task_targets,
     task_values,
     tasks,
+    uploads,
 )
 
 #: Distinct state names ``count_tasks_by_states`` can map to bits of a 64-bit sum.
 _MAX_STATE_BITS = 62
+#: Digests per ``referenced_digests`` statement: 4 bound parameters each stay below
+#: SQLite's historical limit of 999.
+_DIGESTS_PER_STATEMENT = 200
+
+
+class _BytesContain(FunctionElement[bool]):
+    """``needle`` occurs in ``haystack`` (both bytes): ``instr`` on SQLite, ``position`` on
+    PostgreSQL. (SQLite's LIKE never matches a BLOB: SQLITE_LIKE_DOESNT_MATCH_BLOBS.)"""
+
+    type = sa.Boolean()
+    name = "bytes_contain"
+    inherit_cache = True
+
+
+@compiles(_BytesContain, "sqlite")
+def _bytes_contain_sqlite(element: _BytesContain, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = element.clauses.clauses
+    return f"(instr({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
+
+
+@compiles(_BytesContain, "postgresql")
+def _bytes_contain_pg(element: _BytesContain, compiler: SQLCompiler, **kw: Any) -> str:
+    haystack, needle = element.clauses.clauses
+    return f"(position({compiler.process(needle, **kw)} in {compiler.process(haystack, **kw)}) > 0)"
+
+
+def _references(chunk: Sequence[str]) -> sa.CompoundSelect[tuple[str]]:
+    """One statement: which of ``chunk`` a task, upload, artifact or live reuse-task
+    manifest names (see ``Storage.referenced_digests``)."""
+    wanted = sa.union_all(
+        *(sa.select(sa.literal(d, sa.String(64)).label("digest")) for d in chunk)
+    ).subquery("wanted")
+    named = _BytesContain(task_signatures.c.manifest, sa.cast(wanted.c.digest, sa.LargeBinary))
+    reusing = sa.and_(
+        tasks.c.id == task_signatures.c.task_id,
+        tasks.c.source_digest.is_(None),
+        tasks.c.build_host.is_(None),
+    )
+    return sa.union(
+        sa.select(tasks.c.source_digest).where(tasks.c.source_digest.in_(chunk)),
+        sa.select(uploads.c.sha256).where(uploads.c.sha256.in_(chunk)),
+        sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(chunk)),
+        sa.select(wanted.c.digest).join(task_signatures, named).join(tasks, reusing),
+    )
 
 
 class SqlTasks(SqlCore):
@@ -191,3 +242,15 @@ class SqlTasks(SqlCore):
         async with self._write_tx() as conn:
             rows = [task_target_from_row(r) for r in (await conn.execute(statement)).all()]
         return sorted(rows, key=lambda r: (r.task_id, r.target_id))
+
+    async def referenced_digests(self, digests: Sequence[str]) -> set[str]:
+        """Which of ``digests`` stored records need (one read transaction; see ``Storage``)."""
+        wanted = sorted(set(digests))
+        found: set[str] = set()
+        if not wanted:
+            return found
+        async with self._tx() as conn:
+            for start in range(0, len(wanted), _DIGESTS_PER_STATEMENT):
+                chunk = wanted[start : start + _DIGESTS_PER_STATEMENT]
+                found.update((await conn.execute(_references(chunk))).scalars())
+        return found
