@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
 from swarmdeploy.manager.api import artifacts as artifacts_api
+from swarmdeploy.manager.api import ca as ca_api
 from swarmdeploy.manager.api import (
     events_ws,
     keys,
@@ -90,7 +91,11 @@ def build_services(
 ) -> Services:
     """Load the key material and construct every service (no network or database I/O)."""
     prepare_data_dir(settings.data_dir)
-    keys = load_or_create_keys(settings.data_dir, now=dt.datetime.now(dt.UTC))
+    keys = load_or_create_keys(
+        settings.data_dir,
+        now=dt.datetime.now(dt.UTC),
+        ca_passphrase_file=settings.ca_passphrase_file,
+    )
     admin = resolve_admin_key(settings.data_dir, settings.admin_key)
     metrics = Metrics()
     events = EventHub(queue_size=settings.event_queue_size, on_drop=metrics.count_dropped)
@@ -257,6 +262,7 @@ def create_app(
     app.state.link = None
     install_error_handlers(app)
     routers = (targets.router, logs.router, tokens.router, keys.router, operator_keys.router)
+    app.include_router(ca_api.router, responses=COMMON_RESPONSES)
     for router in (*routers, rpc.router):
         app.include_router(router, responses=COMMON_RESPONSES)
     app.include_router(artifacts_api.router, responses=COMMON_RESPONSES)

@@ -2,12 +2,19 @@
 environment variables), validate them once, prepare the data directory and serve the API with
 uvicorn until SIGTERM/SIGINT.
 
-Exit status: 0 after a clean shutdown, 1 if start-up failed, 2 for invalid options.
+``swarmdeploy manager --import-ca KEY_PEM CERT_PEM [--import-ca-passphrase-file FILE]
+[--force]`` instead installs a deployment CA in the data directory and exits (start the
+manager afterwards as usual); see ``docs/security.md``, "CA custody".
+
+Exit status: 0 after a clean shutdown (or import), 1 if start-up (or the import) failed, 2 for
+invalid options.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import logging
 import os
 import sys
@@ -19,7 +26,13 @@ from typing import Any
 import uvicorn
 
 from swarmdeploy.manager.app import create_app
-from swarmdeploy.manager.keystore import KeystoreError, prepare_data_dir, resolve_admin_key
+from swarmdeploy.manager.keystore import (
+    KeystoreError,
+    import_ca,
+    prepare_data_dir,
+    read_passphrase_file,
+    resolve_admin_key,
+)
 from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
 
 ENV_PREFIX = "SWARMDEPLOY_"
@@ -75,7 +88,25 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         str,
         "reverse proxies (comma-separated addresses) whose X-Forwarded-For is trusted",
     ),
+    (
+        "ca-passphrase-file",
+        "ca_passphrase_file",
+        Path,
+        "file holding the passphrase that encrypts DATA_DIR/ca.key (default: a key derived "
+        "from DATA_DIR/secret.key)",
+    ),
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaImportRequest:
+    """``--import-ca KEY_PEM CERT_PEM``: the files, the passphrase file of an encrypted
+    ``KEY_PEM`` and whether another CA may be replaced."""
+
+    key_file: Path
+    cert_file: Path
+    passphrase_file: Path | None
+    force: bool
 
 
 class _Server(uvicorn.Server):
@@ -92,9 +123,7 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + option.upper().replace("-", "_")
 
 
-def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings values from ``argv`` with environment fallbacks. Raises
-    :class:`SettingsError` for a value that cannot be converted."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swarmdeploy manager",
         description="Run the swarmdeploy Deployment Manager. Every option can also be given as "
@@ -105,7 +134,34 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]
         parser.add_argument(
             f"--{option}", dest=field, metavar=field.split("_")[0].upper(), help=help_text
         )
-    args = vars(parser.parse_args(argv))
+    ca = parser.add_argument_group("deployment CA import (then exit; no environment variables)")
+    ca.add_argument(
+        "--import-ca",
+        nargs=2,
+        metavar=("KEY_PEM", "CERT_PEM"),
+        type=Path,
+        help="install this CA (PKCS#8 Ed25519 key, self-signed CA certificate), then exit",
+    )
+    ca.add_argument(
+        "--import-ca-passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="passphrase of an encrypted KEY_PEM (as `swarmdeploy keys ca-export` writes)",
+    )
+    ca.add_argument(
+        "--force", action="store_true", help="with --import-ca: replace another CA (kept)"
+    )
+    return parser
+
+
+def parse_command(
+    argv: list[str], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], CaImportRequest | None]:
+    """Settings values from ``argv`` with environment fallbacks, and the CA import asked
+    for (if any). Raises :class:`SettingsError` for a value that cannot be converted or an
+    import option without ``--import-ca``."""
+    args = vars(_parser().parse_args(argv))
+    request = _import_request(args)
     values: dict[str, Any] = {"admin_key": environ.get(ENV_PREFIX + "ADMIN_KEY") or None}
     for option, field, convert, _ in OPTIONS:
         raw = args[field] if args[field] is not None else environ.get(env_name(option))
@@ -117,7 +173,52 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]
             raise SettingsError(f"{field}: invalid value {raw!r} ({exc})") from None
     values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
     values.setdefault("agent_link", True)  # the real manager serves agents
-    return values
+    return values, request
+
+
+def _import_request(args: dict[str, Any]) -> CaImportRequest | None:
+    files, passphrase_file, force = (
+        args.pop("import_ca"),
+        args.pop("import_ca_passphrase_file"),
+        args.pop("force"),
+    )
+    if files is None:
+        if passphrase_file is not None or force:
+            raise SettingsError("--import-ca-passphrase-file and --force need --import-ca")
+        return None
+    return CaImportRequest(files[0], files[1], passphrase_file, force)
+
+
+def parse_options(argv: list[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings values from ``argv`` with environment fallbacks. Raises
+    :class:`SettingsError` for a value that cannot be converted."""
+    return parse_command(argv, environ)[0]
+
+
+def run_import(settings: Settings, request: CaImportRequest) -> int:
+    """Install the CA of ``request`` in ``settings.data_dir`` (``ca.key`` encrypted as the
+    manager will read it); print what happened. Returns 0, or 1 with the reason on stderr."""
+    try:
+        passphrase = (
+            read_passphrase_file(request.passphrase_file) if request.passphrase_file else None
+        )
+        result = import_ca(
+            settings.data_dir,
+            request.key_file.read_bytes(),
+            request.cert_file.read_bytes(),
+            now=dt.datetime.now(dt.UTC),
+            key_passphrase=passphrase,
+            force=request.force,
+            ca_passphrase_file=settings.ca_passphrase_file,
+        )
+    except (KeystoreError, OSError) as exc:
+        print(f"swarmdeploy manager: {exc}", file=sys.stderr)
+        return 1
+    state = "was already the CA; ca.key re-encrypted" if result.already_current else "imported"
+    print(f"deployment CA {result.fingerprint} {state} in {settings.data_dir}", flush=True)
+    for path in result.set_aside:
+        print(f"the replaced CA is kept in {path}", flush=True)
+    return 0
 
 
 def _announce_admin_key(settings: Settings) -> None:
@@ -152,9 +253,10 @@ def server_config(settings: Settings, app: Any) -> uvicorn.Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the manager until SIGTERM/SIGINT; returns the exit status."""
+    """Run the manager until SIGTERM/SIGINT (or import a CA); returns the exit status."""
     try:
-        settings = load_settings(**parse_options(list(argv or []), os.environ))
+        values, ca_import = parse_command(list(argv or []), os.environ)
+        settings = load_settings(**values)
     except SettingsError as exc:
         print(f"swarmdeploy manager: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
@@ -163,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if settings.log_level != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    if ca_import is not None:
+        return run_import(settings, ca_import)
     try:
         prepare_data_dir(settings.data_dir)
         _announce_admin_key(settings)

@@ -68,6 +68,8 @@ class Settings(BaseModel):
     tls_key: Path | None = None
     #: Proxy addresses whose X-Forwarded-For/-Proto are trusted (comma-separated); None: none.
     forwarded_allow_ips: str | None = Field(None, min_length=1)
+    #: File holding the passphrase that encrypts DATA_DIR/ca.key; None: a secret.key-derived key.
+    ca_passphrase_file: Path | None = None
 
     @field_validator("bind")
     @classmethod
@@ -86,7 +88,7 @@ class Settings(BaseModel):
             normalize_url(value)  # raises ValueError naming the accepted forms
         return value
 
-    @field_validator("tls_cert", "tls_key")
+    @field_validator("tls_cert", "tls_key", "ca_passphrase_file")
     @classmethod
     def _check_tls_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

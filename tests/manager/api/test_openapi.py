@@ -34,6 +34,7 @@ EXPECTED = {
     ("get", "/artifacts"), ("get", "/artifacts/{sha256}"), ("get", "/artifacts/{sha256}/download"),
     ("post", "/operator_keys"), ("get", "/operator_keys"), ("get", "/operator_keys/{key_id}"),
     ("get", "/operator_keys/{key_id}/export"), ("delete", "/operator_keys/{key_id}"),
+    ("get", "/ca"), ("post", "/ca/export"),
 }  # fmt: skip
 
 
