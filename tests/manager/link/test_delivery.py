@@ -134,7 +134,7 @@ async def test_task_stopped_before_delivery_is_not_announced(rig: Rig) -> None:
     assert await rig.row_state(task_id, "t1") == "stopped"
 
 
-async def test_fetch_refused_before_accept_and_served_after(rig: Rig) -> None:
+async def test_fetch_refused_before_accept_then_stored_signed_manifest_served(rig: Rig) -> None:
     agent = await rig.agent("t1")
     task_id = await rig.create_task(deploy_doc(ids=["t1"]))
     await agent.take(m.Announce)
@@ -158,7 +158,13 @@ async def test_fetch_refused_before_accept_and_served_after(rig: Rig) -> None:
     view = (await rig.api.client.get(f"/tasks/{task_id}")).json()
     [artifact] = manifest.artifacts
     assert artifact.sha256 == view["source"]["sha256"] and artifact.name == "source.zip"
-    assert task.signature == b"" and task.certificate == b""
+    stored = await rig.api.storage.get_task_signature(task_id, "deploy")
+    assert stored is not None  # the stored signed bytes, unchanged
+    assert (task.manifest, task.signature, task.certificate) == (
+        stored.manifest,
+        stored.signature,
+        stored.certificate,
+    )
 
 
 async def test_fetch_of_unknown_task_and_of_others_task(rig: Rig) -> None:

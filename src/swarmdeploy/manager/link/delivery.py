@@ -5,9 +5,15 @@
   a build delivered). An announcement handed to the link moves ``pending`` to ``announced``
   through the state choke point. Expired tasks are left to the expiry job; tasks stopped
   before delivery are marked ``stopped``; deploy targets of a build wait for its artifacts.
-* :meth:`Delivery.fetch` answers ``fetch_task`` with the manifest, and :meth:`Delivery.chunk`
-  answers ``chunk_request`` with one chunk read from the blob on demand -- both only while
-  the (task, target) pair is ``accepted``, ``transferring`` or ``building``.
+* :meth:`Delivery.fetch` answers ``fetch_task`` with the stored signed manifest, and
+  :meth:`Delivery.chunk` answers ``chunk_request`` with one chunk (of the size the manifest
+  signed) read from the blob on demand -- both only while the (task, target) pair is
+  ``accepted``, ``transferring`` or ``building``.
+
+Every package is checked first (:class:`~.packages.Packages`). A task the manager refuses to
+send -- changed after signing, signed by a revoked key, a damaged artifact -- ends on that
+target with the refusal as reason: ``declined`` before the agent accepted it,
+``install_failed`` / ``build_failed`` after; the agent gets an ``error`` with the code.
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ import logging
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import NotFoundError
-from swarmdeploy.manager.link.manifest import ArtifactCatalog, Role, announcement, build_manifest
+from swarmdeploy.manager.link.packages import (
+    DeliveryRefused,
+    Package,
+    Packages,
+    Role,
+    announcement,
+)
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.errors import MessageError, TransitionError
-from swarmdeploy.protocol.manifest import encode_manifest
 from swarmdeploy.protocol.messages import Chunk, ChunkRequest, Error, FetchTask, Task
 from swarmdeploy.protocol.states import TargetEvent, TargetState
 from swarmdeploy.storage.base import Storage
@@ -41,6 +52,7 @@ class Grant:
 
     task: TaskRecord
     role: Role
+    package: Package | None
     checked_ms: int
 
 
@@ -65,7 +77,7 @@ class Delivery:
         storage: Storage,
         *,
         states: TaskStates,
-        catalog: ArtifactCatalog,
+        packages: Packages,
         blobs: BlobStore,
         transport: ManagerTransport,
         clock: Clock,
@@ -73,7 +85,7 @@ class Delivery:
     ) -> None:
         self._storage = storage
         self._states = states
-        self._catalog = catalog
+        self._packages = packages
         self._blobs = blobs
         self._transport = transport
         self._clock = clock
@@ -106,10 +118,14 @@ class Delivery:
         if task.stopped_at is not None:
             await self._apply(row, TargetEvent.STOP, "stopped before delivery")
             return 0
-        artifacts = await self._catalog.artifacts(task, row.role)
-        if artifacts is None:
+        try:
+            package = await self._packages.package(task, row.role)
+        except DeliveryRefused as exc:
+            await self._refuse(row, exc)
+            return 0
+        if package is None:
             return 0  # a build has not delivered its artifacts yet
-        if not await self._transport.send(row.target_id, announcement(task, row.role, artifacts)):
+        if not await self._transport.send(row.target_id, announcement(task, package)):
             return 0
         if row.state == TargetState.PENDING.value:
             await self._apply(row, TargetEvent.ANNOUNCE)
@@ -121,9 +137,24 @@ class Delivery:
         except (NotFoundError, TransitionError) as exc:
             log.debug("%s of task %s on %s skipped: %s", event, row.task_id, row.target_id, exc)
 
+    async def _refuse(self, row: TaskTargetRecord, exc: DeliveryRefused) -> None:
+        """End the pair with the refusal as reason (see the module docstring)."""
+        reason = f"refused by the manager ({exc.code}): {exc.message}"
+        if row.state in _UNDELIVERED:
+            reported = TargetState.DECLINED
+        else:
+            reported = (
+                TargetState.BUILD_FAILED if row.role == "build" else TargetState.INSTALL_FAILED
+            )
+        try:
+            await self._states.report(row.task_id, row.target_id, reported, reason=reason)
+        except NotFoundError:
+            return
+        self.invalidate(row.task_id, row.target_id)
+
     # -- second stage --------------------------------------------------------------------------
-    async def _grant(self, task_id: str, target_id: str) -> Grant | str:
-        """The pair's grant, or the error code refusing it."""
+    async def _grant(self, task_id: str, target_id: str) -> Grant | str | DeliveryRefused:
+        """The pair's grant, the error code refusing it, or the package's refusal."""
         now = self._clock()
         grant = self._grants.get((task_id, target_id))
         if grant is not None and now - grant.checked_ms < self._grant_ttl_ms:
@@ -138,7 +169,12 @@ class Delivery:
             return "not_authorized"
         if TargetState(row.state) not in PAYLOAD_STATES or task.stopped_at is not None:
             return "not_authorized"
-        grant = Grant(task, row.role, now)
+        try:
+            package = await self._packages.package(task, row.role)
+        except DeliveryRefused as exc:
+            await self._refuse(row, exc)
+            return exc
+        grant = Grant(task, row.role, package, now)
         if len(self._grants) >= 10_000:
             self._grants.clear()
         self._grants[(task_id, target_id)] = grant
@@ -151,22 +187,25 @@ class Delivery:
     async def fetch(self, target_id: str, msg: FetchTask) -> Task | Error:
         """The manifest of an accepted task, or an error (§6.3 step 3)."""
         grant = await self._grant(msg.task_id, target_id)
-        if isinstance(grant, str):
-            return _error(grant, f"task {msg.task_id} is not yours to fetch now", msg)
-        artifacts = await self._catalog.artifacts(grant.task, grant.role)
-        if artifacts is None:
+        if not isinstance(grant, Grant):
+            return self._denied(grant, msg)
+        if grant.package is None:
+            self.invalidate(msg.task_id, target_id)
             return _error("busy", "the task's artifacts are not available yet", msg)
-        manifest = encode_manifest(build_manifest(grant.task, grant.role, artifacts))
-        # Signature and certificate stay empty until task signing lands (CRD-72, the signing
-        # issue): agents accept unsigned manifests for now; the fields are already on the wire.
-        return Task(task_id=msg.task_id, manifest=manifest, signature=b"", certificate=b"")
+        return grant.package.message()
+
+    @staticmethod
+    def _denied(why: str | DeliveryRefused, msg: FetchTask | ChunkRequest) -> Error:
+        if isinstance(why, DeliveryRefused):
+            return _error(why.code, why.message, msg)
+        return _error(why, f"task {msg.task_id} is not yours to fetch now", msg)
 
     async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
         """One chunk read from the blob file on demand (§6.5), or an error."""
         grant = await self._grant(msg.task_id, target_id)
-        if isinstance(grant, str):
-            return _error(grant, f"task {msg.task_id} is not yours to fetch now", msg)
-        artifacts = await self._catalog.artifacts(grant.task, grant.role) or []
+        if not isinstance(grant, Grant):
+            return self._denied(grant, msg)
+        artifacts = grant.package.artifacts if grant.package is not None else []
         info = next((a for a in artifacts if a.sha256 == msg.sha256), None)
         if info is None:
             return _error("unknown_artifact", f"task {msg.task_id} has no such artifact", msg)

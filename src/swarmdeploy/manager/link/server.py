@@ -37,7 +37,7 @@ from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
 from swarmdeploy.manager.link.logs import LogSequencer
-from swarmdeploy.manager.link.manifest import ArtifactCatalog
+from swarmdeploy.manager.link.packages import Packages
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
@@ -97,13 +97,11 @@ class LinkServer:
             max_upload_bytes=settings.max_upload_bytes,
             clock=clock,
         )
-        catalog = ArtifactCatalog(
-            s.storage, s.blobs, self.uploads, chunk_bytes=settings.chunk_bytes
-        )
+        packages = Packages(s.storage, s.blobs, clock=clock, ttl_ms=settings.auth_cache_ms)
         self.delivery = Delivery(
             s.storage,
             states=s.task_states,
-            catalog=catalog,
+            packages=packages,
             blobs=s.blobs,
             transport=transport,
             clock=clock,

