@@ -459,6 +459,9 @@ def signing_revoke(ctx: typer.Context, key_id: str) -> None:
     c.out.message(f"revoked signing key {key_id}")
 
 
+from swarmdeploy.cli import keys as _ca_commands  # noqa: E402, F401  (keys ca, ca-export)
+
+
 @app.command("server-info")
 def server_info(ctx: typer.Context) -> None:
     """What agents need to connect (public)."""

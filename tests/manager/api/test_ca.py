@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmdeploy.crypto.anchors import parse_anchor_file
+from swarmdeploy.manager.settings import Role
 from tests.manager.conftest import Api
 
 
@@ -45,7 +46,7 @@ async def test_unauthenticated_gets_401_with_the_error_envelope(api: Api) -> Non
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 async def test_non_admin_export_is_forbidden_and_logged(
-    api: Api, role: str, caplog: pytest.LogCaptureFixture
+    api: Api, role: Role, caplog: pytest.LogCaptureFixture
 ) -> None:
     headers = await api.headers_for(role, name=f"{role}-bob")
     with caplog.at_level(logging.WARNING, logger="swarmdeploy.manager.api.ca"):
