@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from swarmdeploy.crypto import ca as ca_mod
 from swarmdeploy.crypto import keyenc
 from swarmdeploy.crypto.rejections import DecryptionFailed
+from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.keystore import (
     KeystoreError,
     load_or_create_keys,
@@ -168,3 +169,23 @@ def test_import_options_without_import_ca_are_invalid(
 ) -> None:
     assert main(["--data-dir", str(tmp_path), "--force"]) == 2
     assert "need --import-ca" in capsys.readouterr().err
+
+
+async def test_passphrase_option_encrypts_the_imported_ca_and_the_manager_needs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    authority = ca_mod.create_ca("offline CA", now=NOW)
+    (tmp_path / "k.pem").write_bytes(authority.key_pem())
+    (tmp_path / "c.pem").write_bytes(authority.cert_pem())
+    secret_file = tmp_path / "ca-pass"
+    secret_file.write_text("at-rest passphrase\n")
+    settings = make_settings(tmp_path, ca_passphrase_file=secret_file)
+    argv = ["--data-dir", str(settings.data_dir), "--ca-passphrase-file", str(secret_file)]
+    assert main([*argv, "--import-ca", str(tmp_path / "k.pem"), str(tmp_path / "c.pem")]) == 0
+    text = (settings.data_dir / "ca.key").read_text()
+    assert keyenc.describe(text).kdf == "argon2id"
+    assert keyenc.decrypt_seed(text, passphrase="at-rest passphrase") == authority.seed
+    async with running_api(settings) as api:
+        assert (await api.client.get("/ca")).json()["fingerprint"] == authority.fingerprint
+    with pytest.raises(KeystoreError, match=r"ca\.key is encrypted with a passphrase"):
+        create_app(make_settings(tmp_path))
