@@ -4,8 +4,9 @@ No import-time globals: the factory loads (or creates) the key material in the d
 directory, builds the services around one :class:`~swarmdeploy.storage.base.Storage`, and
 wires the thin routers to them through ``app.state.services``. The lifespan opens the
 storage, starts the agent link (``settings.agent_link`` or an injected transport; reachable as
-``app.state.link``), runs the background jobs (log retention, expired-token purge, task
-expiry) and undoes all of it on shutdown. The app owns the storage and the transport it is
+``app.state.link``), sweeps files of interrupted work (``services.blob_gc``), runs the
+background jobs (log retention, expired-token purge, task expiry, blob collection) and undoes
+all of it on shutdown. The app owns the storage and the transport it is
 given: it opens and closes them.
 """
 
@@ -44,6 +45,7 @@ from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
 from swarmdeploy.manager.link import LinkServer, LinkSettings
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
+from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
@@ -215,12 +217,16 @@ def create_app(
     """
     storage = storage if storage is not None else open_storage(settings.database_url)
     services = build_services(settings, storage, dispatcher=dispatcher, blobs=blobs, clock=clock)
+    blob_gc = BlobCollector(storage, services.blobs, clock=clock, metrics=services.metrics,
+                            spool_dir=settings.data_dir / "incoming")  # fmt: skip
+    services.tasks.add_delete_listener(blob_gc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await storage.open()
         link = link_server(services, transport, clock=clock)
         app.state.link = link
+        await blob_gc.at_start(None if link is None else link.uploads)
         if link is not None:
             try:
                 await link.start()
@@ -228,7 +234,7 @@ def create_app(
                 await link.close()
                 await storage.close()
                 raise
-        jobs = background_jobs(services)
+        jobs = [*background_jobs(services), blob_gc.job()]
         for job in jobs:
             job.start()
         log.info("manager API ready (storage %s)", type(storage).__name__)

@@ -37,3 +37,32 @@ async def test_file_store_leaves_no_temporary_files(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path)
     digest = await store.put(b"x" * 100_000)
     assert [p.name for p in (tmp_path / digest[:2]).iterdir()] == [digest]
+
+
+async def test_detached_blob_is_out_of_sight_until_restored_or_discarded(store: BlobStore) -> None:
+    digest = await store.put(b"collectable")
+    info = await store.info(digest)
+    assert info is not None and info.size_bytes == 11
+    assert await store.list_blobs() == [info]
+    aside = await store.detach(info)
+    assert aside is not None and aside.size_bytes == 11
+    assert await store.size(digest) is None and await store.list_blobs() == []
+    await store.restore(aside)
+    assert await store.get(digest) == b"collectable"
+    again = await store.detach(info)
+    assert again is not None
+    await store.discard(again)
+    assert await store.tidy(temporary_before_ms=None) == 0
+    assert await store.info(digest) is None and await store.list_blobs() == []
+
+
+async def test_memory_store_refuses_to_detach_bytes_stored_again() -> None:
+    now = [1_000]
+    store = MemoryBlobStore(clock=lambda: now[0])
+    digest = await store.put(b"again")
+    info = await store.info(digest)
+    assert info is not None and info.stored_at_ms == 1_000
+    now[0] = 2_000
+    await store.put(b"again")
+    assert await store.detach(info) is None
+    assert await store.size(digest) == 5

@@ -15,7 +15,10 @@ file's SHA-256 is checked (``error{digest_mismatch}`` discards it: the agent sta
 the file moves into the :class:`~swarmdeploy.manager.services.blobs.BlobStore`; the record of
 the completed upload stays, and :meth:`UploadReceiver.completed` lists what deploy targets
 fetch. Deleting a task deletes its records (storage); :meth:`UploadReceiver.remove_orphans`
-then deletes the partial files no record needs.
+then deletes the partial files no record needs, and discards unfinished uploads whose partial
+file was not written for ``idle_expiry_ms`` (record and file: a later offer starts over). It
+runs at manager start (before agents are served: a resumable upload keeps its file, orphans
+of a crash go) and from the link's maintenance pass.
 
 Whether a target may upload for a task is the caller's decision (it knows the task rows).
 Memory is bounded by one chunk per message; file work runs in a worker thread.
@@ -41,6 +44,8 @@ from swarmdeploy.storage.records import UploadRecord
 log = logging.getLogger(__name__)
 
 _MAX_UPLOADS_PER_TASK = 64
+#: An unfinished upload whose partial file was not written for this long is discarded.
+UPLOAD_IDLE_EXPIRY_MS = 24 * 3_600_000
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 Message = UploadOffer | UploadChunk
@@ -102,8 +107,10 @@ class UploadReceiver:
         chunk_bytes: int,
         max_upload_bytes: int,
         clock: Clock,
+        idle_expiry_ms: int = UPLOAD_IDLE_EXPIRY_MS,
     ) -> None:
         self._root = root
+        self._idle_expiry_ms = idle_expiry_ms
         self._storage = storage
         self._blobs = blobs
         self._chunk_bytes = chunk_bytes
@@ -205,13 +212,23 @@ class UploadReceiver:
 
     async def remove_orphans(self) -> int:
         """Delete partial files without an unfinished upload record (the task was deleted,
-        the upload discarded) and empty task folders; returns how many files went."""
+        the upload completed or discarded); discard unfinished uploads idle for longer than
+        ``idle_expiry_ms`` (partial file last written, or record created when there is no
+        file, before then): their record and file go. Empty task folders go too. Returns
+        how many files went. A resumable upload (unfinished, not idle) keeps its file."""
         removed = 0
+        idle_before = self._clock() - self._idle_expiry_ms
         for folder in await asyncio.to_thread(_folders, self._root):
-            unfinished = {
-                u.sha256 for u in await self._storage.list_uploads(folder.name) if not u.complete
-            }
-            removed += await asyncio.to_thread(_prune, folder, unfinished)
+            unfinished = [
+                u for u in await self._storage.list_uploads(folder.name) if not u.complete
+            ]
+            stale = await asyncio.to_thread(_stale, folder, unfinished, idle_before)
+            for upload in stale:
+                await self._storage.delete_upload(upload.task_id, upload.sha256)
+                log.info("task %s: upload of %s idle for too long; discarded",
+                         upload.task_id, upload.name)  # fmt: skip
+            keep = {u.sha256 for u in unfinished} - {u.sha256 for u in stale}
+            removed += await asyncio.to_thread(_prune, folder, keep)
         return removed
 
 
@@ -219,6 +236,19 @@ def _folders(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def _stale(folder: Path, unfinished: list[UploadRecord], before_ms: int) -> list[UploadRecord]:
+    """The unfinished uploads idle since before ``before_ms``."""
+    stale = []
+    for upload in unfinished:
+        try:
+            last_ms = (folder / f"{upload.sha256}.part").stat().st_mtime_ns // 1_000_000
+        except FileNotFoundError:
+            last_ms = upload.created_at
+        if last_ms < before_ms:
+            stale.append(upload)
+    return stale
 
 
 def _prune(folder: Path, keep: set[str]) -> int:

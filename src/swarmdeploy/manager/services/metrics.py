@@ -30,6 +30,8 @@ class Metrics:
         self.events_dropped = 0
         self.registrations: collections.Counter[str] = collections.Counter()
         self.http_requests: collections.Counter[int] = collections.Counter()
+        self.blobs_collected = 0
+        self.blob_bytes_freed = 0
 
     def count_http(self, status: int) -> None:
         """Count one answered HTTP request."""
@@ -42,6 +44,11 @@ class Metrics:
     def count_dropped(self, count: int) -> None:
         """Count events dropped for slow subscribers."""
         self.events_dropped += count
+
+    def count_blobs_freed(self, count: int, size_bytes: int) -> None:
+        """Count blobs deleted by the garbage collector and the bytes they held."""
+        self.blobs_collected += count
+        self.blob_bytes_freed += size_bytes
 
 
 class Exposition:
@@ -94,4 +101,16 @@ def render_counters(metrics: Metrics, out: Exposition) -> None:
         "counter",
         "HTTP requests answered, by status code.",
         [({"status": str(s)}, n) for s, n in sorted(metrics.http_requests.items())],
+    )
+    out.family(
+        "swarmdeploy_blobs_collected_total",
+        "counter",
+        "Unreferenced blobs deleted by the garbage collector since start.",
+        [({}, metrics.blobs_collected)],
+    )
+    out.family(
+        "swarmdeploy_blob_bytes_freed_total",
+        "counter",
+        "Bytes of the blobs deleted by the garbage collector since start.",
+        [({}, metrics.blob_bytes_freed)],
     )

@@ -51,6 +51,7 @@ from swarmdeploy.protocol.states import (
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict, NotFound
 from swarmdeploy.storage.records import (
+    MAX_PER_PAGE,
     OperatorKeyRecord,
     Page,
     SortOrder,
@@ -96,6 +97,14 @@ class TaskListener(Protocol):
         """A task was stored with its ``pending`` rows."""
 
 
+class TaskDeleteListener(Protocol):
+    """Told about deleted tasks (implemented by the blob collector, ``services.blob_gc``)."""
+
+    async def task_deleted(self, task_id: str, digests: frozenset[str]) -> None:
+        """The task is deleted; ``digests`` are the blobs it referenced (its archive, its
+        uploads and artifacts), which other records may still reference."""
+
+
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
     return [TargetState(r.state) for r in rows]
 
@@ -124,10 +133,15 @@ class TaskService:
         self._logs = logs
         self._clock = clock
         self._listeners: list[TaskListener] = []
+        self._delete_listeners: list[TaskDeleteListener] = []
 
     def add_listener(self, listener: TaskListener) -> None:
         """Register a listener for new tasks."""
         self._listeners.append(listener)
+
+    def add_delete_listener(self, listener: TaskDeleteListener) -> None:
+        """Register a listener for deleted tasks."""
+        self._delete_listeners.append(listener)
 
     # -- create --------------------------------------------------------------------------------
     async def create(
@@ -404,12 +418,27 @@ class TaskService:
                 f"task {task_id} is active on {len(active)} target(s) "
                 f"({', '.join(active[:5])}{', ...' if len(active) > 5 else ''}); stop it first"
             )
+        digests = await self._digests(view.record)
         try:
             await self._storage.delete_task(task_id)
         except NotFound:
             raise NotFoundError(f"task {task_id} is not found") from None
         log.info("task %s deleted", task_id)
         self._events.publish("taskDeleted", {"id": task_id}, task=task_id)
+        for listener in self._delete_listeners:
+            try:
+                await listener.task_deleted(task_id, digests)
+            except Exception:  # top of the listener loop: the task is deleted; log and go on
+                log.exception("listener failed on the deletion of task %s", task_id)
+
+    async def _digests(self, record: TaskRecord) -> frozenset[str]:
+        """The blobs a task references: its archive, its uploads and its artifacts."""
+        found = {u.sha256 for u in await self._storage.list_uploads(record.id)}
+        artifacts = await self._storage.list_artifacts(task_id=record.id, per_page=MAX_PER_PAGE)
+        found.update(a.sha256 for a in artifacts.items)
+        if record.source_digest is not None:
+            found.add(record.source_digest)
+        return frozenset(found)
 
     async def expire(self) -> int:
         """Expire rows of tasks past their deadline (background job); returns how many."""
