@@ -309,7 +309,8 @@ def import_ca(
 
     Importing the CA that is there already only re-encrypts ``ca.key``. Another CA is
     replaced only with ``force``; its files are kept (hard links
-    ``ca.key.replaced-<time>-<random>``, ``ca.pem.replaced-…``). Raises :class:`KeystoreError` with the reason otherwise.
+    ``ca.key.replaced-<time>-<random>``, ``ca.pem.replaced-…``). Raises
+    :class:`KeystoreError` with the reason otherwise.
     """
     password = key_passphrase.encode("utf-8") if key_passphrase is not None else None
     try:
