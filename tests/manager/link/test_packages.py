@@ -9,6 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from swarmdeploy.manager.link.packages import SIGNING_GRACE_MS
 from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
@@ -148,3 +149,20 @@ async def test_chunks_served_in_the_signed_chunk_size(rig: Rig) -> None:
         await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=index))
         parts.append((await agent.take(m.Chunk, chunk_index(index))).data)
     assert hashlib.sha256(b"".join(parts)).hexdigest() == art.sha256
+
+
+async def test_missing_signature_waits_while_fresh_then_is_refused(
+    rig: Rig, tmp_path: Path
+) -> None:
+    agent = await rig.agent("t1", start=False)
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    tamper_db(tmp_path, "DELETE FROM task_signatures WHERE task_id = ?", task_id)
+    await agent.start()
+    await agent.take(m.Welcome)
+    await agent.sync()  # as if it were still being signed: neither announced nor refused
+    assert agent.count(m.Announce) == 0
+    assert await rig.row_state(task_id, "t1") == "pending"
+    rig.clock.advance(SIGNING_GRACE_MS / 1000 + 1)
+    await agent.hello()
+    await rig.wait_row(task_id, "t1", "declined")
+    assert "unsigned" in await reason(rig, task_id, "t1")

@@ -47,6 +47,9 @@ Role = Literal["deploy", "build"]
 _HASH_PIECE = 1024 * 1024
 _CACHE_MAX = 1024
 _VERIFIED_MAX = 4096
+#: A task's rows are stored before its signature; until this old, a missing signature
+#: means "being signed", not "unsigned".
+SIGNING_GRACE_MS = 60_000
 
 
 class DeliveryRefused(ManagerError):
@@ -150,20 +153,25 @@ class Packages:
             self._cache.pop((task_id, role), None)
 
     async def _unsigned(self, task: TaskRecord, role: Role) -> None:
-        """No signed manifest for ``role``: wait for a build still to deliver, refuse else."""
+        """No signed manifest for ``role``: wait for a task being signed right now (its
+        row is stored first) or a build still to deliver; refuse else."""
+        build = None
         if role == "deploy" and task.build_host is not None:
             build = await self._storage.get_task_signature(task.id, "build")
+        if build is not None:
+            assert task.build_host is not None
             row = await self._storage.get_task_target(task.id, task.build_host)
-            if build is not None and (row is None or row.state != TargetState.BUILT.value):
+            if row is None or row.state != TargetState.BUILT.value:
                 return  # the build has not delivered (yet): signed when it does
-            if build is not None:
-                key = await self._storage.get_operator_key(build.key_id)
-                if key is None or key.revoked_at is not None:
-                    raise DeliveryRefused(
-                        "revoked_signer",
-                        f"the deploy manifest of task {task.id} was not signed: the "
-                        f"submitter's key {build.key_id} is revoked",
-                    )
+            key = await self._storage.get_operator_key(build.key_id)
+            if key is None or key.revoked_at is not None:
+                raise DeliveryRefused(
+                    "revoked_signer",
+                    f"the deploy manifest of task {task.id} was not signed: the "
+                    f"submitter's key {build.key_id} is revoked",
+                )
+        elif self._clock() - task.created_at < SIGNING_GRACE_MS:
+            return  # being created: announced by the creation once it is signed
         raise DeliveryRefused("unsigned", f"task {task.id} has no signed {role} manifest")
 
     async def _check(self, task: TaskRecord, signed: TaskSignatureRecord) -> Package:
