@@ -161,16 +161,22 @@ class LocalFleet:
         token: str | None = None,
         tags: Sequence[str] = (),
         extra_args: Sequence[str] = (),
+        insecure_lab: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """Start (or restart) an agent process; ``token`` is needed on its first start."""
+        """Start (or restart) an agent process; ``token`` is needed on its first start.
+
+        The agent trusts the manager's deployment CA (``--trust-anchor`` with the manager's
+        ``ca.pem``), so it verifies every task as a provisioned device does; ``insecure_lab``
+        starts it in insecure lab mode instead."""
         data_dir = self.agent_dir(agent_id)
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
         cmd = [sys.executable, "-m", "swarmdeploy", "agent", "--data-dir", str(data_dir)]
         cmd += ["--manager", self.url, "--id", agent_id, *self.agent_args, *extra_args]
-        # Tasks are not signed yet by the manager: lab mode until it signs (then pass
-        # --trust-anchor <manager data dir>/ca.pem instead).
-        cmd += ["--insecure-lab"]
+        if insecure_lab:
+            cmd += ["--insecure-lab"]
+        else:
+            cmd += ["--trust-anchor", str(self.manager_dir / "ca.pem")]
         if token:
             cmd += ["--token", token]
         if tags:
@@ -241,7 +247,11 @@ class LocalFleet:
         try:
             return wait_for(reached, timeout_s=timeout_s, what=f"task {task_id} states {expected}")
         except FleetError as exc:
-            raise FleetError(f"{exc}; last states {self.states(task_id)}") from None
+            last = {
+                t["id"]: f"{t['state']} ({t.get('reason') or 'no reason'})"
+                for t in self.task(task_id)["targets"]
+            }
+            raise FleetError(f"{exc}; last states {last}") from None
 
     def logs(self, **params: Any) -> list[dict[str, Any]]:
         """Every stored log line matching the filters (all pages)."""
