@@ -114,3 +114,10 @@ async def test_many_digests_are_answered_together(storage: Storage) -> None:
     await storage.add_task_signature(signature("t3", [names[201], names[399]]))
     found = await storage.referenced_digests(names)
     assert found == {names[0], names[230], names[449], names[201], names[399]}
+
+
+async def test_digest_inside_a_longer_hex_string_of_a_manifest_counts(storage: Storage) -> None:
+    inner = digest("inner")
+    await storage.add_task(task("t1"), [])
+    await storage.add_task_signature(signature("t1", ["0a1b" + inner + "c2d3"]))
+    assert await storage.referenced_digests([inner, digest("outer")]) == {inner}

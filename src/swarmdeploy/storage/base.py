@@ -403,8 +403,9 @@ class Storage(abc.ABC):
           manifest bytes; signatures of deleted tasks do not count. (Manifests of the other
           tasks name only their own archive and uploads, found above.)
 
-        Read in one transaction with one statement per 200 digests, whatever the number of
-        tables; an empty ``digests`` reads nothing."""
+        Read in one transaction: one statement per 300 digests over the digest columns and,
+        only while some digests are still unreferenced, one over the manifests of reusing
+        tasks. An empty ``digests`` reads nothing."""
 
     # -- API keys ------------------------------------------------------------------------------
     @abc.abstractmethod

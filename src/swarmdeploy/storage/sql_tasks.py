@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from swarmdeploy.storage.common import fts_words
 from swarmdeploy.storage.errors import NotFound, StorageError
@@ -28,50 +25,40 @@ from swarmdeploy.storage.tables import (
 
 #: Distinct state names ``count_tasks_by_states`` can map to bits of a 64-bit sum.
 _MAX_STATE_BITS = 62
-#: Digests per ``referenced_digests`` statement: 4 bound parameters each stay below
+#: Digests per ``referenced_digests`` statement: 3 bound parameters each stay below
 #: SQLite's historical limit of 999.
-_DIGESTS_PER_STATEMENT = 200
+_DIGESTS_PER_STATEMENT = 300
+_HEX_RUN = re.compile(rb"[0-9a-f]{64,}")
 
 
-class _BytesContain(FunctionElement[bool]):
-    """``needle`` occurs in ``haystack`` (both bytes): ``instr`` on SQLite, ``position`` on
-    PostgreSQL. (SQLite's LIKE never matches a BLOB: SQLITE_LIKE_DOESNT_MATCH_BLOBS.)"""
-
-    type = sa.Boolean()
-    name = "bytes_contain"
-    inherit_cache = True
-
-
-@compiles(_BytesContain, "sqlite")
-def _bytes_contain_sqlite(element: _BytesContain, compiler: SQLCompiler, **kw: Any) -> str:
-    haystack, needle = element.clauses.clauses
-    return f"(instr({compiler.process(haystack, **kw)}, {compiler.process(needle, **kw)}) > 0)"
-
-
-@compiles(_BytesContain, "postgresql")
-def _bytes_contain_pg(element: _BytesContain, compiler: SQLCompiler, **kw: Any) -> str:
-    haystack, needle = element.clauses.clauses
-    return f"(position({compiler.process(needle, **kw)} in {compiler.process(haystack, **kw)}) > 0)"
-
-
-def _references(chunk: Sequence[str]) -> sa.CompoundSelect[tuple[str]]:
-    """One statement: which of ``chunk`` a task, upload, artifact or live reuse-task
-    manifest names (see ``Storage.referenced_digests``)."""
-    wanted = sa.union_all(
-        *(sa.select(sa.literal(d, sa.String(64)).label("digest")) for d in chunk)
-    ).subquery("wanted")
-    named = _BytesContain(task_signatures.c.manifest, sa.cast(wanted.c.digest, sa.LargeBinary))
-    reusing = sa.and_(
-        tasks.c.id == task_signatures.c.task_id,
-        tasks.c.source_digest.is_(None),
-        tasks.c.build_host.is_(None),
-    )
+def _direct_references(chunk: Sequence[str]) -> sa.CompoundSelect[tuple[str]]:
+    """Which of ``chunk`` a task archive, an upload or an artifact record names (IN lists:
+    ``artifacts.sha256`` is indexed, the others are read once per statement)."""
     return sa.union(
         sa.select(tasks.c.source_digest).where(tasks.c.source_digest.in_(chunk)),
         sa.select(uploads.c.sha256).where(uploads.c.sha256.in_(chunk)),
         sa.select(artifacts.c.sha256).where(artifacts.c.sha256.in_(chunk)),
-        sa.select(wanted.c.digest).join(task_signatures, named).join(tasks, reusing),
     )
+
+
+#: Signed manifests of live tasks without an archive or build of their own (``source.task``).
+_REUSING_MANIFESTS = sa.select(task_signatures.c.manifest).join(
+    tasks,
+    sa.and_(
+        tasks.c.id == task_signatures.c.task_id,
+        tasks.c.source_digest.is_(None),
+        tasks.c.build_host.is_(None),
+    ),
+)
+
+
+def named_digests(data: bytes) -> set[str]:
+    """Every 64-hex-digit string in ``data`` (each window of a longer run too): the digests
+    a manifest may name, found in one pass whatever the number of digests asked about."""
+    found: set[str] = set()
+    for run in _HEX_RUN.findall(data):
+        found.update(run[i : i + 64].decode() for i in range(len(run) - 63))
+    return found
 
 
 class SqlTasks(SqlCore):
@@ -244,7 +231,8 @@ class SqlTasks(SqlCore):
         return sorted(rows, key=lambda r: (r.task_id, r.target_id))
 
     async def referenced_digests(self, digests: Sequence[str]) -> set[str]:
-        """Which of ``digests`` stored records need (one read transaction; see ``Storage``)."""
+        """Which of ``digests`` stored records need (one read transaction; see ``Storage``).
+        The manifests of reusing tasks are read only while some digests are unreferenced."""
         wanted = sorted(set(digests))
         found: set[str] = set()
         if not wanted:
@@ -252,5 +240,9 @@ class SqlTasks(SqlCore):
         async with self._tx() as conn:
             for start in range(0, len(wanted), _DIGESTS_PER_STATEMENT):
                 chunk = wanted[start : start + _DIGESTS_PER_STATEMENT]
-                found.update((await conn.execute(_references(chunk))).scalars())
+                found.update((await conn.execute(_direct_references(chunk))).scalars())
+            remaining = set(wanted) - found
+            if remaining:
+                for manifest in (await conn.execute(_REUSING_MANIFESTS)).scalars():
+                    found.update(remaining & named_digests(bytes(manifest)))
         return found
