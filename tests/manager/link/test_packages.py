@@ -166,3 +166,24 @@ async def test_missing_signature_waits_while_fresh_then_is_refused(
     await agent.hello()
     await rig.wait_row(task_id, "t1", "declined")
     assert "unsigned" in await reason(rig, task_id, "t1")
+
+
+async def test_pending_tasks_announced_in_signed_sequence_order_not_creation_order(
+    rig: Rig,
+) -> None:
+    builder = await rig.agent("b1")
+    target = await rig.agent("t1", start=False)
+    built = await rig.create_task(build_doc("b1", "t1"))  # created first ...
+    plain = await rig.create_task(deploy_doc(ids=["t1"]))
+    await builder.take(m.Announce)
+    await builder.report(built, S.ACCEPTED)
+    await builder.report(built, S.BUILDING)
+    assert (await push(builder, built, os.urandom(1000))).complete
+    await builder.report(built, S.BUILT)  # ... but its deploy manifest is signed last
+    signed = [await rig.api.storage.get_task_signature(t, "deploy") for t in (plain, built)]
+    assert signed[0] is not None and signed[1] is not None
+    assert signed[0].sequence < signed[1].sequence
+    await target.start()
+    first = await target.take(m.Announce)
+    second = await target.take(m.Announce, lambda a: a.task_id != first.task_id)
+    assert (first.task_id, second.task_id) == (plain, built)

@@ -94,11 +94,20 @@ class Delivery:
 
     # -- first stage ---------------------------------------------------------------------------
     async def announce_pending(self, target_id: str) -> int:
-        """Announce every undelivered task of ``target_id``; returns how many were sent."""
+        """Announce every undelivered task of ``target_id`` in the order of their signed
+        sequence numbers (agents refuse a task older than one they accepted, so the order
+        of creation is not enough: a build's deploy manifest is signed when the build
+        delivers); returns how many were sent."""
         rows = await self._storage.target_tasks(target_id, states=_UNDELIVERED)
+        ready = []
+        for row in rows:
+            prepared = await self._prepare(row)
+            if prepared is not None:
+                ready.append((row, *prepared))
+        ready.sort(key=lambda item: item[2].manifest.sequence)
         sent = 0
-        for row in reversed(rows):  # oldest task first
-            sent += await self._announce_row(row)
+        for row, task, package in ready:
+            sent += await self._send(row, task, package)
         return sent
 
     async def announce(self, task_id: str, target_id: str) -> bool:
@@ -109,22 +118,28 @@ class Delivery:
             return False
         if row.state not in _UNDELIVERED:
             return False
-        return bool(await self._announce_row(row))
+        prepared = await self._prepare(row)
+        return prepared is not None and bool(await self._send(row, *prepared))
 
-    async def _announce_row(self, row: TaskTargetRecord) -> int:
+    async def _prepare(self, row: TaskTargetRecord) -> tuple[TaskRecord, Package] | None:
+        """The task and its checked package, or ``None`` if there is nothing to announce
+        (deleted, expired, stopped, refused or not signed yet)."""
         task = await self._storage.get_task(row.task_id)
         if task is None or task.expires_at <= self._clock():
-            return 0  # deleted, or expired: the expiry job marks the row
+            return None  # deleted, or expired: the expiry job marks the row
         if task.stopped_at is not None:
             await self._apply(row, TargetEvent.STOP, "stopped before delivery")
-            return 0
+            return None
         try:
             package = await self._packages.package(task, row.role)
         except DeliveryRefused as exc:
             await self._refuse(row, exc)
-            return 0
+            return None
         if package is None:
-            return 0  # a build has not delivered its artifacts yet
+            return None  # a build has not delivered its artifacts yet
+        return task, package
+
+    async def _send(self, row: TaskTargetRecord, task: TaskRecord, package: Package) -> int:
         if not await self._transport.send(row.target_id, announcement(task, package)):
             return 0
         if row.state == TargetState.PENDING.value:

@@ -160,6 +160,7 @@ class LinkServer:
         s.registry.add_update_listener(self)
         s.registry.set_presence(self.sessions)
         s.tasks.add_listener(self)
+        s.operator_keys.add_revocation_listener(self.keys_revoked)
         await s.dispatcher.attach(self.requests)
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
@@ -257,6 +258,15 @@ class LinkServer:
         hint = Hint(reason="task", task_id=task_id)
         for topic in topics:
             await self.transport.publish(topic, hint)
+
+    async def keys_revoked(self) -> None:
+        """An operator key was revoked: hint every connected agent, whose answering
+        ``hello`` gets the new revocation list in ``welcome`` (the others at their next)."""
+        if self.state is not LinkState.RUNNING:
+            return
+        hint = Hint(reason="revocation")
+        for target_id in self.sessions.online_ids():
+            await self.transport.publish(id_topic(target_id), hint)
 
     def _announce_later(self, task_id: str, target_id: str) -> None:
         if self.sessions.is_online(target_id):

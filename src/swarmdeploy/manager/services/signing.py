@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from swarmdeploy.crypto import keyenc
 from swarmdeploy.crypto.ca import CertificateAuthority
@@ -72,6 +72,11 @@ class OperatorKeys:
         self._clock = clock
         self._validity_ms = validity_ms
         self._export_kdf = export_kdf
+        self._on_revoked: list[Callable[[], Awaitable[None]]] = []
+
+    def add_revocation_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call ``listener`` after every revocation (the agent link pushes the new list)."""
+        self._on_revoked.append(listener)
 
     async def generate(self, *, owner: str, name: str, role: Role) -> OperatorKeyRecord:
         """A new certified key for ``owner``, named ``name``, with ``role``."""
@@ -155,6 +160,11 @@ class OperatorKeys:
         await self.get(key_id_)
         record = await self._storage.revoke_operator_key(key_id_, self._clock())
         log.warning("operator key %s (%s) revoked", record.id, record.name)
+        for listener in self._on_revoked:
+            try:
+                await listener()
+            except Exception:  # top of the listener loop: the revocation is stored
+                log.exception("a revocation listener failed")
         return record
 
     async def revocation_list(self) -> bytes:
