@@ -33,4 +33,7 @@ def test_only_the_agent_in_insecure_lab_mode_is_shown_so(fleet: LocalFleet) -> N
         what="field-1 reported its security mode",
     )
     assert field_mode(fleet) == "verified"
-    assert fleet.target("field-1")["insecureLab"] is False
+    field = fleet.target("field-1")
+    assert field["insecureLab"] is False
+    assert field["security"]["mode"] == "verified" and field["security"]["trustsThisManager"]
+    assert fleet.target("lab-1")["security"]["mode"] == "insecure_lab"

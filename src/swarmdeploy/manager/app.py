@@ -109,6 +109,7 @@ def build_services(
         dispatcher=dispatcher,
         clock=clock,
         online_timeout_ms=settings.online_timeout_ms,
+        ca_fingerprint=keys.ca.key_fingerprint,
     )
     logs = LogService(storage, events=events, metrics=metrics, clock=clock)
     states = TaskStates(storage, events=events, clock=clock)

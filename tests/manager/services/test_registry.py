@@ -8,6 +8,7 @@ import pytest
 
 from swarmdeploy.manager.dispatch import LogRequest
 from swarmdeploy.manager.errors import NotFoundError
+from swarmdeploy.manager.services.registry import security_summary
 from swarmdeploy.storage.records import TargetRecord
 from tests.manager.services.conftest import World
 
@@ -68,3 +69,40 @@ async def test_update_publishes_target_updated(world: World) -> None:
     await world.registry.update("a", {"tags": ["new"]})
     event = await sub.get()
     assert event.message()["payload"]["tags"] == ["new"]
+
+
+CA_FP = "sha256:" + "ab" * 32
+
+
+def _health(**security: object) -> dict[str, object]:
+    return {"uptime_s": 1, "__extra__": {"security": security}}
+
+
+def test_security_summary_without_report_is_unknown() -> None:
+    assert security_summary(None, CA_FP) == {
+        "mode": "unknown",
+        "trustsThisManager": None,
+        "revocationList": 0,
+    }
+    assert security_summary({"uptime_s": 1}, CA_FP)["mode"] == "unknown"
+
+
+def test_security_summary_tells_whether_the_agent_trusts_this_manager() -> None:
+    trusting = _health(mode="verified", anchors=[CA_FP], revocation_list=3)
+    assert security_summary(trusting, CA_FP) == {
+        "mode": "verified",
+        "trustsThisManager": True,
+        "revocationList": 3,
+    }
+    other = _health(mode="verified", anchors=["sha256:" + "cd" * 32])
+    assert security_summary(other, CA_FP)["trustsThisManager"] is False
+    assert security_summary(other, "")["trustsThisManager"] is None  # CA unknown here
+
+
+def test_security_summary_ignores_malformed_fields() -> None:
+    odd = _health(mode=7, anchors="not a list", revocation_list="x")
+    assert security_summary(odd, CA_FP) == {
+        "mode": "unknown",
+        "trustsThisManager": None,
+        "revocationList": 0,
+    }

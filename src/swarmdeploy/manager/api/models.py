@@ -59,10 +59,23 @@ class LocationModel(ApiModel):
 
 
 # -- targets -----------------------------------------------------------------------------------
+class TargetSecurity(ApiModel):
+    """What the target's agent trusts, from its latest health report: ``mode`` is
+    ``verified`` (trust anchors), ``insecure_lab``, ``no_anchor`` (refuses every task) or
+    ``unknown`` (no report yet); ``trustsThisManager`` whether its anchors include this
+    manager's deployment CA (``null`` when unknown); ``revocationList`` the number of the
+    operator-key revocation list it holds (0: none)."""
+
+    mode: str
+    trusts_this_manager: bool | None
+    revocation_list: int
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
-    ``insecureLab`` that its agent runs in insecure lab mode (accepts unsigned tasks)."""
+    ``insecureLab`` that its agent runs in insecure lab mode (accepts unsigned tasks);
+    ``security`` what it trusts (:class:`TargetSecurity`)."""
 
     id: str
     name: str
@@ -78,6 +91,7 @@ class TargetPublic(ApiModel):
     online: bool
     health: dict[str, Any] | None
     insecure_lab: bool = False
+    security: TargetSecurity | None = None
 
 
 class TargetUpdate(ApiModel):

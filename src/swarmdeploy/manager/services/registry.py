@@ -62,6 +62,9 @@ class TargetView:
 
     record: TargetRecord
     online: bool
+    #: ``sha256:<hex>`` of the deployment CA's key this manager certifies operators with
+    #: (empty: unknown); compared with the anchors the agent reports.
+    ca_fingerprint: str = ""
 
 
 class TargetRegistry:
@@ -75,8 +78,10 @@ class TargetRegistry:
         dispatcher: Dispatcher,
         clock: Clock,
         online_timeout_ms: int,
+        ca_fingerprint: str = "",
     ) -> None:
         self._storage = storage
+        self._ca_fingerprint = ca_fingerprint
         self._events = events
         self._dispatcher = dispatcher
         self._clock = clock
@@ -122,7 +127,7 @@ class TargetRegistry:
         last = self.last_seen(record)
         if last != record.last_seen_at:
             record = dataclasses.replace(record, last_seen_at=last)
-        return TargetView(record, online)
+        return TargetView(record, online, self._ca_fingerprint)
 
     async def list(
         self, *, tags: Sequence[str], search: str | None, page: int, per_page: int
@@ -208,9 +213,32 @@ def insecure_lab(health: dict[str, Any] | None) -> bool:
     return isinstance(extra, dict) and extra.get("insecure_lab") is True
 
 
+def security_summary(health: dict[str, Any] | None, ca_fingerprint: str) -> dict[str, Any]:
+    """What the latest health report says about the agent's trust (docs/security.md):
+    ``mode`` (``verified``, ``insecure_lab``, ``no_anchor``; ``unknown`` before a report),
+    ``trustsThisManager`` (whether its anchors include this manager's CA; ``None`` when
+    unknown) and the number of the revocation list it holds."""
+    extra = (health or {}).get("__extra__")
+    security = extra.get("security") if isinstance(extra, dict) else None
+    if not isinstance(security, dict):
+        return {"mode": "unknown", "trustsThisManager": None, "revocationList": 0}
+    anchors = security.get("anchors")
+    trusts = None
+    if ca_fingerprint and isinstance(anchors, list):
+        trusts = ca_fingerprint in anchors
+    number = security.get("revocation_list")
+    mode = security.get("mode")
+    return {
+        "mode": mode if isinstance(mode, str) else "unknown",
+        "trustsThisManager": trusts,
+        "revocationList": number if isinstance(number, int) else 0,
+    }
+
+
 def target_json(view: TargetView) -> dict[str, Any]:
     """The API document of a target (also the payload of target events); ``insecureLab``
-    shows an agent that accepts unsigned tasks (:func:`insecure_lab`)."""
+    shows an agent that accepts unsigned tasks (:func:`insecure_lab`), ``security`` what it
+    trusts (:func:`security_summary`)."""
     r = view.record
     return {
         "id": r.id,
@@ -227,4 +255,5 @@ def target_json(view: TargetView) -> dict[str, Any]:
         "online": view.online,
         "health": r.health,
         "insecureLab": insecure_lab(r.health),
+        "security": security_summary(r.health, view.ca_fingerprint),
     }
