@@ -27,7 +27,9 @@ app = typer.Typer(
 targets_app = typer.Typer(help="Registered devices.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Deployment (and build) tasks.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Registration token sets.", no_args_is_help=True)
-keys_app = typer.Typer(help="Operator API keys (admin).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys, operator signing keys and the deployment CA.", no_args_is_help=True
+)
 artifacts_app = typer.Typer(help="Build artifacts (what build hosts delivered).",
                             no_args_is_help=True)  # fmt: skip
 app.add_typer(targets_app, name="targets")
