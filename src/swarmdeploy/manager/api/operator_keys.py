@@ -22,16 +22,11 @@ from swarmdeploy.manager.api.models import (
     OperatorKeyPublic,
 )
 from swarmdeploy.manager.errors import Forbidden
-from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.task_signing import key_owner
 from swarmdeploy.storage.records import OperatorKeyRecord
 
 router = APIRouter(prefix="/operator_keys", tags=["operator keys"])
 KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
-
-
-def owner_of(principal: Principal) -> str:
-    """Who a principal's keys belong to: its API key id, else ``via:name``."""
-    return principal.key_id or f"{principal.via}:{principal.name}"
 
 
 def operator_key_json(record: OperatorKeyRecord) -> dict[str, Any]:
@@ -61,7 +56,7 @@ async def create_operator_key(
     """Generate a key for the caller, or import ``privateKey`` (armored, encrypted with
     ``passphrase``); the CA certifies it with the caller's role."""
     keys = services.operator_keys
-    owner, name = owner_of(principal), body.name or principal.name
+    owner, name = key_owner(principal), body.name or principal.name
     if body.private_key is None:
         record = await keys.generate(owner=owner, name=name, role=principal.role)
     else:
