@@ -14,7 +14,7 @@ from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
 from swarmdeploy.protocol.states import TargetState
-from tests.manager.link.conftest import Rig, deploy_doc, zip_b64
+from tests.manager.link.conftest import FakeAgent, Rig, deploy_doc, zip_b64
 from tests.manager.link.test_delivery import chunk_index
 from tests.manager.link.test_uploads import build_doc, push
 
@@ -25,6 +25,14 @@ def tamper_db(tmp_path: Path, sql: str, *params: object) -> None:
     """Change the manager's SQLite database behind its back, as an intruder would."""
     with sqlite3.connect(tmp_path / "manager.db") as db:
         assert db.execute(sql, params).rowcount == 1
+
+
+async def uploaded(builder: FakeAgent, task_id: str) -> None:
+    """The build host takes the build, builds and uploads its artifact (not yet ``built``)."""
+    await builder.take(m.Announce)
+    await builder.report(task_id, S.ACCEPTED)
+    await builder.report(task_id, S.BUILDING)
+    assert (await push(builder, task_id, os.urandom(1000))).complete
 
 
 async def signed_by(rig: Rig, task_id: str) -> str:
@@ -117,10 +125,7 @@ async def test_deploy_part_of_build_refused_when_the_key_was_revoked_before_it_d
     builder = await rig.agent("b1")
     target = await rig.agent("t1")
     task_id = await rig.create_task(build_doc("b1", "t1"))
-    await builder.take(m.Announce)
-    await builder.report(task_id, S.ACCEPTED)
-    await builder.report(task_id, S.BUILDING)
-    assert (await push(builder, task_id, os.urandom(1000))).complete
+    await uploaded(builder, task_id)
     key_id = await signed_by(rig, task_id)
     assert (await rig.api.client.delete(f"/operator_keys/{key_id}")).status_code == 200
     await builder.report(task_id, S.BUILT)
@@ -175,10 +180,7 @@ async def test_pending_tasks_announced_in_signed_sequence_order_not_creation_ord
     target = await rig.agent("t1", start=False)
     built = await rig.create_task(build_doc("b1", "t1"))  # created first ...
     plain = await rig.create_task(deploy_doc(ids=["t1"]))
-    await builder.take(m.Announce)
-    await builder.report(built, S.ACCEPTED)
-    await builder.report(built, S.BUILDING)
-    assert (await push(builder, built, os.urandom(1000))).complete
+    await uploaded(builder, built)
     await builder.report(built, S.BUILT)  # ... but its deploy manifest is signed last
     signed = [await rig.api.storage.get_task_signature(t, "deploy") for t in (plain, built)]
     assert signed[0] is not None and signed[1] is not None
