@@ -118,9 +118,25 @@ async def test_terminate_group_kills_double_forked_grandchild(tmp_path: Path, ma
     assert live_with_marker(marker) == []
 
 
+async def test_terminate_group_terms_descendant_that_left_the_group(
+    tmp_path: Path, marker: str
+) -> None:
+    rec = Recorder()
+    inner = "trap 'echo left got TERM; exit 0' TERM; echo ready; sleep 300 & wait"
+    child = _spawn(f'setsid sh -c "{inner}" & sleep 300', tmp_path, marker, rec)
+    await eventually(lambda: rec.texts() == ["ready"] and len(live_with_marker(marker)) == 4)
+    assert len(live_in_group(child.pgid)) == 2  # the setsid shell and its sleep left it
+    assert await terminate_group(child.pgid, GRACE_S)
+    await child.wait()
+    assert rec.texts() == ["ready", "left got TERM"]  # SIGTERM reached it, not just SIGKILL
+    assert live_with_marker(marker) == []
+    await child.drain(2.0)
+
+
 async def test_terminate_marked_finds_setsid_escapee(tmp_path: Path, marker: str) -> None:
     rec = Recorder()
-    child = _spawn("setsid sleep 300 & echo go; sleep 300", tmp_path, marker, rec)
+    # Double fork: the escapee is neither in the group nor a descendant of the leader.
+    child = _spawn("(setsid sleep 300 &); echo go; sleep 300", tmp_path, marker, rec)
     await eventually(lambda: len(live_with_marker(marker)) == 3)
     assert await terminate_group(child.pgid, GRACE_S)
     await child.wait()

@@ -11,15 +11,17 @@ the pipes are drained by event-loop readers, independently.
 
 Stopping is by group: SIGTERM (and SIGCONT, to wake stopped members) to the whole group, wait
 up to a grace period until no live member remains, then SIGKILL to the group (docs/adr/0003).
-Processes that left the group (``setsid`` daemons) are found by an environment marker
-(:data:`RUN_ID_VAR`) that every child inherits, see :func:`terminate_marked`.
+The leader's descendants count as members even if they left the group. A sandbox keeper
+(bubblewrap's outer process, see :func:`namespace_keepers`) is spared the SIGTERM so that the
+commands inside get it and can end gracefully. Processes that left the group (``setsid``
+daemons) are found by an environment marker (:data:`RUN_ID_VAR`) that every child inherits,
+see :func:`terminate_marked`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -212,19 +214,19 @@ class Child:
         return code
 
 
-def group_members(pgid: int) -> list[int]:
-    """Pids of live (non-zombie) processes in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)  # cheap test first: no such group at all
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass  # members exist but belong to someone else; list them anyway
-    return [pid for pid, state, group in _proc_table() if group == pgid and state not in "ZX"]
+@dataclass(frozen=True, slots=True)
+class _Proc:
+    """One row of the process table (``/proc/<pid>/stat``)."""
+
+    pid: int
+    ppid: int
+    pgrp: int
+    live: bool  # neither a zombie nor dead
 
 
-def _proc_table() -> Iterable[tuple[int, str, int]]:
-    """(pid, state letter, pgrp) of every process, read from ``/proc/<pid>/stat``."""
+def _proc_table() -> list[_Proc]:
+    """Every process visible in ``/proc``."""
+    table = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -234,84 +236,209 @@ def _proc_table() -> Iterable[tuple[int, str, int]]:
         except OSError:
             continue
         fields = raw[raw.rindex(b")") + 2 :].split()
-        yield int(name), fields[0].decode(), int(fields[2])
+        live = fields[0].decode() not in "ZX"
+        table.append(_Proc(int(name), int(fields[1]), int(fields[2]), live))
+    return table
 
 
-def marked_processes(run_id: str) -> list[int]:
-    """Pids of live processes whose environment carries ``RUN_ID_VAR=run_id``."""
+def group_members(pgid: int) -> list[int]:
+    """Pids of live (non-zombie) processes in process group ``pgid``."""
+    return [p.pid for p in _group_procs(pgid) if p.pgrp == pgid]
+
+
+def _group_procs(pgid: int) -> list[_Proc]:
+    """Live processes of group ``pgid`` plus the live descendants of its leader (the process
+    ``pgid`` while it exists in that group) that left the group, e.g. a sandboxed command
+    started with ``setsid``: everything of one run."""
+    try:
+        os.killpg(pgid, 0)  # cheap test first: no such group at all
+    except ProcessLookupError:
+        return []
+    except PermissionError:
+        pass  # members exist but belong to someone else; list them anyway
+    table = _proc_table()
+    found = {p.pid: p for p in table if p.pgrp == pgid and p.live}
+    if any(p.pid == pgid and p.pgrp == pgid for p in table):
+        found.update((p.pid, p) for p in _descendants(table, pgid) if p.live)
+    return list(found.values())
+
+
+def _descendants(table: list[_Proc], pid: int) -> list[_Proc]:
+    children: dict[int, list[_Proc]] = {}
+    for proc in table:
+        children.setdefault(proc.ppid, []).append(proc)
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child.pid)
+    return found
+
+
+def _marked_procs(run_id: str) -> list[_Proc]:
     needle = f"{RUN_ID_VAR}={run_id}".encode()
     found = []
-    for pid, state, _ in _proc_table():
-        if state in "ZX" or pid == os.getpid():
+    for proc in _proc_table():
+        if not proc.live or proc.pid == os.getpid():
             continue
         try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
+            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
                 env = fh.read().split(b"\0")
         except OSError:
             continue
         if needle in env:
-            found.append(pid)
+            found.append(proc)
     return found
 
 
-async def terminate_group(pgid: int, grace_s: float, *, kill_wait_s: float = 5.0) -> bool:
-    """Stop every process of group ``pgid``: SIGTERM, then SIGKILL after ``grace_s``.
+def marked_processes(run_id: str) -> list[int]:
+    """Pids of live processes whose environment carries ``RUN_ID_VAR=run_id``."""
+    return [p.pid for p in _marked_procs(run_id)]
 
-    Returns True once no live member remains; False if members survived SIGKILL for
-    ``kill_wait_s`` (e.g. stuck in uninterruptible sleep), which is logged.
+
+def _ns_pids(pid: int) -> list[str]:
+    """The pid of ``pid`` in each PID namespace it belongs to, outermost first (the
+    ``NSpid`` line of ``/proc/<pid>/status``; empty if unreadable or kernel < 4.1)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"NSpid:"):
+                    return line.decode().split()[1:]
+    except OSError:
+        pass
+    return []
+
+
+def namespace_keepers(procs: Iterable[tuple[int, int]]) -> set[int]:
+    """Of ``procs`` given as (pid, parent pid), the pids whose child is the init (pid 1) of
+    a deeper PID namespace -- bubblewrap's outer process (``--unshare-pid``).
+
+    Such a keeper must not get SIGTERM: it does not handle it and dies, and
+    ``--die-with-parent`` then SIGKILLs its namespace before the commands inside could
+    finish their TERM handlers. It exits by itself once everything inside has exited. (The
+    init inside needs no care: from an ancestor namespace it only receives signals it has a
+    handler for, and SIGKILL.)
     """
-    members = functools.partial(group_members, pgid)
-    return await _terminate(members, _group_signaller(pgid), grace_s, kill_wait_s)
+    pairs = list(procs)
+    pids = {pid for pid, _ in pairs}
+    keepers = set()
+    for pid, ppid in pairs:
+        if ppid in pids and ppid not in keepers:
+            inner, outer = _ns_pids(pid), _ns_pids(ppid)
+            if outer and len(inner) > len(outer) and inner[-1] == "1":
+                keepers.add(ppid)
+    return keepers
+
+
+def _send(procs: Iterable[_Proc], sig: int) -> None:
+    """Signal each process; one that is gone or not ours is skipped (the wait reports what
+    survives)."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(proc.pid, sig)
+
+
+class _Target(Protocol):
+    """The processes one termination is about."""
+
+    def procs(self) -> list[_Proc]:
+        """The live processes now."""
+        ...
+
+    def term(self) -> None:
+        """Send SIGTERM (and SIGCONT) once."""
+        ...
+
+    def kill(self) -> None:
+        """Send SIGKILL."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """A process group plus its leader's descendants (see :func:`_group_procs`)."""
+
+    pgid: int
+
+    def procs(self) -> list[_Proc]:
+        return _group_procs(self.pgid)
+
+    def term(self) -> None:
+        procs = self.procs()
+        keepers = namespace_keepers((p.pid, p.ppid) for p in procs)
+        if keepers:  # by pid: the group holds a sandbox keeper (see namespace_keepers)
+            _send([p for p in procs if p.pid not in keepers], signal.SIGTERM)
+        else:  # one atomic group signal, by pid only for those that left the group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, signal.SIGTERM)
+            _send([p for p in procs if p.pgrp != self.pgid], signal.SIGTERM)
+        _send(procs, signal.SIGCONT)
+
+    def kill(self) -> None:
+        procs = self.procs()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        _send(procs, signal.SIGKILL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Marked:
+    """Every live process carrying one run marker."""
+
+    run_id: str
+
+    def procs(self) -> list[_Proc]:
+        return _marked_procs(self.run_id)
+
+    def term(self) -> None:
+        procs = self.procs()
+        keepers = namespace_keepers((p.pid, p.ppid) for p in procs)
+        _send([p for p in procs if p.pid not in keepers], signal.SIGTERM)
+        _send(procs, signal.SIGCONT)
+
+    def kill(self) -> None:
+        _send(self.procs(), signal.SIGKILL)
+
+
+async def terminate_group(pgid: int, grace_s: float, *, kill_wait_s: float = 5.0) -> bool:
+    """Stop every process of group ``pgid`` and every descendant of its leader: SIGTERM,
+    then SIGKILL after ``grace_s``.
+
+    SIGTERM goes to the group at once (``killpg``) -- unless a sandbox keeper is among them
+    (:func:`namespace_keepers`): then to every process but the keeper, one by one, so that
+    the commands inside bubblewrap run their TERM handlers; the keeper exits after them.
+    SIGKILL goes to all, keepers included. Returns True once none is alive; False if some
+    survived SIGKILL for ``kill_wait_s`` (e.g. stuck in uninterruptible sleep), logged.
+    """
+    return await _terminate(_Group(pgid), grace_s, kill_wait_s)
 
 
 async def terminate_marked(run_id: str, grace_s: float, *, kill_wait_s: float = 5.0) -> bool:
     """Stop every live process carrying the marker ``run_id``, wherever its group is.
 
     This catches processes that left their process group (``setsid``) but kept the
-    environment. Same TERM/KILL escalation and return value as :func:`terminate_group`.
+    environment. Same TERM/KILL escalation, keeper rule and return value as
+    :func:`terminate_group`.
     """
-
-    def signal_all(sig: int) -> None:
-        for pid in marked_processes(run_id):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    return await _terminate(lambda: marked_processes(run_id), signal_all, grace_s, kill_wait_s)
+    return await _terminate(_Marked(run_id), grace_s, kill_wait_s)
 
 
-def _group_signaller(pgid: int) -> _Signaller:
-    def send(sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-
-    return send
-
-
-class _Signaller(Protocol):
-    def __call__(self, sig: int, /) -> None: ...
-
-
-class _Lister(Protocol):
-    def __call__(self) -> list[int]: ...
-
-
-async def _terminate(alive: _Lister, send: _Signaller, grace_s: float, kill_wait_s: float) -> bool:
-    if not alive():
+async def _terminate(target: _Target, grace_s: float, kill_wait_s: float) -> bool:
+    if not target.procs():
         return True
-    send(signal.SIGTERM)
-    send(signal.SIGCONT)
-    if await _wait_gone(alive, grace_s):
+    target.term()
+    if await _wait_gone(target, grace_s):
         return True
-    send(signal.SIGKILL)
-    if await _wait_gone(alive, kill_wait_s):
+    target.kill()
+    if await _wait_gone(target, kill_wait_s):
         return True
-    logger.error("processes %s survived SIGKILL", alive())
+    logger.error("processes %s survived SIGKILL", [p.pid for p in target.procs()])
     return False
 
 
-async def _wait_gone(alive: _Lister, timeout_s: float) -> bool:
+async def _wait_gone(target: _Target, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while alive():
+    while target.procs():
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(_POLL_S)

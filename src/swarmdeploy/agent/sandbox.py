@@ -20,11 +20,15 @@ the real unprivileged uid/gid with no capabilities, an empty bounding set and
 ``no_new_privs``; ``prlimit`` sets resource limits before that. An agent that is not root
 uses ``--unshare-user --uid --cap-drop ALL`` (it has nothing to lose).
 
-**Stop**: the agent kills the launcher's process group (``docs/adr/0003``). Without
-``--new-session`` the sandboxed commands stay in that group and get SIGTERM first (graceful).
-With ``new_session`` (TIOCSTI defence; unneeded here because commands have no controlling
-terminal) they leave the group and die by SIGKILL when bwrap's PID namespace ends. Either way
-nothing survives (tests/agent/test_sandbox.py).
+**Stop** (:func:`~swarmdeploy.agent.process.terminate_group`, ``docs/adr/0003``): bwrap's
+outer process does not handle SIGTERM, and when it dies ``--die-with-parent`` SIGKILLs the
+whole sandbox at once, so it must not get the SIGTERM. The stop finds it as the parent of a
+PID namespace's init (``namespace_keepers``) and sends SIGTERM to every other process of the
+run by pid -- the commands inside, also with ``new_session`` (they left the group but are
+the leader's descendants); bwrap's init ignores it, as a namespace init does. The commands
+run their TERM handlers; when the last one has exited, the init and bwrap exit with its
+status. After the grace period SIGKILL goes to all, bwrap included, and the namespace dies
+with it. Nothing survives (tests/agent/test_sandbox_stop.py).
 
 The environment is the launch spec's explicit one (``child_env``), inherited through bwrap
 rather than re-set with ``--clearenv``/``--setenv``: values in argv would be readable by
