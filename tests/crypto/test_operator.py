@@ -211,3 +211,29 @@ def test_ca_signed_body_with_wrong_key_id_malformed() -> None:
     data = _envelope(body, rig.authority().sign(CERT_DOMAIN + body))
     with pytest.raises(Malformed, match="key id"):
         open_operator_certificate(data, rig.anchors())
+
+
+def _many_revoked(count: int) -> RevocationList:
+    return _crl(
+        count + 1,
+        serials=frozenset(range(2**62, 2**62 + count)),
+        key_ids=frozenset(f"{i:032x}" for i in range(count)),
+    )
+
+
+def test_revocation_list_of_a_thousand_keys_fits_and_verifies() -> None:
+    data = issue_revocation_list(_many_revoked(1000), rig.authority().sign)
+    crl = verify_revocation_list(data, rig.anchors(), last_number=0)
+    assert len(crl.key_ids) == len(crl.serials) == 1000
+    assert len(data) < 256 * 1024  # fits in welcome.revocations
+
+
+def test_revocation_list_too_large_for_agents_refused_at_issue() -> None:
+    with pytest.raises(Malformed, match="exceeds"):
+        issue_revocation_list(_many_revoked(3000), rig.authority().sign)
+
+
+def test_certificate_sized_like_a_revocation_list_is_refused() -> None:
+    data = issue_revocation_list(_many_revoked(1000), rig.authority().sign)
+    with pytest.raises(Malformed, match="too large"):
+        open_operator_certificate(data, rig.anchors())

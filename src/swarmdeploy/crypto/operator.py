@@ -44,7 +44,10 @@ CRL_DOMAIN = b"swarmdeploy revocation-list v1\x00"
 FORMAT_VERSION = 1
 #: Roles whose keys may sign tasks (a ``viewer`` may hold a key but never sign with it).
 SIGNING_ROLES = frozenset({"operator", "admin"})
+#: The largest body of an operator certificate.
 MAX_ENVELOPE_BYTES = 8192
+#: The largest body of a revocation list: about 1,500 revoked keys (serial and key id each).
+MAX_REVOCATION_LIST_BYTES = 96 * 1024
 Signer = Callable[[bytes], bytes]
 
 _Serial = Annotated[int, Meta(ge=1, le=2**63 - 1)]
@@ -105,7 +108,7 @@ class RevocationList(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class _Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    body: Annotated[bytes, Meta(max_length=MAX_ENVELOPE_BYTES)]
+    body: Annotated[bytes, Meta(max_length=MAX_REVOCATION_LIST_BYTES)]
     signature: Annotated[bytes, Meta(min_length=64, max_length=64)]
 
 
@@ -114,8 +117,8 @@ def _seal(domain: bytes, body: bytes, signer: Signer) -> bytes:
     return msgspec.json.encode(_Envelope(body=body, signature=signature), order="sorted")
 
 
-def _open(data: bytes, what: str) -> _Envelope:
-    if len(data) > 2 * MAX_ENVELOPE_BYTES:
+def _open(data: bytes, what: str, max_body: int = MAX_ENVELOPE_BYTES) -> _Envelope:
+    if len(data) > 2 * max_body:
         raise Malformed(f"the {what} is too large")
     try:
         envelope = msgspec.json.decode(data, type=_Envelope, strict=True)
@@ -125,6 +128,8 @@ def _open(data: bytes, what: str) -> _Envelope:
     # the same bytes; refusing them keeps "any changed byte is refused" literally true.
     if msgspec.json.encode(envelope, order="sorted") != data:
         raise Malformed(f"the {what} is not in canonical form")
+    if len(envelope.body) > max_body:
+        raise Malformed(f"the {what} is too large")
     return envelope
 
 
@@ -222,8 +227,15 @@ class _IssuerOnly(msgspec.Struct):
 
 
 def issue_revocation_list(crl: RevocationList, ca_signer: Signer) -> bytes:
-    """Sign a revocation list with the CA; return its wire bytes."""
-    return _seal(CRL_DOMAIN, msgspec.json.encode(crl, order="sorted"), ca_signer)
+    """Sign a revocation list with the CA; return its wire bytes. :class:`Malformed` if it
+    lists more than fits in :data:`MAX_REVOCATION_LIST_BYTES` (agents would refuse it)."""
+    body = msgspec.json.encode(crl, order="sorted")
+    if len(body) > MAX_REVOCATION_LIST_BYTES:
+        raise Malformed(
+            f"a revocation list of {len(crl.key_ids)} keys exceeds "
+            f"{MAX_REVOCATION_LIST_BYTES} bytes"
+        )
+    return _seal(CRL_DOMAIN, body, ca_signer)
 
 
 def verify_revocation_list(data: bytes, anchors: AnchorSet, *, last_number: int) -> RevocationList:
@@ -232,7 +244,7 @@ def verify_revocation_list(data: bytes, anchors: AnchorSet, *, last_number: int)
     The same number is accepted again (re-delivery is idempotent); a lower one would
     un-revoke keys and is refused. Other failures as :func:`verify_operator_certificate`.
     """
-    envelope = _open(data, "revocation list")
+    envelope = _open(data, "revocation list", MAX_REVOCATION_LIST_BYTES)
     issuer = _decode(envelope.body, _IssuerOnly, "revocation list").issuer
     anchor = anchors.key_for(issuer)
     if anchor is None:

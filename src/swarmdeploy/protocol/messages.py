@@ -217,7 +217,7 @@ class Welcome(MessageBase, tag="welcome", kw_only=True):
     log_acked_seq: Count = 0
     heartbeat_interval_s: Annotated[float, Meta(gt=0, le=86400)] = 15.0
     server_time_ms: Count = 0
-    revocations: Annotated[bytes, Meta(max_length=64 * 1024)] = b""
+    revocations: Annotated[bytes, Meta(max_length=256 * 1024)] = b""
 
 
 class Announce(MessageBase, tag="announce", kw_only=True):

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from swarmdeploy.crypto import keyenc
 from swarmdeploy.crypto.ca import CertificateAuthority
-from swarmdeploy.crypto.errors import InvalidKey
+from swarmdeploy.crypto.errors import CryptoError, InvalidKey
 from swarmdeploy.crypto.operator import (
     OperatorCertificate,
     RevocationList,
@@ -184,4 +184,8 @@ class OperatorKeys:
         empty bytes (nothing to tell)."""
         if not any(k.revoked_at for k in await self._storage.list_operator_keys()):
             return b""
-        return await self.revocation_list()
+        try:
+            return await self.revocation_list()
+        except CryptoError as exc:  # too many revoked keys: agents keep the list they have
+            log.error("the revocation list cannot be issued: %s", exc)
+            return b""
