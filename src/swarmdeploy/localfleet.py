@@ -72,6 +72,20 @@ def processes_below(root: pathlib.Path) -> list[psutil.Process]:
     return found
 
 
+def running_below(root: pathlib.Path, word: str) -> dict[int, str]:
+    """``{pid: command line}`` of live processes below ``root`` whose command line contains
+    ``word``; a process that ends while it is looked at is left out (not an error)."""
+    found = {}
+    for proc in processes_below(root):
+        try:
+            line = " ".join(proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if word in line:
+            found[proc.pid] = line
+    return found
+
+
 def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import signal
 
-import psutil
 import pytest
 
-from swarmdeploy.localfleet import LocalFleet, processes_below, wait_for
+from swarmdeploy.localfleet import LocalFleet, processes_below, running_below, wait_for
 from tests.e2e.conftest import zip_b64
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +82,7 @@ def test_install_failure_keeps_previous_deployment_running(fleet: LocalFleet) ->
     )
     fleet.wait_states(second, {"b1": "install_failed"})
     assert fleet.states(first) == {"b1": "running"}
-    sleepers = [p for p in processes_below(fleet.root) if "sleep" in " ".join(p.cmdline())]
+    sleepers = running_below(fleet.root, "sleep")
     assert len(sleepers) == 1
 
 
@@ -126,22 +125,20 @@ def test_agent_sigkilled_restarts_run_commands_exactly_once(fleet: LocalFleet) -
     )
     fleet.wait_states(task, {"d1": "running"})
 
-    def sleepers() -> list[psutil.Process]:
-        return [
-            p for p in processes_below(fleet.agent_dir("d1")) if "sleep" in " ".join(p.cmdline())
-        ]
+    def sleepers() -> list[int]:
+        return sorted(running_below(fleet.agent_dir("d1"), "sleep"))
 
-    pid = wait_for(lambda: sleepers(), timeout_s=10, what="the run command")[0].pid
+    pid = wait_for(lambda: sleepers(), timeout_s=10, what="the run command")[0]
     for _restart in range(2):
         assert fleet.stop_agent("d1", signal.SIGKILL) == -signal.SIGKILL
         fleet.start_agent("d1")
         fleet.wait_online(["d1"])
 
-        def replaced(old: int = pid) -> list[psutil.Process] | None:
-            procs = sleepers()
-            return procs if len(procs) == 1 and procs[0].pid != old else None
+        def replaced(old: int = pid) -> list[int] | None:
+            pids = sleepers()
+            return pids if len(pids) == 1 and pids[0] != old else None
 
-        pid = wait_for(replaced, timeout_s=20, what="one new run process after restart")[0].pid
+        pid = wait_for(replaced, timeout_s=20, what="one new run process after restart")[0]
         assert fleet.states(task) == {"d1": "running"}
     assert len(sleepers()) == 1
 

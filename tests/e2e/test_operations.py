@@ -11,7 +11,7 @@ import pytest
 from websockets.sync.client import connect
 
 from swarmdeploy.cli.client import ApiError
-from swarmdeploy.localfleet import LocalFleet, processes_below, wait_for
+from swarmdeploy.localfleet import LocalFleet, processes_below, running_below, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -123,8 +123,7 @@ def test_agent_killed_mid_install_ends_in_a_final_state_old_keeps_running(
     states = fleet.states(new["id"])
 
     def one_sleeper() -> list[str] | None:
-        cmds = [" ".join(p.cmdline()) for p in processes_below(fleet.agent_dir("k1"))]
-        sleepers = [c for c in cmds if "sleep 30" in c]
+        sleepers = list(running_below(fleet.agent_dir("k1"), "sleep 30").values())
         return sleepers if len(sleepers) == 1 else None
 
     sleepers = wait_for(one_sleeper, timeout_s=20, what="exactly one deployment running")
