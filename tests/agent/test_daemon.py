@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from swarmdeploy.agent.daemon import Daemon
 from swarmdeploy.agent.sdnotify import Notifier
-from swarmdeploy.agent.trust import REVOCATIONS_FILE
+from swarmdeploy.agent.trust import REVOCATIONS_FILE, Verifier
 from swarmdeploy.crypto.operator import RevocationList, ca_issuer, issue_revocation_list
 from swarmdeploy.protocol.messages import Stop
 from swarmdeploy.protocol.states import TargetState
@@ -222,3 +223,23 @@ async def test_welcome_with_a_forged_revocation_list_keeps_the_agent_running(rig
     await rig.wait_state("t1", S.RUNNING)
     assert daemon.verifier.trust.revocation_number == 0
     assert not (rig.settings.data_dir / REVOCATIONS_FILE).exists()
+
+
+async def test_freed_memory_is_released_after_start_up_and_when_a_task_settles(rig: Rig) -> None:
+    releases: list[str] = []
+    verifier = Verifier(rig.anchors, insecure_lab=True)
+    rig.daemon = Daemon(
+        rig.settings,
+        rig.transport(),
+        verifier=verifier,
+        release_memory=lambda: releases.append("released"),
+    )
+    rig.runner = asyncio.create_task(rig.daemon.run())
+    await asyncio.wait_for(rig.daemon.wait_running(), 10)
+    await eventually(lambda: len(releases) == 1 and len(rig.manager.hellos) == 1)  # started
+    await deploy(rig, "t1", files=APP, install=["echo installing"], run=["sh app.sh"])
+    await rig.wait_state("t1", S.RUNNING)
+    await eventually(lambda: len(releases) == 2)  # running: once, not per stage on the way
+    assert await rig.manager.send(TARGET, Stop(request_id="r1", task_id="t1"))
+    await rig.wait_state("t1", S.STOPPED)
+    await eventually(lambda: len(releases) == 3)  # final

@@ -37,6 +37,57 @@ def test_harden_process_sets_umask_core_and_dumpable() -> None:
     assert result == {"report": [True, True], "umask": 0o077, "core": [0, 0], "dumpable": 0}
 
 
+_MEMORY_PROBE = """
+import json, sys, threading
+from swarmdeploy.agent.hardening import limit_malloc_arenas, release_free_memory
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+def thread_arenas():  # glibc reserves 64 MB of address space for each further arena
+    count = 0
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        count += fields[1] == "---p" and len(fields) == 5 and high - low > 32 << 20
+    return count
+limited = limit_malloc_arenas() if sys.argv[1] == "limit" else None
+def worker():
+    blocks = [bytes(range(256)) * 4 for _ in range(20_000)]  # about 20 MB in 1 kB blocks
+    pin = bytes(range(256)) * 4  # above them: free() alone cannot shrink the heap
+    del blocks
+    kept.append(pin)
+kept = []
+thread = threading.Thread(target=worker)
+thread.start()
+thread.join()
+before = rss_kb()
+released = release_free_memory()
+print(json.dumps([limited, thread_arenas(), released, before, rss_kb()]))
+"""
+
+
+def _memory_probe(mode: str) -> list[object]:
+    # In a child: mallopt is process-wide and must not change the test runner.
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, mode], capture_output=True, text=True, check=True
+    ).stdout
+    result: list[object] = json.loads(out)
+    return result
+
+
+def test_one_malloc_arena_serves_every_thread() -> None:
+    assert _memory_probe("limit")[:2] == [True, 0]  # glibc (the reference platform)
+    assert _memory_probe("default")[:2] == [None, 1]  # the probe sees an arena otherwise
+
+
+def test_freed_heap_memory_goes_back_to_the_system() -> None:
+    _, _, released, before, after = _memory_probe("limit")
+    assert released is True
+    assert isinstance(before, int) and isinstance(after, int)
+    assert after < before - 10_000  # the thread's freed 20 MB are no longer resident
+
+
 def test_check_binaries_finds_shell_and_names() -> None:
     found = check_binaries(["sh", "/bin/sh"])
     assert found["/bin/sh"] == "/bin/sh" and os.path.basename(found["sh"]) == "sh"

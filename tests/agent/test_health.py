@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import pytest
 
-from swarmdeploy.agent.health import HealthProbe, HealthSnapshot, check_connectivity
+from swarmdeploy.agent.health import HealthProbe, HealthSnapshot, check_connectivity, resolve
 from swarmdeploy.agent.resources import DiskPolicy
 
 
@@ -51,3 +57,32 @@ async def test_connectivity_to_closed_port_reports_error() -> None:
 async def test_connectivity_unresolvable_name() -> None:
     result = await check_connectivity("host.invalid", 80, timeout_s=2)
     assert not result.resolved and not result.connected and result.error
+
+
+class _NoThreads(concurrent.futures.ThreadPoolExecutor):
+    """A default executor that fails the test when anything is run in a thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{fn!r} was run in a worker thread")
+
+
+async def test_ip_addresses_are_not_resolved_in_a_thread() -> None:
+    asyncio.get_running_loop().set_default_executor(_NoThreads())
+    assert await resolve("127.0.0.1", 80) == ["127.0.0.1"]
+    assert await resolve("::1", 80) == ["::1"]
+    with pytest.raises(AssertionError, match="worker thread"):
+        await resolve("localhost", 80)  # a name does need the resolver
+
+
+def test_names_are_resolved_without_the_idna_codec() -> None:
+    code = (
+        "import asyncio, json, sys\n"
+        "from swarmdeploy.agent.health import check_connectivity, resolve\n"
+        "addresses = asyncio.run(resolve('localhost', 80))\n"
+        "result = asyncio.run(check_connectivity('127.0.0.1', 9, timeout_s=2))\n"
+        "print(json.dumps([addresses, result.resolved, 'encodings.idna' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    addresses, resolved, idna = json.loads(out.stdout)
+    assert "127.0.0.1" in addresses or "::1" in addresses
+    assert resolved and idna is False

@@ -4,6 +4,7 @@ as a real process against a tiny manager (HTTP registration + CurveZMQ)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,13 @@ import pytest
 
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.errors import ConfigError
-from swarmdeploy.agent.main import build_parser, env_name, main, settings_from_args
+from swarmdeploy.agent.main import (
+    build_parser,
+    env_name,
+    main,
+    settings_from_args,
+    terminal_columns,
+)
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> AgentSettings:
@@ -127,17 +134,18 @@ def test_daemon_and_entry_point_import_nothing_heavy() -> None:
     assert json.loads(out.stdout) == []
 
 
-def test_registered_agent_runs_without_openssl(tmp_path: Path) -> None:
+def test_agent_process_runs_without_openssl_and_typing_extensions(tmp_path: Path) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(b"abc")
     code = (
         "import json, sys\n"
-        "from swarmdeploy.agent.main import without_openssl\n"
-        "without_openssl()\n"
-        "import asyncio, swarmdeploy.agent.daemon, swarmdeploy.transport.zmq_agent\n"
+        "from swarmdeploy.agent.main import LEAN_BLOCKED, keep_lean\n"
+        "keep_lean()\n"
+        "import asyncio, msgspec, swarmdeploy.agent.daemon, swarmdeploy.transport.zmq_agent\n"
+        "import swarmdeploy.agent.health, swarmdeploy.agent.trust\n"
         "from swarmdeploy.agent.transfer import sha256_file\n"
         f"digest = sha256_file(__import__('pathlib').Path({str(blob)!r}))\n"
-        "loaded = [m for m in ('ssl', '_ssl', '_hashlib') if sys.modules.get(m)]\n"
+        "loaded = [m for m in LEAN_BLOCKED if sys.modules.get(m)]\n"
         "print(json.dumps([loaded, digest]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -146,17 +154,27 @@ def test_registered_agent_runs_without_openssl(tmp_path: Path) -> None:
     assert digest == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-def test_registration_is_detected_from_the_state_file(tmp_path: Path) -> None:
-    from swarmdeploy.agent.main import is_registered, needs_tls
+def test_option_parsing_loads_no_compression_modules() -> None:
+    code = (
+        "import argparse, json, sys\n"
+        "from swarmdeploy.agent.main import build_parser\n"
+        "parser = build_parser({})\n"
+        "parser.parse_args(['--data-dir', 'x'])\n"
+        "ours = parser.format_help()\n"
+        "loaded = [m for m in ('shutil', 'bz2', 'lzma') if m in sys.modules]\n"
+        "parser.formatter_class = argparse.HelpFormatter\n"
+        "print(json.dumps([loaded, ours, parser.format_help()]))"
+    )
+    env = {**os.environ, "COLUMNS": "60"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded, ours, argparse_own = json.loads(out.stdout)
+    assert loaded == []
+    assert ours == argparse_own and "--insecure-lab" in ours  # laid out exactly like argparse
 
-    https = AgentSettings(data_dir=tmp_path, manager_url="https://m")
-    assert needs_tls(https) and not needs_tls(AgentSettings(data_dir=tmp_path))
 
-    path = tmp_path / "state.json"
-    assert not is_registered(path)
-    path.write_text('{"schema": 1, "agent_id": "a"}')
-    assert not is_registered(path)
-    path.write_text('{"schema": 1, "agent_id": "a", "registration": {"manager_url": "x"}}')
-    assert is_registered(path) and not needs_tls(https)
-    path.write_text("{broken")
-    assert not is_registered(path)
+def test_terminal_columns_from_environment_or_default() -> None:
+    assert terminal_columns({"COLUMNS": "123"}) == 123
+    assert terminal_columns({"COLUMNS": "wide"}) == terminal_columns({})
+    assert terminal_columns({}) > 0

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import socket
+import ssl
 import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from swarmdeploy.agent.config import AgentSettings
-from swarmdeploy.agent.errors import RegistrationError, StateCorruptError
+from swarmdeploy.agent.errors import (
+    AgentFatalError,
+    ConfigError,
+    RegistrationError,
+    StateCorruptError,
+)
 from swarmdeploy.agent.identity import CURVE_KEY_FILE, IDENTITY_KEY_FILE, load_identity
-from swarmdeploy.agent.registrator import ensure_registered, generate_id
+from swarmdeploy.agent.registrator import ensure_registered, generate_id, register_in_child
 from swarmdeploy.agent.state import load_state
 from swarmdeploy.crypto.anchors import AnchorSet, key_fingerprint, parse_anchor_file
 from swarmdeploy.crypto.curve import generate_keypair
@@ -22,6 +35,8 @@ from tests.agent.registration_server import (
     registration_answer,
     registration_server,
 )
+from tests.agent.registration_server import _handler as registration_handler
+from tests.security.test_tls import server_cert, tls_ca
 
 TOKEN = "abcd-efgh-ijkl"
 MANAGER_KEY = generate_keypair().public
@@ -166,3 +181,122 @@ def test_registered_agent_without_key_files_must_register_again(tmp_path: Path) 
     (s.data_dir / CURVE_KEY_FILE).unlink()
     with pytest.raises(StateCorruptError, match="registered again"):
         load_identity(s.data_dir, create=False)
+
+
+# --- registration in a forked child (what the entry point uses) -------------------------
+
+_CHILD_PROBE = """
+import json, sys
+from pathlib import Path
+from swarmdeploy.agent.main import keep_lean
+keep_lean()  # first, as the entry point does
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.registrator import register_in_child
+from swarmdeploy.crypto.anchors import AnchorSet
+settings = AgentSettings(
+    data_dir=Path(sys.argv[1]), manager_url=sys.argv[2], token="abcd-efgh-ijkl", target_id="dev-1"
+)
+done = [register_in_child(settings, AnchorSet()), register_in_child(settings, AnchorSet())]
+heavy = ("urllib.request", "http.client", "email.parser", "ssl", "_ssl")
+print(json.dumps([done, [m for m in heavy if sys.modules.get(m)]]))
+"""
+
+
+def test_registration_in_a_child_keeps_http_modules_out_of_the_agent(tmp_path: Path) -> None:
+    script = ok_script()
+    data_dir = tmp_path / "agent"
+    data_dir.mkdir(mode=0o700)
+    with registration_server(script) as url:
+        out = subprocess.run(
+            [sys.executable, "-c", _CHILD_PROBE, str(data_dir), url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+    done, loaded = json.loads(out.stdout)
+    assert done == [True, False]  # registered once; the second call found the registration
+    assert loaded == [] and len(script.requests) == 1
+    state = load_state(data_dir / "state.json")
+    assert state is not None and state.registration is not None and state.agent_id == "dev-1"
+
+
+@pytest.mark.parametrize(("status", "exit_status"), [(401, 2), (503, 3)])
+def test_child_registration_errors_are_raised_in_the_parent(
+    tmp_path: Path, status: int, exit_status: int
+) -> None:
+    script = Script([(status, {}, {"error": "the manager's words"})])
+    with registration_server(script) as url, pytest.raises(RegistrationError) as err:
+        register_in_child(settings(tmp_path, url), AnchorSet())
+    assert err.value.exit_status == exit_status and err.value.retryable == (exit_status == 3)
+    assert "the manager's words" in str(err.value)
+
+
+def test_child_config_error_keeps_its_class(tmp_path: Path) -> None:
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    with pytest.raises(ConfigError, match="--tls-ca") as err:
+        register_in_child(settings(tmp_path, "https://127.0.0.1:9", tls_ca=bad_ca), AnchorSet())
+    assert err.value.exit_status == 2
+
+
+def test_missing_token_is_refused_without_a_child(tmp_path: Path) -> None:
+    s = settings(tmp_path, "http://127.0.0.1:9", token=None, target_id=None)
+    with pytest.raises(RegistrationError, match="not registered yet"):
+        register_in_child(s, AnchorSet())
+    state = load_state(s.state_path)  # the id is fixed before the first attempt, as before
+    assert state is not None and state.registration is None
+
+
+class _BrokenAnchors:
+    """Anchors whose check fails with an unexpected error (a bug, not a refusal)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def adopt(self, key: bytes, der: bytes) -> AnchorSet:
+        raise RuntimeError("unexpected")
+
+
+def test_unexpected_child_failure_is_fatal_with_its_status(tmp_path: Path) -> None:
+    with registration_server(ok_script()) as url, pytest.raises(AgentFatalError) as err:
+        register_in_child(settings(tmp_path, url), _BrokenAnchors())  # type: ignore[arg-type]
+    assert type(err.value) is AgentFatalError and "exit status 70" in str(err.value)
+
+
+@contextlib.contextmanager
+def tls_registration_server(script: Script, directory: Path) -> Iterator[tuple[str, Path]]:
+    """The registration endpoint over TLS (a certificate for 127.0.0.1 from a test CA);
+    yields the ``https://`` URL and the CA file."""
+    ca_file, ca_key, issuer = tls_ca(directory, "test-tls-ca")
+    server_cert(directory, ca_key, issuer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "server.pem", directory / "server.key")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), registration_handler(script))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_child_registers_over_https_while_the_agent_blocks_openssl(tmp_path: Path) -> None:
+    script = ok_script()
+    data_dir = tmp_path / "agent"
+    data_dir.mkdir(mode=0o700)
+    probe = _CHILD_PROBE.replace("target_id=", "tls_ca=Path(sys.argv[3]), target_id=")
+    with tls_registration_server(script, tmp_path) as (url, ca_file):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(data_dir), url, str(ca_file)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert out.returncode == 0, out.stderr
+    done, loaded = json.loads(out.stdout)
+    assert done == [True, False] and loaded == [] and len(script.requests) == 1

@@ -14,9 +14,10 @@ hardening -- umask, no core dumps -- is applied by the entry point before):
 Then three loops run until :meth:`Daemon.request_shutdown`: the receive loop (every message
 and link event, dispatched to the processor, the reporter, the collector and the request
 handler; ``hello`` on every ``connected``), the timer loop (heartbeats, log batches,
-re-sent reports, ``WATCHDOG=1``) and the independent health loop. A clean shutdown stops
-every process the agent started (the deployment is restarted at the next start), sends
-``bye``, flushes the log spool and closes the link (``STOPPING=1``).
+re-sent reports, ``WATCHDOG=1``, and handing freed heap memory back to the system after
+start-up and whenever a task settled -- running or final) and the independent health loop.
+A clean shutdown stops every process the agent started (the deployment is restarted at the
+next start), sends ``bye``, flushes the log spool and closes the link (``STOPPING=1``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from swarmdeploy import __version__
@@ -37,7 +38,7 @@ from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
-from swarmdeploy.agent.hardening import check_binaries, check_data_dir
+from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.processor import TaskProcessor
@@ -77,11 +78,14 @@ from swarmdeploy.protocol.messages import (
     UploadAck,
     Welcome,
 )
+from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 from swarmdeploy.transport.base import AgentTransport, Lifecycle, LinkEvent, LinkState
 
 logger = logging.getLogger(__name__)
 SPOOL_FILE = "spool.bin"
 _REQUESTS = (Stop, LogRequest, TerminalCommand, TerminalStop, Config)
+#: A task in one of these states has finished its transient work (transfer, unpack, install).
+_SETTLED = FINAL_STATES | {TargetState.RUNNING}
 
 
 class DaemonState(enum.StrEnum):
@@ -100,7 +104,8 @@ class Daemon:
     ``verifier`` checks signed tasks (default: no anchors, i.e. every task is declined
     unless ``settings.insecure_lab``); ``sandbox`` None: detect it at start
     (:meth:`SandboxConfig.detect` with the data dir hidden). ``manager`` is the (host, port)
-    the health loop checks while the link is down.
+    the health loop checks while the link is down. ``release_memory`` hands freed heap back
+    to the system (default :func:`~swarmdeploy.agent.hardening.release_free_memory`).
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class Daemon:
         sandbox: SandboxConfig | None = None,
         notifier: Notifier | None = None,
         manager: tuple[str, int] = ("127.0.0.1", 5557),
+        release_memory: Callable[[], object] = release_free_memory,
     ) -> None:
         self.settings = settings
         self.transport = transport
@@ -130,6 +136,8 @@ class Daemon:
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._built = False
+        self._release_memory = release_memory
+        self._trim_due = False
 
     @property
     def lifecycle(self) -> DaemonState:
@@ -188,6 +196,7 @@ class Daemon:
             loop.create_task(self._timer_loop(), name="agent-timers"),
             loop.create_task(self.health.run(), name="agent-health"),
         ]
+        self._trim_due = True  # start-up's transient memory
         self._notifier.ready(f"agent {state.agent_id} started, connecting")
         logger.info("agent %s started (boot %s)", state.agent_id, self._boot_id)
 
@@ -342,6 +351,7 @@ class Daemon:
     def _on_state_ack(self, ack: StateAck) -> None:
         self.reporter.on_ack(ack)
         if ack.ok:
+            self._trim_due = self._trim_due or ack.state in _SETTLED
             return
         logger.warning("manager refused report %s of task %s (holds %s): %s", ack.state,
                        ack.task_id, ack.current, ack.message)  # fmt: skip
@@ -372,6 +382,9 @@ class Daemon:
                 if watchdog_s is not None and now - last_dog >= watchdog_s / 2:
                     last_dog = now
                     self._notifier.watchdog()
+                if self._trim_due:
+                    self._trim_due = False
+                    self._release_memory()
             except Exception:  # top of the loop
                 logger.exception("timer loop iteration failed")
             await asyncio.sleep(tick_s)

@@ -10,10 +10,17 @@ Called once by the agent's entry point before anything else:
 * :func:`check_data_dir`: the data dir must belong to the agent's user and must not be
   world-writable, nor sit below a world-writable directory without the sticky bit (anyone
   could rename it away and put their own in its place).
+
+Two memory helpers for a long-lived agent on a small device (glibc only; elsewhere they do
+nothing and say so): :func:`limit_malloc_arenas` keeps every thread on one malloc arena
+(the ZeroMQ I/O thread and the worker threads would otherwise each keep an arena of freed
+memory resident), and :func:`release_free_memory` hands freed heap pages back to the system
+after transient work (``malloc_trim``). See docs/performance.md.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
@@ -21,12 +28,14 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from swarmdeploy.agent.errors import HardeningError
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_DUMPABLE = 4
+_M_ARENA_MAX = -8  # glibc <malloc.h>
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +63,42 @@ def harden_process() -> HardeningReport:
 
 
 def _clear_dumpable() -> bool:
+    prctl = _libc_function("prctl")
+    return prctl is not None and int(prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+
+
+def limit_malloc_arenas(arenas: int = 1) -> bool:
+    """Cap glibc's malloc arenas at ``arenas`` (``mallopt(M_ARENA_MAX)``) for the threads
+    created from now on; False where that is not possible (not glibc).
+
+    Call it before starting threads. The agent's threads (ZeroMQ I/O, the worker threads of
+    transfers and unpacking) allocate little and seldom at the same time, so sharing one
+    arena costs no measurable time but keeps about 1 MB less resident after a deployment.
+    """
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and int(mallopt(_M_ARENA_MAX, arenas)) == 1
+
+
+def release_free_memory() -> bool:
+    """Give free heap memory back to the system (``malloc_trim(0)``); False where that is
+    not possible (not glibc). Cheap (well under a millisecond on the agent's heap): call it
+    after transient work such as a deployment, not in a tight loop."""
+    trim = _libc_function("malloc_trim")
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _libc_function(name: str) -> Any:
+    """A function of the C library the process runs on, or None if it has none by that name."""
     import ctypes  # only here: the agent needs ctypes for nothing else
 
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
-        return False
-    return int(prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+        return None
 
 
 def check_binaries(names: Iterable[str] = (), *, path: str | None = None) -> dict[str, str]:

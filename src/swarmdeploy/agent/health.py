@@ -9,6 +9,7 @@ of the main loop, and sends the result to the manager. :func:`check_connectivity
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from pathlib import Path
@@ -112,6 +113,22 @@ def _interfaces() -> list[InterfaceInfo]:
     return out
 
 
+async def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host`` for TCP, without duplicates; :class:`OSError` if none.
+
+    An IP address is returned as it is, without the resolver (and its worker thread). An
+    ASCII name goes to the resolver as bytes: a ``str`` would load the ``idna`` codec, and
+    with it :mod:`unicodedata` (about 0.4 MB resident for the agent's whole life).
+    """
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
+    infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 async def check_connectivity(host: str, port: int, timeout_s: float = 5.0) -> Connectivity:
     """Resolve ``host`` and open a TCP connection to ``port``, all within ``timeout_s``.
 
@@ -121,13 +138,10 @@ async def check_connectivity(host: str, port: int, timeout_s: float = 5.0) -> Co
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout_s
-        )
+        addresses = await asyncio.wait_for(resolve(host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
         reason = "name resolution timed out" if isinstance(exc, TimeoutError) else str(exc)
         return Connectivity(host=host, port=port, resolved=False, connected=False, error=reason)
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     error = "no address"
     for address in addresses:
         started = loop.time()

@@ -17,6 +17,7 @@ refusing for now (a supervisor may retry later). Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -24,18 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from swarmdeploy.agent.config import (
-    AgentSettings,
-    manager_host,
-    parse_location,
-    parse_size,
-    parse_tags,
-)
 from swarmdeploy.agent.errors import AgentFatalError, ConfigError
 
-if TYPE_CHECKING:  # imported in the functions that use them, after the OpenSSL decision
+if TYPE_CHECKING:  # imported where used: main() decides first what may be imported at all
+    from swarmdeploy.agent.config import AgentSettings
     from swarmdeploy.agent.daemon import Daemon
     from swarmdeploy.agent.identity import Identity
     from swarmdeploy.agent.state import AgentState
@@ -95,10 +88,31 @@ def env_name(option: str) -> str:
     return ENV_PREFIX + option.removeprefix("--").replace("-", "_").upper()
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, sized like it but without :mod:`shutil`, which loads the bz2
+    and lzma modules (about 0.3 MB resident for the agent's whole life)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=terminal_columns() - 2)
+
+
+def terminal_columns(environ: Mapping[str, str] | None = None) -> int:
+    """Columns of the terminal as :func:`shutil.get_terminal_size` sees them: ``COLUMNS``,
+    else the size of standard output, else 80."""
+    text = (os.environ if environ is None else environ).get("COLUMNS", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     """The argument parser; defaults come from ``environ`` (SWARMDEPLOY_AGENT_*)."""
     parser = argparse.ArgumentParser(
         prog="swarmdeploy agent",
+        formatter_class=_HelpFormatter,
         description="swarmdeploy Deployment Agent. Every option can also be set with the"
         " environment variable SWARMDEPLOY_AGENT_<OPTION> (e.g. SWARMDEPLOY_AGENT_DATA_DIR).",
     )
@@ -129,6 +143,8 @@ def parse_flag(text: str | None, option: str) -> bool:
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     """Validate the parsed options once (ConfigError names the offending option)."""
+    from swarmdeploy.agent.config import AgentSettings, parse_location, parse_size, parse_tags
+
     if args.data_dir is None:
         raise ConfigError("--data-dir (or SWARMDEPLOY_AGENT_DATA_DIR) is required")
     values: dict[str, Any] = {
@@ -156,6 +172,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit status (see the module doc)."""
+    keep_lean()
     env = os.environ if environ is None else environ
     args = build_parser(env).parse_args(list(sys.argv[1:] if argv is None else argv))
     _configure_logging(args.log_level or "INFO")
@@ -175,55 +192,55 @@ def _configure_logging(level: str) -> None:
     )
 
 
-class _Registered(msgspec.Struct):
-    registration: dict[str, Any] | None = None
+#: Never loaded into the agent process (docs/performance.md, "Agent memory").
+LEAN_BLOCKED = ("ssl", "_ssl", "_hashlib", "typing_extensions")
 
 
-def is_registered(state_path: Path) -> bool:
-    """Whether the state file records a registration (a cheap look, no validation)."""
-    try:
-        return (
-            msgspec.json.decode(state_path.read_bytes(), type=_Registered).registration is not None
-        )
-    except (OSError, msgspec.DecodeError):
-        return False
+def keep_lean() -> None:
+    """Keep modules the agent does not need out of its memory (:data:`LEAN_BLOCKED`).
 
+    * OpenSSL (``ssl``, ``_ssl``, ``_hashlib``; about 7 MB of RSS): the long-lived agent
+      process never needs TLS. The ZeroMQ link is secured by CURVE (libsodium, inside
+      libzmq), signatures are checked with PyNaCl, digests use Python's built-in SHA-256,
+      and registering with an ``https://`` manager happens in a short-lived child
+      (:func:`~swarmdeploy.agent.registrator.register_in_child`, which lifts the block).
+    * ``typing_extensions`` (about 0.3 MB): msgspec uses it only when it is there; the
+      agent's types need nothing beyond :mod:`typing` on Python 3.11.
 
-def without_openssl() -> None:
-    """Keep OpenSSL out of the agent's memory (about 7 MB of RSS).
-
-    The agent needs TLS only to register with an ``https://`` manager: the ZeroMQ link is
-    secured by CURVE (libsodium, inside libzmq), signatures are checked with PyNaCl and
-    digests use Python's built-in SHA-256. Must run before :mod:`asyncio` is imported (it
-    imports :mod:`ssl` when it can); modules already loaded stay as they are.
+    Must run before :mod:`msgspec`, :mod:`hashlib` and :mod:`asyncio` are imported (they
+    load these when they can); modules already loaded stay as they are, so calling it in a
+    process that uses them (a test runner) changes nothing.
     """
-    for name in ("ssl", "_ssl", "_hashlib"):
+    for name in LEAN_BLOCKED:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
 
 
-def needs_tls(settings: AgentSettings) -> bool:
-    """Whether this start registers with an ``https://`` manager (the only TLS use)."""
-    url = settings.manager_url or ""
-    return url.startswith("https:") and not is_registered(settings.state_path)
-
-
 def run(settings: AgentSettings) -> int:
-    """Harden the process, register if needed, then run the daemon (blocking)."""
-    if not needs_tls(settings):
-        without_openssl()
-    import asyncio
+    """Harden the process, register if needed (in a child), then run the daemon (blocking).
 
-    from swarmdeploy.agent.daemon import Daemon
-    from swarmdeploy.agent.hardening import check_data_dir, harden_process
-    from swarmdeploy.agent.registrator import ensure_registered
-    from swarmdeploy.agent.sdnotify import Notifier
+    The order keeps the process lean (docs/performance.md; :func:`main` has called
+    :func:`keep_lean` already): registration's HTTP and TLS modules load only in the child,
+    and glibc keeps one malloc arena for all threads.
+    """
+    keep_lean()  # main() did already; run() may be called on its own
+    from swarmdeploy.agent.config import manager_host
+    from swarmdeploy.agent.hardening import check_data_dir, harden_process, limit_malloc_arenas
+    from swarmdeploy.agent.registrator import ensure_registered, register_in_child
     from swarmdeploy.agent.trust import load_anchor_file, make_verifier
 
     harden_process()
+    limit_malloc_arenas()
     check_data_dir(settings.data_dir)
     anchors = load_anchor_file(settings.trust_anchor)
-    state, identity = ensure_registered(settings, anchors)
+    if register_in_child(settings, anchors):  # before any thread exists: it forks
+        settings = dataclasses.replace(settings, token=None)  # spent: not "given again"
+    import asyncio
+
+    from swarmdeploy.agent.daemon import Daemon
+    from swarmdeploy.agent.sdnotify import Notifier
+
+    state, identity = ensure_registered(settings, anchors)  # registered now: no network
     assert state.registration is not None
     host = manager_host(settings.manager_url or state.registration.manager_url)
     daemon = Daemon(

@@ -17,12 +17,14 @@ Errors are :class:`~swarmdeploy.agent.errors.RegistrationError` with one line na
 problem; ``retryable`` ones (exit status 3) are an unreachable or failing manager and
 rate limiting that outlasted the retries (429 is retried after ``Retry-After``).
 
-HTTP goes through :mod:`urllib` (imported here only): the agent must stay lean, and a
-registered agent never loads it. Proxies from the environment are ignored on purpose;
-``--proxy`` is the one way to configure a proxy. For an ``https://`` manager the server
-certificate is checked against ``--tls-ca FILE`` only (no system store; a pinned server
-certificate or its CA) or, without that option, against the system's trust store
-(:func:`tls_context`, ``docs/tls.md``).
+HTTP goes through :mod:`urllib` (imported here only): the agent must stay lean. The entry
+point registers through :func:`register_in_child`, in a short-lived forked child, so that
+:mod:`urllib`, :mod:`http.client`, :mod:`email` and OpenSSL never load into the long-lived
+agent process (about 1.5 MB of resident memory, 7 MB more for ``https://``). Proxies from
+the environment are ignored on purpose; ``--proxy`` is the one way to configure a proxy.
+For an ``https://`` manager the server certificate is checked against ``--tls-ca FILE``
+only (no system store; a pinned server certificate or its CA) or, without that option,
+against the system's trust store (:func:`tls_context`, ``docs/tls.md``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +44,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from swarmdeploy.agent import errors
 from swarmdeploy.agent.config import AgentSettings
-from swarmdeploy.agent.errors import ConfigError, RegistrationError
+from swarmdeploy.agent.errors import AgentFatalError, ConfigError, RegistrationError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.identity import Identity, load_identity
 from swarmdeploy.agent.state import AgentState, Location, Registration, load_state, save_state
@@ -128,6 +132,91 @@ def ensure_registered(
             )
         return state, load_identity(settings.data_dir, create=False)
     state = _unregistered_state(settings, state)
+    _check_can_register(settings)
+    identity = load_identity(settings.data_dir, create=True)
+    post = poster or urllib_poster(settings.tls_ca if _https(settings.manager_url) else None)
+    answer = _register(settings, state, identity, post, sleep)
+    _accept(settings, anchors, state, answer)
+    return state, identity
+
+
+def register_in_child(settings: AgentSettings, anchors: AnchorSet) -> bool:
+    """Register like :func:`ensure_registered`, but in a forked child process that exits
+    when done; return whether it registered (False: registered already, nothing done).
+
+    The long-lived agent process thereby never loads the HTTP and TLS modules. Call it
+    before any thread is started (``fork``). A missing token or manager URL is refused
+    here without a child; errors of the child are raised here again, with the same class
+    (for the agent's own fatal errors), message and exit status.
+    """
+    state = load_state(settings.state_path)
+    if state is not None and state.registration is not None:
+        return False
+    _unregistered_state(settings, state)
+    _check_can_register(settings)
+    _in_child(lambda: ensure_registered(settings, anchors))
+    return True
+
+
+def _in_child(work: Callable[[], object]) -> None:
+    """Run ``work`` in a forked child; raise its :class:`AgentFatalError` (or a generic one
+    when it failed otherwise) in the parent."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_fd)
+        os._exit(_child_main(work, write_fd))
+    os.close(write_fd)
+    with open(read_fd, "rb") as pipe:
+        report = pipe.read()
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if status == 0:
+        return
+    if report:
+        raise _fatal_error(msgspec.json.decode(report, type=_ChildError))
+    raise AgentFatalError(f"registration ended with exit status {status} (see the log)")
+
+
+class _ChildError(msgspec.Struct):
+    kind: str
+    message: str
+    exit_status: int
+
+
+def _child_main(work: Callable[[], object], report_fd: int) -> int:
+    for name in ("ssl", "_ssl"):  # the agent process blocks OpenSSL; https needs it here
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+    with open(report_fd, "wb") as report:
+        try:
+            work()
+        except AgentFatalError as exc:
+            error = _ChildError(type(exc).__name__, str(exc), exc.exit_status)
+            report.write(msgspec.json.encode(error))
+            return exc.exit_status
+        except BaseException:  # the child's top: log it, the parent reports the status
+            logger.exception("registration failed")
+            return 70
+    return 0
+
+
+def _fatal_error(error: _ChildError) -> AgentFatalError:
+    """The child's error as the same class of :mod:`swarmdeploy.agent.errors`."""
+    if error.kind == RegistrationError.__name__:
+        return RegistrationError(error.message, retryable=error.exit_status == 3)
+    kind = getattr(errors, error.kind, None)
+    if isinstance(kind, type) and issubclass(kind, AgentFatalError):
+        try:
+            exc = kind(error.message)
+        except TypeError:  # a class with another signature: keep message and status
+            exc = AgentFatalError(error.message)
+    else:
+        exc = AgentFatalError(error.message)
+    exc.exit_status = error.exit_status
+    return exc
+
+
+def _check_can_register(settings: AgentSettings) -> None:
     if not settings.token:
         raise RegistrationError(
             "this agent is not registered yet: give a registration token with --token"
@@ -135,11 +224,6 @@ def ensure_registered(
         )
     if settings.manager_url is None:
         raise ConfigError("--manager is required to register")
-    identity = load_identity(settings.data_dir, create=True)
-    post = poster or urllib_poster(settings.tls_ca if _https(settings.manager_url) else None)
-    answer = _register(settings, state, identity, post, sleep)
-    _accept(settings, anchors, state, answer)
-    return state, identity
 
 
 def _unregistered_state(settings: AgentSettings, state: AgentState | None) -> AgentState:
