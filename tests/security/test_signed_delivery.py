@@ -207,3 +207,18 @@ async def test_agent_without_trust_anchor_declines_every_task(tmp_path: Path) ->
         assert hello.extra["security"]["mode"] == "no_anchor"
     finally:
         await rig.close()
+
+
+async def test_fast_forward_by_a_stolen_key_is_undone_by_its_revocation(rig: Rig) -> None:
+    await running(rig, "t1", sequence=5)
+    stolen = operator(serial=88)
+    await deploy(rig, "ff", S.RUNNING, files=APP, run=["sh app.sh"], sequence=2**62, signer=stolen)
+    await deploy(rig, "blocked", S.INSTALL_FAILED, files=V2, run=["true"], sequence=6)
+    assert reason(rig, "blocked").startswith("refused: rollback:")  # the attack works ...
+    assert rig.daemon is not None
+    rig.daemon.verifier.apply_revocation_list(revocation_list(1, serials=frozenset({88})))
+    assert rig.state().trust.last_sequence["deploy"] == 5  # ... until the key is revoked
+    marker = await running(rig, "legit", sequence=7)
+    await deploy(rig, "replayed", S.INSTALL_FAILED, files=V2, run=["true"], sequence=5)
+    assert reason(rig, "replayed").startswith("refused: rollback:")  # older ones stay refused
+    still_running(rig, "legit", marker)

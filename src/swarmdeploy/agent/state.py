@@ -89,17 +89,28 @@ class Deployment(msgspec.Struct, kw_only=True):
     tree_digest: str = ""
 
 
+class SignerMark(msgspec.Struct, kw_only=True):
+    """The highest sequence number accepted from one signing key (fast-forward recovery)."""
+
+    key_id: str
+    serial: int
+    sequence: int
+
+
 class TrustState(msgspec.Struct, kw_only=True):
     """What verification of signed tasks must remember (``docs/security.md``).
 
     ``last_sequence``: per task kind, the highest sequence number accepted (rollback and
     replay defence), and ``last_task`` the task that set it (re-verified after a restart).
-    ``revocation_number``: the number of the newest revocation list accepted (an older one
-    cannot un-revoke a key).
+    ``signers``: per task kind, the highest sequence accepted from each signing key, so that
+    revoking a key that signed an absurdly high sequence (fast-forward) brings
+    ``last_sequence`` back to what unrevoked keys signed. ``revocation_number``: the number
+    of the newest revocation list accepted (an older one cannot un-revoke a key).
     """
 
     last_sequence: dict[str, int] = msgspec.field(default_factory=dict)
     last_task: dict[str, str] = msgspec.field(default_factory=dict)
+    signers: dict[str, list[SignerMark]] = msgspec.field(default_factory=dict)
     revocation_number: int = 0
 
 

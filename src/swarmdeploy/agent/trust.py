@@ -37,6 +37,7 @@ import msgspec
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.errors import ConfigError, TaskRefused
 from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.sequences import forget_revoked, note_accepted
 from swarmdeploy.agent.state import AgentState, Deployment, Registration, TrustState
 from swarmdeploy.crypto.rejections import VerificationError
 from swarmdeploy.protocol.errors import MessageError
@@ -159,6 +160,8 @@ class Accepted:
     manifest: TaskManifest
     sequence: int
     signer: str
+    key_id: str = ""
+    serial: int = 0
 
 
 class _Kind(msgspec.Struct):
@@ -328,7 +331,10 @@ class Verifier:
         except VerificationError as exc:
             raise TaskRefused(exc.code, exc.message) from None
         manifest = _decode(message.manifest)
-        return Accepted(manifest, verified.facts.sequence, verified.signer.name)
+        signer = verified.signer
+        return Accepted(
+            manifest, verified.facts.sequence, signer.name, signer.key_id, signer.serial
+        )
 
     def _unsigned(self, task_id: str, message: Task) -> Accepted:
         if not self.insecure_lab:
@@ -346,12 +352,15 @@ class Verifier:
         a replay during the install is refused too). Unsigned tasks record nothing."""
         if accepted.sequence == 0:
             return
-        kind = accepted.manifest.kind
-        trust = self.trust
-        if trust.last_sequence.get(kind, 0) <= accepted.sequence:
-            trust.last_sequence[kind] = accepted.sequence
-            trust.last_task[kind] = task_id
-            self._save()
+        note_accepted(
+            self.trust,
+            kind=accepted.manifest.kind,
+            task_id=task_id,
+            sequence=accepted.sequence,
+            key_id=accepted.key_id,
+            serial=accepted.serial,
+        )
+        self._save()
 
     # --- before every start ------------------------------------------------------------
 
@@ -396,6 +405,12 @@ class Verifier:
         number = self._accept_revocations(data, self.trust.revocation_number)
         atomic_write(self._revocations_path, data, 0o600)
         self.trust.revocation_number = number
+        revoked = self._revocations()
+        for kind in forget_revoked(self.trust, serials=revoked.serials, key_ids=revoked.key_ids):
+            logger.warning(
+                "%s sequence lowered to %d: the key that signed higher ones is revoked",
+                kind, self.trust.last_sequence.get(kind, 0),
+            )  # fmt: skip
         self._save()
         logger.info("revocation list %d accepted", number)
         return number
