@@ -108,6 +108,8 @@ def test_task_create_from_yaml_file_then_show(
     assert rc == 0
     rc, out, _ = _run(capsys, manager, "-o", "json", "targets", "show", "cli-dev")
     assert json.loads(out)["tags"] == ["cli", "new"]
+    rc, out, _ = _run(capsys, manager, "targets", "list")
+    assert rc == 0 and "trust" in out and "cli-dev" in out  # no health report yet: "-"
 
 
 def test_invalid_descriptor_exit_1_names_field(

@@ -16,7 +16,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from swarmdeploy.cli.client import ApiError, ManagerClient
-from swarmdeploy.cli.render import Renderer
+from swarmdeploy.cli.render import Renderer, trust_label
 
 app = typer.Typer(
     help="Operate a swarmdeploy fleet. Also: `swarmdeploy manager ...` runs the Deployment "
@@ -91,7 +91,10 @@ def targets_list(
     c = _ctx(ctx)
     params = {"tags": ",".join(tag) if tag else None, "search": search}
     doc = c.client.request("GET", "/targets", params={**params, "page": page, "perPage": per_page})
-    c.out.listing(doc, ["id", "name", "tags", "online", "lastSeenAt"])
+    if not c.out.as_json:
+        for item in doc.get("items", []):
+            item["trust"] = trust_label(item)
+    c.out.listing(doc, ["id", "name", "tags", "online", "trust", "lastSeenAt"])
 
 
 @targets_app.command("show")

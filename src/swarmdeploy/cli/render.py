@@ -29,6 +29,18 @@ def cell(value: object) -> str:
     return str(value)
 
 
+def trust_label(target: dict[str, Any]) -> str:
+    """What a target's agent trusts, for a table: ``verified``, ``FOREIGN CA`` (it will
+    refuse every task this manager signs), ``INSECURE LAB``, ``NO ANCHOR`` or ``-``."""
+    security = target.get("security")
+    if not isinstance(security, dict):
+        return "-"
+    mode = security.get("mode")
+    if mode == "verified":
+        return "FOREIGN CA" if security.get("trustsThisManager") is False else "verified"
+    return {"insecure_lab": "INSECURE LAB", "no_anchor": "NO ANCHOR"}.get(str(mode), "-")
+
+
 class Renderer:
     """Prints documents either as JSON (``--output json``) or as tables."""
 
