@@ -6,6 +6,8 @@ import io
 import os
 import stat
 import struct
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -257,6 +259,54 @@ def test_remove_partial_cleans_interrupted_unpacks(area: Path) -> None:
     (area / "keep").mkdir()
     assert remove_partial(area) == [area / ".unpack-abc"]
     assert [p.name for p in area.iterdir()] == ["keep"]
+
+
+# ---------------------------------------------------------------- the unpacking child
+
+_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+from swarmdeploy.agent.archive import unpack
+result = unpack(Path(sys.argv[1]), Path(sys.argv[2]))
+loaded = [m for m in ("zipfile", "tarfile", "gzip", "bz2", "lzma", "shutil") if m in sys.modules]
+print(result.files, loaded)
+"""
+
+
+def test_unpacking_leaves_no_archive_module_in_the_caller(area: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    archive.write_bytes(make_zip([("run.sh", b"echo hi\n", 0o100755)]))
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(archive), str(area / "pkg")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split(maxsplit=1) == ["1", "[]\n"]
+    assert (area / "pkg/run.sh").read_text() == "echo hi\n"
+
+
+def test_failing_unpack_process_is_an_archive_error_and_leaves_nothing(
+    area: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in interpreter that dies half-way: a temporary dir left, a message on stderr.
+    fake = tmp_path / "python"
+    fake.write_text(
+        '#!/bin/sh\nmkdir "$(dirname "$3")/.unpack-left"\necho out of memory >&2\nexit 9\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    with pytest.raises(ArchiveError, match=r"process failed \(9: out of memory\)"):
+        unpack(make_tar([("x", b"1")]), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_without_an_interpreter_unpacking_happens_here(
+    area: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", "")
+    assert unpack(make_tar([("x", b"1")]), area / "pkg").files == 1
+    assert (area / "pkg/x").read_text() == "1"
 
 
 def test_safe_name_normalises() -> None:

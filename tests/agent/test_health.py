@@ -8,10 +8,12 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 import pytest
 
 from swarmdeploy.agent.health import HealthProbe, HealthSnapshot, check_connectivity, resolve
@@ -29,6 +31,34 @@ def test_snapshot_has_plausible_values(tmp_path: Path) -> None:
     assert lo.up and "127.0.0.1" in lo.addresses
     raw = msgspec.json.encode(snap)
     assert msgspec.json.decode(raw, type=HealthSnapshot) == snap
+
+
+def test_snapshot_agrees_with_psutil(tmp_path: Path) -> None:
+    # The figures are read from /proc and netlink directly; psutil (a test dependency only)
+    # defines what they mean.
+    probe = HealthProbe(tmp_path, DiskPolicy(low_disk_bytes=0))
+    psutil.cpu_percent(interval=None)
+    busy_until = time.monotonic() + 0.3
+    while time.monotonic() < busy_until:  # some CPU time for both to see
+        pass
+    snap = probe.snapshot()
+    theirs = psutil.cpu_percent(interval=None)
+    assert 0 < snap.cpu_percent <= 100 and abs(snap.cpu_percent - theirs) < 25
+    memory = psutil.virtual_memory()
+    assert snap.memory_total_bytes == memory.total
+    assert abs(snap.memory_available_bytes - memory.available) < memory.total * 0.05
+    disk = psutil.disk_usage(str(tmp_path))
+    assert snap.disk.total_bytes == disk.total and abs(snap.disk.percent - disk.percent) < 0.5
+    assert abs(snap.uptime_s - (time.time() - psutil.boot_time())) < 2
+    assert abs(snap.agent_rss_bytes - psutil.Process().memory_info().rss) < 8 << 20
+    families = (socket.AF_INET, socket.AF_INET6)
+    stats = psutil.net_if_stats()
+    expected = {
+        name: (sorted(a.address for a in addrs if a.family in families), stats[name].isup)
+        for name, addrs in psutil.net_if_addrs().items()
+    }
+    assert {i.name: (sorted(i.addresses), i.up) for i in snap.interfaces} == expected
+    assert [i.name for i in snap.interfaces] == sorted(expected)
 
 
 def test_snapshot_reports_low_disk(tmp_path: Path) -> None:

@@ -28,15 +28,16 @@ import enum
 import io
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Protocol
 
 from swarmdeploy.agent.errors import ArchiveError, PackError
 from swarmdeploy.agent.fsutil import create_temp_dir, remove_tree
 
-if TYPE_CHECKING:  # imported where used: tarfile/zipfile pull in bz2 and lzma (~1.5 MB RSS)
+if TYPE_CHECKING:  # imported where used (in the child of unpack): they pull in bz2 and lzma
     import tarfile
     import zipfile
 
@@ -89,7 +90,41 @@ class _Entry:
 
 
 def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None) -> UnpackResult:
-    """Unpack a zip, tar or tar.gz archive into the new directory ``dest``.
+    """:func:`unpack_here` in a short-lived child (``python -m swarmdeploy.agent.archive``).
+
+    Same contract. The archive modules (zipfile, tarfile, gzip and the bz2, lzma and shutil
+    they import) and the decompression buffers thus never stay in the long-lived agent
+    (about 0.5 MB of RSS), and a hostile archive cannot make the agent itself grow; the
+    price is one interpreter start (tens of milliseconds). A child that fails otherwise is
+    an :class:`ArchiveError` too, and what it left behind is removed.
+    """
+    limits = limits or ArchiveLimits()
+    if os.path.lexists(dest):
+        raise ArchiveError(f"unpack destination {dest} exists already")
+    if not sys.executable:  # an embedded interpreter cannot start a child
+        return unpack_here(source, dest, limits)
+    import subprocess
+
+    before = set(dest.parent.glob(_TMP_PREFIX + "*"))
+    source_arg = str(source) if isinstance(source, Path) else "-"  # "-": the bytes on stdin
+    argv = [sys.executable, "-m", __name__, str(dest), source_arg, *map(str, astuple(limits))]
+    data = None if isinstance(source, Path) else bytes(source)
+    child = subprocess.run(argv, input=data, capture_output=True, check=False)
+    kind, _, text = child.stdout.decode("utf-8", "replace").strip().partition(" ")
+    if child.returncode == 0 and kind == "unpacked":
+        return UnpackResult(dest, *map(int, text.split()))
+    for leftover in set(dest.parent.glob(_TMP_PREFIX + "*")) - before:
+        remove_tree(leftover)
+    if kind != "refused":
+        last = child.stderr.decode("utf-8", "replace").strip().rpartition("\n")[2]
+        text = f"cannot unpack archive: the unpacking process failed ({child.returncode}: {last})"
+    raise ArchiveError(text)
+
+
+def unpack_here(
+    source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
+) -> UnpackResult:
+    """Unpack a zip, tar or tar.gz archive into the new directory ``dest`` in this process.
 
     ``dest`` must not exist; its parent must. Raises :class:`ArchiveError` for malformed or
     unsafe archives and for archives over a limit; in that case nothing is left at ``dest``.
@@ -113,12 +148,25 @@ def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
     return UnpackResult(dest, *result)
 
 
+def _child_main(argv: list[str]) -> int:
+    """``python -m swarmdeploy.agent.archive DEST SOURCE|- LIMIT...``: :func:`unpack_here`
+    (``-``: the archive on stdin); prints ``unpacked <counts>`` or ``refused <reason>``."""
+    dest, source_arg, *limits = argv
+    source = sys.stdin.buffer.read() if source_arg == "-" else Path(source_arg)
+    try:
+        result = unpack_here(source, Path(dest), ArchiveLimits(*map(int, limits)))
+    except ArchiveError as exc:
+        print("refused", exc)
+        return 1
+    print("unpacked", result.files, result.directories, result.links, result.total_bytes)
+    return 0
+
+
 def remove_partial(parent: Path) -> list[Path]:
     """Remove leftovers of unpacks interrupted by a crash in ``parent``; return them."""
-    removed = []
-    for child in parent.glob(_TMP_PREFIX + "*"):
+    removed = list(parent.glob(_TMP_PREFIX + "*"))
+    for child in removed:
         remove_tree(child)
-        removed.append(child)
     return removed
 
 
@@ -433,3 +481,7 @@ class _PackFilter:
         info.uname = info.gname = ""
         info.mode &= 0o755
         return info
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

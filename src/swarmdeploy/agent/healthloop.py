@@ -6,7 +6,7 @@ while connected (the latest one wins, nothing is queued). While the link is down
 whether the manager can be resolved and reached (:func:`~swarmdeploy.agent.health.
 check_connectivity`) and logs the result. It also keeps :attr:`HealthLoop.disk_low`, which
 pauses fetching (seed 000: check the disk before fetching). ``extra`` adds optional fields to
-every report (the daemon's security status). psutil is imported only when the loop starts.
+every report (the daemon's security status).
 """
 
 from __future__ import annotations

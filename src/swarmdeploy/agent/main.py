@@ -216,17 +216,44 @@ def keep_lean() -> None:
             sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
 
 
+#: What the running agent keeps imported (the rest follows from these).
+LONG_LIVED = (
+    "asyncio",
+    "swarmdeploy.agent.daemon",
+    "swarmdeploy.agent.health",
+    "swarmdeploy.agent.sdnotify",
+    "swarmdeploy.transport.zmq_agent",
+)
+
+
+def import_long_lived() -> None:
+    """Import :data:`LONG_LIVED` before any transient start-up work (anchor parsing, state,
+    registration, sandbox probes): objects that live for good then sit together, and the
+    start-up garbage is freed in whole blocks the allocator can give back. Measured: about
+    0.8 MB less resident than importing them on the way (docs/performance.md)."""
+    import importlib
+
+    for name in LONG_LIVED:
+        importlib.import_module(name)
+
+
 def run(settings: AgentSettings) -> int:
     """Harden the process, register if needed (in a child), then run the daemon (blocking).
 
     The order keeps the process lean (docs/performance.md; :func:`main` has called
-    :func:`keep_lean` already): registration's HTTP and TLS modules load only in the child,
-    and glibc keeps one malloc arena for all threads.
+    :func:`keep_lean` already): the modules the agent keeps are imported first
+    (:func:`import_long_lived`), registration's HTTP and TLS modules load only in the
+    child, and glibc keeps one malloc arena for all threads.
     """
     keep_lean()  # main() did already; run() may be called on its own
+    import_long_lived()
+    import asyncio
+
     from swarmdeploy.agent.config import manager_host
+    from swarmdeploy.agent.daemon import Daemon
     from swarmdeploy.agent.hardening import check_data_dir, harden_process, limit_malloc_arenas
     from swarmdeploy.agent.registrator import ensure_registered, register_in_child
+    from swarmdeploy.agent.sdnotify import Notifier
     from swarmdeploy.agent.trust import load_anchor_file, make_verifier
 
     harden_process()
@@ -235,11 +262,6 @@ def run(settings: AgentSettings) -> int:
     anchors = load_anchor_file(settings.trust_anchor)
     if register_in_child(settings, anchors):  # before any thread exists: it forks
         settings = dataclasses.replace(settings, token=None)  # spent: not "given again"
-    import asyncio
-
-    from swarmdeploy.agent.daemon import Daemon
-    from swarmdeploy.agent.sdnotify import Notifier
-
     state, identity = ensure_registered(settings, anchors)  # registered now: no network
     assert state.registration is not None
     host = manager_host(settings.manager_url or state.registration.manager_url)
