@@ -184,6 +184,8 @@ def test_registered_agent_without_key_files_must_register_again(tmp_path: Path) 
 
 
 # --- registration in a forked child (what the entry point uses) -------------------------
+# The agent forks before it starts any thread; tests that fork the test runner (which may
+# run threads, e.g. the registration server's) accept Python 3.12's warning about that.
 
 _CHILD_PROBE = """
 import json, sys
@@ -221,6 +223,7 @@ def test_registration_in_a_child_keeps_http_modules_out_of_the_agent(tmp_path: P
     assert state is not None and state.registration is not None and state.agent_id == "dev-1"
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 @pytest.mark.parametrize(("status", "exit_status"), [(401, 2), (503, 3)])
 def test_child_registration_errors_are_raised_in_the_parent(
     tmp_path: Path, status: int, exit_status: int
@@ -232,6 +235,7 @@ def test_child_registration_errors_are_raised_in_the_parent(
     assert "the manager's words" in str(err.value)
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_child_config_error_keeps_its_class(tmp_path: Path) -> None:
     bad_ca = tmp_path / "ca.pem"
     bad_ca.write_text("not a certificate")
@@ -258,6 +262,7 @@ class _BrokenAnchors:
         raise RuntimeError("unexpected")
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_unexpected_child_failure_is_fatal_with_its_status(tmp_path: Path) -> None:
     with registration_server(ok_script()) as url, pytest.raises(AgentFatalError) as err:
         register_in_child(settings(tmp_path, url), _BrokenAnchors())  # type: ignore[arg-type]
