@@ -23,7 +23,9 @@ NOW = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
 
 @pytest.fixture
 def ca() -> CertificateAuthority:
-    return create_ca("test CA", now=dt.datetime.now(dt.UTC))
+    # The CA's validity starts from NOW (fixed at import), not from when the test runs:
+    # a long suite must not move the test's clock before the CA's "not before".
+    return create_ca("test CA", now=dt.datetime.fromtimestamp(NOW / 1000, dt.UTC))
 
 
 @pytest.fixture
