@@ -15,3 +15,5 @@ def test_demo_deploys_example_stops_service_exits_zero(capsys: pytest.CaptureFix
     assert "drone-1  | hello 3" in out  # reached through the tag assigned by the API
     assert out.count("| hello 3") == 3
     assert "no deployed process is left on any device" in out
+    assert out.count("verified, trusts this manager's CA") == 3  # provisioned with ca.pem
+    assert "each agent verifies it before installing" in out and "(sequence 1)" in out

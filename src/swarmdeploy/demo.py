@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import pathlib
 import shutil
 import sys
@@ -82,21 +83,41 @@ def _register(fleet: LocalFleet) -> None:
     _say("token set", "POST /token_sets?name=demo&total=3 — tokens are shown once")
     tokens = fleet.tokens("demo", len(AGENTS))
     print("   " + ", ".join(tokens))
-    _say("agents", "three `swarmdeploy agent` processes register and connect over CurveZMQ")
+    _say(
+        "agents",
+        "three `swarmdeploy agent` processes, provisioned with the manager's ca.pem as trust "
+        "anchor, register and connect over CurveZMQ",
+    )
     for (agent_id, tags), token in zip(AGENTS.items(), tokens, strict=True):
         fleet.start_agent(agent_id, token=token, tags=tags)
     fleet.wait_online(list(AGENTS), timeout_s=60)
     for agent_id in AGENTS:
+        security = wait_for(
+            functools.partial(_reported_security, fleet, agent_id),
+            timeout_s=30,
+            what=f"{agent_id}'s first health report",
+        )
+        trusts = "trusts this manager's CA" if security["trustsThisManager"] else "FOREIGN CA"
         target = fleet.target(agent_id)
-        print(f"   {agent_id:<8} online, tags {target['tags']}")
+        print(f"   {agent_id:<8} online, tags {target['tags']}, {security['mode']}, {trusts}")
     _say("tag through the API", "PUT /targets/drone-1 {tags: [lab, swarm]}")
     fleet.api.request("PUT", "/targets/drone-1", json={"tags": ["lab", "swarm"]})
+
+
+def _reported_security(fleet: LocalFleet, agent_id: str) -> dict[str, Any] | None:
+    security = fleet.target(agent_id).get("security") or {}
+    return security if security.get("mode", "unknown") != "unknown" else None
 
 
 def _deploy_example(fleet: LocalFleet) -> str:
     _say("deploy", "the original's zip-deploy-python.yml, matching tag swarm")
     task = fleet.api.request("POST", "/tasks", json=_example_descriptor())
     print(f"   task {task['id']} matched {task['match']['total']} target(s)")
+    signed = task.get("signedBy") or {}
+    print(
+        f"   signed with {signed.get('name')}'s operator key {signed.get('keyId')} "
+        f"(sequence {task.get('sequence')}); each agent verifies it before installing"
+    )
     _follow(fleet, task["id"], {"exited", "failed", "install_failed", "declined"}, 90)
 
     def outputs() -> list[dict[str, Any]] | None:
