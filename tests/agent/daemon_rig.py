@@ -1,7 +1,10 @@
 """Test rig: a real :class:`Daemon` against the fake manager over the in-memory transport.
 
 The daemon object can be stopped and started again on the same data dir (an agent restart);
-each start gets a fresh transport with the agent's keys.
+each start gets a fresh transport with the agent's keys. ``async with await make_rig(...)``
+closes the rig (daemon stopped, manager closed) however the block ends; the methods below
+the lifecycle ones are the steps the daemon tests share (deploy a task and wait for a
+state, read what the manager was told).
 """
 
 from __future__ import annotations
@@ -10,19 +13,20 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.daemon import Daemon
 from swarmdeploy.agent.sdnotify import Notifier
-from swarmdeploy.agent.state import AgentState, load_state, save_state
+from swarmdeploy.agent.state import AgentState, Deployment, load_state, save_state
 from swarmdeploy.agent.trust import Verifier, wall_clock_ms
 from swarmdeploy.crypto.anchors import AnchorSet
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.transport.base import AgentLinkConfig, ManagerTransport
 from swarmdeploy.transport.memory import MemoryAgentTransport, MemoryManagerTransport, MemoryNetwork
-from tests.agent.fake_manager import FakeManager
+from tests.agent.fake_manager import FakeManager, ServedTask
 from tests.agent.helpers import eventually
 
 TARGET = "dev-1"
@@ -101,22 +105,87 @@ class Rig:
             await asyncio.wait_for(self.runner, 20)
         self.daemon, self.runner = None, None
 
+    async def close(self) -> None:
+        """Stop the daemon (if started) and close the fake manager."""
+        await self.stop()
+        await self.manager.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- the agent's persisted state -----------------------------------------------------
+
     def state(self) -> AgentState:
+        """The state file as the agent last saved it; fails the test when there is none."""
         state = load_state(self.settings.state_path)
         assert state is not None
         return state
 
+    def save(self, state: AgentState) -> None:
+        """Write ``state`` as the agent's state file (read by the next :meth:`start`)."""
+        save_state(self.settings.state_path, state)
+
+    def deployment(self) -> Deployment:
+        """The persisted deployment; fails the test when there is none."""
+        dep = self.state().deployment
+        assert dep is not None
+        return dep
+
+    def run_marker(self) -> str:
+        """The persisted deployment's run id (the marker its processes carry); fails the
+        test when there is no deployment or it has no run id."""
+        dep = self.state().deployment
+        assert dep is not None and dep.run_id is not None
+        return dep.run_id
+
+    # --- tasks through the fake manager --------------------------------------------------
+
+    async def deploy(self, task_id: str, until: TargetState, **task: Any) -> ServedTask:
+        """Add ``task_id`` to the fake manager (``task`` as for ``FakeManager.add_task``),
+        announce it and wait until the agent reports ``until``; returns the served task."""
+        served = self.manager.add_task(task_id, **task)
+        await self.announce(task_id, until)
+        return served
+
+    async def announce(self, task_id: str, until: TargetState) -> None:
+        """Announce ``task_id`` (already added to the fake manager) to this agent and wait
+        until it reports ``until``."""
+        await self.manager.announce(self.target, task_id)
+        await self.wait_state(task_id, until)
+
     async def wait_state(self, task_id: str, state: TargetState, timeout_s: float = 10) -> None:
+        """Wait until the agent's latest report for ``task_id`` is ``state``; the failure
+        names the states seen and the latest reason."""
         try:
             await eventually(lambda: self.manager.state(self.target, task_id) is state, timeout_s)
         except AssertionError:
             seen = self.manager.states_of(self.target, task_id)
-            reason = self.manager.reason(self.target, task_id)
+            reason = self.reason(task_id)
             raise AssertionError(f"{task_id}: wanted {state}, saw {seen} ({reason})") from None
 
-    async def close(self) -> None:
-        await self.stop()
-        await self.manager.close()
+    def reason(self, task_id: str) -> str:
+        """The reason of the agent's latest report for ``task_id``."""
+        return self.manager.reason(self.target, task_id)
+
+    def outputs(self, task_id: str) -> list[str]:
+        """The output lines of ``task_id`` the manager has stored, in order."""
+        return self.manager.outputs(self.target, task_id)
+
+    async def output_seen(self, task_id: str, text: str, timeout_s: float = 5.0) -> None:
+        """Wait until a line equal to ``text`` is among the outputs of ``task_id``."""
+        await eventually(lambda: text in self.outputs(task_id), timeout_s)
+
+    async def acked(self, request_id: str) -> tuple[bool, str]:
+        """Wait for the agent's answer to request ``request_id``; returns (ok, message)."""
+        await eventually(lambda: self.manager.ack_for(self.target, request_id) is not None)
+        ack = self.manager.ack_for(self.target, request_id)
+        assert ack is not None
+        return ack.ok, ack.message
 
 
 async def make_rig(tmp_path: Path, *, kind: str = "memory", **overrides: Any) -> Rig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,36 +22,11 @@ S = TargetState
 APP = {"app.sh": "echo started $(cat version)\nexec sleep 300\n", "version": "v1"}
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-
-
-def run_marker(rig: Rig) -> str:
-    dep = rig.state().deployment
-    assert dep is not None and dep.run_id is not None
-    return dep.run_id
-
-
-async def deploy(rig: Rig, task_id: str, **kwargs: object) -> None:
-    rig.manager.add_task(task_id, **kwargs)  # type: ignore[arg-type]
-    await rig.manager.announce(TARGET, task_id)
-
-
 async def test_announced_task_is_transferred_installed_and_running(rig: Rig) -> None:
     await rig.start()
-    await deploy(
-        rig,
-        "t1",
-        files=APP,
-        install=["test -f app.sh", "echo installing"],
-        run=["sh app.sh"],
+    await rig.deploy(
+        "t1", S.RUNNING, files=APP, install=["test -f app.sh", "echo installing"], run=["sh app.sh"]
     )
-    await rig.wait_state("t1", S.RUNNING)
     assert rig.manager.states_of(TARGET, "t1") == [
         S.ACCEPTED,
         S.TRANSFERRING,
@@ -60,9 +34,9 @@ async def test_announced_task_is_transferred_installed_and_running(rig: Rig) -> 
         S.INSTALLED,
         S.RUNNING,
     ]
-    await eventually(lambda: "started v1" in rig.manager.outputs(TARGET, "t1"))
-    assert "installing" in rig.manager.outputs(TARGET, "t1")
-    marker = run_marker(rig)
+    await rig.output_seen("t1", "started v1")
+    assert "installing" in rig.outputs("t1")
+    marker = rig.run_marker()
     assert live_with_marker(marker)
     await rig.stop()
     assert live_with_marker(marker) == []  # an agent shutdown leaves no orphan
@@ -70,72 +44,60 @@ async def test_announced_task_is_transferred_installed_and_running(rig: Rig) -> 
 
 async def test_install_failure_keeps_the_previous_deployment_running(rig: Rig) -> None:
     await rig.start()
-    await deploy(rig, "old", files=APP, run=["sh app.sh"])
-    await rig.wait_state("old", S.RUNNING)
-    marker = run_marker(rig)
-    await deploy(rig, "new", files={**APP, "version": "v2"}, install=["true", "exit 3", "true"])
-    await rig.wait_state("new", S.INSTALL_FAILED)
-    assert "'exit 3' exited 3" in rig.manager.reason(TARGET, "new")
+    await rig.deploy("old", S.RUNNING, files=APP, run=["sh app.sh"])
+    marker = rig.run_marker()
+    new = {**APP, "version": "v2"}
+    await rig.deploy("new", S.INSTALL_FAILED, files=new, install=["true", "exit 3", "true"])
+    assert "'exit 3' exited 3" in rig.reason("new")
     assert rig.manager.state(TARGET, "old") is S.RUNNING
     assert live_with_marker(marker)
-    assert rig.state().deployment is not None and rig.state().deployment.task_id == "old"  # type: ignore[union-attr]
+    assert rig.deployment().task_id == "old"
     assert not (rig.settings.data_dir / "tasks" / "new").exists()
 
 
 async def test_successful_install_replaces_the_running_deployment(rig: Rig) -> None:
     await rig.start()
-    await deploy(rig, "old", files=APP, run=["sh app.sh"])
-    await rig.wait_state("old", S.RUNNING)
-    old_marker = run_marker(rig)
-    await deploy(rig, "new", files={**APP, "version": "v2"}, run=["sh app.sh"])
-    await rig.wait_state("new", S.RUNNING)
+    await rig.deploy("old", S.RUNNING, files=APP, run=["sh app.sh"])
+    old_marker = rig.run_marker()
+    await rig.deploy("new", S.RUNNING, files={**APP, "version": "v2"}, run=["sh app.sh"])
     await rig.wait_state("old", S.STOPPED)
     assert live_with_marker(old_marker) == []
-    assert live_with_marker(run_marker(rig))
+    assert live_with_marker(rig.run_marker())
     assert not (rig.settings.data_dir / "tasks" / "old").exists()
 
 
 async def test_stop_request_leaves_no_process_behind(rig: Rig) -> None:
     await rig.start()
-    await deploy(rig, "t1", files=APP, run=["sleep 300 & sleep 300", "sh app.sh"])
-    await rig.wait_state("t1", S.RUNNING)
-    marker = run_marker(rig)
+    await rig.deploy("t1", S.RUNNING, files=APP, run=["sleep 300 & sleep 300", "sh app.sh"])
+    marker = rig.run_marker()
     await eventually(lambda: len(live_with_marker(marker)) >= 4)
     assert await rig.manager.send(TARGET, Stop(request_id="r1", task_id="t1"))
     await rig.wait_state("t1", S.STOPPED)
-    await eventually(lambda: rig.manager.ack_for(TARGET, "r1") is not None)
-    ack = rig.manager.ack_for(TARGET, "r1")
-    assert ack is not None and ack.ok and "t1" in ack.message
+    ok, message = await rig.acked("r1")
+    assert ok and "t1" in message
     assert live_with_marker(marker) == []
-    dep = rig.state().deployment
-    assert dep is not None and dep.stopped
+    assert rig.deployment().stopped
 
 
 async def test_run_commands_that_end_report_exited_or_failed(rig: Rig) -> None:
     await rig.start()
-    await deploy(rig, "ok", run=["true", "echo done"])
-    await rig.wait_state("ok", S.EXITED)
-    await deploy(rig, "bad", run=["true", "exit 4"])
-    await rig.wait_state("bad", S.FAILED)
-    assert "'exit 4' ended with exit status 4" in rig.manager.reason(TARGET, "bad")
+    await rig.deploy("ok", S.EXITED, run=["true", "echo done"])
+    await rig.deploy("bad", S.FAILED, run=["true", "exit 4"])
+    assert "'exit 4' ended with exit status 4" in rig.reason("bad")
 
 
 async def test_deployment_over_curve_zeromq_ends_with_bye(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, kind="zmq")
-    try:
+    async with await make_rig(tmp_path, kind="zmq") as rig:
         await rig.start()
-        await deploy(rig, "t1", files=APP, run=["sh app.sh"])
-        await rig.wait_state("t1", S.RUNNING)
-        await eventually(lambda: "started v1" in rig.manager.outputs(TARGET, "t1"))
+        await rig.deploy("t1", S.RUNNING, files=APP, run=["sh app.sh"])
+        await rig.output_seen("t1", "started v1")
         await eventually(lambda: bool(rig.manager.health) and bool(rig.manager.heartbeats))
         _, health = rig.manager.health[-1]
         assert health.mem_total_bytes > 0 and health.agent_rss_bytes > 0 and health.interfaces
-        marker = run_marker(rig)
+        marker = rig.run_marker()
         await rig.stop()
         assert live_with_marker(marker) == []
         await eventually(lambda: rig.manager.byes == [TARGET])
-    finally:
-        await rig.close()
 
 
 async def test_systemd_hears_ready_watchdog_status_and_stopping(
@@ -166,37 +128,27 @@ async def test_systemd_hears_ready_watchdog_status_and_stopping(
 
 
 async def test_health_is_reported_as_soon_as_the_agent_is_connected(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, health_interval_s=60)
-    try:
+    async with await make_rig(tmp_path, health_interval_s=60) as rig:
         await rig.start()
         await eventually(lambda: bool(rig.manager.health))
         assert rig.manager.health[0][1].manager_reachable
-    finally:
-        await rig.close()
 
 
 async def test_low_disk_declines_tasks_and_is_reported_in_health(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, low_disk_bytes=1 << 62)
-    try:
+    async with await make_rig(tmp_path, low_disk_bytes=1 << 62) as rig:
         await rig.start()
         await eventually(lambda: bool(rig.manager.health))
         assert rig.manager.health[-1][1].disk_low
         assert rig.daemon is not None and rig.daemon.health.disk_low  # fetching is paused
-        await deploy(rig, "t1", run=["true"])
-        await rig.wait_state("t1", S.DECLINED)
-        assert "disk is low" in rig.manager.reason(TARGET, "t1")
-    finally:
-        await rig.close()
+        await rig.deploy("t1", S.DECLINED, run=["true"])
+        assert "disk is low" in rig.reason("t1")
 
 
 async def test_auto_restart_restarts_a_crashed_run_command(rig: Rig) -> None:
     await rig.start()
-    await deploy(rig, "t1", run=["echo try; exit 3"], auto_restart=True)
-    await rig.wait_state("t1", S.RUNNING)
-    await eventually(
-        lambda: any("crashed (exit status 3)" in o for o in rig.manager.outputs(TARGET, "t1"))
-    )
-    await eventually(lambda: rig.manager.outputs(TARGET, "t1").count("try") >= 2, timeout_s=5)
+    await rig.deploy("t1", S.RUNNING, run=["echo try; exit 3"], auto_restart=True)
+    await eventually(lambda: any("crashed (exit status 3)" in o for o in rig.outputs("t1")))
+    await eventually(lambda: rig.outputs("t1").count("try") >= 2, timeout_s=5)
     assert rig.manager.state(TARGET, "t1") is S.RUNNING  # still supervised, not failed
     await rig.manager.send(TARGET, Stop(request_id="s1", task_id="t1"))
     await rig.wait_state("t1", S.STOPPED)
@@ -219,8 +171,7 @@ async def test_welcome_with_a_forged_revocation_list_keeps_the_agent_running(rig
     rig.anchors = signing_rig.anchors()
     rig.manager.revocations = b'{"not": "a list"}'
     daemon = await rig.start()
-    await deploy(rig, "t1", files=APP, run=["sh app.sh"])
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.deploy("t1", S.RUNNING, files=APP, run=["sh app.sh"])
     assert daemon.verifier.trust.revocation_number == 0
     assert not (rig.settings.data_dir / REVOCATIONS_FILE).exists()
 
@@ -237,8 +188,7 @@ async def test_freed_memory_is_released_after_start_up_and_when_a_task_settles(r
     rig.runner = asyncio.create_task(rig.daemon.run())
     await asyncio.wait_for(rig.daemon.wait_running(), 10)
     await eventually(lambda: len(releases) == 1 and len(rig.manager.hellos) == 1)  # started
-    await deploy(rig, "t1", files=APP, install=["echo installing"], run=["sh app.sh"])
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.deploy("t1", S.RUNNING, files=APP, install=["echo installing"], run=["sh app.sh"])
     await eventually(lambda: len(releases) == 2)  # running: once, not per stage on the way
     assert await rig.manager.send(TARGET, Stop(request_id="r1", task_id="t1"))
     await rig.wait_state("t1", S.STOPPED)
