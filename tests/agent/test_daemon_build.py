@@ -4,32 +4,19 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from swarmdeploy.protocol.states import TargetState
-from tests.agent.daemon_rig import TARGET, Rig, make_rig
-from tests.agent.helpers import eventually
+from tests.agent.daemon_rig import TARGET, Rig
 
 S = TargetState
 SOURCE = {"src.txt": "hello build\n"}
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-
-
 async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task(
+    await rig.deploy(
         "b1",
+        S.BUILT,
         kind="build",
         files=SOURCE,
         build_commands=[
@@ -39,8 +26,6 @@ async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) ->
         ],
         build_artifacts=["out"],
     )
-    await rig.manager.announce(TARGET, "b1")
-    await rig.wait_state("b1", S.BUILT)
     assert rig.manager.states_of(TARGET, "b1") == [S.ACCEPTED, S.TRANSFERRING, S.BUILDING, S.BUILT]
     (upload,) = rig.manager.uploads.values()
     assert upload.complete and upload.name == "artifacts.tar.gz"
@@ -54,27 +39,22 @@ async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) ->
 
 async def test_missing_build_artifact_fails_the_build_naming_it(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task(
-        "b1", kind="build", build_commands=["touch a"], build_artifacts=["a", "missing.bin"]
+    artifacts = ["a", "missing.bin"]
+    await rig.deploy(
+        "b1", S.BUILD_FAILED, kind="build", build_commands=["touch a"], build_artifacts=artifacts
     )
-    await rig.manager.announce(TARGET, "b1")
-    await rig.wait_state("b1", S.BUILD_FAILED)
-    assert "missing.bin" in rig.manager.reason(TARGET, "b1")
+    assert "missing.bin" in rig.reason("b1")
     assert not rig.manager.uploads
 
 
 async def test_failing_build_command_fails_the_build_with_its_output(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task(
-        "b1",
-        kind="build",
-        build_commands=["echo compiler error >&2; exit 2"],
-        build_artifacts=["x"],
+    failing = ["echo compiler error >&2; exit 2"]
+    await rig.deploy(
+        "b1", S.BUILD_FAILED, kind="build", build_commands=failing, build_artifacts=["x"]
     )
-    await rig.manager.announce(TARGET, "b1")
-    await rig.wait_state("b1", S.BUILD_FAILED)
-    assert "exited 2" in rig.manager.reason(TARGET, "b1")
-    await eventually(lambda: "compiler error" in rig.manager.outputs(TARGET, "b1"))
+    assert "exited 2" in rig.reason("b1")
+    await rig.output_seen("b1", "compiler error")
 
 
 def _uploaded_file(rig: Rig, name: str) -> bytes:
@@ -90,21 +70,21 @@ def _uploaded_file(rig: Rig, name: str) -> bytes:
 
 async def test_nothing_of_one_build_is_left_for_the_next(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task(
+    await rig.deploy(
         "b1",
+        S.BUILT,
         kind="build",
         files=SOURCE,
         build_commands=["touch leaked-file", 'touch "$HOME/leaked-home"', "pwd > where"],
         build_artifacts=["where"],
     )
-    await rig.manager.announce(TARGET, "b1")
-    await rig.wait_state("b1", S.BUILT)
     first_dir = _uploaded_file(rig, "where").decode().strip()
     first_task_dir = rig.settings.data_dir / "tasks" / "b1"
     assert first_dir.startswith(str(first_task_dir))
     assert not first_task_dir.exists()  # gone, with its $HOME
-    rig.manager.add_task(
+    await rig.deploy(
         "b2",
+        S.BUILT,
         kind="build",
         files=SOURCE,
         build_commands=[
@@ -115,18 +95,14 @@ async def test_nothing_of_one_build_is_left_for_the_next(rig: Rig) -> None:
         ],
         build_artifacts=["listing"],
     )
-    await rig.manager.announce(TARGET, "b2")
-    await rig.wait_state("b2", S.BUILT)
     assert _uploaded_file(rig, "listing").split() == [b"src.txt"]
     assert not (rig.settings.data_dir / "tasks" / "b2").exists()
 
 
 async def test_failed_build_directory_is_removed_too(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task(
-        "b1", kind="build", files=SOURCE, build_commands=["touch half-built; exit 1"],
-        build_artifacts=["half-built"],
+    await rig.deploy(
+        "b1", S.BUILD_FAILED, kind="build", files=SOURCE,
+        build_commands=["touch half-built; exit 1"], build_artifacts=["half-built"],
     )  # fmt: skip
-    await rig.manager.announce(TARGET, "b1")
-    await rig.wait_state("b1", S.BUILD_FAILED)
     assert not (rig.settings.data_dir / "tasks" / "b1").exists()

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from swarmdeploy.protocol.messages import Announce
 from swarmdeploy.protocol.states import TargetState
@@ -18,29 +15,15 @@ S = TargetState
 APP = {"app.sh": "echo up\nexec sleep 300\n"}
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-
-
 async def test_announcement_larger_than_the_data_limit_is_declined(tmp_path: Path) -> None:
-    rig = await make_rig(tmp_path, max_data_bytes=1 << 20)
-    try:
+    async with await make_rig(tmp_path, max_data_bytes=1 << 20) as rig:
         await rig.start()
         rig.manager.add_task("big", files=APP, run=["sh app.sh"])
         await rig.manager.announce(TARGET, "big", size_bytes=5_000_000)
         await rig.wait_state("big", S.DECLINED)
-        assert "not enough disk" in rig.manager.reason(TARGET, "big")
+        assert "not enough disk" in rig.reason("big")
         assert not rig.manager.chunk_requests
-        rig.manager.add_task("small", files=APP, run=["true"])
-        await rig.manager.announce(TARGET, "small")
-        await rig.wait_state("small", S.EXITED)
-    finally:
-        await rig.close()
+        await rig.deploy("small", S.EXITED, files=APP, run=["true"])
 
 
 async def test_announcement_for_another_architecture_is_declined(rig: Rig) -> None:
@@ -48,14 +31,12 @@ async def test_announcement_for_another_architecture_is_declined(rig: Rig) -> No
     rig.manager.add_task("t1", run=["true"])
     await rig.manager.send(TARGET, Announce(task_id="t1", arch=["riscv128"]))
     await rig.wait_state("t1", S.DECLINED)
-    assert "riscv128" in rig.manager.reason(TARGET, "t1")
+    assert "riscv128" in rig.reason("t1")
 
 
 async def test_repeated_announcement_is_answered_without_a_second_delivery(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task("t1", files=APP, run=["sh app.sh"])
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.deploy("t1", S.RUNNING, files=APP, run=["sh app.sh"])
     await rig.manager.announce(TARGET, "t1")
     await eventually(lambda: rig.manager.states_of(TARGET, "t1").count(S.RUNNING) == 2)
     assert rig.manager.states_of(TARGET, "t1").count(S.ACCEPTED) == 1
@@ -67,8 +48,7 @@ async def test_lost_chunk_answers_are_requested_again(rig: Rig) -> None:
     payload = tar_gz({**APP, "blob": os.urandom(20_000)})
     rig.manager.add_task("t1", archive=payload, run=["sh app.sh"], chunk_bytes=1024)
     rig.manager.drop_chunks = 3
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.announce("t1", S.RUNNING)
     count = -(-len(payload) // 1024)
     assert sorted(rig.manager.served_chunks) == list(range(count))  # each chunk served once
 
@@ -96,30 +76,25 @@ async def test_corrupted_payload_is_fetched_again_once_then_fails(rig: Rig) -> N
     await rig.start()
     rig.manager.add_task("t1", files=APP, run=["sh app.sh"])
     rig.manager.corrupt_chunks = 1
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.announce("t1", S.RUNNING)
     rig.manager.add_task("t2", files=APP, run=["sh app.sh"])
     rig.manager.corrupt_chunks = 2
-    await rig.manager.announce(TARGET, "t2")
-    await rig.wait_state("t2", S.INSTALL_FAILED)
-    assert "digest mismatch" in rig.manager.reason(TARGET, "t2")
+    await rig.announce("t2", S.INSTALL_FAILED)
+    assert "digest mismatch" in rig.reason("t2")
     assert rig.manager.state(TARGET, "t1") is S.RUNNING
 
 
 async def test_manifest_for_another_task_is_refused(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task("t1", run=["true"], manifest_task_id="other")
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.INSTALL_FAILED)
-    assert rig.manager.reason(TARGET, "t1").startswith("refused: wrong_task:")
+    await rig.deploy("t1", S.INSTALL_FAILED, run=["true"], manifest_task_id="other")
+    assert rig.reason("t1").startswith("refused: wrong_task:")
 
 
 async def test_busy_answer_to_fetch_is_asked_again(rig: Rig) -> None:
     await rig.start()
     rig.manager.add_task("t1", run=["true"])
     rig.manager.busy_fetches = 1
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.EXITED)
+    await rig.announce("t1", S.EXITED)
     assert rig.manager.busy_fetches == 0
 
 
@@ -127,13 +102,11 @@ async def test_unknown_task_on_fetch_fails_the_task(rig: Rig) -> None:
     await rig.start()
     await rig.manager.send(TARGET, Announce(task_id="ghost"))
     await rig.wait_state("ghost", S.INSTALL_FAILED)
-    assert "refused the task" in rig.manager.reason(TARGET, "ghost")
+    assert "refused the task" in rig.reason("ghost")
 
 
 async def test_hostile_archive_fails_the_install(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task("t1", files={"../escape.sh": "echo owned"}, run=["true"])
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.INSTALL_FAILED)
-    assert ".." in rig.manager.reason(TARGET, "t1")
+    await rig.deploy("t1", S.INSTALL_FAILED, files={"../escape.sh": "echo owned"}, run=["true"])
+    assert ".." in rig.reason("t1")
     assert not (rig.settings.data_dir / "tasks" / "escape.sh").exists()
