@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
-import pytest
-
 from swarmdeploy.protocol.messages import LogRequest
 from swarmdeploy.protocol.states import TargetState
-from tests.agent.daemon_rig import TARGET, Rig, make_rig
+from tests.agent.daemon_rig import TARGET, Rig
 from tests.agent.helpers import eventually
 
 S = TargetState
 CHATTY = "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line $i; done; exec sleep 300"
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-
-
-def has_ack(rig: Rig, request_id: str) -> Callable[[], bool]:
-    return lambda: rig.manager.ack_for(TARGET, request_id) is not None
-
-
 def lines_of(rig: Rig) -> list[str]:
-    return [o for o in rig.manager.outputs(TARGET, "t1") if o.startswith("line ")]
+    return [o for o in rig.outputs("t1") if o.startswith("line ")]
 
 
 async def test_log_batch_resent_after_a_reconnect_is_stored_once(rig: Rig) -> None:
     await rig.start()
     rig.manager.ack_logs = False  # acks get lost: the agent must send again
-    rig.manager.add_task("t1", run=[CHATTY], debug=True)
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.deploy("t1", S.RUNNING, run=[CHATTY], debug=True)
     await eventually(lambda: len(lines_of(rig)) == 60)
     batches = rig.manager.log_batches
     await eventually(lambda: rig.manager.log_batches > batches, timeout_s=5)  # re-sent
@@ -54,25 +34,22 @@ async def test_log_batch_resent_after_a_reconnect_is_stored_once(rig: Rig) -> No
 
 async def test_non_debug_output_is_sent_once_on_log_request(rig: Rig) -> None:
     await rig.start()
-    rig.manager.add_task("t1", run=["echo quiet; echo loud >&2; exec sleep 300"], debug=False)
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
-    await eventually(lambda: "loud" in rig.manager.outputs(TARGET, "t1"))  # errors always
-    assert "quiet" not in rig.manager.outputs(TARGET, "t1")
-    assert any("starting 1 run" in o for o in rig.manager.outputs(TARGET, "t1"))  # stage markers
+    run = ["echo quiet; echo loud >&2; exec sleep 300"]
+    await rig.deploy("t1", S.RUNNING, run=run, debug=False)
+    await rig.output_seen("t1", "loud")  # errors always
+    assert "quiet" not in rig.outputs("t1")
+    assert any("starting 1 run" in o for o in rig.outputs("t1"))  # stage markers
     for request_id in ("r1", "r2"):
         await rig.manager.send(TARGET, LogRequest(request_id=request_id, since_ms=0))
-        await eventually(has_ack(rig, request_id))
-    await eventually(lambda: "quiet" in rig.manager.outputs(TARGET, "t1"))
-    assert rig.manager.outputs(TARGET, "t1").count("quiet") == 1
+        await rig.acked(request_id)
+    await rig.output_seen("t1", "quiet")
+    assert rig.outputs("t1").count("quiet") == 1
 
 
 async def test_lines_spooled_while_offline_arrive_after_reconnect(rig: Rig) -> None:
     await rig.start()
     assert rig.network is not None
-    rig.manager.add_task("t1", run=["sleep 0.5; " + CHATTY], debug=True)
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
+    await rig.deploy("t1", S.RUNNING, run=["sleep 0.5; " + CHATTY], debug=True)
     await rig.network.partition(TARGET)
     await eventually(lambda: len(rig.daemon.spool) >= 60)  # type: ignore[union-attr]
     assert lines_of(rig) == []
