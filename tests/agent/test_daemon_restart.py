@@ -5,39 +5,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from swarmdeploy.agent.process import RUN_ID_VAR
-from swarmdeploy.agent.state import StageRun, save_state
+from swarmdeploy.agent.state import StageRun
 from swarmdeploy.protocol.states import TargetState
-from tests.agent.daemon_rig import TARGET, Rig, make_rig
+from tests.agent.daemon_rig import TARGET, Rig
 from tests.agent.helpers import eventually, kill_marked_now, live_commands, live_with_marker
 
 S = TargetState
 RUN = ["exec sleep 300", "exec sleep 301"]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await make_rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        await rig.close()
-
-
 async def running_deployment(rig: Rig) -> str:
+    """Start the daemon with task t1 (:data:`RUN`) running; returns its run marker."""
     await rig.start()
-    rig.manager.add_task("t1", run=RUN)
-    await rig.manager.announce(TARGET, "t1")
-    await rig.wait_state("t1", S.RUNNING)
-    dep = rig.state().deployment
-    assert dep is not None and dep.run_id is not None
-    await eventually(lambda: len(live_commands(dep.run_id or "")) == 2)
-    return dep.run_id
+    await rig.deploy("t1", S.RUNNING, run=RUN)
+    marker = rig.run_marker()
+    await eventually(lambda: len(live_commands(marker)) == 2)
+    return marker
 
 
 async def test_daemon_restart_starts_the_run_commands_again_exactly_once(rig: Rig) -> None:
@@ -45,8 +30,8 @@ async def test_daemon_restart_starts_the_run_commands_again_exactly_once(rig: Ri
     await rig.stop()
     assert live_with_marker(first) == []
     await rig.start()
-    dep = rig.state().deployment
-    assert dep is not None and dep.run_id not in (None, first)
+    dep = rig.deployment()
+    assert dep.run_id not in (None, first)
     second = dep.run_id or ""
     await eventually(lambda: len(live_commands(second)) == 2)
     await rig.stop()
@@ -69,7 +54,7 @@ async def test_leftovers_of_a_crashed_agent_are_killed_before_the_restart(rig: R
         state = rig.state()
         assert state.deployment is not None
         state.deployment.process_groups = [leftover.pid]
-        save_state(rig.settings.state_path, state)
+        rig.save(state)
         await rig.start()
         assert leftover.wait(timeout=5) is not None  # killed (and reaped here)
         new = (rig.state().deployment or state.deployment).run_id or ""
@@ -89,8 +74,8 @@ async def test_stopped_deployment_is_not_restarted(rig: Rig) -> None:
     await rig.wait_state("t1", S.STOPPED)
     await rig.stop()
     await rig.start()
-    dep = rig.state().deployment
-    assert dep is not None and dep.stopped and dep.run_id == marker
+    dep = rig.deployment()
+    assert dep.stopped and dep.run_id == marker
     assert live_with_marker(marker) == []
 
 
@@ -98,10 +83,10 @@ async def test_install_interrupted_by_an_agent_death_is_reported_failed(rig: Rig
     state = rig.state()
     state.history["t9"] = S.INSTALLING
     state.stage_run = StageRun(task_id="t9", stage="install", run_id="a" * 24)
-    save_state(rig.settings.state_path, state)
+    rig.save(state)
     await rig.start()
     await rig.wait_state("t9", S.INSTALL_FAILED)
-    assert "interrupted by an agent restart" in rig.manager.reason(TARGET, "t9")
+    assert "interrupted by an agent restart" in rig.reason("t9")
     assert rig.state().stage_run is None
 
 
@@ -109,12 +94,10 @@ async def test_crash_mid_install_leaves_the_old_deployment_running_after_restart
     rig: Rig,
 ) -> None:
     marker = await running_deployment(rig)
-    rig.manager.add_task("t2", run=["true"], install=["exec sleep 303"])
-    await rig.manager.announce(TARGET, "t2")
-    await rig.wait_state("t2", S.INSTALLING)
+    await rig.deploy("t2", S.INSTALLING, run=["true"], install=["exec sleep 303"])
     await rig.stop()  # the install is killed with the agent
     await rig.start()
     await rig.wait_state("t2", S.INSTALL_FAILED)
-    dep = rig.state().deployment
-    assert dep is not None and dep.task_id == "t1" and dep.run_id != marker
+    dep = rig.deployment()
+    assert dep.task_id == "t1" and dep.run_id != marker
     await eventually(lambda: len(live_commands(dep.run_id or "")) == 2)
