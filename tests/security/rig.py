@@ -6,12 +6,13 @@ the daemon verifies against it.
 :func:`sign` turns a task added with ``FakeManager.add_task`` into a signed one exactly as
 the manager will: the manifest gets its signed facts (sequence, selector, times), is encoded
 canonically and signed with ``crypto.signing.sign_manifest``; a test then changes exactly
-one thing and expects the specific refusal.
+one thing and expects the specific refusal. Announcing, waiting for a state and reading
+reasons and output are the daemon rig's own steps (``Rig.announce``, ``Rig.reason``,
+``Rig.output_seen``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,10 @@ from swarmdeploy.protocol.manifest import TaskManifest, encode_manifest
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
 from tests.agent.fake_manager import ServedTask
-from tests.agent.helpers import eventually
 from tests.crypto import signing_rig
 
 DAY_MS = 86_400_000
 TAGS = ["field"]
-S = TargetState
 
 
 def now_ms() -> int:
@@ -47,14 +46,13 @@ def operator(**overrides: Any) -> signing_rig.Operator:
 
 
 async def secured_rig(tmp_path: Path, **overrides: Any) -> Rig:
-    """A daemon rig with the test CA as trust anchor, not in lab mode, tags :data:`TAGS`."""
+    """A daemon rig (not started) with the test CA as trust anchor, not in lab mode, tags
+    :data:`TAGS`."""
     rig = await make_rig(tmp_path, **{"insecure_lab": False, **overrides})
     rig.anchors = signing_rig.anchors()
     state = rig.state()
     state.tags = list(TAGS)
-    from swarmdeploy.agent.state import save_state
-
-    save_state(rig.settings.state_path, state)
+    rig.save(state)
     return rig
 
 
@@ -90,28 +88,20 @@ def revocation_list(number: int, *, serials: frozenset[int] = frozenset()) -> by
     return issue_revocation_list(crl, ca.sign)
 
 
-async def deploy(rig: Rig, task_id: str, state: TargetState, **kwargs: Any) -> ServedTask:
-    """Add, sign (``signer``, ``sequence``, facts in ``sign_fields``), announce and wait for
-    ``state``."""
-    signer = kwargs.pop("signer", None) or operator()
-    sequence = kwargs.pop("sequence")
-    sign_fields = kwargs.pop("sign_fields", {})
-    served = sign(rig.manager.add_task(task_id, **kwargs), signer, sequence=sequence, **sign_fields)
-    await rig.manager.announce(TARGET, task_id)
-    await rig.wait_state(task_id, state)
+async def deploy(
+    rig: Rig,
+    task_id: str,
+    state: TargetState,
+    *,
+    sequence: int,
+    signer: signing_rig.Operator | None = None,
+    sign_fields: dict[str, Any] | None = None,
+    **task: Any,
+) -> ServedTask:
+    """Add ``task_id`` (``task`` as for ``FakeManager.add_task``), sign it (by ``signer``,
+    default a fresh :func:`operator`; facts in ``sign_fields``), announce it and wait for
+    ``state``; returns the served task."""
+    served = rig.manager.add_task(task_id, **task)
+    sign(served, signer or operator(), sequence=sequence, **(sign_fields or {}))
+    await rig.announce(task_id, state)
     return served
-
-
-def reason(rig: Rig, task_id: str) -> str:
-    """The reason of the task's latest report."""
-    return rig.manager.reason(TARGET, task_id)
-
-
-async def output_seen(rig: Rig, task_id: str, text: str) -> None:
-    """Wait until ``text`` appeared in the task's output."""
-    await eventually(lambda: text in rig.manager.outputs(TARGET, task_id), 10)
-
-
-def replace_served(served: ServedTask, **changes: Any) -> ServedTask:
-    """A copy of ``served`` with ``changes`` (e.g. other manifest bytes)."""
-    return dataclasses.replace(served, **changes)

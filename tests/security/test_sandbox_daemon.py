@@ -16,7 +16,7 @@ import pytest
 from swarmdeploy.agent.sandbox import NOBODY, detect_bwrap
 from swarmdeploy.protocol.manifest import SandboxPolicy
 from swarmdeploy.protocol.states import TargetState
-from tests.agent.daemon_rig import TARGET, Rig
+from tests.agent.daemon_rig import Rig
 from tests.agent.helpers import eventually
 from tests.security.rig import deploy, secured_rig
 
@@ -34,12 +34,9 @@ def _need_sandbox() -> None:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     _need_sandbox()
-    rig = await secured_rig(tmp_path)
-    try:
+    async with await secured_rig(tmp_path) as rig:
         await rig.start()
         yield rig
-    finally:
-        await rig.close()
 
 
 @pytest.fixture
@@ -69,10 +66,6 @@ def _existing(paths: Iterable[str]) -> list[str]:
     return [p for p in paths if Path(p).exists()]
 
 
-def _outputs(rig: Rig, task_id: str) -> list[str]:
-    return rig.manager.outputs(TARGET, task_id)
-
-
 @pytest.fixture
 def system_probes() -> Iterator[list[str]]:
     """Paths outside every sandbox dir; removed afterwards should a broken sandbox write."""
@@ -94,8 +87,8 @@ async def test_commands_cannot_write_outside_their_dirs(
         " cat $HOME/data; echo run-done"
     ]
     await deploy(rig, "t1", S.EXITED, files={"app.txt": "v1"}, install=install, run=run, sequence=1)
-    await eventually(lambda: "run-done" in _outputs(rig, "t1"), 10)
-    out = _outputs(rig, "t1")
+    await eventually(lambda: "run-done" in rig.outputs("t1"), 10)
+    out = rig.outputs("t1")
     assert str(NOBODY) in out and "install-done" in out and "kept" in out
     assert [line for line in out if line.startswith("WROTE")] == []
     assert _existing(p for p in outside if p != f"{data}/state.json") == []
@@ -107,8 +100,8 @@ async def test_network_off_cannot_reach_a_loopback_listener(
 ) -> None:
     port = listener.getsockname()[1]
     await deploy(rig, "t1", S.EXITED, run=[_probe_network(port)], sequence=1)
-    await eventually(lambda: any(x.startswith("NET") for x in _outputs(rig, "t1")), 10)
-    assert next(x for x in _outputs(rig, "t1") if x.startswith("NET")).startswith("NET FAILED")
+    await eventually(lambda: any(x.startswith("NET") for x in rig.outputs("t1")), 10)
+    assert next(x for x in rig.outputs("t1") if x.startswith("NET")).startswith("NET FAILED")
 
 
 async def test_network_on_in_the_signed_policy_reaches_it(
@@ -117,4 +110,4 @@ async def test_network_on_in_the_signed_policy_reaches_it(
     port = listener.getsockname()[1]
     policy = {"sandbox": SandboxPolicy(network=True)}
     await deploy(rig, "t1", S.EXITED, run=[_probe_network(port)], sequence=1, sign_fields=policy)
-    await eventually(lambda: "NET CONNECTED" in _outputs(rig, "t1"), 10)
+    await eventually(lambda: "NET CONNECTED" in rig.outputs("t1"), 10)

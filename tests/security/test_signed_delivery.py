@@ -19,8 +19,6 @@ from tests.security.rig import (
     deploy,
     now_ms,
     operator,
-    output_seen,
-    reason,
     revocation_list,
     secured_rig,
     sign,
@@ -33,40 +31,37 @@ V2 = {**APP, "version": "v2"}
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await secured_rig(tmp_path)
-    try:
+    async with await secured_rig(tmp_path) as rig:
         await rig.start()
         yield rig
-    finally:
-        await rig.close()
 
 
 async def running(rig: Rig, task_id: str = "good", sequence: int = 1) -> str:
     """A signed deployment that runs; returns its run marker."""
     await deploy(rig, task_id, S.RUNNING, files=APP, run=["sh app.sh"], sequence=sequence)
-    await output_seen(rig, task_id, "started v1")
-    dep = rig.state().deployment
-    assert dep is not None and dep.task_id == task_id and dep.run_id
+    await rig.output_seen(task_id, "started v1", 10)
+    dep = rig.deployment()
+    assert dep.task_id == task_id and dep.run_id
     return dep.run_id
 
 
 def still_running(rig: Rig, task_id: str, marker: str) -> None:
-    dep = rig.state().deployment
-    assert dep is not None and dep.task_id == task_id and dep.run_id == marker
+    dep = rig.deployment()
+    assert dep.task_id == task_id and dep.run_id == marker
     assert rig.manager.state(TARGET, task_id) is S.RUNNING
     assert live_commands(marker)  # its processes are alive
 
 
 async def refused(rig: Rig, task_id: str, code: str) -> None:
     await rig.wait_state(task_id, S.INSTALL_FAILED)
-    assert reason(rig, task_id).startswith(f"refused: {code}:"), reason(rig, task_id)
+    assert rig.reason(task_id).startswith(f"refused: {code}:"), rig.reason(task_id)
     assert not (rig.settings.data_dir / "tasks" / task_id).exists()
 
 
 async def test_signed_task_is_installed_and_runs(rig: Rig) -> None:
     marker = await running(rig)
     still_running(rig, "good", marker)
-    assert any("signed by alice" in line for line in rig.manager.outputs(TARGET, "good"))
+    assert any("signed by alice" in line for line in rig.outputs("good"))
     await eventually(lambda: bool(rig.manager.health))
     for extra in (rig.manager.health[-1][1].extra, rig.manager.hellos[-1][1].extra):
         assert extra["insecure_lab"] is False
@@ -113,7 +108,7 @@ async def test_task_signed_by_unknown_key_is_refused(rig: Rig) -> None:
     marker = await running(rig)
     stranger = operator(ca=new_ca())  # a well-formed certificate from a CA we never trusted
     await deploy(rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, signer=stranger)
-    assert reason(rig, "bad").startswith("refused: unknown_signer:")
+    assert rig.reason("bad").startswith("refused: unknown_signer:")
     still_running(rig, "good", marker)
 
 
@@ -123,7 +118,7 @@ async def test_task_signed_by_revoked_key_is_refused(rig: Rig) -> None:
     rig.daemon.verifier.apply_revocation_list(revocation_list(1, serials=frozenset({77})))
     revoked = operator(serial=77)
     await deploy(rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, signer=revoked)
-    assert reason(rig, "bad").startswith("refused: revoked_signer:")
+    assert rig.reason("bad").startswith("refused: revoked_signer:")
     still_running(rig, "good", marker)
 
 
@@ -136,14 +131,14 @@ async def test_replayed_task_is_refused(rig: Rig) -> None:
     rig.manager.states.pop((TARGET, "t1"))
     await rig.manager.announce(TARGET, "t1")  # the same signed bytes again
     await rig.wait_state("t1", S.INSTALL_FAILED)
-    assert reason(rig, "t1").startswith("refused: rollback:")
+    assert rig.reason("t1").startswith("refused: rollback:")
     still_running(rig, "t2", marker)
 
 
 async def test_older_task_delivered_late_is_refused(rig: Rig) -> None:
     marker = await running(rig, "t2", sequence=6)
     await deploy(rig, "t0", S.INSTALL_FAILED, files=V2, run=["true"], sequence=4)
-    assert reason(rig, "t0").startswith("refused: rollback:")
+    assert rig.reason("t0").startswith("refused: rollback:")
     still_running(rig, "t2", marker)
 
 
@@ -154,25 +149,22 @@ async def test_expired_task_is_refused(rig: Rig) -> None:
     await deploy(
         rig, "bad", S.INSTALL_FAILED, run=["true"], sequence=2, sign_fields=late, signer=signer
     )
-    assert reason(rig, "bad").startswith("refused: manifest_expired:")
+    assert rig.reason("bad").startswith("refused: manifest_expired:")
     still_running(rig, "good", marker)
 
 
 async def test_expired_task_is_refused_by_manager_time_when_device_clock_lags(
     tmp_path: Path,
 ) -> None:
-    rig = await secured_rig(tmp_path)
-    rig.clock = lambda: now_ms() - 3 * DAY_MS  # no real-time clock: days behind
-    try:
+    async with await secured_rig(tmp_path) as rig:
+        rig.clock = lambda: now_ms() - 3 * DAY_MS  # no real-time clock: days behind
         await rig.start()  # the welcome carries the manager's (real) time
         late = {"created_at_ms": now_ms() - 2 * DAY_MS, "expires_at_ms": now_ms() - 60_000}
         signer = operator(not_before_ms=now_ms() - 5 * DAY_MS)
         await deploy(
             rig, "bad", S.INSTALL_FAILED, run=["true"], sequence=2, sign_fields=late, signer=signer
         )
-        assert reason(rig, "bad").startswith("refused: manifest_expired:")
-    finally:
-        await rig.close()
+        assert rig.reason("bad").startswith("refused: manifest_expired:")
 
 
 async def test_task_for_another_target_is_refused(rig: Rig) -> None:
@@ -181,7 +173,7 @@ async def test_task_for_another_target_is_refused(rig: Rig) -> None:
     await deploy(
         rig, "bad", S.INSTALL_FAILED, files=V2, run=["true"], sequence=2, sign_fields=other
     )
-    assert reason(rig, "bad").startswith("refused: wrong_target:")
+    assert rig.reason("bad").startswith("refused: wrong_target:")
     still_running(rig, "good", marker)
     by_tag = {"target_ids": [], "target_tags": ["field"]}  # this target's tag: accepted
     await deploy(rig, "tagged", S.EXITED, run=["true"], sequence=3, sign_fields=by_tag)
@@ -196,17 +188,14 @@ async def test_unsigned_task_is_refused_when_anchors_are_provisioned(rig: Rig) -
 
 
 async def test_agent_without_trust_anchor_declines_every_task(tmp_path: Path) -> None:
-    rig = await secured_rig(tmp_path)
-    rig.anchors = type(rig.anchors)()  # provisioned without --trust-anchor, no lab mode
-    try:
+    async with await secured_rig(tmp_path) as rig:
+        rig.anchors = type(rig.anchors)()  # provisioned without --trust-anchor, no lab mode
         await rig.start()
         await deploy(rig, "t1", S.DECLINED, run=["true"], sequence=1)
-        assert reason(rig, "t1") == NO_ANCHOR_REASON
+        assert rig.reason("t1") == NO_ANCHOR_REASON
         hello = rig.manager.hellos[-1][1]
         assert hello.extra["insecure_lab"] is False
         assert hello.extra["security"]["mode"] == "no_anchor"
-    finally:
-        await rig.close()
 
 
 async def test_fast_forward_by_a_stolen_key_is_undone_by_its_revocation(rig: Rig) -> None:
@@ -214,11 +203,11 @@ async def test_fast_forward_by_a_stolen_key_is_undone_by_its_revocation(rig: Rig
     stolen = operator(serial=88)
     await deploy(rig, "ff", S.RUNNING, files=APP, run=["sh app.sh"], sequence=2**62, signer=stolen)
     await deploy(rig, "blocked", S.INSTALL_FAILED, files=V2, run=["true"], sequence=6)
-    assert reason(rig, "blocked").startswith("refused: rollback:")  # the attack works ...
+    assert rig.reason("blocked").startswith("refused: rollback:")  # the attack works ...
     assert rig.daemon is not None
     rig.daemon.verifier.apply_revocation_list(revocation_list(1, serials=frozenset({88})))
     assert rig.state().trust.last_sequence["deploy"] == 5  # ... until the key is revoked
     marker = await running(rig, "legit", sequence=7)
     await deploy(rig, "replayed", S.INSTALL_FAILED, files=V2, run=["true"], sequence=5)
-    assert reason(rig, "replayed").startswith("refused: rollback:")  # older ones stay refused
+    assert rig.reason("replayed").startswith("refused: rollback:")  # older ones stay refused
     still_running(rig, "legit", marker)

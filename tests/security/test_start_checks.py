@@ -15,11 +15,10 @@ from swarmdeploy.protocol.messages import Task, encode
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig
 from tests.agent.helpers import eventually, live_commands, live_with_marker
+from tests.crypto.signing_rig import Operator
 from tests.security.rig import (
     deploy,
     operator,
-    output_seen,
-    reason,
     revocation_list,
     secured_rig,
     sign,
@@ -31,20 +30,18 @@ APP = {"app.sh": "echo started\nexec sleep 300\n"}
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    rig = await secured_rig(tmp_path)
-    try:
+    async with await secured_rig(tmp_path) as rig:
         yield rig
-    finally:
-        await rig.close()
 
 
-async def installed_and_stopped(rig: Rig, **kwargs: object) -> str:
-    """Deploy a signed task, see it run, then stop the agent; returns the run marker."""
+async def installed_and_stopped(rig: Rig, signer: Operator | None = None) -> str:
+    """Deploy a task signed by ``signer`` (default a fresh operator), see it run, then stop
+    the agent; returns the run marker."""
     await rig.start()
-    await deploy(rig, "t1", S.RUNNING, files=APP, run=["sh app.sh"], sequence=3, **kwargs)
-    await output_seen(rig, "t1", "started")
-    dep = rig.state().deployment
-    assert dep is not None and dep.run_id
+    await deploy(rig, "t1", S.RUNNING, files=APP, run=["sh app.sh"], sequence=3, signer=signer)
+    await rig.output_seen("t1", "started", 10)
+    dep = rig.deployment()
+    assert dep.run_id
     await rig.stop()
     assert live_with_marker(dep.run_id) == []
     return dep.run_id
@@ -53,9 +50,9 @@ async def installed_and_stopped(rig: Rig, **kwargs: object) -> str:
 async def refused_at_start(rig: Rig, code: str, old_marker: str) -> None:
     await rig.start()
     await rig.wait_state("t1", S.FAILED)
-    assert reason(rig, "t1").startswith(f"refused: {code}:"), reason(rig, "t1")
-    dep = rig.state().deployment
-    assert dep is not None and dep.stopped and dep.process_groups == []
+    assert rig.reason("t1").startswith(f"refused: {code}:"), rig.reason("t1")
+    dep = rig.deployment()
+    assert dep.stopped and dep.process_groups == []
     assert dep.run_id == old_marker  # no new run was even prepared
     assert live_with_marker(old_marker) == []
     await rig.stop()
@@ -68,8 +65,8 @@ async def refused_at_start(rig: Rig, code: str, old_marker: str) -> None:
 async def test_unchanged_deployment_starts_again_after_restart(rig: Rig) -> None:
     marker = await installed_and_stopped(rig)
     await rig.start()
-    dep = rig.state().deployment
-    assert dep is not None and dep.run_id not in (None, marker)
+    dep = rig.deployment()
+    assert dep.run_id not in (None, marker)
     await eventually(lambda: bool(live_commands(dep.run_id or "")))
     assert rig.manager.state(TARGET, "t1") is S.RUNNING
 
@@ -79,7 +76,7 @@ async def test_modified_installed_file_is_not_started_after_restart(rig: Rig) ->
     app = rig.settings.data_dir / "tasks" / "t1" / "app" / "app.sh"
     app.write_text("echo pwned\nexec sleep 300\n")
     await refused_at_start(rig, "tampered_install", marker)
-    assert "pwned" not in rig.manager.outputs(TARGET, "t1")
+    assert "pwned" not in rig.outputs("t1")
 
 
 async def test_added_installed_file_is_not_started_after_restart(rig: Rig) -> None:
@@ -113,12 +110,12 @@ async def test_auto_restart_checks_again_before_restarting(rig: Rig) -> None:
     await deploy(
         rig, "t1", S.RUNNING, files=crashing, run=["sh app.sh"], auto_restart=True, sequence=3
     )
-    await output_seen(rig, "t1", "up v1")
+    await rig.output_seen("t1", "up v1", 10)
     config = rig.settings.data_dir / "tasks" / "t1" / "app" / "config"
     config.write_text("pwned")  # before the crash (0.3 s) and its restart (after 1 s)
     await rig.wait_state("t1", S.FAILED)
-    assert reason(rig, "t1").startswith("refused: tampered_install:"), reason(rig, "t1")
-    assert "up pwned" not in rig.manager.outputs(TARGET, "t1")
-    dep = rig.state().deployment
-    assert dep is not None and dep.stopped
+    assert rig.reason("t1").startswith("refused: tampered_install:"), rig.reason("t1")
+    assert "up pwned" not in rig.outputs("t1")
+    dep = rig.deployment()
+    assert dep.stopped
     await eventually(lambda: live_with_marker(dep.run_id or "") == [])
