@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from typing import Any
 
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig
@@ -12,20 +13,29 @@ S = TargetState
 SOURCE = {"src.txt": "hello build\n"}
 
 
+async def build(
+    rig: Rig,
+    task_id: str,
+    until: TargetState,
+    commands: list[str],
+    artifacts: list[str],
+    **task: Any,
+) -> None:
+    """Deploy build task ``task_id`` (``commands``, then pack ``artifacts``; other ``task``
+    fields as for ``FakeManager.add_task``) and wait until it reports ``until``."""
+    await rig.deploy(
+        task_id, until, kind="build", build_commands=commands, build_artifacts=artifacts, **task
+    )
+
+
 async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) -> None:
     await rig.start()
-    await rig.deploy(
-        "b1",
-        S.BUILT,
-        kind="build",
-        files=SOURCE,
-        build_commands=[
-            "mkdir out",
-            "tr a-z A-Z < src.txt > out/result.txt",
-            "head -c 600000 /dev/urandom > out/big",
-        ],
-        build_artifacts=["out"],
-    )
+    commands = [
+        "mkdir out",
+        "tr a-z A-Z < src.txt > out/result.txt",
+        "head -c 600000 /dev/urandom > out/big",
+    ]
+    await build(rig, "b1", S.BUILT, commands, ["out"], files=SOURCE)
     assert rig.manager.states_of(TARGET, "b1") == [S.ACCEPTED, S.TRANSFERRING, S.BUILDING, S.BUILT]
     (upload,) = rig.manager.uploads.values()
     assert upload.complete and upload.name == "artifacts.tar.gz"
@@ -39,20 +49,14 @@ async def test_build_uploads_the_packed_artifacts_and_reports_built(rig: Rig) ->
 
 async def test_missing_build_artifact_fails_the_build_naming_it(rig: Rig) -> None:
     await rig.start()
-    artifacts = ["a", "missing.bin"]
-    await rig.deploy(
-        "b1", S.BUILD_FAILED, kind="build", build_commands=["touch a"], build_artifacts=artifacts
-    )
+    await build(rig, "b1", S.BUILD_FAILED, ["touch a"], ["a", "missing.bin"])
     assert "missing.bin" in rig.reason("b1")
     assert not rig.manager.uploads
 
 
 async def test_failing_build_command_fails_the_build_with_its_output(rig: Rig) -> None:
     await rig.start()
-    failing = ["echo compiler error >&2; exit 2"]
-    await rig.deploy(
-        "b1", S.BUILD_FAILED, kind="build", build_commands=failing, build_artifacts=["x"]
-    )
+    await build(rig, "b1", S.BUILD_FAILED, ["echo compiler error >&2; exit 2"], ["x"])
     assert "exited 2" in rig.reason("b1")
     await rig.output_seen("b1", "compiler error")
 
@@ -70,39 +74,25 @@ def _uploaded_file(rig: Rig, name: str) -> bytes:
 
 async def test_nothing_of_one_build_is_left_for_the_next(rig: Rig) -> None:
     await rig.start()
-    await rig.deploy(
-        "b1",
-        S.BUILT,
-        kind="build",
-        files=SOURCE,
-        build_commands=["touch leaked-file", 'touch "$HOME/leaked-home"', "pwd > where"],
-        build_artifacts=["where"],
-    )
+    leaking = ["touch leaked-file", 'touch "$HOME/leaked-home"', "pwd > where"]
+    await build(rig, "b1", S.BUILT, leaking, ["where"], files=SOURCE)
     first_dir = _uploaded_file(rig, "where").decode().strip()
     first_task_dir = rig.settings.data_dir / "tasks" / "b1"
     assert first_dir.startswith(str(first_task_dir))
     assert not first_task_dir.exists()  # gone, with its $HOME
-    await rig.deploy(
-        "b2",
-        S.BUILT,
-        kind="build",
-        files=SOURCE,
-        build_commands=[
-            "test ! -e leaked-file",
-            'test ! -e "$HOME/leaked-home"',
-            f"test ! -e {first_dir}",
-            'names=$(ls -A); echo "$names" > listing',
-        ],
-        build_artifacts=["listing"],
-    )
+    checks = [
+        "test ! -e leaked-file",
+        'test ! -e "$HOME/leaked-home"',
+        f"test ! -e {first_dir}",
+        'names=$(ls -A); echo "$names" > listing',
+    ]
+    await build(rig, "b2", S.BUILT, checks, ["listing"], files=SOURCE)
     assert _uploaded_file(rig, "listing").split() == [b"src.txt"]
     assert not (rig.settings.data_dir / "tasks" / "b2").exists()
 
 
 async def test_failed_build_directory_is_removed_too(rig: Rig) -> None:
     await rig.start()
-    await rig.deploy(
-        "b1", S.BUILD_FAILED, kind="build", files=SOURCE,
-        build_commands=["touch half-built; exit 1"], build_artifacts=["half-built"],
-    )  # fmt: skip
+    failing = ["touch half-built; exit 1"]
+    await build(rig, "b1", S.BUILD_FAILED, failing, ["half-built"], files=SOURCE)
     assert not (rig.settings.data_dir / "tasks" / "b1").exists()
