@@ -12,6 +12,7 @@ import pytest
 from swarmdeploy.agent.trust import NO_ANCHOR_REASON
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig
+from tests.agent.fake_manager import ServedTask
 from tests.agent.helpers import eventually, live_commands
 from tests.agent.registration_server import new_ca
 from tests.security.rig import (
@@ -52,7 +53,21 @@ def still_running(rig: Rig, task_id: str, marker: str) -> None:
     assert live_commands(marker)  # its processes are alive
 
 
+def held_back(rig: Rig) -> ServedTask:
+    """Task ``bad`` (:data:`V2`, runs ``sh app.sh``) signed with sequence 2 by a fresh
+    operator, not announced yet: the test changes one thing before :func:`refused`."""
+    return sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+
+
+def flipped(blob: bytes) -> bytes:
+    """``blob`` with the lowest bit of its last byte flipped."""
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
 async def refused(rig: Rig, task_id: str, code: str) -> None:
+    """Announce ``task_id``; it must fail to install with refusal ``code`` and leave nothing
+    of the task on disk."""
+    await rig.manager.announce(TARGET, task_id)
     await rig.wait_state(task_id, S.INSTALL_FAILED)
     assert rig.reason(task_id).startswith(f"refused: {code}:"), rig.reason(task_id)
     assert not (rig.settings.data_dir / "tasks" / task_id).exists()
@@ -74,32 +89,28 @@ async def test_signed_task_is_installed_and_runs(rig: Rig) -> None:
 
 async def test_tampered_artifact_byte_is_refused(rig: Rig) -> None:
     marker = await running(rig)
-    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+    bad = held_back(rig)
     ((digest, blob),) = bad.blobs.items()
-    bad.blobs[digest] = blob[:-1] + bytes([blob[-1] ^ 1])  # the blob store, not the signature
-    await rig.manager.announce(TARGET, "bad")
+    bad.blobs[digest] = flipped(blob)  # the blob store, not the signature
     await refused(rig, "bad", "artifact_mismatch")
     still_running(rig, "good", marker)
 
 
 async def test_tampered_artifact_on_disk_at_resume_is_refused(rig: Rig) -> None:
     marker = await running(rig)
-    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
-    ((digest, blob),) = bad.blobs.items()
+    ((digest, blob),) = held_back(rig).blobs.items()
     download = rig.settings.data_dir / "tasks" / "bad" / "download"
     download.mkdir(parents=True, mode=0o700)
     # A completed download from before an agent restart, changed on disk since.
-    (download / f"{digest}.bin").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
-    await rig.manager.announce(TARGET, "bad")
+    (download / f"{digest}.bin").write_bytes(flipped(blob))
     await refused(rig, "bad", "artifact_mismatch")
     still_running(rig, "good", marker)
 
 
 async def test_tampered_command_is_refused(rig: Rig) -> None:
     marker = await running(rig)
-    bad = sign(rig.manager.add_task("bad", files=V2, run=["sh app.sh"]), operator(), sequence=2)
+    bad = held_back(rig)
     bad.manifest_bytes = bad.manifest_bytes.replace(b"sh app.sh", b"sh evil.sh")
-    await rig.manager.announce(TARGET, "bad")
     await refused(rig, "bad", "bad_signature")
     still_running(rig, "good", marker)
 
@@ -182,7 +193,6 @@ async def test_task_for_another_target_is_refused(rig: Rig) -> None:
 async def test_unsigned_task_is_refused_when_anchors_are_provisioned(rig: Rig) -> None:
     marker = await running(rig)
     rig.manager.add_task("bad", files=V2, run=["true"])
-    await rig.manager.announce(TARGET, "bad")
     await refused(rig, "bad", "unsigned")
     still_running(rig, "good", marker)
 
