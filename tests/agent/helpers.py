@@ -1,4 +1,5 @@
-"""Helpers for the agent tests: independent process-table checks (psutil) and recorders."""
+"""Helpers for the agent tests: independent process-table checks (psutil), recorders, and
+the server stack the agent must never import."""
 
 from __future__ import annotations
 
@@ -13,6 +14,20 @@ import psutil
 from swarmdeploy.agent.output import OutputLine
 from swarmdeploy.agent.process import RUN_ID_VAR
 from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
+
+# What only the manager and the CLI use: an agent process that imports any of it grew by the
+# server stack (idle RSS budget). Tests add the modules their own import path avoids.
+SERVER_STACK = (
+    "pydantic",
+    "httpx",
+    "fastapi",
+    "sqlalchemy",
+    "cryptography",
+    "yaml",
+    "swarmdeploy.manager",
+    "swarmdeploy.storage",
+    "swarmdeploy.cli",
+)
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from tests.agent.helpers import SERVER_STACK
+
 MODULES = [
     "archive",
     "errors",
@@ -22,15 +24,7 @@ MODULES = [
     "supervise",
 ]
 FORBIDDEN = [
-    "pydantic",
-    "httpx",
-    "fastapi",
-    "sqlalchemy",
-    "cryptography",
-    "yaml",
-    "swarmdeploy.manager",
-    "swarmdeploy.storage",
-    "swarmdeploy.cli",
+    *SERVER_STACK,
     # heavy stdlib modules the agent avoids at import time (archive imports them on use)
     "tarfile",
     "zipfile",

@@ -20,6 +20,7 @@ from swarmdeploy.agent.main import (
     settings_from_args,
     terminal_columns,
 )
+from tests.agent.helpers import SERVER_STACK
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> AgentSettings:
@@ -107,15 +108,7 @@ def test_unreachable_manager_exits_3(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 FORBIDDEN = [
-    "pydantic",
-    "httpx",
-    "fastapi",
-    "sqlalchemy",
-    "cryptography",
-    "yaml",
-    "swarmdeploy.manager",
-    "swarmdeploy.storage",
-    "swarmdeploy.cli",
+    *SERVER_STACK,
     "urllib.request",
     "tarfile",
     "zipfile",
