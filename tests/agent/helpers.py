@@ -30,6 +30,20 @@ SERVER_STACK = (
 )
 
 
+def connect_probe(python: str, port: int, prefix: str = "") -> str:
+    """A shell command in which ``python`` connects to 127.0.0.1:``port`` (3 s timeout) and
+    prints ``{prefix}CONNECTED``, or ``{prefix}FAILED`` and the error; it exits 0 either way."""
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+        f"    print('{prefix}CONNECTED')\n"
+        "except OSError as exc:\n"
+        f"    print('{prefix}FAILED', exc)\n"
+    )
+    return f'{python} -c "{code}"'
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.status() != psutil.STATUS_ZOMBIE

@@ -43,7 +43,7 @@ from swarmdeploy.agent.sandbox import (
     make_launcher,
     tree_digest,
 )
-from tests.agent.helpers import Recorder, eventually, kill_marked_now
+from tests.agent.helpers import Recorder, connect_probe, eventually, kill_marked_now
 
 GRACE_S = 2.0
 #: A Python the sandbox user can execute (the venv's lives below /root, mode 0700).
@@ -186,18 +186,6 @@ async def test_read_only_task_dir_for_run_stage(config: SandboxConfig, dirs: Dir
     assert (dirs.state / "ok").exists() and not (dirs.task / "no").exists()
 
 
-def _connect_script(port: int) -> str:
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
-        "    print('CONNECTED')\n"
-        "except OSError as exc:\n"
-        "    print('FAILED', exc)\n"
-    )
-    return f'{SYSTEM_PYTHON} -c "{code}"'
-
-
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     server = socket.create_server(("127.0.0.1", 0))
@@ -210,7 +198,7 @@ async def test_network_off_cannot_reach_loopback_listener(
     config: SandboxConfig, dirs: Dirs, listener: socket.socket
 ) -> None:
     port = listener.getsockname()[1]
-    code, rec = await _run(_launcher(config, dirs), dirs, _connect_script(port))
+    code, rec = await _run(_launcher(config, dirs), dirs, connect_probe(SYSTEM_PYTHON, port))
     assert code == 0
     assert _out(rec)[0].startswith("FAILED")
 
@@ -219,7 +207,9 @@ async def test_network_on_reaches_loopback_listener(
     config: SandboxConfig, dirs: Dirs, listener: socket.socket
 ) -> None:
     port = listener.getsockname()[1]
-    code, rec = await _run(_launcher(config, dirs, network=True), dirs, _connect_script(port))
+    code, rec = await _run(
+        _launcher(config, dirs, network=True), dirs, connect_probe(SYSTEM_PYTHON, port)
+    )
     assert code == 0
     assert _out(rec) == ["CONNECTED"]
     listener.accept()[0].close()

@@ -17,7 +17,7 @@ from swarmdeploy.agent.sandbox import NOBODY, detect_bwrap
 from swarmdeploy.protocol.manifest import SandboxPolicy
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import Rig
-from tests.agent.helpers import eventually
+from tests.agent.helpers import connect_probe, eventually
 from tests.security.rig import deploy, secured_rig
 
 S = TargetState
@@ -51,15 +51,7 @@ def _probe_writes(targets: list[str]) -> str:
 
 
 def _probe_network(port: int) -> str:
-    code = (
-        "import socket\n"
-        "try:\n"
-        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
-        "    print('NET CONNECTED')\n"
-        "except OSError as exc:\n"
-        "    print('NET FAILED', exc)\n"
-    )
-    return f'{PYTHON} -c "{code}"'
+    return connect_probe(PYTHON, port, "NET ")
 
 
 def _existing(paths: Iterable[str]) -> list[str]:
