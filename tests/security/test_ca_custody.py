@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +37,6 @@ from swarmdeploy.manager.settings import Role
 from tests.manager.conftest import Api, make_settings, running_api
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    """A manager on real SQLite in ``tmp_path`` with an admin client."""
-    async with running_api(make_settings(tmp_path)) as running:
-        yield running
 
 
 def _public_of_pem(pem: bytes, passphrase: bytes) -> bytes:

@@ -7,20 +7,8 @@ The deleted-target-cannot-reconnect case is covered by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from swarmdeploy.crypto import keyenc
-from tests.manager.conftest import Api, make_settings, running_api
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    """A manager on real SQLite in ``tmp_path`` with an admin client."""
-    async with running_api(make_settings(tmp_path)) as running:
-        yield running
+from tests.manager.conftest import Api
 
 
 async def test_operator_cannot_export_private_keys_even_its_own(api: Api) -> None:
