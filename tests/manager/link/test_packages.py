@@ -4,18 +4,19 @@ with a damaged artifact is refused with a reason (docs/security.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
 from pathlib import Path
 
-from swarmdeploy.manager.link.packages import SIGNING_GRACE_MS
+from swarmdeploy.manager.link.packages import SIGNING_GRACE_MS, Packages
 from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
 from swarmdeploy.protocol.states import TargetState
-from tests.manager.link.conftest import FakeAgent, Rig, deploy_doc, zip_b64
-from tests.manager.link.test_delivery import chunk_index
+from tests.manager.link.conftest import FakeAgent, Rig, deploy_doc, link_rig, zip_b64
+from tests.manager.link.test_delivery import RecordingBlobStore, chunk_index
 from tests.manager.link.test_uploads import build_doc, push
 
 S = TargetState
@@ -189,3 +190,20 @@ async def test_pending_tasks_announced_in_signed_sequence_order_not_creation_ord
     first = await target.take(m.Announce)
     second = await target.take(m.Announce, lambda a: a.task_id != first.task_id)
     assert (first.task_id, second.task_id) == (plain, built)
+
+
+async def test_concurrent_checks_of_one_task_hash_its_artifact_once(tmp_path: Path) -> None:
+    blobs = RecordingBlobStore(tmp_path / "blobs")
+    async with link_rig(tmp_path, app={"blobs": blobs}) as rig:
+        doc = deploy_doc(ids=["t1"])
+        doc["source"] = {"zip": zip_b64({"big.bin": os.urandom(1_500_000).hex()})}
+        await rig.agent("t1", start=False)
+        task_id = await rig.create_task(doc)
+        task = await rig.api.storage.get_task(task_id)
+        assert task is not None
+        packages = Packages(rig.api.storage, blobs, clock=rig.clock, ttl_ms=60_000)
+        blobs.range_reads.clear()
+        results = await asyncio.gather(*(packages.package(task, "deploy") for _ in range(20)))
+        assert all(r is results[0] and r is not None for r in results)
+        [art] = results[0].artifacts if results[0] else []
+        assert sum(blobs.range_reads) == art.size_bytes  # one pass over the blob, not twenty

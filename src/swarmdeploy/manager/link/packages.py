@@ -21,7 +21,9 @@ tampered manager database from reaching the fleet as a confusing flood of refusa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -124,19 +126,37 @@ class Packages:
         self._clock = clock
         self._ttl_ms = ttl_ms
         self._cache: dict[tuple[str, Role], tuple[Package, int]] = {}
+        self._loading: dict[tuple[str, Role], asyncio.Future[Package | None]] = {}
         self._verified: set[tuple[str, int]] = set()
 
     async def package(self, task: TaskRecord, role: Role) -> Package | None:
         """The checked package, or ``None`` while it does not exist yet (the deploy manifest
         of a task with a build is signed when the build delivers). Raises
-        :class:`DeliveryRefused` (see the module docstring)."""
+        :class:`DeliveryRefused` (see the module docstring).
+
+        Concurrent calls for one (task, role) -- a new task announced to a thousand targets
+        at once -- share one check: the artifacts are hashed once, not once per target."""
         key = (task.id, role)
-        now = self._clock()
         cached = self._cache.get(key)
-        if cached is not None and now - cached[1] < self._ttl_ms:
+        if cached is not None and self._clock() - cached[1] < self._ttl_ms:
             await self._check_key(task.id, cached[0].signed)  # a revocation counts at once
             return cached[0]
         self._cache.pop(key, None)
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(task, role))
+            self._loading[key] = loading
+            loading.add_done_callback(functools.partial(self._loaded, key))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, key: tuple[str, Role], done: asyncio.Future[Package | None]) -> None:
+        self._loading.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have been cancelled
+
+    async def _load(self, task: TaskRecord, role: Role) -> Package | None:
+        key = (task.id, role)
+        now = self._clock()
         signed = await self._storage.get_task_signature(task.id, role)
         if signed is None:
             await self._unsigned(task, role)
@@ -146,11 +166,6 @@ class Packages:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = (package, now)
         return package
-
-    def forget(self, task_id: str) -> None:
-        """Check the task's packages again on the next request (e.g. a key was revoked)."""
-        for role in ("deploy", "build"):
-            self._cache.pop((task_id, role), None)
 
     async def _unsigned(self, task: TaskRecord, role: Role) -> None:
         """No signed manifest for ``role``: wait for a task being signed right now (its
