@@ -1,0 +1,434 @@
+"""Fleet scale: the real manager process against N simulated agents in this process.
+
+``python -m bench fleet [--agents N[,N...]] [--payload-mb M] [--database sqlite|postgresql|URL]
+[--out FILE]``
+
+For each N (default 100 and 500; ``--agents 1000`` for a thousand) a fresh manager is started
+as a real process on loopback, exactly like ``swarmdeploy.localfleet`` does (own data dir,
+SQLite by default; ``--database postgresql`` starts a throw-away PostgreSQL server with a fresh
+database per N, ``--database URL`` uses an empty database of yours, for one N). This process
+then runs N simulated agents (``bench/fleet_sim.py``: own CurveZMQ keys, real registration
+with one-time tokens, the real agent-side ZeroMQ transport, signature and SHA-256 checks) and
+measures:
+
+* ``register``: every agent registers through ``POST /rpc/targets`` (32 at a time; a ``429``
+  is waited out as its ``Retry-After`` says); ``connect``: all agents connect at once until
+  every one got its ``welcome`` and the manager lists all N ``online``;
+* ``deploy_small`` / ``deploy_large``: from ``POST /tasks`` (one task by tag to all) until
+  every agent's ``exited`` is acknowledged, with a 10 KiB and a ``--payload-mb`` (1 MiB) zip;
+  ``GET /tasks/{id}`` must then show all N ``exited``;
+* manager CPU seconds and peak RSS per phase (psutil, sampled every 50 ms) and overall;
+* ``GET /targets?perPage=1000``, ``GET /tasks/{id}`` and ``GET /metrics`` times with N targets.
+
+Results are printed and saved to ``bench/results/fleet.json`` (entries of other N values
+already in the file are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.fleet_measure import MB, Phase, ProcessMonitor, timed_get
+from bench.fleet_sim import SimAgent
+from bench.fleet_state import Progress, SimSettings
+from swarmdeploy.crypto.anchors import AnchorSet, parse_anchor_file
+from swarmdeploy.localfleet import LocalFleet
+
+RESULTS = Path(__file__).parent / "results" / "fleet.json"
+DEFAULT_COUNTS = (100, 500)
+TAG = "fleet"
+REGISTRATION_RATE = "10000"  # per minute and address, the most the manager accepts
+
+
+class BenchError(Exception):
+    """A phase did not complete (timeout, refused registration, failed agents)."""
+
+
+class PhaseFailed(BenchError):
+    """A deployment did not complete; ``figures`` holds what was measured until then."""
+
+    def __init__(self, phase: str, figures: dict[str, Any]) -> None:
+        super().__init__(f"{phase}: {figures.get('error', 'failed')}")
+        self.phase, self.figures = phase, figures
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """One benchmark run for ``agents`` simulated agents."""
+
+    agents: int
+    payload_bytes: int = 1 << 20
+    small_bytes: int = 10 << 10
+    database: str = ""  # "": SQLite in the data dir; else a database URL
+    heartbeat_s: float = 15.0
+    health_s: float = 30.0
+    concurrency: int = 32
+    timeout_s: float = 240.0
+    repeat: int = 5
+
+
+def package_b64(size_bytes: int) -> tuple[str, int]:
+    """A zip (stored, incompressible ``payload.bin`` of ``size_bytes`` and ``run.sh``) as
+    base64, and its size in bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("payload.bin", os.urandom(size_bytes))
+        zf.writestr("run.sh", "#!/bin/sh\nwc -c payload.bin\n")
+    data = buf.getvalue()
+    return base64.b64encode(data).decode(), len(data)
+
+
+async def wait_event(
+    event: asyncio.Event, timeout_s: float, what: str, *, abort: asyncio.Event | None = None
+) -> None:
+    """Wait for ``event``; :class:`BenchError` naming ``what`` after ``timeout_s``, or as
+    soon as ``abort`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (event, abort) if e is not None]
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+    if abort is not None and abort.is_set():
+        raise BenchError(f"gave up waiting for {what}: an agent failed")
+    if not event.is_set():
+        raise BenchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+class FleetRun:
+    """The phases of one run against a started manager (see the module docstring)."""
+
+    def __init__(
+        self, fleet: LocalFleet, anchors: AnchorSet, monitor: ProcessMonitor, opts: Options
+    ) -> None:
+        self.fleet, self.monitor, self.opts = fleet, monitor, opts
+        self.progress = Progress(opts.agents)
+        settings = SimSettings(fleet.url, anchors, tags=(TAG,), health_s=opts.health_s)
+        self.agents = [SimAgent(f"fleet-{i:04d}", settings, self.progress)
+                       for i in range(opts.agents)]  # fmt: skip
+        auth = {"Authorization": f"Bearer {fleet.admin_key}"}
+        self.http = httpx.AsyncClient(base_url=fleet.url, headers=auth, timeout=120.0)
+
+    async def run(self, tokens: list[str]) -> dict[str, Any]:
+        """Every phase in order, until one fails (its error is then in ``error``); the
+        agents are closed at the end whatever happens."""
+        figures: dict[str, Any] = {}
+        try:
+            figures["register"] = await self.register(tokens)
+            figures["connect"] = await self.connect()
+            figures["api_idle"] = await self.api_timings()
+            for name, size in (
+                ("small", self.opts.small_bytes),
+                ("large", self.opts.payload_bytes),
+            ):
+                figures[f"deploy_{name}"] = await self.deploy(f"deploy_{name}", size)
+            task_id = figures["deploy_large"]["task_id"]
+            figures["api_after_deploys"] = await self.api_timings(task_id)
+        except PhaseFailed as exc:
+            figures[exc.phase] = exc.figures
+            figures["error"] = str(exc)
+        except BenchError as exc:
+            figures["error"] = str(exc)
+        finally:
+            await asyncio.gather(*(a.close() for a in self.agents))
+            await self.http.aclose()
+        figures["agent_counters"] = dict(sorted(self.progress.counts.items()))
+        if self.progress.failures and "error" not in figures:
+            figures["error"] = f"agents failed: {self.progress.failures[:5]}"
+        return figures
+
+    async def register(self, tokens: list[str]) -> dict[str, Any]:
+        """Register every agent, ``concurrency`` at a time."""
+        phase = Phase(self.monitor)
+        deadline = time.monotonic() + self.opts.timeout_s
+        gate = asyncio.Semaphore(self.opts.concurrency)
+        done_at: list[float] = []
+
+        async def one(agent: SimAgent, token: str) -> int:
+            async with gate:
+                limited = await agent.register(self.http, token, deadline)
+            done_at.append(phase.elapsed_s())
+            return limited
+
+        limited = await asyncio.gather(
+            *(one(a, t) for a, t in zip(self.agents, tokens, strict=True))
+        )
+        done_at.sort()
+        first = done_at[: min(100, len(done_at))]
+        return {
+            "wall_s": round(phase.elapsed_s(), 2),
+            "first_100_s": round(first[-1], 2),
+            "per_s_overall": round(len(done_at) / phase.elapsed_s(), 1),
+            "rate_limited_429": sum(limited),
+            **phase.figures(),
+        }
+
+    async def connect(self) -> dict[str, Any]:
+        """Connect every agent at once; wait for all ``welcome`` and all listed online."""
+        phase = Phase(self.monitor)
+        for agent in self.agents:
+            await agent.start()
+        await wait_event(self.progress.all_welcomed, self.opts.timeout_s, "every welcome")
+        welcomed_s = phase.elapsed_s()
+        # the manager ends its handling of a first hello with a config push (§6.2 step 6)
+        await wait_event(self.progress.all_configured, self.opts.timeout_s, "every config")
+        configured_s = phase.elapsed_s()
+        while (online := await self.online_count()) < self.opts.agents:
+            if phase.elapsed_s() > self.opts.timeout_s:
+                raise BenchError(f"only {online} of {self.opts.agents} targets online")
+            await asyncio.sleep(0.5)
+        return {
+            "all_welcomed_s": round(welcomed_s, 2),
+            "all_configured_s": round(configured_s, 2),
+            "all_online_s": round(phase.elapsed_s(), 2),
+            **phase.figures(),
+        }
+
+    async def online_count(self) -> int:
+        """How many targets the manager lists as online (every page)."""
+        online, page = 0, 1
+        while True:
+            params: dict[str, str | int] = {"perPage": 1000, "page": page, "tags": TAG}
+            resp = await self.http.get("/targets", params=params)
+            resp.raise_for_status()
+            doc = resp.json()
+            online += sum(1 for t in doc["items"] if t["online"])
+            if page * 1000 >= doc["total"]:
+                return online
+            page += 1
+
+    async def api_timings(self, task_id: str | None = None) -> dict[str, Any]:
+        """Times of the list, task and metrics endpoints with N targets."""
+        r = self.opts.repeat
+        out = {"targets_list": await timed_get(self.http, "/targets", repeat=r,
+                                               params={"perPage": 1000})}  # fmt: skip
+        if task_id is not None:
+            out["task_get"] = await timed_get(self.http, f"/tasks/{task_id}", repeat=r)
+        out["metrics"] = await timed_get(self.http, "/metrics", repeat=r)
+        return out
+
+    async def deploy(self, phase_name: str, size_bytes: int) -> dict[str, Any]:
+        """One task by tag to every agent; until all ``exited`` are acknowledged."""
+        zip_b64, zip_bytes = package_b64(size_bytes)
+        descriptor = {
+            "source": {"zip": zip_b64},
+            "deploy": {"run": {"commands": ["sh run.sh"]}, "target": {"tags": [TAG]}},
+        }
+        counts_before = dict(self.progress.counts)
+        phase = Phase(self.monitor)
+        resp = await self.http.post("/tasks", json=descriptor)
+        resp.raise_for_status()
+        post_s = phase.elapsed_s()
+        task_id = resp.json()["id"]
+        figures: dict[str, Any] = {"task_id": task_id, "payload_bytes": size_bytes}
+        figures.update(artifact_bytes=zip_bytes, post_s=round(post_s, 3))
+        timeline: list[list[float]] = []
+        sampler = asyncio.create_task(self.sample(task_id, phase, timeline))
+        try:
+            done = self.progress.done_event(task_id)
+            what = f"every agent's exited of {task_id}"
+            await wait_event(done, self.opts.timeout_s, what, abort=self.progress.failed)
+            figures["all_exited_s"] = round(phase.elapsed_s(), 2)
+        except BenchError as exc:
+            figures["error"] = f"{exc}; {self.stragglers(task_id)}"
+        finally:
+            sampler.cancel()
+        figures.update(phase.figures())
+        states = await self.task_states(task_id)
+        verified = len(self.progress.verified.get(task_id, ()))
+        delta = {k: v - counts_before.get(k, 0) for k, v in self.progress.counts.items()}
+        figures.update(
+            states=states,
+            signatures_verified=verified,
+            exited=states.get("exited", 0),
+            chunks=delta.get("chunks", 0),
+            resent={k: v for k, v in delta.items() if k.startswith("resent") and v},
+            received={k[9:]: v for k, v in delta.items() if k.startswith("received_") and v},
+            timeline_s_exited=timeline,
+        )
+        if "error" in figures:
+            raise PhaseFailed(phase_name, figures)
+        if states.get("exited", 0) != self.opts.agents or verified != self.opts.agents:
+            figures["error"] = f"task {task_id}: states {states}, {verified} signatures verified"
+            raise PhaseFailed(phase_name, figures)
+        return figures
+
+    async def sample(self, task_id: str, phase: Phase, timeline: list[list[float]]) -> None:
+        """Every 5 s: ``[elapsed s, agents whose exited is acknowledged]``."""
+        while True:
+            await asyncio.sleep(5.0)
+            done = len(self.progress.exited.get(task_id, ()))
+            timeline.append([round(phase.elapsed_s(), 1), done])
+
+    async def task_states(self, task_id: str) -> dict[str, int]:
+        """``{state: count}`` of the task's deploy targets, from ``GET /tasks/{id}``."""
+        resp = await self.http.get(f"/tasks/{task_id}")
+        resp.raise_for_status()
+        counts: dict[str, int] = {}
+        for row in resp.json()["targets"]:
+            counts[row["state"]] = counts.get(row["state"], 0) + 1
+        return counts
+
+    def stragglers(self, task_id: str) -> str:
+        """Which agents have not finished ``task_id``, and where they stand."""
+        done = self.progress.exited.get(task_id, set())
+        late = [a for a in self.agents if a.target_id not in done]
+        where = {a.target_id: str(a.tasks[task_id].state) if task_id in a.tasks else "not announced"
+                 for a in late[:10]}  # fmt: skip
+        return f"{len(late)} unfinished, e.g. {where}; failures: {self.progress.failures[:5]}"
+
+
+def _manager_args(opts: Options) -> list[str]:
+    args = ["--registration-rate", REGISTRATION_RATE]
+    args += ["--heartbeat-interval", str(opts.heartbeat_s)]
+    if opts.database:
+        args += ["--database", opts.database]
+    return args
+
+
+def run_once(opts: Options) -> dict[str, Any]:
+    """Start a manager, run every phase for ``opts.agents`` agents, stop everything; return
+    the figures (with ``error`` when a phase failed; the manager log's tail is printed)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="sd-fleet-") as tmp,
+        LocalFleet(Path(tmp), manager_args=_manager_args(opts)) as fleet,
+    ):
+        fleet.start_manager(timeout_s=60)
+        assert fleet.manager is not None
+        tokens = fleet.tokens("fleet", opts.agents)
+        anchors = parse_anchor_file((fleet.manager_dir / "ca.pem").read_text())
+        with ProcessMonitor(fleet.manager.pid) as monitor:
+            started_rss = monitor.rss()
+            cpu0 = monitor.cpu_s()
+            figures = asyncio.run(FleetRun(fleet, anchors, monitor, opts).run(tokens))
+            figures["manager"] = {
+                "rss_after_start_mb": round(started_rss / MB, 1),
+                "rss_at_end_mb": round(monitor.rss() / MB, 1),
+                "peak_rss_mb": round(max(monitor.overall_peak, monitor.hwm_bytes()) / MB, 1),
+                "cpu_s_total": round(monitor.cpu_s() - cpu0, 2),
+            }
+        if "error" in figures:
+            tail = (Path(tmp) / "manager.log").read_text(errors="replace")[-3000:]
+            print(f"--- manager log (tail) ---\n{tail}", file=sys.stderr)
+    return figures
+
+
+@contextlib.contextmanager
+def databases(kind: str, counts: Sequence[int]) -> Iterator[list[str]]:
+    """One database URL per run: ``""`` (SQLite) for ``sqlite``, fresh databases on a
+    throw-away server for ``postgresql``, else the given URL (one run only)."""
+    if kind == "sqlite":
+        yield [""] * len(counts)
+        return
+    if kind != "postgresql":
+        if len(counts) != 1:
+            raise BenchError("--database URL needs an empty database: give one --agents value")
+        yield [kind]
+        return
+    from tests.fixtures_pg import start_pg_server  # the test suite's throw-away server
+
+    server = start_pg_server()
+    try:
+        yield [server.create_database("fleet") for _ in counts]
+    finally:
+        server.stop()
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+def save(path: Path, results: dict[str, Any], database: str) -> dict[str, Any]:
+    """Merge ``results`` (by agent count) into the JSON document at ``path``; return it."""
+    doc: dict[str, Any] = {}
+    if path.exists():
+        with contextlib.suppress(ValueError):
+            doc = json.loads(path.read_text())
+    merged = dict(doc.get("results", {})) if isinstance(doc.get("results"), dict) else {}
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for count, figures in results.items():
+        merged[count] = {"measured_at": when, "database": database, **figures}
+    doc = {
+        "benchmark": "fleet scale: real manager process, N simulated agents (CurveZMQ, signed)",
+        "machine": machine(),
+        "results": dict(sorted(merged.items(), key=lambda kv: int(kv[0]))),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def _counts(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("agent counts are positive integers")
+    return values
+
+
+def main(argv: list[str]) -> int:
+    """Entry point for ``python -m bench fleet``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench fleet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--agents", type=_counts, action="extend", help="N or N,N,... (100,500)")
+    parser.add_argument("--payload-mb", type=float, default=1.0, help="larger payload, MiB")
+    parser.add_argument("--small-kib", type=float, default=10.0, help="small payload, KiB")
+    parser.add_argument("--database", default="sqlite", help="sqlite, postgresql or a URL")
+    parser.add_argument("--heartbeat-s", type=float, default=15.0)
+    parser.add_argument("--health-s", type=float, default=30.0, help="0: no health reports")
+    parser.add_argument("--timeout-s", type=float, default=240.0, help="per phase")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    counts: list[int] = args.agents or list(DEFAULT_COUNTS)
+    base = Options(
+        agents=counts[0],
+        payload_bytes=int(args.payload_mb * (1 << 20)),
+        small_bytes=int(args.small_kib * 1024),
+        heartbeat_s=args.heartbeat_s,
+        health_s=args.health_s,
+        timeout_s=args.timeout_s,
+    )
+    results: dict[str, Any] = {}
+    with databases(args.database, counts) as urls:
+        for count, url in zip(counts, urls, strict=True):
+            print(f"fleet: {count} agents ...", flush=True)
+            results[str(count)] = run_once(replace(base, agents=count, database=url))
+            print(json.dumps(results[str(count)], indent=2), flush=True)
+    db = "sqlite" if args.database == "sqlite" else "postgresql"
+    save(args.out, results, db)
+    print(f"saved {args.out}")
+    failed = [f"{n} agents: {r['error']}" for n, r in results.items() if "error" in r]
+    for line in failed:
+        print(f"FAILED {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
