@@ -248,6 +248,8 @@ class FleetRun:
             what = f"every agent's exited of {task_id}"
             await wait_event(done, self.opts.timeout_s, what, abort=self.progress.failed)
             figures["all_exited_s"] = round(phase.elapsed_s(), 2)
+            await self.settle()
+            figures["all_settled_s"] = round(phase.elapsed_s(), 2)
         except BenchError as exc:
             figures["error"] = f"{exc}; {self.stragglers(task_id)}"
         finally:
@@ -271,6 +273,16 @@ class FleetRun:
             figures["error"] = f"task {task_id}: states {states}, {verified} signatures verified"
             raise PhaseFailed(phase_name, figures)
         return figures
+
+    async def settle(self) -> None:
+        """Wait until every agent's reports, log lines and requests are acknowledged (the
+        manager has stored everything of the deployment)."""
+        deadline = time.monotonic() + self.opts.timeout_s
+        while not all(a.idle() for a in self.agents):
+            if time.monotonic() > deadline:
+                busy = sum(1 for a in self.agents if not a.idle())
+                raise BenchError(f"{busy} agents still wait for acknowledgements")
+            await asyncio.sleep(0.2)
 
     async def sample(self, task_id: str, phase: Phase, timeline: list[list[float]]) -> None:
         """Every 5 s: ``[elapsed s, agents whose exited is acknowledged]``."""

@@ -190,6 +190,14 @@ class SimAgent:
             due = min(due, time.monotonic() + 1.0)
         return max(0.01, min(due - time.monotonic(), 60.0))
 
+    def idle(self) -> bool:
+        """Whether everything this agent sent is acknowledged (reports, logs, requests)."""
+        return (
+            not self._unacked
+            and not self._spool
+            and not any(t.transfer or t.fetch_sent for t in self.open())
+        )
+
     def open(self) -> list[SimTask]:
         """Tasks not yet in a final state."""
         return [t for t in self.tasks.values() if t.state not in FINAL_STATES]
