@@ -15,8 +15,10 @@ measures:
   is waited out as its ``Retry-After`` says); ``connect``: all agents connect at once until
   every one got its ``welcome`` and the manager lists all N ``online``;
 * ``deploy_small`` / ``deploy_large``: from ``POST /tasks`` (one task by tag to all) until
-  every agent's ``exited`` is acknowledged, with a 10 KiB and a ``--payload-mb`` (1 MiB) zip;
-  ``GET /tasks/{id}`` must then show all N ``exited``;
+  every agent's ``exited`` is acknowledged, with a 10 KiB and a ``--payload-mb`` (1 MiB) zip,
+  and until everything of it is acknowledged (``settled``: re-sent reports, log batches);
+  ``GET /tasks/{id}`` must then show all N ``exited``; how many agents were done every 5 s
+  and what they had to send again are recorded too;
 * manager CPU seconds and peak RSS per phase (psutil, sampled every 50 ms) and overall;
 * ``GET /targets?perPage=1000``, ``GET /tasks/{id}`` and ``GET /metrics`` times with N targets.
 
@@ -250,11 +252,14 @@ class FleetRun:
             figures["all_exited_s"] = round(phase.elapsed_s(), 2)
             await self.settle()
             figures["all_settled_s"] = round(phase.elapsed_s(), 2)
+            figures.update(phase.figures())  # before the timed GETs below
+            path = f"/tasks/{task_id}"
+            figures["task_get"] = await timed_get(self.http, path, repeat=self.opts.repeat)
         except BenchError as exc:
             figures["error"] = f"{exc}; {self.stragglers(task_id)}"
+            figures.update(phase.figures())
         finally:
             sampler.cancel()
-        figures.update(phase.figures())
         states = await self.task_states(task_id)
         verified = len(self.progress.verified.get(task_id, ()))
         delta = {k: v - counts_before.get(k, 0) for k, v in self.progress.counts.items()}
