@@ -33,6 +33,14 @@ def test_command_line_beats_environment(tmp_path: Path) -> None:
     assert values["admin_key"] == "k" * 20
 
 
+def test_registration_limits_settable_for_an_enrolment_window() -> None:
+    argv = ["--registration-global-rate", "6000", "--registration-burst", "50"]
+    values = parse_options(argv, {"SWARMDEPLOY_REGISTRATION_RATE": "120"})
+    assert values["registration_global_rate_per_min"] == 6000.0
+    assert values["registration_burst"] == 50
+    assert values["registration_rate_per_min"] == 120.0
+
+
 def test_role_map_and_defaults_from_environment() -> None:
     values = parse_options([], {"SWARMDEPLOY_OIDC_ROLE_MAP": "ops=operator"})
     assert values["oidc_role_map"] == {"ops": "operator"}

@@ -62,6 +62,13 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("log-max-rows", "log_max_rows", int, "keep at most this many log lines; 0: no limit"),
     ("log-retention-interval", "log_retention_interval_s", float, "retention period, s"),
     ("registration-rate", "registration_rate_per_min", float, "registrations/min per address"),
+    ("registration-burst", "registration_burst", int, "registrations at once per address (10)"),
+    (
+        "registration-global-rate",
+        "registration_global_rate_per_min",
+        float,
+        "registrations/min from all addresses together (600)",
+    ),
     ("max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
     ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
     ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
