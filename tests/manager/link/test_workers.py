@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
-from swarmdeploy.manager.link.workers import TargetWorkers
+from swarmdeploy.manager.link.workers import TargetWorkers, message_key
+from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.states import TargetState
 
 
 async def test_jobs_of_one_target_run_in_order_targets_concurrently() -> None:
@@ -62,3 +64,31 @@ async def test_full_queue_and_closed_workers_refuse() -> None:
     assert not workers.submit("a", wait)
     await workers.close()
     assert not workers.submit("b", wait)
+
+
+async def test_exact_resends_waiting_in_the_queue_are_merged_into_one_job() -> None:
+    workers = TargetWorkers(max_queued=10)
+    gate = asyncio.Event()
+    done: list[str] = []
+
+    async def hold() -> None:
+        await gate.wait()
+
+    async def handle(name: str) -> None:
+        done.append(name)
+
+    report = m.StateReport(task_id="t", state=TargetState.RUNNING, at_ms=5)
+    later = m.StateReport(task_id="t", state=TargetState.RUNNING, at_ms=6)
+    assert workers.submit("a", hold)
+    await asyncio.sleep(0)  # hold runs: everything below waits behind it
+    for _ in range(3):  # three copies of one report while the manager is behind
+        assert workers.submit("a", lambda: handle("copy"), key=message_key(report))
+    assert workers.submit("a", lambda: handle("later"), key=message_key(later))
+    assert workers.submit("b", lambda: handle("other target"), key=message_key(report))
+    await asyncio.sleep(0.01)
+    gate.set()
+    await workers.wait_idle(1.0)
+    assert sorted(done) == ["copy", "later", "other target"] and workers.merged == 2
+    assert workers.submit("a", lambda: handle("copy"), key=message_key(report))
+    await workers.wait_idle(1.0)
+    assert done.count("copy") == 2  # once it ran, a new copy is handled again

@@ -41,7 +41,7 @@ from swarmdeploy.manager.link.packages import Packages
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
-from swarmdeploy.manager.link.workers import TargetWorkers
+from swarmdeploy.manager.link.workers import TargetWorkers, message_key
 from swarmdeploy.manager.services.builds import BuildRecorder
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.tasks import TaskView
@@ -197,7 +197,8 @@ class LinkServer:
             if got is None:
                 continue
             target_id, msg = got
-            self.workers.submit(target_id, functools.partial(self.handlers.handle, target_id, msg))
+            job = functools.partial(self.handlers.handle, target_id, msg)
+            self.workers.submit(target_id, job, key=message_key(msg))
 
     async def _sweep_loop(self) -> None:
         while True:

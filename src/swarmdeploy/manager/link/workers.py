@@ -6,6 +6,10 @@ simple (an ``accepted`` report is handled after the ``announce`` that caused it 
 concurrent across targets keeps one slow database round trip from stalling the fleet. A
 worker task exists only while its queue has jobs. Queues are bounded: a full queue refuses a
 job (the protocol's acknowledgements make the agent send again).
+
+A job may carry a ``key`` (an agent's message: its type and encoded content): a job whose key
+is already waiting in the queue is merged into it. An agent that re-sends while the manager is
+behind then costs one answer, not one per copy -- the waiting job answers them all.
 """
 
 from __future__ import annotations
@@ -13,11 +17,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
+
+import msgspec
 
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[object]]
+
+
+def message_key(msg: msgspec.Struct) -> Hashable:
+    """The merge key of an agent's message: its type and its encoded content (an exact
+    re-send has the same key; anything that differs, e.g. a report's time, does not)."""
+    return (type(msg).__name__, msgspec.msgpack.encode(msg))
 
 
 class TargetWorkers:
@@ -27,21 +39,30 @@ class TargetWorkers:
         if max_queued < 1:
             raise ValueError("max_queued must be at least 1")
         self._max = max_queued
-        self._queues: dict[str, collections.deque[Job]] = {}
+        self._queues: dict[str, collections.deque[tuple[Job, Hashable | None]]] = {}
+        self._waiting: dict[str, set[Hashable]] = {}
+        self.merged = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def submit(self, target_id: str, job: Job) -> bool:
-        """Queue ``job`` for ``target_id``; ``False`` when its queue is full or closed."""
+    def submit(self, target_id: str, job: Job, *, key: Hashable | None = None) -> bool:
+        """Queue ``job`` for ``target_id``; ``False`` when its queue is full or closed. A job
+        whose ``key`` is already waiting is merged into that one (``True``, not queued)."""
         if self._closed:
             return False
+        waiting = self._waiting.setdefault(target_id, set())
+        if key is not None and key in waiting:
+            self.merged += 1
+            return True
         queue = self._queues.setdefault(target_id, collections.deque())
         if len(queue) >= self._max:
             log.warning("work queue of %s is full; dropped a job", target_id)
             return False
-        queue.append(job)
+        queue.append((job, key))
+        if key is not None:
+            waiting.add(key)
         if target_id not in self._tasks:
             self._idle.clear()
             self._tasks[target_id] = asyncio.create_task(
@@ -53,7 +74,9 @@ class TargetWorkers:
         queue = self._queues[target_id]
         try:
             while queue:
-                job = queue.popleft()
+                job, key = queue.popleft()
+                if key is not None:
+                    self._waiting[target_id].discard(key)  # a copy arriving now runs again
                 try:
                     await job()
                 except Exception:  # top of the worker loop: one failed job is logged
@@ -62,6 +85,7 @@ class TargetWorkers:
             del self._tasks[target_id]
             if not queue:
                 self._queues.pop(target_id, None)
+                self._waiting.pop(target_id, None)
             if not self._tasks:
                 self._idle.set()
 
@@ -79,3 +103,4 @@ class TargetWorkers:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._queues.clear()
+        self._waiting.clear()
