@@ -80,7 +80,9 @@ class SimAgent:
         self.tasks: dict[str, SimTask] = {}
         self.transport: ZmqAgentTransport | None = None
         self._server: dict[str, Any] = {}
-        self._unacked: dict[tuple[str, TargetState], tuple[float, str]] = {}  # (sent, reason)
+        # (task, state) -> (sent, reason, at_ms): a re-send repeats the report exactly, as the
+        # real agent's does (same at_ms), so the manager can tell it is a copy
+        self._unacked: dict[tuple[str, TargetState], tuple[float, str, int]] = {}
         self._spool: list[m.LogEntry] = []
         self._next_seq = 1
         self._log_acked = 0
@@ -210,8 +212,8 @@ class SimAgent:
 
     async def _hello(self) -> None:
         # like the real agent: every unacknowledged report, then other unfinished tasks
-        reports = [m.TaskReport(task_id=task_id, state=state, reason=reason, at_ms=now_ms())
-                   for (task_id, state), (_, reason) in self._unacked.items()]  # fmt: skip
+        reports = [m.TaskReport(task_id=task_id, state=state, reason=reason, at_ms=at_ms)
+                   for (task_id, state), (_, reason, at_ms) in self._unacked.items()]  # fmt: skip
         pending = {task_id for task_id, _ in self._unacked}
         reports += [m.TaskReport(task_id=t.task_id, state=t.state)
                     for t in self.open() if t.task_id not in pending]  # fmt: skip
@@ -255,10 +257,10 @@ class SimAgent:
 
     async def _resend(self, now: float) -> None:
         limit = self.settings.resend_s
-        for (task_id, state), (sent, reason) in list(self._unacked.items()):
+        for (task_id, state), (sent, reason, at_ms) in list(self._unacked.items()):
             if now - sent >= limit:
                 self.progress.count("resent_states")
-                await self._report(task_id, state, reason)
+                await self._report(task_id, state, reason, at_ms)
         for task in self.open():
             if task.fetch_sent and now - task.fetch_sent >= limit:
                 self.progress.count("resent_fetches")
@@ -459,9 +461,12 @@ class SimAgent:
         task.reported.append(state)
         await self._report(task.task_id, state, reason)
 
-    async def _report(self, task_id: str, state: TargetState, reason: str = "") -> None:
-        self._unacked[(task_id, state)] = (time.monotonic(), reason)
-        await self.send(m.StateReport(task_id=task_id, state=state, reason=reason, at_ms=now_ms()))
+    async def _report(
+        self, task_id: str, state: TargetState, reason: str = "", at_ms: int = 0
+    ) -> None:
+        at_ms = at_ms or now_ms()
+        self._unacked[(task_id, state)] = (time.monotonic(), reason, at_ms)
+        await self.send(m.StateReport(task_id=task_id, state=state, reason=reason, at_ms=at_ms))
 
     def _marker(self, task_id: str, stage: str, text: str) -> None:
         entry = m.LogEntry(seq=self._next_seq, time_ms=now_ms(), task=task_id, stage=stage,
