@@ -8,8 +8,10 @@
   spool (once: a repeated request never duplicates a line).
 * While connected, :meth:`ResponseCollector.tick` sends one batch (``log``, in ``seq`` order)
   every ``batch_s`` and waits for its ``log_ack``; without an ack for ``resend_s`` it sends
-  again from the last acknowledged ``seq``. Every ``welcome`` re-aligns the spool with what
-  the manager stored (``spool.ack(welcome.log_acked_seq)``) and restarts from there.
+  again from the last acknowledged ``seq``, then after twice as long each time while no ack
+  comes (:class:`~swarmdeploy.agent.backoff.Backoff`: capped, with jitter). Every
+  ``welcome`` re-aligns the spool with what the manager stored
+  (``spool.ack(welcome.log_acked_seq)``) and restarts from there.
 * The manager stores a line only if it continues its sequence, so re-sending is always safe.
 """
 
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.agent.errors import SpoolError
 from swarmdeploy.agent.output import LineSink, OutputLine, now_ms
 from swarmdeploy.agent.reports import Send
@@ -45,14 +49,16 @@ class ResponseCollector:
         *,
         batch_s: float,
         resend_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] | None = None,
     ) -> None:
         self.spool = spool
         self.ring = ring
         self._send = send
         self._batch_s = batch_s
-        self._resend_s = resend_s
+        self._clock = clock
         self._inflight_upto = 0  # highest seq of the batch awaiting its log_ack (0: none)
-        self._inflight_at = 0.0
+        self._inflight = Backoff(resend_s, rng=rng)  # re-sends of the batch in flight
         self._last_batch = 0.0
         self._spool_failed = False
 
@@ -113,8 +119,8 @@ class ResponseCollector:
         """Send the next batch if it is time (called periodically by the daemon)."""
         if not connected:
             return
-        now = time.monotonic()
-        if self._inflight_upto and now - self._inflight_at < self._resend_s:
+        now = self._clock()
+        if self._inflight_upto and not self._inflight.due(now):
             return  # waiting for the ack of the batch in flight
         if not self._inflight_upto and now - self._last_batch < self._batch_s:
             return
@@ -124,9 +130,12 @@ class ResponseCollector:
             self._inflight_upto = 0
             return
         message = LogBatch(entries=[_wire(item) for item in batch])
+        resend = bool(self._inflight_upto)
         if await self._send(message):
+            if not resend:
+                self._inflight.reset()  # a new batch: its first re-send after resend_s
             self._inflight_upto = batch[-1].seq
-            self._inflight_at = now
+            self._inflight.sent(now)
 
     def _batch(self) -> list[SpooledEntry]:
         try:

@@ -2,12 +2,13 @@
 (docs/protocol.md §6.3).
 
 :class:`ManifestFetcher` sends ``fetch_task`` and waits for the ``task`` answer, sending again
-after ``resend_s`` and after every reconnect; an ``error`` answer fails the fetch with a
-:class:`~swarmdeploy.agent.errors.TransferError`, unless it is transient (``busy``,
-``internal``: asked again after ``resend_s``). Verification is
-:meth:`swarmdeploy.agent.trust.Verifier.verify_received` (CRD-75). The ``task`` message is
-kept in ``DIR/tasks/<task>/task.msgpack`` (where sandboxed commands never see it) so that an
-agent restart resumes without asking again and every start re-verifies it.
+after ``resend_s``, then after twice as long each time (:class:`~swarmdeploy.agent.backoff.Backoff`:
+capped, with jitter), and at once after every reconnect (which restarts the backoff); an
+``error`` answer fails the fetch with a :class:`~swarmdeploy.agent.errors.TransferError`,
+unless it is transient (``busy``, ``internal``: asked again when the backoff says so).
+Verification is :meth:`swarmdeploy.agent.trust.Verifier.verify_received` (CRD-75). The
+``task`` message is kept in ``DIR/tasks/<task>/task.msgpack`` (where sandboxed commands
+never see it) so that an agent restart resumes without asking again and every start re-verifies it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.agent.errors import TransferError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.reports import Send
@@ -32,9 +35,20 @@ _POLL_S = 0.25
 class ManifestFetcher:
     """Asks the manager for manifests; :meth:`on_task`/:meth:`on_error` deliver answers."""
 
-    def __init__(self, send: Send, resend_s: float) -> None:
+    def __init__(
+        self,
+        send: Send,
+        resend_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] | None = None,
+        poll_s: float = _POLL_S,
+    ) -> None:
         self._send = send
         self._resend_s = resend_s
+        self._clock = clock
+        self._rng = rng
+        self._poll_s = poll_s
         self._waiting: dict[str, asyncio.Future[Task]] = {}
         self._reconnects = 0
 
@@ -42,14 +56,17 @@ class ManifestFetcher:
         """``fetch_task`` until the ``task`` arrives; TransferError if the manager refuses."""
         future: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
         self._waiting[task_id] = future
-        sent_at, seen = float("-inf"), self._reconnects
+        backoff, seen = Backoff(self._resend_s, rng=self._rng), self._reconnects
         try:
             while not future.done():
-                now = time.monotonic()
-                if now - sent_at >= self._resend_s or seen != self._reconnects:
-                    sent_at, seen = now, self._reconnects
+                now = self._clock()
+                if seen != self._reconnects:
+                    seen = self._reconnects
+                    backoff = Backoff(self._resend_s, rng=self._rng)  # due at once, base wait
+                if backoff.due(now):
+                    backoff.sent(now)
                     await self._send(FetchTask(task_id=task_id))
-                await asyncio.wait({future}, timeout=_POLL_S)
+                await asyncio.wait({future}, timeout=self._poll_s)
             return future.result()
         finally:
             del self._waiting[task_id]

@@ -4,7 +4,9 @@
 the transition against the shared table (:mod:`swarmdeploy.protocol.states`), records it in
 the persisted :class:`~swarmdeploy.agent.state.AgentState` (history and unacknowledged
 reports), saves the state, logs one line and sends the ``state`` message. Unacknowledged
-reports travel again in every ``hello`` (§6.2) and after ``resend_s`` without an ack.
+reports travel again in every ``hello`` (§6.2) and, while none is acked, after ``resend_s``,
+then after twice as long each time (:class:`~swarmdeploy.agent.backoff.Backoff`: capped, with
+jitter); a new report, an ack or a ``hello`` brings the interval back to ``resend_s``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.agent.state import AgentState
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.messages import Message, StateAck, StateReport, TaskReport
@@ -37,13 +40,20 @@ class StateReporter:
     """Records and reports this target's task states. See the module docstring."""
 
     def __init__(
-        self, state: AgentState, save: Callable[[], None], send: Send, resend_s: float
+        self,
+        state: AgentState,
+        save: Callable[[], None],
+        send: Send,
+        resend_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] | None = None,
     ) -> None:
         self._state = state
         self._save = save
         self._send = send
-        self._resend_s = resend_s
-        self._last_sent = 0.0
+        self._clock = clock
+        self._backoff = Backoff(resend_s, rng=rng)
         self._waiters: dict[tuple[str, TargetState], list[asyncio.Future[StateAck]]] = {}
 
     def current(self, task_id: str) -> TargetState | None:
@@ -64,7 +74,8 @@ class StateReporter:
         self._save()
         detail = f" ({reason})" if reason else ""
         logger.info("task %s: %s -> %s%s", task_id, old, new, detail)
-        self._last_sent = time.monotonic()
+        self._backoff.reset()
+        self._backoff.sent(self._clock())
         await self._send(_message(item.task_id, item.state, item.reason, item.at_ms))
         return True
 
@@ -105,6 +116,7 @@ class StateReporter:
         """The manager persisted (or refused) a report: stop re-sending it, wake waiters."""
         if self._state.ack_report(ack.task_id, ack.state):
             self._save()
+        self._backoff.reset()
         for future in self._waiters.pop((ack.task_id, ack.state), []):
             if not future.done():
                 future.set_result(ack)
@@ -131,15 +143,18 @@ class StateReporter:
         return out[-_MAX_HELLO_TASKS:]
 
     def sent_with_hello(self) -> None:
-        """The unacknowledged reports just went out in a ``hello``: restart the resend timer."""
-        self._last_sent = time.monotonic()
+        """The unacknowledged reports just went out in a ``hello`` (a new connection):
+        restart the resend timer at ``resend_s``."""
+        self._backoff.reset()
+        self._backoff.sent(self._clock())
 
     async def resend_due(self) -> None:
-        """Re-send every unacknowledged report if none was acked for ``resend_s``."""
-        now = time.monotonic()
-        if not self._state.unacked or now - self._last_sent < self._resend_s:
+        """Re-send every unacknowledged report, in order, if their backoff wait is over
+        (``resend_s`` after the last send, doubling while nothing is acked)."""
+        now = self._clock()
+        if not self._state.unacked or not self._backoff.due(now):
             return
-        self._last_sent = now
+        self._backoff.sent(now)
         for r in list(self._state.unacked):
             await self._send(_message(r.task_id, r.state, r.reason, r.at_ms))
 

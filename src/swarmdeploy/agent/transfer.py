@@ -4,7 +4,9 @@ For each artifact the agent keeps ``<sha256>.part`` (chunks written at their off
 ``<sha256>.have`` (one byte per chunk, set once the chunk is written) in the task's
 ``download`` directory. A transfer interrupted by a disconnect or an agent restart therefore
 resumes with the missing chunks only. Up to ``window`` requests are outstanding; a request
-without an answer is sent again after ``timeout_s`` and at every reconnect. No new request is
+without an answer is sent again after ``timeout_s``, then after twice as long each time
+(:class:`~swarmdeploy.agent.backoff.Backoff` per request: capped, with jitter), and at once
+at every reconnect (with the backoff restarted). No new request is
 made while ``paused()`` (disk low, seed 000). When every chunk is there the SHA-256 of the
 whole file must equal the manifest's; a mismatch discards the file and starts over once,
 then fails with :class:`~swarmdeploy.agent.errors.TaskRefused` (``artifact_mismatch``).
@@ -21,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.agent.errors import TaskRefused, TransferError
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.protocol.errors import MessageError
@@ -48,16 +51,25 @@ def sha256_file(path: Path) -> str:
 class ArtifactFetch:
     """The chunk bookkeeping of one artifact (no I/O on the network)."""
 
-    def __init__(self, info: ArtifactInfo, directory: Path, window: int, timeout_s: float):
+    def __init__(
+        self,
+        info: ArtifactInfo,
+        directory: Path,
+        window: int,
+        timeout_s: float,
+        *,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
         self.info = info
         self.path = directory / f"{info.sha256}.bin"
         self._part = directory / f"{info.sha256}.part"
         self._have_path = directory / f"{info.sha256}.have"
         self._window = window
         self._timeout_s = timeout_s
+        self._rng = rng
         self._have = bytearray(info.chunk_count)
         self._todo: deque[int] = deque()
-        self._outstanding: dict[int, float] = {}
+        self._outstanding: dict[int, Backoff] = {}  # requested, not answered
         self._fd = -1
         self._have_fd = -1
 
@@ -93,15 +105,16 @@ class ArtifactFetch:
         os.pwrite(self._have_fd, bytes(self._have), 0)
 
     def due(self, now: float) -> list[int]:
-        """Indexes to request now: timed-out requests, then new ones up to the window."""
-        out = [i for i, sent in self._outstanding.items() if now - sent >= self._timeout_s]
+        """Indexes to request now: timed-out requests (per-request backoff), then new ones up
+        to the window. Each returned index counts as sent at ``now``."""
+        out = [i for i, backoff in self._outstanding.items() if backoff.due(now)]
         while self._todo and len(self._outstanding) < self._window:
             index = self._todo.popleft()
             if not self._have[index] and index not in self._outstanding:
                 out.append(index)
-                self._outstanding[index] = now
+                self._outstanding[index] = Backoff(self._timeout_s, rng=self._rng)
         for index in out:
-            self._outstanding[index] = now
+            self._outstanding[index].sent(now)
         return out
 
     def unsend(self, index: int) -> None:
@@ -170,6 +183,8 @@ class TaskTransfer:
         timeout_s: float,
         paused: Callable[[], bool],
         poll_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] | None = None,
     ) -> None:
         self.task_id = task_id
         self._artifacts = artifacts
@@ -179,6 +194,8 @@ class TaskTransfer:
         self._timeout_s = timeout_s
         self._paused = paused
         self._poll_s = poll_s
+        self._clock = clock
+        self._rng = rng
         self._active: ArtifactFetch | None = None
         self._error: TransferError | None = None
         self._wake = asyncio.Event()
@@ -188,7 +205,7 @@ class TaskTransfer:
         self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         paths = []
         for info in self._artifacts:
-            fetch = ArtifactFetch(info, self._dir, self._window, self._timeout_s)
+            fetch = ArtifactFetch(info, self._dir, self._window, self._timeout_s, rng=self._rng)
             fetch.open()
             self._active = fetch
             try:
@@ -225,7 +242,7 @@ class TaskTransfer:
                 raise self._error
             self._wake.clear()
             if not self._paused():
-                for index in fetch.due(time.monotonic()):
+                for index in fetch.due(self._clock()):
                     request = ChunkRequest(task_id=self.task_id, sha256=sha, index=index)
                     if not await self._send(request):
                         fetch.unsend(index)
