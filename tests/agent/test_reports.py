@@ -28,7 +28,9 @@ def reporter(link: Link, clock: FakeClock) -> StateReporter:
     return StateReporter(state, lambda: None, link.send, 2.0, clock=clock, rng=no_jitter)
 
 
-async def resend_times(rep: StateReporter, link: Link, clock: FakeClock, upto: float) -> list[float]:
+async def resend_times(
+    rep: StateReporter, link: Link, clock: FakeClock, upto: float
+) -> list[float]:
     """Step the clock by 0.1 s up to ``upto`` s on; the offsets of every re-send."""
     start, out = clock.now, []
     while clock.now - start < upto:
