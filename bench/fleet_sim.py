@@ -44,6 +44,7 @@ from nacl.signing import SigningKey
 from bench.fleet_state import Progress, SimError, SimSettings, SimTask, now_ms
 from bench.fleet_transfer import Transfer
 from swarmdeploy import __version__
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.crypto.curve import generate_keypair
 from swarmdeploy.crypto.operator import verify_revocation_list
 from swarmdeploy.crypto.rejections import VerificationError
@@ -87,6 +88,11 @@ class SimAgent:
         self._next_seq = 1
         self._log_acked = 0
         self._log_sent = 0.0
+        # re-sends back off like the real agent's (agent/backoff.py): one for all reports, one
+        # for the log batch, one per fetch
+        self._state_backoff = Backoff(settings.resend_s)
+        self._log_backoff = Backoff(settings.resend_s)
+        self._fetch_backoff: dict[str, Backoff] = {}
         self._heartbeat_s = 15.0
         self._next_heartbeat = float("inf")
         self._next_health = float("inf")
@@ -257,19 +263,24 @@ class SimAgent:
 
     async def _resend(self, now: float) -> None:
         limit = self.settings.resend_s
-        for (task_id, state), (sent, reason, at_ms) in list(self._unacked.items()):
-            if now - sent >= limit:
+        if self._unacked and self._state_backoff.due(now):
+            self._state_backoff.sent(now)
+            for (task_id, state), (_, reason, at_ms) in list(self._unacked.items()):
                 self.progress.count("resent_states")
-                await self._report(task_id, state, reason, at_ms)
+                self._unacked[(task_id, state)] = (now, reason, at_ms)
+                await self.send(
+                    m.StateReport(task_id=task_id, state=state, reason=reason, at_ms=at_ms)
+                )
         for task in self.open():
-            if task.fetch_sent and now - task.fetch_sent >= limit:
+            backoff = self._fetch_backoff.get(task.task_id)
+            if task.fetch_sent and backoff is not None and backoff.due(now):
                 self.progress.count("resent_fetches")
                 await self._fetch(task)
             if task.transfer is not None:
                 for request in task.transfer.overdue(now, limit):
                     self.progress.count("resent_chunks")
                     await self.send(request)
-        if self._spool and self._log_sent and now - self._log_sent >= limit:
+        if self._spool and self._log_sent and self._log_backoff.due(now):
             self.progress.count("resent_logs")
             await self._send_log()
 
@@ -337,6 +348,7 @@ class SimAgent:
 
     async def _on_state_ack(self, msg: m.StateAck) -> None:
         self._unacked.pop((msg.task_id, msg.state), None)
+        self._state_backoff.reset()
         task = self.tasks.get(msg.task_id)
         if not msg.ok:
             if task is not None and msg.current in task.reported:
@@ -354,6 +366,8 @@ class SimAgent:
 
     async def _fetch(self, task: SimTask) -> None:
         task.fetch_sent = time.monotonic()
+        backoff = self._fetch_backoff.setdefault(task.task_id, Backoff(self.settings.resend_s))
+        backoff.sent(task.fetch_sent)
         await self.send(m.FetchTask(task_id=task.task_id))
 
     async def _on_task(self, msg: m.Task) -> None:
@@ -439,6 +453,7 @@ class SimAgent:
         self._on_log_acked(msg.upto_seq)
 
     def _on_log_acked(self, upto_seq: int) -> None:
+        self._log_backoff.reset()
         self._log_acked = max(self._log_acked, upto_seq)
         self._spool = [e for e in self._spool if e.seq > upto_seq]
         if self._log_acked >= self._next_seq:  # the manager holds more: continue after it
@@ -466,6 +481,8 @@ class SimAgent:
     ) -> None:
         at_ms = at_ms or now_ms()
         self._unacked[(task_id, state)] = (time.monotonic(), reason, at_ms)
+        self._state_backoff.reset()  # a new report: the next re-send after the base wait
+        self._state_backoff.sent(time.monotonic())
         await self.send(m.StateReport(task_id=task_id, state=state, reason=reason, at_ms=at_ms))
 
     def _marker(self, task_id: str, stage: str, text: str) -> None:
@@ -476,4 +493,5 @@ class SimAgent:
 
     async def _send_log(self) -> None:
         self._log_sent = time.monotonic()
+        self._log_backoff.sent(self._log_sent)
         await self.send(m.LogBatch(entries=self._spool[: m.MAX_LOG_ENTRIES]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import Chunk, ChunkRequest
 
@@ -26,6 +27,7 @@ class Transfer:
         self._todo: list[Key] = [(a.sha256, i) for a in artifacts for i in range(a.chunk_count)]
         self._todo.reverse()  # pop() from the end gives chunk order
         self._outstanding: dict[Key, float] = {}  # key -> monotonic time sent
+        self._backoff: dict[Key, Backoff] = {}  # re-sent keys: their backoff, as the agent's
         self._early: dict[Key, bytes] = {}
         self._hashers = {a.sha256: hashlib.sha256() for a in artifacts}
         self._hashed = dict.fromkeys(self._artifacts, 0)  # chunks hashed so far, per artifact
@@ -56,6 +58,7 @@ class Transfer:
         if len(chunk.data) != length:
             return False
         del self._outstanding[key]
+        self._backoff.pop(key, None)
         self._early[key] = chunk.data
         sha = chunk.sha256
         while (sha, self._hashed[sha]) in self._early:
@@ -64,20 +67,31 @@ class Transfer:
         return True
 
     def overdue(self, now: float, limit_s: float) -> list[ChunkRequest]:
-        """Requests unanswered for ``limit_s``, marked as sent again at ``now``."""
-        late = [k for k, sent in self._outstanding.items() if now - sent >= limit_s]
+        """Requests unanswered for their backoff wait (``limit_s`` at first, then doubling
+        with jitter like the agent's re-sends), marked as sent again at ``now``."""
+        late = []
+        for key, sent in self._outstanding.items():
+            backoff = self._backoff.get(key)
+            if backoff is None:
+                backoff = self._backoff[key] = Backoff(limit_s)
+                backoff.sent(sent)
+            if backoff.due(now):
+                backoff.sent(now)
+                late.append(key)
         for key in late:
             self._outstanding[key] = now
         return [self._request(k) for k in late]
 
     def restart(self) -> list[ChunkRequest]:
         """Every outstanding request again (after a reconnect)."""
+        self._backoff.clear()
         return [self._request(k) for k in self._outstanding]
 
     def retry(self, sha256: str, index: int) -> None:
         """Make one outstanding request due at once (the manager answered ``busy``)."""
         if (sha256, index) in self._outstanding:
             self._outstanding[(sha256, index)] = 0.0
+            self._backoff.pop((sha256, index), None)
 
     def mismatches(self) -> list[str]:
         """Names of the artifacts whose SHA-256 differs from the signed digest."""
