@@ -4,53 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pathlib
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from swarmdeploy.cli.app import main
-from swarmdeploy.cli.client import ApiError, ManagerClient
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from swarmdeploy.cli.client import ManagerClient
+from tests.cli.manager_proc import free_port, running_manager
 
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data_dir = tmp_path_factory.mktemp("manager")
-    port, key = _free_port(), secrets.token_urlsafe(24)
-    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(data_dir)]
-    cmd += ["--http-port", str(port), "--zmq-pub-port", str(_free_port())]
-    cmd += ["--zmq-sub-port", str(_free_port())]
-    env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        with ManagerClient(base, None) as probe:
-            while True:
-                try:
-                    probe.request("GET", "/health")
-                    break
-                except ApiError:
-                    assert proc.poll() is None, "manager exited"
-                    assert time.monotonic() < deadline, "manager not healthy in time"
-                    time.sleep(0.1)
-        yield base, key
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+    ports = ["--zmq-pub-port", str(free_port()), "--zmq-sub-port", str(free_port())]
+    with running_manager(data_dir, *ports) as running:
+        yield running
 
 
 def _run(
@@ -132,7 +101,7 @@ def test_wrong_key_exit_1_with_401(
 
 
 def test_unreachable_manager_exit_1_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["--url", f"http://127.0.0.1:{_free_port()}", "targets", "list"])
+    rc = main(["--url", f"http://127.0.0.1:{free_port()}", "targets", "list"])
     assert rc == 1
     assert "cannot reach the manager" in capsys.readouterr().err
 

@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import secrets
-import signal
-import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from swarmdeploy.cli.app import app, main
-from swarmdeploy.cli.client import ApiError, ManagerClient
+from tests.cli.manager_proc import running_manager
 
 
 @dataclass(frozen=True)
@@ -35,36 +28,11 @@ class Manager:
         return ["--url", self.base, "--api-key", key or self.key, *more]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
     data_dir = tmp_path_factory.mktemp("manager") / "data"
-    port, key = _free_port(), secrets.token_urlsafe(24)
-    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(data_dir)]
-    cmd += ["--http-port", str(port), "--agent-link", "off"]
-    env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        with ManagerClient(base, None) as probe:
-            while True:
-                try:
-                    probe.request("GET", "/health")
-                    break
-                except ApiError:
-                    assert proc.poll() is None, "manager exited"
-                    assert time.monotonic() < deadline, "manager not healthy in time"
-                    time.sleep(0.1)
+    with running_manager(data_dir, "--agent-link", "off") as (base, key):
         yield Manager(base, key, data_dir)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
 
 
 def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:

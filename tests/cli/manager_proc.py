@@ -1,0 +1,50 @@
+"""A real ``swarmdeploy manager`` process on loopback for the CLI tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from swarmdeploy.cli.client import ApiError, ManagerClient
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_manager(data_dir: pathlib.Path, *args: str) -> Iterator[tuple[str, str]]:
+    """Start a manager on ``data_dir`` with ``args`` and a fresh admin key, wait until it is
+    healthy (30 s at most), yield ``(base URL, admin key)``; SIGTERM it and wait at the end."""
+    port, key = free_port(), secrets.token_urlsafe(24)
+    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(data_dir)]
+    cmd += ["--http-port", str(port), *args]
+    env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        with ManagerClient(base, None) as probe:
+            while True:
+                try:
+                    probe.request("GET", "/health")
+                    break
+                except ApiError:
+                    assert proc.poll() is None, "manager exited"
+                    assert time.monotonic() < deadline, "manager not healthy in time"
+                    time.sleep(0.1)  # polling the condition above, bounded by the deadline
+        yield base, key
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
