@@ -70,9 +70,8 @@ def prepare_data_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def write_new_file(path: Path, data: bytes, *, mode: int) -> bool:
-    """Create ``path`` with ``data`` and ``mode`` unless it exists; returns whether it was
-    created. The content appears atomically (temporary file + ``link``)."""
+def _temp_copy(path: Path, data: bytes, mode: int) -> str:
+    """A synced temporary file with ``data`` and ``mode`` next to ``path``; its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -80,13 +79,23 @@ def write_new_file(path: Path, data: bytes, *, mode: int) -> bool:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_new_file(path: Path, data: bytes, *, mode: int) -> bool:
+    """Create ``path`` with ``data`` and ``mode`` unless it exists; returns whether it was
+    created. The content appears atomically (temporary file + ``link``)."""
+    tmp = _temp_copy(path, data, mode)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return True
 
 
 def _read_private(path: Path) -> bytes:
@@ -108,13 +117,8 @@ def _load_curve(data_dir: Path) -> curve.CurveKeyPair:
 
 def _replace_file(path: Path, data: bytes, *, mode: int) -> None:
     """Atomically replace (or create) ``path`` with ``data`` (temporary file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = _temp_copy(path, data, mode)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
