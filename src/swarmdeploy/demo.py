@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from swarmdeploy.cli.client import ApiError
+from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import SYSTEM_PATH, LocalFleet, processes_below, wait_for
 
 AGENTS = {"rover-1": ["swarm"], "rover-2": ["swarm"], "drone-1": ["lab"]}

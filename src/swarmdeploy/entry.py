@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "manager":
         from swarmdeploy.manager.main import main as manager_main
 
-        return manager_main(args[1:])
+        return manager_main(args[1:], mount_gui=_mount_gui)
     if command == "agent":
         agent = importlib.import_module("swarmdeploy.agent.main")
         status: int = agent.main(args[1:])
@@ -25,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     from swarmdeploy.cli.app import main as cli_main
 
     return cli_main(args)
+
+
+def _mount_gui(app: Any, settings: Any) -> None:
+    """Mount the web GUI (``swarmdeploy.gui``) into the manager ``app``; imported only when
+    the GUI is on, so ``--no-gui`` costs nothing."""
+    from swarmdeploy.gui import GuiOptions, mount
+
+    mount(app, GuiOptions(data_dir=settings.data_dir))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from swarmdeploy.cli.client import ApiError, ManagerClient
+from swarmdeploy.client import ApiError, ManagerClient
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from swarmdeploy.cli.client import ApiError, ManagerClient
+from swarmdeploy.client import ApiError, ManagerClient
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from swarmdeploy.cli.app import main
-from swarmdeploy.cli.client import ManagerClient
+from swarmdeploy.client import ManagerClient
 from tests.cli.manager_proc import free_port, running_manager
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from swarmdeploy.cli.app import main as cli
-from swarmdeploy.cli.client import ApiError
+from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import LocalFleet, wait_for
 from tests.e2e.conftest import zip_b64
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from swarmdeploy.cli.client import ApiError
+from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import LocalFleet, processes_below, running_below, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from swarmdeploy.cli.client import ApiError, ManagerClient
 from swarmdeploy.cli.render import Renderer, trust_label
+from swarmdeploy.client import ApiError, ManagerClient
 
 app = typer.Typer(
     help="Operate a swarmdeploy fleet. Also: `swarmdeploy manager ...` runs the Deployment "

@@ -73,6 +73,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
     ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
     ("agent-link", "agent_link", parse_flag, "serve agents over ZeroMQ (default on)"),
+    ("gui", "gui", parse_flag, "serve the web GUI at /ui (default on; --no-gui: off)"),
     ("heartbeat-interval", "heartbeat_interval_s", float, "agent heartbeat interval, s (15)"),
     ("online-timeout", "online_timeout_s", float, "online if heard within, s (3 x heartbeat)"),
     (
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--{option}", dest=field, metavar=field.split("_")[0].upper(), help=help_text
         )
+    parser.add_argument(
+        "--no-gui", dest="gui", action="store_const", const="off", help="do not serve the web GUI"
+    )
     ca = parser.add_argument_group("deployment CA import (then exit; no environment variables)")
     ca.add_argument(
         "--import-ca",
@@ -180,6 +184,7 @@ def parse_command(
             raise SettingsError(f"{field}: invalid value {raw!r} ({exc})") from None
     values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
     values.setdefault("agent_link", True)  # the real manager serves agents
+    values.setdefault("gui", True)
     return values, request
 
 
@@ -259,8 +264,14 @@ def server_config(settings: Settings, app: Any) -> uvicorn.Config:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the manager until SIGTERM/SIGINT (or import a CA); returns the exit status."""
+#: Adds the web GUI to the app (``swarmdeploy.entry`` passes one; the manager package never
+#: imports the GUI, which is a client of the public API like the CLI).
+GuiMount = Callable[[Any, Settings], None]
+
+
+def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> int:
+    """Run the manager until SIGTERM/SIGINT (or import a CA); returns the exit status.
+    With ``settings.gui`` on, ``mount_gui(app, settings)`` adds the web GUI at ``/ui``."""
     try:
         values, ca_import = parse_command(list(argv or []), os.environ)
         settings = load_settings(**values)
@@ -278,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         prepare_data_dir(settings.data_dir)
         _announce_admin_key(settings)
         app = create_app(settings)
+        if settings.gui and mount_gui is not None:
+            mount_gui(app, settings)
     except (KeystoreError, OSError) as exc:
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 1

@@ -70,6 +70,8 @@ class Settings(BaseModel):
     forwarded_allow_ips: str | None = Field(None, min_length=1)
     #: File holding the passphrase that encrypts DATA_DIR/ca.key; None: a secret.key-derived key.
     ca_passphrase_file: Path | None = None
+    #: Serve the operator web GUI at /ui (``swarmdeploy manager`` turns it on; --no-gui off).
+    gui: bool = False
 
     @field_validator("bind")
     @classmethod

@@ -162,3 +162,18 @@ async def test_server_info_is_public(api: Api) -> None:
     doc = r.json()
     assert doc["caCertificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert len(doc["zeromq"]["publicKey"]) == 40 and doc["version"]
+
+
+async def test_whoami_names_the_caller_and_its_role(api: Api) -> None:
+    refused = await api.client.get("/rpc/whoami", headers={"Authorization": ""})
+    assert refused.status_code == 401
+    admin = (await api.client.get("/rpc/whoami")).json()
+    assert admin == {
+        "name": "admin",
+        "role": "admin",
+        "via": "admin-key",
+        "auditName": "bootstrap admin key",
+    }
+    viewer = await api.client.get("/rpc/whoami", headers=await api.headers_for("viewer", "eve"))
+    assert viewer.json()["role"] == "viewer" and viewer.json()["name"] == "eve"
+    assert viewer.json()["via"] == "api-key" and viewer.json()["auditName"].startswith("key eve (")

@@ -358,6 +358,15 @@ class ServerInfo(ApiModel):
     version: str
 
 
+class WhoAmI(ApiModel):
+    """The caller: how audit lines name it, its role and how it authenticated."""
+
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    via: Literal["admin-key", "api-key", "oidc"]
+    audit_name: str
+
+
 class RegistrationPublic(ServerInfo):
     """A successful registration: the device certificate over its identity key (PEM) and a
     raw Ed25519 signature over the same key (base64), both by the manager's CA."""

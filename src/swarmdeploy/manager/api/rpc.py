@@ -11,9 +11,14 @@ from swarmdeploy import __version__
 from swarmdeploy.crypto import curve
 from swarmdeploy.crypto.ca import parse_identity_key
 from swarmdeploy.crypto.errors import InvalidKey
-from swarmdeploy.manager.api.deps import ServicesDep, get_services
+from swarmdeploy.manager.api.deps import ServicesDep, Viewer, get_services
 from swarmdeploy.manager.api.errors import responses
-from swarmdeploy.manager.api.models import RegistrationCreate, RegistrationPublic, ServerInfo
+from swarmdeploy.manager.api.models import (
+    RegistrationCreate,
+    RegistrationPublic,
+    ServerInfo,
+    WhoAmI,
+)
 from swarmdeploy.manager.errors import InvalidInput
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.registration import DeviceInfo
@@ -93,3 +98,14 @@ async def register_target(
 async def server_info(services: ServicesDep) -> dict[str, Any]:
     """Public: the manager's CurveZMQ key and ports and its CA certificate."""
     return server_info_json(services)
+
+
+@router.get("/whoami", response_model=WhoAmI, responses=responses(401, 403))
+async def whoami(principal: Viewer) -> dict[str, Any]:
+    """The caller's name and role (what a client such as the web GUI may offer it)."""
+    return {
+        "name": principal.name,
+        "role": principal.role,
+        "via": principal.via,
+        "auditName": principal.audit_name,
+    }

@@ -1,4 +1,6 @@
-"""A small synchronous REST client for the manager API (the CLI's only way to the manager)."""
+"""REST clients for the manager API: :class:`ManagerClient` (synchronous, the CLI's) and
+:class:`AsyncManagerClient` (asynchronous, the GUI's). Both send the same requests and map
+error answers the same way (:func:`_error_from`, :func:`_decoded`)."""
 
 from __future__ import annotations
 
@@ -67,20 +69,13 @@ class ManagerClient:
 
         Raises :class:`ApiError` for error statuses and unreachable managers.
         """
-        clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             resp = self._http.request(
-                method, path, params=clean, json=json, content=content, headers=headers
+                method, path, params=_clean(params), json=json, content=content, headers=headers
             )
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach the manager at {self._http.base_url}: {exc}") from None
-        if resp.status_code >= 400:
-            raise _error_from(resp)
-        if not resp.content:
-            return None
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            return resp.json()
-        return resp.text
+            raise _unreachable(self._http.base_url, exc) from None
+        return _decoded(resp)
 
     def post_files(
         self, path: str, files: dict[str, tuple[str | None, IO[bytes] | str, str]]
@@ -90,10 +85,8 @@ class ManagerClient:
         try:
             resp = self._http.post(path, files=files)
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach the manager at {self._http.base_url}: {exc}") from None
-        if resp.status_code >= 400:
-            raise _error_from(resp)
-        return resp.json()
+            raise _unreachable(self._http.base_url, exc) from None
+        return _decoded(resp)
 
     def download(self, path: str, dest: Path) -> int:
         """Stream the body of ``GET path`` into ``dest`` (written next to it, then renamed:
@@ -113,10 +106,80 @@ class ManagerClient:
             os.replace(tmp, dest)
             return size
         except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach the manager at {self._http.base_url}: {exc}") from None
+            raise _unreachable(self._http.base_url, exc) from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+class AsyncManagerClient:
+    """The asynchronous twin of :class:`ManagerClient`'s ``request`` for callers on an event
+    loop (the GUI). ``transport`` may be ``httpx.ASGITransport(app)``: requests then run through
+    the manager's own middleware, authentication and routers without a network hop."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncManagerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """Send a request and return the decoded JSON body (``None`` for an empty body).
+
+        Raises :class:`ApiError` for error statuses and unreachable managers.
+        """
+        try:
+            resp = await self._http.request(
+                method, path, params=_clean(params), json=json, content=content, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise _unreachable(self._http.base_url, exc) from None
+        return _decoded(resp)
+
+
+def _clean(params: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (params or {}).items() if v is not None}
+
+
+def _unreachable(base_url: httpx.URL, exc: httpx.HTTPError) -> ApiError:
+    return ApiError(0, f"cannot reach the manager at {base_url}: {exc}")
+
+
+def _decoded(resp: httpx.Response) -> Any:
+    """The JSON (or text) body of a success; :class:`ApiError` for an error status."""
+    if resp.status_code >= 400:
+        raise _error_from(resp)
+    if not resp.content:
+        return None
+    if resp.headers.get("content-type", "").startswith("application/json"):
+        return resp.json()
+    return resp.text
 
 
 def _error_from(resp: httpx.Response) -> ApiError:

@@ -1,0 +1,14 @@
+"""The GUI's pages; :func:`register` declares them once per process (NiceGUI routes are
+process-wide)."""
+
+from __future__ import annotations
+
+from swarmdeploy.gui.context import GuiContext
+
+
+def register(ctx: GuiContext) -> None:
+    """Declare every page with ``ctx`` bound."""
+    from swarmdeploy.gui.pages import devices, signin
+
+    signin.register(ctx)
+    devices.register(ctx)

@@ -1,0 +1,72 @@
+"""API documents -> table rows for the GUI: pure functions, no NiceGUI, unit-tested.
+
+Every string that came from the API is passed through :func:`printable`: control characters
+(which a device or a registrant chooses) are shown escaped, never interpreted. HTML is never
+built from API strings; Vue renders them as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+_CONTROL = {*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A)}  # fmt: skip
+
+
+def printable(value: object) -> str:
+    """``value`` as text with C0/C1 controls, DEL and bidi overrides shown as ``\\xNN`` /
+    ``\\uNNNN`` escapes."""
+    text = str(value)
+    if not any(ord(ch) in _CONTROL for ch in text):
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code in _CONTROL:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def trust_label(target: dict[str, Any]) -> str:
+    """``verified`` / ``FOREIGN CA`` / ``INSECURE LAB`` / ``NO ANCHOR`` / ``unknown``."""
+    security = target.get("security") or {}
+    mode = security.get("mode", "unknown")
+    if target.get("insecureLab") or mode == "insecure_lab":
+        return "INSECURE LAB"
+    if mode == "no_anchor":
+        return "NO ANCHOR"
+    if mode == "verified":
+        return "FOREIGN CA" if security.get("trustsThisManager") is False else "verified"
+    return "unknown"
+
+
+def ago(ms: int | None, now_ms: int) -> str:
+    """``ms`` (epoch milliseconds) as "12 s ago", "5 min ago", "3 h ago", a date, or "never"."""
+    if ms is None:
+        return "never"
+    seconds = max(0, (now_ms - ms) // 1000)
+    if seconds < 90:
+        return f"{seconds} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds // 60} min ago"
+    if seconds < 36 * 3600:
+        return f"{seconds // 3600} h ago"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+
+
+def target_row(target: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """One row of the devices table."""
+    location = target.get("location")
+    return {
+        "key": target["id"],
+        "id": printable(target["id"]),
+        "name": printable(target.get("name") or ""),
+        "tags": ", ".join(printable(tag) for tag in target.get("tags", [])),
+        "online": "online" if target.get("online") else "offline",
+        "lastSeen": ago(target.get("lastSeenAt"), now_ms),
+        "trust": trust_label(target),
+        "location": f"{location['lat']:.5f}, {location['lon']:.5f}" if location else "",
+    }
