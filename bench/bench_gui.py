@@ -60,7 +60,9 @@ def _devices_page(root: Path, devices: int, idle_s: float) -> dict[str, Any]:
     with running_manager(root, *limits, *_ports()) as (base, key):
         register_fleet(base, key, devices, "bench")
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
             page = browser.new_page()
             page.goto(f"{base}/ui/signin")
             page.get_by_test_id("api-key").fill(key)
