@@ -70,3 +70,11 @@ def target_row(target: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "trust": trust_label(target),
         "location": f"{location['lat']:.5f}, {location['lon']:.5f}" if location else "",
     }
+
+
+def agent_command(manager_url: str, token: str) -> str:
+    """The command line that enrols a device with ``token`` (``ca.pem``: ``GET /ca``)."""
+    return (
+        "swarmdeploy agent --data-dir /var/lib/swarmdeploy "
+        f"--manager {manager_url} --token {token} --trust-anchor ca.pem"
+    )

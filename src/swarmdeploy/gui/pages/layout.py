@@ -13,7 +13,9 @@ from swarmdeploy.gui.session import Session
 #: a ``RedirectResponse`` needs :func:`absolute`.
 SIGN_IN = "/signin"
 HOME = "/devices"
-NAV = (("Devices", "/devices"),)
+TOKENS = "/tokens"
+#: (label, path, role needed to see the link)
+NAV = (("Devices", HOME, "viewer"), ("Tokens", TOKENS, "admin"))
 
 
 def absolute(path: str) -> str:
@@ -37,8 +39,9 @@ def frame(ctx: GuiContext, session: Session, title: str) -> None:
     with ui.header().classes("items-center justify-between bg-slate-800"):
         with ui.row().classes("items-center gap-6"):
             ui.label("swarmdeploy").classes("text-lg font-bold")
-            for label, href in NAV:
-                ui.link(label, href).classes("text-white").props(f'data-testid="nav-{label}"')
+            for label, href, role in NAV:
+                if session.operator.allows(role):
+                    ui.link(label, href).classes("text-white").props(f'data-testid="nav-{label}"')
         with ui.row().classes("items-center gap-3"):
             ui.label(f"{printable(session.operator.name)} ({session.operator.role})").props(
                 'data-testid="whoami"'

@@ -1,0 +1,99 @@
+"""Registration tokens in the GUI: created and shown once with the agent command line, which
+enrols a real agent process; listed with what is left; deleted; admin only."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect
+
+from tests.gui.conftest import sign_in
+
+
+def _wait_online(base: str, key: str, target_id: str, agent: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        answer = httpx.get(
+            f"{base}/targets/{target_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+        if answer.status_code == 200 and answer.json()["online"]:
+            return
+        assert agent.poll() is None, "the agent exited"
+        assert time.monotonic() < deadline, f"{target_id} not online in time"
+        time.sleep(0.2)  # polling the condition above, bounded by the deadline
+
+
+def test_created_tokens_are_shown_once_and_the_command_line_enrols_an_agent(
+    page: Any, gui_manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    base, key = gui_manager
+    sign_in(page, base, key)
+    page.get_by_test_id("nav-Tokens").click()
+    page.get_by_test_id("token-name").fill("gui-lab")
+    page.get_by_test_id("token-count").fill("3")
+    page.get_by_test_id("token-create").click()
+    token_re = re.compile(r"\b[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}\b")
+    expect(page.get_by_test_id("token-list")).to_contain_text(token_re)
+    listed = page.get_by_test_id("token-list").inner_text()
+    tokens = token_re.findall(listed)
+    assert len(tokens) == 3, listed
+    shown = page.get_by_test_id("token-command").locator("code")
+    expect(shown).to_contain_text("--token")
+    command = shown.inner_text().strip()
+    assert f"--manager {base}" in command and f"--token {tokens[0]}" in command
+    page.get_by_test_id("token-close").click()
+    table = page.get_by_test_id("token-table")
+    expect(table.locator("tbody tr", has_text="gui-lab")).to_contain_text("3")
+
+    # The command line as shown, with a scratch data dir and the CA the API serves.
+    ca = httpx.get(f"{base}/ca", headers={"Authorization": f"Bearer {key}"}).json()
+    (tmp_path / "ca.pem").write_text(ca["certificate"])
+    argv = shlex.split(command)
+    assert argv[:2] == ["swarmdeploy", "agent"]
+    argv[argv.index("--data-dir") + 1] = str(tmp_path / "agent")
+    argv[argv.index("--trust-anchor") + 1] = str(tmp_path / "ca.pem")
+    argv += ["--id", "gui-enrolled"]
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "swarmdeploy", *argv[1:]],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_online(base, key, "gui-enrolled", agent)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=15)
+    page.reload()
+    row = page.get_by_test_id("token-table").locator("tbody tr", has_text="gui-lab")
+    expect(row.locator("td").nth(1)).to_have_text("2")
+
+    page.get_by_test_id("token-delete-gui-lab").click()
+    expect(
+        page.get_by_test_id("token-table").locator("tbody tr", has_text="gui-lab")
+    ).to_have_count(0)
+    gone = httpx.get(f"{base}/token_sets/gui-lab", headers={"Authorization": f"Bearer {key}"})
+    assert gone.status_code == 404
+
+
+def test_tokens_page_is_for_admins_only(page: Any, gui_manager: tuple[str, str]) -> None:
+    base, admin = gui_manager
+    answer = httpx.post(
+        f"{base}/api_keys",
+        json={"name": "gui-operator", "role": "operator"},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    sign_in(page, base, answer.json()["key"])
+    expect(page.get_by_test_id("nav-Tokens")).to_have_count(0)
+    page.goto(f"{base}/ui/tokens")
+    expect(page.get_by_test_id("no-access")).to_be_visible()
+    expect(page.get_by_test_id("token-create")).to_have_count(0)
