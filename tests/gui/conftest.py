@@ -71,8 +71,11 @@ def register_fleet(base: str, admin_key: str, count: int, prefix: str) -> list[s
         return pool.submit(asyncio.run, run()).result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not session-wide: Playwright's synchronous API keeps an
+    event loop running in this thread while it is open, which would break every asyncio test
+    that runs after the browser tests."""
     if not pathlib.Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")

@@ -8,8 +8,9 @@ from swarmdeploy.gui.context import GuiContext
 
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
-    from swarmdeploy.gui.pages import devices, signin, tokens
+    from swarmdeploy.gui.pages import deployments, devices, signin, tokens
 
     signin.register(ctx)
     devices.register(ctx)
     tokens.register(ctx)
+    deployments.register(ctx)

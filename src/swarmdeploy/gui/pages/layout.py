@@ -14,8 +14,13 @@ from swarmdeploy.gui.session import Session
 SIGN_IN = "/signin"
 HOME = "/devices"
 TOKENS = "/tokens"
+DEPLOYMENTS = "/deployments"
 #: (label, path, role needed to see the link)
-NAV = (("Devices", HOME, "viewer"), ("Tokens", TOKENS, "admin"))
+NAV = (
+    ("Devices", HOME, "viewer"),
+    ("Deployments", DEPLOYMENTS, "viewer"),
+    ("Tokens", TOKENS, "admin"),
+)
 
 
 def absolute(path: str) -> str:

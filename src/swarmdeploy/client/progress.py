@@ -1,0 +1,114 @@
+"""A deployment's progress from its task document (``GET /tasks/{id}``): the stages of the
+progress tree (seed figure 21), failures grouped by identical reason, what is still waiting.
+
+Shared by the GUI's progress view and the CLI's live display, so both tell the same story.
+Pure functions over the API's JSON; the state names come from :mod:`swarmdeploy.protocol.states`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from swarmdeploy.protocol.states import FINAL_STATES
+from swarmdeploy.protocol.states import TargetState as S
+
+#: Stage of the progress tree for each per-target state (``docs/protocol.md`` §5).
+STAGE_OF: dict[S, str] = {
+    S.PENDING: "announce",
+    S.ANNOUNCED: "announce",
+    S.ACCEPTED: "announce",
+    S.DECLINED: "announce",
+    S.EXPIRED: "announce",
+    S.TRANSFERRING: "transfer",
+    S.INSTALLING: "install",
+    S.INSTALLED: "install",
+    S.INSTALL_FAILED: "install",
+    S.RUNNING: "run",
+    S.EXITED: "run",
+    S.FAILED: "run",
+    S.STOPPED: "run",
+    S.BUILDING: "build",
+    S.BUILT: "build",
+    S.BUILD_FAILED: "build",
+}
+#: ``other`` holds states this client does not know (a newer manager): shown, never dropped.
+STAGES = ("build", "announce", "transfer", "install", "run", "other")
+#: Final states that count as failures (``stopped`` is neither success nor failure).
+FAILED_STATES = frozenset({S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED})
+#: How many device ids a group keeps for display.
+SAMPLE = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureGroup:
+    """Devices that ended in the same failed ``state`` for the same ``reason``."""
+
+    state: str
+    reason: str
+    count: int
+    sample: tuple[str, ...]  # the first :data:`SAMPLE` device ids, sorted
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Counts of one deployment, ready to draw."""
+
+    total: int
+    by_state: dict[str, int]
+    #: stage -> state -> sorted device ids (only stages and states that have devices)
+    tree: dict[str, dict[str, list[str]]]
+    failures: tuple[FailureGroup, ...]  # largest group first
+    succeeded: int
+    failed: int
+    stopped: int
+    waiting: tuple[str, ...]  # devices not in a final state (running counts as settled)
+    finished: bool
+
+    @property
+    def done_fraction(self) -> float:
+        """Share of devices that reached a final or running state (0..1)."""
+        return 1.0 if self.total == 0 else (self.total - len(self.waiting)) / self.total
+
+
+def progress(task: dict[str, Any]) -> Progress:
+    """The progress of the task document ``task`` (``targets: [{id, state, reason}]``)."""
+    targets = task.get("targets") or []
+    by_state: Counter[str] = Counter()
+    tree: dict[str, dict[str, list[str]]] = {}
+    groups: dict[tuple[str, str], list[str]] = {}
+    waiting: list[str] = []
+    for row in targets:
+        name = str(row["state"])
+        by_state[name] += 1
+        state = S(name) if name in S._value2member_map_ else None
+        stage = STAGE_OF[state] if state is not None else "other"
+        tree.setdefault(stage, {}).setdefault(name, []).append(row["id"])
+        if state in FAILED_STATES:
+            groups.setdefault((name, row.get("reason") or ""), []).append(row["id"])
+        if state is not None and state not in FINAL_STATES and state is not S.RUNNING:
+            waiting.append(row["id"])
+    ordered = {stage: tree[stage] for stage in STAGES if stage in tree}
+    for states in ordered.values():
+        for ids in states.values():
+            ids.sort()
+    failures = sorted(
+        (
+            FailureGroup(state, reason, len(ids), tuple(sorted(ids)[:SAMPLE]))
+            for (state, reason), ids in groups.items()
+        ),
+        key=lambda g: (-g.count, g.state, g.reason),
+    )
+    good = {S.EXITED.value, S.RUNNING.value, S.INSTALLED.value, S.BUILT.value}
+    return Progress(
+        total=len(targets),
+        by_state=dict(by_state),
+        tree=ordered,
+        failures=tuple(failures),
+        succeeded=sum(n for s, n in by_state.items() if s in good),
+        failed=sum(g.count for g in failures),
+        stopped=by_state.get(S.STOPPED.value, 0),
+        waiting=tuple(sorted(waiting)),
+        finished=not waiting and not by_state.get(S.RUNNING.value, 0),
+    )

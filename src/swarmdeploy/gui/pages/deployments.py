@@ -1,0 +1,176 @@
+"""Deployments (seed figures 18-21): the list with description, time, who signed and counts per
+state; one deployment's progress tree (build -> announce -> transfer -> install -> run, with
+the devices in each state), failures grouped by identical reason, a progress bar; stop and
+delete for operators. Updates itself every :data:`REFRESH_S` while the deployment is live."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi.responses import RedirectResponse
+from nicegui import ui
+
+from swarmdeploy.client import ApiError
+from swarmdeploy.client.progress import Progress, progress
+from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.pages.layout import (
+    DEPLOYMENTS,
+    SIGN_IN,
+    absolute,
+    current_session,
+    frame,
+)
+from swarmdeploy.gui.rows import ago, printable
+
+REFRESH_S = 2.0
+#: Devices listed under one state of the tree before "... and N more".
+TREE_DEVICES = 50
+
+COLUMNS: list[dict[str, Any]] = [
+    {"name": "created", "label": "Created", "field": "created", "align": "left"},
+    {"name": "description", "label": "Description", "field": "description", "align": "left"},
+    {"name": "status", "label": "Status", "field": "status", "align": "left"},
+    {"name": "counts", "label": "Devices by state", "field": "counts", "align": "left"},
+    {"name": "signedBy", "label": "Signed by", "field": "signedBy", "align": "left"},
+    {"name": "id", "label": "Id", "field": "id", "align": "left"},
+]
+
+
+def task_row(task: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """One row of the deployments list."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(task.get("stateCounts", {}).items()))
+    signer = task.get("signedBy") or {}
+    return {
+        "key": task["id"],
+        "id": printable(task["id"]),
+        "created": ago(task["createdAt"], now_ms),
+        "description": printable(task.get("description") or ""),
+        "status": task["status"],
+        "counts": counts,
+        "signedBy": printable(signer.get("name") or task.get("createdBy") or ""),
+    }
+
+
+def tree_nodes(p: Progress) -> list[dict[str, Any]]:
+    """Quasar ``q-tree`` nodes: stage -> state (count) -> devices (first :data:`TREE_DEVICES`)."""
+    nodes = []
+    for stage, states in p.tree.items():
+        children = []
+        for state, ids in states.items():
+            devices = [{"id": f"{stage}/{state}/{i}", "label": printable(i)} for i in ids]
+            if len(devices) > TREE_DEVICES:
+                more = len(devices) - TREE_DEVICES
+                devices = [
+                    *devices[:TREE_DEVICES],
+                    {"id": f"{stage}/{state}/+", "label": f"… and {more} more"},
+                ]
+            children.append(
+                {"id": f"{stage}/{state}", "label": f"{state} ({len(ids)})", "children": devices}
+            )
+        count = sum(len(ids) for ids in states.values())
+        nodes.append({"id": stage, "label": f"{stage} ({count})", "children": children})
+    return nodes
+
+
+def register(ctx: GuiContext) -> None:
+    """Declare ``/ui/deployments`` and ``/ui/deployments/{task_id}``."""
+
+    @ui.page(DEPLOYMENTS)
+    async def deployments() -> RedirectResponse | None:
+        session = current_session(ctx)
+        if session is None:
+            return RedirectResponse(absolute(SIGN_IN))
+        frame(ctx, session, "Deployments")
+        search = ui.input("Search descriptions (every word)").props(
+            'clearable debounce=400 data-testid="task-search"'
+        )
+        table = ui.table(columns=COLUMNS, rows=[], row_key="key").classes("w-full")
+        table.props('data-testid="task-table"')
+        table.on("rowClick", lambda e: ui.navigate.to(f"{DEPLOYMENTS}/{e.args[1]['key']}"))
+
+        async def load() -> None:
+            params = {"sortOrder": "desc", "perPage": 200, "description": search.value or None}
+            try:
+                async with ctx.client(session.api_key) as api:
+                    answer = await api.request("GET", "/tasks", params=params)
+            except ApiError as exc:
+                ui.notify(f"Cannot list deployments: {printable(exc.message)}", type="negative")
+                return
+            now_ms = int(time.time() * 1000)
+            table.rows = [task_row(t, now_ms) for t in answer["items"]]
+            table.update()
+
+        search.on_value_change(load)
+        ui.timer(REFRESH_S * 5, load)
+        await load()
+        return None
+
+    @ui.page(DEPLOYMENTS + "/{task_id}")
+    async def deployment(task_id: str) -> RedirectResponse | None:
+        session = current_session(ctx)
+        if session is None:
+            return RedirectResponse(absolute(SIGN_IN))
+        frame(ctx, session, "Deployment")
+        header = ui.label("").classes("text-lg font-bold").props('data-testid="task-title"')
+        status = ui.label("").props('data-testid="task-status"')
+        bar = ui.linear_progress(value=0, show_value=False).props(
+            'instant-feedback size=10px data-testid="task-progress"'
+        )
+        counts = ui.label("").props('data-testid="task-counts"')
+        stop: Any = None
+        if session.operator.allows("operator"):
+            stop = ui.button("Stop").props('color=warning data-testid="task-stop"')
+            stop.on_click(lambda: _stop(ctx, session.api_key, task_id))
+        ui.label("Failures by reason").classes("text-md font-bold mt-4")
+        failures = ui.column().props('data-testid="task-failures"')
+        ui.label("Progress").classes("text-md font-bold mt-4")
+        tree = ui.tree([], label_key="label").props('data-testid="task-tree"')
+        timer: Any = None
+
+        async def load() -> None:
+            try:
+                async with ctx.client(session.api_key) as api:
+                    task = await api.request("GET", f"/tasks/{task_id}")
+            except ApiError as exc:
+                header.text = f"Deployment {printable(task_id)}: {printable(exc.message)}"
+                if timer is not None:
+                    timer.deactivate()
+                return
+            p = progress(task)
+            header.text = printable(task.get("description") or task["id"])
+            status.text = f"{task['status']} · {p.total} devices"
+            bar.value = p.done_fraction
+            counts.text = (
+                f"{p.succeeded} succeeded, {p.failed} failed, {p.stopped} stopped, "
+                f"{len(p.waiting)} waiting"
+            )
+            failures.clear()
+            with failures:
+                if not p.failures:
+                    ui.label("none")
+                for group in p.failures:
+                    ui.label(
+                        f"{group.count} devices {group.state}: {printable(group.reason) or '(no reason given)'}"
+                    ).classes("text-negative").props('data-testid="failure-group"')
+            tree._props["nodes"] = tree_nodes(p)
+            tree.expand(list(p.tree))  # the stages; what the operator opened stays open
+            tree.update()
+            if stop is not None:
+                stop.set_visibility(not p.finished)
+            if p.finished and timer is not None:
+                timer.deactivate()
+
+        timer = ui.timer(REFRESH_S, load)
+        await load()
+        return None
+
+
+async def _stop(ctx: GuiContext, api_key: str, task_id: str) -> None:
+    try:
+        async with ctx.client(api_key) as api:
+            answer = await api.request("PUT", f"/tasks/{task_id}/stop")
+    except ApiError as exc:
+        ui.notify(f"Not stopped: {printable(exc.message)}", type="negative")
+        return
+    ui.notify(printable(answer.get("message", "stop requested")))

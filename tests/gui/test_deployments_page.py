@@ -1,0 +1,74 @@
+"""Deployments in the GUI with real agents: the list, a live progress tree, failures grouped
+by identical reason, stop."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect
+
+from swarmdeploy.localfleet import LocalFleet
+from tests.e2e.conftest import FAST_AGENT
+from tests.gui.conftest import sign_in
+
+AGENTS = ("g1", "g2", "g3")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    root: pathlib.Path = tmp_path_factory.mktemp("gui-fleet")
+    with LocalFleet(root, agent_args=FAST_AGENT) as f:
+        f.start_manager()
+        for agent_id, token in zip(AGENTS, f.tokens("gui", len(AGENTS)), strict=True):
+            f.start_agent(agent_id, token=token, tags=["gui"])
+        f.wait_online(list(AGENTS))
+        yield f
+
+
+def _task(fleet: LocalFleet, description: str, run: list[str]) -> str:
+    body = {
+        "description": description,
+        "deploy": {"run": {"commands": run}, "target": {"tags": ["gui"]}},
+    }
+    return str(fleet.api.request("POST", "/tasks", json=body)["id"])
+
+
+def test_failed_devices_are_one_line_per_identical_reason(page: Any, fleet: LocalFleet) -> None:
+    task = _task(fleet, "gui failing release", ["echo starting; exit 3"])
+    fleet.wait_states(task, dict.fromkeys(AGENTS, "failed"))
+    sign_in(page, fleet.url, fleet.admin_key)
+    page.get_by_test_id("nav-Deployments").click()
+    row = page.get_by_test_id("task-table").locator("tbody tr", has_text="gui failing release")
+    expect(row).to_contain_text("3 failed")
+    row.click()
+    expect(page).to_have_url(re.compile(f"/ui/deployments/{task}$"))
+    groups = page.get_by_test_id("failure-group")
+    expect(groups).to_have_count(1)
+    expect(groups.first).to_contain_text(re.compile(r"^3 devices failed: .+"))
+    expect(page.get_by_test_id("task-counts")).to_have_text(
+        "0 succeeded, 3 failed, 0 stopped, 0 waiting"
+    )
+    tree = page.get_by_test_id("task-tree")
+    expect(tree).to_contain_text("run (3)")
+
+
+def test_progress_follows_a_running_deployment_live_and_stop_ends_it(
+    page: Any, fleet: LocalFleet
+) -> None:
+    sign_in(page, fleet.url, fleet.admin_key)
+    task = _task(fleet, "gui long runner", ["sleep 300"])
+    page.goto(f"{fleet.url}/ui/deployments/{task}")
+    # The page was opened before the agents got far: it must update by itself.
+    expect(page.get_by_test_id("task-status")).to_have_text("running · 3 devices", timeout=30_000)
+    expect(page.get_by_test_id("task-tree")).to_contain_text("running (3)")
+    page.get_by_test_id("task-stop").click()
+    expect(page.get_by_test_id("task-counts")).to_have_text(
+        "0 succeeded, 0 failed, 3 stopped, 0 waiting", timeout=30_000
+    )
+    assert set(fleet.states(task).values()) == {"stopped"}
