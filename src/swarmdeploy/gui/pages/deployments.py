@@ -150,9 +150,10 @@ def register(ctx: GuiContext) -> None:
                 if not p.failures:
                     ui.label("none")
                 for group in p.failures:
-                    ui.label(
-                        f"{group.count} devices {group.state}: {printable(group.reason) or '(no reason given)'}"
-                    ).classes("text-negative").props('data-testid="failure-group"')
+                    reason = printable(group.reason) or "(no reason given)"
+                    ui.label(f"{group.count} devices {group.state}: {reason}").classes(
+                        "text-negative"
+                    ).props('data-testid="failure-group"')
             tree._props["nodes"] = tree_nodes(p)
             tree.expand(list(p.tree))  # the stages; what the operator opened stays open
             tree.update()
