@@ -114,6 +114,25 @@ async def test_target_tasks_newest_first_filtered_by_state(storage: Storage) -> 
     assert await storage.target_tasks("a", states=[]) == []
 
 
+async def test_recent_task_rows_newest_per_target_in_one_answer(storage: Storage) -> None:
+    for i, created in enumerate([10, 30, 20, 40]):
+        targets = [row(f"k{i}", "a")] + ([row(f"k{i}", "b")] if i == 3 else [])
+        await storage.add_task(task(f"k{i}", created_at=created), targets)
+    await storage.set_task_target_state("k1", "a", state="failed", updated_at=9, reason="exit 1")
+    recent = await storage.recent_task_rows(["a", "b", "nobody"], per_target=2)
+    assert set(recent) == {"a", "b"}
+    assert [r.task_id for r in recent["a"]] == ["k3", "k1"]
+    assert (recent["a"][1].state, recent["a"][1].reason) == ("failed", "exit 1")
+    assert [r.task_id for r in recent["b"]] == ["k3"]
+    assert await storage.recent_task_rows([], per_target=3) == {}
+    assert [r.task_id for r in (await storage.recent_task_rows(["a"], per_target=9))["a"]] == [
+        "k3",
+        "k1",
+        "k2",
+        "k0",
+    ]
+
+
 async def test_set_task_target_state_compare_and_set(storage: Storage) -> None:
     await storage.add_task(task("k1"), [row("k1", "a")])
     assert await storage.set_task_target_state(

@@ -196,6 +196,14 @@ class Storage(abc.ABC):
         """Rows of a target over all tasks (optionally only in ``states``), newest task first."""
 
     @abc.abstractmethod
+    async def recent_task_rows(
+        self, target_ids: Sequence[str], *, per_target: int
+    ) -> dict[str, list[TaskTargetRecord]]:
+        """For each of ``target_ids`` its rows of its ``per_target`` newest tasks, newest
+        first (targets without tasks are missing from the answer); one query however many
+        targets (the devices list and map show every device's recent outcomes)."""
+
+    @abc.abstractmethod
     async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
         """The row of ``target_id`` for ``task_id``, or ``None``."""
 

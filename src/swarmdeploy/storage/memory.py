@@ -348,6 +348,17 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskS
         rows.sort(key=lambda r: (self._tasks[r.task_id].created_at, r.task_id), reverse=True)
         return rows
 
+    async def recent_task_rows(
+        self, target_ids: Sequence[str], *, per_target: int
+    ) -> dict[str, list[TaskTargetRecord]]:
+        """The ``per_target`` newest rows of each target, newest first."""
+        found: dict[str, list[TaskTargetRecord]] = {}
+        for target_id in dict.fromkeys(target_ids):
+            rows = (await self.target_tasks(target_id))[: max(per_target, 0)]
+            if rows:
+                found[target_id] = rows
+        return found
+
     async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
         """The row of ``target_id`` for ``task_id``, or ``None``."""
         require_open(self._state)

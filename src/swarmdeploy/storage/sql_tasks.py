@@ -147,6 +147,38 @@ class SqlTasks(SqlCore):
         async with self._tx() as conn:
             return [task_target_from_row(r) for r in (await conn.execute(query)).all()]
 
+    async def recent_task_rows(
+        self, target_ids: Sequence[str], *, per_target: int
+    ) -> dict[str, list[TaskTargetRecord]]:
+        """The ``per_target`` newest rows of each target (a window function: one query)."""
+        if not target_ids or per_target < 1:
+            return {}
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=task_targets.c.target_id,
+                order_by=(tasks.c.created_at.desc(), tasks.c.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = (
+            sa.select(task_targets, rank)
+            .join(tasks, tasks.c.id == task_targets.c.task_id)
+            .where(task_targets.c.target_id.in_(list(target_ids)))
+            .subquery()
+        )
+        query = (
+            sa.select(*(ranked.c[c.name] for c in task_targets.c))
+            .where(ranked.c.rank <= per_target)
+            .order_by(ranked.c.target_id, ranked.c.rank)
+        )
+        found: dict[str, list[TaskTargetRecord]] = {}
+        async with self._tx() as conn:
+            for row in (await conn.execute(query)).all():
+                record = task_target_from_row(row)
+                found.setdefault(record.target_id, []).append(record)
+        return found
+
     async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
         """The row of ``target_id`` for ``task_id`` (primary-key lookup), or ``None``."""
         query = sa.select(task_targets).where(

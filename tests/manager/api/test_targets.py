@@ -246,3 +246,23 @@ async def test_full_request_queue_is_503_with_retry_after(tiny_queue: Api) -> No
     r = await tiny_queue.client.put("/targets/solo/stop")
     assert r.status_code == 503 and r.json()["code"] == "unavailable"
     assert int(r.headers["retry-after"]) > 0
+
+
+async def test_targets_show_their_newest_tasks_in_the_list_and_alone(fleet: Api) -> None:
+    listed = (await fleet.client.get("/targets")).json()["items"]
+    assert all(t["recentTasks"] == [] for t in listed)
+    ids = []
+    for i in range(7):
+        doc = {
+            "description": f"r{i}",
+            "deploy": {"run": {"commands": ["./a"]}, "target": {"ids": ["beta"]}},
+        }
+        ids.append((await fleet.client.post("/tasks", json=doc)).json()["id"])
+    created = {i: (await fleet.client.get(f"/tasks/{i}")).json()["createdAt"] for i in ids}
+    newest = sorted(ids, key=lambda i: (created[i], i), reverse=True)[:5]  # ties: by id
+    one = (await fleet.client.get("/targets/beta")).json()
+    assert [r["task"] for r in one["recentTasks"]] == newest
+    assert one["recentTasks"][0]["state"] == "pending" and one["recentTasks"][0]["role"] == "deploy"
+    listed = {t["id"]: t for t in (await fleet.client.get("/targets")).json()["items"]}
+    assert [r["task"] for r in listed["beta"]["recentTasks"]] == newest
+    assert listed["alpha"]["recentTasks"] == []

@@ -71,6 +71,16 @@ class TargetSecurity(ApiModel):
     revocation_list: int
 
 
+class RecentTaskOut(ApiModel):
+    """A target's row of one of its newest tasks."""
+
+    task: str
+    role: Literal["deploy", "build"]
+    state: str
+    reason: str
+    updated_at: Millis
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
@@ -92,6 +102,8 @@ class TargetPublic(ApiModel):
     health: dict[str, Any] | None
     insecure_lab: bool = False
     security: TargetSecurity | None = None
+    #: In ``GET /targets`` and ``GET /targets/{id}``: its 5 newest tasks, newest first.
+    recent_tasks: list[RecentTaskOut] | None = None
 
 
 class TargetUpdate(ApiModel):

@@ -54,9 +54,10 @@ async def list_targets(
 
 @router.get("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))
 async def get_target(target_id: TargetId, services: ServicesDep, _: Viewer) -> dict[str, Any]:
-    """One target."""
+    """One target, with its newest tasks."""
     record = await services.registry.get(target_id)
-    return target_json(services.registry.view(record))
+    (view,) = await services.registry.with_recent([record])
+    return target_json(view)
 
 
 @router.put("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))

@@ -24,7 +24,7 @@ from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import NotFound
-from swarmdeploy.storage.records import Location, Page, TargetRecord
+from swarmdeploy.storage.records import Location, Page, TargetRecord, TaskTargetRecord
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ class TargetView:
     #: ``sha256:<hex>`` of the deployment CA's key this manager certifies operators with
     #: (empty: unknown); compared with the anchors the agent reports.
     ca_fingerprint: str = ""
+    #: The target's rows of its newest tasks, newest first (``None``: not looked up).
+    recent: tuple[TaskTargetRecord, ...] | None = None
+
+
+#: How many of its newest tasks a target document shows (``recentTasks``).
+RECENT_TASKS = 5
 
 
 class TargetRegistry:
@@ -136,9 +142,20 @@ class TargetRegistry:
         result = await self._storage.list_targets(
             tags=tags, search=search, page=page, per_page=per_page
         )
-        now = self._clock()
-        views = [self.view(r, now) for r in result.items]
+        views = await self.with_recent(result.items)
         return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)
+
+    async def with_recent(self, records: Sequence[TargetRecord]) -> list[TargetView]:
+        """Views of ``records`` with each one's :data:`RECENT_TASKS` newest task rows (one
+        storage query for all of them)."""
+        now = self._clock()
+        recent = await self._storage.recent_task_rows(
+            [r.id for r in records], per_target=RECENT_TASKS
+        )
+        return [
+            dataclasses.replace(self.view(r, now), recent=tuple(recent.get(r.id, ())))
+            for r in records
+        ]
 
     async def get(self, target_id: str) -> TargetRecord:
         """The target; :class:`NotFoundError` if unknown."""
@@ -256,4 +273,20 @@ def target_json(view: TargetView) -> dict[str, Any]:
         "health": r.health,
         "insecureLab": insecure_lab(r.health),
         "security": security_summary(r.health, view.ca_fingerprint),
+        **(
+            {}
+            if view.recent is None
+            else {
+                "recentTasks": [
+                    {
+                        "task": row.task_id,
+                        "role": row.role,
+                        "state": row.state,
+                        "reason": row.reason,
+                        "updatedAt": row.updated_at,
+                    }
+                    for row in view.recent
+                ]
+            }
+        ),
     }
