@@ -56,6 +56,13 @@ def test_failed_devices_are_one_line_per_identical_reason(page: Any, fleet: Loca
     )
     tree = page.get_by_test_id("task-tree")
     expect(tree).to_contain_text("run (3)")
+    # The devices page shows each device's newest outcome as a red dot and in words.
+    page.get_by_test_id("nav-Devices").click()
+    page.get_by_test_id("device-filter").fill("g2")
+    device = page.get_by_test_id("device-table").locator("tbody.q-virtual-scroll__content tr")
+    expect(device).to_have_count(1)
+    expect(device.first).to_contain_text("failed")
+    expect(device.first.locator(".outcome-failed")).to_have_count(1)
 
 
 def test_progress_follows_a_running_deployment_live_and_stop_ends_it(

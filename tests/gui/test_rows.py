@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmdeploy.gui.rows import ago, printable, target_row, trust_label
+from swarmdeploy.gui.rows import ago, outcome, printable, target_row, trust_label
 
 NOW = 1_800_000_000_000
 
@@ -49,3 +49,18 @@ def test_row_keeps_the_raw_id_as_key_and_escapes_what_it_shows() -> None:
     assert row["online"] == "offline" and row["tags"] == "a, b" and row["location"] == ""
     located = target_row(_target(location={"lat": 45.07, "lon": 7.68}), NOW)
     assert located["location"] == "45.07000, 7.68000"
+    assert row["latest"] == "" and row["history"] == []
+
+
+def test_history_is_the_outcome_of_each_recent_task_newest_first() -> None:
+    recent = [
+        {"task": "t3", "state": "running"},
+        {"task": "t2", "state": "install_failed"},
+        {"task": "t1", "state": "stopped"},
+        {"task": "t0", "state": "transferring"},
+    ]
+    row = target_row(_target(recentTasks=recent), NOW)
+    assert row["latest"] == "running"
+    assert [h["outcome"] for h in row["history"]] == ["ok", "failed", "stopped", "active"]
+    assert row["history"][1]["title"] == "t2: install_failed"
+    assert outcome(None) == "none"

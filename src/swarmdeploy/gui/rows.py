@@ -57,9 +57,27 @@ def ago(ms: int | None, now_ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
 
 
+_GOOD = {"exited", "running", "installed", "built"}
+_BAD = {"declined", "install_failed", "failed", "expired", "build_failed"}
+
+
+def outcome(state: str | None) -> str:
+    """How a task state reads at a glance: ``ok`` (green), ``failed`` (red), ``stopped``,
+    ``active`` (still on its way) or ``none`` (no task: grey)."""
+    if state is None:
+        return "none"
+    if state in _GOOD:
+        return "ok"
+    if state in _BAD:
+        return "failed"
+    return "stopped" if state == "stopped" else "active"
+
+
 def target_row(target: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """One row of the devices table."""
+    """One row of the devices table; ``history`` holds the outcomes of its newest tasks
+    (newest first) for the coloured dots, ``latest`` the newest state in words."""
     location = target.get("location")
+    recent = target.get("recentTasks") or []
     return {
         "key": target["id"],
         "id": printable(target["id"]),
@@ -69,6 +87,11 @@ def target_row(target: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "lastSeen": ago(target.get("lastSeenAt"), now_ms),
         "trust": trust_label(target),
         "location": f"{location['lat']:.5f}, {location['lon']:.5f}" if location else "",
+        "latest": printable(recent[0]["state"]) if recent else "",
+        "history": [
+            {"outcome": outcome(r["state"]), "title": printable(f"{r['task']}: {r['state']}")}
+            for r in recent
+        ],
     }
 
 

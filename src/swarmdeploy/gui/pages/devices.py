@@ -24,8 +24,20 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "online", "label": "Status", "field": "online", "sortable": True, "align": "left"},
     {"name": "lastSeen", "label": "Last seen", "field": "lastSeen", "align": "left"},
     {"name": "trust", "label": "Trust", "field": "trust", "sortable": True, "align": "left"},
+    {"name": "latest", "label": "Latest task", "field": "latest", "align": "left"},
+    {"name": "history", "label": "History", "field": "history", "align": "left"},
     {"name": "location", "label": "Location", "field": "location", "align": "left"},
 ]
+
+#: Coloured dots of a device's newest task outcomes (newest first); text only, never HTML.
+HISTORY_SLOT = """<q-td :props="props"><span v-for="(h, i) in props.value" :key="i"
+  :title="h.title" :class="'outcome-dot outcome-' + h.outcome"></span></q-td>"""
+OUTCOME_CSS = """
+.outcome-dot {display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:3px}
+.outcome-ok {background:#16a34a} .outcome-failed {background:#dc2626}
+.outcome-active {background:#2563eb} .outcome-stopped {background:#9ca3af}
+.outcome-none {background:#d1d5db}
+"""
 
 
 async def fetch_targets(api: AsyncManagerClient) -> list[dict[str, Any]]:
@@ -67,6 +79,8 @@ def register(ctx: GuiContext) -> None:
             .classes("w-full h-[70vh]")
         )
         search.bind_value_to(table, "filter")
+        table.add_slot("body-cell-history", HISTORY_SLOT)
+        ui.add_css(OUTCOME_CSS)
 
         async def load() -> None:
             now_ms = int(time.time() * 1000)
