@@ -13,6 +13,7 @@ this process heard since, so that ``lastSeenAt`` and ``online`` are current.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -145,7 +146,7 @@ class TargetRegistry:
         views = await self.with_recent(result.items)
         return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)
 
-    async def with_recent(self, records: Sequence[TargetRecord]) -> list[TargetView]:
+    async def with_recent(self, records: Sequence[TargetRecord]) -> builtins.list[TargetView]:
         """Views of ``records`` with each one's :data:`RECENT_TASKS` newest task rows (one
         storage query for all of them)."""
         now = self._clock()
