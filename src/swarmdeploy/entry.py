@@ -33,7 +33,14 @@ def _mount_gui(app: Any, settings: Any) -> None:
     the GUI is on, so ``--no-gui`` costs nothing."""
     from swarmdeploy.gui import GuiOptions, mount
 
-    mount(app, GuiOptions(data_dir=settings.data_dir))
+    mount(
+        app,
+        GuiOptions(
+            data_dir=settings.data_dir,
+            map_tiles=settings.map_tiles,
+            map_attribution=settings.map_attribution,
+        ),
+    )
 
 
 if __name__ == "__main__":

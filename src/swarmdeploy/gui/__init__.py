@@ -28,6 +28,9 @@ class GuiOptions:
     """What the GUI needs from the manager's configuration."""
 
     data_dir: Path
+    #: Map tile URL template (``{z}/{x}/{y}``); None: only the vendored country outlines.
+    map_tiles: str | None = None
+    map_attribution: str = ""
 
 
 def mount(app: Any, options: GuiOptions) -> None:

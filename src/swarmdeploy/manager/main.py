@@ -74,6 +74,8 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
     ("agent-link", "agent_link", parse_flag, "serve agents over ZeroMQ (default on)"),
     ("gui", "gui", parse_flag, "serve the web GUI at /ui (default on; --no-gui: off)"),
+    ("map-tiles", "map_tiles", str, "GUI map tiles, e.g. https://tiles.example/{z}/{x}/{y}.png"),
+    ("map-attribution", "map_attribution", str, "the attribution the tile server asks for"),
     ("heartbeat-interval", "heartbeat_interval_s", float, "agent heartbeat interval, s (15)"),
     ("online-timeout", "online_timeout_s", float, "online if heard within, s (3 x heartbeat)"),
     (

@@ -72,6 +72,9 @@ class Settings(BaseModel):
     ca_passphrase_file: Path | None = None
     #: Serve the operator web GUI at /ui (``swarmdeploy manager`` turns it on; --no-gui off).
     gui: bool = False
+    #: GUI map tiles: an http(s) URL template with {z}, {x}, {y}; None: country outlines only.
+    map_tiles: str | None = Field(None, max_length=2000, pattern=r"^https?://\S*\{z\}\S*$")
+    map_attribution: str = Field("", max_length=500)
 
     @field_validator("bind")
     @classmethod

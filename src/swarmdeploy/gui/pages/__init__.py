@@ -8,9 +8,10 @@ from swarmdeploy.gui.context import GuiContext
 
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
-    from swarmdeploy.gui.pages import deployments, devices, signin, tokens
+    from swarmdeploy.gui.pages import deployments, devices, mapview, signin, tokens
 
     signin.register(ctx)
     devices.register(ctx)
     tokens.register(ctx)
     deployments.register(ctx)
+    mapview.register(ctx)

@@ -11,6 +11,7 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError, AsyncManagerClient
 from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.pages.bulk import edit_dialog
 from swarmdeploy.gui.pages.layout import HOME, SIGN_IN, absolute, current_session, frame
 from swarmdeploy.gui.rows import printable, target_row
 
@@ -68,6 +69,9 @@ def register(ctx: GuiContext) -> None:
                 'clearable data-testid="device-filter"'
             )
             refresh = ui.button("Refresh").props('flat data-testid="device-refresh"')
+            edit = None
+            if session.operator.allows("operator"):
+                edit = ui.button("Edit selected…").props('flat data-testid="device-edit"')
             delete = None
             if session.operator.allows("admin"):
                 delete = ui.button("Delete selected…").props(
@@ -82,6 +86,8 @@ def register(ctx: GuiContext) -> None:
         table.add_slot("body-cell-history", HISTORY_SLOT)
         ui.add_css(OUTCOME_CSS)
 
+        docs: dict[str, dict[str, Any]] = {}
+
         async def load() -> None:
             now_ms = int(time.time() * 1000)
             try:
@@ -90,12 +96,20 @@ def register(ctx: GuiContext) -> None:
             except ApiError as exc:
                 ui.notify(f"Cannot list devices: {printable(exc.message)}", type="negative")
                 return
+            docs.clear()
+            docs.update((t["id"], t) for t in targets)
             table.rows = [target_row(t, now_ms) for t in targets]
             table.update()
             online = sum(1 for t in targets if t.get("online"))
             summary.text = f"{len(targets)} devices, {online} online"
 
         refresh.on_click(load)
+        if edit is not None:
+            edit.on_click(
+                lambda: edit_dialog(
+                    ctx, session.api_key, [docs[r["key"]] for r in table.selected], load
+                )
+            )
         if delete is not None:
             delete.on_click(lambda: _confirm_delete(ctx, session.api_key, table, load))
         await load()

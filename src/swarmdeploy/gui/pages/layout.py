@@ -15,9 +15,11 @@ SIGN_IN = "/signin"
 HOME = "/devices"
 TOKENS = "/tokens"
 DEPLOYMENTS = "/deployments"
+MAP = "/map"
 #: (label, path, role needed to see the link)
 NAV = (
     ("Devices", HOME, "viewer"),
+    ("Map", MAP, "viewer"),
     ("Deployments", DEPLOYMENTS, "viewer"),
     ("Tokens", TOKENS, "admin"),
 )
