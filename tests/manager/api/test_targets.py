@@ -266,3 +266,28 @@ async def test_targets_show_their_newest_tasks_in_the_list_and_alone(fleet: Api)
     listed = {t["id"]: t for t in (await fleet.client.get("/targets")).json()["items"]}
     assert [r["task"] for r in listed["beta"]["recentTasks"]] == newest
     assert listed["alpha"]["recentTasks"] == []
+
+
+async def test_target_task_history_pages_newest_first_with_descriptions(fleet: Api) -> None:
+    assert (await fleet.client.get("/targets/nobody/tasks")).status_code == 404
+    assert (await fleet.client.get("/targets/beta/tasks")).json()["total"] == 0
+    ids = []
+    for i in range(3):
+        doc = {
+            "description": f"h{i}",
+            "deploy": {"run": {"commands": ["./a"]}, "target": {"ids": ["beta"]}},
+        }
+        ids.append((await fleet.client.post("/tasks", json=doc)).json()["id"])
+    created = {i: (await fleet.client.get(f"/tasks/{i}")).json()["createdAt"] for i in ids}
+    newest = sorted(ids, key=lambda i: (created[i], i), reverse=True)
+    first = (await fleet.client.get("/targets/beta/tasks", params={"perPage": 2})).json()
+    assert first["total"] == 3 and [r["task"] for r in first["items"]] == newest[:2]
+    row = first["items"][0]
+    assert row["description"] == f"h{ids.index(newest[0])}" and row["state"] == "pending"
+    assert row["createdAt"] == created[newest[0]] and row["createdBy"]
+    second = (
+        await fleet.client.get("/targets/beta/tasks", params={"perPage": 2, "page": 2})
+    ).json()
+    assert [r["task"] for r in second["items"]] == newest[2:]
+    viewer = await fleet.headers_for("viewer")
+    assert (await fleet.client.get("/targets/beta/tasks", headers=viewer)).status_code == 200

@@ -81,6 +81,14 @@ class RecentTaskOut(ApiModel):
     updated_at: Millis
 
 
+class TargetTaskOut(RecentTaskOut):
+    """A row of a target's task history: its state for the task and what the task is."""
+
+    description: str
+    created_at: Millis | None
+    created_by: str
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;

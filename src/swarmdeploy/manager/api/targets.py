@@ -20,6 +20,7 @@ from swarmdeploy.manager.api.models import (
     ListOf,
     MessagePublic,
     TargetPublic,
+    TargetTaskOut,
     TargetUpdate,
 )
 from swarmdeploy.manager.services.registry import target_json
@@ -58,6 +59,37 @@ async def get_target(target_id: TargetId, services: ServicesDep, _: Viewer) -> d
     record = await services.registry.get(target_id)
     (view,) = await services.registry.with_recent([record])
     return target_json(view)
+
+
+@router.get(
+    "/{target_id}/tasks",
+    response_model=ListOf[TargetTaskOut],
+    responses=responses(401, 403, 404),
+)
+async def target_tasks(
+    target_id: TargetId,
+    services: ServicesDep,
+    _: Viewer,
+    page: PageQuery = 1,
+    per_page: PerPageQuery = 50,
+) -> dict[str, Any]:
+    """The target's deployment history: its state in every task it was part of, newest
+    task first."""
+    result = await services.registry.history(target_id, page=page, per_page=per_page)
+    items = [
+        {
+            "task": row.task_id,
+            "role": row.role,
+            "state": row.state,
+            "reason": row.reason,
+            "updatedAt": row.updated_at,
+            "description": task.description if task else "",
+            "createdAt": task.created_at if task else None,
+            "createdBy": task.created_by if task else "",
+        }
+        for row, task in result.items
+    ]
+    return {"total": result.total, "items": items, "page": page, "perPage": per_page}
 
 
 @router.put("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))

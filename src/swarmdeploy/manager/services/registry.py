@@ -25,7 +25,13 @@ from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import NotFound
-from swarmdeploy.storage.records import Location, Page, TargetRecord, TaskTargetRecord
+from swarmdeploy.storage.records import (
+    Location,
+    Page,
+    TargetRecord,
+    TaskRecord,
+    TaskTargetRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +163,17 @@ class TargetRegistry:
             dataclasses.replace(self.view(r, now), recent=tuple(recent.get(r.id, ())))
             for r in records
         ]
+
+    async def history(
+        self, target_id: str, *, page: int, per_page: int
+    ) -> Page[tuple[TaskTargetRecord, TaskRecord | None]]:
+        """The target's row of every task it was part of, newest task first, each with its
+        task; :class:`NotFoundError` if the target is unknown."""
+        await self.get(target_id)
+        rows = await self._storage.target_tasks(target_id)
+        chosen = rows[(page - 1) * per_page : page * per_page]
+        items = [(row, await self._storage.get_task(row.task_id)) for row in chosen]
+        return Page(total=len(rows), items=items, page=page, per_page=per_page)
 
     async def get(self, target_id: str) -> TargetRecord:
         """The target; :class:`NotFoundError` if unknown."""
