@@ -79,3 +79,31 @@ def test_progress_follows_a_running_deployment_live_and_stop_ends_it(
         "0 succeeded, 0 failed, 3 stopped, 0 waiting", timeout=30_000
     )
     assert set(fleet.states(task).values()) == {"stopped"}
+
+
+def test_device_page_shows_its_history_logs_and_facts_and_edits_it(
+    page: Any, fleet: LocalFleet
+) -> None:
+    task = _task(fleet, "gui device history", ["exit 4"])
+    fleet.wait_states(task, dict.fromkeys(AGENTS, "failed"))
+    sign_in(page, fleet.url, fleet.admin_key)
+    page.get_by_test_id("device-filter").fill("g3")
+    page.get_by_test_id("device-table").locator("tbody.q-virtual-scroll__content tr").first.click()
+    expect(page).to_have_url(re.compile("/ui/devices/g3$"))
+    expect(page.get_by_test_id("device-title")).to_have_text("g3")
+    facts = page.get_by_test_id("device-facts")
+    expect(facts).to_contain_text("online")
+    expect(facts).to_contain_text("Disk free")  # the agent's health report
+    history = page.get_by_test_id("device-history")
+    expect(history).to_contain_text("gui device history")
+    expect(history).to_contain_text("failed")
+    errors = page.get_by_test_id("device-logs").locator('tr[data-error="true"]')
+    expect(errors.first).to_be_visible()
+
+    page.get_by_test_id("device-edit-one").click()
+    page.get_by_test_id("edit-name").fill("rover three")
+    page.get_by_test_id("edit-tags").fill("gui, rover")
+    page.get_by_test_id("edit-save").click()
+    expect(page.get_by_test_id("device-title")).to_have_text("rover three (g3)")
+    doc = fleet.target("g3")
+    assert doc["name"] == "rover three" and doc["tags"] == ["gui", "rover"]

@@ -8,10 +8,11 @@ from swarmdeploy.gui.context import GuiContext
 
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
-    from swarmdeploy.gui.pages import deployments, devices, mapview, signin, tokens
+    from swarmdeploy.gui.pages import deployments, device, devices, mapview, signin, tokens
 
     signin.register(ctx)
     devices.register(ctx)
     tokens.register(ctx)
     deployments.register(ctx)
     mapview.register(ctx)
+    device.register(ctx)

@@ -83,6 +83,7 @@ def register(ctx: GuiContext) -> None:
             .classes("w-full h-[70vh]")
         )
         search.bind_value_to(table, "filter")
+        table.on("rowClick", lambda e: ui.navigate.to(f"{HOME}/{e.args[1]['key']}"))
         table.add_slot("body-cell-history", HISTORY_SLOT)
         ui.add_css(OUTCOME_CSS)
 
