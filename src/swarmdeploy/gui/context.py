@@ -18,6 +18,7 @@ IN_PROCESS_URL = "http://manager.invalid"
 class GuiContext:
     """Shared by all pages of one mounted GUI."""
 
+    app: Any  # the manager's ASGI application
     transport: httpx.AsyncBaseTransport
     options: Any  # swarmdeploy.gui.GuiOptions
     sessions: SessionStore = dataclasses.field(default_factory=SessionStore)
@@ -25,7 +26,7 @@ class GuiContext:
     @classmethod
     def for_app(cls, app: Any, options: Any) -> GuiContext:
         """A context whose API calls go straight into ``app`` (the manager's ASGI app)."""
-        return cls(transport=httpx.ASGITransport(app=app), options=options)
+        return cls(app=app, transport=httpx.ASGITransport(app=app), options=options)
 
     def client(self, api_key: str | None) -> AsyncManagerClient:
         """A client of the public API that authenticates as ``api_key``."""

@@ -1,7 +1,7 @@
 """Deployments (seed figures 18-21): the list with description, time, who signed and counts per
 state; one deployment's progress tree (build -> announce -> transfer -> install -> run, with
 the devices in each state), failures grouped by identical reason, a progress bar; stop and
-delete for operators. Updates itself every :data:`REFRESH_S` while the deployment is live."""
+delete for operators. Updates itself live from ``/events`` (``taskUpdated``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from nicegui import ui
 from swarmdeploy.client import ApiError
 from swarmdeploy.client.progress import Progress, progress
 from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     SIGN_IN,
@@ -23,7 +24,9 @@ from swarmdeploy.gui.pages.layout import (
 )
 from swarmdeploy.gui.rows import ago, printable
 
+#: The list re-reads at most this often while deployments change.
 REFRESH_S = 2.0
+SAFETY_REFRESH_S = 15.0
 #: Devices listed under one state of the tree before "... and N more".
 TREE_DEVICES = 50
 
@@ -75,7 +78,11 @@ def tree_nodes(p: Progress) -> list[dict[str, Any]]:
 
 def register(ctx: GuiContext) -> None:
     """Declare ``/ui/deployments`` and ``/ui/deployments/{task_id}``."""
+    _register_list(ctx)
+    _register_progress(ctx)
 
+
+def _register_list(ctx: GuiContext) -> None:
     @ui.page(DEPLOYMENTS)
     async def deployments() -> RedirectResponse | None:
         session = current_session(ctx)
@@ -102,10 +109,17 @@ def register(ctx: GuiContext) -> None:
             table.update()
 
         search.on_value_change(load)
-        ui.timer(REFRESH_S * 5, load)
+        refresher = Debounced(load, REFRESH_S)
+
+        async def changed(_: dict[str, Any]) -> None:
+            await refresher.poke()
+
+        follow(ctx, session.api_key, {"topics": "taskAdded,taskUpdated,taskDeleted"}, changed)
         await load()
         return None
 
+
+def _register_progress(ctx: GuiContext) -> None:
     @ui.page(DEPLOYMENTS + "/{task_id}")
     async def deployment(task_id: str) -> RedirectResponse | None:
         session = current_session(ctx)
@@ -162,7 +176,17 @@ def register(ctx: GuiContext) -> None:
             if p.finished and timer is not None:
                 timer.deactivate()
 
-        timer = ui.timer(REFRESH_S, load)
+        # Live: every state change of this task re-reads it (at most every 0.5 s); the slow
+        # timer only covers events a stalled page missed.
+        refresher = Debounced(load, 0.5)
+
+        async def changed(_: dict[str, Any]) -> None:
+            await refresher.poke()
+
+        follow(
+            ctx, session.api_key, {"topics": "taskUpdated,taskDeleted", "task": task_id}, changed
+        )
+        timer = ui.timer(SAFETY_REFRESH_S, load)
         await load()
         return None
 
