@@ -107,3 +107,32 @@ def test_device_page_shows_its_history_logs_and_facts_and_edits_it(
     expect(page.get_by_test_id("device-title")).to_have_text("rover three (g3)")
     doc = fleet.target("g3")
     assert doc["name"] == "rover three" and doc["tags"] == ["gui", "rover"]
+
+
+def test_logs_search_filters_errors_and_live_tail_shows_new_lines(
+    page: Any, fleet: LocalFleet
+) -> None:
+    failing = _task(fleet, "gui logs failing", ["exit 5"])
+    fleet.wait_states(failing, dict.fromkeys(AGENTS, "failed"))
+    sign_in(page, fleet.url, fleet.admin_key)
+    page.get_by_test_id("nav-Logs").click()
+    page.get_by_test_id("logs-target").fill("g1")
+    page.get_by_test_id("logs-errors").click()
+    page.get_by_test_id("logs-search").click()
+    rows = page.get_by_test_id("logs-table").locator("tbody tr[data-error]")
+    expect(rows.first).to_be_visible()
+    assert (
+        rows.count() == page.get_by_test_id("logs-table").locator('tr[data-error="true"]').count()
+    )
+    expect(page.get_by_test_id("logs-table")).not_to_contain_text("g2")
+
+    page.get_by_test_id("logs-errors").click()  # all lines again
+    page.get_by_test_id("logs-target").fill("g2")
+    page.get_by_test_id("logs-live").click()
+    body = {
+        "description": "gui live tail",
+        "debug": True,
+        "deploy": {"run": {"commands": ["echo live-tail-marker-77"]}, "target": {"ids": ["g2"]}},
+    }
+    fleet.api.request("POST", "/tasks", json=body)
+    expect(page.get_by_test_id("logs-table")).to_contain_text("live-tail-marker-77", timeout=30_000)

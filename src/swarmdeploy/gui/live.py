@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def follow(ctx: GuiContext, api_key: str, params: Mapping[str, str], on_frame: Handler) -> None:
+def follow(
+    ctx: GuiContext, api_key: str, params: Mapping[str, str], on_frame: Handler
+) -> asyncio.Task[None]:
     """Call ``on_frame`` for every ``/events`` frame matching ``params`` while the current
-    page is open; a ``dropped`` notice is passed on too (re-read over REST then)."""
+    page is open (or until the returned task is cancelled); a ``dropped`` notice is passed on
+    too (re-read over REST then)."""
     client = ui.context.client
 
     async def run() -> None:
@@ -31,11 +34,10 @@ def follow(ctx: GuiContext, api_key: str, params: Mapping[str, str], on_frame: H
                     await on_frame(frame)
         except ApiError as exc:
             log.info("live updates refused for a GUI page: %s", exc)
-        except asyncio.CancelledError:
-            raise
 
-    task = background_tasks.create(run(), name="gui-events")
+    task: asyncio.Task[None] = background_tasks.create(run(), name="gui-events")
     client.on_delete(task.cancel)
+    return task
 
 
 class Debounced:

@@ -8,7 +8,7 @@ from swarmdeploy.gui.context import GuiContext
 
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
-    from swarmdeploy.gui.pages import deployments, device, devices, mapview, signin, tokens
+    from swarmdeploy.gui.pages import deployments, device, devices, logs, mapview, signin, tokens
 
     signin.register(ctx)
     devices.register(ctx)
@@ -16,3 +16,4 @@ def register(ctx: GuiContext) -> None:
     deployments.register(ctx)
     mapview.register(ctx)
     device.register(ctx)
+    logs.register(ctx)

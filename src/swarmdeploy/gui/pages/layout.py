@@ -16,11 +16,13 @@ HOME = "/devices"
 TOKENS = "/tokens"
 DEPLOYMENTS = "/deployments"
 MAP = "/map"
+LOGS = "/logs"
 #: (label, path, role needed to see the link)
 NAV = (
     ("Devices", HOME, "viewer"),
     ("Map", MAP, "viewer"),
     ("Deployments", DEPLOYMENTS, "viewer"),
+    ("Logs", LOGS, "viewer"),
     ("Tokens", TOKENS, "admin"),
 )
 
