@@ -94,6 +94,48 @@ def test_tokens_page_is_for_admins_only(page: Any, gui_manager: tuple[str, str])
     )
     sign_in(page, base, answer.json()["key"])
     expect(page.get_by_test_id("nav-Tokens")).to_have_count(0)
+    expect(page.get_by_test_id("nav-Keys")).to_have_count(0)
     page.goto(f"{base}/ui/tokens")
     expect(page.get_by_test_id("no-access")).to_be_visible()
     expect(page.get_by_test_id("token-create")).to_have_count(0)
+
+
+def test_keys_page_creates_an_api_key_shown_once_and_revokes_keys(
+    page: Any, gui_manager: tuple[str, str]
+) -> None:
+    base, key = gui_manager
+    sign_in(page, base, key)
+    page.get_by_test_id("nav-Keys").click()
+    page.get_by_test_id("apikey-name").fill("gui-ci-bot")
+    page.get_by_test_id("apikey-create").click()
+    secret_box = page.get_by_test_id("apikey-secret").locator("code")
+    expect(secret_box).to_contain_text("sdk_")
+    secret = secret_box.inner_text().strip()
+    who = httpx.get(f"{base}/rpc/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert who.json()["name"] == "gui-ci-bot" and who.json()["role"] == "viewer"
+    page.get_by_test_id("apikey-close").click()
+    key_id = next(
+        k["id"]
+        for k in httpx.get(f"{base}/api_keys", headers={"Authorization": f"Bearer {key}"}).json()[
+            "items"
+        ]
+        if k["name"] == "gui-ci-bot"
+    )
+    page.get_by_test_id(f"apikey-revoke-{key_id}").click()
+    expect(page.get_by_test_id("apikey-table")).not_to_contain_text("gui-ci-bot")
+    gone = httpx.get(f"{base}/rpc/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert gone.status_code == 401
+
+    page.get_by_test_id("signing-generate").click()
+    signing = page.get_by_test_id("signing-table")
+    expect(signing).to_contain_text("valid")
+    [record] = [
+        k
+        for k in httpx.get(
+            f"{base}/operator_keys", headers={"Authorization": f"Bearer {key}"}
+        ).json()["items"]
+        if k["revokedAt"] is None
+    ][-1:]
+    page.get_by_test_id(f"signing-revoke-{record['id']}").click()
+    expect(signing.locator("tr", has_text=record["id"])).to_contain_text("revoked")
+    expect(page.get_by_test_id("ca-info")).to_contain_text("sha256:")

@@ -8,7 +8,16 @@ from swarmdeploy.gui.context import GuiContext
 
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
-    from swarmdeploy.gui.pages import deployments, device, devices, logs, mapview, signin, tokens
+    from swarmdeploy.gui.pages import (
+        deployments,
+        device,
+        devices,
+        keys,
+        logs,
+        mapview,
+        signin,
+        tokens,
+    )
 
     signin.register(ctx)
     devices.register(ctx)
@@ -17,3 +26,4 @@ def register(ctx: GuiContext) -> None:
     mapview.register(ctx)
     device.register(ctx)
     logs.register(ctx)
+    keys.register(ctx)

@@ -17,6 +17,7 @@ TOKENS = "/tokens"
 DEPLOYMENTS = "/deployments"
 MAP = "/map"
 LOGS = "/logs"
+KEYS = "/keys"
 #: (label, path, role needed to see the link)
 NAV = (
     ("Devices", HOME, "viewer"),
@@ -24,6 +25,7 @@ NAV = (
     ("Deployments", DEPLOYMENTS, "viewer"),
     ("Logs", LOGS, "viewer"),
     ("Tokens", TOKENS, "admin"),
+    ("Keys", KEYS, "admin"),
 )
 
 
