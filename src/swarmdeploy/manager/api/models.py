@@ -177,10 +177,23 @@ class SignedByOut(ApiModel):
     name: str
 
 
+class SandboxPathOut(ApiModel):
+    """A host path the task's commands see (read-only unless ``rw``)."""
+
+    path: str
+    rw: bool
+
+
 class SandboxOut(ApiModel):
-    """The sandbox policy bound in the task's signed manifest."""
+    """The sandbox policy bound in the task's signed manifest: network, devices, host paths,
+    groups (by name) and the resource limits it asks for (unset: the device's ceilings);
+    each device grants it only within its own ``--allow-*`` options and ceilings."""
 
     network: bool
+    devices: list[str] = []
+    paths: list[SandboxPathOut] = []
+    groups: list[str] = []
+    limits: dict[str, int] = {}
 
 
 class MatchOut(ApiModel):
