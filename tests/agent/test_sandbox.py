@@ -37,6 +37,7 @@ from swarmdeploy.agent.sandbox import (
     FallbackLauncher,
     Rlimits,
     SandboxConfig,
+    SandboxGrants,
     SandboxPolicy,
     detect_bwrap,
     hand_over,
@@ -94,7 +95,7 @@ def config(dirs: Dirs) -> SandboxConfig:
     found = detect_bwrap()
     _need(found is not None, "bubblewrap (bwrap) is not installed or cannot run here")
     _need(os.geteuid() == 0, "the sandbox tests switch to uid 65534 and need root")
-    return SandboxConfig.detect(hidden=[dirs.data])
+    return SandboxConfig.detect(hidden=[dirs.data], seccomp_dir=dirs.data)
 
 
 @pytest.fixture
@@ -287,27 +288,38 @@ def test_missing_bind_path_launch_error(config: SandboxConfig, dirs: Dirs) -> No
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
-        (SandboxPolicy(rw_paths=("/var/log",)), "does not allow writing"),
+        (SandboxPolicy(rw_paths=("/var/log",)), r"does not grant: path /var/log \(rw\)"),
+        (SandboxPolicy(ro_paths=("/var/log",)), "does not grant: path /var/log"),
         (SandboxPolicy(rw_paths=("/srv/data/../../etc",)), "normalised"),
         (SandboxPolicy(ro_paths=("relative",)), "absolute"),
-        (SandboxPolicy(devices=("/dev/ttyUSB0",)), "does not allow the device"),
+        (SandboxPolicy(devices=("/dev/ttyUSB0",)), "does not grant: device /dev/ttyUSB0"),
+        (SandboxPolicy(devices=("/etc/hostname",)), "/etc/hostname .not a device node"),
+        (SandboxPolicy(ro_paths=("/srv/data/nothing-here",)), "does not exist on this device"),
+        (SandboxPolicy(group_names=("video",)), "does not grant: group video"),
+        (SandboxPolicy(groups=(44,)), "does not grant: gid 44"),
+        (
+            SandboxPolicy(rlimits=Rlimits(data_bytes=1 << 40)),
+            r"sandbox.limits.memoryBytes 1099511627776 \(this device's ceiling is 536870912",
+        ),
         (SandboxPolicy(uid=0), "root"),
         (SandboxPolicy(groups=(0,)), "root"),
     ],
 )
 def test_policy_outside_agent_config_refused(policy: SandboxPolicy, message: str) -> None:
-    config = SandboxConfig(bwrap="/usr/bin/bwrap", allowed_rw_prefixes=(Path("/srv/data"),))
+    grants = SandboxGrants(rw_prefixes=(Path("/srv/data"),), devices=("/etc/hostname",))
+    config = SandboxConfig(bwrap="/usr/bin/bwrap", grants=grants)
     with pytest.raises(LaunchError, match=message):
         BwrapLauncher(config, policy)
 
 
 def test_policy_inside_agent_config_accepted() -> None:
-    config = SandboxConfig(
-        bwrap="/usr/bin/bwrap",
-        allowed_rw_prefixes=(Path("/srv/data"),),
-        allowed_devices=("/dev/ttyUSB0",),
+    grants = SandboxGrants(
+        rw_prefixes=(Path("/"),), devices=("/dev/null",), groups=(("video", 44),)
     )
-    policy = SandboxPolicy(rw_paths=("/srv/data/robot",), devices=("/dev/ttyUSB0",))
+    config = SandboxConfig(bwrap="/usr/bin/bwrap", grants=grants)
+    policy = SandboxPolicy(
+        rw_paths=("/tmp",), devices=("/dev/null",), group_names=("video",), groups=(44,)
+    )
     BwrapLauncher(config, policy)
 
 

@@ -37,6 +37,7 @@ from swarmdeploy.agent.sandbox import (
     fallback_warning,
     hand_over,
     make_launcher,
+    policy_refusals,
     seal,
     tree_digest,
 )
@@ -89,6 +90,14 @@ class Confinement:
         """Log once, at agent start, that commands run without bubblewrap."""
         if self.kind != SANDBOX_BWRAP:
             logger.warning("%s", fallback_warning(self.config, SandboxPolicy()))
+
+    def check_grants(self, policy: SandboxPolicy) -> None:
+        """Raise :class:`TaskRefused` (``sandbox_refused``) naming every device, path,
+        group and limit of ``policy`` that this agent's grants and ceilings do not allow
+        (issue 9/14: the device's owner decides, not the manifest)."""
+        refused = policy_refusals(policy, self.config)
+        if refused:
+            raise TaskRefused("sandbox_refused", "this device does not grant " + "; ".join(refused))
 
     def env(self, dirs: TaskDirs) -> dict[str, str]:
         """The commands' environment: the agent's safe variables, ``HOME`` = work dir."""

@@ -45,7 +45,7 @@ from swarmdeploy.agent.processor import TaskProcessor
 from swarmdeploy.agent.reports import StateReporter
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
-from swarmdeploy.agent.sandbox import SandboxConfig
+from swarmdeploy.agent.sandbox import SandboxConfig, sandbox_grants
 from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
 from swarmdeploy.agent.spool import LogSpool, RecentLines
 from swarmdeploy.agent.state import (
@@ -178,7 +178,12 @@ class Daemon:
         self.verifier.attach(state, lambda: save_state(s.state_path, state), s.data_dir)
         sandbox = self._sandbox
         if sandbox is None:
-            sandbox = await asyncio.to_thread(SandboxConfig.detect, hidden=[s.data_dir])
+            sandbox = await asyncio.to_thread(
+                SandboxConfig.detect,
+                hidden=[s.data_dir],
+                grants=sandbox_grants(s),
+                seccomp_dir=s.data_dir,
+            )
         self.confinement = Confinement(sandbox)
         self.confinement.warn_if_degraded()
         self._build(state)
@@ -239,7 +244,11 @@ class Daemon:
         sandbox kind) -- see docs/security.md."""
         return {
             "insecure_lab": self.verifier.insecure_lab,
-            "security": {**self.verifier.status(), "sandbox": self.confinement.kind},
+            "security": {
+                **self.verifier.status(),
+                "sandbox": self.confinement.kind,
+                "confinement": self.confinement.config.report(),
+            },
         }
 
     async def _set_tags(self, tags: list[str]) -> None:

@@ -53,11 +53,18 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.errors import ConfigError, LaunchError
+from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.hardening import which
+from swarmdeploy.agent.limits import LimitCeilings, effective_rlimits, limit_refusals
 from swarmdeploy.agent.process import LaunchSpec
+from swarmdeploy.agent.seccomp import filter_program
 from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
+
+if TYPE_CHECKING:
+    from swarmdeploy.agent.config import AgentSettings
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +75,14 @@ __all__ = [
     "FallbackLauncher",
     "Rlimits",
     "SandboxConfig",
+    "SandboxGrants",
     "SandboxPolicy",
     "check_policy",
     "detect_bwrap",
     "hand_over",
     "make_launcher",
+    "policy_refusals",
+    "sandbox_grants",
     "seal",
     "tree_digest",
 ]
@@ -85,38 +95,112 @@ SANDBOX_TMP = "/tmp"  # noqa: S108
 _PROBE_TIMEOUT_S = 10.0
 #: Capabilities bwrap keeps (only until ``setpriv`` switches user and clears them all).
 _SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
+#: File (in the agent's data dir) holding the seccomp program bwrap loads.
+SECCOMP_FILE = "seccomp.bpf"
+#: The descriptor bwrap reads the seccomp program from (opened by a ``sh`` that execs bwrap).
+_SECCOMP_FD = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxGrants:
+    """What the device's owner allows tasks to ask for (``--allow-device``, ``--allow-path
+    DIR[:rw]``, ``--allow-group``) and the limit ceilings (``--max-*``): the agent's own
+    config, never the manager's. A path grant covers the path and everything below it;
+    groups are (name, gid) resolved on this device."""
+
+    devices: tuple[str, ...] = ()
+    ro_prefixes: tuple[Path, ...] = ()
+    rw_prefixes: tuple[Path, ...] = ()
+    groups: tuple[tuple[str, int], ...] = ()
+    ceilings: LimitCeilings = field(default_factory=LimitCeilings)
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """The agent's sandbox settings (typed, from the entry point; see :meth:`detect`)."""
+    """The agent's sandbox settings (typed, from the entry point; see :meth:`detect`).
+    ``seccomp`` is the file of the seccomp program bwrap loads (None: no filter)."""
 
     bwrap: str | None
     setpriv: str | None = "/usr/bin/setpriv"
     prlimit: str | None = "/usr/bin/prlimit"
     privileged: bool = True
     hidden: tuple[Path, ...] = ()
-    allowed_rw_prefixes: tuple[Path, ...] = ()
-    allowed_devices: tuple[str, ...] = ()
+    grants: SandboxGrants = field(default_factory=SandboxGrants)
+    seccomp: Path | None = None
     new_session: bool = False
     shell: str = "/bin/sh"
 
     @classmethod
-    def detect(cls, *, hidden: Iterable[Path] = (), probe: bool = True) -> SandboxConfig:
+    def detect(
+        cls,
+        *,
+        hidden: Iterable[Path] = (),
+        probe: bool = True,
+        grants: SandboxGrants | None = None,
+        seccomp_dir: Path | None = None,
+    ) -> SandboxConfig:
         """Settings for this machine: tools found on ``PATH``, root or not, ``hidden`` dirs
-        (pass the agent's data dir)."""
+        (pass the agent's data dir), the owner's ``grants``; with bubblewrap and a filter
+        for this architecture, the seccomp program is written to ``seccomp_dir``."""
+        bwrap = detect_bwrap(probe=probe)
+        seccomp = None
+        program = filter_program()
+        if bwrap is not None and seccomp_dir is not None and program is not None:
+            seccomp = seccomp_dir / SECCOMP_FILE
+            atomic_write(seccomp, program, 0o600)
         return cls(
-            bwrap=detect_bwrap(probe=probe),
+            bwrap=bwrap,
             setpriv=which("setpriv"),
             prlimit=which("prlimit"),
             privileged=os.geteuid() == 0,
             hidden=tuple(hidden),
+            grants=grants or SandboxGrants(),
+            seccomp=seccomp,
         )
+
+    def report(self) -> dict[str, object]:
+        """What this device enforces, for ``hello``/``health`` (``security.confinement``):
+        the limit ceilings and their mechanism, whether a seccomp filter is loaded (which
+        blocks new user namespaces) and what may be granted."""
+        from swarmdeploy.agent.limits import ceilings_report
+
+        grants = self.grants
+        return {
+            "limits": ceilings_report(grants.ceilings),
+            "seccomp": self.seccomp is not None,
+            "userns_blocked": self.seccomp is not None,
+            "devices": list(grants.devices),
+            "paths": [{"path": str(p), "rw": False} for p in grants.ro_prefixes]
+            + [{"path": str(p), "rw": True} for p in grants.rw_prefixes],
+            "groups": [name for name, _ in grants.groups],
+        }
 
 
 def _bwrap_namespaces(network: bool) -> list[str]:
     flags = ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
     return flags if network else [*flags, "--unshare-net"]
+
+
+def sandbox_grants(settings: AgentSettings) -> SandboxGrants:
+    """The owner's grants and ceilings from the agent's settings, group names resolved to
+    this device's gids (:class:`ConfigError` for an unknown group)."""
+    import grp
+
+    groups = []
+    for name in settings.allow_groups:
+        try:
+            groups.append((name, grp.getgrnam(name).gr_gid))
+        except KeyError:
+            raise ConfigError(f"--allow-group {name!r}: no such group on this device") from None
+        if groups[-1][1] == 0:
+            raise ConfigError(f"--allow-group {name!r} is gid 0 (root's group)")
+    return SandboxGrants(
+        devices=settings.allow_devices,
+        ro_prefixes=tuple(Path(p) for p, rw in settings.allow_paths if not rw),
+        rw_prefixes=tuple(Path(p) for p, rw in settings.allow_paths if rw),
+        groups=tuple(groups),
+        ceilings=settings.ceilings,
+    )
 
 
 def detect_bwrap(
@@ -153,22 +237,77 @@ def _under(path: PurePosixPath, prefixes: Iterable[Path]) -> bool:
     return any(path == PurePosixPath(p) or PurePosixPath(p) in path.parents for p in prefixes)
 
 
-def check_policy(policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Refuse (:class:`LaunchError`) what the agent's config does not allow: extra writable
-    paths outside ``allowed_rw_prefixes``, devices not listed in ``allowed_devices``, paths
-    that are not absolute and normalised, and root (uid, gid or a group 0: the wire type
-    refuses it already; this also guards policies built in code)."""
+def _overlaps(path: PurePosixPath, hidden: Iterable[Path]) -> bool:
+    """Whether ``path`` is a hidden dir, below one, or above one (a bind would show it)."""
+    return any(_under(path, [h]) or path in PurePosixPath(h).parents for h in hidden)
+
+
+def _path_refusals(policy: SandboxPolicy, config: SandboxConfig) -> list[str]:
+    refused = []
+    grants = config.grants
+    readable = (*grants.ro_prefixes, *grants.rw_prefixes)
+    for what, texts, allowed in (
+        ("path {} (rw)", policy.rw_paths, grants.rw_prefixes),
+        ("path {}", policy.ro_paths, readable),
+    ):
+        for text in texts:
+            try:
+                granted = _under(_clean_path(text, "path"), allowed)
+            except LaunchError as exc:
+                refused.append(str(exc))
+                continue
+            if not granted:
+                refused.append(what.format(text))
+            elif _overlaps(PurePosixPath(text), config.hidden):
+                refused.append(what.format(text) + " (overlaps the agent's data dir)")
+            elif not os.path.exists(text):
+                refused.append(what.format(text) + " (does not exist on this device)")
+    return refused
+
+
+def policy_refusals(policy: SandboxPolicy, config: SandboxConfig) -> list[str]:
+    """Everything ``policy`` asks for that the agent's :class:`SandboxGrants` do not allow,
+    one entry each naming it: devices not listed, paths not below a granted one (writable
+    ones below a ``:rw`` grant) or missing here, groups (by name or gid) not granted, limits
+    above the ceilings, and root (uid, gid or a group 0). Empty: the policy is granted."""
+    grants = config.grants
+    refused = []
     if 0 in (policy.uid, policy.gid, *policy.groups):
-        raise LaunchError("sandboxed commands never run as root (uid/gid 0)")
-    for text in policy.rw_paths:
-        if not _under(_clean_path(text, "writable path"), config.allowed_rw_prefixes):
-            raise LaunchError(f"this agent does not allow writing to {text!r}")
-    for text in policy.ro_paths:
-        _clean_path(text, "read-only path")
+        refused.append("uid/gid 0 (sandboxed commands never run as root)")
+    refused += _path_refusals(policy, config)
     for text in policy.devices:
-        _clean_path(text, "device")
-        if text not in config.allowed_devices:
-            raise LaunchError(f"this agent does not allow the device {text!r}")
+        if text not in grants.devices:
+            refused.append(f"device {text}")
+        elif not _is_device(text):
+            refused.append(f"device {text} (not a device node on this device)")
+    names = {name for name, _ in grants.groups}
+    refused += [f"group {name}" for name in policy.group_names if name not in names]
+    gids = {gid for _, gid in grants.groups}
+    refused += [f"gid {gid}" for gid in policy.groups if gid and gid not in gids]
+    return refused + limit_refusals(policy.rlimits, grants.ceilings)
+
+
+def _is_device(path: str) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def check_policy(policy: SandboxPolicy, config: SandboxConfig) -> None:
+    """Raise :class:`LaunchError` naming everything :func:`policy_refusals` finds."""
+    refused = policy_refusals(policy, config)
+    if refused:
+        raise LaunchError("this device does not grant: " + "; ".join(refused))
+
+
+def _gids(policy: SandboxPolicy, config: SandboxConfig) -> tuple[int, ...]:
+    """The supplementary groups of the commands: the policy's gids and its group names
+    resolved through the grants (both checked by :func:`check_policy`)."""
+    named = dict(config.grants.groups)
+    resolved = (named[name] for name in policy.group_names if name in named)
+    return tuple(dict.fromkeys((*policy.groups, *resolved)))
 
 
 def _shell(config: SandboxConfig) -> list[str]:
@@ -184,7 +323,8 @@ def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
         return []
     if config.setpriv is None:
         raise LaunchError("setpriv (util-linux) is needed to run commands unprivileged")
-    groups = ["--groups", ",".join(map(str, policy.groups))] if policy.groups else []
+    gids = _gids(policy, config)
+    groups = ["--groups", ",".join(map(str, gids))] if gids else []
     return [
         config.setpriv,
         f"--reuid={policy.uid}",
@@ -198,7 +338,8 @@ def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
 
 
 def _limits(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
-    args = policy.rlimits.prlimit_args()
+    """``prlimit`` with the policy's limits, each unset one at the agent's ceiling."""
+    args = effective_rlimits(policy.rlimits, config.grants.ceilings).prlimit_args()
     if not args:
         return []
     if config.prlimit is None:
@@ -269,7 +410,7 @@ def _mount_args(
     readonly: Iterable[PurePosixPath],
 ) -> list[str]:
     if config.privileged:
-        user = (policy.uid, frozenset((policy.gid, *policy.groups)))
+        user = (policy.uid, frozenset((policy.gid, *_gids(policy, config))))
     else:  # the sandbox runs with the agent's own credentials
         user = (os.geteuid(), frozenset((os.getegid(), *os.getgroups())))
     mounts = _Mounts(user)
@@ -287,7 +428,8 @@ def _mount_args(
 
 
 class BwrapLauncher:
-    """Runs each command as ``bwrap <isolation> -- [prlimit] [setpriv] sh -c <command>``.
+    """Runs each command as ``[sh -c 'exec "$@" 3<seccomp.bpf'] bwrap <isolation> [--seccomp
+    3] -- prlimit [setpriv] sh -c <command>``.
 
     ``writable`` (e.g. the task and state dirs) are bound read-write and ``readonly`` bound
     read-only, both at their real paths; they must exist, and for a root agent belong to the
@@ -316,6 +458,8 @@ class BwrapLauncher:
         config, policy = self.config, self.policy
         args = [*_bwrap_namespaces(policy.network), "--hostname", SANDBOX_HOSTNAME]
         args += ["--die-with-parent", *(["--new-session"] if config.new_session else [])]
+        if config.seccomp is not None:
+            args += ["--seccomp", str(_SECCOMP_FD)]
         if config.privileged:  # no user namespace: setpriv drops to the real uid (see above)
             args += ["--cap-drop", "ALL"]
             for cap in _SWITCH_CAPS:
@@ -334,6 +478,7 @@ class BwrapLauncher:
         env += ["--unsetenv", "USER", "--unsetenv", "LOGNAME"]
         where = ["--chdir", str(spec.cwd)]
         return [
+            *self._seccomp_opener(),
             self.config.bwrap,
             *mounts,
             *self._isolation(),
@@ -342,6 +487,15 @@ class BwrapLauncher:
             "--",
             *self._tail,
         ]
+
+    def _seccomp_opener(self) -> list[str]:
+        """``sh -c 'exec "$@" 3<FILE'``: opens the seccomp program on bwrap's ``--seccomp``
+        descriptor and becomes bwrap (same pid). Each start reads the file afresh, and the
+        process launcher needs no descriptor passing."""
+        if self.config.seccomp is None:
+            return []
+        opener = f'exec "$@" {_SECCOMP_FD}<"$0"'
+        return [self.config.shell, "-c", opener, str(self.config.seccomp)]
 
     def env(self, spec: LaunchSpec) -> dict[str, str]:
         """The spec's environment plus :data:`COMMAND_VAR` (the command, kept out of argv)."""

@@ -98,7 +98,11 @@ def sandbox_of(descriptor: dict[str, Any]) -> SandboxPolicy:
         rw_paths=tuple(str(p["path"]) for p in paths if p.get("rw") is True),
         group_names=tuple(_strings(sandbox, "groups")),
         rlimits=Rlimits(
-            **{ours: int(limits[theirs]) for theirs, ours in LIMIT_FIELDS.items() if theirs in limits}
+            **{
+                ours: int(limits[theirs])
+                for theirs, ours in LIMIT_FIELDS.items()
+                if theirs in limits
+            }
         ),
     )
 
