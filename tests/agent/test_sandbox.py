@@ -7,6 +7,7 @@ Without them the tests are skipped with the reason -- except in CI, where they f
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
 import os
 import shutil
@@ -22,7 +23,8 @@ import msgspec
 import psutil
 import pytest
 
-from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.errors import ConfigError, LaunchError
 from swarmdeploy.agent.process import (
     RUN_ID_VAR,
     Child,
@@ -42,8 +44,10 @@ from swarmdeploy.agent.sandbox import (
     detect_bwrap,
     hand_over,
     make_launcher,
+    sandbox_grants,
     tree_digest,
 )
+from swarmdeploy.agent.seccomp import filter_program
 from tests.agent.helpers import Recorder, connect_probe, eventually, kill_marked_now
 
 GRACE_S = 2.0
@@ -412,3 +416,31 @@ def test_tree_digest_detects_changes(tmp_path: Path) -> None:
         digest = tree_digest(root)
         assert digest not in seen
         seen.add(digest)
+
+
+async def test_seccomp_filter_keeps_threads_fork_and_exec_working(
+    config: SandboxConfig, dirs: Dirs
+) -> None:
+    assert config.seccomp is not None or filter_program() is None
+    _need(config.seccomp is not None, "no seccomp table for this architecture")
+    threads = "import threading as t; x = t.Thread(target=print, args=('THREAD',)); x.start()"
+    script = f'{SYSTEM_PYTHON} -c "{threads}"; (echo FORKED) & wait; ls /proc/self/fd | wc -l'
+    code, rec = await _run(_launcher(config, dirs), dirs, script)
+    assert code == 0 and _out(rec) == ["THREAD", "FORKED", "4"]  # 0-2 + the one ls opened
+
+
+def test_seccomp_program_shape() -> None:
+    for arch in ("x86_64", "aarch64"):
+        program = filter_program(arch)
+        assert program is not None and len(program) % 8 == 0 and len(program) // 8 < 256
+    assert filter_program("armv7l") is None  # no table: the agent reports seccomp false
+
+
+def test_grants_resolve_groups_on_this_device(tmp_path: Path) -> None:
+    settings = AgentSettings(data_dir=tmp_path, allow_groups=("dialout",), max_processes=9)
+    grants = sandbox_grants(settings)
+    assert grants.groups == (("dialout", grp.getgrnam("dialout").gr_gid),)
+    assert grants.ceilings.processes == 9
+    unknown = AgentSettings(data_dir=tmp_path, allow_groups=("no-such-group-here",))
+    with pytest.raises(ConfigError, match="--allow-group 'no-such-group-here': no such group"):
+        sandbox_grants(unknown)
