@@ -71,6 +71,19 @@ class TargetSecurity(ApiModel):
     revocation_list: int
 
 
+class TargetConfinement(ApiModel):
+    """What the target's agent enforces on deployed commands, from its latest health report:
+    ``sandbox`` (``bwrap``, ``unprivileged_user``, ``none`` or ``unknown``), ``seccomp``
+    (a filter that also blocks new user namespaces), ``limitMechanism`` (``rlimit``) and
+    the limit ceilings of ``sandbox.limits`` by field name (0: none) -- set by the device's
+    owner, never by the manager."""
+
+    sandbox: str
+    seccomp: bool | None
+    limit_mechanism: str | None
+    limits: dict[str, int]
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
@@ -92,6 +105,7 @@ class TargetPublic(ApiModel):
     health: dict[str, Any] | None
     insecure_lab: bool = False
     security: TargetSecurity | None = None
+    confinement: TargetConfinement | None = None
 
 
 class TargetUpdate(ApiModel):
