@@ -444,3 +444,14 @@ def test_grants_resolve_groups_on_this_device(tmp_path: Path) -> None:
     unknown = AgentSettings(data_dir=tmp_path, allow_groups=("no-such-group-here",))
     with pytest.raises(ConfigError, match="--allow-group 'no-such-group-here': no such group"):
         sandbox_grants(unknown)
+
+
+def test_process_limit_is_left_out_where_it_would_count_the_agents_own_processes() -> None:
+    spec = LaunchSpec("true", Path("/"), {})
+    root = FallbackLauncher(SandboxConfig(bwrap=None), SandboxPolicy(), quiet=True)
+    assert "--nproc=256" in root.argv(spec) and f"--data={512 << 20}" in root.argv(spec)
+    own = SandboxConfig(bwrap=None, privileged=False)
+    argv = FallbackLauncher(own, SandboxPolicy(rlimits=Rlimits(nproc=9)), quiet=True).argv(spec)
+    assert not any(arg.startswith("--nproc") for arg in argv) and f"--data={512 << 20}" in argv
+    limits = own.report()["limits"]
+    assert isinstance(limits, dict) and limits["processes"] == 0

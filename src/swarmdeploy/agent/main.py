@@ -5,7 +5,10 @@
 [--trust-anchor FILE] [--insecure-lab] [--tls-ca FILE]`` plus tuning options (``--help``).
 Without ``--trust-anchor`` the agent declines every task unless ``--insecure-lab`` is given
 (``docs/security.md``); ``--tls-ca`` pins the certificate or CA of an ``https://`` manager
-(``docs/tls.md``). Every option also comes from
+(``docs/tls.md``). ``--allow-device``, ``--allow-path DIR[:rw]``, ``--allow-group``
+(repeatable) and the ``--max-*`` ceilings are the device owner's sandbox policy: what a
+task's signed ``sandbox`` section may ask for (``docs/security.md``, ADR 0007). Every
+option also comes from
 ``SWARMDEPLOY_AGENT_<OPTION>`` (``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``); the
 command line wins. The settings are validated once here and passed down.
 

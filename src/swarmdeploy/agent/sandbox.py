@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from swarmdeploy.agent.errors import ConfigError, LaunchError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.hardening import which
@@ -158,6 +160,15 @@ class SandboxConfig:
             seccomp=seccomp,
         )
 
+    @property
+    def counts_own_processes(self) -> bool:
+        """Whether ``RLIMIT_NPROC`` would count the agent's own processes: an agent that is
+        not root and has no bubblewrap runs commands as its own uid outside any user
+        namespace, so the limit would count every process of that user (measured: inside
+        bwrap's user namespace only the namespace's processes count). No process limit
+        is applied then, and none is reported."""
+        return not self.privileged and self.bwrap is None
+
     def report(self) -> dict[str, object]:
         """What this device enforces, for ``hello``/``health`` (``security.confinement``):
         the limit ceilings and their mechanism, whether a seccomp filter is loaded (which
@@ -165,8 +176,11 @@ class SandboxConfig:
         from swarmdeploy.agent.limits import ceilings_report
 
         grants = self.grants
+        limits = ceilings_report(grants.ceilings)
+        if self.counts_own_processes:
+            limits["processes"] = 0
         return {
-            "limits": ceilings_report(grants.ceilings),
+            "limits": limits,
             "seccomp": self.seccomp is not None,
             "userns_blocked": self.seccomp is not None,
             "devices": list(grants.devices),
@@ -338,8 +352,12 @@ def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
 
 
 def _limits(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
-    """``prlimit`` with the policy's limits, each unset one at the agent's ceiling."""
-    args = effective_rlimits(policy.rlimits, config.grants.ceilings).prlimit_args()
+    """``prlimit`` with the policy's limits, each unset one at the agent's ceiling. Not
+    ``RLIMIT_NPROC`` where :meth:`SandboxConfig.counts_own_processes`."""
+    limits = effective_rlimits(policy.rlimits, config.grants.ceilings)
+    if config.counts_own_processes:
+        limits = msgspec.structs.replace(limits, nproc=0)
+    args = limits.prlimit_args()
     if not args:
         return []
     if config.prlimit is None:
