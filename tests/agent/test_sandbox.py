@@ -25,6 +25,7 @@ import pytest
 
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.errors import ConfigError, LaunchError
+from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.process import (
     RUN_ID_VAR,
     Child,
@@ -42,12 +43,10 @@ from swarmdeploy.agent.sandbox import (
     SandboxGrants,
     SandboxPolicy,
     detect_bwrap,
-    hand_over,
     make_launcher,
-    sandbox_grants,
-    tree_digest,
 )
 from swarmdeploy.agent.seccomp import filter_program
+from swarmdeploy.agent.taskdirs import hand_over, tree_digest
 from tests.agent.helpers import Recorder, connect_probe, eventually, kill_marked_now
 
 GRACE_S = 2.0

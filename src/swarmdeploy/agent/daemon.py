@@ -38,6 +38,7 @@ from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
+from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
@@ -45,7 +46,7 @@ from swarmdeploy.agent.processor import TaskProcessor
 from swarmdeploy.agent.reports import StateReporter
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
-from swarmdeploy.agent.sandbox import SandboxConfig, sandbox_grants
+from swarmdeploy.agent.sandbox import SandboxConfig
 from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
 from swarmdeploy.agent.spool import LogSpool, RecentLines
 from swarmdeploy.agent.state import (

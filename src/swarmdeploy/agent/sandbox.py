@@ -35,17 +35,16 @@ rather than re-set with ``--clearenv``/``--setenv``: values in argv would be rea
 every local user in ``/proc/<pid>/cmdline``. For the same reason the command itself travels
 in the environment (:data:`COMMAND_VAR`) and runs as ``sh -c 'eval "$SWARMDEPLOY_COMMAND"'``.
 
-Directories: :func:`hand_over` gives the task's writable dirs to the sandbox user;
-:func:`seal` makes an installed tree read-only for it (owned by root, group = sandbox gid,
-no write), and :func:`tree_digest` fingerprints it so that changes are detected before every
-start. The agent runs with umask 077, so its own directories are 0700: with bubblewrap the
-parents the sandbox user cannot traverse become empty tmpfs (``_Mounts``); without it the
-command is started in its working directory before the user switch.
+Directories (``agent/taskdirs.py``): ``hand_over`` gives the task's writable dirs to the
+sandbox user; ``seal`` makes an installed tree read-only for it (owned by root, group =
+sandbox gid, no write), and ``tree_digest`` fingerprints it so that changes are detected
+before every start. The agent runs with umask 077, so its own directories are 0700: with
+bubblewrap the parents the sandbox user cannot traverse become empty tmpfs (``_Mounts``);
+without it the command is started in its working directory before the user switch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -53,20 +52,22 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import msgspec
 
-from swarmdeploy.agent.errors import ConfigError, LaunchError
+from swarmdeploy.agent.errors import LaunchError
 from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.grants import (
+    SandboxGrants,
+    clean_path,
+    policy_refusals,
+    supplementary_gids,
+)
 from swarmdeploy.agent.hardening import which
-from swarmdeploy.agent.limits import LimitCeilings, effective_rlimits, limit_refusals
+from swarmdeploy.agent.limits import effective_rlimits
 from swarmdeploy.agent.process import LaunchSpec
 from swarmdeploy.agent.seccomp import filter_program
 from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
-
-if TYPE_CHECKING:
-    from swarmdeploy.agent.config import AgentSettings
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +82,7 @@ __all__ = [
     "SandboxPolicy",
     "check_policy",
     "detect_bwrap",
-    "hand_over",
     "make_launcher",
-    "policy_refusals",
-    "sandbox_grants",
-    "seal",
-    "tree_digest",
 ]
 
 SANDBOX_HOSTNAME = "sandbox"
@@ -101,20 +97,6 @@ _SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH"
 SECCOMP_FILE = "seccomp.bpf"
 #: The descriptor bwrap reads the seccomp program from (opened by a ``sh`` that execs bwrap).
 _SECCOMP_FD = 3
-
-
-@dataclass(frozen=True, slots=True)
-class SandboxGrants:
-    """What the device's owner allows tasks to ask for (``--allow-device``, ``--allow-path
-    DIR[:rw]``, ``--allow-group``) and the limit ceilings (``--max-*``): the agent's own
-    config, never the manager's. A path grant covers the path and everything below it;
-    groups are (name, gid) resolved on this device."""
-
-    devices: tuple[str, ...] = ()
-    ro_prefixes: tuple[Path, ...] = ()
-    rw_prefixes: tuple[Path, ...] = ()
-    groups: tuple[tuple[str, int], ...] = ()
-    ceilings: LimitCeilings = field(default_factory=LimitCeilings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,28 +177,6 @@ def _bwrap_namespaces(network: bool) -> list[str]:
     return flags if network else [*flags, "--unshare-net"]
 
 
-def sandbox_grants(settings: AgentSettings) -> SandboxGrants:
-    """The owner's grants and ceilings from the agent's settings, group names resolved to
-    this device's gids (:class:`ConfigError` for an unknown group)."""
-    import grp
-
-    groups = []
-    for name in settings.allow_groups:
-        try:
-            groups.append((name, grp.getgrnam(name).gr_gid))
-        except KeyError:
-            raise ConfigError(f"--allow-group {name!r}: no such group on this device") from None
-        if groups[-1][1] == 0:
-            raise ConfigError(f"--allow-group {name!r} is gid 0 (root's group)")
-    return SandboxGrants(
-        devices=settings.allow_devices,
-        ro_prefixes=tuple(Path(p) for p, rw in settings.allow_paths if not rw),
-        rw_prefixes=tuple(Path(p) for p, rw in settings.allow_paths if rw),
-        groups=tuple(groups),
-        ceilings=settings.ceilings,
-    )
-
-
 def detect_bwrap(
     path: str | None = None, *, probe: bool = True, privileged: bool | None = None
 ) -> str | None:
@@ -240,88 +200,16 @@ def detect_bwrap(
     return found
 
 
-def _clean_path(text: str, what: str) -> PurePosixPath:
-    path = PurePosixPath(text)
-    if not path.is_absolute() or ".." in path.parts or str(path) != text or text == "/":
-        raise LaunchError(f"sandbox {what} {text!r} must be an absolute, normalised path below /")
-    return path
-
-
-def _under(path: PurePosixPath, prefixes: Iterable[Path]) -> bool:
-    return any(path == PurePosixPath(p) or PurePosixPath(p) in path.parents for p in prefixes)
-
-
-def _overlaps(path: PurePosixPath, hidden: Iterable[Path]) -> bool:
-    """Whether ``path`` is a hidden dir, below one, or above one (a bind would show it)."""
-    return any(_under(path, [h]) or path in PurePosixPath(h).parents for h in hidden)
-
-
-def _path_refusals(policy: SandboxPolicy, config: SandboxConfig) -> list[str]:
-    refused = []
-    grants = config.grants
-    readable = (*grants.ro_prefixes, *grants.rw_prefixes)
-    for what, texts, allowed in (
-        ("path {} (rw)", policy.rw_paths, grants.rw_prefixes),
-        ("path {}", policy.ro_paths, readable),
-    ):
-        for text in texts:
-            try:
-                granted = _under(_clean_path(text, "path"), allowed)
-            except LaunchError as exc:
-                refused.append(str(exc))
-                continue
-            if not granted:
-                refused.append(what.format(text))
-            elif _overlaps(PurePosixPath(text), config.hidden):
-                refused.append(what.format(text) + " (overlaps the agent's data dir)")
-            elif not os.path.exists(text):
-                refused.append(what.format(text) + " (does not exist on this device)")
-    return refused
-
-
-def policy_refusals(policy: SandboxPolicy, config: SandboxConfig) -> list[str]:
-    """Everything ``policy`` asks for that the agent's :class:`SandboxGrants` do not allow,
-    one entry each naming it: devices not listed, paths not below a granted one (writable
-    ones below a ``:rw`` grant) or missing here, groups (by name or gid) not granted, limits
-    above the ceilings, and root (uid, gid or a group 0). Empty: the policy is granted."""
-    grants = config.grants
-    refused = []
-    if 0 in (policy.uid, policy.gid, *policy.groups):
-        refused.append("uid/gid 0 (sandboxed commands never run as root)")
-    refused += _path_refusals(policy, config)
-    for text in policy.devices:
-        if text not in grants.devices:
-            refused.append(f"device {text}")
-        elif not _is_device(text):
-            refused.append(f"device {text} (not a device node on this device)")
-    names = {name for name, _ in grants.groups}
-    refused += [f"group {name}" for name in policy.group_names if name not in names]
-    gids = {gid for _, gid in grants.groups}
-    refused += [f"gid {gid}" for gid in policy.groups if gid and gid not in gids]
-    return refused + limit_refusals(policy.rlimits, grants.ceilings)
-
-
-def _is_device(path: str) -> bool:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-
-
 def check_policy(policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Raise :class:`LaunchError` naming everything :func:`policy_refusals` finds."""
-    refused = policy_refusals(policy, config)
+    """Raise :class:`LaunchError` naming everything
+    :func:`~swarmdeploy.agent.grants.policy_refusals` finds."""
+    refused = policy_refusals(policy, config.grants, config.hidden)
     if refused:
         raise LaunchError("this device does not grant: " + "; ".join(refused))
 
 
 def _gids(policy: SandboxPolicy, config: SandboxConfig) -> tuple[int, ...]:
-    """The supplementary groups of the commands: the policy's gids and its group names
-    resolved through the grants (both checked by :func:`check_policy`)."""
-    named = dict(config.grants.groups)
-    resolved = (named[name] for name in policy.group_names if name in named)
-    return tuple(dict.fromkeys((*policy.groups, *resolved)))
+    return supplementary_gids(policy, config.grants)
 
 
 def _shell(config: SandboxConfig) -> list[str]:
@@ -468,8 +356,8 @@ class BwrapLauncher:
         check_policy(policy, config)
         self.config = config
         self.policy = policy
-        self.writable = tuple(_clean_path(str(p), "writable dir") for p in writable)
-        self.readonly = tuple(_clean_path(str(p), "read-only dir") for p in readonly)
+        self.writable = tuple(clean_path(str(p), "writable dir") for p in writable)
+        self.readonly = tuple(clean_path(str(p), "read-only dir") for p in readonly)
         self._tail = [*_limits(config, policy), *_user_switch(config, policy), *_shell(config)]
 
     def _isolation(self) -> list[str]:
@@ -562,80 +450,3 @@ def make_launcher(
     if config.bwrap is None:
         return FallbackLauncher(config, policy, quiet=quiet)
     return BwrapLauncher(config, policy, writable=writable, readonly=readonly)
-
-
-def hand_over(paths: Iterable[Path], policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Give ``paths`` (recursively) to the sandbox uid/gid so its commands can write there.
-    Does nothing for an agent that is not root.
-
-    Walks by directory file descriptor and never follows a symlink, so a sandboxed process
-    that swaps a directory for a link to ``/etc`` meanwhile cannot redirect the chown.
-    """
-    if not config.privileged:
-        return
-    for top in paths:
-        os.chown(top, policy.uid, policy.gid, follow_symlinks=False)
-        for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-            for name in (*dirs, *files):
-                os.chown(name, policy.uid, policy.gid, dir_fd=dir_fd, follow_symlinks=False)
-
-
-def seal(top: Path, policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Make an installed tree read-only for the sandbox user (root agents only): every entry
-    becomes owned by root with the sandbox gid as group, group permissions are the owner's
-    without write, others get nothing, and set-id and sticky bits are cleared. Run commands
-    can then read and execute the install dir but not change it -- even without bubblewrap.
-
-    Call it when no sandboxed command runs (after the install stage): entries are
-    inspected without following links, then changed by name.
-    """
-    if not config.privileged:
-        return
-    _seal_entry(str(top), None, policy.gid)
-    for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-        for name in (*dirs, *files):
-            _seal_entry(name, dir_fd, policy.gid)
-
-
-def _seal_entry(name: str, dir_fd: int | None, gid: int) -> None:
-    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    os.chown(name, 0, gid, dir_fd=dir_fd, follow_symlinks=False)
-    if stat.S_ISLNK(info.st_mode):
-        return  # a link has no permissions of its own
-    owner = info.st_mode & stat.S_IRWXU
-    group = (owner >> 3) & (stat.S_IRGRP | stat.S_IXGRP)
-    os.chmod(name, owner | group, dir_fd=dir_fd)
-
-
-def tree_digest(root: Path) -> str:
-    """SHA-256 over a directory tree: every entry's relative path, type, mode, owner and --
-    for regular files -- content; symlinks by their target, never followed; FIFOs, sockets
-    and devices by type only (never opened). Recorded after install and compared before
-    every start, it detects installed files modified since (issue 5, "tampered install
-    dir"). The root's own mode and owner count too; a missing root raises OSError. Compute
-    it while no sandboxed command runs."""
-    digest = hashlib.sha256()
-    top = os.lstat(root)
-    if not stat.S_ISDIR(top.st_mode):
-        raise NotADirectoryError(f"{root} is not a directory")
-    digest.update(b".\0%o\0%d:%d\0" % (top.st_mode, top.st_uid, top.st_gid))
-    for parent, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
-        for name in sorted((*dirs, *files)):
-            path = os.path.join(parent, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root).encode("utf-8", "surrogateescape")
-            digest.update(b"%s\0%o\0%d:%d\0" % (rel, info.st_mode, info.st_uid, info.st_gid))
-            if stat.S_ISLNK(info.st_mode):
-                digest.update(os.readlink(path).encode("utf-8", "surrogateescape") + b"\0")
-            elif stat.S_ISREG(info.st_mode):
-                digest.update(_file_digest(path) + b"\0")
-    return digest.hexdigest()
-
-
-def _file_digest(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b"not a regular file"
-        return hashlib.file_digest(fh, "sha256").digest()
