@@ -305,6 +305,10 @@ def test_missing_bind_path_launch_error(config: SandboxConfig, dirs: Dirs) -> No
             r"sandbox.limits.memoryBytes 1099511627776 \(this device's ceiling is 536870912",
         ),
         (SandboxPolicy(uid=0), "root"),
+        (
+            SandboxPolicy(uid=1000, gid=1000),
+            "uid 1000 gid 1000 .this device runs tasks as uid 65534",
+        ),
         (SandboxPolicy(groups=(0,)), "root"),
     ],
 )

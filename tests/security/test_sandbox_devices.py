@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from swarmdeploy.manager.services.task_signing import sandbox_of
+from swarmdeploy.protocol.manifest import SandboxPolicy
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import Rig
 from tests.agent.helpers import eventually
@@ -167,3 +168,11 @@ async def test_task_asking_beyond_the_grants_is_refused_naming_each_item(
     )
     assert not any(x.startswith("GROUPS") for x in rig.outputs("t1"))  # nothing ran
     assert not (rig.settings.data_dir / "tasks" / "t1").exists()
+
+
+async def test_signed_manifest_cannot_choose_another_user(rig: Rig, hardware: Hardware) -> None:
+    policy = SandboxPolicy(uid=1000, gid=1000)
+    await deploy(
+        rig, "t1", S.INSTALL_FAILED, run=["id"], sequence=1, sign_fields={"sandbox": policy}
+    )
+    assert "uid 1000 gid 1000 (this device runs tasks as uid 65534 gid 65534)" in rig.reason("t1")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from swarmdeploy.agent.errors import ConfigError, LaunchError
 from swarmdeploy.agent.limits import LimitCeilings, limit_refusals
-from swarmdeploy.protocol.manifest import SandboxPolicy
+from swarmdeploy.protocol.manifest import NOBODY, SandboxPolicy
 
 if TYPE_CHECKING:
     from swarmdeploy.agent.config import AgentSettings
@@ -40,13 +40,16 @@ class SandboxGrants:
     """What the device's owner allows tasks to ask for (``--allow-device``, ``--allow-path
     DIR[:rw]``, ``--allow-group``) and the limit ceilings (``--max-*``): the agent's own
     config, never the manager's. A path grant covers the path and everything below it;
-    groups are (name, gid) resolved on this device."""
+    groups are (name, gid) resolved on this device. Tasks run as ``uid``/``gid`` (65534); a
+    manifest naming another user is refused."""
 
     devices: tuple[str, ...] = ()
     ro_prefixes: tuple[Path, ...] = ()
     rw_prefixes: tuple[Path, ...] = ()
     groups: tuple[tuple[str, int], ...] = ()
     ceilings: LimitCeilings = field(default_factory=LimitCeilings)
+    uid: int = NOBODY
+    gid: int = NOBODY
 
 
 def sandbox_grants(settings: AgentSettings) -> SandboxGrants:
@@ -117,11 +120,17 @@ def policy_refusals(
     """Everything ``policy`` asks for that the agent's :class:`SandboxGrants` do not allow,
     one entry each naming it: devices not listed, paths not below a granted one (writable
     ones below a ``:rw`` grant) or missing here, groups (by name or gid) not granted, limits
-    above the ceilings, root (uid, gid or a group 0), and paths overlapping a ``hidden`` dir
-    (the agent's data dir). Empty: the policy is granted."""
+    above the ceilings, root (uid, gid or a group 0) or another user than the grants'
+    uid/gid, and paths overlapping a ``hidden`` dir (the agent's data dir). Empty: the
+    policy is granted."""
     refused = []
     if 0 in (policy.uid, policy.gid, *policy.groups):
         refused.append("uid/gid 0 (sandboxed commands never run as root)")
+    elif (policy.uid, policy.gid) != (grants.uid, grants.gid):
+        refused.append(
+            f"uid {policy.uid} gid {policy.gid} (this device runs tasks as uid {grants.uid}"
+            f" gid {grants.gid})"
+        )
     refused += _path_refusals(policy, grants, hidden)
     for text in policy.devices:
         if text not in grants.devices:
