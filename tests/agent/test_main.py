@@ -175,3 +175,42 @@ def test_terminal_columns_from_environment_or_default() -> None:
     assert terminal_columns({"COLUMNS": "123"}) == 123
     assert terminal_columns({"COLUMNS": "wide"}) == terminal_columns({})
     assert terminal_columns({}) > 0
+
+
+def test_sandbox_grants_and_ceilings_from_command_line_and_environment() -> None:
+    argv = ["--data-dir", "/var/lib/sd", "--allow-device", "/dev/ttyUSB0"]
+    argv += ["--allow-device", "/dev/i2c-1", "--allow-path", "/srv/maps"]
+    argv += ["--allow-path", "/var/lib/robot:rw", "--allow-group", "dialout"]
+    argv += ["--max-processes", "64", "--max-memory-bytes", "1G", "--max-cpu-s", "3600"]
+    s = parse(argv)
+    assert s.allow_devices == ("/dev/ttyUSB0", "/dev/i2c-1")
+    assert s.allow_paths == (("/srv/maps", False), ("/var/lib/robot", True))
+    assert s.allow_groups == ("dialout",)
+    ceilings = s.ceilings
+    assert (ceilings.processes, ceilings.memory_bytes, ceilings.cpu_s) == (64, 1 << 30, 3600)
+    assert (ceilings.file_size_bytes, ceilings.open_files) == (1 << 30, 0)  # defaults
+    env = {
+        "SWARMDEPLOY_AGENT_DATA_DIR": "/var/lib/sd",
+        "SWARMDEPLOY_AGENT_ALLOW_DEVICE": "/dev/video0, /dev/gpiochip0",
+        "SWARMDEPLOY_AGENT_ALLOW_GROUP": "video,gpio",
+        "SWARMDEPLOY_AGENT_MAX_FILE_SIZE_BYTES": "10M",
+    }
+    s = parse([], env)
+    assert s.allow_devices == ("/dev/video0", "/dev/gpiochip0")
+    assert s.allow_groups == ("video", "gpio") and s.ceilings.file_size_bytes == 10 << 20
+    assert parse(["--allow-group", "dialout"], env).allow_groups == ("dialout",)  # argv wins
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--allow-device", "ttyUSB0"], "--allow-device 'ttyUSB0' must be an absolute"),
+        (["--allow-path", "/srv/../etc:rw"], "--allow-path '/srv/../etc' must be an absolute"),
+        (["--allow-path", "/var/lib"], "overlaps the agent's data dir"),
+        (["--allow-group", "no such"], "--allow-group 'no such' is not a group name"),
+        (["--max-processes", "-1"], "--max-processes must not be negative"),
+    ],
+)
+def test_bad_sandbox_grants_name_the_option(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse(["--data-dir", "/var/lib/sd", *argv])

@@ -7,6 +7,7 @@ Without them the tests are skipped with the reason -- except in CI, where they f
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
 import os
 import shutil
@@ -22,7 +23,9 @@ import msgspec
 import psutil
 import pytest
 
-from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.errors import ConfigError, LaunchError
+from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.process import (
     RUN_ID_VAR,
     Child,
@@ -37,12 +40,13 @@ from swarmdeploy.agent.sandbox import (
     FallbackLauncher,
     Rlimits,
     SandboxConfig,
+    SandboxGrants,
     SandboxPolicy,
     detect_bwrap,
-    hand_over,
     make_launcher,
-    tree_digest,
 )
+from swarmdeploy.agent.seccomp import filter_program
+from swarmdeploy.agent.taskdirs import hand_over, tree_digest
 from tests.agent.helpers import Recorder, connect_probe, eventually, kill_marked_now
 
 GRACE_S = 2.0
@@ -94,7 +98,7 @@ def config(dirs: Dirs) -> SandboxConfig:
     found = detect_bwrap()
     _need(found is not None, "bubblewrap (bwrap) is not installed or cannot run here")
     _need(os.geteuid() == 0, "the sandbox tests switch to uid 65534 and need root")
-    return SandboxConfig.detect(hidden=[dirs.data])
+    return SandboxConfig.detect(hidden=[dirs.data], seccomp_dir=dirs.data)
 
 
 @pytest.fixture
@@ -287,27 +291,42 @@ def test_missing_bind_path_launch_error(config: SandboxConfig, dirs: Dirs) -> No
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
-        (SandboxPolicy(rw_paths=("/var/log",)), "does not allow writing"),
+        (SandboxPolicy(rw_paths=("/var/log",)), r"does not grant: path /var/log \(rw\)"),
+        (SandboxPolicy(ro_paths=("/var/log",)), "does not grant: path /var/log"),
         (SandboxPolicy(rw_paths=("/srv/data/../../etc",)), "normalised"),
         (SandboxPolicy(ro_paths=("relative",)), "absolute"),
-        (SandboxPolicy(devices=("/dev/ttyUSB0",)), "does not allow the device"),
+        (SandboxPolicy(devices=("/dev/ttyUSB0",)), "does not grant: device /dev/ttyUSB0"),
+        (SandboxPolicy(devices=("/etc/hostname",)), "/etc/hostname .not a device node"),
+        (SandboxPolicy(ro_paths=("/srv/data/nothing-here",)), "does not exist on this device"),
+        (SandboxPolicy(group_names=("video",)), "does not grant: group video"),
+        (SandboxPolicy(groups=(44,)), "does not grant: gid 44"),
+        (
+            SandboxPolicy(rlimits=Rlimits(data_bytes=1 << 40)),
+            r"sandbox.limits.memoryBytes 1099511627776 \(this device's ceiling is 536870912",
+        ),
         (SandboxPolicy(uid=0), "root"),
+        (
+            SandboxPolicy(uid=1000, gid=1000),
+            "uid 1000 gid 1000 .this device runs tasks as uid 65534",
+        ),
         (SandboxPolicy(groups=(0,)), "root"),
     ],
 )
 def test_policy_outside_agent_config_refused(policy: SandboxPolicy, message: str) -> None:
-    config = SandboxConfig(bwrap="/usr/bin/bwrap", allowed_rw_prefixes=(Path("/srv/data"),))
+    grants = SandboxGrants(rw_prefixes=(Path("/srv/data"),), devices=("/etc/hostname",))
+    config = SandboxConfig(bwrap="/usr/bin/bwrap", grants=grants)
     with pytest.raises(LaunchError, match=message):
         BwrapLauncher(config, policy)
 
 
 def test_policy_inside_agent_config_accepted() -> None:
-    config = SandboxConfig(
-        bwrap="/usr/bin/bwrap",
-        allowed_rw_prefixes=(Path("/srv/data"),),
-        allowed_devices=("/dev/ttyUSB0",),
+    grants = SandboxGrants(
+        rw_prefixes=(Path("/"),), devices=("/dev/null",), groups=(("video", 44),)
     )
-    policy = SandboxPolicy(rw_paths=("/srv/data/robot",), devices=("/dev/ttyUSB0",))
+    config = SandboxConfig(bwrap="/usr/bin/bwrap", grants=grants)
+    policy = SandboxPolicy(
+        rw_paths=("/tmp",), devices=("/dev/null",), group_names=("video",), groups=(44,)
+    )
     BwrapLauncher(config, policy)
 
 
@@ -400,3 +419,42 @@ def test_tree_digest_detects_changes(tmp_path: Path) -> None:
         digest = tree_digest(root)
         assert digest not in seen
         seen.add(digest)
+
+
+async def test_seccomp_filter_keeps_threads_fork_and_exec_working(
+    config: SandboxConfig, dirs: Dirs
+) -> None:
+    assert config.seccomp is not None or filter_program() is None
+    _need(config.seccomp is not None, "no seccomp table for this architecture")
+    threads = "import threading as t; x = t.Thread(target=print, args=('THREAD',)); x.start()"
+    script = f'{SYSTEM_PYTHON} -c "{threads}"; (echo FORKED) & wait; ls /proc/self/fd | wc -l'
+    code, rec = await _run(_launcher(config, dirs), dirs, script)
+    assert code == 0 and _out(rec) == ["THREAD", "FORKED", "4"]  # 0-2 + the one ls opened
+
+
+def test_seccomp_program_shape() -> None:
+    for arch in ("x86_64", "aarch64"):
+        program = filter_program(arch)
+        assert program is not None and len(program) % 8 == 0 and len(program) // 8 < 256
+    assert filter_program("armv7l") is None  # no table: the agent reports seccomp false
+
+
+def test_grants_resolve_groups_on_this_device(tmp_path: Path) -> None:
+    settings = AgentSettings(data_dir=tmp_path, allow_groups=("dialout",), max_processes=9)
+    grants = sandbox_grants(settings)
+    assert grants.groups == (("dialout", grp.getgrnam("dialout").gr_gid),)
+    assert grants.ceilings.processes == 9
+    unknown = AgentSettings(data_dir=tmp_path, allow_groups=("no-such-group-here",))
+    with pytest.raises(ConfigError, match="--allow-group 'no-such-group-here': no such group"):
+        sandbox_grants(unknown)
+
+
+def test_process_limit_is_left_out_where_it_would_count_the_agents_own_processes() -> None:
+    spec = LaunchSpec("true", Path("/"), {})
+    root = FallbackLauncher(SandboxConfig(bwrap=None), SandboxPolicy(), quiet=True)
+    assert "--nproc=256" in root.argv(spec) and f"--data={512 << 20}" in root.argv(spec)
+    own = SandboxConfig(bwrap=None, privileged=False)
+    argv = FallbackLauncher(own, SandboxPolicy(rlimits=Rlimits(nproc=9)), quiet=True).argv(spec)
+    assert not any(arg.startswith("--nproc") for arg in argv) and f"--data={512 << 20}" in argv
+    limits = own.report()["limits"]
+    assert isinstance(limits, dict) and limits["processes"] == 0

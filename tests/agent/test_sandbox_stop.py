@@ -36,9 +36,9 @@ from swarmdeploy.agent.sandbox import (
     SandboxConfig,
     SandboxPolicy,
     detect_bwrap,
-    hand_over,
 )
 from swarmdeploy.agent.supervise import ProcessState, SupervisedProcess, SupervisionConfig
+from swarmdeploy.agent.taskdirs import hand_over
 from tests.agent.helpers import Recorder, eventually, kill_marked_now, live_with_marker
 
 S = ProcessState

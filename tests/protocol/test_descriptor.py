@@ -162,3 +162,36 @@ def test_to_builtins_round_trips() -> None:
 def test_name_with_trailing_newline_refused() -> None:
     doc = {"deploy": {"run": {"commands": ["x"]}, "target": {"ids": ["abc\n"]}}}
     assert _error(doc).path == "$.deploy.target.ids[0]"
+
+
+def test_sandbox_devices_paths_groups_and_limits_validate() -> None:
+    section = {
+        "network": True,
+        "devices": ["/dev/ttyUSB0"],
+        "paths": [{"path": "/srv/maps"}, {"path": "/var/lib/robot", "rw": True}],
+        "groups": ["dialout", "video"],
+        "limits": {"processes": 64, "memoryBytes": 1 << 28, "cpuSeconds": 60},
+    }
+    desc = parse_descriptor(_deploy(sandbox=section))
+    assert desc.sandbox is not None and desc.sandbox.limits is not None
+    assert desc.sandbox.limits.memory_bytes == 1 << 28
+    assert desc.to_builtins()["sandbox"] == section
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ({"devices": ["ttyUSB0"]}, "$.sandbox.devices[0]"),
+        ({"devices": ["/dev/../etc/shadow"]}, "$.sandbox.devices[0]"),
+        ({"paths": [{"path": "/srv/"}]}, "$.sandbox.paths[0].path"),
+        ({"paths": [{"path": "/"}]}, "$.sandbox.paths[0].path"),
+        ({"paths": [{"path": "/a"}, {"path": "/a", "rw": True}]}, "$.sandbox.paths[1]"),
+        ({"paths": [{"path": "/a", "mode": "rw"}]}, "$.sandbox.paths[0]"),
+        ({"groups": ["root group"]}, "$.sandbox.groups[0]"),
+        ({"limits": {"processes": 0}}, "$.sandbox.limits.processes"),
+        ({"limits": {"memory": 1}}, "$.sandbox.limits"),
+        ({"devices": [f"/dev/d{i}" for i in range(33)]}, "$.sandbox.devices"),
+    ],
+)
+def test_bad_sandbox_section_refused_naming_the_field(section: dict[str, Any], path: str) -> None:
+    assert _error(_deploy(sandbox=section)).path == path

@@ -116,3 +116,27 @@ def test_sandbox_policy_travels_in_the_manifest_and_is_strict() -> None:
         doc["sandbox"] = bad
         with pytest.raises(MessageError):
             decode_manifest(json.dumps(doc).encode())
+
+
+def test_manifest_signed_before_the_device_grants_keeps_its_exact_bytes() -> None:
+    # A manifest as an older manager signed it: network and limits, none of the newer
+    # fields. It decodes, and re-encodes to the very bytes the signature covers.
+    old = (
+        b'{"run":["./robot"],"sandbox":{"network":true,"rlimits":'
+        b'{"cpu_s":5,"nproc":10}},"sequence":4,"target_ids":["r1"],"task_id":"t1"}'
+    )
+    manifest = decode_manifest(old)
+    assert manifest.sandbox.group_names == () and manifest.sandbox.rlimits.data_bytes == 0
+    assert encode_manifest(manifest) == old
+
+
+def test_group_names_and_data_limit_travel_and_bad_names_are_refused() -> None:
+    policy = SandboxPolicy(group_names=("dialout", "video"), rlimits=Rlimits(data_bytes=1 << 28))
+    manifest = _manifest(sandbox=policy)
+    assert decode_manifest(encode_manifest(manifest)).sandbox == policy
+    assert policy.rlimits.prlimit_args() == [f"--data={1 << 28}"]
+    doc = json.loads(encode_manifest(manifest))
+    for bad in (["video", "1bad"], ["a b"], ["x" * 33]):
+        doc["sandbox"]["group_names"] = bad
+        with pytest.raises(MessageError):
+            decode_manifest(json.dumps(doc).encode())

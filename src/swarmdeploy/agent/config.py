@@ -11,16 +11,21 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from swarmdeploy.agent.errors import ConfigError
+from swarmdeploy.agent.limits import FIELDS as LIMIT_FIELDS
+from swarmdeploy.agent.limits import LimitCeilings
+from swarmdeploy.protocol.descriptor import GROUP_NAME_PATTERN
 from swarmdeploy.protocol.messages import valid_name
 
 #: Link implementations this agent version provides.
 SUPPORTED_TRANSPORTS = ("zmq",)
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_GROUP = re.compile(GROUP_NAME_PATTERN)
+_CEILINGS = LimitCeilings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,10 @@ class AgentSettings:
     ``max_data_bytes`` caps what the data dir may hold (tests and quotas) instead of the real
     disk; ``disk_margin_bytes`` is kept free when assessing a task; fetching pauses while less
     than ``low_disk_bytes`` are free.
+    ``allow_devices``, ``allow_paths`` ((path, writable) pairs) and ``allow_groups`` are what
+    tasks may ask for in ``sandbox.devices/paths/groups``; ``max_*`` are the ceilings of
+    their ``sandbox.limits`` (0: none) -- the device owner's policy, never the manager's
+    (``swarmdeploy.agent.limits``).
     """
 
     data_dir: Path
@@ -60,6 +69,14 @@ class AgentSettings:
     chunk_window: int = 4
     reconnect_ivl_s: float = 0.5
     reconnect_ivl_max_s: float = 30.0
+    allow_devices: tuple[str, ...] = ()
+    allow_paths: tuple[tuple[str, bool], ...] = ()
+    allow_groups: tuple[str, ...] = ()
+    max_processes: int = _CEILINGS.processes
+    max_memory_bytes: int = _CEILINGS.memory_bytes
+    max_file_size_bytes: int = _CEILINGS.file_size_bytes
+    max_cpu_s: int = _CEILINGS.cpu_s
+    max_open_files: int = _CEILINGS.open_files
 
     def __post_init__(self) -> None:
         if self.manager_url is not None:
@@ -78,6 +95,36 @@ class AgentSettings:
             raise ConfigError("--name must be at most 200 characters")
         self._check_transport()
         self._check_numbers()
+        self._check_grants()
+
+    def _check_grants(self) -> None:
+        for device in self.allow_devices:
+            check_host_path(device, "--allow-device")
+        for path, _ in self.allow_paths:
+            check_host_path(path, "--allow-path")
+            data = PurePosixPath(self.data_dir)
+            granted = PurePosixPath(path)
+            if granted == data or granted in data.parents or data in granted.parents:
+                raise ConfigError(
+                    f"--allow-path {path!r} overlaps the agent's data dir {self.data_dir}"
+                )
+        for group in self.allow_groups:
+            if not _GROUP.match(group):
+                raise ConfigError(f"--allow-group {group!r} is not a group name")
+        for ours, _, _, option in LIMIT_FIELDS:
+            if getattr(self, "max_" + ours) < 0:
+                raise ConfigError(f"{option} must not be negative (0: no ceiling)")
+
+    @property
+    def ceilings(self) -> LimitCeilings:
+        """The limit ceilings of sandboxed commands."""
+        return LimitCeilings(
+            processes=self.max_processes,
+            memory_bytes=self.max_memory_bytes,
+            file_size_bytes=self.max_file_size_bytes,
+            cpu_s=self.max_cpu_s,
+            open_files=self.max_open_files,
+        )
 
     def _check_transport(self) -> None:
         if self.transport not in SUPPORTED_TRANSPORTS:
@@ -151,6 +198,20 @@ def parse_location(text: str) -> tuple[float, float]:
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise ConfigError(f"--location {text!r} is out of range (lat -90..90, lon -180..180)")
     return lat, lon
+
+
+def check_host_path(text: str, option: str) -> None:
+    """ConfigError unless ``text`` is an absolute, normalised path below ``/``."""
+    path = PurePosixPath(text)
+    if not path.is_absolute() or ".." in path.parts or str(path) != text or text == "/":
+        raise ConfigError(f"{option} {text!r} must be an absolute, normalised path below /")
+
+
+def parse_path_grant(text: str) -> tuple[str, bool]:
+    """``DIR`` -> (DIR, False); ``DIR:rw`` -> (DIR, True); ``DIR:ro`` -> (DIR, False)."""
+    path, _, mode = text.rpartition(":") if text.endswith((":rw", ":ro")) else (text, "", "")
+    check_host_path(path, "--allow-path")
+    return path, mode == "rw"
 
 
 def parse_size(text: str, option: str) -> int:

@@ -7,7 +7,7 @@ A task's directory ``DIR/tasks/<task>`` holds (mode 0700, owned by the agent):
 * ``task.msgpack`` -- the signed ``task`` message, re-verified before every start; never
   visible to sandboxed commands;
 * ``app/`` -- the install dir: unpacked artifacts, writable by the install (or build)
-  commands, then **sealed** (:func:`~swarmdeploy.agent.sandbox.seal`: root-owned, readable
+  commands, then **sealed** (:func:`~swarmdeploy.agent.taskdirs.seal`: root-owned, readable
   but not writable by the sandbox user) and fingerprinted (``tree.sha256``); run commands
   see it read-only and run in it;
 * ``work/`` -- writable in every stage and ``$HOME`` of the commands: where a deployment
@@ -31,15 +31,10 @@ from pathlib import Path
 
 from swarmdeploy.agent.errors import TaskRefused
 from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.grants import policy_refusals
 from swarmdeploy.agent.process import Launcher, child_env
-from swarmdeploy.agent.sandbox import (
-    SandboxConfig,
-    fallback_warning,
-    hand_over,
-    make_launcher,
-    seal,
-    tree_digest,
-)
+from swarmdeploy.agent.sandbox import SandboxConfig, fallback_warning, make_launcher
+from swarmdeploy.agent.taskdirs import hand_over, seal, tree_digest
 from swarmdeploy.protocol.manifest import SandboxPolicy
 
 logger = logging.getLogger(__name__)
@@ -89,6 +84,14 @@ class Confinement:
         """Log once, at agent start, that commands run without bubblewrap."""
         if self.kind != SANDBOX_BWRAP:
             logger.warning("%s", fallback_warning(self.config, SandboxPolicy()))
+
+    def check_grants(self, policy: SandboxPolicy) -> None:
+        """Raise :class:`TaskRefused` (``sandbox_refused``) naming every device, path,
+        group and limit of ``policy`` that this agent's grants and ceilings do not allow
+        (issue 9/14: the device's owner decides, not the manifest)."""
+        refused = policy_refusals(policy, self.config.grants, self.config.hidden)
+        if refused:
+            raise TaskRefused("sandbox_refused", "this device does not grant " + "; ".join(refused))
 
     def env(self, dirs: TaskDirs) -> dict[str, str]:
         """The commands' environment: the agent's safe variables, ``HOME`` = work dir."""

@@ -38,6 +38,7 @@ from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
+from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
@@ -178,7 +179,12 @@ class Daemon:
         self.verifier.attach(state, lambda: save_state(s.state_path, state), s.data_dir)
         sandbox = self._sandbox
         if sandbox is None:
-            sandbox = await asyncio.to_thread(SandboxConfig.detect, hidden=[s.data_dir])
+            sandbox = await asyncio.to_thread(
+                SandboxConfig.detect,
+                hidden=[s.data_dir],
+                grants=sandbox_grants(s),
+                seccomp_dir=s.data_dir,
+            )
         self.confinement = Confinement(sandbox)
         self.confinement.warn_if_degraded()
         self._build(state)
@@ -239,7 +245,11 @@ class Daemon:
         sandbox kind) -- see docs/security.md."""
         return {
             "insecure_lab": self.verifier.insecure_lab,
-            "security": {**self.verifier.status(), "sandbox": self.confinement.kind},
+            "security": {
+                **self.verifier.status(),
+                "sandbox": self.confinement.kind,
+                "confinement": self.confinement.config.report(),
+            },
         }
 
     async def _set_tags(self, tags: list[str]) -> None:

@@ -5,7 +5,10 @@
 [--trust-anchor FILE] [--insecure-lab] [--tls-ca FILE]`` plus tuning options (``--help``).
 Without ``--trust-anchor`` the agent declines every task unless ``--insecure-lab`` is given
 (``docs/security.md``); ``--tls-ca`` pins the certificate or CA of an ``https://`` manager
-(``docs/tls.md``). Every option also comes from
+(``docs/tls.md``). ``--allow-device``, ``--allow-path DIR[:rw]``, ``--allow-group``
+(repeatable) and the ``--max-*`` ceilings are the device owner's sandbox policy: what a
+task's signed ``sandbox`` section may ask for (``docs/security.md``, ADR 0007). Every
+option also comes from
 ``SWARMDEPLOY_AGENT_<OPTION>`` (``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``); the
 command line wins. The settings are validated once here and passed down.
 
@@ -68,8 +71,28 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--chunk-window", int, "chunk requests in flight per transfer (default 4)"),
     ("--reconnect-ivl-s", float, "first reconnect delay (default 0.5)"),
     ("--reconnect-ivl-max-s", float, "longest reconnect delay (default 30)"),
+    ("--max-processes", int, "ceiling of sandbox.limits.processes (default 256; 0: none)"),
+    ("--max-memory-bytes", str, "ceiling of sandbox.limits.memoryBytes (default 512M; 0: none)"),
+    ("--max-file-size-bytes", str, "ceiling of sandbox.limits.fileSizeBytes (default 1G)"),
+    ("--max-cpu-s", int, "ceiling of sandbox.limits.cpuSeconds (default 0: none)"),
+    ("--max-open-files", int, "ceiling of sandbox.limits.openFiles (default 0: none)"),
 ]
-_SIZES = ("max_data_bytes", "disk_margin_bytes", "low_disk_bytes")
+#: Repeatable options (the environment variable holds a comma-separated list).
+_GRANTS: list[tuple[str, str]] = [
+    ("--allow-device", "a device node tasks may ask for in sandbox.devices"),
+    (
+        "--allow-path",
+        "DIR[:rw]: a host dir tasks may ask for in sandbox.paths (read-only unless :rw)",
+    ),
+    ("--allow-group", "a group tasks may ask for in sandbox.groups (e.g. video, dialout)"),
+]
+_SIZES = (
+    "max_data_bytes",
+    "disk_margin_bytes",
+    "low_disk_bytes",
+    "max_memory_bytes",
+    "max_file_size_bytes",
+)
 _PLAIN = (
     "heartbeat_s",
     "health_interval_s",
@@ -80,6 +103,9 @@ _PLAIN = (
     "chunk_window",
     "reconnect_ivl_s",
     "reconnect_ivl_max_s",
+    "max_processes",
+    "max_cpu_s",
+    "max_open_files",
 )
 
 
@@ -119,6 +145,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     for option, kind, text in _OPTIONS:
         env = env_name(option)
         parser.add_argument(option, type=kind, default=environ.get(env), help=f"{text} [{env}]")
+    for option, text in _GRANTS:
+        env = env_name(option)
+        listed = [v.strip() for v in environ.get(env, "").split(",") if v.strip()]
+        parser.add_argument(
+            option, action="append", default=None, help=f"{text}; repeatable [{env}=A,B]"
+        )
+        parser.set_defaults(**{"env_" + option[2:].replace("-", "_"): listed})
     env = env_name("--insecure-lab")
     parser.add_argument(
         "--insecure-lab",
@@ -167,7 +200,23 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     for key in _SIZES:
         if getattr(args, key):
             values[key] = parse_size(getattr(args, key), "--" + key.replace("_", "-"))
+    values.update(_grants(args))
     return AgentSettings(**values)
+
+
+def _grants(args: argparse.Namespace) -> dict[str, Any]:
+    """``--allow-*`` from the command line, else from the environment (comma-separated)."""
+    from swarmdeploy.agent.config import parse_path_grant
+
+    def given(name: str) -> list[str]:
+        listed: list[str] | None = getattr(args, name)
+        return listed if listed is not None else getattr(args, "env_" + name)
+
+    return {
+        "allow_devices": tuple(given("allow_device")),
+        "allow_paths": tuple(parse_path_grant(p) for p in given("allow_path")),
+        "allow_groups": tuple(given("allow_group")),
+    }
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -283,6 +283,7 @@ class TaskProcessor:
         accepted = self._verifier.verify_received(task_id, message)
         manifest = accepted.manifest
         self._kinds[task_id] = manifest.kind
+        self._confine.check_grants(manifest.sandbox)  # before anything is recorded or fetched
         self._verifier.record(task_id, accepted)
         store_task(directory, message)
         if accepted.signer:

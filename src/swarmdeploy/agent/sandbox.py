@@ -35,17 +35,16 @@ rather than re-set with ``--clearenv``/``--setenv``: values in argv would be rea
 every local user in ``/proc/<pid>/cmdline``. For the same reason the command itself travels
 in the environment (:data:`COMMAND_VAR`) and runs as ``sh -c 'eval "$SWARMDEPLOY_COMMAND"'``.
 
-Directories: :func:`hand_over` gives the task's writable dirs to the sandbox user;
-:func:`seal` makes an installed tree read-only for it (owned by root, group = sandbox gid,
-no write), and :func:`tree_digest` fingerprints it so that changes are detected before every
-start. The agent runs with umask 077, so its own directories are 0700: with bubblewrap the
-parents the sandbox user cannot traverse become empty tmpfs (``_Mounts``); without it the
-command is started in its working directory before the user switch.
+Directories (``agent/taskdirs.py``): ``hand_over`` gives the task's writable dirs to the
+sandbox user; ``seal`` makes an installed tree read-only for it (owned by root, group =
+sandbox gid, no write), and ``tree_digest`` fingerprints it so that changes are detected
+before every start. The agent runs with umask 077, so its own directories are 0700: with
+bubblewrap the parents the sandbox user cannot traverse become empty tmpfs (``_Mounts``);
+without it the command is started in its working directory before the user switch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -54,9 +53,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import msgspec
+
 from swarmdeploy.agent.errors import LaunchError
+from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.grants import (
+    SandboxGrants,
+    clean_path,
+    policy_refusals,
+    supplementary_gids,
+)
 from swarmdeploy.agent.hardening import which
+from swarmdeploy.agent.limits import effective_rlimits
 from swarmdeploy.agent.process import LaunchSpec
+from swarmdeploy.agent.seccomp import filter_program
 from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
 
 logger = logging.getLogger(__name__)
@@ -68,13 +78,11 @@ __all__ = [
     "FallbackLauncher",
     "Rlimits",
     "SandboxConfig",
+    "SandboxGrants",
     "SandboxPolicy",
     "check_policy",
     "detect_bwrap",
-    "hand_over",
     "make_launcher",
-    "seal",
-    "tree_digest",
 ]
 
 SANDBOX_HOSTNAME = "sandbox"
@@ -85,33 +93,83 @@ SANDBOX_TMP = "/tmp"  # noqa: S108
 _PROBE_TIMEOUT_S = 10.0
 #: Capabilities bwrap keeps (only until ``setpriv`` switches user and clears them all).
 _SWITCH_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
+#: File (in the agent's data dir) holding the seccomp program bwrap loads.
+SECCOMP_FILE = "seccomp.bpf"
+#: The descriptor bwrap reads the seccomp program from (opened by a ``sh`` that execs bwrap).
+_SECCOMP_FD = 3
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """The agent's sandbox settings (typed, from the entry point; see :meth:`detect`)."""
+    """The agent's sandbox settings (typed, from the entry point; see :meth:`detect`).
+    ``seccomp`` is the file of the seccomp program bwrap loads (None: no filter)."""
 
     bwrap: str | None
     setpriv: str | None = "/usr/bin/setpriv"
     prlimit: str | None = "/usr/bin/prlimit"
     privileged: bool = True
     hidden: tuple[Path, ...] = ()
-    allowed_rw_prefixes: tuple[Path, ...] = ()
-    allowed_devices: tuple[str, ...] = ()
+    grants: SandboxGrants = field(default_factory=SandboxGrants)
+    seccomp: Path | None = None
     new_session: bool = False
     shell: str = "/bin/sh"
 
     @classmethod
-    def detect(cls, *, hidden: Iterable[Path] = (), probe: bool = True) -> SandboxConfig:
+    def detect(
+        cls,
+        *,
+        hidden: Iterable[Path] = (),
+        probe: bool = True,
+        grants: SandboxGrants | None = None,
+        seccomp_dir: Path | None = None,
+    ) -> SandboxConfig:
         """Settings for this machine: tools found on ``PATH``, root or not, ``hidden`` dirs
-        (pass the agent's data dir)."""
+        (pass the agent's data dir), the owner's ``grants``; with bubblewrap and a filter
+        for this architecture, the seccomp program is written to ``seccomp_dir``."""
+        bwrap = detect_bwrap(probe=probe)
+        seccomp = None
+        program = filter_program()
+        if bwrap is not None and seccomp_dir is not None and program is not None:
+            seccomp = seccomp_dir / SECCOMP_FILE
+            atomic_write(seccomp, program, 0o600)
         return cls(
-            bwrap=detect_bwrap(probe=probe),
+            bwrap=bwrap,
             setpriv=which("setpriv"),
             prlimit=which("prlimit"),
             privileged=os.geteuid() == 0,
             hidden=tuple(hidden),
+            grants=grants or SandboxGrants(),
+            seccomp=seccomp,
         )
+
+    @property
+    def counts_own_processes(self) -> bool:
+        """Whether ``RLIMIT_NPROC`` would count the agent's own processes: an agent that is
+        not root and has no bubblewrap runs commands as its own uid outside any user
+        namespace, so the limit would count every process of that user (measured: inside
+        bwrap's user namespace only the namespace's processes count). No process limit
+        is applied then, and none is reported."""
+        return not self.privileged and self.bwrap is None
+
+    def report(self) -> dict[str, object]:
+        """What this device enforces, for ``hello``/``health`` (``security.confinement``):
+        the limit ceilings and their mechanism, whether a seccomp filter is loaded (which
+        blocks new user namespaces) and what may be granted."""
+        from swarmdeploy.agent.limits import ceilings_report
+
+        grants = self.grants
+        limits = ceilings_report(grants.ceilings)
+        if self.counts_own_processes:
+            limits["processes"] = 0
+        return {
+            "limits": limits,
+            "seccomp": self.seccomp is not None,
+            "userns_blocked": self.seccomp is not None,
+            "devices": list(grants.devices),
+            "paths": [{"path": str(p), "rw": False} for p in grants.ro_prefixes]
+            + [{"path": str(p), "rw": True} for p in grants.rw_prefixes],
+            "groups": [name for name, _ in grants.groups],
+        }
 
 
 def _bwrap_namespaces(network: bool) -> list[str]:
@@ -142,33 +200,16 @@ def detect_bwrap(
     return found
 
 
-def _clean_path(text: str, what: str) -> PurePosixPath:
-    path = PurePosixPath(text)
-    if not path.is_absolute() or ".." in path.parts or str(path) != text or text == "/":
-        raise LaunchError(f"sandbox {what} {text!r} must be an absolute, normalised path below /")
-    return path
-
-
-def _under(path: PurePosixPath, prefixes: Iterable[Path]) -> bool:
-    return any(path == PurePosixPath(p) or PurePosixPath(p) in path.parents for p in prefixes)
-
-
 def check_policy(policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Refuse (:class:`LaunchError`) what the agent's config does not allow: extra writable
-    paths outside ``allowed_rw_prefixes``, devices not listed in ``allowed_devices``, paths
-    that are not absolute and normalised, and root (uid, gid or a group 0: the wire type
-    refuses it already; this also guards policies built in code)."""
-    if 0 in (policy.uid, policy.gid, *policy.groups):
-        raise LaunchError("sandboxed commands never run as root (uid/gid 0)")
-    for text in policy.rw_paths:
-        if not _under(_clean_path(text, "writable path"), config.allowed_rw_prefixes):
-            raise LaunchError(f"this agent does not allow writing to {text!r}")
-    for text in policy.ro_paths:
-        _clean_path(text, "read-only path")
-    for text in policy.devices:
-        _clean_path(text, "device")
-        if text not in config.allowed_devices:
-            raise LaunchError(f"this agent does not allow the device {text!r}")
+    """Raise :class:`LaunchError` naming everything
+    :func:`~swarmdeploy.agent.grants.policy_refusals` finds."""
+    refused = policy_refusals(policy, config.grants, config.hidden)
+    if refused:
+        raise LaunchError("this device does not grant: " + "; ".join(refused))
+
+
+def _gids(policy: SandboxPolicy, config: SandboxConfig) -> tuple[int, ...]:
+    return supplementary_gids(policy, config.grants)
 
 
 def _shell(config: SandboxConfig) -> list[str]:
@@ -184,7 +225,8 @@ def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
         return []
     if config.setpriv is None:
         raise LaunchError("setpriv (util-linux) is needed to run commands unprivileged")
-    groups = ["--groups", ",".join(map(str, policy.groups))] if policy.groups else []
+    gids = _gids(policy, config)
+    groups = ["--groups", ",".join(map(str, gids))] if gids else []
     return [
         config.setpriv,
         f"--reuid={policy.uid}",
@@ -198,7 +240,12 @@ def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
 
 
 def _limits(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
-    args = policy.rlimits.prlimit_args()
+    """``prlimit`` with the policy's limits, each unset one at the agent's ceiling. Not
+    ``RLIMIT_NPROC`` where :meth:`SandboxConfig.counts_own_processes`."""
+    limits = effective_rlimits(policy.rlimits, config.grants.ceilings)
+    if config.counts_own_processes:
+        limits = msgspec.structs.replace(limits, nproc=0)
+    args = limits.prlimit_args()
     if not args:
         return []
     if config.prlimit is None:
@@ -269,7 +316,7 @@ def _mount_args(
     readonly: Iterable[PurePosixPath],
 ) -> list[str]:
     if config.privileged:
-        user = (policy.uid, frozenset((policy.gid, *policy.groups)))
+        user = (policy.uid, frozenset((policy.gid, *_gids(policy, config))))
     else:  # the sandbox runs with the agent's own credentials
         user = (os.geteuid(), frozenset((os.getegid(), *os.getgroups())))
     mounts = _Mounts(user)
@@ -287,7 +334,8 @@ def _mount_args(
 
 
 class BwrapLauncher:
-    """Runs each command as ``bwrap <isolation> -- [prlimit] [setpriv] sh -c <command>``.
+    """Runs each command as ``[sh -c 'exec "$@" 3<seccomp.bpf'] bwrap <isolation> [--seccomp
+    3] -- prlimit [setpriv] sh -c <command>``.
 
     ``writable`` (e.g. the task and state dirs) are bound read-write and ``readonly`` bound
     read-only, both at their real paths; they must exist, and for a root agent belong to the
@@ -308,14 +356,16 @@ class BwrapLauncher:
         check_policy(policy, config)
         self.config = config
         self.policy = policy
-        self.writable = tuple(_clean_path(str(p), "writable dir") for p in writable)
-        self.readonly = tuple(_clean_path(str(p), "read-only dir") for p in readonly)
+        self.writable = tuple(clean_path(str(p), "writable dir") for p in writable)
+        self.readonly = tuple(clean_path(str(p), "read-only dir") for p in readonly)
         self._tail = [*_limits(config, policy), *_user_switch(config, policy), *_shell(config)]
 
     def _isolation(self) -> list[str]:
         config, policy = self.config, self.policy
         args = [*_bwrap_namespaces(policy.network), "--hostname", SANDBOX_HOSTNAME]
         args += ["--die-with-parent", *(["--new-session"] if config.new_session else [])]
+        if config.seccomp is not None:
+            args += ["--seccomp", str(_SECCOMP_FD)]
         if config.privileged:  # no user namespace: setpriv drops to the real uid (see above)
             args += ["--cap-drop", "ALL"]
             for cap in _SWITCH_CAPS:
@@ -334,6 +384,7 @@ class BwrapLauncher:
         env += ["--unsetenv", "USER", "--unsetenv", "LOGNAME"]
         where = ["--chdir", str(spec.cwd)]
         return [
+            *self._seccomp_opener(),
             self.config.bwrap,
             *mounts,
             *self._isolation(),
@@ -342,6 +393,15 @@ class BwrapLauncher:
             "--",
             *self._tail,
         ]
+
+    def _seccomp_opener(self) -> list[str]:
+        """``sh -c 'exec "$@" 3<FILE'``: opens the seccomp program on bwrap's ``--seccomp``
+        descriptor and becomes bwrap (same pid). Each start reads the file afresh, and the
+        process launcher needs no descriptor passing."""
+        if self.config.seccomp is None:
+            return []
+        opener = f'exec "$@" {_SECCOMP_FD}<"$0"'
+        return [self.config.shell, "-c", opener, str(self.config.seccomp)]
 
     def env(self, spec: LaunchSpec) -> dict[str, str]:
         """The spec's environment plus :data:`COMMAND_VAR` (the command, kept out of argv)."""
@@ -390,80 +450,3 @@ def make_launcher(
     if config.bwrap is None:
         return FallbackLauncher(config, policy, quiet=quiet)
     return BwrapLauncher(config, policy, writable=writable, readonly=readonly)
-
-
-def hand_over(paths: Iterable[Path], policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Give ``paths`` (recursively) to the sandbox uid/gid so its commands can write there.
-    Does nothing for an agent that is not root.
-
-    Walks by directory file descriptor and never follows a symlink, so a sandboxed process
-    that swaps a directory for a link to ``/etc`` meanwhile cannot redirect the chown.
-    """
-    if not config.privileged:
-        return
-    for top in paths:
-        os.chown(top, policy.uid, policy.gid, follow_symlinks=False)
-        for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-            for name in (*dirs, *files):
-                os.chown(name, policy.uid, policy.gid, dir_fd=dir_fd, follow_symlinks=False)
-
-
-def seal(top: Path, policy: SandboxPolicy, config: SandboxConfig) -> None:
-    """Make an installed tree read-only for the sandbox user (root agents only): every entry
-    becomes owned by root with the sandbox gid as group, group permissions are the owner's
-    without write, others get nothing, and set-id and sticky bits are cleared. Run commands
-    can then read and execute the install dir but not change it -- even without bubblewrap.
-
-    Call it when no sandboxed command runs (after the install stage): entries are
-    inspected without following links, then changed by name.
-    """
-    if not config.privileged:
-        return
-    _seal_entry(str(top), None, policy.gid)
-    for _, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-        for name in (*dirs, *files):
-            _seal_entry(name, dir_fd, policy.gid)
-
-
-def _seal_entry(name: str, dir_fd: int | None, gid: int) -> None:
-    info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    os.chown(name, 0, gid, dir_fd=dir_fd, follow_symlinks=False)
-    if stat.S_ISLNK(info.st_mode):
-        return  # a link has no permissions of its own
-    owner = info.st_mode & stat.S_IRWXU
-    group = (owner >> 3) & (stat.S_IRGRP | stat.S_IXGRP)
-    os.chmod(name, owner | group, dir_fd=dir_fd)
-
-
-def tree_digest(root: Path) -> str:
-    """SHA-256 over a directory tree: every entry's relative path, type, mode, owner and --
-    for regular files -- content; symlinks by their target, never followed; FIFOs, sockets
-    and devices by type only (never opened). Recorded after install and compared before
-    every start, it detects installed files modified since (issue 5, "tampered install
-    dir"). The root's own mode and owner count too; a missing root raises OSError. Compute
-    it while no sandboxed command runs."""
-    digest = hashlib.sha256()
-    top = os.lstat(root)
-    if not stat.S_ISDIR(top.st_mode):
-        raise NotADirectoryError(f"{root} is not a directory")
-    digest.update(b".\0%o\0%d:%d\0" % (top.st_mode, top.st_uid, top.st_gid))
-    for parent, dirs, files in os.walk(root, followlinks=False):
-        dirs.sort()
-        for name in sorted((*dirs, *files)):
-            path = os.path.join(parent, name)
-            info = os.lstat(path)
-            rel = os.path.relpath(path, root).encode("utf-8", "surrogateescape")
-            digest.update(b"%s\0%o\0%d:%d\0" % (rel, info.st_mode, info.st_uid, info.st_gid))
-            if stat.S_ISLNK(info.st_mode):
-                digest.update(os.readlink(path).encode("utf-8", "surrogateescape") + b"\0")
-            elif stat.S_ISREG(info.st_mode):
-                digest.update(_file_digest(path) + b"\0")
-    return digest.hexdigest()
-
-
-def _file_digest(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b"not a regular file"
-        return hashlib.file_digest(fh, "sha256").digest()

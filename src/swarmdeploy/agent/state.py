@@ -85,7 +85,7 @@ class Deployment(msgspec.Struct, kw_only=True):
     stopped: bool = False
     #: Sequence of the signed manifest installed (0: unsigned, insecure lab mode only).
     sequence: int = 0
-    #: :func:`swarmdeploy.agent.sandbox.tree_digest` of the install dir, taken after install.
+    #: :func:`swarmdeploy.agent.taskdirs.tree_digest` of the install dir, taken after install.
     tree_digest: str = ""
 
 

@@ -16,7 +16,7 @@ import base64
 import binascii
 import posixpath
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,6 +33,12 @@ DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
 MAX_EXPIRES_IN_S = 365 * 24 * 3600
 
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
+#: A group name as ``groupadd`` accepts it (the device resolves it to its own gid).
+GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
+_GROUP_RE = re.compile(GROUP_NAME_PATTERN)
+#: Most devices, paths or groups one task may ask for.
+MAX_SANDBOX_GRANTS = 32
+_PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, rename="camel"):
@@ -82,11 +88,39 @@ class Deploy(_Strict):
     target: TargetSelector | None = None
 
 
+class SandboxLimits(_Strict):
+    """Resource limits a task asks for, each at most the device's ceiling (a larger one is
+    declined naming the field); an unset one gets the ceiling. ``processes`` counts every
+    process and thread of the sandbox user on the device; ``memoryBytes`` is heap and
+    private mappings (``RLIMIT_DATA``); ``cpuSeconds`` is CPU time per process."""
+
+    processes: _PositiveLimit | None = None
+    memory_bytes: _PositiveLimit | None = None
+    file_size_bytes: _PositiveLimit | None = None
+    cpu_seconds: _PositiveLimit | None = None
+    open_files: _PositiveLimit | None = None
+
+
+class SandboxPath(_Strict):
+    """A host directory (or file) the task's commands see at the same path; read-only
+    unless ``rw``."""
+
+    path: str
+    rw: bool = False
+
+
 class Sandbox(_Strict):
     """The sandbox policy a task asks for (bound in its signed manifest); optional, and
-    without it the strict default applies (no network)."""
+    without it the strict default applies (no network, no devices, no extra paths or
+    groups, the device's limit ceilings). Devices, paths and groups are granted only where
+    the device's agent allows them (``--allow-device``, ``--allow-path``,
+    ``--allow-group``); otherwise the device declines the task naming what it refused."""
 
     network: bool = False
+    devices: list[str] | None = None
+    paths: list[SandboxPath] | None = None
+    groups: list[str] | None = None
+    limits: SandboxLimits | None = None
 
 
 class TaskDescriptor(_Strict):
@@ -281,6 +315,42 @@ def _check_semantics(desc: TaskDescriptor) -> None:
     _check_source(desc)
     _check_build(desc)
     _check_deploy(desc)
+    _check_sandbox(desc.sandbox)
+
+
+def check_absolute_path(path: str, where: str) -> None:
+    """Refuse host paths that are not absolute and normalised (sandbox devices and paths):
+    no ``..``, ``.``, ``//``, trailing ``/``, NUL, and not ``/`` itself."""
+    norm = posixpath.normpath(path) if path else ""
+    if not path.startswith("/") or norm != path or path.startswith("//") or "\x00" in path:
+        raise DescriptorError(f"must be an absolute, normalised path: {path!r}", where)
+    if path == "/" or len(path) > 4096:
+        raise DescriptorError(f"must be a path below / of at most 4096 bytes: {path!r}", where)
+
+
+def _check_sandbox(sandbox: Sandbox | None) -> None:
+    if sandbox is None:
+        return
+    lists = (("devices", sandbox.devices), ("paths", sandbox.paths), ("groups", sandbox.groups))
+    for name, values in lists:
+        if values is not None and len(values) > MAX_SANDBOX_GRANTS:
+            raise DescriptorError(
+                f"at most {MAX_SANDBOX_GRANTS} entries are allowed", f"$.sandbox.{name}"
+            )
+    for i, device in enumerate(sandbox.devices or []):
+        check_absolute_path(device, f"$.sandbox.devices[{i}]")
+    seen: set[str] = set()
+    for i, entry in enumerate(sandbox.paths or []):
+        check_absolute_path(entry.path, f"$.sandbox.paths[{i}].path")
+        if entry.path in seen:
+            raise DescriptorError(f"{entry.path!r} is listed twice", f"$.sandbox.paths[{i}]")
+        seen.add(entry.path)
+    for i, group in enumerate(sandbox.groups or []):
+        if not _GROUP_RE.match(group):
+            raise DescriptorError(
+                f"invalid group name {group!r}: a letter or _, then letters, digits and _.-",
+                f"$.sandbox.groups[{i}]",
+            )
 
 
 def is_valid_name(value: str) -> bool:

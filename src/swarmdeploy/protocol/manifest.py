@@ -23,6 +23,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from swarmdeploy.protocol.descriptor import GROUP_NAME_PATTERN
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     MAX_CHUNK_BYTES,
@@ -48,6 +49,7 @@ _Id = Annotated[int, Meta(ge=1, le=2**32 - 2)]
 _Limit = Annotated[int, Meta(ge=0, le=2**62)]
 _Path = Annotated[str, Meta(min_length=1, max_length=4096)]
 _Paths = Annotated[tuple[_Path, ...], Meta(max_length=64)]
+_GroupName = Annotated[str, Meta(pattern=GROUP_NAME_PATTERN)]
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -61,14 +63,18 @@ class _Frozen(
 
 
 class Rlimits(_Frozen, frozen=True):
-    """Resource limits per command (0: not limited). ``nproc`` counts every process of the
-    sandbox uid on the machine (``RLIMIT_NPROC`` semantics)."""
+    """Resource limits per command (0: not set -- the agent's ceiling applies, see
+    ``swarmdeploy.agent.limits``). ``nproc`` counts every process of the sandbox uid on the
+    machine (``RLIMIT_NPROC`` semantics); ``data_bytes`` is the descriptor's
+    ``sandbox.limits.memoryBytes`` (``RLIMIT_DATA``: heap and private mappings);
+    ``address_space_bytes`` (``RLIMIT_AS``) only ever narrows further."""
 
     cpu_s: _Limit = 0
     nofile: _Limit = 0
     address_space_bytes: _Limit = 0
     nproc: _Limit = 0
     fsize_bytes: _Limit = 0
+    data_bytes: _Limit = 0
 
     def prlimit_args(self) -> list[str]:
         """``prlimit`` options (soft = hard) for the limits that are set."""
@@ -78,6 +84,7 @@ class Rlimits(_Frozen, frozen=True):
             ("--as", self.address_space_bytes),
             ("--nproc", self.nproc),
             ("--fsize", self.fsize_bytes),
+            ("--data", self.data_bytes),
         )
         return [f"{option}={value}" for option, value in pairs if value]
 
@@ -86,10 +93,13 @@ class SandboxPolicy(_Frozen, frozen=True):
     """What a task's commands may do; part of the signed manifest (``sandbox`` field) so an
     operator's key, not the manager, decides it -- and shown in the API.
 
-    The defaults are the strictest: no network, uid/gid 65534, no limits beyond the
-    system's, no extra paths or devices. Extra paths and devices are accepted only where the
-    agent's own ``SandboxConfig`` allows them (``swarmdeploy.agent.sandbox.check_policy``):
-    a manifest cannot open the device more widely than its owner provisioned.
+    The defaults are the strictest: no network, uid/gid 65534, the agent's limit ceilings,
+    no extra paths, devices or groups. Extra paths, devices and groups (``groups`` by gid,
+    ``group_names`` by name, resolved on the device) are accepted only where the agent's own
+    ``SandboxConfig`` allows them, and limits only up to its ceilings
+    (``swarmdeploy.agent.sandbox.policy_refusals``): a manifest cannot open the device more
+    widely than its owner provisioned. Fields added later are omitted when empty, so older
+    manifests keep their exact bytes and signatures.
     """
 
     network: bool = False
@@ -100,6 +110,7 @@ class SandboxPolicy(_Frozen, frozen=True):
     ro_paths: _Paths = ()
     rw_paths: _Paths = ()
     devices: _Paths = ()
+    group_names: Annotated[tuple[_GroupName, ...], Meta(max_length=32)] = ()
 
 
 class ArtifactInfo(_Strict):

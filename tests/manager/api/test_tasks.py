@@ -64,7 +64,13 @@ async def test_create_json_answers_201_with_id_and_pending_targets(fleet: Api) -
     signed_by = got.json()["signedBy"]
     assert signed_by == doc["signedBy"] and signed_by["keyId"]
     assert got.json()["sequence"] == doc["sequence"] >= 1
-    assert got.json()["sandbox"] == {"network": False}
+    assert got.json()["sandbox"] == {
+        "network": False,
+        "devices": [],
+        "paths": [],
+        "groups": [],
+        "limits": {},
+    }
 
 
 @pytest.mark.parametrize("content_type", ["application/yaml", "text/yaml"])

@@ -8,7 +8,7 @@ import pytest
 
 from swarmdeploy.manager.dispatch import LogRequest
 from swarmdeploy.manager.errors import NotFoundError
-from swarmdeploy.manager.services.registry import security_summary
+from swarmdeploy.manager.services.registry import confinement_summary, security_summary
 from swarmdeploy.storage.records import TargetRecord
 from tests.manager.services.conftest import World
 
@@ -106,3 +106,22 @@ def test_security_summary_ignores_malformed_fields() -> None:
         "trustsThisManager": None,
         "revocationList": 0,
     }
+
+
+def test_confinement_summary_shows_what_the_agent_enforces() -> None:
+    assert confinement_summary(None) == {
+        "sandbox": "unknown",
+        "seccomp": None,
+        "limitMechanism": None,
+        "limits": {},
+    }
+    limits = {"mechanism": "rlimit", "cgroup": False, "processes": 256, "memoryBytes": 9}
+    report = _health(sandbox="bwrap", confinement={"seccomp": True, "limits": limits})
+    assert confinement_summary(report) == {
+        "sandbox": "bwrap",
+        "seccomp": True,
+        "limitMechanism": "rlimit",
+        "limits": {"processes": 256, "memoryBytes": 9},
+    }
+    odd = _health(sandbox=3, confinement={"seccomp": "yes", "limits": {"processes": True}})
+    assert confinement_summary(odd)["limits"] == {} and confinement_summary(odd)["seccomp"] is None

@@ -113,6 +113,37 @@ async def test_admin_key_owner_and_network_sandbox_from_the_descriptor(signing: 
     assert [k.owner for k in await signing.keys.list()] == ["admin-key:bootstrap"]
 
 
+async def test_devices_paths_groups_and_limits_are_signed_into_the_manifest(
+    signing: Signing,
+) -> None:
+    doc = _deploy()
+    doc["sandbox"] = {
+        "devices": ["/dev/ttyUSB0"],
+        "paths": [{"path": "/srv/maps"}, {"path": "/var/lib/robot", "rw": True}],
+        "groups": ["dialout"],
+        "limits": {"processes": 32, "memoryBytes": 1 << 28, "cpuSeconds": 60},
+    }
+    created = await signing.tasks.create(doc, created_by="ops", principal=OPERATOR)
+    stored = await signing.world.storage.get_task_signature(created.record.id, "deploy")
+    assert stored is not None
+    policy = decode_manifest(stored.manifest).sandbox
+    assert policy.devices == ("/dev/ttyUSB0",) and policy.group_names == ("dialout",)
+    assert (policy.ro_paths, policy.rw_paths) == (("/srv/maps",), ("/var/lib/robot",))
+    limits = policy.rlimits
+    assert (limits.nproc, limits.data_bytes, limits.cpu_s, limits.fsize_bytes) == (
+        32,
+        1 << 28,
+        60,
+        0,
+    )
+    shown = task_json(created, with_targets=False)["sandbox"]
+    assert shown["paths"] == [
+        {"path": "/srv/maps", "rw": False},
+        {"path": "/var/lib/robot", "rw": True},
+    ]
+    assert shown["limits"] == {"processes": 32, "memoryBytes": 1 << 28, "cpuSeconds": 60}
+
+
 async def test_revoked_operator_gets_no_task_and_no_fresh_key(signing: Signing) -> None:
     await signing.tasks.create(_deploy(), created_by="ops", principal=OPERATOR)
     [key] = await signing.keys.list(owner="k-ops")
@@ -169,5 +200,5 @@ async def test_task_document_shows_signer_sequence_and_sandbox(signing: Signing)
     [key] = await signing.keys.list(owner="k-ops")
     doc = task_json(await signing.tasks.get(created.record.id), with_targets=True)
     assert doc["signedBy"] == {"keyId": key.id, "name": "ops"}
-    assert doc["sequence"] == 1 and doc["sandbox"] == {"network": False}
+    assert doc["sequence"] == 1 and doc["sandbox"]["network"] is False
     assert task_json(created, with_targets=False)["signedBy"] == doc["signedBy"]

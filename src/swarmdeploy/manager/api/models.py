@@ -89,6 +89,19 @@ class TargetTaskOut(RecentTaskOut):
     created_by: str
 
 
+class TargetConfinement(ApiModel):
+    """What the target's agent enforces on deployed commands, from its latest health report:
+    ``sandbox`` (``bwrap``, ``unprivileged_user``, ``none`` or ``unknown``), ``seccomp``
+    (a filter that also blocks new user namespaces), ``limitMechanism`` (``rlimit``) and
+    the limit ceilings of ``sandbox.limits`` by field name (0: none) -- set by the device's
+    owner, never by the manager."""
+
+    sandbox: str
+    seccomp: bool | None
+    limit_mechanism: str | None
+    limits: dict[str, int]
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
@@ -112,6 +125,7 @@ class TargetPublic(ApiModel):
     security: TargetSecurity | None = None
     #: In ``GET /targets`` and ``GET /targets/{id}``: its 5 newest tasks, newest first.
     recent_tasks: list[RecentTaskOut] | None = None
+    confinement: TargetConfinement | None = None
 
 
 class TargetUpdate(ApiModel):
@@ -197,10 +211,23 @@ class SignedByOut(ApiModel):
     name: str
 
 
+class SandboxPathOut(ApiModel):
+    """A host path the task's commands see (read-only unless ``rw``)."""
+
+    path: str
+    rw: bool
+
+
 class SandboxOut(ApiModel):
-    """The sandbox policy bound in the task's signed manifest."""
+    """The sandbox policy bound in the task's signed manifest: network, devices, host paths,
+    groups (by name) and the resource limits it asks for (unset: the device's ceilings);
+    each device grants it only within its own ``--allow-*`` options and ceilings."""
 
     network: bool
+    devices: list[str] = []
+    paths: list[SandboxPathOut] = []
+    groups: list[str] = []
+    limits: dict[str, int] = {}
 
 
 class MatchOut(ApiModel):

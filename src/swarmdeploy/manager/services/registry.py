@@ -270,6 +270,39 @@ def security_summary(health: dict[str, Any] | None, ca_fingerprint: str) -> dict
     }
 
 
+_LIMIT_NAMES = ("processes", "memoryBytes", "fileSizeBytes", "cpuSeconds", "openFiles")
+
+
+def confinement_summary(health: dict[str, Any] | None) -> dict[str, Any]:
+    """What the latest health report says the agent can enforce on deployed commands
+    (docs/security.md, issue 9): ``sandbox`` (``bwrap``, ``unprivileged_user``, ``none``;
+    ``unknown`` before a report), ``seccomp`` (a filter that also blocks new user
+    namespaces; ``None`` when not reported), ``limitMechanism`` (``rlimit``) and the limit
+    ceilings by descriptor name (0: none). Malformed fields are left out."""
+    extra = (health or {}).get("__extra__")
+    security = extra.get("security") if isinstance(extra, dict) else None
+    security = security if isinstance(security, dict) else {}
+    reported = security.get("confinement")
+    reported = reported if isinstance(reported, dict) else {}
+    limits = reported.get("limits")
+    limits = limits if isinstance(limits, dict) else {}
+    kind, seccomp, mechanism = (
+        security.get("sandbox"),
+        reported.get("seccomp"),
+        limits.get("mechanism"),
+    )
+    return {
+        "sandbox": kind if isinstance(kind, str) else "unknown",
+        "seccomp": seccomp if isinstance(seccomp, bool) else None,
+        "limitMechanism": mechanism if isinstance(mechanism, str) else None,
+        "limits": {
+            name: limits[name]
+            for name in _LIMIT_NAMES
+            if isinstance(limits.get(name), int) and not isinstance(limits.get(name), bool)
+        },
+    }
+
+
 def target_json(view: TargetView) -> dict[str, Any]:
     """The API document of a target (also the payload of target events); ``insecureLab``
     shows an agent that accepts unsigned tasks (:func:`insecure_lab`), ``security`` what it
@@ -307,4 +340,5 @@ def target_json(view: TargetView) -> dict[str, Any]:
                 ]
             }
         ),
+        "confinement": confinement_summary(r.health),
     }

@@ -26,7 +26,13 @@ from swarmdeploy.manager.errors import Forbidden, Unavailable
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
-from swarmdeploy.protocol.manifest import ArtifactInfo, SandboxPolicy, TaskManifest, encode_manifest
+from swarmdeploy.protocol.manifest import (
+    ArtifactInfo,
+    Rlimits,
+    SandboxPolicy,
+    TaskManifest,
+    encode_manifest,
+)
 from swarmdeploy.protocol.messages import DEFAULT_CHUNK_BYTES
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict
@@ -67,10 +73,57 @@ def _strings(doc: dict[str, Any], key: str) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
+#: Descriptor ``sandbox.limits`` field -> manifest ``Rlimits`` field.
+LIMIT_FIELDS = {
+    "processes": "nproc",
+    "memoryBytes": "data_bytes",
+    "fileSizeBytes": "fsize_bytes",
+    "cpuSeconds": "cpu_s",
+    "openFiles": "nofile",
+}
+
+
 def sandbox_of(descriptor: dict[str, Any]) -> SandboxPolicy:
-    """The sandbox policy a task asks for: the strict default (no network) unless the
-    descriptor says ``sandbox: {network: true}``."""
-    return SandboxPolicy(network=_section(descriptor, "sandbox").get("network") is True)
+    """The sandbox policy a (validated) descriptor asks for: the strict default (no
+    network, no devices, paths or groups, no limits of its own: the device's ceilings)
+    plus what ``sandbox`` names -- ``network``, ``devices``, ``paths`` (read-only unless
+    ``rw``), ``groups`` (names, resolved on the device) and ``limits``."""
+    sandbox = _section(descriptor, "sandbox")
+    limits = _section(sandbox, "limits")
+    paths = [p for p in sandbox.get("paths") or [] if isinstance(p, dict)]
+    return SandboxPolicy(
+        network=sandbox.get("network") is True,
+        devices=tuple(_strings(sandbox, "devices")),
+        ro_paths=tuple(str(p["path"]) for p in paths if p.get("rw") is not True),
+        rw_paths=tuple(str(p["path"]) for p in paths if p.get("rw") is True),
+        group_names=tuple(_strings(sandbox, "groups")),
+        rlimits=Rlimits(
+            **{
+                ours: int(limits[theirs])
+                for theirs, ours in LIMIT_FIELDS.items()
+                if theirs in limits
+            }
+        ),
+    )
+
+
+def sandbox_json(policy: SandboxPolicy) -> dict[str, Any]:
+    """The policy as the task document shows it (descriptor names; ``limits`` lists the
+    ones the task sets)."""
+    paths = [{"path": p, "rw": False} for p in policy.ro_paths]
+    paths += [{"path": p, "rw": True} for p in policy.rw_paths]
+    limits = {
+        theirs: getattr(policy.rlimits, ours)
+        for theirs, ours in LIMIT_FIELDS.items()
+        if getattr(policy.rlimits, ours)
+    }
+    return {
+        "network": policy.network,
+        "devices": list(policy.devices),
+        "paths": paths,
+        "groups": list(policy.group_names),
+        "limits": limits,
+    }
 
 
 def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -> TaskManifest:

@@ -36,7 +36,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
-from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_of
+from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
@@ -476,7 +476,7 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
     if view.signature is not None:
         doc["signedBy"] = {"keyId": view.signature.key_id, "name": view.signer_name}
         doc["sequence"] = view.signature.sequence
-    doc["sandbox"] = {"network": sandbox_of(d).network}
+    doc["sandbox"] = sandbox_json(sandbox_of(d))
     if with_targets:
         doc["targets"] = [row_json(t) for t in view.targets]
     return doc
