@@ -19,6 +19,7 @@ from swarmdeploy.manager.app import create_app
 from tests.manager.conftest import ADMIN_KEY, Api, bearer, make_settings
 
 EXPECTED = {
+    ("post", "/tasks/preview"), ("post", "/orders/preview"),
     ("get", "/tasks"), ("post", "/tasks"), ("get", "/tasks/{task_id}"),
     ("delete", "/tasks/{task_id}"), ("put", "/tasks/{task_id}/stop"),
     ("get", "/orders"), ("post", "/orders"), ("get", "/orders/{task_id}"),

@@ -341,3 +341,27 @@ async def test_other_endpoints_have_the_smaller_limit(small_limits: Api) -> None
     r = await small_limits.client.put("/targets/x", content=body,
                                       headers={"Content-Type": "application/json"})  # fmt: skip
     assert r.status_code == 413
+
+
+async def test_preview_names_the_matched_targets_and_creates_nothing(fleet: Api) -> None:
+    r = await fleet.client.post(
+        "/tasks/preview", json=deploy_doc(target={"tags": ["swarm"], "ids": ["board"]})
+    )
+    assert r.status_code == 200
+    assert r.json() == {"total": 3, "targets": ["board", "dev-1", "dev-2"], "buildHost": None}
+    assert (await fleet.client.get("/tasks")).json()["total"] == 0
+    yaml_body = b"deploy:\n  run:\n    commands: [./a]\n  target:\n    tags: [dev]\n"
+    r = await fleet.client.post(
+        "/tasks/preview", content=yaml_body, headers={"Content-Type": "application/yaml"}
+    )
+    assert r.json()["targets"] == ["board"]
+
+
+async def test_preview_errors_name_the_field_like_create(fleet: Api) -> None:
+    r = await fleet.client.post("/tasks/preview", json=deploy_doc(run={"comands": ["x"]}))
+    assert r.status_code == 422 and r.json()["path"].startswith("$.deploy.run")
+    r = await fleet.client.post("/tasks/preview", json=deploy_doc(target={"tags": ["nobody"]}))
+    assert r.status_code == 422 and r.json()["path"] == "$.deploy.target"
+    viewer = await fleet.headers_for("viewer")
+    r = await fleet.client.post("/tasks/preview", json=deploy_doc(), headers=viewer)
+    assert r.status_code == 403

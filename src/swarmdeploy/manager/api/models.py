@@ -272,6 +272,15 @@ class TaskSummary(ApiModel):
     sandbox: SandboxOut | None = None
 
 
+class TaskPreview(ApiModel):
+    """What a descriptor would do: the targets it matches now (sorted ids) and its build
+    host."""
+
+    total: int
+    targets: list[str]
+    build_host: str | None
+
+
 class TaskPublic(TaskSummary):
     """A task with the state of every target."""
 

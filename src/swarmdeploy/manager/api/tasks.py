@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from swarmdeploy.manager.api.bodies import decode_document, media_type
 from swarmdeploy.manager.api.deps import Operator, PageQuery, PerPageQuery, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
-from swarmdeploy.manager.api.models import ListOf, StopPublic, TaskPublic, TaskSummary
+from swarmdeploy.manager.api.models import ListOf, StopPublic, TaskPreview, TaskPublic, TaskSummary
 from swarmdeploy.manager.api.multipart import (
     ARCHIVE_PART,
     DESCRIPTOR_PART,
@@ -122,6 +122,20 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
             document = await decode_document(request, always_yaml=orders)
             view = await services.tasks.create(document, created_by=who.audit_name, principal=who)
         return task_json(view, with_targets=True)
+
+    @router.post(
+        "/preview",
+        response_model=TaskPreview,
+        responses=responses(400, 401, 403, 413, 415),
+        openapi_extra=_create_body(always_yaml=orders),
+    )
+    async def preview_task(request: Request, services: ServicesDep, _: Operator) -> dict[str, Any]:
+        """Validate a descriptor as ``POST`` would (JSON or YAML) and answer which targets it
+        would deploy to, without creating anything: for forms that show the matched devices
+        before submitting. Errors are the same 422s with ``path``."""
+        document = await decode_document(request, always_yaml=orders)
+        targets, build_host = await services.tasks.preview(document)
+        return {"total": len(targets), "targets": targets, "buildHost": build_host}
 
     @router.get("/{task_id}", response_model=TaskPublic, responses=responses(401, 403, 404))
     async def get_task(task_id: TaskId, services: ServicesDep, _: Viewer) -> dict[str, Any]:

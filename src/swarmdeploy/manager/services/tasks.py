@@ -143,6 +143,20 @@ class TaskService:
         """Register a listener for deleted tasks."""
         self._delete_listeners.append(listener)
 
+    # -- preview -------------------------------------------------------------------------------
+    async def preview(self, document: object) -> tuple[list[str], str | None]:
+        """Validate ``document`` exactly as :meth:`create` does, without storing, signing or
+        announcing anything: the ids of the targets it would deploy to (sorted) and its build
+        host. Raises :class:`InvalidInput` with the field path for anything invalid."""
+        try:
+            desc = parse_descriptor(document)
+        except DescriptorError as exc:
+            raise input_error(exc, archive=False) from None
+        build_host = await self._check_build(desc)
+        await self._check_source_task(desc)
+        matches = await self._match(desc)
+        return sorted(target for target, _ in matches), build_host
+
     # -- create --------------------------------------------------------------------------------
     async def create(
         self,
