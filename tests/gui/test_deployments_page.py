@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -136,3 +137,49 @@ def test_logs_search_filters_errors_and_live_tail_shows_new_lines(
     }
     fleet.api.request("POST", "/tasks", json=body)
     expect(page.get_by_test_id("logs-table")).to_contain_text("live-tail-marker-77", timeout=30_000)
+
+
+def test_new_deployment_form_uploads_an_archive_shows_matches_and_deploys(
+    page: Any, fleet: LocalFleet, tmp_path: pathlib.Path
+) -> None:
+    archive = tmp_path / "hello.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("hello.sh")
+        info.external_attr = 0o755 << 16
+        zf.writestr(info, "#!/bin/sh\necho hello from the form\n")
+    sign_in(page, fleet.url, fleet.admin_key)
+    page.get_by_test_id("nav-Deployments").click()
+    page.get_by_test_id("task-new").click()
+    expect(page).to_have_url(re.compile("/ui/deployments/new$"))
+    page.get_by_test_id("compose-description").fill("gui form release")
+    page.get_by_test_id("compose-archive").locator("input[type=file]").set_input_files(str(archive))
+    expect(page.get_by_test_id("compose-archive-name")).to_contain_text("hello.zip")
+    page.get_by_test_id("compose-run").fill("./hello.sh")
+    page.get_by_test_id("compose-tags").fill("nosuchtag")
+    expect(page.get_by_test_id("compose-error")).to_contain_text("$.deploy.target")
+    page.get_by_test_id("compose-tags").fill("gui")
+    expect(page.get_by_test_id("compose-matches")).to_contain_text("3 device(s) match: g1, g2, g3")
+    expect(page.get_by_test_id("compose-yaml")).to_contain_text("gui form release")
+    page.get_by_test_id("compose-submit").click()
+    expect(page).to_have_url(re.compile(r"/ui/deployments/(?!new)[a-z0-9-]+$"))
+    task = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_test_id("task-counts")).to_have_text(
+        "3 succeeded, 0 failed, 0 stopped, 0 waiting", timeout=30_000
+    )
+    # ./hello.sh exited 0 on every device: the uploaded archive was stored and delivered.
+    assert fleet.task(task)["source"]["size"] == archive.stat().st_size
+
+    # Duplicate: the same files (source.task) to the same devices, edited as YAML.
+    page.get_by_test_id("task-duplicate").click()
+    expect(page).to_have_url(re.compile("/ui/deployments/new$"))
+    yaml_box = page.get_by_test_id("compose-yaml")
+    expect(yaml_box).to_contain_text(f"task: {task}")
+    expect(page.get_by_test_id("compose-matches")).to_contain_text("3 device(s) match")
+    page.get_by_test_id("compose-submit").click()
+    expect(page).to_have_url(re.compile(r"/ui/deployments/(?!new)[a-z0-9-]+$"))
+    again = page.url.rsplit("/", 1)[1]
+    assert again != task
+    expect(page.get_by_test_id("task-counts")).to_have_text(
+        "3 succeeded, 0 failed, 0 stopped, 0 waiting", timeout=30_000
+    )
+    assert fleet.task(again)["source"]["task"] == task

@@ -149,14 +149,22 @@ class AsyncManagerClient:
         json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        files: dict[str, tuple[str | None, bytes, str]] | None = None,
     ) -> Any:
-        """Send a request and return the decoded JSON body (``None`` for an empty body).
+        """Send a request and return the decoded JSON body (``None`` for an empty body);
+        ``files`` sends ``multipart/form-data`` parts ``name -> (filename, bytes, type)``.
 
         Raises :class:`ApiError` for error statuses and unreachable managers.
         """
         try:
             resp = await self._http.request(
-                method, path, params=_clean(params), json=json, content=content, headers=headers
+                method,
+                path,
+                params=_clean(params),
+                json=json,
+                content=content,
+                headers=headers,
+                files=files,
             )
         except httpx.HTTPError as exc:
             raise _unreachable(self._http.base_url, exc) from None

@@ -36,6 +36,10 @@ class Session:
     api_key: str
     operator: Operator
     last_used: float
+    #: What another page hands to the new-deployment form: target ids chosen on the map, or
+    #: a whole descriptor (YAML) to start from ("Duplicate"). Taken once.
+    draft_ids: list[str] = dataclasses.field(default_factory=list)
+    draft_yaml: str = ""
 
 
 class SessionStore:

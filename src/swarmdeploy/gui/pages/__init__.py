@@ -9,6 +9,7 @@ from swarmdeploy.gui.context import GuiContext
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
     from swarmdeploy.gui.pages import (
+        compose,
         deployments,
         device,
         devices,
@@ -20,6 +21,7 @@ def register(ctx: GuiContext) -> None:
     )
 
     signin.register(ctx)
+    compose.register(ctx)  # before deployments: /deployments/new is not a task id
     devices.register(ctx)
     tokens.register(ctx)
     deployments.register(ctx)

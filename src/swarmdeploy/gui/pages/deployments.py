@@ -13,16 +13,19 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError
 from swarmdeploy.client.progress import Progress, progress
+from swarmdeploy.gui.compose import duplicate, to_yaml
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
+    NEW_DEPLOYMENT,
     SIGN_IN,
     absolute,
     current_session,
     frame,
 )
 from swarmdeploy.gui.rows import ago, printable
+from swarmdeploy.gui.session import Session
 
 #: The list re-reads at most this often while deployments change.
 REFRESH_S = 2.0
@@ -89,6 +92,10 @@ def _register_list(ctx: GuiContext) -> None:
         if session is None:
             return RedirectResponse(absolute(SIGN_IN))
         frame(ctx, session, "Deployments")
+        if session.operator.allows("operator"):
+            ui.button("New deployment", on_click=lambda: ui.navigate.to(NEW_DEPLOYMENT)).props(
+                'data-testid="task-new"'
+            )
         search = ui.input("Search descriptions (every word)").props(
             'clearable debounce=400 data-testid="task-search"'
         )
@@ -134,8 +141,15 @@ def _register_progress(ctx: GuiContext) -> None:
         counts = ui.label("").props('data-testid="task-counts"')
         stop: Any = None
         if session.operator.allows("operator"):
-            stop = ui.button("Stop").props('color=warning data-testid="task-stop"')
-            stop.on_click(lambda: _stop(ctx, session.api_key, task_id))
+            with ui.row():
+                stop = ui.button("Stop").props('color=warning data-testid="task-stop"')
+                stop.on_click(lambda: _stop(ctx, session.api_key, task_id))
+                ui.button("Duplicate…", on_click=lambda: _duplicate(ctx, session, task_id)).props(
+                    'flat data-testid="task-duplicate"'
+                )
+        ui.button("Descriptor", on_click=lambda: _show_yaml(ctx, session.api_key, task_id)).props(
+            'flat data-testid="task-yaml"'
+        )
         ui.label("Failures by reason").classes("text-md font-bold mt-4")
         failures = ui.column().props('data-testid="task-failures"')
         ui.label("Progress").classes("text-md font-bold mt-4")
@@ -199,3 +213,36 @@ async def _stop(ctx: GuiContext, api_key: str, task_id: str) -> None:
         ui.notify(f"Not stopped: {printable(exc.message)}", type="negative")
         return
     ui.notify(printable(answer.get("message", "stop requested")))
+
+
+async def _task(ctx: GuiContext, api_key: str, task_id: str) -> dict[str, Any] | None:
+    try:
+        async with ctx.client(api_key) as api:
+            task: dict[str, Any] = await api.request("GET", f"/tasks/{task_id}")
+            return task
+    except ApiError as exc:
+        ui.notify(f"Cannot read the task: {printable(exc.message)}", type="negative")
+        return None
+
+
+async def _duplicate(ctx: GuiContext, session: Session, task_id: str) -> None:
+    """Open the new-deployment form with this task's descriptor, reusing its files."""
+    task = await _task(ctx, session.api_key, task_id)
+    if task is not None:
+        session.draft_yaml = to_yaml(duplicate(task))
+        ui.navigate.to(NEW_DEPLOYMENT)
+
+
+async def _show_yaml(ctx: GuiContext, api_key: str, task_id: str) -> None:
+    """The task as stored (archive by digest), as YAML."""
+    task = await _task(ctx, api_key, task_id)
+    if task is None:
+        return
+    shown = {k: task[k] for k in ("description", "debug", "source", "build", "deploy", "sandbox")
+             if task.get(k) not in (None, "", False)}  # fmt: skip
+    with ui.dialog() as dialog, ui.card().classes("w-[48rem] max-w-full"):
+        ui.code(to_yaml(shown), language="yaml").props('data-testid="task-yaml-text"').classes(
+            "w-full"
+        )
+        ui.button("Close", on_click=dialog.close).props("flat")
+    dialog.open()

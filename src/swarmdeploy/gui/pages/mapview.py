@@ -21,7 +21,15 @@ from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.geo import Cluster, Point, cluster, inside, pixels, world_outlines
 from swarmdeploy.gui.pages.bulk import edit_dialog
 from swarmdeploy.gui.pages.devices import fetch_targets
-from swarmdeploy.gui.pages.layout import DEPLOYMENTS, MAP, SIGN_IN, absolute, current_session, frame
+from swarmdeploy.gui.pages.layout import (
+    DEPLOYMENTS,
+    MAP,
+    NEW_DEPLOYMENT,
+    SIGN_IN,
+    absolute,
+    current_session,
+    frame,
+)
 from swarmdeploy.gui.rows import ago, outcome, printable
 from swarmdeploy.gui.session import Session
 
@@ -57,6 +65,7 @@ class MapView:
 
     def __init__(self, ctx: GuiContext, session: Session) -> None:
         self.ctx = ctx
+        self.session = session
         self.api_key = session.api_key
         self.targets: dict[str, dict[str, Any]] = {}
         self.points: list[Point] = []
@@ -77,6 +86,9 @@ class MapView:
                     if session.operator.allows("operator"):
                         ui.button("Edit selection…", on_click=self.edit).props(
                             'data-testid="map-edit"'
+                        )
+                        ui.button("Deploy to selection…", on_click=self.deploy).props(
+                            'data-testid="map-deploy"'
                         )
         self._background()
         ui.label("Latest deployments").classes("text-md font-bold mt-4")
@@ -166,6 +178,14 @@ class MapView:
             lons = [p.lon for p in self.points]
             bounds = [[min(lats), min(lons)], [max(lats), max(lons)]]
             self.map.run_map_method("fitBounds", bounds, {"padding": [60, 60], "maxZoom": 12})
+
+    def deploy(self) -> None:
+        """Start a new deployment aimed at the selected devices (by id)."""
+        if not self.selected:
+            ui.notify("Select devices first.")
+            return
+        self.session.draft_ids = sorted(self.selected)
+        ui.navigate.to(NEW_DEPLOYMENT)
 
     def edit(self) -> None:
         """Bulk edit of the selection."""
