@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
+from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import LocalFleet
 from tests.e2e.conftest import FAST_AGENT
 from tests.gui.conftest import sign_in
@@ -75,11 +76,20 @@ def test_progress_follows_a_running_deployment_live_and_stop_ends_it(
     # The page was opened before the agents got far: it must update by itself.
     expect(page.get_by_test_id("task-status")).to_have_text("running · 3 devices", timeout=30_000)
     expect(page.get_by_test_id("task-tree")).to_contain_text("running (3)")
+    page.get_by_test_id("task-delete").click()  # refused while it runs
+    page.get_by_test_id("task-delete-confirm").click()
+    expect(page.get_by_text(re.compile("Not deleted: .*"))).to_be_visible()
     page.get_by_test_id("task-stop").click()
     expect(page.get_by_test_id("task-counts")).to_have_text(
         "0 succeeded, 0 failed, 3 stopped, 0 waiting", timeout=30_000
     )
     assert set(fleet.states(task).values()) == {"stopped"}
+    page.get_by_test_id("task-delete").click()
+    page.get_by_test_id("task-delete-confirm").click()
+    expect(page).to_have_url(re.compile("/ui/deployments$"))
+    with pytest.raises(ApiError) as gone:
+        fleet.task(task)
+    assert gone.value.status == 404
 
 
 def test_device_page_shows_its_history_logs_and_facts_and_edits_it(

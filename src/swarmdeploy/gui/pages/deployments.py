@@ -147,6 +147,9 @@ def _register_progress(ctx: GuiContext) -> None:
                 ui.button("Duplicate…", on_click=lambda: _duplicate(ctx, session, task_id)).props(
                     'flat data-testid="task-duplicate"'
                 )
+                ui.button(
+                    "Delete…", on_click=lambda: _confirm_delete(ctx, session.api_key, task_id)
+                ).props('flat color=negative data-testid="task-delete"')
         ui.button("Descriptor", on_click=lambda: _show_yaml(ctx, session.api_key, task_id)).props(
             'flat data-testid="task-yaml"'
         )
@@ -245,4 +248,32 @@ async def _show_yaml(ctx: GuiContext, api_key: str, task_id: str) -> None:
             "w-full"
         )
         ui.button("Close", on_click=dialog.close).props("flat")
+    dialog.open()
+
+
+def _confirm_delete(ctx: GuiContext, api_key: str, task_id: str) -> None:
+    """Delete the task, its per-device states and its logs, after a confirmation; the API
+    refuses (409) while devices still run it."""
+    with ui.dialog() as dialog, ui.card():
+        ui.label(
+            f"Delete deployment {printable(task_id)}? Its per-device states and its logs go "
+            "with it (the audit of who did what stays)."
+        )
+
+        async def confirmed() -> None:
+            try:
+                async with ctx.client(api_key) as api:
+                    await api.request("DELETE", f"/tasks/{task_id}")
+            except ApiError as exc:
+                dialog.close()
+                ui.notify(f"Not deleted: {printable(exc.message)}", type="negative")
+                return
+            dialog.close()
+            ui.navigate.to(DEPLOYMENTS)
+
+        with ui.row():
+            ui.button("Delete", on_click=confirmed).props(
+                'color=negative data-testid="task-delete-confirm"'
+            )
+            ui.button("Cancel", on_click=dialog.close).props("flat")
     dialog.open()
