@@ -105,6 +105,11 @@ def test_device_page_shows_its_history_logs_and_facts_and_edits_it(
     facts = page.get_by_test_id("device-facts")
     expect(facts).to_contain_text("online")
     expect(facts).to_contain_text("Disk free")  # the agent's health report
+    # ... which is also the first point of its health history, drawn as a chart.
+    expect(page.get_by_test_id("device-health-note")).to_contain_text(
+        re.compile(r"^[1-9]\d* sample\(s\), one every 300 s$")
+    )
+    expect(page.get_by_test_id("device-health").locator("canvas")).to_have_count(1)
     history = page.get_by_test_id("device-history")
     expect(history).to_contain_text("gui device history")
     expect(history).to_contain_text("failed")

@@ -49,6 +49,7 @@ from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.oidc import OidcVerifier
@@ -163,6 +164,12 @@ def build_services(
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
         operator_keys=operator_keys,
         task_signer=signer,
+        health=HealthHistory(
+            storage,
+            clock=clock,
+            sample_interval_s=settings.health_sample_s,
+            keep_s=settings.health_history_s,
+        ),
     )
 
 
@@ -177,6 +184,7 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
         PeriodicJob("log-retention", s.log_retention_interval_s, retention),
         PeriodicJob("token-purge", s.token_purge_interval_s, services.tokens.purge_expired),
         PeriodicJob("task-expiry", s.task_expiry_interval_s, services.tasks.expire),
+        PeriodicJob("health-history", s.log_retention_interval_s, services.health.purge),
     ]
 
 

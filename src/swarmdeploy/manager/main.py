@@ -61,6 +61,13 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("log-max-age", "log_max_age_s", int, "delete logs older than this, s; 0 keeps all"),
     ("log-max-rows", "log_max_rows", int, "keep at most this many log lines; 0: no limit"),
     ("log-retention-interval", "log_retention_interval_s", float, "retention period, s"),
+    (
+        "health-sample",
+        "health_sample_s",
+        float,
+        "health history: one sample per target every, s (300)",
+    ),
+    ("health-history", "health_history_s", float, "health history kept, s (1 day)"),
     ("registration-rate", "registration_rate_per_min", float, "registrations/min per address"),
     ("registration-burst", "registration_burst", int, "registrations at once per address (10)"),
     (

@@ -44,6 +44,9 @@ class Settings(BaseModel):
     log_max_age_s: int = Field(30 * _DAY_S, ge=0)  # 0: no age limit
     log_max_rows: int = Field(5_000_000, ge=0)  # 0: no row limit
     log_retention_interval_s: float = Field(600.0, gt=0, le=_DAY_S)
+    #: Health history (the GUI's charts): one sample per target this often, kept this long.
+    health_sample_s: float = Field(300.0, ge=1, le=_DAY_S)
+    health_history_s: float = Field(_DAY_S, ge=60, le=90 * _DAY_S)
     task_expiry_interval_s: float = Field(30.0, gt=0, le=3600)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     max_task_body_bytes: int = Field(64 << 20, ge=1024, le=1 << 31)

@@ -25,6 +25,7 @@ from swarmdeploy.storage.records import (
     ApiKeyRecord,
     ArtifactRecord,
     BuildRecord,
+    HealthSample,
     LogQuery,
     LogRecord,
     OperatorKeyRecord,
@@ -474,3 +475,18 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise :class:`StorageUnavailable` if the database does not answer."""
+
+    # -- health history ------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_health_sample(self, sample: HealthSample) -> None:
+        """Store one sample; a duplicate (target, ``at_ms``) or an unknown target is
+        ignored."""
+
+    @abc.abstractmethod
+    async def health_samples(self, target_id: str, *, since: int, limit: int) -> list[HealthSample]:
+        """The target's samples with ``at_ms >= since``, oldest first; at most ``limit`` (the
+        newest ones when there are more)."""
+
+    @abc.abstractmethod
+    async def purge_health_samples(self, *, older_than: int) -> int:
+        """Delete samples older than ``older_than`` (ms); returns how many."""

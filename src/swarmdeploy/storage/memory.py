@@ -20,11 +20,13 @@ from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
+from swarmdeploy.storage.memory_health import MemoryHealth
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
 from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
+    HealthSample,
     LogQuery,
     LogRecord,
     OperatorKeyRecord,
@@ -66,7 +68,9 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
     return dataclasses.replace(task, descriptor=copy.deepcopy(task.descriptor))
 
 
-class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskSignatures, Storage):
+class MemoryStorage(
+    MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskSignatures, MemoryHealth, Storage
+):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
     def __init__(self) -> None:
@@ -79,6 +83,7 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskS
         self._task_targets: dict[tuple[str, str], TaskTargetRecord] = {}
         self._logs = memory_logs.LogStore()
         self._api_keys: dict[str, ApiKeyRecord] = {}
+        self._health: dict[str, dict[int, HealthSample]] = {}
         self._requests = RequestStore()
         self._uploads = UploadStore()
         self._artifacts = ArtifactStore()
@@ -177,6 +182,7 @@ class MemoryStorage(MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskS
         if target is None:
             raise NotFound(f"target {target_id!r} not found")
         self._requests.delete_target(target_id)
+        self.forget_health(target_id)
         return target
 
     async def match_targets(

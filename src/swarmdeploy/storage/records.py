@@ -293,3 +293,18 @@ class TaskSignatureRecord:
     sequence: int
     key_id: str
     signed_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HealthSample:
+    """One stored point of a target's health history (from an agent ``health`` report)."""
+
+    target_id: str
+    at_ms: int
+    cpu_percent: float = 0.0
+    load_1m: float = 0.0
+    mem_total_bytes: int = 0
+    mem_available_bytes: int = 0
+    disk_total_bytes: int = 0
+    disk_free_bytes: int = 0
+    agent_rss_bytes: int = 0

@@ -458,3 +458,26 @@ task_signatures = sa.Table(
     sa.Column("key_id", sa.String(32), nullable=False),
     sa.Column("signed_at", Millis, nullable=False),
 )
+
+
+# -- revision 0006: health history of targets (the GUI's charts) ---------------------------------
+
+health_samples = sa.Table(
+    "health_samples",
+    metadata,
+    sa.Column(
+        "target_id",
+        sa.String(200),
+        sa.ForeignKey("targets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("at_ms", Millis, primary_key=True),
+    sa.Column("cpu_percent", sa.Float, nullable=False),
+    sa.Column("load_1m", sa.Float, nullable=False),
+    sa.Column("mem_total_bytes", sa.BigInteger, nullable=False),
+    sa.Column("mem_available_bytes", sa.BigInteger, nullable=False),
+    sa.Column("disk_total_bytes", sa.BigInteger, nullable=False),
+    sa.Column("disk_free_bytes", sa.BigInteger, nullable=False),
+    sa.Column("agent_rss_bytes", sa.BigInteger, nullable=False),
+    sa.Index("ix_health_samples_at_ms", "at_ms"),
+)

@@ -25,7 +25,7 @@ EXPECTED = {
     ("get", "/orders"), ("post", "/orders"), ("get", "/orders/{task_id}"),
     ("delete", "/orders/{task_id}"), ("put", "/orders/{task_id}/stop"),
     ("get", "/logs"), ("get", "/targets"), ("get", "/targets/{target_id}"),
-    ("get", "/targets/{target_id}/tasks"),
+    ("get", "/targets/{target_id}/tasks"), ("get", "/targets/{target_id}/health"),
     ("put", "/targets/{target_id}"), ("delete", "/targets/{target_id}"),
     ("put", "/targets/{target_id}/logs"), ("put", "/targets/{target_id}/stop"),
     ("put", "/targets/{target_id}/command"), ("delete", "/targets/{target_id}/command"),

@@ -143,6 +143,25 @@ async def test_health_stored_on_target(rig: Rig) -> None:
     assert doc["health"]["agent_rss_bytes"] == 20_000_000
 
 
+async def test_health_history_samples_one_report_per_interval(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    for cpu in (10, 20):  # the second comes within the sample interval: not kept
+        await agent.send(m.Health(cpu_percent=cpu, disk_free_bytes=1_000, disk_total_bytes=4_000))
+        await agent.sync()
+    rig.clock.advance(rig.api.settings.health_sample_s)
+    await agent.send(m.Health(cpu_percent=30, load_1m=1.5, agent_rss_bytes=21_000_000))
+    await agent.sync()
+    history = (await rig.api.client.get("/targets/t1/health")).json()
+    assert [p["cpuPercent"] for p in history["items"]] == [10, 30]
+    first, second = history["items"]
+    assert first["diskFreeBytes"] == 1_000 and first["diskTotalBytes"] == 4_000
+    assert second["load1m"] == 1.5 and second["agentRssBytes"] == 21_000_000
+    assert second["at"] > first["at"] and history["sampleIntervalS"] == 300
+    recent = await rig.api.client.get("/targets/t1/health", params={"since": second["at"]})
+    assert [p["cpuPercent"] for p in recent.json()["items"]] == [30]
+    assert (await rig.api.client.get("/targets/ghost/health")).status_code == 404
+
+
 async def test_bye_marks_offline_at_once(rig: Rig) -> None:
     agent = await rig.agent("t1")
     sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")

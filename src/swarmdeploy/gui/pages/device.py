@@ -11,6 +11,7 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError
 from swarmdeploy.gui import logview
+from swarmdeploy.gui.charts import health_chart
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.pages.bulk import split_tags
 from swarmdeploy.gui.pages.layout import (
@@ -86,6 +87,12 @@ def register(ctx: GuiContext) -> None:
             with ui.column().classes("grow"):
                 ui.label("Deployments").classes("font-bold")
                 history = ui.column().props('data-testid="device-history"')
+        ui.label("Health").classes("font-bold mt-4")
+        chart = (
+            ui.echart(health_chart([])).classes("w-full h-72").props('data-testid="device-health"')
+        )
+        health_note = ui.label("").classes("text-xs text-gray-600")
+        health_note.props('data-testid="device-health-note"')
         ui.label("Newest log lines").classes("font-bold mt-4")
         logs = logview.log_table("device-logs")
         doc: dict[str, Any] = {}
@@ -102,6 +109,7 @@ def register(ctx: GuiContext) -> None:
                         "/logs",
                         params={"target": target_id, "sortOrder": "desc", "perPage": LOG_LINES},
                     )
+                    health = await api.request("GET", f"/targets/{target_id}/health")
             except ApiError as exc:
                 title.text = f"Device {printable(target_id)}: {printable(exc.message)}"
                 return
@@ -117,6 +125,12 @@ def register(ctx: GuiContext) -> None:
                     ui.label(value)
             _history(history, tasks["items"], now_ms)
             logview.show(logs, lines["items"])
+            chart.options.clear()
+            chart.options.update(health_chart(health["items"]))
+            chart.update()
+            health_note.text = (
+                f"{len(health['items'])} sample(s), one every {health['sampleIntervalS']:.0f} s"
+            )
 
         async def request_logs() -> None:
             try:

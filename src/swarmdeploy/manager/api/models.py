@@ -102,6 +102,27 @@ class TargetConfinement(ApiModel):
     limits: dict[str, int]
 
 
+class HealthPointOut(ApiModel):
+    """One sample of a target's health history (from an agent ``health`` report)."""
+
+    at: Millis
+    cpu_percent: float
+    load_1m: float = Field(alias="load1m")
+    mem_total_bytes: int
+    mem_available_bytes: int
+    disk_total_bytes: int
+    disk_free_bytes: int
+    agent_rss_bytes: int
+
+
+class HealthHistoryOut(ApiModel):
+    """A target's health history, oldest first."""
+
+    target: str
+    sample_interval_s: float
+    items: list[HealthPointOut]
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;

@@ -17,6 +17,7 @@ from swarmdeploy.manager.api.deps import (
 from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import (
     CommandCreate,
+    HealthHistoryOut,
     ListOf,
     MessagePublic,
     TargetPublic,
@@ -90,6 +91,42 @@ async def target_tasks(
         for row, task in result.items
     ]
     return {"total": result.total, "items": items, "page": page, "perPage": per_page}
+
+
+@router.get(
+    "/{target_id}/health",
+    response_model=HealthHistoryOut,
+    responses=responses(401, 403, 404),
+)
+async def target_health(
+    target_id: TargetId,
+    services: ServicesDep,
+    _: Viewer,
+    since: Annotated[
+        int, Query(ge=0, description="Samples at or after this time (ms); default: all kept.")
+    ] = 0,
+) -> dict[str, Any]:
+    """The target's health history (CPU, load, memory, disk, agent memory), oldest first:
+    one sample per ``--health-sample`` seconds, kept for ``--health-history`` seconds."""
+    await services.registry.get(target_id)
+    samples = await services.health.series(target_id, since_ms=since)
+    return {
+        "target": target_id,
+        "sampleIntervalS": services.settings.health_sample_s,
+        "items": [
+            {
+                "at": s.at_ms,
+                "cpuPercent": s.cpu_percent,
+                "load1m": s.load_1m,
+                "memTotalBytes": s.mem_total_bytes,
+                "memAvailableBytes": s.mem_available_bytes,
+                "diskTotalBytes": s.disk_total_bytes,
+                "diskFreeBytes": s.disk_free_bytes,
+                "agentRssBytes": s.agent_rss_bytes,
+            }
+            for s in samples
+        ],
+    }
 
 
 @router.put("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))

@@ -30,6 +30,7 @@ from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
 from swarmdeploy.manager.services.builds import BUILD_ENDED_BADLY, BuildRecorder
+from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.registry import TargetRegistry, target_json
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
@@ -92,6 +93,7 @@ class Parts:
     revocations: Callable[[], Awaitable[bytes]]
     #: Sign the deploy manifest of a task whose build delivered (before ``built`` is stored).
     sign_deploy: Callable[[str], Awaitable[None]]
+    health: HealthHistory
 
 
 class AgentHandlers:
@@ -127,6 +129,8 @@ class AgentHandlers:
         if contact.write:
             health = health_doc(msg, now) if isinstance(msg, m.Health) else None
             await p.storage.touch_target(target_id, seen_at=now, health=health)
+            if health is not None:
+                await p.health.note(target_id, now, health)
         if contact.came_online:
             log.info("target %s is online", target_id)
             await self.publish_target(target_id)

@@ -136,6 +136,7 @@ class LinkServer:
                 on_built=self._announce_build_result,
                 revocations=s.operator_keys.revocations_for_agents,
                 sign_deploy=self._sign_deploy,
+                health=s.health,
             )
         )
         self._loops: list[asyncio.Task[None]] = []
