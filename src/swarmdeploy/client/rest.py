@@ -40,9 +40,8 @@ class ManagerClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+            transport=transport, **_client_options(base_url, api_key, timeout_s)
         )
 
     def close(self) -> None:
@@ -125,9 +124,8 @@ class AsyncManagerClient:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+            transport=transport, **_client_options(base_url, api_key, timeout_s)
         )
 
     async def aclose(self) -> None:
@@ -169,6 +167,12 @@ class AsyncManagerClient:
         except httpx.HTTPError as exc:
             raise _unreachable(self._http.base_url, exc) from None
         return _decoded(resp)
+
+
+def _client_options(base_url: str, api_key: str | None, timeout_s: float) -> dict[str, Any]:
+    """What both clients are built with: base URL, bearer header, timeout."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout_s}
 
 
 def _clean(params: dict[str, Any] | None) -> dict[str, Any]:

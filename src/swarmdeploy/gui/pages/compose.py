@@ -19,10 +19,7 @@ from swarmdeploy.gui.live import Debounced
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     NEW_DEPLOYMENT,
-    SIGN_IN,
-    absolute,
-    current_session,
-    frame,
+    open_page,
 )
 from swarmdeploy.gui.rows import printable
 from swarmdeploy.gui.session import Session
@@ -179,13 +176,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(NEW_DEPLOYMENT)
     async def compose() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "New deployment")
-        if not session.operator.allows("operator"):
-            ui.label("Deploying needs the operator role.").props('data-testid="no-access"')
-            return None
+        session = open_page(ctx, "New deployment", "operator", "Deploying needs the operator role.")
+        if not isinstance(session, Session):
+            return session
         page = ComposePage(ctx, session)
         await page.check()
         return None

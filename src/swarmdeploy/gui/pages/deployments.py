@@ -19,10 +19,7 @@ from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     NEW_DEPLOYMENT,
-    SIGN_IN,
-    absolute,
-    current_session,
-    frame,
+    open_page,
 )
 from swarmdeploy.gui.rows import ago, printable
 from swarmdeploy.gui.session import Session
@@ -88,10 +85,9 @@ def register(ctx: GuiContext) -> None:
 def _register_list(ctx: GuiContext) -> None:
     @ui.page(DEPLOYMENTS)
     async def deployments() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Deployments")
+        session = open_page(ctx, "Deployments")
+        if not isinstance(session, Session):
+            return session
         if session.operator.allows("operator"):
             ui.button("New deployment", on_click=lambda: ui.navigate.to(NEW_DEPLOYMENT)).props(
                 'data-testid="task-new"'
@@ -129,10 +125,9 @@ def _register_list(ctx: GuiContext) -> None:
 def _register_progress(ctx: GuiContext) -> None:
     @ui.page(DEPLOYMENTS + "/{task_id}")
     async def deployment(task_id: str) -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Deployment")
+        session = open_page(ctx, "Deployment")
+        if not isinstance(session, Session):
+            return session
         header = ui.label("").classes("text-lg font-bold").props('data-testid="task-title"')
         status = ui.label("").props('data-testid="task-status"')
         bar = ui.linear_progress(value=0, show_value=False).props(

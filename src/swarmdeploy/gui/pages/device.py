@@ -17,12 +17,10 @@ from swarmdeploy.gui.pages.bulk import split_tags
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     HOME,
-    SIGN_IN,
-    absolute,
-    current_session,
-    frame,
+    open_page,
 )
 from swarmdeploy.gui.rows import ago, outcome, printable, trust_label
+from swarmdeploy.gui.session import Session
 
 LOG_LINES = 200
 HISTORY = 50
@@ -65,10 +63,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(HOME + "/{target_id}")
     async def device(target_id: str) -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Device")
+        session = open_page(ctx, "Device")
+        if not isinstance(session, Session):
+            return session
         api_key = session.api_key
         title = ui.label("").classes("text-lg font-bold").props('data-testid="device-title"')
         with ui.row().classes("w-full"):

@@ -12,8 +12,9 @@ from nicegui import ui
 from swarmdeploy.client import ApiError, AsyncManagerClient
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.pages.bulk import edit_dialog
-from swarmdeploy.gui.pages.layout import HOME, SIGN_IN, absolute, current_session, frame
+from swarmdeploy.gui.pages.layout import HOME, open_page
 from swarmdeploy.gui.rows import printable, target_row
+from swarmdeploy.gui.session import Session
 
 PER_PAGE = 1000
 MAX_ROWS = 50_000
@@ -59,10 +60,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(HOME)
     async def devices() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Devices")
+        session = open_page(ctx, "Devices")
+        if not isinstance(session, Session):
+            return session
         summary = ui.label("").props('data-testid="device-summary"')
         with ui.row().classes("w-full items-center"):
             search = ui.input("Filter by name, id or tag").props(

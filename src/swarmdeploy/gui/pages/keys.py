@@ -11,8 +11,9 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError, AsyncManagerClient
 from swarmdeploy.gui.context import GuiContext
-from swarmdeploy.gui.pages.layout import KEYS, SIGN_IN, absolute, current_session, frame
+from swarmdeploy.gui.pages.layout import KEYS, open_page
 from swarmdeploy.gui.rows import ago, printable
+from swarmdeploy.gui.session import Session
 
 API_COLUMNS: list[dict[str, Any]] = [
     {"name": "name", "label": "Name", "field": "name", "align": "left"},
@@ -41,13 +42,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(KEYS)
     async def keys() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Keys")
-        if not session.operator.allows("admin"):
-            ui.label("Keys need the admin role.").props('data-testid="no-access"')
-            return None
+        session = open_page(ctx, "Keys", "admin", "Keys need the admin role.")
+        if not isinstance(session, Session):
+            return session
         await KeysPage(ctx, session.api_key).load()
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastapi.responses import RedirectResponse
 from nicegui import app, ui
 
 from swarmdeploy.gui import MOUNT_PATH
@@ -65,3 +66,19 @@ def frame(ctx: GuiContext, session: Session, title: str) -> None:
 
             ui.button("Sign out", on_click=sign_out).props('flat color=white data-testid="signout"')
     ui.page_title(f"{title} · swarmdeploy")
+
+
+def open_page(
+    ctx: GuiContext, title: str, role: str = "viewer", refusal: str = ""
+) -> Session | RedirectResponse | None:
+    """The start of every signed-in page: a redirect to sign-in without a session; the frame;
+    then the session, or ``None`` after showing ``refusal`` when the role is below ``role``
+    (the API would refuse that page's calls anyway)."""
+    session = current_session(ctx)
+    if session is None:
+        return RedirectResponse(absolute(SIGN_IN))
+    frame(ctx, session, title)
+    if not session.operator.allows(role):
+        ui.label(refusal or f"This page needs the {role} role.").props('data-testid="no-access"')
+        return None
+    return session

@@ -13,8 +13,9 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.gui import logview
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.live import follow
-from swarmdeploy.gui.pages.layout import LOGS, SIGN_IN, absolute, current_session, frame
+from swarmdeploy.gui.pages.layout import LOGS, open_page
 from swarmdeploy.gui.rows import printable
+from swarmdeploy.gui.session import Session
 
 PAGE = 500
 #: Lines kept on screen while tailing.
@@ -36,10 +37,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(LOGS)
     async def logs(target: str = "", task: str = "") -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Logs")
+        session = open_page(ctx, "Logs")
+        if not isinstance(session, Session):
+            return session
         with ui.row().classes("items-end gap-3"):
             device = ui.input("Device", value=target).props('data-testid="logs-target"')
             task_in = ui.input("Task", value=task).props('data-testid="logs-task"')

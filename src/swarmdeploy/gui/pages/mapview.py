@@ -25,10 +25,7 @@ from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     MAP,
     NEW_DEPLOYMENT,
-    SIGN_IN,
-    absolute,
-    current_session,
-    frame,
+    open_page,
 )
 from swarmdeploy.gui.rows import ago, outcome, printable
 from swarmdeploy.gui.session import Session
@@ -198,10 +195,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(MAP)
     async def map_page() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Map")
+        session = open_page(ctx, "Map")
+        if not isinstance(session, Session):
+            return session
         await MapView(ctx, session).load()
         return None
 

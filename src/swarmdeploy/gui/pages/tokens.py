@@ -12,8 +12,9 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError
 from swarmdeploy.gui.context import GuiContext
-from swarmdeploy.gui.pages.layout import SIGN_IN, TOKENS, absolute, current_session, frame
+from swarmdeploy.gui.pages.layout import TOKENS, open_page
 from swarmdeploy.gui.rows import agent_command, ago, printable
+from swarmdeploy.gui.session import Session
 
 COLUMNS: list[dict[str, Any]] = [
     {"name": "name", "label": "Set", "field": "name", "align": "left"},
@@ -29,13 +30,9 @@ def register(ctx: GuiContext) -> None:
 
     @ui.page(TOKENS)
     async def tokens() -> RedirectResponse | None:
-        session = current_session(ctx)
-        if session is None:
-            return RedirectResponse(absolute(SIGN_IN))
-        frame(ctx, session, "Tokens")
-        if not session.operator.allows("admin"):
-            ui.label("Registration tokens need the admin role.").props('data-testid="no-access"')
-            return None
+        session = open_page(ctx, "Tokens", "admin", "Registration tokens need the admin role.")
+        if not isinstance(session, Session):
+            return session
         api_key = session.api_key
         with ui.row().classes("items-end gap-4"):
             name = ui.input("Set name").props('data-testid="token-name"')
