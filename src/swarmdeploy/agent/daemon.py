@@ -44,6 +44,7 @@ from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.processor import TaskProcessor
 from swarmdeploy.agent.reports import StateReporter
+from swarmdeploy.agent.request_trust import RequestTrust
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
 from swarmdeploy.agent.sandbox import SandboxConfig
@@ -139,6 +140,7 @@ class Daemon:
         self._built = False
         self._release_memory = release_memory
         self._trim_due = False
+        self._signer_revoked: list[str] = []
 
     @property
     def lifecycle(self) -> DaemonState:
@@ -231,8 +233,11 @@ class Daemon:
             self.confinement,
             disk_low=lambda: self.health.disk_low,
         )
-        self.terminal = Terminal(self.ctx)
-        self.requests = RequestHandler(self.ctx, self.processor, self.terminal, self._set_tags)
+        self.terminal = Terminal(self.ctx, self.confinement)
+        trust = RequestTrust(self.verifier, state, self._save)
+        self.requests = RequestHandler(
+            self.ctx, self.processor, self.terminal, self._set_tags, trust
+        )
         self._built = True
 
     def _save(self) -> None:
@@ -242,13 +247,17 @@ class Daemon:
         """The optional fields ``hello`` and ``health`` carry (kept by the manager as
         unknown fields, docs/protocol.md §2): ``insecure_lab`` (bool) and ``security``
         (verification mode, anchor fingerprints, revocation list number, last sequences,
-        sandbox kind) -- see docs/security.md."""
+        sandbox kind, the device's terminal and revoked-signer policies, running deployments
+        whose signer is revoked) -- see docs/security.md."""
         return {
             "insecure_lab": self.verifier.insecure_lab,
             "security": {
                 **self.verifier.status(),
                 "sandbox": self.confinement.kind,
                 "confinement": self.confinement.config.report(),
+                "terminal": self.settings.terminal,
+                "on_revoked": self.settings.on_revoked,
+                "signer_revoked": list(self._signer_revoked),
             },
         }
 
@@ -339,10 +348,29 @@ class Daemon:
             return
         from swarmdeploy.crypto.rejections import VerificationError
 
+        before = self.verifier.trust.revocation_number
         try:
-            self.verifier.apply_revocation_list(data)
+            number = self.verifier.apply_revocation_list(data)
         except VerificationError as exc:
             logger.warning("revocation list from the manager refused: %s", exc)
+            return
+        if number != before:
+            self._spawn(self._check_signer_revoked())
+
+    async def _check_signer_revoked(self) -> None:
+        """After a new revocation list: mark the running deployment if its signer is
+        revoked, and stop it when ``--on-revoked stop`` (docs/security.md)."""
+        task_id = await asyncio.to_thread(self.deployments.signer_revoked)
+        self._signer_revoked = [task_id] if task_id else []
+        if task_id is None:
+            return
+        logger.warning("deployment %s was signed by a revoked key (--on-revoked %s)",
+                       task_id, self.settings.on_revoked)  # fmt: skip
+        if self.settings.on_revoked == "stop":
+            reason = "its signer's key was revoked (--on-revoked stop)"
+            await self.processor.stop(task_id, reason)
+            self._signer_revoked = []
+        self.health.nudge()
 
     async def _on_link(self, event: LinkEvent) -> None:
         self._welcomed = False

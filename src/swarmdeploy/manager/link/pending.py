@@ -35,7 +35,13 @@ def to_message(request: dispatch.TargetRequest) -> RequestMessage:
     if isinstance(request, dispatch.LogRequest):
         return m.LogRequest(request_id=request.id, since_ms=max(0, request.if_modified_since))
     if isinstance(request, dispatch.CommandRequest):
-        return m.TerminalCommand(request_id=request.id, command=request.command)
+        return m.TerminalCommand(
+            request_id=request.id,
+            command=request.command,
+            statement=request.statement,
+            signature=request.signature,
+            certificate=request.certificate,
+        )
     return m.TerminalStop(request_id=request.id)
 
 
