@@ -55,9 +55,9 @@ from swarmdeploy.manager.services.oidc import OidcVerifier
 from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.request_signing import RequestSigner
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
-from swarmdeploy.manager.services.request_signing import RequestSigner
 from swarmdeploy.manager.services.task_signing import TaskSigner
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
