@@ -47,6 +47,19 @@ class Authorised:
     key_id: str = ""
 
 
+def claimed_key_id(certificate: str) -> str:
+    """The key id a certificate names, unverified ("" if unreadable): only to label the
+    log line of a refusal for its (claimed) operator."""
+    if not certificate:
+        return ""
+    from swarmdeploy.crypto.operator import unverified_certificate
+
+    try:
+        return unverified_certificate(certificate.encode("utf-8")).key_id
+    except VerificationError:
+        return ""
+
+
 def _b64(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.errors import TaskRefused
 from swarmdeploy.agent.processor import TaskProcessor
-from swarmdeploy.agent.request_trust import RequestTrust
+from swarmdeploy.agent.request_trust import RequestTrust, claimed_key_id
 from swarmdeploy.agent.state import Location
-from swarmdeploy.agent.terminal import STAGE, TERMINAL_TASK, Terminal
+from swarmdeploy.agent.terminal import TERMINAL_TASK, Terminal, stage_of
 from swarmdeploy.protocol.messages import (
     Config,
     LogRequest,
@@ -108,7 +108,8 @@ class RequestHandler:
         if refused is None:
             return True, "started"
         logger.warning("terminal command %s refused: %s", msg.request_id, refused)
-        self._ctx.collector.marker(TERMINAL_TASK, STAGE, refused, error=True)
+        stage = stage_of(claimed_key_id(msg.certificate))
+        self._ctx.collector.marker(TERMINAL_TASK, stage, refused, error=True)
         return False, refused
 
     async def _stop(self, task_id: str | None) -> tuple[bool, str]:

@@ -415,10 +415,11 @@ def signing_create(
         pathlib.Path | None, typer.Option("--import", help="Armored encrypted key to import.")
     ] = None,
     passphrase: PassphraseOpt = "",
+    owner: Annotated[str, typer.Option(help="API key id it is issued to (default: you).")] = "",
 ) -> None:
-    """Generate a signing key for your tasks, or import one (``--import FILE``)."""
+    """Issue a signing key (admin), generated or imported (``--import FILE``)."""
     c = _ctx(ctx)
-    body: dict[str, Any] = {"name": name}
+    body: dict[str, Any] = {"name": name, **({"owner": owner} if owner else {})}
     if import_file is not None:
         body["privateKey"] = _read(import_file).decode("utf-8", "replace")
         body["passphrase"] = passphrase

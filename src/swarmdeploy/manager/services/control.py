@@ -20,6 +20,7 @@ from swarmdeploy.manager.dispatch import (
     StopRequest,
 )
 from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.log_access import terminal_stage
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.request_signing import RequestSigner
@@ -27,12 +28,6 @@ from swarmdeploy.manager.services.request_signing import RequestSigner
 log = logging.getLogger(__name__)
 
 TERMINAL_TASK = "terminal"
-TERMINAL_STAGE = "terminal"
-
-
-def terminal_stage(key_id: str) -> str:
-    """The log stage of terminal lines of commands signed with ``key_id``."""
-    return f"{TERMINAL_STAGE}:{key_id}" if key_id else TERMINAL_STAGE
 
 
 class TargetControl:
