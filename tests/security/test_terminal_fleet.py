@@ -99,7 +99,11 @@ def test_revoked_operator_cannot_issue_itself_a_key_and_its_deployment_is_marked
 ) -> None:
     _agent(fleet, "t1")
     created = fleet.api.request("POST", "/api_keys", json={"name": "mallory", "role": "operator"})
-    mallory = ManagerClient(fleet.url, str(created["key"]))
+    with ManagerClient(fleet.url, str(created["key"])) as mallory:
+        _revoked_operator(fleet, mallory)
+
+
+def _revoked_operator(fleet: LocalFleet, mallory: ManagerClient) -> None:
     task: dict[str, Any] = mallory.request("POST", "/tasks", json={
         "deploy": {"run": {"commands": ["exec sleep 300"]}, "target": {"ids": ["t1"]}}
     })  # fmt: skip
@@ -127,6 +131,6 @@ def test_deleting_an_api_key_revokes_its_signing_keys(fleet: LocalFleet) -> None
     fleet.api.request("DELETE", f"/api_keys/{eve_id}")
     keys = fleet.api.request("GET", "/operator_keys")["items"]
     assert [k["revokedAt"] is not None for k in keys if k["owner"] == eve_id] == [True]
-    with pytest.raises(ApiError) as gone:
-        ManagerClient(fleet.url, str(created["key"])).request("GET", "/targets")
+    with ManagerClient(fleet.url, str(created["key"])) as eve, pytest.raises(ApiError) as gone:
+        eve.request("GET", "/targets")
     assert gone.value.status == 401
