@@ -47,6 +47,7 @@ from swarmdeploy.agent.reports import StateReporter
 from swarmdeploy.agent.request_trust import RequestTrust
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
+from swarmdeploy.agent.revoked import RevokedSigners
 from swarmdeploy.agent.sandbox import SandboxConfig
 from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
 from swarmdeploy.agent.spool import LogSpool, RecentLines
@@ -140,7 +141,6 @@ class Daemon:
         self._built = False
         self._release_memory = release_memory
         self._trim_due = False
-        self._signer_revoked: list[str] = []
 
     @property
     def lifecycle(self) -> DaemonState:
@@ -233,6 +233,9 @@ class Daemon:
             self.confinement,
             disk_low=lambda: self.health.disk_low,
         )
+        self.revoked = RevokedSigners(
+            self.ctx, self.deployments, self.processor, changed=lambda: self.health.nudge()
+        )
         self.terminal = Terminal(self.ctx, self.confinement)
         trust = RequestTrust(self.verifier, state, self._save)
         self.requests = RequestHandler(
@@ -257,7 +260,7 @@ class Daemon:
                 "confinement": self.confinement.config.report(),
                 "terminal": self.settings.terminal,
                 "on_revoked": self.settings.on_revoked,
-                "signer_revoked": list(self._signer_revoked),
+                "signer_revoked": self.revoked.report(),
             },
         }
 
@@ -355,22 +358,7 @@ class Daemon:
             logger.warning("revocation list from the manager refused: %s", exc)
             return
         if number != before:
-            self._spawn(self._check_signer_revoked())
-
-    async def _check_signer_revoked(self) -> None:
-        """After a new revocation list: mark the running deployment if its signer is
-        revoked, and stop it when ``--on-revoked stop`` (docs/security.md)."""
-        task_id = await asyncio.to_thread(self.deployments.signer_revoked)
-        self._signer_revoked = [task_id] if task_id else []
-        if task_id is None:
-            return
-        logger.warning("deployment %s was signed by a revoked key (--on-revoked %s)",
-                       task_id, self.settings.on_revoked)  # fmt: skip
-        if self.settings.on_revoked == "stop":
-            reason = "its signer's key was revoked (--on-revoked stop)"
-            await self.processor.stop(task_id, reason)
-            self._signer_revoked = []
-        self.health.nudge()
+            self._spawn(self.revoked.check())
 
     async def _on_link(self, event: LinkEvent) -> None:
         self._welcomed = False

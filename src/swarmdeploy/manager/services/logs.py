@@ -19,7 +19,7 @@ from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.log_access import LogAccess
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.records import LogQuery, LogRecord, Page
+from swarmdeploy.storage.records import TERMINAL_TASK, LogQuery, LogRecord, Page
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,25 @@ class LogService:
             return 0
         stored = await self._storage.add_logs(logs)
         self._metrics.logs_ingested += stored
-        key = operator.attrgetter("target", "task", "stage")
-        for (target, task, stage), group in itertools.groupby(sorted(logs, key=key), key=key):
-            payload = [log_json(r) for r in group]
-            owner = await self._access.owner_of_stage(task, stage)
-            self._events.publish("logs", payload, target=target, task=task, owner=owner)
+        key = operator.attrgetter("target", "task")
+        for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):
+            for owner, lines in (await self._by_owner(task, list(group))).items():
+                payload = [log_json(r) for r in lines]
+                self._events.publish("logs", payload, target=target, task=task, owner=owner)
         return stored
+
+    async def _by_owner(
+        self, task: str, lines: list[LogRecord]
+    ) -> dict[str | None, list[LogRecord]]:
+        """Terminal lines split by who may see them (their signing key's owner); other
+        lines stay one group."""
+        if task != TERMINAL_TASK:
+            return {None: lines}
+        groups: dict[str | None, list[LogRecord]] = {}
+        for line in lines:
+            owner = await self._access.owner_of_stage(task, line.stage)
+            groups.setdefault(owner, []).append(line)
+        return groups
 
     async def manager_line(
         self, target: str, task: str, output: str, *, stage: str = "", error: bool = False
