@@ -85,6 +85,8 @@ def test_request_row_written_into_the_database_runs_nothing(fleet: LocalFleet) -
         what="the agent to refuse the unsigned request",
     )
     assert "unsigned" in _request_row(fleet, "evil1")[1]
+    audit = fleet.logs(target="t1", command="$manager")  # the refusal leaves a trail
+    assert any("refused by the agent: refused: unsigned" in x["output"] for x in audit)
     assert not any("pwned" in x["output"] and x["command"] != "$manager"
                    for x in fleet.logs(target="t1"))  # fmt: skip
 
