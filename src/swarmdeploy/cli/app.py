@@ -391,10 +391,10 @@ def keys_list(ctx: typer.Context) -> None:
 
 @keys_app.command("delete")
 def keys_delete(ctx: typer.Context, key_id: str) -> None:
-    """Delete an API key."""
+    """Delete an API key and revoke the signing keys it owns (revokes the operator)."""
     c = _ctx(ctx)
     c.client.request("DELETE", f"/api_keys/{key_id}")
-    c.out.message(f"deleted key {key_id}")
+    c.out.message(f"deleted key {key_id}; its signing keys are revoked")
 
 
 # -- operator signing keys (ADR 0004) --------------------------------------------------------
