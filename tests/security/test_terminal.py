@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from swarmdeploy.crypto.requests import RequestStatement, encode_statement
-from swarmdeploy.protocol.messages import TerminalCommand
+from swarmdeploy.protocol.messages import Config, TerminalCommand
 from tests.agent.daemon_rig import TARGET, Rig
 from tests.security.rig import (
     now_ms,
@@ -164,3 +164,13 @@ async def test_terminal_root_policy_is_the_devices_choice(tmp_path: Path) -> Non
         await rig.manager.send(TARGET, signed_command("c1", "id -u", operator()))
         await rig.output_seen("terminal", "exit status 0")
         assert "0" in rig.outputs("terminal")
+
+
+async def test_manager_cannot_widen_the_terminal_policy(rig: Rig) -> None:
+    await rig.start()
+    widen = Config(request_id="k1", revision=9, tags=["field"], extra={"terminal": "root"})
+    await rig.manager.send(TARGET, widen)
+    assert (await rig.acked("k1"))[0]
+    await rig.manager.send(TARGET, signed_command("c1", "id -u", operator()))
+    await rig.output_seen("terminal", "exit status 0")
+    assert "65534" in rig.outputs("terminal") and "0" not in rig.outputs("terminal")
