@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from swarmdeploy.cli.client import ApiError, ManagerClient
 
+from swarmdeploy.client import ApiError, ManagerClient
 from swarmdeploy.localfleet import LocalFleet, wait_for
 from tests.e2e.conftest import FAST_AGENT
 
