@@ -41,6 +41,8 @@ def test_sizes_tags_locations_and_hosts_are_parsed() -> None:
         ({"manager_url": "http://:80"}, "--manager"),
         ({"manager_url": "http://h:99999"}, "--manager"),
         ({"token": "x" * 65}, "--token"),
+        ({"terminal": "yes"}, "--terminal must be one of off, sandboxed, root"),
+        ({"on_revoked": "kill"}, "--on-revoked must be one of keep, stop"),
     ],
 )
 def test_invalid_settings_name_the_option(kwargs: dict[str, object], needle: str) -> None:

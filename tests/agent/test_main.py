@@ -60,6 +60,16 @@ def test_security_options_from_command_line_and_environment() -> None:
         parse([], {**base, "SWARMDEPLOY_AGENT_INSECURE_LAB": "maybe"})
 
 
+def test_device_policies_default_to_sandboxed_terminal_and_keep() -> None:
+    base = {"SWARMDEPLOY_AGENT_DATA_DIR": "/var/lib/sd"}
+    s = parse([], base)
+    assert (s.terminal, s.on_revoked) == ("sandboxed", "keep")
+    s = parse(["--terminal", "off", "--on-revoked", "stop"], base)
+    assert (s.terminal, s.on_revoked) == ("off", "stop")
+    env = {**base, "SWARMDEPLOY_AGENT_TERMINAL": "root", "SWARMDEPLOY_AGENT_ON_REVOKED": "stop"}
+    assert (parse([], env).terminal, parse([], env).on_revoked) == ("root", "stop")
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

@@ -55,5 +55,5 @@ def test_revoked_operator_key_is_refused_by_the_agent_even_if_the_manager_forget
     fleet.wait_states(second["id"], {"r1": {"install_failed", "declined"}})
     [row] = fleet.task(second["id"])["targets"]
     assert "revoked" in row["reason"] and "refused by the manager" not in row["reason"]
-    leaked = fleet.logs(task=second["id"], q="must-not-run")
+    leaked = fleet.logs(task=second["id"], output="must-not-run")
     assert not leaked, [(line["stage"], line["command"], line["output"]) for line in leaked]

@@ -13,14 +13,22 @@ reasons and output are the daemon rig's own steps (``Rig.announce``, ``Rig.reaso
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from swarmdeploy.crypto.operator import RevocationList, ca_issuer, issue_revocation_list
+from swarmdeploy.crypto.operator import (
+    RevocationList,
+    ca_issuer,
+    issue_revocation_list,
+    seed_signer,
+)
+from swarmdeploy.crypto.requests import RequestStatement, encode_statement, new_nonce, sign_request
 from swarmdeploy.protocol.manifest import TaskManifest, encode_manifest
+from swarmdeploy.protocol.messages import TerminalCommand
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
 from tests.agent.fake_manager import ServedTask
@@ -105,3 +113,34 @@ async def deploy(
     sign(served, signer or operator(), sequence=sequence, **(sign_fields or {}))
     await rig.announce(task_id, state)
     return served
+
+
+def signed_command(
+    request_id: str,
+    command: str,
+    signer: signing_rig.Operator,
+    *,
+    target: str = TARGET,
+    issued_at_ms: int | None = None,
+    valid_ms: int = 60_000,
+) -> TerminalCommand:
+    """A ``terminal`` request signed by ``signer`` as the manager signs it (for ``target``,
+    issued now unless ``issued_at_ms``, valid ``valid_ms``, a fresh nonce)."""
+    issued = now_ms() - 1000 if issued_at_ms is None else issued_at_ms
+    statement = RequestStatement(
+        kind="terminal",
+        request_id=request_id,
+        target_id=target,
+        command=command,
+        nonce=new_nonce(),
+        issued_at_ms=issued,
+        expires_at_ms=issued + valid_ms,
+    )
+    signature = sign_request(statement, seed_signer(signer.seed), signer.certificate)
+    return TerminalCommand(
+        request_id=request_id,
+        command=command,
+        statement=base64.b64encode(encode_statement(statement)).decode(),
+        signature=base64.b64encode(signature).decode(),
+        certificate=signer.certificate.decode(),
+    )

@@ -13,7 +13,8 @@ from tests.manager.conftest import Api
 
 async def test_operator_cannot_export_private_keys_even_its_own(api: Api) -> None:
     operator = await api.headers_for("operator", name="mallory")
-    key = (await api.client.post("/operator_keys", json={}, headers=operator)).json()
+    [mallory] = [k for k in await api.services.api_keys.list() if k.name == "mallory"]
+    key = (await api.client.post("/operator_keys", json={"owner": mallory.id})).json()
     url = f"/operator_keys/{key['id']}/export?private=true"
     headers = {**operator, "X-Export-Passphrase": "pw"}
     r = await api.client.get(url, headers=headers)

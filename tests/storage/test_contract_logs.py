@@ -88,6 +88,20 @@ async def test_query_logs_time_range_includes_since_excludes_until(storage: Stor
     assert await _outputs(storage, until=11) == ["10"]
 
 
+async def test_query_logs_terminal_stages_limit_only_terminal_lines(storage: Storage) -> None:
+    await storage.add_logs(
+        [
+            line("task line", time=1),
+            line("alice", time=2, task_id="terminal", stage="terminal:a"),
+            line("bob", time=3, task_id="terminal", stage="terminal:b"),
+        ]
+    )
+    assert await _outputs(storage) == ["task line", "alice", "bob"]
+    assert await _outputs(storage, terminal_stages=("terminal:a",)) == ["task line", "alice"]
+    assert await _outputs(storage, terminal_stages=()) == ["task line"]
+    assert await _outputs(storage, task="terminal", terminal_stages=()) == []
+
+
 async def test_query_logs_full_text_needs_every_word_case_insensitively(storage: Storage) -> None:
     await storage.add_logs(
         [

@@ -22,6 +22,10 @@ from swarmdeploy.protocol.messages import valid_name
 
 #: Link implementations this agent version provides.
 SUPPORTED_TRANSPORTS = ("zmq",)
+#: ``--terminal``: refuse terminal commands, run them in the sandbox, or as the agent's user.
+TERMINAL_POLICIES = ("off", "sandboxed", "root")
+#: ``--on-revoked``: what happens to a running deployment whose signer was revoked.
+ON_REVOKED_POLICIES = ("keep", "stop")
 _SIZE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*$")
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _GROUP = re.compile(GROUP_NAME_PATTERN)
@@ -43,6 +47,8 @@ class AgentSettings:
     tasks may ask for in ``sandbox.devices/paths/groups``; ``max_*`` are the ceilings of
     their ``sandbox.limits`` (0: none) -- the device owner's policy, never the manager's
     (``swarmdeploy.agent.limits``).
+    ``terminal`` and ``on_revoked`` are the device's own policies too (``docs/security.md``):
+    the manager can read them, never widen them.
     """
 
     data_dir: Path
@@ -57,6 +63,8 @@ class AgentSettings:
     trust_anchor: Path | None = None
     insecure_lab: bool = False
     tls_ca: Path | None = None
+    terminal: str = "sandboxed"
+    on_revoked: str = "keep"
     heartbeat_s: float = 15.0
     health_interval_s: float = 30.0
     log_batch_s: float = 2.0
@@ -93,6 +101,10 @@ class AgentSettings:
             raise ConfigError("--token must be 1 to 64 characters")
         if len(self.name) > 200:
             raise ConfigError("--name must be at most 200 characters")
+        if self.terminal not in TERMINAL_POLICIES:
+            raise ConfigError(f"--terminal must be one of {', '.join(TERMINAL_POLICIES)}")
+        if self.on_revoked not in ON_REVOKED_POLICIES:
+            raise ConfigError(f"--on-revoked must be one of {', '.join(ON_REVOKED_POLICIES)}")
         self._check_transport()
         self._check_numbers()
         self._check_grants()

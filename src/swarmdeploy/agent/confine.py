@@ -45,6 +45,8 @@ DIGEST_FILE = "tree.sha256"
 SANDBOX_BWRAP = "bwrap"
 SANDBOX_USER = "unprivileged_user"
 SANDBOX_NONE = "none"
+#: How ``--terminal sandboxed`` confines a command: the strict default, network shared.
+TERMINAL_POLICY = SandboxPolicy(network=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +123,22 @@ class Confinement:
         self._reachable(dirs)
         return launcher
 
+    def terminal_stage(self, directory: Path) -> Launcher:
+        """A sandboxed terminal command (``--terminal sandboxed``, blocking): the default
+        policy with the network shared, ``directory`` writable and given to the sandbox
+        user."""
+        policy = TERMINAL_POLICY
+        launcher = make_launcher(self.config, policy, writable=[directory], quiet=True)
+        hand_over([directory], policy, self.config)
+        if self.kind == SANDBOX_USER:
+            _searchable_by_others([directory.parent])
+        return launcher
+
     def _reachable(self, dirs: TaskDirs) -> None:
         """Without bubblewrap: let the sandbox user traverse data dir, ``tasks`` and the task
         dir (search bit only; see the module docstring)."""
-        if self.kind != SANDBOX_USER:
-            return
-        for directory in (dirs.root.parent.parent, dirs.root.parent, dirs.root):
-            mode = os.stat(directory).st_mode
-            if not mode & stat.S_IXOTH:
-                os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
+        if self.kind == SANDBOX_USER:
+            _searchable_by_others([dirs.root.parent.parent, dirs.root.parent, dirs.root])
 
     def seal(self, dirs: TaskDirs, policy: SandboxPolicy) -> str:
         """After the install stage: seal ``app``, record and return its tree digest."""
@@ -137,6 +146,14 @@ class Confinement:
         digest = tree_digest(dirs.app)
         atomic_write(dirs.root / DIGEST_FILE, digest.encode(), 0o600)
         return digest
+
+
+def _searchable_by_others(directories: list[Path]) -> None:
+    """Add the search bit for others (enter, not list) where it is missing."""
+    for directory in directories:
+        mode = os.stat(directory).st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(directory, stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def recorded_digest(dirs: TaskDirs) -> str:

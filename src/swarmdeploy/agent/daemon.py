@@ -44,8 +44,10 @@ from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.processor import TaskProcessor
 from swarmdeploy.agent.reports import StateReporter
+from swarmdeploy.agent.request_trust import RequestTrust
 from swarmdeploy.agent.requests import RequestHandler
 from swarmdeploy.agent.resources import machine_arch
+from swarmdeploy.agent.revoked import RevokedSigners
 from swarmdeploy.agent.sandbox import SandboxConfig
 from swarmdeploy.agent.sdnotify import Notifier, watchdog_interval_s
 from swarmdeploy.agent.spool import LogSpool, RecentLines
@@ -231,8 +233,14 @@ class Daemon:
             self.confinement,
             disk_low=lambda: self.health.disk_low,
         )
-        self.terminal = Terminal(self.ctx)
-        self.requests = RequestHandler(self.ctx, self.processor, self.terminal, self._set_tags)
+        self.revoked = RevokedSigners(
+            self.ctx, self.deployments, self.processor, changed=lambda: self.health.nudge()
+        )
+        self.terminal = Terminal(self.ctx, self.confinement)
+        trust = RequestTrust(self.verifier, state, self._save)
+        self.requests = RequestHandler(
+            self.ctx, self.processor, self.terminal, self._set_tags, trust
+        )
         self._built = True
 
     def _save(self) -> None:
@@ -242,13 +250,17 @@ class Daemon:
         """The optional fields ``hello`` and ``health`` carry (kept by the manager as
         unknown fields, docs/protocol.md §2): ``insecure_lab`` (bool) and ``security``
         (verification mode, anchor fingerprints, revocation list number, last sequences,
-        sandbox kind) -- see docs/security.md."""
+        sandbox kind, the device's terminal and revoked-signer policies, running deployments
+        whose signer is revoked) -- see docs/security.md."""
         return {
             "insecure_lab": self.verifier.insecure_lab,
             "security": {
                 **self.verifier.status(),
                 "sandbox": self.confinement.kind,
                 "confinement": self.confinement.config.report(),
+                "terminal": self.settings.terminal,
+                "on_revoked": self.settings.on_revoked,
+                "signer_revoked": self.revoked.report(),
             },
         }
 
@@ -339,10 +351,14 @@ class Daemon:
             return
         from swarmdeploy.crypto.rejections import VerificationError
 
+        before = self.verifier.trust.revocation_number
         try:
-            self.verifier.apply_revocation_list(data)
+            number = self.verifier.apply_revocation_list(data)
         except VerificationError as exc:
             logger.warning("revocation list from the manager refused: %s", exc)
+            return
+        if number != before:
+            self._spawn(self.revoked.check())
 
     async def _on_link(self, event: LinkEvent) -> None:
         self._welcomed = False

@@ -125,6 +125,23 @@ class DeploymentSupervisor:
         check_tree(dirs, dep.tree_digest)
         return manifest
 
+    def signer_revoked(self) -> str | None:
+        """The current deployment's task id if it is not stopped and the key that signed it
+        is revoked by the accepted revocation list, else None (blocking: reads the stored
+        manifest). Issue 9: a running deployment of a revoked key is marked (and, with
+        ``--on-revoked stop``, stopped) at once instead of only at its next start."""
+        dep = self._ctx.state.deployment
+        if dep is None or dep.stopped or dep.sequence == 0:
+            return None
+        message = load_task(TaskDirs(self._ctx.task_dir(dep.task_id)).root)
+        if message is None:
+            return None
+        try:
+            self._verifier.verify_installed(dep, message)
+        except TaskRefused as exc:
+            return dep.task_id if exc.code == "revoked_signer" else None
+        return None
+
     async def _start(
         self, dep: Deployment, indexes: tuple[int, ...], manifest: TaskManifest | None = None
     ) -> None:

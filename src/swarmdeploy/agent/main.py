@@ -2,7 +2,8 @@
 
 ``swarmdeploy agent --data-dir DIR --manager URL [--token XXXX-XXXX-XXXX] [--id ID]
 [--tags a,b] [--location LAT,LON] [--transport zmq|http] [--proxy socks5h://...]
-[--trust-anchor FILE] [--insecure-lab] [--tls-ca FILE]`` plus tuning options (``--help``).
+[--trust-anchor FILE] [--insecure-lab] [--tls-ca FILE] [--terminal off|sandboxed|root]
+[--on-revoked keep|stop]`` plus tuning options (``--help``).
 Without ``--trust-anchor`` the agent declines every task unless ``--insecure-lab`` is given
 (``docs/security.md``); ``--tls-ca`` pins the certificate or CA of an ``https://`` manager
 (``docs/tls.md``). ``--allow-device``, ``--allow-path DIR[:rw]``, ``--allow-group``
@@ -58,6 +59,17 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
         " sha256:<hex> CA fingerprints (without it every task is declined)",
     ),
     ("--tls-ca", Path, "PEM certificate(s) trusted for an https:// manager (only these)"),
+    (
+        "--terminal",
+        str,
+        "remote terminal: off, sandboxed (default: the sandbox user) or root; commands must"
+        " be signed by an operator unless --insecure-lab",
+    ),
+    (
+        "--on-revoked",
+        str,
+        "a running deployment whose signer was revoked: keep (default; reported) or stop",
+    ),
     ("--log-level", str, "DEBUG, INFO (default), WARNING or ERROR"),
     ("--heartbeat-s", float, "heartbeat interval until the manager sets one"),
     ("--health-interval-s", float, "seconds between health reports (default 30)"),
@@ -193,6 +205,8 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         "trust_anchor": args.trust_anchor,
         "insecure_lab": parse_flag(args.insecure_lab, "--insecure-lab"),
         "tls_ca": args.tls_ca,
+        "terminal": (args.terminal or "sandboxed").strip().lower(),
+        "on_revoked": (args.on_revoked or "keep").strip().lower(),
     }
     for key in _PLAIN:
         if getattr(args, key) is not None:

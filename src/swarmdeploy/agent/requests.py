@@ -15,9 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from swarmdeploy.agent.context import AgentContext
+from swarmdeploy.agent.errors import TaskRefused
 from swarmdeploy.agent.processor import TaskProcessor
+from swarmdeploy.agent.request_trust import RequestTrust, claimed_key_id
 from swarmdeploy.agent.state import Location
-from swarmdeploy.agent.terminal import Terminal
+from swarmdeploy.agent.terminal import TERMINAL_TASK, Terminal, stage_of
 from swarmdeploy.protocol.messages import (
     Config,
     LogRequest,
@@ -43,10 +45,12 @@ class RequestHandler:
         processor: TaskProcessor,
         terminal: Terminal,
         set_tags: SetTags,
+        trust: RequestTrust,
     ) -> None:
         self._ctx = ctx
         self._processor = processor
         self._terminal = terminal
+        self._trust = trust
         self._set_tags = set_tags
         self._busy: set[str] = set()
         self._jobs: set[asyncio.Task[None]] = set()
@@ -84,12 +88,29 @@ class RequestHandler:
             moved = self._ctx.collector.on_log_request(msg.since_ms)
             return True, f"{moved} buffered line(s) queued"
         if isinstance(msg, TerminalCommand):
-            refused = self._terminal.start(msg.command)
-            return refused is None, refused or "started"
+            return await self._terminal_command(msg)
         if isinstance(msg, TerminalStop):
             killed = await self._terminal.stop()
             return True, "killed" if killed else "no terminal command was running"
         return await self._configure(msg)
+
+    async def _terminal_command(self, msg: TerminalCommand) -> tuple[bool, str]:
+        """Run a terminal command if the device's policy allows it and its signature
+        verifies (:mod:`.request_trust`); a refusal runs nothing and says why."""
+        refused = self._terminal.refusal()
+        if refused is None:
+            try:
+                authorised = self._trust.accept_terminal(msg)
+            except TaskRefused as exc:
+                refused = str(exc)
+            else:
+                refused = await self._terminal.start(authorised.command, key_id=authorised.key_id)
+        if refused is None:
+            return True, "started"
+        logger.warning("terminal command %s refused: %s", msg.request_id, refused)
+        stage = stage_of(claimed_key_id(msg.certificate))
+        self._ctx.collector.marker(TERMINAL_TASK, stage, refused, error=True)
+        return False, refused
 
     async def _stop(self, task_id: str | None) -> tuple[bool, str]:
         logger.info("stop requested for %s", task_id or "every task")

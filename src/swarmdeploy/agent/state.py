@@ -138,6 +138,9 @@ class AgentState(msgspec.Struct, kw_only=True):
     history: dict[str, TargetState] = msgspec.field(default_factory=dict)
     config_revision: int = 0
     recent_requests: list[str] = msgspec.field(default_factory=list)
+    #: Nonces of signed operator requests carried out, with their expiry (ms): a replay
+    #: inside the window is refused (``agent/request_trust.py``).
+    request_nonces: dict[str, int] = msgspec.field(default_factory=dict)
     trust: TrustState = msgspec.field(default_factory=TrustState)
 
     def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:

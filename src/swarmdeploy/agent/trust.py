@@ -301,6 +301,16 @@ class Verifier:
 
         return self._revoked or Revocations()
 
+    def revocations(self) -> Revocations:
+        """The revocations of the accepted list (none: empty)."""
+        return self._revocations()
+
+    @property
+    def verifying_anchors(self) -> AnchorSet | None:
+        """The anchors signatures are verified against (in insecure lab mode including the
+        CA learned at registration); None: nothing can be verified."""
+        return self._verifying
+
     # --- receipt -----------------------------------------------------------------------
 
     def verify_received(self, task_id: str, message: Task) -> Accepted:

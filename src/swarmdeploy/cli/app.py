@@ -391,10 +391,10 @@ def keys_list(ctx: typer.Context) -> None:
 
 @keys_app.command("delete")
 def keys_delete(ctx: typer.Context, key_id: str) -> None:
-    """Delete an API key."""
+    """Delete an API key and revoke the signing keys it owns (revokes the operator)."""
     c = _ctx(ctx)
     c.client.request("DELETE", f"/api_keys/{key_id}")
-    c.out.message(f"deleted key {key_id}")
+    c.out.message(f"deleted key {key_id}; its signing keys are revoked")
 
 
 # -- operator signing keys (ADR 0004) --------------------------------------------------------
@@ -415,10 +415,11 @@ def signing_create(
         pathlib.Path | None, typer.Option("--import", help="Armored encrypted key to import.")
     ] = None,
     passphrase: PassphraseOpt = "",
+    owner: Annotated[str, typer.Option(help="API key id it is issued to (default: you).")] = "",
 ) -> None:
-    """Generate a signing key for your tasks, or import one (``--import FILE``)."""
+    """Issue a signing key (admin), generated or imported (``--import FILE``)."""
     c = _ctx(ctx)
-    body: dict[str, Any] = {"name": name}
+    body: dict[str, Any] = {"name": name, **({"owner": owner} if owner else {})}
     if import_file is not None:
         body["privateKey"] = _read(import_file).decode("utf-8", "replace")
         body["passphrase"] = passphrase

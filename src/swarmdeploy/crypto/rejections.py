@@ -11,6 +11,8 @@ error tree.
  │    ├── ``NotAuthorized``           the signer's role may not sign this kind of object
  │    ├── ``CertificateExpired``      the signer's certificate is not valid at that time
  │    ├── ``ManifestExpired``         the manifest's delivery deadline has passed (freeze)
+ │    ├── ``RequestExpired``          a signed request is outside its time window
+ │    ├── ``Replayed``                a signed request's nonce was seen before (replay)
  │    ├── ``Rollback``                the sequence number is not newer (rollback, replay)
  │    ├── ``WrongTarget``             the manifest is not addressed to this target
  │    ├── ``WrongTask``               the manifest describes another task (mix-and-match)
@@ -77,6 +79,18 @@ class ManifestExpired(VerificationError):
     """The manifest's expiry has passed: it may be an old manifest held back (freeze)."""
 
     code = "manifest_expired"
+
+
+class RequestExpired(VerificationError):
+    """A signed operator request is expired, issued in the future, or valid for too long."""
+
+    code = "request_expired"
+
+
+class Replayed(VerificationError):
+    """A signed operator request was carried out before (its nonce is remembered)."""
+
+    code = "replayed"
 
 
 class Rollback(VerificationError):

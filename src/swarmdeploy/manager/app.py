@@ -56,6 +56,7 @@ from swarmdeploy.manager.services.oidc import OidcVerifier
 from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.request_signing import RequestSigner
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
 from swarmdeploy.manager.services.task_signing import TaskSigner
@@ -148,7 +149,17 @@ def build_services(
             metrics=metrics,
             clock=clock,
         ),
-        control=TargetControl(registry=registry, dispatcher=dispatcher, logs=logs),
+        control=TargetControl(
+            registry=registry,
+            dispatcher=dispatcher,
+            logs=logs,
+            signer=RequestSigner(
+                signer=signer,
+                keys=operator_keys,
+                clock=clock,
+                validity_ms=int(settings.terminal_expiry_s * 1000),
+            ),
+        ),
         logs=logs,
         task_states=states,
         tasks=TaskService(

@@ -56,12 +56,20 @@ class StopRequest:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommandRequest:
-    """Run one terminal command on the target; ``operator`` names who asked (audit)."""
+    """Run one terminal command on the target; ``operator`` names who asked (audit).
+
+    ``statement`` (base64), ``signature`` (base64) and ``certificate`` carry the operator's
+    signature over the command (``manager/services/request_signing.py``); ``key_id`` names
+    the signing key (terminal output is shown to its owner and admins only)."""
 
     command: str
     operator: str
     id: str = dataclasses.field(default_factory=_request_id)
     kind: Literal["command"] = "command"
+    statement: str = ""
+    signature: str = ""
+    certificate: str = ""
+    key_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

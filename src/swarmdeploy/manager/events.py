@@ -10,6 +10,8 @@ Topics: ``logs``, ``targetAdded``, ``targetUpdated``, ``targetDeleted``, ``taskA
 ``taskUpdated``, ``taskDeleted``. A subscription may filter on a target id and/or a task id;
 an event passes a filter when it concerns that target/task (events without one, e.g.
 ``taskAdded`` for a ``target`` filter, are passed only when the filter is not set).
+Terminal output (``logs`` of the task ``terminal``) reaches only the subscriptions whose
+:class:`LogAudience` sees its ``owner`` (issue 9).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +37,27 @@ TOPICS: frozenset[str] = frozenset(
         "taskDeleted",
     }
 )
+#: The pseudo task of terminal output, whose ``logs`` events are shown to their owner only.
+TERMINAL_TASK = "terminal"
+
+
+class LogAudience(Protocol):
+    """Who a subscription shows terminal output to (``services.log_access.LogAudience``)."""
+
+    def sees_terminal(self, owner: str | None) -> bool:
+        """Whether a terminal line owned by ``owner`` (None: unknown) is visible."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Event:
-    """One event: ``payload`` is JSON-able; ``target``/``task`` are used for filtering."""
+    """One event: ``payload`` is JSON-able; ``target``/``task`` are used for filtering,
+    ``owner`` (terminal output) for who may see it."""
 
     topic: str
     payload: Any
     target: str | None = None
     task: str | None = None
+    owner: str | None = None
 
     def message(self) -> dict[str, Any]:
         """The JSON message sent to clients."""
@@ -84,11 +97,13 @@ class Subscription:
         target: str | None,
         task: str | None,
         max_queued: int,
+        audience: LogAudience | None = None,
     ) -> None:
         self._hub = hub
         self.topics = topics
         self.target = target
         self.task = task
+        self.audience = audience
         self._queue: collections.deque[Event] = collections.deque()
         self._max_queued = max_queued
         self._dropped = 0
@@ -101,7 +116,11 @@ class Subscription:
             return False
         if self.target is not None and event.target != self.target:
             return False
-        return self.task is None or event.task == self.task
+        if self.task is not None and event.task != self.task:
+            return False
+        if self.audience is not None and event.topic == "logs" and event.task == TERMINAL_TASK:
+            return self.audience.sees_terminal(event.owner)
+        return True
 
     def offer(self, event: Event) -> int:
         """Queue ``event`` without blocking; returns how many events were dropped (0 or 1)."""
@@ -156,9 +175,15 @@ class EventHub:
         self.state = HubState.OPEN
 
     def subscribe(
-        self, topics: Iterable[str] = TOPICS, *, target: str | None = None, task: str | None = None
+        self,
+        topics: Iterable[str] = TOPICS,
+        *,
+        target: str | None = None,
+        task: str | None = None,
+        audience: LogAudience | None = None,
     ) -> Subscription:
-        """A new subscription. Raises ``ValueError`` for an unknown topic and
+        """A new subscription (``audience`` None: sees all terminal output, for in-process
+        consumers). Raises ``ValueError`` for an unknown topic and
         :class:`SubscriptionClosed` when the hub is closed."""
         wanted = frozenset(topics)
         unknown = wanted - TOPICS
@@ -166,7 +191,9 @@ class EventHub:
             raise ValueError(f"unknown topic(s): {', '.join(sorted(unknown))}")
         if self.state is HubState.CLOSED:
             raise SubscriptionClosed("the event hub is closed")
-        sub = Subscription(self, wanted, target=target, task=task, max_queued=self._queue_size)
+        sub = Subscription(
+            self, wanted, target=target, task=task, max_queued=self._queue_size, audience=audience
+        )
         self._subscriptions.add(sub)
         return sub
 
@@ -180,12 +207,18 @@ class EventHub:
         return len(self._subscriptions)
 
     def publish(
-        self, topic: str, payload: Any, *, target: str | None = None, task: str | None = None
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        target: str | None = None,
+        task: str | None = None,
+        owner: str | None = None,
     ) -> None:
         """Offer an event to every matching subscription; never blocks."""
         if topic not in TOPICS:
             raise ValueError(f"unknown topic {topic!r}")
-        event = Event(topic, payload, target=target, task=task)
+        event = Event(topic, payload, target=target, task=task, owner=owner)
         dropped = 0
         for sub in list(self._subscriptions):
             if sub.wants(event):

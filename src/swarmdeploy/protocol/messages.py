@@ -290,10 +290,16 @@ class LogRequest(MessageBase, tag="log_request", kw_only=True):
 
 
 class TerminalCommand(MessageBase, tag="terminal", kw_only=True):
-    """Run one terminal command."""
+    """Run one terminal command. ``statement`` (base64 of the canonical JSON of a
+    ``crypto.requests.RequestStatement``), ``signature`` (base64) and ``certificate`` (the
+    signer's operator certificate, as text) carry the operator's signature; an agent with
+    trust anchors refuses a command without them (docs/protocol.md §6.8)."""
 
     request_id: Name
     command: Annotated[str, Meta(min_length=1, max_length=MAX_COMMAND_CHARS)]
+    statement: Annotated[str, Meta(max_length=32_768)] = ""
+    signature: Annotated[str, Meta(max_length=128)] = ""
+    certificate: Annotated[str, Meta(max_length=16_384)] = ""
 
 
 class TerminalStop(MessageBase, tag="terminal_stop", kw_only=True):

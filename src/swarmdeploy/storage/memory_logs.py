@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from swarmdeploy.storage.common import fts_words
-from swarmdeploy.storage.records import LogQuery, LogRecord
+from swarmdeploy.storage.records import TERMINAL_TASK, LogQuery, LogRecord
 
 
 class LogStore:
@@ -50,6 +50,9 @@ class LogStore:
             query.error is None or log.error == query.error,
             query.since is None or log.time >= query.since,
             query.until is None or log.time < query.until,
+            query.terminal_stages is None
+            or log.task != TERMINAL_TASK
+            or log.stage in query.terminal_stages,
         )
         return all(checks) and words <= self._words[log.id or 0]
 

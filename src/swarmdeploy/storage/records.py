@@ -127,7 +127,9 @@ class LogQuery:
     """Filters for :meth:`Storage.query_logs`; all given filters are ANDed.
 
     ``output`` is a full-text query: every word must occur in the line. ``since``/``until``
-    bound ``time`` (inclusive / exclusive).
+    bound ``time`` (inclusive / exclusive). ``terminal_stages`` limits who sees terminal
+    output (issue 9): when set, lines of the task ``terminal`` match only if their stage is
+    one of them (an empty tuple hides every terminal line); None: no limit.
     """
 
     target: str | None = None
@@ -138,11 +140,15 @@ class LogQuery:
     error: bool | None = None
     since: int | None = None
     until: int | None = None
+    terminal_stages: tuple[str, ...] | None = None
     sort_by: LogSortField = "time"
     sort_order: SortOrder = "asc"
     page: int = 1
     per_page: int = 100
 
+
+#: The task name of terminal output (``terminal_stages`` of :class:`LogQuery`).
+TERMINAL_TASK = "terminal"
 
 RequestState = Literal["pending", "sent", "acked", "refused", "expired"]
 

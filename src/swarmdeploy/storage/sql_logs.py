@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmdeploy.storage.common import fts_words
-from swarmdeploy.storage.records import LogQuery, LogRecord, Page
+from swarmdeploy.storage.records import TERMINAL_TASK, LogQuery, LogRecord, Page
 from swarmdeploy.storage.sql_core import SqlCore, as_page
 from swarmdeploy.storage.tables import log_from_row, log_values, logs
 
@@ -33,6 +33,8 @@ def _log_filters(query: LogQuery) -> list[sa.ColumnElement[bool]]:
         where.append(logs.c.time >= query.since)
     if query.until is not None:
         where.append(logs.c.time < query.until)
+    if query.terminal_stages is not None:
+        where.append(sa.or_(logs.c.task != TERMINAL_TASK, logs.c.stage.in_(query.terminal_stages)))
     return where
 
 

@@ -10,12 +10,14 @@ from tests.manager.conftest import Api
 FAST = keyenc.KdfParams(ops=1, mem_bytes=8192)
 
 
-async def test_operator_generates_a_key_owned_by_its_api_key(api: Api) -> None:
+async def test_admin_issues_a_key_owned_by_an_operators_api_key(api: Api) -> None:
     headers = await api.headers_for("operator", name="alice")
-    r = await api.client.post("/operator_keys", json={}, headers=headers)
+    alice = next(k for k in await api.services.api_keys.list() if k.name == "alice")
+    r = await api.client.post("/operator_keys", json={"owner": alice.id})
     assert r.status_code == 201
     doc = r.json()
     assert doc["name"] == "alice" and doc["role"] == "operator" and doc["revokedAt"] is None
+    assert doc["owner"] == alice.id
     assert (await api.client.get(f"/operator_keys/{doc['id']}")).json() == doc
     listed = (await api.client.get("/operator_keys", headers=headers)).json()
     assert [k["id"] for k in listed["items"]] == [doc["id"]]
@@ -33,6 +35,15 @@ async def test_imported_key_keeps_its_id(api: Api) -> None:
     assert again.status_code == 409
     wrong = await api.client.post("/operator_keys", json={**body, "passphrase": "no"})
     assert wrong.status_code == 422
+
+
+async def test_keys_are_not_issued_to_unknown_or_viewer_api_keys(api: Api) -> None:
+    await api.headers_for("viewer", name="vera")
+    vera = next(k for k in await api.services.api_keys.list() if k.name == "vera")
+    r = await api.client.post("/operator_keys", json={"owner": vera.id})
+    assert r.status_code == 422 and r.json()["path"] == "$.owner"
+    r = await api.client.post("/operator_keys", json={"owner": "nosuchkey"})
+    assert r.status_code == 422 and "nosuchkey" in r.json()["error"]
 
 
 async def test_viewer_cannot_create_or_revoke_but_exports_public(api: Api) -> None:

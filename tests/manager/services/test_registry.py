@@ -8,7 +8,11 @@ import pytest
 
 from swarmdeploy.manager.dispatch import LogRequest
 from swarmdeploy.manager.errors import NotFoundError
-from swarmdeploy.manager.services.registry import confinement_summary, security_summary
+from swarmdeploy.manager.services.registry import (
+    confinement_summary,
+    security_summary,
+    signer_revoked,
+)
 from swarmdeploy.storage.records import TargetRecord
 from tests.manager.services.conftest import World
 
@@ -83,16 +87,22 @@ def test_security_summary_without_report_is_unknown() -> None:
         "mode": "unknown",
         "trustsThisManager": None,
         "revocationList": 0,
+        "terminal": "unknown",
+        "onRevoked": "unknown",
     }
     assert security_summary({"uptime_s": 1}, CA_FP)["mode"] == "unknown"
 
 
 def test_security_summary_tells_whether_the_agent_trusts_this_manager() -> None:
-    trusting = _health(mode="verified", anchors=[CA_FP], revocation_list=3)
+    trusting = _health(
+        mode="verified", anchors=[CA_FP], revocation_list=3, terminal="off", on_revoked="stop"
+    )
     assert security_summary(trusting, CA_FP) == {
         "mode": "verified",
         "trustsThisManager": True,
         "revocationList": 3,
+        "terminal": "off",
+        "onRevoked": "stop",
     }
     other = _health(mode="verified", anchors=["sha256:" + "cd" * 32])
     assert security_summary(other, CA_FP)["trustsThisManager"] is False
@@ -100,12 +110,16 @@ def test_security_summary_tells_whether_the_agent_trusts_this_manager() -> None:
 
 
 def test_security_summary_ignores_malformed_fields() -> None:
-    odd = _health(mode=7, anchors="not a list", revocation_list="x")
+    odd = _health(mode=7, anchors="not a list", revocation_list="x", terminal=["root"])
     assert security_summary(odd, CA_FP) == {
         "mode": "unknown",
         "trustsThisManager": None,
         "revocationList": 0,
+        "terminal": "unknown",
+        "onRevoked": "unknown",
     }
+    assert signer_revoked(_health(signer_revoked="t1")) == []
+    assert signer_revoked(_health(signer_revoked=["t1", 5])) == ["t1"]
 
 
 def test_confinement_summary_shows_what_the_agent_enforces() -> None:

@@ -2,8 +2,10 @@
 
 Query parameters: ``topics`` (comma list; default all), ``target``, ``task`` (filters),
 ``access_token`` (alternative to the ``Authorization: Bearer`` header for browsers). Needs
-the viewer role. Refusals happen before the upgrade: 401/403/422 with the usual JSON error
-body where the server supports denial responses (uvicorn does), else close code 1008.
+the viewer role; terminal output reaches only the operator who ran the command and admins
+(``services/log_access.py``). Refusals happen before the upgrade: 401/403/422 with the
+usual JSON error body where the server supports denial responses (uvicorn does), else close
+code 1008.
 
 Server -> client text frames: ``{"topic": ..., "payload": ...}``; after events were dropped
 for this (slow) client: ``{"topic": "dropped", "payload": {"count": N}}``. Messages sent by
@@ -24,6 +26,7 @@ from swarmdeploy.manager.api.errors import error_body
 from swarmdeploy.manager.errors import Forbidden, ManagerError
 from swarmdeploy.manager.events import TOPICS, Subscription, SubscriptionClosed
 from swarmdeploy.manager.services.container import Services
+from swarmdeploy.manager.services.log_access import LogAccess
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,12 @@ async def events(
         message = f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(sorted(TOPICS))}"
         await _refuse(websocket, 422, "validation_error", message)
         return
-    sub = services.events.subscribe(wanted, target=target or None, task=task or None)
+    sub = services.events.subscribe(
+        wanted,
+        target=target or None,
+        task=task or None,
+        audience=LogAccess.audience(principal),
+    )
     try:
         await websocket.accept()
         pump = asyncio.create_task(_pump(websocket, sub))

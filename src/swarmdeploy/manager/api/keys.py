@@ -49,6 +49,9 @@ async def list_api_keys(
 async def delete_api_key(
     key_id: Annotated[str, Path(max_length=64)], services: ServicesDep, _: Admin
 ) -> Response:
-    """Delete a key; requests with it fail from now on."""
+    """Revoke an operator: delete its API key (requests with it fail from now on) and
+    revoke every operator signing key it owns (agents get the new revocation list at
+    once)."""
     await services.api_keys.delete(key_id)
+    await services.operator_keys.revoke_owner(key_id)
     return Response(status_code=204)

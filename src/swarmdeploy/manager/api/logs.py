@@ -55,7 +55,7 @@ _CONTENT: dict[int | str, dict[str, Any]] = {
 async def query_logs(
     request: Request,
     services: ServicesDep,
-    _: Viewer,
+    principal: Viewer,
     target: Text = None,
     task: Text = None,
     stage: Text = None,
@@ -73,7 +73,9 @@ async def query_logs(
     page: PageQuery = 1,
     per_page: PerPageQuery = 100,
 ) -> Any:
-    """Log lines; all given filters must hold. ``since`` is inclusive, ``until`` exclusive."""
+    """Log lines; all given filters must hold. ``since`` is inclusive, ``until`` exclusive.
+    Terminal output (task ``terminal``) only of the caller's own commands; admins see all,
+    viewers none."""
     query = LogQuery(
         target=target,
         task=task,
@@ -88,7 +90,7 @@ async def query_logs(
         page=page,
         per_page=per_page,
     )
-    result = await services.logs.query(query)
+    result = await services.logs.query(query, principal)
     if wants_text(request):
         return PlainTextResponse(render_text(result))
     items = [log_json(r) for r in result.items]

@@ -64,11 +64,15 @@ class TargetSecurity(ApiModel):
     ``verified`` (trust anchors), ``insecure_lab``, ``no_anchor`` (refuses every task) or
     ``unknown`` (no report yet); ``trustsThisManager`` whether its anchors include this
     manager's deployment CA (``null`` when unknown); ``revocationList`` the number of the
-    operator-key revocation list it holds (0: none)."""
+    operator-key revocation list it holds (0: none); ``terminal`` the device's terminal
+    policy (``off``, ``sandboxed``, ``root``) and ``onRevoked`` what it does with a running
+    deployment whose signer is revoked (``keep``, ``stop``); ``unknown`` for older agents."""
 
     mode: str
     trusts_this_manager: bool | None
     revocation_list: int
+    terminal: str = "unknown"
+    on_revoked: str = "unknown"
 
 
 class RecentTaskOut(ApiModel):
@@ -127,7 +131,8 @@ class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
     ``insecureLab`` that its agent runs in insecure lab mode (accepts unsigned tasks);
-    ``security`` what it trusts (:class:`TargetSecurity`)."""
+    ``security`` what it trusts (:class:`TargetSecurity`); ``signerRevoked`` the running
+    deployments (task ids) its agent found signed by a revoked operator key."""
 
     id: str
     name: str
@@ -147,6 +152,7 @@ class TargetPublic(ApiModel):
     #: In ``GET /targets`` and ``GET /targets/{id}``: its 5 newest tasks, newest first.
     recent_tasks: list[RecentTaskOut] | None = None
     confinement: TargetConfinement | None = None
+    signer_revoked: list[str] = []
 
 
 class TargetUpdate(ApiModel):
@@ -464,9 +470,11 @@ class HealthPublic(ApiModel):
 # -- operator signing keys ---------------------------------------------------------------------
 class OperatorKeyCreate(ApiModel):
     """Generate a key (no ``privateKey``) or import one (armored, encrypted with
-    ``passphrase``); ``name`` defaults to the caller's name."""
+    ``passphrase``); ``name`` defaults to the owner's name. ``owner`` is the id of the API
+    key the signing key is issued to (default: the calling admin itself)."""
 
     name: str = Field("", max_length=128, pattern=r"^[^\x00-\x1f]*$")
+    owner: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     private_key: str | None = Field(None, max_length=8192)
     passphrase: str = Field("", max_length=1024)
 

@@ -1,9 +1,12 @@
-"""``/operator_keys``: operator signing keys (issue 5, ADR 0004).
+"""``/operator_keys``: operator signing keys (issue 5, ADR 0004; issue 9).
 
-Anyone with ``operator`` may create (generate or import) a key, which then signs their
-tasks; ``viewer`` may read keys and export public parts; exporting a private key and
-revoking need ``admin``. The private key of an export is encrypted with the passphrase the
-admin sends in the ``X-Export-Passphrase`` header (never in the URL, which ends up in logs).
+Issuing a key (generate or import) is an admin act: an admin issues it to itself or to an
+API key (``owner``), certified with that key's role -- so an operator whose key was
+revoked cannot issue itself a new one. (A caller that never had a key gets one generated
+when it first signs: the admin who created its API key approved that one.) ``viewer`` may
+read keys and export public parts; exporting a private key and revoking need ``admin``.
+The private key of an export is encrypted with the passphrase the admin sends in the
+``X-Export-Passphrase`` header (never in the URL, which ends up in logs).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query
 
-from swarmdeploy.manager.api.deps import Admin, Operator, ServicesDep, Viewer
+from swarmdeploy.manager.api.deps import Admin, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import (
     ListOf,
@@ -21,7 +24,7 @@ from swarmdeploy.manager.api.models import (
     OperatorKeyExport,
     OperatorKeyPublic,
 )
-from swarmdeploy.manager.errors import Forbidden
+from swarmdeploy.manager.errors import Forbidden, InvalidInput
 from swarmdeploy.manager.services.task_signing import key_owner
 from swarmdeploy.storage.records import OperatorKeyRecord
 
@@ -51,17 +54,26 @@ def operator_key_json(record: OperatorKeyRecord) -> dict[str, Any]:
     responses=responses(401, 403, 409),
 )
 async def create_operator_key(
-    body: OperatorKeyCreate, services: ServicesDep, principal: Operator
+    body: OperatorKeyCreate, services: ServicesDep, principal: Admin
 ) -> dict[str, Any]:
-    """Generate a key for the caller, or import ``privateKey`` (armored, encrypted with
-    ``passphrase``); the CA certifies it with the caller's role."""
+    """Issue a key (admin only) to ``owner`` (an API key id; default the caller): generate
+    one, or import ``privateKey`` (armored, encrypted with ``passphrase``); the CA
+    certifies it with the owner's role. A ``viewer`` API key cannot own one."""
     keys = services.operator_keys
-    owner, name = key_owner(principal), body.name or principal.name
+    owner, holder, role = key_owner(principal), principal.name, principal.role
+    if body.owner is not None and body.owner != owner:
+        api_key = await services.storage.get_api_key(body.owner)
+        if api_key is None:
+            raise InvalidInput(f"no API key {body.owner!r}", path="$.owner")
+        if api_key.role == "viewer":
+            raise InvalidInput("a viewer never signs: it cannot own a signing key", path="$.owner")
+        owner, holder, role = api_key.id, api_key.name, api_key.role
+    name = body.name or holder
     if body.private_key is None:
-        record = await keys.generate(owner=owner, name=name, role=principal.role)
+        record = await keys.generate(owner=owner, name=name, role=role)
     else:
         record = await keys.import_key(
-            body.private_key, body.passphrase, owner=owner, name=name, role=principal.role
+            body.private_key, body.passphrase, owner=owner, name=name, role=role
         )
     return operator_key_json(record)
 

@@ -10,6 +10,8 @@ away instead of running long after the operator gave up.
 
 from __future__ import annotations
 
+from swarmdeploy.crypto.errors import CryptoError
+from swarmdeploy.crypto.operator import unverified_certificate
 from swarmdeploy.manager import dispatch
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.codec import from_wire, to_wire
@@ -35,7 +37,13 @@ def to_message(request: dispatch.TargetRequest) -> RequestMessage:
     if isinstance(request, dispatch.LogRequest):
         return m.LogRequest(request_id=request.id, since_ms=max(0, request.if_modified_since))
     if isinstance(request, dispatch.CommandRequest):
-        return m.TerminalCommand(request_id=request.id, command=request.command)
+        return m.TerminalCommand(
+            request_id=request.id,
+            command=request.command,
+            statement=request.statement,
+            signature=request.signature,
+            certificate=request.certificate,
+        )
     return m.TerminalStop(request_id=request.id)
 
 
@@ -76,6 +84,18 @@ def from_record(record: RequestRecord) -> RequestMessage:
     if cls is None:
         raise MessageError(f"{record.kind!r} is not a request type")
     return from_wire(cls, {**record.payload, "type": record.kind, "request_id": record.id})
+
+
+def signing_key_id(record: RequestRecord) -> str:
+    """The operator key id named by a signed terminal request's certificate ("" if none):
+    the owner of its log lines (``services/log_access.py``)."""
+    certificate = record.payload.get("certificate")
+    if not isinstance(certificate, str) or not certificate:
+        return ""
+    try:
+        return unverified_certificate(certificate.encode("utf-8")).key_id
+    except CryptoError:
+        return ""
 
 
 def describe(record: RequestRecord) -> str:

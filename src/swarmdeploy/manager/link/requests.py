@@ -29,11 +29,13 @@ from swarmdeploy.manager.link.pending import (
     SUBMITTED_KINDS,
     describe,
     from_record,
+    signing_key_id,
     to_message,
     to_record,
 )
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.services.control import TERMINAL_TASK
+from swarmdeploy.manager.services.log_access import terminal_stage
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
@@ -193,7 +195,8 @@ class RequestService:
             terminal = finished.kind.startswith("terminal")
             task = TERMINAL_TASK if terminal else str(finished.payload.get("task_id", ""))
             text = f"{finished.kind} refused by the agent: {ack.message}"
-            await self._logs.manager_line(target_id, task, text, error=True)
+            stage = terminal_stage(signing_key_id(finished)) if terminal else ""
+            await self._logs.manager_line(target_id, task, text, stage=stage, error=True)
         elif finished.kind == "log_request":
             await self._storage.set_log_request_at(target_id, self._clock())
         elif finished.kind == "stop" and finished.payload.get("task_id"):
@@ -223,10 +226,12 @@ class RequestService:
     async def _expire(self, target_id: str, now: int) -> int:
         expired = await self._storage.expire_requests(target_id, now=now)
         for record in expired:
+            terminal = record.kind.startswith("terminal")
             await self._logs.manager_line(
                 target_id,
-                TERMINAL_TASK if record.kind.startswith("terminal") else "",
+                TERMINAL_TASK if terminal else "",
                 f"{describe(record)} expired: the target was offline",
+                stage=terminal_stage(signing_key_id(record)) if terminal else "",
                 error=True,
             )
         return len(expired)

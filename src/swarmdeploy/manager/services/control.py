@@ -4,7 +4,9 @@ Each call checks that the target exists, queues the request through the
 :class:`~swarmdeploy.manager.dispatch.Dispatcher` and returns; the transport delivers it.
 Stops and terminal commands are audited as a ``$manager`` log line that names the operator
 (an unauthenticated root shell was the original's worst defect, cpswarm-original.md §10.2
-#16; ours needs the operator role and leaves a trail).
+#16; ours needs the operator role, is signed with the operator's key and leaves a trail).
+Terminal lines carry the stage ``terminal:<signing key id>`` so that only that key's owner
+and admins see them (``manager/services/log_access.py``).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from __future__ import annotations
 import logging
 
 from swarmdeploy.manager.dispatch import (
-    CommandRequest,
     CommandStopRequest,
     Dispatcher,
     LogRequest,
     StopRequest,
 )
 from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.log_access import terminal_stage
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.registry import TargetRegistry
+from swarmdeploy.manager.services.request_signing import RequestSigner
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +34,17 @@ class TargetControl:
     """Queues requests for targets and audits them."""
 
     def __init__(
-        self, *, registry: TargetRegistry, dispatcher: Dispatcher, logs: LogService
+        self,
+        *,
+        registry: TargetRegistry,
+        dispatcher: Dispatcher,
+        logs: LogService,
+        signer: RequestSigner,
     ) -> None:
         self._registry = registry
         self._dispatcher = dispatcher
         self._logs = logs
+        self._signer = signer
 
     async def request_logs(self, target_id: str) -> None:
         """Ask for the agent's buffered logs newer than the last ones received on request."""
@@ -52,11 +61,15 @@ class TargetControl:
         log.info("stop of target %s requested by %s", target_id, by.audit_name)
 
     async def command(self, target_id: str, command: str, by: Principal) -> None:
-        """Run ``command`` in the target's terminal."""
+        """Run ``command`` in the target's terminal, signed with ``by``'s operator key."""
         await self._registry.get(target_id)
-        await self._dispatcher.submit(target_id, CommandRequest(command, by.audit_name))
+        request = await self._signer.terminal(target_id, command, by)
+        await self._dispatcher.submit(target_id, request)
         await self._logs.manager_line(
-            target_id, TERMINAL_TASK, f"terminal command by {by.audit_name}: {command}"
+            target_id,
+            TERMINAL_TASK,
+            f"terminal command by {by.audit_name}: {command}",
+            stage=terminal_stage(request.key_id),
         )
         log.info("terminal command for %s by %s", target_id, by.audit_name)
 

@@ -1,7 +1,12 @@
-"""Log ingestion (called by the transport) and queries (``GET /logs``)."""
+"""Log ingestion (called by the transport) and queries (``GET /logs``).
+
+Terminal output is shown to the operator who ran the command and to admins only
+(``services/log_access.py``): queries take the caller, events carry the line's owner.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import operator
@@ -10,9 +15,11 @@ from typing import Any
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.log_access import LogAccess
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.records import LogQuery, LogRecord, Page
+from swarmdeploy.storage.records import TERMINAL_TASK, LogQuery, LogRecord, Page
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,7 @@ class LogService:
         self, storage: Storage, *, events: EventHub, metrics: Metrics, clock: Clock
     ) -> None:
         self._storage = storage
+        self._access = LogAccess(storage)
         self._events = events
         self._metrics = metrics
         self._clock = clock
@@ -52,9 +60,23 @@ class LogService:
         self._metrics.logs_ingested += stored
         key = operator.attrgetter("target", "task")
         for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):
-            payload = [log_json(r) for r in group]
-            self._events.publish("logs", payload, target=target, task=task)
+            for owner, lines in (await self._by_owner(task, list(group))).items():
+                payload = [log_json(r) for r in lines]
+                self._events.publish("logs", payload, target=target, task=task, owner=owner)
         return stored
+
+    async def _by_owner(
+        self, task: str, lines: list[LogRecord]
+    ) -> dict[str | None, list[LogRecord]]:
+        """Terminal lines split by who may see them (their signing key's owner); other
+        lines stay one group."""
+        if task != TERMINAL_TASK:
+            return {None: lines}
+        groups: dict[str | None, list[LogRecord]] = {}
+        for line in lines:
+            owner = await self._access.owner_of_stage(task, line.stage)
+            groups.setdefault(owner, []).append(line)
+        return groups
 
     async def manager_line(
         self, target: str, task: str, output: str, *, stage: str = "", error: bool = False
@@ -79,8 +101,12 @@ class LogService:
         ]
         await self.ingest(lines)
 
-    async def query(self, query: LogQuery) -> Page[LogRecord]:
-        """Stored logs matching ``query``."""
+    async def query(self, query: LogQuery, principal: Principal | None = None) -> Page[LogRecord]:
+        """Stored logs matching ``query``, of which terminal output only as far as
+        ``principal`` may see it (``services/log_access.py``; None: everything)."""
+        if principal is not None:
+            stages = await self._access.terminal_stages(principal)
+            query = dataclasses.replace(query, terminal_stages=stages)
         return await self._storage.query_logs(query)
 
     async def enforce_retention(self, *, max_age_s: int, max_rows: int) -> int:

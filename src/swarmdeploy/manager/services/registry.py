@@ -253,20 +253,26 @@ def security_summary(health: dict[str, Any] | None, ca_fingerprint: str) -> dict
     ``mode`` (``verified``, ``insecure_lab``, ``no_anchor``; ``unknown`` before a report),
     ``trustsThisManager`` (whether its anchors include this manager's CA; ``None`` when
     unknown) and the number of the revocation list it holds."""
-    extra = (health or {}).get("__extra__")
-    security = extra.get("security") if isinstance(extra, dict) else None
-    if not isinstance(security, dict):
-        return {"mode": "unknown", "trustsThisManager": None, "revocationList": 0}
+    security = _reported_security(health)
+    if security is None:
+        return {
+            "mode": "unknown",
+            "trustsThisManager": None,
+            "revocationList": 0,
+            "terminal": "unknown",
+            "onRevoked": "unknown",
+        }
     anchors = security.get("anchors")
     trusts = None
     if ca_fingerprint and isinstance(anchors, list):
         trusts = ca_fingerprint in anchors
     number = security.get("revocation_list")
-    mode = security.get("mode")
     return {
-        "mode": mode if isinstance(mode, str) else "unknown",
+        "mode": _text(security.get("mode")),
         "trustsThisManager": trusts,
         "revocationList": number if isinstance(number, int) else 0,
+        "terminal": _text(security.get("terminal")),
+        "onRevoked": _text(security.get("on_revoked")),
     }
 
 
@@ -303,10 +309,32 @@ def confinement_summary(health: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _reported_security(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    extra = (health or {}).get("__extra__")
+    security = extra.get("security") if isinstance(extra, dict) else None
+    return security if isinstance(security, dict) else None
+
+
+def _text(value: Any) -> str:
+    """A short reported word, or ``unknown`` (older agents do not report it)."""
+    return value[:32] if isinstance(value, str) and value else "unknown"
+
+
+def signer_revoked(health: dict[str, Any] | None) -> list[str]:
+    """Task ids of running deployments whose signing key the agent found revoked (issue 9:
+    the agent marks them, and stops them with ``--on-revoked stop``)."""
+    security = _reported_security(health)
+    found = security.get("signer_revoked") if security is not None else None
+    if not isinstance(found, list):
+        return []
+    return [str(t)[:128] for t in found[:16] if isinstance(t, str)]
+
+
 def target_json(view: TargetView) -> dict[str, Any]:
     """The API document of a target (also the payload of target events); ``insecureLab``
     shows an agent that accepts unsigned tasks (:func:`insecure_lab`), ``security`` what it
-    trusts (:func:`security_summary`)."""
+    trusts (:func:`security_summary`), ``signerRevoked`` the running deployments its agent
+    found signed by a revoked key (:func:`signer_revoked`)."""
     r = view.record
     return {
         "id": r.id,
@@ -341,4 +369,5 @@ def target_json(view: TargetView) -> dict[str, Any]:
             }
         ),
         "confinement": confinement_summary(r.health),
+        "signerRevoked": signer_revoked(r.health),
     }

@@ -12,6 +12,7 @@ and never goes back (keys are never un-revoked).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import logging
@@ -160,12 +161,27 @@ class OperatorKeys:
         await self.get(key_id_)
         record = await self._storage.revoke_operator_key(key_id_, self._clock())
         log.warning("operator key %s (%s) revoked", record.id, record.name)
+        await self._revoked()
+        return record
+
+    async def revoke_owner(self, owner: str) -> builtins.list[OperatorKeyRecord]:
+        """Revoke every unrevoked key of ``owner`` (revoking an operator: its API key is
+        deleted with it); returns the keys revoked now. Agents hear of it at once."""
+        revoked: builtins.list[OperatorKeyRecord] = []
+        for key in await self.list(owner=owner):
+            if key.revoked_at is None:
+                revoked.append(await self._storage.revoke_operator_key(key.id, self._clock()))
+                log.warning("operator key %s (%s) of %s revoked", key.id, key.name, owner)
+        if revoked:
+            await self._revoked()
+        return revoked
+
+    async def _revoked(self) -> None:
         for listener in self._on_revoked:
             try:
                 await listener()
             except Exception:  # top of the listener loop: the revocation is stored
                 log.exception("a revocation listener failed")
-        return record
 
     async def revocation_list(self) -> bytes:
         """The current CA-signed revocation list (wire bytes), listing every revoked key."""
