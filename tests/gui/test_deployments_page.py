@@ -198,3 +198,20 @@ def test_new_deployment_form_uploads_an_archive_shows_matches_and_deploys(
         "3 succeeded, 0 failed, 0 stopped, 0 waiting", timeout=30_000
     )
     assert fleet.task(again)["source"]["task"] == task
+
+
+def test_terminal_runs_a_signed_command_in_the_sandbox_and_escapes_its_output(
+    page: Any, fleet: LocalFleet
+) -> None:
+    sign_in(page, fleet.url, fleet.admin_key)
+    page.goto(f"{fleet.url}/ui/devices/g1")
+    page.get_by_test_id("device-terminal").click()
+    expect(page).to_have_url(re.compile("/ui/devices/g1/terminal$"))
+    expect(page.get_by_test_id("terminal-policy")).to_contain_text("sandbox")
+    screen = page.get_by_test_id("terminal-screen").locator(".xterm-rows")
+    page.get_by_test_id("terminal-command").fill("echo uid=$(id -u)")
+    page.get_by_test_id("terminal-command").press("Enter")
+    expect(screen).to_contain_text("uid=65534", timeout=30_000)  # the sandbox user, not root
+    page.get_by_test_id("terminal-command").fill("printf 'X-\\033[2J-Y\\n'")
+    page.get_by_test_id("terminal-run").click()
+    expect(screen).to_contain_text("X-\\x1b[2J-Y", timeout=30_000)  # shown, not obeyed

@@ -17,6 +17,7 @@ def register(ctx: GuiContext) -> None:
         logs,
         mapview,
         signin,
+        terminal,
         tokens,
     )
 
@@ -29,3 +30,4 @@ def register(ctx: GuiContext) -> None:
     device.register(ctx)
     logs.register(ctx)
     keys.register(ctx)
+    terminal.register(ctx)

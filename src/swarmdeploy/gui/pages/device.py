@@ -78,6 +78,10 @@ def register(ctx: GuiContext) -> None:
                         ui.button("Edit…", on_click=lambda: edit()).props(
                             'data-testid="device-edit-one"'
                         )
+                        ui.button(
+                            "Terminal",
+                            on_click=lambda: ui.navigate.to(f"{HOME}/{target_id}/terminal"),
+                        ).props('flat data-testid="device-terminal"')
                         ui.button("Request logs", on_click=lambda: request_logs()).props(
                             'flat data-testid="device-request-logs"'
                         )
