@@ -58,6 +58,11 @@ def test_failed_devices_are_one_line_per_identical_reason(page: Any, fleet: Loca
     )
     tree = page.get_by_test_id("task-tree")
     expect(tree).to_contain_text("run (3)")
+    tree.get_by_text("g1", exact=True).click()  # a device opens its live log of this task
+    expect(page).to_have_url(re.compile(f"/ui/logs\\?target=g1&task={task}&live=1$"))
+    expect(page.get_by_test_id("logs-table").locator('tr[data-error="true"]').first).to_be_visible()
+    expect(page.get_by_test_id("logs-live")).to_have_attribute("aria-checked", "true")
+    page.go_back()
     # The devices page shows each device's newest outcome as a red dot and in words.
     page.get_by_test_id("nav-Devices").click()
     page.get_by_test_id("device-filter").fill("g2")

@@ -63,6 +63,12 @@ def test_created_tokens_are_shown_once_and_the_command_line_enrols_an_agent(
     argv[argv.index("--data-dir") + 1] = str(tmp_path / "agent")
     argv[argv.index("--trust-anchor") + 1] = str(tmp_path / "ca.pem")
     argv += ["--id", "gui-enrolled"]
+    # A second tab on the devices page sees the new device appear by itself.
+    watcher = page.context.new_page()
+    watcher.goto(f"{base}/ui/devices")
+    watcher.get_by_test_id("device-filter").fill("gui-enrolled")
+    rows = watcher.get_by_test_id("device-table").locator("tbody.q-virtual-scroll__content tr")
+    expect(rows).to_have_count(0)
     agent = subprocess.Popen(
         [sys.executable, "-m", "swarmdeploy", *argv[1:]],
         stdout=subprocess.DEVNULL,
@@ -70,6 +76,8 @@ def test_created_tokens_are_shown_once_and_the_command_line_enrols_an_agent(
     )
     try:
         _wait_online(base, key, "gui-enrolled", agent)
+        expect(rows).to_have_count(1, timeout=15_000)
+        expect(rows.first).to_contain_text("online", timeout=15_000)
     finally:
         agent.terminate()
         agent.wait(timeout=15)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from fastapi.responses import RedirectResponse
 from nicegui import ui
@@ -18,6 +19,7 @@ from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
+    LOGS,
     NEW_DEPLOYMENT,
     open_page,
 )
@@ -61,7 +63,9 @@ def tree_nodes(p: Progress) -> list[dict[str, Any]]:
     for stage, states in p.tree.items():
         children = []
         for state, ids in states.items():
-            devices = [{"id": f"{stage}/{state}/{i}", "label": printable(i)} for i in ids]
+            devices = [
+                {"id": f"{stage}/{state}/{i}", "label": printable(i), "device": i} for i in ids
+            ]
             if len(devices) > TREE_DEVICES:
                 more = len(devices) - TREE_DEVICES
                 devices = [
@@ -152,6 +156,14 @@ def _register_progress(ctx: GuiContext) -> None:
         failures = ui.column().props('data-testid="task-failures"')
         ui.label("Progress").classes("text-md font-bold mt-4")
         tree = ui.tree([], label_key="label").props('data-testid="task-tree"')
+
+        def open_log(event: Any) -> None:
+            """A device in the tree opens its live log of this deployment."""
+            parts = str(event.value or "").split("/", 2)
+            if len(parts) == 3 and parts[2] != "+":
+                ui.navigate.to(f"{LOGS}?target={quote(parts[2])}&task={quote(task_id)}&live=1")
+
+        tree.on_select(open_log)
         timer: Any = None
 
         async def load() -> None:
@@ -181,7 +193,10 @@ def _register_progress(ctx: GuiContext) -> None:
                         "text-negative"
                     ).props('data-testid="failure-group"')
             tree._props["nodes"] = tree_nodes(p)
-            tree.expand(list(p.tree))  # the stages; what the operator opened stays open
+            # Stages and states open: the devices (50 per state at most) are one click away.
+            tree.expand(
+                [*p.tree, *(f"{st}/{state}" for st, states in p.tree.items() for state in states)]
+            )
             tree.update()
             if stop is not None:
                 stop.set_visibility(not p.finished)

@@ -11,12 +11,14 @@ from nicegui import ui
 
 from swarmdeploy.client import ApiError, AsyncManagerClient
 from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.bulk import edit_dialog
 from swarmdeploy.gui.pages.layout import HOME, open_page
 from swarmdeploy.gui.rows import printable, target_row
 from swarmdeploy.gui.session import Session
 
 PER_PAGE = 1000
+LIVE_REFRESH_S = 2.0
 MAX_ROWS = 50_000
 
 COLUMNS: list[dict[str, Any]] = [
@@ -105,6 +107,14 @@ def register(ctx: GuiContext) -> None:
             summary.text = f"{len(targets)} devices, {online} online"
 
         refresh.on_click(load)
+        # Live: registrations, edits, revocations and online changes re-read the list (at most
+        # every 2 s however many devices change at once).
+        refresher = Debounced(load, LIVE_REFRESH_S)
+
+        async def changed(_: dict[str, Any]) -> None:
+            await refresher.poke()
+
+        follow(ctx, session.api_key, {"topics": "targetAdded,targetUpdated,targetDeleted"}, changed)
         if edit is not None:
             edit.on_click(
                 lambda: edit_dialog(

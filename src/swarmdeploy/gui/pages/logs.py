@@ -36,7 +36,7 @@ def register(ctx: GuiContext) -> None:
     """Declare ``/ui/logs``."""
 
     @ui.page(LOGS)
-    async def logs(target: str = "", task: str = "") -> RedirectResponse | None:
+    async def logs(target: str = "", task: str = "", live: str = "") -> RedirectResponse | None:
         session = open_page(ctx, "Logs")
         if not isinstance(session, Session):
             return session
@@ -47,7 +47,7 @@ def register(ctx: GuiContext) -> None:
             text = ui.input("Text (every word)").props('data-testid="logs-text"')
             errors = ui.checkbox("Errors only").props('data-testid="logs-errors"')
             search = ui.button("Search").props('data-testid="logs-search"')
-            live = ui.switch("Live").props('data-testid="logs-live"')
+            live_switch = ui.switch("Live").props('data-testid="logs-live"')
         summary = ui.label("").props('data-testid="logs-summary"')
         table = logview.log_table("logs-table")
         shown: list[dict[str, Any]] = []
@@ -75,7 +75,7 @@ def register(ctx: GuiContext) -> None:
             summary.text = f"{answer['total']} lines match; the newest {len(shown)} are shown"
 
         async def tail(frame_: dict[str, Any]) -> None:
-            if not live.value or frame_["topic"] != "logs":
+            if not live_switch.value or frame_["topic"] != "logs":
                 return
             words = (text.value or "").split()
             fresh = [
@@ -93,7 +93,7 @@ def register(ctx: GuiContext) -> None:
         def subscribe_live() -> None:
             while following:
                 following.pop().cancel()
-            if live.value:
+            if live_switch.value:
                 filters = {"topics": "logs"}
                 if device.value:
                     filters["target"] = device.value
@@ -102,6 +102,8 @@ def register(ctx: GuiContext) -> None:
                 following.append(follow(ctx, session.api_key, filters, tail))
 
         search.on_click(run_search)
-        live.on_value_change(lambda _: subscribe_live())
+        live_switch.on_value_change(lambda _: subscribe_live())
         await run_search()
+        if live:  # opened from a deployment's progress tree: follow at once
+            live_switch.value = True
         return None

@@ -19,6 +19,7 @@ from nicegui import ui
 from swarmdeploy.client import ApiError
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.geo import Cluster, Point, cluster, inside, pixels, world_outlines
+from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.bulk import edit_dialog
 from swarmdeploy.gui.pages.devices import fetch_targets
 from swarmdeploy.gui.pages.layout import (
@@ -198,7 +199,15 @@ def register(ctx: GuiContext) -> None:
         session = open_page(ctx, "Map")
         if not isinstance(session, Session):
             return session
-        await MapView(ctx, session).load()
+        view = MapView(ctx, session)
+        await view.load()
+        refresher = Debounced(view.load, 2.0)
+
+        async def changed(_: dict[str, Any]) -> None:
+            await refresher.poke()
+
+        topics = "targetAdded,targetUpdated,targetDeleted,taskAdded,taskUpdated"
+        follow(ctx, session.api_key, {"topics": topics}, changed)
         return None
 
 
