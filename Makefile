@@ -3,13 +3,14 @@
 #   make test   the whole test suite (PostgreSQL started on loopback by the tests)
 #   make check  format, lint, types and import contracts
 #   make bench  benchmarks under bench/ (numbers saved in bench/results/)
+#   make screenshots  the GUI's browser tests, saving a picture of each view in docs/screenshots/
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test check fmt bench clean
+.PHONY: all venv demo test check fmt bench screenshots clean
 
 all: check test
 
@@ -39,6 +40,9 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+screenshots: $(STAMP)
+	SWARMDEPLOY_SCREENSHOTS=1 $(PY) -m pytest -q tests/gui
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -71,14 +72,37 @@ def register_fleet(base: str, admin_key: str, count: int, prefix: str) -> list[s
         return pool.submit(asyncio.run, run()).result()
 
 
+#: CI sets this: a missing browser is then an error, not a skip (the GUI must be tested there).
+REQUIRE_BROWSER = os.environ.get("SWARMDEPLOY_REQUIRE_BROWSER") == "1"
+#: Set to write a screenshot of each view to docs/screenshots/ (``make screenshots``).
+SCREENSHOTS = os.environ.get("SWARMDEPLOY_SCREENSHOTS") == "1"
+SCREENSHOT_DIR = pathlib.Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the page as ``docs/screenshots/<name>.png`` when screenshots are asked for."""
+    if SCREENSHOTS:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"))
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_BROWSER:
+        pytest.fail(f"browser tests required (SWARMDEPLOY_REQUIRE_BROWSER=1): {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Chromium for one test module. Not session-wide: Playwright's synchronous API keeps an
     event loop running in this thread while it is open, which would break every asyncio test
     that runs after the browser tests."""
     if not pathlib.Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
+        _missing(f"no Chromium at {CHROMIUM} (Debian package chromium)")
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError:
+        _missing("Playwright is not installed (the dev extra has it)")
     with playwright_api.sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -102,7 +126,7 @@ def gui_manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context (no cookies) and page."""
-    context = browser.new_context()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
         page = context.new_page()
         page.set_default_timeout(15_000)

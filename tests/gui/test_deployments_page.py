@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import LocalFleet
 from tests.e2e.conftest import FAST_AGENT
-from tests.gui.conftest import sign_in
+from tests.gui.conftest import screenshot, sign_in
 
 AGENTS = ("g1", "g2", "g3")
 
@@ -48,6 +48,7 @@ def test_failed_devices_are_one_line_per_identical_reason(page: Any, fleet: Loca
     page.get_by_test_id("nav-Deployments").click()
     row = page.get_by_test_id("task-table").locator("tbody tr", has_text="gui failing release")
     expect(row).to_contain_text("3 failed")
+    screenshot(page, "deployments")
     row.click()
     expect(page).to_have_url(re.compile(f"/ui/deployments/{task}$"))
     groups = page.get_by_test_id("failure-group")
@@ -58,6 +59,7 @@ def test_failed_devices_are_one_line_per_identical_reason(page: Any, fleet: Loca
     )
     tree = page.get_by_test_id("task-tree")
     expect(tree).to_contain_text("run (3)")
+    screenshot(page, "progress")
     tree.get_by_text("g1", exact=True).click()  # a device opens its live log of this task
     expect(page).to_have_url(re.compile(f"/ui/logs\\?target=g1&task={task}&live=1$"))
     expect(page.get_by_test_id("logs-table").locator('tr[data-error="true"]').first).to_be_visible()
@@ -120,6 +122,7 @@ def test_device_page_shows_its_history_logs_and_facts_and_edits_it(
     expect(history).to_contain_text("failed")
     errors = page.get_by_test_id("device-logs").locator('tr[data-error="true"]')
     expect(errors.first).to_be_visible()
+    screenshot(page, "device")
 
     page.get_by_test_id("device-edit-one").click()
     page.get_by_test_id("edit-name").fill("rover three")
@@ -157,6 +160,7 @@ def test_logs_search_filters_errors_and_live_tail_shows_new_lines(
     }
     fleet.api.request("POST", "/tasks", json=body)
     expect(page.get_by_test_id("logs-table")).to_contain_text("live-tail-marker-77", timeout=30_000)
+    screenshot(page, "logs")
 
 
 def test_new_deployment_form_uploads_an_archive_shows_matches_and_deploys(
@@ -180,6 +184,7 @@ def test_new_deployment_form_uploads_an_archive_shows_matches_and_deploys(
     page.get_by_test_id("compose-tags").fill("gui")
     expect(page.get_by_test_id("compose-matches")).to_contain_text("3 device(s) match: g1, g2, g3")
     expect(page.get_by_test_id("compose-yaml")).to_contain_text("gui form release")
+    screenshot(page, "new-deployment")
     page.get_by_test_id("compose-submit").click()
     expect(page).to_have_url(re.compile(r"/ui/deployments/(?!new)[a-z0-9-]+$"))
     task = page.url.rsplit("/", 1)[1]
@@ -220,3 +225,4 @@ def test_terminal_runs_a_signed_command_in_the_sandbox_and_escapes_its_output(
     page.get_by_test_id("terminal-command").fill("printf 'X-\\033[2J-Y\\n'")
     page.get_by_test_id("terminal-run").click()
     expect(screen).to_contain_text("X-\\x1b[2J-Y", timeout=30_000)  # shown, not obeyed
+    screenshot(page, "terminal")

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
-from tests.gui.conftest import FLEET_SIZE, sign_in
+from tests.gui.conftest import FLEET_SIZE, screenshot, sign_in
 
 
 def test_root_redirects_to_sign_in_and_a_wrong_key_is_refused(
@@ -22,6 +22,7 @@ def test_root_redirects_to_sign_in_and_a_wrong_key_is_refused(
     page.goto(f"{base}/")
     expect(page).to_have_url(re.compile(r"/ui/signin$"))
     page.get_by_test_id("api-key").fill("sdk_not_a_key")
+    screenshot(page, "signin")
     page.get_by_test_id("signin").click()
     expect(page.get_by_test_id("signin-error")).to_contain_text("Sign-in refused")
     page.goto(f"{base}/ui/devices")
@@ -46,6 +47,7 @@ def test_admin_sees_every_device_and_filters_by_tag_and_name(
     expect(table.locator("tbody.q-virtual-scroll__content tr").first).to_contain_text("fleet, odd")
     expect(table.locator("tbody.q-virtual-scroll__content tr").first).to_contain_text("offline")
     expect(page.get_by_test_id("whoami")).to_have_text("admin (admin)")
+    screenshot(page, "devices")
 
 
 def _api_key(base: str, admin: str, name: str, role: str) -> str:

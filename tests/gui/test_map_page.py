@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
-from tests.gui.conftest import sign_in
+from tests.gui.conftest import screenshot, sign_in
 
 TURIN = [f"bot-{i:04d}" for i in range(100, 130)]
 BONN = [f"bot-{i:04d}" for i in range(130, 150)]
@@ -57,6 +57,7 @@ def test_map_frames_the_fleet_with_outlines_and_clusters_when_zoomed_out(
     _open_map(page, base, key)
     assert page.locator('path[fill="#e2e8f0"]').count() > 20  # country outlines
     assert page.locator("img.leaflet-tile").count() == 0  # no tile server asked
+    screenshot(page, "map")
     # Zoomed out to the world (as the zoom buttons would, without racing their animation).
     page.evaluate(
         "() => getElement(document.querySelector('[data-testid=map]').id.slice(1))"

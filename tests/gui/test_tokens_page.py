@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
-from tests.gui.conftest import sign_in
+from tests.gui.conftest import screenshot, sign_in
 
 
 def _wait_online(base: str, key: str, target_id: str, agent: subprocess.Popen[bytes]) -> None:
@@ -51,6 +51,7 @@ def test_created_tokens_are_shown_once_and_the_command_line_enrols_an_agent(
     expect(shown).to_contain_text("--token")
     command = shown.inner_text().strip()
     assert f"--manager {base}" in command and f"--token {tokens[0]}" in command
+    screenshot(page, "tokens")
     page.get_by_test_id("token-close").click()
     table = page.get_by_test_id("token-table")
     expect(table.locator("tbody tr", has_text="gui-lab")).to_contain_text("3")
@@ -147,3 +148,4 @@ def test_keys_page_creates_an_api_key_shown_once_and_revokes_keys(
     page.get_by_test_id(f"signing-revoke-{record['id']}").click()
     expect(signing.locator("tr", has_text=record["id"])).to_contain_text("revoked")
     expect(page.get_by_test_id("ca-info")).to_contain_text("sha256:")
+    screenshot(page, "keys")
