@@ -3,6 +3,7 @@ rectangle selection, bulk edit of the selection, the deployments timeline."""
 
 from __future__ import annotations
 
+import pathlib
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
 from tests.gui.conftest import screenshot, sign_in
+from tests.manager.api.test_floorplans import png
 
 TURIN = [f"bot-{i:04d}" for i in range(100, 130)]
 BONN = [f"bot-{i:04d}" for i in range(130, 150)]
@@ -100,3 +102,35 @@ def test_click_selects_a_cluster_and_a_rectangle_selects_what_it_covers(
     ).json()
     assert sorted(t["id"] for t in tagged["items"]) == TURIN
     assert all("fleet" in t["tags"] for t in tagged["items"])  # existing tags kept
+
+
+def test_a_floor_plan_is_uploaded_and_a_device_is_placed_on_it_with_a_click(
+    page: Any, located: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    base, key = located
+    plan_file = tmp_path / "hall.png"
+    plan_file.write_bytes(png(800, 600))
+    sign_in(page, base, key)
+    page.get_by_test_id("nav-Map").click()
+    page.get_by_test_id("plan-name").fill("hall one")
+    page.get_by_test_id("plan-upload").locator("input[type=file]").set_input_files(str(plan_file))
+    expect(page.get_by_test_id("map-summary")).to_have_text(
+        re.compile(r"^0 of \d+ devices are on hall one$")
+    )
+    overlay = page.locator("img.leaflet-image-layer")
+    expect(overlay).to_have_count(1)
+    page.wait_for_function(
+        "() => document.querySelector('img.leaflet-image-layer').naturalWidth === 800"
+    )
+    page.get_by_test_id("map-place").fill("bot-0200")
+    box = overlay.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    expect(page.get_by_test_id("map-summary")).to_have_text(
+        re.compile(r"^1 of \d+ devices are on hall one$")
+    )
+    expect(page.locator(MARKERS)).to_have_count(1)
+    doc = httpx.get(f"{base}/targets/bot-0200", headers={"Authorization": f"Bearer {key}"}).json()
+    assert abs(doc["indoor"]["x"] - 200) < 20 and abs(doc["indoor"]["y"] - 300) < 20
+    screenshot(page, "indoor")
+    # The image route serves signed-in sessions only.
+    assert httpx.get(f"{base}/ui/floorplan-image/{doc['indoor']['plan']}").status_code == 401

@@ -5,6 +5,7 @@ error answers the same way (:func:`_error_from`, :func:`_decoded`)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -167,6 +168,25 @@ class AsyncManagerClient:
         except httpx.HTTPError as exc:
             raise _unreachable(self._http.base_url, exc) from None
         return _decoded(resp)
+
+    async def raw(self, method: str, path: str) -> RawAnswer:
+        """The body of a success as bytes; :class:`ApiError` otherwise."""
+        try:
+            resp = await self._http.request(method, path)
+        except httpx.HTTPError as exc:
+            raise _unreachable(self._http.base_url, exc) from None
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        media_type = resp.headers.get("content-type", "application/octet-stream")
+        return RawAnswer(resp.content, media_type.split(";")[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class RawAnswer:
+    """A success answer's bytes and media type (for images and other non-JSON bodies)."""
+
+    content: bytes
+    media_type: str
 
 
 def _client_options(base_url: str, api_key: str | None, timeout_s: float) -> dict[str, Any]:

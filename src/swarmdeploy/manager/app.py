@@ -34,6 +34,7 @@ from swarmdeploy.manager.api import (
     targets,
     tokens,
 )
+from swarmdeploy.manager.api import floorplans as floorplans_api
 from swarmdeploy.manager.api.errors import COMMON_RESPONSES, install_error_handlers
 from swarmdeploy.manager.api.middleware import BodyLimitMiddleware, ErrorAndMetricsMiddleware
 from swarmdeploy.manager.api.openapi import DESCRIPTION, install_openapi
@@ -49,6 +50,7 @@ from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.floorplans import MAX_IMAGE_BYTES, FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
@@ -181,6 +183,7 @@ def build_services(
             sample_interval_s=settings.health_sample_s,
             keep_s=settings.health_history_s,
         ),
+        floorplans=FloorPlans(storage, clock=clock),
     )
 
 
@@ -280,14 +283,24 @@ def create_app(
             Middleware(
                 BodyLimitMiddleware,
                 default_bytes=settings.max_body_bytes,
-                rules=[("POST", r"/(tasks|orders)/?", task_limit)],
+                rules=[
+                    ("POST", r"/(tasks|orders)/?", task_limit),
+                    ("POST", r"/floorplans/?", MAX_IMAGE_BYTES),
+                ],
             ),
         ],
     )
     app.state.services = services
     app.state.link = None
     install_error_handlers(app)
-    routers = (targets.router, logs.router, tokens.router, keys.router, operator_keys.router)
+    routers = (
+        targets.router,
+        logs.router,
+        tokens.router,
+        keys.router,
+        operator_keys.router,
+        floorplans_api.router,
+    )
     app.include_router(ca_api.router, responses=COMMON_RESPONSES)
     for router in (*routers, rpc.router):
         app.include_router(router, responses=COMMON_RESPONSES)

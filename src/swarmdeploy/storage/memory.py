@@ -21,12 +21,15 @@ from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_health import MemoryHealth
+from swarmdeploy.storage.memory_indoor import MemoryIndoor
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
 from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
+    FloorPlanRecord,
     HealthSample,
+    IndoorPosition,
     LogQuery,
     LogRecord,
     OperatorKeyRecord,
@@ -69,7 +72,13 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
 
 
 class MemoryStorage(
-    MemoryLink, MemoryArtifacts, MemoryOperatorKeys, MemoryTaskSignatures, MemoryHealth, Storage
+    MemoryLink,
+    MemoryArtifacts,
+    MemoryOperatorKeys,
+    MemoryTaskSignatures,
+    MemoryHealth,
+    MemoryIndoor,
+    Storage,
 ):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
 
@@ -84,6 +93,8 @@ class MemoryStorage(
         self._logs = memory_logs.LogStore()
         self._api_keys: dict[str, ApiKeyRecord] = {}
         self._health: dict[str, dict[int, HealthSample]] = {}
+        self._floorplans: dict[str, FloorPlanRecord] = {}
+        self._positions: dict[str, IndoorPosition] = {}
         self._requests = RequestStore()
         self._uploads = UploadStore()
         self._artifacts = ArtifactStore()
@@ -183,6 +194,7 @@ class MemoryStorage(
             raise NotFound(f"target {target_id!r} not found")
         self._requests.delete_target(target_id)
         self.forget_health(target_id)
+        self.forget_position(target_id)
         return target
 
     async def match_targets(

@@ -314,3 +314,26 @@ class HealthSample:
     disk_total_bytes: int = 0
     disk_free_bytes: int = 0
     agent_rss_bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FloorPlanRecord:
+    """An indoor map: an image (PNG or JPEG) devices are placed on, in its pixels."""
+
+    id: str
+    name: str
+    media_type: str
+    width: int
+    height: int
+    created_at: int
+    image: bytes = b""  # empty when listed
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IndoorPosition:
+    """Where a target is on a floor plan (image pixels from the top left corner)."""
+
+    target_id: str
+    plan_id: str
+    x: float
+    y: float

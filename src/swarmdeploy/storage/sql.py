@@ -2,7 +2,7 @@
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
 ``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
-``sql_task_signatures``, ``sql_health``);
+``sql_task_signatures``, ``sql_health``, ``sql_indoor``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.sql_artifacts import SqlArtifacts
 from swarmdeploy.storage.sql_health import SqlHealth
+from swarmdeploy.storage.sql_indoor import SqlIndoor
 from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
 from swarmdeploy.storage.sql_logs import SqlLogs
 from swarmdeploy.storage.sql_operator_keys import SqlOperatorKeys
@@ -30,6 +31,7 @@ class SqlStorage(
     SqlOperatorKeys,
     SqlTaskSignatures,
     SqlHealth,
+    SqlIndoor,
     Storage,
 ):
     """A :class:`Storage` over an SQLAlchemy async engine; subclasses pick the dialect."""

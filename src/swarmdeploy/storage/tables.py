@@ -481,3 +481,38 @@ health_samples = sa.Table(
     sa.Column("agent_rss_bytes", sa.BigInteger, nullable=False),
     sa.Index("ix_health_samples_at_ms", "at_ms"),
 )
+
+
+# -- revision 0007: indoor maps -------------------------------------------------------------------
+
+floorplans = sa.Table(
+    "floorplans",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("media_type", sa.String(40), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Column("image", sa.LargeBinary, nullable=False),
+)
+
+indoor_positions = sa.Table(
+    "indoor_positions",
+    metadata,
+    sa.Column(
+        "target_id",
+        sa.String(200),
+        sa.ForeignKey("targets.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "plan_id",
+        sa.String(64),
+        sa.ForeignKey("floorplans.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("x", sa.Float, nullable=False),
+    sa.Column("y", sa.Float, nullable=False),
+    sa.Index("ix_indoor_positions_plan_id", "plan_id"),
+)

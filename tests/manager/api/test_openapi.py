@@ -38,6 +38,8 @@ EXPECTED = {
     ("post", "/operator_keys"), ("get", "/operator_keys"), ("get", "/operator_keys/{key_id}"),
     ("get", "/operator_keys/{key_id}/export"), ("delete", "/operator_keys/{key_id}"),
     ("get", "/ca"), ("post", "/ca/export"),
+    ("post", "/floorplans"), ("get", "/floorplans"), ("get", "/floorplans/{plan_id}/image"),
+    ("delete", "/floorplans/{plan_id}"),
 }  # fmt: skip
 
 

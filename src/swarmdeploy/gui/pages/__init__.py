@@ -13,6 +13,7 @@ def register(ctx: GuiContext) -> None:
         deployments,
         device,
         devices,
+        indoor,
         keys,
         logs,
         mapview,
@@ -31,3 +32,4 @@ def register(ctx: GuiContext) -> None:
     logs.register(ctx)
     keys.register(ctx)
     terminal.register(ctx)
+    indoor.register(ctx)

@@ -19,6 +19,8 @@ DEPLOYMENTS = "/deployments"
 NEW_DEPLOYMENT = "/deployments/new"
 MAP = "/map"
 LOGS = "/logs"
+#: Floor-plan images for the map (the API's image route needs a bearer header an <img> lacks).
+FLOORPLAN_IMAGE = "/floorplan-image"
 KEYS = "/keys"
 #: (label, path, role needed to see the link)
 NAV = (

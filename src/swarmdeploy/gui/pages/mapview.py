@@ -4,7 +4,9 @@ a marker or draw a rectangle/polygon to select devices for a bulk edit; the newe
 as a timeline below the map (seed §4.4).
 
 Without a tile server (``--map-tiles``; air-gapped sites, tests) the vendored country outlines
-give the markers context."""
+give the markers context. **Indoor maps**: an uploaded floor plan (``/floorplans``) replaces the
+world; devices placed on it (``indoor`` of the target) are drawn, clustered and selected the
+same way, and an operator places a device with a click (``swarmdeploy.gui.indoor``)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,16 @@ from fastapi.responses import RedirectResponse
 from nicegui import ui
 
 from swarmdeploy.client import ApiError
+from swarmdeploy.gui import MOUNT_PATH
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.geo import Cluster, Point, cluster, inside, pixels, world_outlines
+from swarmdeploy.gui.indoor import plan_bounds, points_on_plan, to_plan
 from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.bulk import edit_dialog
 from swarmdeploy.gui.pages.devices import fetch_targets
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
+    FLOORPLAN_IMAGE,
     MAP,
     NEW_DEPLOYMENT,
     open_page,
@@ -70,6 +75,25 @@ class MapView:
         self.clusters: list[Cluster] = []
         self.layers: list[Any] = []
         self.selected: set[str] = set()
+        self.plans: dict[str, dict[str, Any]] = {}
+        self.plan: dict[str, Any] | None = None
+        with ui.row().classes("items-end gap-4"):
+            self.plan_select = ui.select({"": "World"}, value="", label="Map").props(
+                'data-testid="map-plan"'
+            )
+            self.plan_select.classes("w-64")
+            self.plan_select.on_value_change(lambda e: self.show_plan(str(e.value or "")))
+            if session.operator.allows("operator"):
+                self.place_id = ui.input("Place device (id) with a click").props(
+                    'clearable data-testid="map-place"'
+                )
+                self.plan_name = ui.input("New floor plan name").props('data-testid="plan-name"')
+                ui.upload(
+                    label="Floor plan (PNG or JPEG)",
+                    auto_upload=True,
+                    max_file_size=8 << 20,
+                    on_upload=self.upload_plan,
+                ).props('accept=".png,.jpg,.jpeg" data-testid="plan-upload"')
         with ui.row().classes("w-full no-wrap"):
             self.map = ui.leaflet(
                 center=(30.0, 10.0), zoom=2, draw_control=DRAW_TOOLS, hide_drawn_items=True
@@ -98,6 +122,11 @@ class MapView:
 
     def _background(self) -> None:
         self.map.clear_layers()  # NiceGUI's default OpenStreetMap layer: unreachable air-gapped
+        self.layers = []
+        if self.plan is not None:
+            url = f"{MOUNT_PATH}{FLOORPLAN_IMAGE}/{self.plan['id']}"
+            self.map.image_overlay(url=url, bounds=plan_bounds(self.plan))
+            return
         options = self.ctx.options
         if options.map_tiles:
             self.map.tile_layer(
@@ -121,8 +150,13 @@ class MapView:
             ui.notify(f"Cannot load the map: {printable(exc.message)}", type="negative")
             return
         self.targets = {t["id"]: t for t in targets}
-        self.points = points_of(targets)
-        self.summary.text = f"{len(self.points)} of {len(targets)} devices have a location"
+        if self.plan is not None:
+            self.points = points_on_plan(targets, self.plan)
+            where = f"are on {printable(self.plan['name'])}"
+        else:
+            self.points = points_of(targets)
+            where = "have a location"
+        self.summary.text = f"{len(self.points)} of {len(targets)} devices {where}"
         _timeline(self.timeline, tasks["items"])
         self.select(self.selected & set(self.targets))
 
@@ -154,9 +188,23 @@ class MapView:
         self.listing.text = shown + (f" … and {len(ids) - 15} more" if len(ids) > 15 else "")
         self.redraw()
 
-    def clicked(self, event: Any) -> None:
-        """A click selects the cluster under it (or clears the selection)."""
+    async def clicked(self, event: Any) -> None:
+        """A click places the device named in "Place device" on the shown floor plan, or
+        selects the cluster under it (or clears the selection)."""
         point = event.args.get("latlng") or {}
+        placing = getattr(self, "place_id", None)
+        if "lat" in point and self.plan is not None and placing is not None and placing.value:
+            x, y = to_plan(self.plan, point["lat"], point["lng"])
+            body = {"indoor": {"plan": self.plan["id"], "x": x, "y": y}}
+            try:
+                async with self.ctx.client(self.api_key) as api:
+                    await api.request("PUT", f"/targets/{placing.value.strip()}", json=body)
+            except ApiError as exc:
+                ui.notify(f"Not placed: {printable(str(exc))}", type="negative")
+                return
+            placing.value = ""
+            await self.load()
+            return
         if "lat" in point:
             hit = _nearest(self.clusters, point["lat"], point["lng"], int(self.map.zoom))
             self.select(set(hit.keys) if hit else set())
@@ -170,12 +218,54 @@ class MapView:
             self.select({p.key for p in self.points if inside(p.lat, p.lon, polygon)})
 
     def frame_fleet(self) -> None:
-        """Start framed on the devices that have a location (the whole world if none)."""
-        if self.points:
+        """Start framed on the devices that have a location (the whole world if none), or
+        on the whole floor plan."""
+        if self.plan is not None:
+            self.map.run_map_method("fitBounds", plan_bounds(self.plan), {"padding": [10, 10]})
+        elif self.points:
             lats = [p.lat for p in self.points]
             lons = [p.lon for p in self.points]
             bounds = [[min(lats), min(lons)], [max(lats), max(lons)]]
             self.map.run_map_method("fitBounds", bounds, {"padding": [60, 60], "maxZoom": 12})
+
+    async def load_plans(self) -> None:
+        """The floor plans for the map selector."""
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                answer = await api.request("GET", "/floorplans")
+        except ApiError as exc:
+            ui.notify(f"Cannot list floor plans: {printable(exc.message)}", type="negative")
+            return
+        self.plans = {p["id"]: p for p in answer["items"]}
+        self.plan_select.set_options(
+            {"": "World", **{k: printable(p["name"]) for k, p in self.plans.items()}},
+            value=self.plan_select.value if self.plan_select.value in self.plans else "",
+        )
+
+    async def show_plan(self, plan_id: str) -> None:
+        """Switch between the world and a floor plan."""
+        self.plan = self.plans.get(plan_id)
+        self.selected = set()
+        self._background()
+        await self.load()
+        self.frame_fleet()
+
+    async def upload_plan(self, event: Any) -> None:
+        """Store an uploaded floor plan (``POST /floorplans``) and show it."""
+        name = (self.plan_name.value or "").strip() or event.file.name
+        data = await event.file.read()
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                plan = await api.request(
+                    "POST", "/floorplans", params={"name": name}, content=data,
+                    headers={"Content-Type": "application/octet-stream"},
+                )  # fmt: skip
+        except ApiError as exc:
+            ui.notify(f"Floor plan refused: {printable(str(exc))}", type="negative")
+            return
+        self.plan_name.value = ""
+        await self.load_plans()
+        self.plan_select.value = plan["id"]
 
     def deploy(self) -> None:
         """Start a new deployment aimed at the selected devices (by id)."""
@@ -200,6 +290,7 @@ def register(ctx: GuiContext) -> None:
         if not isinstance(session, Session):
             return session
         view = MapView(ctx, session)
+        await view.load_plans()
         await view.load()
         refresher = Debounced(view.load, 2.0)
 

@@ -127,6 +127,25 @@ class HealthHistoryOut(ApiModel):
     items: list[HealthPointOut]
 
 
+class IndoorModel(ApiModel):
+    """Where a device is on a floor plan: the plan's id and image pixels from its top left."""
+
+    plan: str = Field(pattern=r"^[0-9a-f]{16}$")
+    x: float = Field(ge=0, allow_inf_nan=False)
+    y: float = Field(ge=0, allow_inf_nan=False)
+
+
+class FloorPlanPublic(ApiModel):
+    """An indoor map: an image (``GET /floorplans/{id}/image``) and its size in pixels."""
+
+    id: str
+    name: str
+    media_type: str
+    width: int
+    height: int
+    created_at: Millis
+
+
 class TargetPublic(ApiModel):
     """A registered device. ``publicKey`` is its CurveZMQ key (Z85), ``identityKey`` its
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
@@ -151,17 +170,21 @@ class TargetPublic(ApiModel):
     security: TargetSecurity | None = None
     #: In ``GET /targets`` and ``GET /targets/{id}``: its 5 newest tasks, newest first.
     recent_tasks: list[RecentTaskOut] | None = None
+    #: In ``GET /targets`` and ``GET /targets/{id}``: its place on a floor plan, if any.
+    indoor: IndoorModel | None = None
     confinement: TargetConfinement | None = None
     signer_revoked: list[str] = []
 
 
 class TargetUpdate(ApiModel):
-    """Partial update: only the given fields change; ``location: null`` clears it. Keys
-    cannot be changed here (a device re-registers for that)."""
+    """Partial update: only the given fields change; ``location: null`` clears it, and so
+    does ``indoor: null`` (the place on a floor plan). Keys cannot be changed here (a device
+    re-registers for that)."""
 
     name: str = Field("", max_length=200)
     tags: list[Name] = Field(default_factory=list, max_length=100)
     location: LocationModel | None = None
+    indoor: IndoorModel | None = None
 
 
 class CommandCreate(ApiModel):

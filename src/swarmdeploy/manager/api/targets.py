@@ -136,8 +136,16 @@ async def update_target(
     """Change name, tags and/or location; fields not given stay as they are, and the
     device's keys are never dropped (cpswarm-original.md §10.2 #8)."""
     changes = body.model_dump(include=body.model_fields_set)
+    indoor = changes.pop("indoor", False)
+    if indoor is not False:  # given: a place on a plan, or null to take it off
+        await services.registry.get(target_id)
+        if indoor is None:
+            await services.floorplans.place(target_id, None, 0, 0)
+        else:
+            await services.floorplans.place(target_id, indoor["plan"], indoor["x"], indoor["y"])
     record = await services.registry.update(target_id, changes)
-    return target_json(services.registry.view(record))
+    (view,) = await services.registry.with_recent([record])
+    return target_json(view)
 
 
 @router.delete(

@@ -10,6 +10,7 @@ from swarmdeploy.manager.keystore import ManagerKeys
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.floorplans import FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
@@ -54,3 +55,4 @@ class Services:
     operator_keys: OperatorKeys
     task_signer: TaskSigner
     health: HealthHistory
+    floorplans: FloorPlans

@@ -26,6 +26,7 @@ from swarmdeploy.manager.events import EventHub
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import NotFound
 from swarmdeploy.storage.records import (
+    IndoorPosition,
     Location,
     Page,
     TargetRecord,
@@ -74,6 +75,8 @@ class TargetView:
     ca_fingerprint: str = ""
     #: The target's rows of its newest tasks, newest first (``None``: not looked up).
     recent: tuple[TaskTargetRecord, ...] | None = None
+    #: Its place on a floor plan (looked up with ``recent``).
+    indoor: IndoorPosition | None = None
 
 
 #: How many of its newest tasks a target document shows (``recentTasks``).
@@ -156,11 +159,13 @@ class TargetRegistry:
         """Views of ``records`` with each one's :data:`RECENT_TASKS` newest task rows (one
         storage query for all of them)."""
         now = self._clock()
-        recent = await self._storage.recent_task_rows(
-            [r.id for r in records], per_target=RECENT_TASKS
-        )
+        ids = [r.id for r in records]
+        recent = await self._storage.recent_task_rows(ids, per_target=RECENT_TASKS)
+        indoor = await self._storage.indoor_positions(ids)
         return [
-            dataclasses.replace(self.view(r, now), recent=tuple(recent.get(r.id, ())))
+            dataclasses.replace(
+                self.view(r, now), recent=tuple(recent.get(r.id, ())), indoor=indoor.get(r.id)
+            )
             for r in records
         ]
 
@@ -365,7 +370,10 @@ def target_json(view: TargetView) -> dict[str, Any]:
                         "updatedAt": row.updated_at,
                     }
                     for row in view.recent
-                ]
+                ],
+                "indoor": None
+                if view.indoor is None
+                else {"plan": view.indoor.plan_id, "x": view.indoor.x, "y": view.indoor.y},
             }
         ),
         "confinement": confinement_summary(r.health),
