@@ -93,7 +93,9 @@ class MapView:
                     auto_upload=True,
                     max_file_size=8 << 20,
                     on_upload=self.upload_plan,
-                ).props('accept=".png,.jpg,.jpeg" data-testid="plan-upload"')
+                ).props('accept=".png,.jpg,.jpeg" flat bordered data-testid="plan-upload"').classes(
+                    "w-64"
+                )
         with ui.row().classes("w-full no-wrap"):
             self.map = ui.leaflet(
                 center=(30.0, 10.0), zoom=2, draw_control=DRAW_TOOLS, hide_drawn_items=True
@@ -221,12 +223,16 @@ class MapView:
         """Start framed on the devices that have a location (the whole world if none), or
         on the whole floor plan."""
         if self.plan is not None:
-            self.map.run_map_method("fitBounds", plan_bounds(self.plan), {"padding": [10, 10]})
+            self.map.run_map_method(
+                "fitBounds", plan_bounds(self.plan), {"padding": [10, 10], "animate": False}
+            )
         elif self.points:
             lats = [p.lat for p in self.points]
             lons = [p.lon for p in self.points]
             bounds = [[min(lats), min(lons)], [max(lats), max(lons)]]
-            self.map.run_map_method("fitBounds", bounds, {"padding": [60, 60], "maxZoom": 12})
+            self.map.run_map_method(
+                "fitBounds", bounds, {"padding": [60, 60], "maxZoom": 12, "animate": False}
+            )
 
     async def load_plans(self) -> None:
         """The floor plans for the map selector."""
@@ -264,6 +270,7 @@ class MapView:
             ui.notify(f"Floor plan refused: {printable(str(exc))}", type="negative")
             return
         self.plan_name.value = ""
+        event.sender.reset()
         await self.load_plans()
         self.plan_select.value = plan["id"]
 
