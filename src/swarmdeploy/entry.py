@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 def _mount_gui(app: Any, settings: Any) -> None:
     """Mount the web GUI (``swarmdeploy.gui``) into the manager ``app``; imported only when
     the GUI is on, so ``--no-gui`` costs nothing."""
-    from swarmdeploy.gui import GuiOptions, mount
+    from swarmdeploy.gui import GuiOptions, SsoOptions, mount
 
     mount(
         app,
@@ -39,6 +39,13 @@ def _mount_gui(app: Any, settings: Any) -> None:
             data_dir=settings.data_dir,
             map_tiles=settings.map_tiles,
             map_attribution=settings.map_attribution,
+            sso=SsoOptions(
+                client_id=settings.oidc_client_id,
+                authorize_url=settings.oidc_authorize_url,
+                token_url=settings.oidc_token_url,
+            )
+            if settings.oidc_client_id
+            else None,
         ),
     )
 

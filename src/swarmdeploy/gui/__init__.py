@@ -24,6 +24,15 @@ MOUNT_PATH = "/ui"
 
 
 @dataclasses.dataclass(frozen=True)
+class SsoOptions:
+    """Sign-in through an OpenID Connect provider (authorization code flow with PKCE)."""
+
+    client_id: str
+    authorize_url: str
+    token_url: str
+
+
+@dataclasses.dataclass(frozen=True)
 class GuiOptions:
     """What the GUI needs from the manager's configuration."""
 
@@ -31,6 +40,8 @@ class GuiOptions:
     #: Map tile URL template (``{z}/{x}/{y}``); None: only the vendored country outlines.
     map_tiles: str | None = None
     map_attribution: str = ""
+    #: "Sign in with SSO" on the sign-in page; None: API keys (or a pasted token) only.
+    sso: SsoOptions | None = None
 
 
 def mount(app: Any, options: GuiOptions) -> None:

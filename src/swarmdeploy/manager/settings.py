@@ -58,6 +58,10 @@ class Settings(BaseModel):
     oidc_audience: str | None = None
     oidc_role_claim: str = Field("roles", min_length=1)
     oidc_role_map: dict[str, Role] = Field(default_factory=dict)
+    #: The GUI's "Sign in with SSO" (authorization code flow with PKCE, a public client).
+    oidc_client_id: str | None = Field(None, min_length=1, max_length=200)
+    oidc_authorize_url: str | None = None
+    oidc_token_url: str | None = None
     event_queue_size: int = Field(1000, ge=10, le=1_000_000)
     dispatch_queue_size: int = Field(100, ge=1, le=100_000)
     agent_link: bool = False  # serve agents over ZeroMQ (``swarmdeploy manager`` turns it on)
@@ -103,7 +107,7 @@ class Settings(BaseModel):
             raise ValueError(f"{value} is not a readable file")
         return value
 
-    @field_validator("oidc_issuer", "oidc_jwks_url")
+    @field_validator("oidc_issuer", "oidc_jwks_url", "oidc_authorize_url", "oidc_token_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -118,6 +122,12 @@ class Settings(BaseModel):
         oidc = (self.oidc_issuer, self.oidc_jwks_url, self.oidc_audience)
         if any(oidc) and not all(oidc):
             raise ValueError("OpenID Connect needs oidc_issuer, oidc_jwks_url and oidc_audience")
+        sso = (self.oidc_client_id, self.oidc_authorize_url, self.oidc_token_url)
+        if any(sso) and not (all(sso) and self.oidc_issuer):
+            raise ValueError(
+                "the GUI's SSO sign-in needs oidc_client_id, oidc_authorize_url and "
+                "oidc_token_url, and the oidc_issuer settings that verify its tokens"
+            )
         if self.max_task_body_bytes < self.max_body_bytes:
             raise ValueError("max_task_body_bytes must be at least max_body_bytes")
         if (self.tls_cert is None) != (self.tls_key is None):

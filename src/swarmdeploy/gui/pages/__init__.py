@@ -18,6 +18,7 @@ def register(ctx: GuiContext) -> None:
         logs,
         mapview,
         signin,
+        sso,
         terminal,
         tokens,
     )
@@ -33,3 +34,4 @@ def register(ctx: GuiContext) -> None:
     keys.register(ctx)
     terminal.register(ctx)
     indoor.register(ctx)
+    sso.register(ctx)

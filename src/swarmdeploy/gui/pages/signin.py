@@ -21,7 +21,7 @@ def register(ctx: GuiContext) -> None:
         return RedirectResponse(absolute(HOME if current_session(ctx) else SIGN_IN))
 
     @ui.page(SIGN_IN)
-    def signin() -> None:
+    def signin(error: str = "") -> None:
         ui.page_title("Sign in · swarmdeploy")
         with ui.card().classes("absolute-center w-96"):
             ui.label("swarmdeploy").classes("text-xl font-bold")
@@ -29,22 +29,23 @@ def register(ctx: GuiContext) -> None:
             key = (
                 ui.input("API key", password=True).props('data-testid="api-key"').classes("w-full")
             )
-            error = ui.label("").classes("text-negative").props('data-testid="signin-error"')
+            problem = ui.label(f"Sign-in refused: {printable(error)}" if error else "")
+            problem.classes("text-negative").props('data-testid="signin-error"')
 
             async def submit() -> None:
                 value = (key.value or "").strip()
                 if not value:
-                    error.text = "Enter an API key."
+                    problem.text = "Enter an API key."
                     return
                 try:
                     async with ctx.client(value) as api:
                         who = await api.request("GET", "/rpc/whoami")
                 except ApiError as exc:
-                    error.text = f"Sign-in refused: {printable(exc.message)}"
+                    problem.text = f"Sign-in refused: {printable(exc.message)}"
                     return
                 identity = browser_id()
                 if identity is None:
-                    error.text = "Cookies are needed to stay signed in."
+                    problem.text = "Cookies are needed to stay signed in."
                     return
                 ctx.sessions.sign_in(
                     identity, value, Operator(who["name"], who["role"], who["auditName"])
@@ -53,3 +54,8 @@ def register(ctx: GuiContext) -> None:
 
             key.on("keydown.enter", submit)
             ui.button("Sign in", on_click=submit).props('data-testid="signin"')
+            if ctx.options.sso is not None:
+                ui.separator()
+                ui.button("Sign in with SSO", on_click=lambda: ui.navigate.to("/sso/start")).props(
+                    'outline data-testid="signin-sso"'
+                )
