@@ -54,7 +54,8 @@ class Provider:
                         return
                     code = secrets.token_urlsafe(16)
                     provider.codes[code] = (query["code_challenge"], query["redirect_uri"])
-                    back = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
+                    answer = urlencode({"code": code, "state": query["state"]})
+                    back = f"{query['redirect_uri']}?{answer}"
                     self.send_response(302)
                     self.send_header("Location", back)
                     self.end_headers()
