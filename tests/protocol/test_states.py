@@ -70,3 +70,19 @@ def test_stop_allowed_from_every_active_state() -> None:
 )
 def test_summarize(states: list[TargetState], expected: TaskStatus) -> None:
     assert summarize(states) is expected
+
+
+def test_failures_group_by_identical_state_and_reason_largest_first() -> None:
+    from swarmdeploy.protocol.states import FAILURE_SAMPLE, group_failures
+
+    rows = [(f"d{i:03d}", "install_failed", "No space left on device") for i in range(37)]
+    rows += [("x", "declined", "no trust anchor"), ("y", "exited", ""), ("z", "stopped", "by op")]
+    rows += [("w", "install_failed", "exit 2")]
+    groups = group_failures(rows)
+    assert [(g.state, g.reason, g.count) for g in groups] == [
+        ("install_failed", "No space left on device", 37),
+        ("declined", "no trust anchor", 1),
+        ("install_failed", "exit 2", 1),
+    ]
+    assert len(groups[0].sample) == FAILURE_SAMPLE and groups[0].sample[0] == "d000"
+    assert group_failures([]) == []

@@ -11,7 +11,7 @@ import dataclasses
 from collections import Counter
 from typing import Any
 
-from swarmdeploy.protocol.states import FINAL_STATES
+from swarmdeploy.protocol.states import FAILURE_SAMPLE, FINAL_STATES, FailureGroup, group_failures
 from swarmdeploy.protocol.states import TargetState as S
 
 #: Stage of the progress tree for each per-target state (``docs/protocol.md`` §5).
@@ -35,20 +35,8 @@ STAGE_OF: dict[S, str] = {
 }
 #: ``other`` holds states this client does not know (a newer manager): shown, never dropped.
 STAGES = ("build", "announce", "transfer", "install", "run", "other")
-#: Final states that count as failures (``stopped`` is neither success nor failure).
-FAILED_STATES = frozenset({S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED})
-#: How many device ids a group keeps for display.
-SAMPLE = 20
-
-
-@dataclasses.dataclass(frozen=True)
-class FailureGroup:
-    """Devices that ended in the same failed ``state`` for the same ``reason``."""
-
-    state: str
-    reason: str
-    count: int
-    sample: tuple[str, ...]  # the first :data:`SAMPLE` device ids, sorted
+#: How many device ids a failure group keeps for display.
+SAMPLE = FAILURE_SAMPLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +65,6 @@ def progress(task: dict[str, Any]) -> Progress:
     targets = task.get("targets") or []
     by_state: Counter[str] = Counter()
     tree: dict[str, dict[str, list[str]]] = {}
-    groups: dict[tuple[str, str], list[str]] = {}
     waiting: list[str] = []
     for row in targets:
         name = str(row["state"])
@@ -85,20 +72,14 @@ def progress(task: dict[str, Any]) -> Progress:
         state = S(name) if name in S._value2member_map_ else None
         stage = STAGE_OF[state] if state is not None else "other"
         tree.setdefault(stage, {}).setdefault(name, []).append(row["id"])
-        if state in FAILED_STATES:
-            groups.setdefault((name, row.get("reason") or ""), []).append(row["id"])
         if state is not None and state not in FINAL_STATES and state is not S.RUNNING:
             waiting.append(row["id"])
     ordered = {stage: tree[stage] for stage in STAGES if stage in tree}
     for states in ordered.values():
         for ids in states.values():
             ids.sort()
-    failures = sorted(
-        (
-            FailureGroup(state, reason, len(ids), tuple(sorted(ids)[:SAMPLE]))
-            for (state, reason), ids in groups.items()
-        ),
-        key=lambda g: (-g.count, g.state, g.reason),
+    failures = group_failures(
+        (row["id"], str(row["state"]), row.get("reason") or "") for row in targets
     )
     good = {S.EXITED.value, S.RUNNING.value, S.INSTALLED.value, S.BUILT.value}
     return Progress(

@@ -8,7 +8,9 @@ list. States are persisted and sent by name (their ``value``). See ``docs/protoc
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Iterable
 
 from swarmdeploy.protocol.errors import TransitionError
 
@@ -200,3 +202,40 @@ def event_path(current: TargetState, reported: TargetState) -> list[TargetEvent]
                 following.append(dst)
         frontier = following
     raise TransitionError(f"state {reported.value!r} cannot be reached from {current.value!r}")
+
+
+# --- Failures of a deployment, grouped by reason (API ``failures``, GUI, CLI) -------------
+
+#: Final states that count as failures (``stopped`` is neither success nor failure).
+FAILED_STATES: frozenset[TargetState] = frozenset(
+    {S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED}
+)
+#: How many target ids a failure group names.
+FAILURE_SAMPLE = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureGroup:
+    """Targets that ended in the same failed ``state`` for the same ``reason``."""
+
+    state: str
+    reason: str
+    count: int
+    sample: tuple[str, ...]  # the first :data:`FAILURE_SAMPLE` target ids, sorted
+
+
+def group_failures(rows: Iterable[tuple[str, str, str]]) -> list[FailureGroup]:
+    """``(target id, state, reason)`` rows -> the failed ones grouped by identical state and
+    reason, largest group first ("37 targets install_failed: No space left on device")."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for target_id, state, reason in rows:
+        if state in _FAILED_NAMES:
+            groups.setdefault((state, reason), []).append(target_id)
+    found = [
+        FailureGroup(state, reason, len(ids), tuple(sorted(ids)[:FAILURE_SAMPLE]))
+        for (state, reason), ids in groups.items()
+    ]
+    return sorted(found, key=lambda g: (-g.count, g.state, g.reason))
+
+
+_FAILED_NAMES = frozenset(s.value for s in FAILED_STATES)

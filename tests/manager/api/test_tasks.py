@@ -365,3 +365,16 @@ async def test_preview_errors_name_the_field_like_create(fleet: Api) -> None:
     viewer = await fleet.headers_for("viewer")
     r = await fleet.client.post("/tasks/preview", json=deploy_doc(), headers=viewer)
     assert r.status_code == 403
+
+
+async def test_task_document_groups_failures_by_identical_reason(fleet: Api) -> None:
+    task = (await fleet.client.post("/tasks", json=deploy_doc())).json()["id"]
+    for target in ("dev-1", "dev-2"):
+        await fleet.storage.set_task_target_state(
+            task, target, state="install_failed", updated_at=5, reason="No space left on device"
+        )
+    doc = (await fleet.client.get(f"/tasks/{task}")).json()
+    assert doc["failures"] == [
+        {"state": "install_failed", "reason": "No space left on device", "count": 2,
+         "targets": ["dev-1", "dev-2"]},
+    ]  # fmt: skip

@@ -331,10 +331,22 @@ class TaskPreview(ApiModel):
     build_host: str | None
 
 
+class FailureGroupOut(ApiModel):
+    """Targets that failed in the same ``state`` for the same ``reason``: how many, and the
+    first 20 ids."""
+
+    state: str
+    reason: str
+    count: int
+    targets: list[str]
+
+
 class TaskPublic(TaskSummary):
-    """A task with the state of every target."""
+    """A task with the state of every target, and its failures grouped by identical
+    reason (largest group first)."""
 
     targets: list[TaskTargetPublic]
+    failures: list[FailureGroupOut] = Field(default_factory=list)
 
 
 # -- artifacts ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from swarmdeploy.protocol.states import (
     TargetEvent,
     TargetState,
     TaskStatus,
+    group_failures,
     summarize,
 )
 from swarmdeploy.storage.base import Storage
@@ -493,4 +494,8 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
     doc["sandbox"] = sandbox_json(sandbox_of(d))
     if with_targets:
         doc["targets"] = [row_json(t) for t in view.targets]
+        doc["failures"] = [
+            {"state": g.state, "reason": g.reason, "count": g.count, "targets": list(g.sample)}
+            for g in group_failures((t.target_id, t.state, t.reason) for t in view.targets)
+        ]
     return doc
