@@ -1,8 +1,8 @@
 """A deployment's progress from its task document (``GET /tasks/{id}``): the stages of the
 progress tree (seed figure 21), failures grouped by identical reason, what is still waiting.
 
-Shared by the GUI's progress view and the CLI's live display, so both tell the same story.
-Pure functions over the API's JSON; the state names come from :mod:`swarmdeploy.protocol.states`.
+Used by the GUI's progress view (and meant for the CLI's live display); the grouping itself is
+``protocol.states.group_failures``, as in the API. Pure functions over the API's JSON; the state names come from :mod:`swarmdeploy.protocol.states`.
 """
 
 from __future__ import annotations
