@@ -2,7 +2,8 @@
 progress tree (seed figure 21), failures grouped by identical reason, what is still waiting.
 
 Used by the GUI's progress view (and meant for the CLI's live display); the grouping itself is
-``protocol.states.group_failures``, as in the API. Pure functions over the API's JSON; the state names come from :mod:`swarmdeploy.protocol.states`.
+``protocol.states.group_failures``, as in the API. Pure functions over the API's JSON; the
+state names come from :mod:`swarmdeploy.protocol.states`.
 """
 
 from __future__ import annotations
