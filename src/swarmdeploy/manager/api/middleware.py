@@ -83,11 +83,19 @@ class BodyLimitMiddleware:
 
 
 def route_template(scope: Scope) -> str:
-    """The template of the route that handled the request (``/targets/{target_id}``), or
-    :data:`UNMATCHED_ROUTE`: a raw path is never a label (unbounded)."""
-    route = scope.get("route")
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+    """The template of the route that handled the request (``/targets/{target_id}``): its
+    path with each path parameter's value put back as ``{name}``; :data:`UNMATCHED_ROUTE`
+    when no route matched. A raw path is never a label (unbounded)."""
+    if scope.get("route") is None:
+        return UNMATCHED_ROUTE
+    path = str(scope.get("path", ""))
+    params = scope.get("path_params") or {}
+    for name, value in sorted(params.items(), key=lambda item: -len(str(item[1]))):
+        text = str(value)
+        at = path.rfind(text) if text else -1
+        if at >= 0:
+            path = f"{path[:at]}{{{name}}}{path[at + len(text) :]}"
+    return path
 
 
 class ErrorAndMetricsMiddleware:
