@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 from swarmdeploy.manager.services.metrics import (
     LABEL_NAMES,
     UNMATCHED_ROUTE,
@@ -60,3 +65,28 @@ def test_every_family_uses_only_bounded_label_names() -> None:
         for s in family.samples:
             names = set(s.labels) - {"le"}
             assert names <= LABEL_NAMES, (family.name, names - LABEL_NAMES)
+
+
+MULTIPROCESS_CHILD = """
+import sys
+from swarmdeploy.manager.services.metrics import Metrics
+metrics = Metrics()
+metrics.count_registration("ok")
+metrics.count_received("state")
+metrics.observe_request("GET", "/targets", 200, 0.01)
+if sys.argv[1] == "render":
+    sys.stdout.write(metrics.render().decode())
+"""
+
+
+def test_multiprocess_mode_sums_every_process(tmp_path: pathlib.Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    run = [sys.executable, "-c", MULTIPROCESS_CHILD]
+    subprocess.run([*run, "count"], env=env, check=True, timeout=60)
+    text = subprocess.run(
+        [*run, "render"], env=env, check=True, timeout=60, capture_output=True, text=True
+    ).stdout
+    assert sample(text, "swarmdeploy_registrations_total", result="ok") == 2
+    assert sample(text, "swarmdeploy_link_messages_received_total", type="state") == 2
+    labels = {"method": "GET", "route": "/targets", "status_class": "2xx"}
+    assert sample(text, "swarmdeploy_http_request_duration_seconds_count", **labels) == 2
