@@ -31,6 +31,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -65,6 +66,8 @@ class Metrics:
     """The metric families of one manager (see the module docstring)."""
 
     def __init__(self, *, process: bool = True) -> None:
+        # No ``*_created`` series next to every counter: process start time says the same.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self._message_types = frozenset(MESSAGE_TYPES)
         self._probes: list[Callable[[], None]] = []
