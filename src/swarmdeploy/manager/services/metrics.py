@@ -67,7 +67,7 @@ class Metrics:
 
     def __init__(self, *, process: bool = True) -> None:
         # No ``*_created`` series next to every counter: process start time says the same.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._message_types = frozenset(MESSAGE_TYPES)
         self._probes: list[Callable[[], None]] = []
