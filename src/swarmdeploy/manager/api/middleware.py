@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarmdeploy.manager.api.errors import error_body
@@ -84,10 +85,14 @@ class BodyLimitMiddleware:
 
 def route_template(scope: Scope) -> str:
     """The template of the route that handled the request (``/targets/{target_id}``): its
-    path with each path parameter's value put back as ``{name}``; :data:`UNMATCHED_ROUTE`
-    when no route matched. A raw path is never a label (unbounded)."""
-    if scope.get("route") is None:
+    path with each path parameter's value put back as ``{name}``; ``PREFIX/{path}`` for a
+    mounted app; :data:`UNMATCHED_ROUTE` when no route matched. A raw path is never a label
+    (unbounded)."""
+    route = scope.get("route")
+    if route is None:
         return UNMATCHED_ROUTE
+    if isinstance(route, Mount):  # a mounted app that routed no further: its prefix only
+        return f"{route.path}/{{path}}"
     path = str(scope.get("path", ""))
     params = scope.get("path_params") or {}
     for name, value in sorted(params.items(), key=lambda item: -len(str(item[1]))):
