@@ -176,6 +176,9 @@ class Metrics:
             "Bytes of the blobs deleted by the garbage collector.",
             registry=r,
         )
+        for reason in ("duplicate", "retention"):  # known series start at 0 (rate() works)
+            self.logs_dropped.labels(reason)
+        self.registrations.labels("ok")
         if process and not os.environ.get(MULTIPROC_ENV):
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
