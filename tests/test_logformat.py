@@ -56,13 +56,16 @@ def test_json_line_without_context_and_with_traceback() -> None:
 
 def test_configure_json_and_text(restore_root: None) -> None:
     out = io.StringIO()
-    configure("INFO", "JSON", stream=out)
+    configure("INFO", "JSON", stream=out, force=True)
     logging.getLogger("swarmdeploy.t").info("one", extra={"task": "k"})
     logging.getLogger("swarmdeploy.t").debug("hidden")
     [line] = out.getvalue().splitlines()
+    configure("INFO", "text", stream=io.StringIO())  # configured already: a no-op
+    logging.getLogger("swarmdeploy.t").info("two")
+    assert len(out.getvalue().splitlines()) == 2
     assert json.loads(line)["task"] == "k"
     text = io.StringIO()
-    configure("DEBUG", "text", stream=text)
+    configure("DEBUG", "text", stream=text, force=True)
     logging.getLogger("swarmdeploy.t").debug("two")
     assert text.getvalue().rstrip().endswith("DEBUG swarmdeploy.t: two")
     assert TEXT_FORMAT.startswith("%(asctime)s")

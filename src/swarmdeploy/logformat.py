@@ -54,16 +54,17 @@ def check_format(name: str) -> str:
     return value
 
 
-def configure(level: str, log_format: str = "text", stream: TextIO | None = None) -> None:
+def configure(
+    level: str, log_format: str = "text", stream: TextIO | None = None, *, force: bool = False
+) -> None:
     """Send the root logger's records at ``level`` and above to ``stream`` (stderr) in
-    ``log_format``; replaces handlers set before."""
+    ``log_format``, like :func:`logging.basicConfig`: a no-op when the root logger has
+    handlers already (a host such as a test runner configured it) unless ``force``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     if check_format(log_format) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), handlers=[handler], force=force
+    )
