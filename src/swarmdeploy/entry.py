@@ -10,22 +10,41 @@ import importlib
 import sys
 from typing import Any
 
+#: The extra that installs what each command needs (``pip install 'swarmdeploy[EXTRA]'``).
+EXTRAS = {"manager": "manager", "agent": "agent"}
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``swarmdeploy manager|agent|<cli command>`` and return the exit status."""
+    """Run ``swarmdeploy manager|agent|<cli command>`` and return the exit status. A
+    command whose extra is not installed prints one line naming it (status 2)."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else ""
-    if command == "manager":
-        from swarmdeploy.manager.main import main as manager_main
+    try:
+        if command == "manager":
+            from swarmdeploy.manager.main import main as manager_main
 
-        return manager_main(args[1:], mount_gui=_mount_gui)
-    if command == "agent":
-        agent = importlib.import_module("swarmdeploy.agent.main")
-        status: int = agent.main(args[1:])
-        return status
-    from swarmdeploy.cli.app import main as cli_main
-
+            return manager_main(args[1:], mount_gui=_mount_gui)
+        if command == "agent":
+            agent = importlib.import_module("swarmdeploy.agent.main")
+            status: int = agent.main(args[1:])
+            return status
+        from swarmdeploy.cli.app import main as cli_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "swarmdeploy").partition(".")[0] == "swarmdeploy":
+            raise
+        return _missing_extra(command, exc.name or "?")
     return cli_main(args)
+
+
+def _missing_extra(command: str, module: str) -> int:
+    extra = EXTRAS.get(command, "cli")
+    what = f"swarmdeploy {command}" if extra != "cli" else "the swarmdeploy operator CLI"
+    print(
+        f"{what} needs the '{extra}' extra (module {module} is missing): "
+        f"pip install 'swarmdeploy[{extra}]'",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _mount_gui(app: Any, settings: Any) -> None:

@@ -18,6 +18,7 @@ from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
 # What only the manager and the CLI use: an agent process that imports any of it grew by the
 # server stack (idle RSS budget). Tests add the modules their own import path avoids.
 SERVER_STACK = (
+    "prometheus_client",
     "pydantic",
     "httpx",
     "fastapi",

@@ -11,6 +11,7 @@ from pathlib import Path
 from swarmdeploy.manager.clock import wall_ms
 from swarmdeploy.manager.services.blob_gc import GRACE_MS
 from tests.manager.conftest import make_settings, running_api
+from tests.manager.scrape import sample
 from tests.manager.services.conftest import FakeClock
 
 
@@ -47,5 +48,5 @@ async def test_deleted_task_archive_is_freed_and_counted(tmp_path: Path) -> None
         clock.now += GRACE_MS + 60_000
         assert (await api.client.delete(f"/tasks/{created['id']}")).status_code == 204
         assert not blob.exists()
-        metrics = (await api.client.get("/metrics")).text.splitlines()
-        assert "swarmdeploy_blobs_collected_total 1" in metrics
+        metrics = (await api.client.get("/metrics")).text
+        assert sample(metrics, "swarmdeploy_blobs_collected_total") == 1

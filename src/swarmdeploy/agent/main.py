@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarmdeploy.agent.errors import AgentFatalError, ConfigError
+from swarmdeploy.logformat import configure as configure_logging
 
 if TYPE_CHECKING:  # imported where used: main() decides first what may be imported at all
     from swarmdeploy.agent.config import AgentSettings
@@ -71,6 +72,7 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
         "a running deployment whose signer was revoked: keep (default; reported) or stop",
     ),
     ("--log-level", str, "DEBUG, INFO (default), WARNING or ERROR"),
+    ("--log-format", str, "text (default) or json: one JSON object per line"),
     ("--heartbeat-s", float, "heartbeat interval until the manager sets one"),
     ("--health-interval-s", float, "seconds between health reports (default 30)"),
     ("--log-batch-s", float, "seconds between log batches (default 2)"),
@@ -238,21 +240,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     keep_lean()
     env = os.environ if environ is None else environ
     args = build_parser(env).parse_args(list(sys.argv[1:] if argv is None else argv))
-    _configure_logging(args.log_level or "INFO")
+    try:
+        configure_logging(args.log_level or "INFO", args.log_format or "text")
+    except ValueError as exc:
+        print(f"swarmdeploy agent: --log-format: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = settings_from_args(args)
         return run(settings)
     except AgentFatalError as exc:
         print(f"swarmdeploy agent: {exc}", file=sys.stderr)
         return exc.exit_status
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 #: Never loaded into the agent process (docs/performance.md, "Agent memory").

@@ -73,7 +73,7 @@ class StateReporter:
         item = self._state.report(task_id, new, reason[:4096] or None)
         self._save()
         detail = f" ({reason})" if reason else ""
-        logger.info("task %s: %s -> %s%s", task_id, old, new, detail)
+        logger.info("task %s: %s -> %s%s", task_id, old, new, detail, extra={"task": task_id})
         self._backoff.reset()
         self._backoff.sent(self._clock())
         await self._send(_message(item.task_id, item.state, item.reason, item.at_ms))

@@ -53,6 +53,7 @@ from swarmdeploy.manager.services.control import TargetControl
 from swarmdeploy.manager.services.floorplans import MAX_IMAGE_BYTES, FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.metered_storage import metered
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.oidc import OidcVerifier
 from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
@@ -104,6 +105,7 @@ def build_services(
     )
     admin = resolve_admin_key(settings.data_dir, settings.admin_key)
     metrics = Metrics()
+    storage = metered(storage, metrics)
     events = EventHub(queue_size=settings.event_queue_size, on_drop=metrics.count_dropped)
     dispatcher = dispatcher or MemoryDispatcher(max_per_target=settings.dispatch_queue_size)
     blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
@@ -174,7 +176,7 @@ def build_services(
             clock=clock,
             signer=signer,
         ),
-        stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
+        stats=StatsService(storage, registry=registry, metrics=metrics, events=events, blobs=blobs),
         operator_keys=operator_keys,
         task_signer=signer,
         health=HealthHistory(
@@ -240,7 +242,7 @@ def create_app(
     """
     storage = storage if storage is not None else open_storage(settings.database_url)
     services = build_services(settings, storage, dispatcher=dispatcher, blobs=blobs, clock=clock)
-    blob_gc = BlobCollector(storage, services.blobs, clock=clock, metrics=services.metrics,
+    blob_gc = BlobCollector(services.storage, services.blobs, clock=clock, metrics=services.metrics,
                             spool_dir=settings.data_dir / "incoming")  # fmt: skip
     services.tasks.add_delete_listener(blob_gc)
 

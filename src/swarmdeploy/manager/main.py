@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from swarmdeploy.logformat import configure as configure_logging
 from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.keystore import (
     KeystoreError,
@@ -100,6 +101,7 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("oidc-authorize-url", "oidc_authorize_url", str, "GUI sign-in with SSO: authorization URL"),
     ("oidc-token-url", "oidc_token_url", str, "GUI sign-in with SSO: token URL"),
     ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
+    ("log-format", "log_format", str.lower, "text (default) or json: one JSON object per line"),
     ("tls-cert", "tls_cert", Path, "serve HTTPS: PEM certificate (chain); needs --tls-key"),
     ("tls-key", "tls_key", Path, "PEM private key of --tls-cert"),
     (
@@ -290,9 +292,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     except SettingsError as exc:
         print(f"swarmdeploy manager: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
     if ca_import is not None:

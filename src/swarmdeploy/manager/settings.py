@@ -71,6 +71,7 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(4 << 30, ge=1024, le=1 << 40)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (logformat.py)
     tls_cert: Path | None = None  # PEM certificate (chain) of the REST API; with tls_key
     tls_key: Path | None = None
     #: Proxy addresses whose X-Forwarded-For/-Proto are trusted (comma-separated); None: none.

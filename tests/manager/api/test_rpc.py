@@ -153,7 +153,7 @@ async def test_registration_attempts_rate_limited_per_address(strict: Api) -> No
         r = await client.post("/rpc/targets", json=body, headers={"X-Auth-Token": token})
         assert r.status_code == 201
     metrics = (await strict.client.get("/metrics")).text
-    assert 'swarmdeploy_registrations_total{result="rate_limited"} 2' in metrics
+    assert 'swarmdeploy_registrations_total{result="rate_limited"} 2.0' in metrics
 
 
 async def test_server_info_is_public(api: Api) -> None:

@@ -9,6 +9,7 @@ from swarmdeploy.storage.errors import StorageUnavailable
 from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import Page, TargetRecord
 from tests.manager.conftest import Api, make_settings, running_api
+from tests.manager.scrape import families, sample
 
 
 class BrokenStorage(MemoryStorage):
@@ -41,17 +42,28 @@ async def test_metrics_need_auth_and_report_counts(api: Api) -> None:
     r = await api.client.get("/metrics", headers=viewer)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
-    for line in (
-        "swarmdeploy_targets 1",
-        "swarmdeploy_targets_online 0",
-        'swarmdeploy_tasks{status="pending"} 0',
-        'swarmdeploy_registrations_total{result="ok"} 1',
-        'swarmdeploy_http_requests_total{status="404"} 1',
-        "swarmdeploy_events_dropped_total 0",
-        "swarmdeploy_logs_ingested_total 0",
+    route = {"method": "GET", "route": "/targets/{target_id}", "status_class": "4xx"}
+    for name, labels, value in (
+        ("swarmdeploy_targets", {}, 1),
+        ("swarmdeploy_targets_online", {}, 0),
+        ("swarmdeploy_tasks", {"status": "pending"}, 0),
+        ("swarmdeploy_registrations_total", {"result": "ok"}, 1),
+        ("swarmdeploy_http_request_duration_seconds_count", route, 1),
+        ("swarmdeploy_events_dropped_total", {}, 0),
+        ("swarmdeploy_log_lines_ingested_total", {}, 0),
     ):
-        assert line in text.splitlines(), line
-    assert "# TYPE swarmdeploy_http_requests_total counter" in text
+        assert sample(text, name, **labels) == value, (name, labels)
+    assert families(text)["swarmdeploy_http_request_duration_seconds"].type == "histogram"
+    assert (sample(text, "process_resident_memory_bytes") or 0) > 0
+
+
+async def test_unmatched_path_is_not_a_label(api: Api) -> None:
+    for i in range(3):
+        await api.client.get(f"/no/such/path/{i}")
+    text = (await api.client.get("/metrics")).text
+    counted = {"method": "GET", "route": "<unmatched>", "status_class": "4xx"}
+    assert sample(text, "swarmdeploy_http_request_duration_seconds_count", **counted) == 3
+    assert "/no/such/path" not in text
 
 
 async def test_unknown_route_is_json_404(api: Api) -> None:

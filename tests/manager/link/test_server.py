@@ -17,6 +17,7 @@ from swarmdeploy.transport.base import Lifecycle, LinkState
 from swarmdeploy.transport.zmq import ZmqManagerTransport
 from tests.manager.conftest import make_settings, running_api
 from tests.manager.link.conftest import TIMEOUT_S, Rig, deploy_doc, link_rig
+from tests.manager.scrape import sample
 
 
 async def test_registered_keys_admitted_before_start_after_restart(tmp_path: Path) -> None:
@@ -84,17 +85,21 @@ async def test_last_seen_writes_are_throttled_but_api_is_current(rig: Rig) -> No
     assert stored.last_seen_at >= first + 6000
 
 
-async def test_health_exported_per_target_on_metrics(rig: Rig) -> None:
-    agent = await rig.agent("t1")
-    await agent.send(
-        m.Health(disk_free_bytes=4_096_000, agent_rss_bytes=21_000_000, cpu_percent=12.5)
-    )
-    await agent.sync()
+async def test_fleet_health_on_metrics_without_target_labels(rig: Rig) -> None:
+    for target_id, disk, rss, cpu in (
+        ("t1", 4_096_000, 21_000_000, 12.5),
+        ("t2", 9_000_000_000, 1_000_000, 3.0),
+    ):
+        agent = await rig.agent(target_id)
+        await agent.send(m.Health(disk_free_bytes=disk, agent_rss_bytes=rss, cpu_percent=cpu))
+        await agent.sync()
     text = (await rig.api.client.get("/metrics")).text
-    assert 'swarmdeploy_target_disk_free_bytes{target="t1"} 4096000' in text
-    assert 'swarmdeploy_target_agent_rss_bytes{target="t1"} 21000000' in text
-    assert 'swarmdeploy_target_cpu_percent{target="t1"} 12.5' in text
-    assert "swarmdeploy_targets_online 1" in text
+    assert sample(text, "swarmdeploy_targets_disk_free_bytes_min") == 4_096_000
+    assert sample(text, "swarmdeploy_targets_agent_rss_bytes_max") == 21_000_000
+    assert sample(text, "swarmdeploy_targets_cpu_percent_max") == 12.5
+    assert sample(text, "swarmdeploy_targets_online") == 2
+    assert sample(text, "swarmdeploy_link_messages_received_total", type="health") == 2
+    assert 'target="' not in text
 
 
 async def test_link_off_by_default_for_the_api_alone(tmp_path: Path) -> None:

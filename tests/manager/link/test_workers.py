@@ -7,8 +7,10 @@ import asyncio
 import pytest
 
 from swarmdeploy.manager.link.workers import TargetWorkers, message_key
+from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
+from tests.manager.scrape import sample
 
 
 async def test_jobs_of_one_target_run_in_order_targets_concurrently() -> None:
@@ -92,3 +94,35 @@ async def test_exact_resends_waiting_in_the_queue_are_merged_into_one_job() -> N
     assert workers.submit("a", lambda: handle("copy"), key=message_key(report))
     await workers.wait_idle(1.0)
     assert done.count("copy") == 2  # once it ran, a new copy is handled again
+
+
+async def test_queue_gauges_and_counters_without_target_labels() -> None:
+    metrics = Metrics()
+    workers = TargetWorkers(max_queued=2, metrics=metrics)
+    gate = asyncio.Event()
+
+    async def blocked() -> None:
+        await gate.wait()
+
+    async def done() -> None:
+        return None
+
+    assert workers.submit("t1", blocked)  # runs at once, then waits on the gate
+    await asyncio.sleep(0)
+    assert workers.submit("t1", done, key="k") and workers.submit("t1", done, key="k")
+    assert workers.submit("t1", done)
+    assert not workers.submit("t1", done)  # full
+    assert workers.submit("t2", done)
+    workers.observe()
+    text = metrics.render().decode()
+    assert sample(text, "swarmdeploy_link_queued_jobs") == 3
+    assert sample(text, "swarmdeploy_link_queue_depth_max") == 2
+    assert (sample(text, "swarmdeploy_link_oldest_queued_age_seconds") or -1) >= 0
+    assert sample(text, "swarmdeploy_link_duplicates_merged_total") == 1
+    assert sample(text, "swarmdeploy_link_jobs_refused_total") == 1
+    gate.set()
+    await workers.wait_idle(5)
+    workers.observe()
+    text = metrics.render().decode()
+    assert sample(text, "swarmdeploy_link_queued_jobs") == 0
+    assert sample(text, "swarmdeploy_link_oldest_queued_age_seconds") == 0

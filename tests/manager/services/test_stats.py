@@ -3,8 +3,10 @@ state, targets; the document is cached for ``cache_s``."""
 
 from __future__ import annotations
 
+from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.stats import StatsService
 from swarmdeploy.storage.records import TaskRecord, TaskTargetRecord
+from tests.manager.scrape import sample
 from tests.manager.services.conftest import World
 
 
@@ -21,7 +23,7 @@ def _stats(world: World, cache_s: float = 0.0) -> StatsService:
     return StatsService(
         world.storage,
         registry=world.registry,
-        metrics=world.metrics,
+        metrics=Metrics(),  # its own registry: a stats service registers its gauges
         events=world.events,
         cache_s=cache_s,
     )
@@ -34,24 +36,23 @@ async def test_task_statuses_and_row_states_come_from_aggregates(world: World) -
     await _add(world, "k3", "failed", "exited")
     await _add(world, "k4", "pending")
     await _add(world, "k5", "installing", "running")
-    lines = (await _stats(world).exposition()).splitlines()
-    for expected in (
-        "swarmdeploy_targets 2",
-        'swarmdeploy_tasks{status="running"} 2',
-        'swarmdeploy_tasks{status="failed"} 1',
-        'swarmdeploy_tasks{status="pending"} 1',
-        'swarmdeploy_tasks{status="in_progress"} 1',
-        'swarmdeploy_tasks{status="succeeded"} 0',
-        'swarmdeploy_task_targets{state="running"} 3',
-        'swarmdeploy_task_targets{state="exited"} 3',
-        'swarmdeploy_task_targets{state="stopped"} 0',
+    text = await _stats(world).exposition()
+    assert sample(text, "swarmdeploy_targets") == 2
+    for status, count in (
+        ("running", 2),
+        ("failed", 1),
+        ("pending", 1),
+        ("in_progress", 1),
+        ("succeeded", 0),
     ):
-        assert expected in lines, expected
+        assert sample(text, "swarmdeploy_tasks", status=status) == count, status
+    for state, count in (("running", 3), ("exited", 3), ("stopped", 0)):
+        assert sample(text, "swarmdeploy_task_targets", state=state) == count, state
 
 
 async def test_gauges_are_cached_for_cache_s(world: World) -> None:
     stats = _stats(world, cache_s=60.0)
-    assert "swarmdeploy_targets 0" in (await stats.exposition()).splitlines()
+    assert sample(await stats.exposition(), "swarmdeploy_targets") == 0
     await world.add_targets(["t0"])
-    assert "swarmdeploy_targets 0" in (await stats.exposition()).splitlines()
-    assert "swarmdeploy_targets 1" in (await _stats(world).exposition()).splitlines()
+    assert sample(await stats.exposition(), "swarmdeploy_targets") == 0
+    assert sample(await _stats(world).exposition(), "swarmdeploy_targets") == 1

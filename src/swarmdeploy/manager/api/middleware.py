@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarmdeploy.manager.api.errors import error_body
-from swarmdeploy.manager.services.metrics import Metrics
+from swarmdeploy.manager.services.metrics import UNMATCHED_ROUTE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,30 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def route_template(scope: Scope) -> str:
+    """The template of the route that handled the request (``/targets/{target_id}``): its
+    path with each path parameter's value put back as ``{name}``; ``PREFIX/{path}`` for a
+    mounted app; :data:`UNMATCHED_ROUTE` when no route matched. A raw path is never a label
+    (unbounded)."""
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    if isinstance(route, Mount):  # a mounted app that routed no further: its prefix only
+        return f"{route.path}/{{path}}"
+    path = str(scope.get("path", ""))
+    params = scope.get("path_params") or {}
+    for name, value in sorted(params.items(), key=lambda item: -len(str(item[1]))):
+        text = str(value)
+        at = path.rfind(text) if text else -1
+        if at >= 0:
+            path = f"{path[:at]}{{{name}}}{path[at + len(text) :]}"
+    return path
+
+
 class ErrorAndMetricsMiddleware:
-    """Counts answered requests by status and turns any unhandled exception into a JSON
-    500 without details (the traceback goes to the log only)."""
+    """Times answered requests (by method, route template and status class) and turns any
+    unhandled exception into a JSON 500 without details (the traceback goes to the log
+    only)."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
@@ -94,12 +117,14 @@ class ErrorAndMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
+        status = 500
+        begun = time.perf_counter()
 
         async def counting_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
-                self.metrics.count_http(int(message["status"]))
+                status = int(message["status"])
             await send(message)
 
         try:
@@ -109,3 +134,7 @@ class ErrorAndMetricsMiddleware:
             if not started:
                 body = error_body("internal server error", "internal_error")
                 await _send_json(counting_send, 500, body)
+        finally:
+            elapsed = time.perf_counter() - begun
+            route = route_template(scope)
+            self.metrics.observe_request(scope["method"], route, status, elapsed)

@@ -40,7 +40,8 @@ async def health(services: ServicesDep) -> Any:
     },
 )
 async def metrics(services: ServicesDep, _: Viewer) -> PlainTextResponse:
-    """Prometheus text exposition: targets, online targets, tasks by status, stored and
-    ingested log lines, registrations by result, dropped events, HTTP requests by status."""
+    """Prometheus text exposition (docs/metrics.md): HTTP latency by route template and
+    status class, agent link traffic and queues, storage latency, logs, events,
+    registrations, deployments by state, blob store size and process metrics."""
     text = await services.stats.exposition()
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -37,6 +37,7 @@ from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.services.control import TERMINAL_TASK
 from swarmdeploy.manager.services.log_access import terminal_stage
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.errors import MessageError, TransitionError
@@ -87,8 +88,10 @@ class RequestService:
         clock: Clock,
         terminal_expiry_ms: int,
         wake: Wake,
+        metrics: Metrics | None = None,
     ) -> None:
         self._storage = storage
+        self._metrics = metrics
         self._transport = transport
         self._sessions = sessions
         self._logs = logs
@@ -147,6 +150,8 @@ class RequestService:
                 continue
             if await self._transport.send(target_id, message):
                 sent.append(record.id)
+                if record.state != "pending" and self._metrics is not None:
+                    self._metrics.link_resent.inc()
         if sent:
             await self._storage.mark_requests_sent(target_id, sent)
         return len(sent)

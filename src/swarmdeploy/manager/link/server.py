@@ -37,6 +37,7 @@ from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
 from swarmdeploy.manager.link.logs import LogSequencer
+from swarmdeploy.manager.link.metered import MeteredTransport
 from swarmdeploy.manager.link.packages import Packages
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
@@ -46,7 +47,7 @@ from swarmdeploy.manager.services.builds import BuildRecorder
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.tasks import TaskView
 from swarmdeploy.protocol.errors import TransitionError
-from swarmdeploy.protocol.messages import Hint, id_topic, tag_topic
+from swarmdeploy.protocol.messages import Hint, id_topic, message_type, tag_topic
 from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
 from swarmdeploy.storage.records import TargetRecord
 from swarmdeploy.transport.base import ManagerTransport
@@ -81,6 +82,7 @@ class LinkServer:
         s = services
         self.services = services
         self.transport = transport
+        sender = MeteredTransport(transport, s.metrics)
         self.settings = settings
         self.state = LinkState.NEW
         self._clock = clock
@@ -88,7 +90,7 @@ class LinkServer:
             online_timeout_ms=settings.online_timeout_ms,
             touch_interval_ms=settings.touch_interval_ms,
         )
-        self.workers = TargetWorkers(max_queued=settings.queue_per_target)
+        self.workers = TargetWorkers(max_queued=settings.queue_per_target, metrics=s.metrics)
         self.uploads = UploadReceiver(
             settings.uploads_dir,
             s.storage,
@@ -103,25 +105,26 @@ class LinkServer:
             states=s.task_states,
             packages=packages,
             blobs=s.blobs,
-            transport=transport,
+            transport=sender,
             clock=clock,
             grant_ttl_ms=settings.auth_cache_ms,
         )
         self.sequencer = LogSequencer(s.storage, s.logs)
         self.requests = RequestService(
             s.storage,
-            transport=transport,
+            transport=sender,
             sessions=self.sessions,
             logs=s.logs,
             states=s.task_states,
             clock=clock,
             terminal_expiry_ms=settings.terminal_expiry_ms,
             wake=self._wake,
+            metrics=s.metrics,
         )
         self.handlers = AgentHandlers(
             Parts(
                 storage=s.storage,
-                transport=transport,
+                transport=sender,
                 events=s.events,
                 registry=s.registry,
                 states=s.task_states,
@@ -139,6 +142,7 @@ class LinkServer:
                 health=s.health,
             )
         )
+        self._sender = sender
         self._loops: list[asyncio.Task[None]] = []
         self._maintained_ms: int | None = None
 
@@ -163,6 +167,7 @@ class LinkServer:
         s.tasks.add_listener(self)
         s.operator_keys.add_revocation_listener(self.keys_revoked)
         await s.dispatcher.attach(self.requests)
+        s.metrics.add_probe(self.workers.observe)
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
             asyncio.create_task(self._sweep_loop(), name="link:sweep"),
@@ -175,6 +180,7 @@ class LinkServer:
             return
         self.state = LinkState.CLOSED
         await self.services.dispatcher.attach(None)
+        self.services.metrics.remove_probe(self.workers.observe)
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -198,6 +204,7 @@ class LinkServer:
             if got is None:
                 continue
             target_id, msg = got
+            self.services.metrics.count_received(message_type(msg))
             job = functools.partial(self.handlers.handle, target_id, msg)
             self.workers.submit(target_id, job, key=message_key(msg))
 
@@ -259,7 +266,7 @@ class LinkServer:
             topics += [tag_topic(t) for t in view.record.match_tags]
         hint = Hint(reason="task", task_id=task_id)
         for topic in topics:
-            await self.transport.publish(topic, hint)
+            await self._sender.publish(topic, hint)
 
     async def keys_revoked(self) -> None:
         """An operator key was revoked: hint every connected agent, whose answering
@@ -268,7 +275,7 @@ class LinkServer:
             return
         hint = Hint(reason="revocation")
         for target_id in self.sessions.online_ids():
-            await self.transport.publish(id_topic(target_id), hint)
+            await self._sender.publish(id_topic(target_id), hint)
 
     def _announce_later(self, task_id: str, target_id: str) -> None:
         if self.sessions.is_online(target_id):

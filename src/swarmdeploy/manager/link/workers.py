@@ -17,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 
 import msgspec
+
+from swarmdeploy.manager.services.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,13 @@ def message_key(msg: msgspec.Struct) -> Hashable:
 class TargetWorkers:
     """Per-target job queues (see the module docstring). Single event loop."""
 
-    def __init__(self, *, max_queued: int) -> None:
+    def __init__(self, *, max_queued: int, metrics: Metrics | None = None) -> None:
         if max_queued < 1:
             raise ValueError("max_queued must be at least 1")
         self._max = max_queued
-        self._queues: dict[str, collections.deque[tuple[Job, Hashable | None]]] = {}
+        self._metrics = metrics
+        #: per target: (job, merge key, time queued on the monotonic clock)
+        self._queues: dict[str, collections.deque[tuple[Job, Hashable | None, float]]] = {}
         self._waiting: dict[str, set[Hashable]] = {}
         self.merged = 0
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -55,12 +60,16 @@ class TargetWorkers:
         waiting = self._waiting.setdefault(target_id, set())
         if key is not None and key in waiting:
             self.merged += 1
+            if self._metrics is not None:
+                self._metrics.link_merged.inc()
             return True
         queue = self._queues.setdefault(target_id, collections.deque())
         if len(queue) >= self._max:
             log.warning("work queue of %s is full; dropped a job", target_id)
+            if self._metrics is not None:
+                self._metrics.link_refused.inc()
             return False
-        queue.append((job, key))
+        queue.append((job, key, time.monotonic()))
         if key is not None:
             waiting.add(key)
         if target_id not in self._tasks:
@@ -74,7 +83,7 @@ class TargetWorkers:
         queue = self._queues[target_id]
         try:
             while queue:
-                job, key = queue.popleft()
+                job, key, _ = queue.popleft()
                 if key is not None:
                     self._waiting[target_id].discard(key)  # a copy arriving now runs again
                 try:
@@ -88,6 +97,17 @@ class TargetWorkers:
                 self._waiting.pop(target_id, None)
             if not self._tasks:
                 self._idle.set()
+
+    def observe(self) -> None:
+        """Set the queue gauges of ``metrics`` (a scrape-time probe): jobs queued, the
+        deepest queue, and how long the oldest waiting job has waited."""
+        if self._metrics is None:
+            return
+        depths = [len(q) for q in self._queues.values()]
+        heads = [q[0][2] for q in self._queues.values() if q]
+        self._metrics.link_queued.set(sum(depths))
+        self._metrics.link_queue_max.set(max(depths, default=0))
+        self._metrics.link_oldest.set(time.monotonic() - min(heads) if heads else 0.0)
 
     async def wait_idle(self, timeout_s: float) -> None:
         """Wait until no worker runs (tests, shutdown). Raises ``TimeoutError``."""

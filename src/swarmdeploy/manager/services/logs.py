@@ -57,7 +57,7 @@ class LogService:
         if not logs:
             return 0
         stored = await self._storage.add_logs(logs)
-        self._metrics.logs_ingested += stored
+        self._metrics.count_logs(stored=stored, duplicates=len(logs) - stored)
         key = operator.attrgetter("target", "task")
         for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):
             for owner, lines in (await self._by_owner(task, list(group))).items():
@@ -118,5 +118,6 @@ class LogService:
             return 0
         deleted = await self._storage.purge_logs(older_than=older_than, keep_rows=keep_rows)
         if deleted:
+            self._metrics.count_logs_expired(deleted)
             log.info("log retention deleted %d line(s)", deleted)
         return deleted

@@ -1,48 +1,50 @@
 """Gauges for ``GET /metrics`` computed from storage, cached briefly to bound scrape cost.
 
 Counts come from aggregate queries (``count_targets``, ``count_task_targets_by_state``,
-``count_tasks_by_states``: one row per distinct state set, however many tasks). Only the
-per-target gauges (online, health) read target records, a page of 1,000 per query.
+``count_tasks_by_states``: one row per distinct state set, however many tasks). The fleet
+health gauges and the online count read target records, a page of 1,000 per query; the blob
+store's size lists its blobs. Per-target values are aggregated (minimum free disk, largest
+agent RSS, highest CPU): a target id is never a label (docs/metrics.md), the API and the GUI
+show each target's own numbers.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import time
+from collections.abc import Callable
 
 from swarmdeploy.manager.events import EventHub
-from swarmdeploy.manager.services.metrics import Exposition, Metrics, render_counters
+from swarmdeploy.manager.services.blobs import BlobStore
+from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.protocol.states import TargetState, TaskStatus, summarize
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.records import MAX_PER_PAGE
 
-Samples = list[tuple[dict[str, str], float]]
-Family = tuple[str, str, str, Samples]
+#: Fleet health gauges from each target's latest health report: (name, wire field, fold, help).
+HEALTH_GAUGES: tuple[tuple[str, str, Callable[[float, float], float], str], ...] = (
+    ("swarmdeploy_targets_disk_free_bytes_min", "disk_free_bytes", min,
+     "Least free disk space of any target that reported it."),
+    ("swarmdeploy_targets_agent_rss_bytes_max", "agent_rss_bytes", max,
+     "Largest resident memory of any target's agent."),
+    ("swarmdeploy_targets_cpu_percent_max", "cpu_percent", max,
+     "Highest CPU use of any target, percent."),
+)  # fmt: skip
 
-#: Per-target gauges taken from each target's latest health report (wire field names).
-HEALTH_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("swarmdeploy_target_disk_free_bytes", "disk_free_bytes", "Free disk space of a target."),
-    ("swarmdeploy_target_agent_rss_bytes", "agent_rss_bytes", "Resident memory of its agent."),
-    ("swarmdeploy_target_cpu_percent", "cpu_percent", "CPU use of a target, percent."),
-)
 
-
-def health_samples(target_id: str, health: dict[str, object] | None) -> list[Samples]:
-    """One sample list per :data:`HEALTH_GAUGES` entry (empty where the report lacks it)."""
-    found: list[Samples] = []
-    for _, field, _ in HEALTH_GAUGES:
-        value = (health or {}).get(field)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            found.append([])
-        else:
-            found.append([({"target": target_id}, float(value))])
-    return found
+def health_value(health: dict[str, object] | None, field: str) -> float | None:
+    """The numeric ``field`` of a health report, or ``None``."""
+    value = (health or {}).get(field)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 class StatsService:
-    """Renders the Prometheus exposition: stored-state gauges plus process counters; the
-    gauges are cached for ``cache_s``."""
+    """Sets the stored-state gauges of ``metrics`` (cached for ``cache_s``) and renders the
+    exposition."""
 
     def __init__(
         self,
@@ -51,88 +53,71 @@ class StatsService:
         registry: TargetRegistry,
         metrics: Metrics,
         events: EventHub,
+        blobs: BlobStore | None = None,
         cache_s: float = 15.0,
     ) -> None:
         self._storage = storage
         self._registry = registry
         self._metrics = metrics
         self._events = events
+        self._blobs = blobs
         self._cache_s = cache_s
-        self._cached: tuple[float, list[Family]] = (float("-inf"), [])
+        self._stamp = float("-inf")
+        g = metrics.gauge
+        self._targets = g("swarmdeploy_targets", "Registered targets.")
+        self._online = g("swarmdeploy_targets_online", "Targets heard from within the timeout.")
+        self._tasks = g("swarmdeploy_tasks", "Tasks (deployments) by summary status.", ("status",))
+        self._rows = g("swarmdeploy_task_targets", "Per-target task rows by state.", ("state",))
+        self._log_lines = g("swarmdeploy_log_lines", "Log lines stored.")
+        self._blob_bytes = g("swarmdeploy_blob_store_bytes", "Bytes held by the blob store.")
+        self._subscribers = g("swarmdeploy_event_subscribers", "Open /events subscriptions.")
+        self._health = [g(name, text) for name, _, _, text in HEALTH_GAUGES]
 
-    async def _per_target(self) -> tuple[int, list[Samples]]:
-        """Online targets and the health samples: needs every target's record."""
+    async def _per_target(self) -> None:
+        """Online targets and the fleet health gauges: needs every target's record."""
         online = 0
-        health: list[Samples] = [[] for _ in HEALTH_GAUGES]
+        folded: list[float | None] = [None for _ in HEALTH_GAUGES]
         page = 1
         while True:
             result = await self._storage.list_targets(page=page, per_page=MAX_PER_PAGE)
             online += sum(1 for r in result.items if self._registry.is_online(r))
             for record in result.items:
-                for samples, found in zip(
-                    health, health_samples(record.id, record.health), strict=True
-                ):
-                    samples.extend(found)
+                for i, (_, field, fold, _) in enumerate(HEALTH_GAUGES):
+                    value = health_value(record.health, field)
+                    if value is not None:
+                        seen = folded[i]
+                        folded[i] = value if seen is None else fold(seen, value)
             if page * MAX_PER_PAGE >= result.total:
-                return online, health
+                break
             page += 1
+        self._online.set(online)
+        for gauge, value in zip(self._health, folded, strict=True):
+            gauge.set(math.nan if value is None else value)
 
-    async def _task_statuses(self) -> collections.Counter[str]:
+    async def _task_statuses(self) -> None:
         counts: collections.Counter[str] = collections.Counter()
         for states, tasks in (await self._storage.count_tasks_by_states()).items():
             counts[summarize([TargetState(s) for s in states]).value] += tasks
-        return counts
-
-    async def _gauges(self) -> list[Family]:
-        stamp, cached = self._cached
-        if time.monotonic() - stamp < self._cache_s:
-            return cached
-        total = await self._storage.count_targets()
-        online, health = await self._per_target()
-        statuses = await self._task_statuses()
+        for status in TaskStatus:
+            self._tasks.labels(status.value).set(counts[status.value])
         rows = await self._storage.count_task_targets_by_state()
-        gauges: list[Family] = [
-            ("swarmdeploy_targets", "gauge", "Registered targets.", [({}, float(total))]),
-            (
-                "swarmdeploy_targets_online",
-                "gauge",
-                "Targets heard from within the online timeout.",
-                [({}, float(online))],
-            ),
-            (
-                "swarmdeploy_tasks",
-                "gauge",
-                "Tasks by summary status.",
-                [({"status": s.value}, float(statuses[s.value])) for s in TaskStatus],
-            ),
-            (
-                "swarmdeploy_task_targets",
-                "gauge",
-                "Per-target task rows by state.",
-                [({"state": s.value}, float(rows.get(s.value, 0))) for s in TargetState],
-            ),
-            (
-                "swarmdeploy_log_lines",
-                "gauge",
-                "Log lines stored.",
-                [({}, float(await self._storage.count_logs()))],
-            ),
-        ]
-        for (name, _, help_text), samples in zip(HEALTH_GAUGES, health, strict=True):
-            gauges.append((name, "gauge", help_text, samples))
-        self._cached = (time.monotonic(), gauges)
-        return gauges
+        for state in TargetState:
+            self._rows.labels(state.value).set(rows.get(state.value, 0))
+
+    async def refresh(self) -> None:
+        """Set the stored-state gauges unless they were set less than ``cache_s`` ago."""
+        self._subscribers.set(self._events.subscriber_count)
+        if time.monotonic() - self._stamp < self._cache_s:
+            return
+        self._targets.set(await self._storage.count_targets())
+        await self._per_target()
+        await self._task_statuses()
+        self._log_lines.set(await self._storage.count_logs())
+        if self._blobs is not None:
+            self._blob_bytes.set(sum(b.size_bytes for b in await self._blobs.list_blobs()))
+        self._stamp = time.monotonic()
 
     async def exposition(self) -> str:
-        """The whole metrics document."""
-        out = Exposition()
-        for name, kind, help_text, samples in await self._gauges():
-            out.family(name, kind, help_text, samples)
-        out.family(
-            "swarmdeploy_event_subscribers",
-            "gauge",
-            "Open /events subscriptions.",
-            [({}, float(self._events.subscriber_count))],
-        )
-        render_counters(self._metrics, out)
-        return out.render()
+        """The whole metrics document (Prometheus text format 0.0.4)."""
+        await self.refresh()
+        return self._metrics.render().decode()

@@ -94,6 +94,7 @@ class TaskStates:
         log.info(
             "task %s on %s: %s -> %s%s",
             task_id, target_id, current.value, new.value, f" ({reason})" if reason else "",
+            extra={"task": task_id, "target": target_id},
         )  # fmt: skip
         self.publish(updated)
         return updated
@@ -131,6 +132,7 @@ class TaskStates:
                     "task %s on %s: %s -> %s reported%s",
                     task_id, target_id, current.value, reported.value,
                     f" ({reason})" if reason else "",
+                    extra={"task": task_id, "target": target_id},
                 )  # fmt: skip
                 self.publish(updated)
                 return Report(ok=True, row=updated)
