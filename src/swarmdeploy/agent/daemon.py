@@ -38,6 +38,7 @@ from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
+from swarmdeploy.agent.fsutil import DiskReserve
 from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
@@ -86,6 +87,11 @@ from swarmdeploy.transport.base import AgentTransport, Lifecycle, LinkEvent, Lin
 
 logger = logging.getLogger(__name__)
 SPOOL_FILE = "spool.bin"
+#: Space kept allocated for the agent's own writes on a full disk (fsutil.DiskReserve).
+RESERVE_FILE = "reserve.bin"
+RESERVE_BYTES = 1 << 20
+#: How often the timer loop retries a failed state save and re-allocates the reserve.
+_DISK_RETRY_S = 2.0
 _REQUESTS = (Stop, LogRequest, TerminalCommand, TerminalStop, Config)
 #: A task in one of these states has finished its transient work (transfer, unpack, install).
 _SETTLED = FINAL_STATES | {TargetState.RUNNING}
@@ -178,7 +184,12 @@ class Daemon:
         if state is None:
             raise StateCorruptError(f"no agent state in {s.state_path}: register first")
         self.state = state
-        self.verifier.attach(state, lambda: save_state(s.state_path, state), s.data_dir)
+        self.reserve = DiskReserve(s.data_dir / RESERVE_FILE, RESERVE_BYTES)
+        if not self.reserve.restore():
+            logger.error("the disk of %s is full: no room for the agent's reserve", s.data_dir)
+        self.verifier.attach(
+            state, lambda: save_state(s.state_path, state, self.reserve), s.data_dir
+        )
         sandbox = self._sandbox
         if sandbox is None:
             sandbox = await asyncio.to_thread(
@@ -213,9 +224,16 @@ class Daemon:
         self.spool = LogSpool(s.data_dir / SPOOL_FILE)
         self.reporter = StateReporter(state, self._save, self.send, s.resend_s)
         self.collector = ResponseCollector(
-            self.spool, RecentLines(), self.send, batch_s=s.log_batch_s, resend_s=s.resend_s
+            self.spool,
+            RecentLines(),
+            self.send,
+            batch_s=s.log_batch_s,
+            resend_s=s.resend_s,
+            reserve=self.reserve,
         )
-        self.ctx = AgentContext(s, state, self.reporter, self.collector, self.send)
+        self.ctx = AgentContext(
+            s, state, self.reporter, self.collector, self.send, reserve=self.reserve
+        )
         self.health = HealthLoop(
             s.data_dir,
             self.ctx.disk_policy(),
@@ -394,7 +412,7 @@ class Daemon:
     async def _timer_loop(self) -> None:
         tick_s = min(0.5, self.settings.log_batch_s / 2)
         watchdog_s = watchdog_interval_s()
-        last_beat = last_dog = 0.0
+        last_beat = last_dog = last_disk = 0.0
         while True:
             try:
                 now = time.monotonic()
@@ -411,9 +429,21 @@ class Daemon:
                 if self._trim_due:
                     self._trim_due = False
                     self._release_memory()
+                if now - last_disk >= _DISK_RETRY_S:
+                    last_disk = now
+                    self._disk_retry()
             except Exception:  # top of the loop
                 logger.exception("timer loop iteration failed")
             await asyncio.sleep(tick_s)
+
+    def _disk_retry(self) -> None:
+        """After a full disk: save the state kept in memory, allocate the reserve again,
+        spool the count of lines that could not be spooled (docs/reliability.md)."""
+        if self.ctx.save_failed:
+            self.ctx.save()
+        if not self.reserve.held and not self.ctx.save_failed:
+            self.reserve.restore()
+        self.collector.report_lost()
 
     # --- shutdown --------------------------------------------------------------------
 

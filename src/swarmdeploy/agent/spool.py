@@ -34,6 +34,8 @@ All methods do blocking file I/O and are not thread-safe; call them from one thr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import struct
@@ -157,7 +159,7 @@ class LogSpool:
         out: list[SpooledEntry] = []
         with open(self.path, "rb") as fh:
             for i in range(start, min(start + limit, len(self._offsets))):
-                if self._offsets[i] + self._record_size(i) - _HEADER.size > budget:
+                if self._offsets[i] + self._record_size(i) - self._offsets[0] > budget:
                     break  # the first record always fits: max_record_bytes <= max_bytes / 8
                 fh.seek(self._offsets[i])
                 length, _ = _FRAME.unpack(fh.read(_FRAME.size))
@@ -176,7 +178,17 @@ class LogSpool:
             return 0
         fixed = self._fixed_upto - self._first_seq + 1  # handed-out lines in the file
         dropped = min(upto_seq - self.acked_seq, fixed)
-        self._rewrite(upto_seq + 1, max(self._fixed_upto, upto_seq), range(dropped, len(self)))
+        fixed_upto = max(self._fixed_upto, upto_seq)
+        try:
+            self._rewrite(upto_seq + 1, fixed_upto, range(dropped, len(self)))
+        except SpoolError as exc:
+            # No room for the compacted copy (disk full): forget the acked lines in memory
+            # only, so sending goes on. The file keeps them until a later rewrite; if the
+            # agent restarts first, the manager's welcome acks them again (§6.7).
+            logger.warning("log spool: acknowledged lines kept on disk for now: %s", exc)
+            del self._offsets[:dropped]
+            del self._errors[:dropped]
+            self._first_seq, self._fixed_upto = upto_seq + 1, fixed_upto
         return dropped
 
     def close(self) -> None:
@@ -253,7 +265,8 @@ class LogSpool:
             raise SpoolError(f"cannot append to log spool {self.path}: {exc}") from exc
         if written != len(frame):  # disk full mid-record: cut it off again
             os.truncate(self.path, self._size)
-            raise SpoolError(f"short write to log spool {self.path}")
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+            raise SpoolError(f"short write to log spool {self.path} (disk full)") from full
         self._offsets.append(self._size)
         self._errors.append(error)
         self._size += len(frame)
@@ -292,6 +305,7 @@ class LogSpool:
     def _rewrite(self, first_seq: int, fixed_upto: int, keep: range | list[int]) -> None:
         """Write header + kept records to a temp file, fsync, rename over the spool."""
         offsets, errors = array("q"), bytearray()
+        tmp: Path | None = None
         try:
             fd, tmp = create_temp_file(self.path.parent, f".{self.path.name}.tmp-")
             with os.fdopen(fd, "wb") as out:
@@ -307,9 +321,14 @@ class LogSpool:
                 os.fsync(out.fileno())
                 size = out.tell()
             os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            tmp = None
         except OSError as exc:
+            if tmp is not None:  # a full disk must not also keep the partial copy
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise SpoolError(f"cannot rewrite log spool {self.path}: {exc}") from exc
+        with contextlib.suppress(OSError):  # the new file is in place: carry on regardless
+            fsync_dir(self.path.parent)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
