@@ -86,6 +86,11 @@ def test_agent_killed_with_a_full_disk_restarts_and_reports(
     assert proc.poll() is None, fleet.agent_log("d2")[-3000:]
     assert "Traceback" not in fleet.agent_log("d2")
     fleet.wait_online(["d2"])
+    wait_for(
+        lambda: (fleet.target("d2").get("health") or {}).get("disk_low"),
+        timeout_s=20,
+        what="the agent to tell the manager that its disk is full",
+    )
 
 
 def test_service_filling_the_disk_can_be_stopped_and_lost_lines_are_counted(
