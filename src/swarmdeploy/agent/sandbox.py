@@ -65,7 +65,7 @@ from swarmdeploy.agent.grants import (
 )
 from swarmdeploy.agent.hardening import which
 from swarmdeploy.agent.limits import effective_rlimits
-from swarmdeploy.agent.process import LaunchSpec
+from swarmdeploy.agent.process import TERM_PRELUDE, LaunchSpec
 from swarmdeploy.agent.seccomp import filter_program
 from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
 
@@ -215,8 +215,12 @@ def _gids(policy: SandboxPolicy, config: SandboxConfig) -> tuple[int, ...]:
 def _shell(config: SandboxConfig) -> list[str]:
     """The shell running the command taken from the environment: the command stays out of
     every argv (``/proc/<pid>/cmdline`` is world-readable, and process listings then show
-    the command's own processes, not wrappers holding its text)."""
-    return [config.shell, "-c", f'eval "${COMMAND_VAR}"']
+    the command's own processes, not wrappers holding its text).
+
+    The shell outlives what it started on SIGTERM (:data:`~swarmdeploy.agent.process.
+    TERM_PRELUDE`): its death would end bwrap's PID namespace, SIGKILLing a service such as
+    ``./svc.sh`` in the middle of its TERM handler (docs/reliability.md)."""
+    return [config.shell, "-c", f'{TERM_PRELUDE}eval "${COMMAND_VAR}"']
 
 
 def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:
