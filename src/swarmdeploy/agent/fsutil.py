@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+#: The data dir's :class:`DiskReserve` file.
+RESERVE_FILE = "reserve.bin"
 #: errno values that mean "no room left" (disk full, or the user's quota reached).
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
