@@ -7,9 +7,10 @@ listeners hear about API changes of name, tags and location (the link pushes a `
 
 ``online`` follows docs/protocol.md §6.1: a target is online while its last message is younger
 than the online timeout, and offline at once after a ``bye``; a contact from before this
-process started does not count (a restarted manager knows nothing of what happened since). Storage holds the time of the
-last contact (written at a throttled rate); a :class:`Presence` (the agent link) adds what
-this process heard since, so that ``lastSeenAt`` and ``online`` are current.
+process started does not count (a restarted manager knows nothing of what happened since).
+Storage holds the time of the last contact (written at a throttled rate); a
+:class:`Presence` (the agent link) adds what this process heard since, so that
+``lastSeenAt`` and ``online`` are current.
 """
 
 from __future__ import annotations
