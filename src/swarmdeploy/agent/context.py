@@ -19,7 +19,14 @@ from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.fsutil import DiskReserve
 from swarmdeploy.agent.output import SPLIT_MARKER
 from swarmdeploy.agent.reports import Send, StateReporter
-from swarmdeploy.agent.resources import DiskPolicy
+from swarmdeploy.agent.resources import (
+    LOW_DISK_CAP_BYTES,
+    LOW_DISK_SHARE,
+    MARGIN_CAP_BYTES,
+    MARGIN_SHARE,
+    DiskPolicy,
+    scaled_disk_bytes,
+)
 from swarmdeploy.agent.runner import SequenceConfig
 from swarmdeploy.agent.state import AgentState, save_state
 from swarmdeploy.agent.supervise import SupervisionConfig
@@ -95,10 +102,13 @@ class AgentContext:
     def disk_policy(self) -> DiskPolicy:
         """The disk rules of task assessment and of the low-disk state."""
         s = self.settings
+        margin, low = s.disk_margin_bytes, s.low_disk_bytes
+        if margin is None:
+            margin = scaled_disk_bytes(s.data_dir, MARGIN_SHARE, MARGIN_CAP_BYTES)
+        if low is None:
+            low = scaled_disk_bytes(s.data_dir, LOW_DISK_SHARE, LOW_DISK_CAP_BYTES)
         return DiskPolicy(
-            safety_margin_bytes=s.disk_margin_bytes,
-            max_data_bytes=s.max_data_bytes,
-            low_disk_bytes=s.low_disk_bytes,
+            safety_margin_bytes=margin, max_data_bytes=s.max_data_bytes, low_disk_bytes=low
         )
 
 

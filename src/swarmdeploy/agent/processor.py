@@ -333,8 +333,9 @@ class TaskProcessor:
         directory = self._ctx.task_dir(task_id)
         app = directory / "app"
         remove_tree(app)  # what an interrupted attempt left
-        room = free_bytes(self._ctx.settings.data_dir, self._ctx.disk_policy())
-        limits = ArchiveLimits(max_total_bytes=max(room - self._ctx.settings.low_disk_bytes, 0))
+        policy = self._ctx.disk_policy()
+        room = free_bytes(self._ctx.settings.data_dir, policy)
+        limits = ArchiveLimits(max_total_bytes=max(room - policy.low_disk_bytes, 0))
         await in_thread(lambda: unpack_all(paths, app, limits))
         return app
 

@@ -122,6 +122,22 @@ def data_dir_usage(data_dir: Path) -> int:
     return total
 
 
+#: Defaults of the disk margin and the low-disk threshold: a share of the data dir's file
+#: system, capped (docs/reliability.md "Disk full").
+MARGIN_SHARE, MARGIN_CAP_BYTES = 0.10, 256 << 20
+LOW_DISK_SHARE, LOW_DISK_CAP_BYTES = 0.05, 128 << 20
+
+
+def scaled_disk_bytes(data_dir: Path, share: float, cap_bytes: int) -> int:
+    """``share`` of the size of the file system holding ``data_dir``, at most ``cap_bytes``
+    (``cap_bytes`` if the size cannot be read)."""
+    try:
+        fs = os.statvfs(data_dir)
+    except OSError:
+        return cap_bytes
+    return min(cap_bytes, int(fs.f_blocks * fs.f_frsize * share))
+
+
 def free_bytes(data_dir: Path, policy: DiskPolicy) -> int:
     """Bytes the agent may still write below ``data_dir`` (file system free space, or what is
     left of ``max_data_bytes`` if that is smaller)."""
