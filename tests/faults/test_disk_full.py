@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pathlib
 import signal
-import time
 from collections.abc import Callable
 
 import pytest
@@ -102,7 +101,11 @@ def test_service_filling_the_disk_can_be_stopped_and_lost_lines_are_counted(
     fleet.wait_states(task, {"d3": "running"}, timeout_s=30)
     home = fleet.agent_dir("d3") / "tasks" / task / "work"
     wait_for(lambda: len(list(home.glob("f*"))) >= 18, timeout_s=30, what="the disk to fill")
-    time.sleep(1)  # the service goes on writing lines to a full disk: those are lost
+    wait_for(  # the service goes on writing lines to a full disk: those are lost
+        lambda: "counted as lost" in fleet.agent_log("d3"),
+        timeout_s=20,
+        what="a line the spool could not take",
+    )
     fleet.api.request("PUT", f"/tasks/{task}/stop")
     fleet.wait_states(task, {"d3": "stopped"}, timeout_s=30)
     lost = wait_for(
