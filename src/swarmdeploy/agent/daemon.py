@@ -211,6 +211,7 @@ class Daemon:
                 hidden=[s.data_dir],
                 grants=sandbox_grants(s),
                 seccomp_dir=s.data_dir,
+                reserve=self.reserve,
             )
         self.confinement = Confinement(sandbox)
         self.confinement.warn_if_degraded()
