@@ -96,6 +96,7 @@ class Rig:
             self.runner.result()  # raises what start-up raised
         assert ready.done(), "the daemon did not start in time"
         await eventually(lambda: len(self.manager.hellos) > hellos)  # the route is up
+        await asyncio.wait_for(self.daemon.wait_resumed(), 10)  # after the first welcome
         return self.daemon
 
     async def stop(self) -> None:

@@ -13,6 +13,11 @@
   ``welcome`` re-aligns the spool with what the manager stored
   (``spool.ack(welcome.log_acked_seq)``) and restarts from there.
 * The manager stores a line only if it continues its sequence, so re-sending is always safe.
+* A line the spool cannot take (disk full, failing disk) is counted, never dropped silently:
+  the next line that can be spooled is preceded by one ``$agent`` error line
+  ``N lines lost: disk full`` (the daemon also retries it periodically, so the count
+  arrives even when nothing else is written). Lines already spooled keep flowing meanwhile
+  (:meth:`~swarmdeploy.agent.spool.LogSpool.ack` needs no free space).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Callable
 
 from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.agent.errors import SpoolError
+from swarmdeploy.agent.fsutil import DiskReserve, is_no_space
 from swarmdeploy.agent.output import LineSink, OutputLine, now_ms
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.agent.spool import AGENT_COMMAND, LogEntry, LogSpool, RecentLines, SpooledEntry
@@ -51,8 +57,10 @@ class ResponseCollector:
         resend_s: float,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] | None = None,
+        reserve: DiskReserve | None = None,
     ) -> None:
         self.spool = spool
+        self._reserve = reserve
         self.ring = ring
         self._send = send
         self._batch_s = batch_s
@@ -61,6 +69,14 @@ class ResponseCollector:
         self._inflight = Backoff(resend_s, rng=rng)  # re-sends of the batch in flight
         self._last_batch = 0.0
         self._spool_failed = False
+        self._lost = 0  # lines the spool could not take since the last lost-lines marker
+        self._lost_why = ""
+        self._lost_tasks: set[str] = set()
+
+    @property
+    def lost(self) -> int:
+        """Lines not spooled yet to be reported in a lost-lines marker."""
+        return self._lost
 
     def sink(self, task_id: str, stage: str, *, debug: bool) -> LineSink:
         """A line sink for the output of ``task_id`` in ``stage`` (``install``, ``run``...)."""
@@ -79,14 +95,46 @@ class ResponseCollector:
         self._append(LogEntry(now_ms(), task_id, stage, AGENT_COMMAND, text, error), durable=True)
 
     def _append(self, entry: LogEntry, *, durable: bool) -> None:
+        if self._lost and not self.report_lost():
+            self._count_lost(entry, None)
+            return
         try:
             self.spool.append(entry, durable=durable)
-        except SpoolError as exc:  # the disk is full or failing: keep running, say it once
-            if not self._spool_failed:
-                logger.error("log spool unusable, output is dropped: %s", exc)
-            self._spool_failed = True
+        except SpoolError as exc:  # the disk is full or failing: keep running, count it
+            self._count_lost(entry, exc)
             return
         self._spool_failed = False
+
+    def _count_lost(self, entry: LogEntry, exc: SpoolError | None) -> None:
+        if exc is not None and not self._lost:
+            self._lost_why = "disk full" if is_no_space(exc) else "spool unusable"
+        if exc is not None and not self._spool_failed:
+            logger.error("log spool unusable, lines are counted as lost: %s", exc)
+        self._spool_failed = True
+        self._lost += 1
+        self._lost_tasks.add(entry.task)
+
+    def report_lost(self) -> bool:
+        """Spool the ``N lines lost: <why>`` marker if lines were lost; True if none is
+        left to report."""
+        if not self._lost:
+            return True
+        task = next(iter(self._lost_tasks)) if len(self._lost_tasks) == 1 else ""
+        text = f"{self._lost} lines lost: {self._lost_why}"
+        marker = LogEntry(now_ms(), task, "agent", AGENT_COMMAND, text, True)
+        try:
+            self.spool.append(marker, durable=True)
+        except SpoolError as exc:
+            # The reserve is for exactly this (and the state): the gap must become visible.
+            if not (is_no_space(exc) and self._reserve and self._reserve.release()):
+                return False
+            try:
+                self.spool.append(marker, durable=True)
+            except SpoolError:
+                return False
+        logger.warning("%s", text)
+        self._lost, self._lost_tasks, self._spool_failed = 0, set(), False
+        return True
 
     def on_log_request(self, since_ms: int) -> int:
         """Move the ring's lines from ``since_ms`` on into the spool; return how many."""

@@ -42,7 +42,9 @@ class AgentSettings:
     ``https://`` manager at registration (default: the system's).
     ``max_data_bytes`` caps what the data dir may hold (tests and quotas) instead of the real
     disk; ``disk_margin_bytes`` is kept free when assessing a task; fetching pauses while less
-    than ``low_disk_bytes`` are free.
+    than ``low_disk_bytes`` are free. None (the default) scales them with the data dir's file
+    system (:func:`~swarmdeploy.agent.resources.scaled_disk_bytes`): 10 % and 5 % of it, at
+    most 256 MiB and 128 MiB, so a small device takes small tasks.
     ``allow_devices``, ``allow_paths`` ((path, writable) pairs) and ``allow_groups`` are what
     tasks may ask for in ``sandbox.devices/paths/groups``; ``max_*`` are the ceilings of
     their ``sandbox.limits`` (0: none) -- the device owner's policy, never the manager's
@@ -72,8 +74,8 @@ class AgentSettings:
     stop_grace_s: float = 5.0
     install_timeout_s: float = 3600.0
     max_data_bytes: int | None = None
-    disk_margin_bytes: int = 256 << 20
-    low_disk_bytes: int = 128 << 20
+    disk_margin_bytes: int | None = None
+    low_disk_bytes: int | None = None
     chunk_window: int = 4
     reconnect_ivl_s: float = 0.5
     reconnect_ivl_max_s: float = 30.0
@@ -169,7 +171,7 @@ class AgentSettings:
             raise ConfigError("--reconnect-ivl-s must not exceed --reconnect-ivl-max-s")
         if self.max_data_bytes is not None and self.max_data_bytes <= 0:
             raise ConfigError("--max-data-bytes must be positive")
-        if self.disk_margin_bytes < 0 or self.low_disk_bytes < 0:
+        if min(self.disk_margin_bytes or 0, self.low_disk_bytes or 0) < 0:
             raise ConfigError("--disk-margin-bytes and --low-disk-bytes must not be negative")
         if not 1 <= self.chunk_window <= 64:
             raise ConfigError("--chunk-window must be between 1 and 64")

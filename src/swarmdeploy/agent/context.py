@@ -8,6 +8,7 @@ not a global: each part receives it explicitly.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,17 @@ from typing import TypeVar
 
 from swarmdeploy.agent.collector import ResponseCollector
 from swarmdeploy.agent.config import AgentSettings
+from swarmdeploy.agent.fsutil import DiskReserve
 from swarmdeploy.agent.output import SPLIT_MARKER
 from swarmdeploy.agent.reports import Send, StateReporter
-from swarmdeploy.agent.resources import DiskPolicy
+from swarmdeploy.agent.resources import (
+    LOW_DISK_CAP_BYTES,
+    LOW_DISK_SHARE,
+    MARGIN_CAP_BYTES,
+    MARGIN_SHARE,
+    DiskPolicy,
+    scaled_disk_bytes,
+)
 from swarmdeploy.agent.runner import SequenceConfig
 from swarmdeploy.agent.state import AgentState, save_state
 from swarmdeploy.agent.supervise import SupervisionConfig
@@ -27,6 +36,7 @@ from swarmdeploy.protocol.messages import MAX_OUTPUT_CHARS
 MAX_LINE_BYTES = MAX_OUTPUT_CHARS - len(SPLIT_MARKER)
 TASKS_DIR = "tasks"
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -38,10 +48,31 @@ class AgentContext:
     reporter: StateReporter
     collector: ResponseCollector
     send: Send
+    #: Space kept for the state when the disk is full (None: no reserve).
+    reserve: DiskReserve | None = None
+    #: The last :meth:`save` failed: the state on disk is the last good one, retried.
+    save_failed: bool = False
 
-    def save(self) -> None:
-        """Persist the agent state (atomic, fsynced)."""
-        save_state(self.settings.state_path, self.state)
+    def save(self) -> bool:
+        """Persist the agent state (atomic, fsynced); False if that failed.
+
+        Never raises: a failed write (disk full even after the reserve was freed, or a
+        failing disk) leaves the last good state on disk and the current one in memory, and
+        the daemon's timer loop retries (docs/reliability.md). Stops, reports and failures
+        go on meanwhile; only a power cut before the retry loses the newest change, which
+        the restart then re-derives (an interrupted stage is reported failed).
+        """
+        try:
+            save_state(self.settings.state_path, self.state, self.reserve)
+        except OSError as exc:
+            if not self.save_failed:
+                logger.error("cannot save the agent state (kept in memory, retried): %s", exc)
+            self.save_failed = True
+            return False
+        if self.save_failed:
+            logger.info("agent state saved again")
+        self.save_failed = False
+        return True
 
     @property
     def tasks_dir(self) -> Path:
@@ -71,10 +102,13 @@ class AgentContext:
     def disk_policy(self) -> DiskPolicy:
         """The disk rules of task assessment and of the low-disk state."""
         s = self.settings
+        margin, low = s.disk_margin_bytes, s.low_disk_bytes
+        if margin is None:
+            margin = scaled_disk_bytes(s.data_dir, MARGIN_SHARE, MARGIN_CAP_BYTES)
+        if low is None:
+            low = scaled_disk_bytes(s.data_dir, LOW_DISK_SHARE, LOW_DISK_CAP_BYTES)
         return DiskPolicy(
-            safety_margin_bytes=s.disk_margin_bytes,
-            max_data_bytes=s.max_data_bytes,
-            low_disk_bytes=s.low_disk_bytes,
+            safety_margin_bytes=margin, max_data_bytes=s.max_data_bytes, low_disk_bytes=low
         )
 
 

@@ -8,8 +8,11 @@ hardening -- umask, no core dumps -- is applied by the entry point before):
    (persisted sequences, the accepted revocation list) and detect the sandbox;
 3. derive the resume plan, kill the previous run's leftovers;
 4. report stages that an agent death interrupted, queue unfinished tasks;
-5. persist a fresh run id and start the current deployment's remaining run commands, once;
-6. connect the link and tell systemd ``READY=1``.
+5. connect the link and tell systemd ``READY=1``;
+6. once the first ``welcome`` arrived (or after ``resume_wait_s`` without one), carry out the
+   stops it names (tasks stopped while the agent was away, docs/protocol.md §6.2), then
+   persist a fresh run id and start the current deployment's remaining run commands, once,
+   and start the task processor's worker.
 
 Then three loops run until :meth:`Daemon.request_shutdown`: the receive loop (every message
 and link event, dispatched to the processor, the reporter, the collector and the request
@@ -38,6 +41,7 @@ from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
+from swarmdeploy.agent.fsutil import RESERVE_FILE, DiskReserve
 from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
@@ -86,6 +90,13 @@ from swarmdeploy.transport.base import AgentTransport, Lifecycle, LinkEvent, Lin
 
 logger = logging.getLogger(__name__)
 SPOOL_FILE = "spool.bin"
+#: Size of the space kept for the agent's own writes on a full disk (fsutil.DiskReserve).
+RESERVE_BYTES = 1 << 20
+#: How long a starting agent waits for the manager's first ``welcome`` (which names tasks
+#: stopped meanwhile) before it restarts the deployment anyway (docs/reliability.md).
+RESUME_WAIT_S = 10.0
+#: How often the timer loop retries a failed state save and re-allocates the reserve.
+_DISK_RETRY_S = 2.0
 _REQUESTS = (Stop, LogRequest, TerminalCommand, TerminalStop, Config)
 #: A task in one of these states has finished its transient work (transfer, unpack, install).
 _SETTLED = FINAL_STATES | {TargetState.RUNNING}
@@ -122,6 +133,7 @@ class Daemon:
         notifier: Notifier | None = None,
         manager: tuple[str, int] = ("127.0.0.1", 5557),
         release_memory: Callable[[], object] = release_free_memory,
+        resume_wait_s: float = RESUME_WAIT_S,
     ) -> None:
         self.settings = settings
         self.transport = transport
@@ -141,6 +153,9 @@ class Daemon:
         self._built = False
         self._release_memory = release_memory
         self._trim_due = False
+        self._first_welcome = asyncio.Event()
+        self._resumed = asyncio.Event()
+        self._resume_wait_s = resume_wait_s
 
     @property
     def lifecycle(self) -> DaemonState:
@@ -150,6 +165,11 @@ class Daemon:
     async def wait_running(self) -> None:
         """Wait until start-up is complete (READY=1 was sent)."""
         await self._running.wait()
+
+    async def wait_resumed(self) -> None:
+        """Wait until the deployment was resumed after the first ``welcome`` (start-up
+        step 6) and the task processor's worker runs."""
+        await self._resumed.wait()
 
     def request_shutdown(self) -> None:
         """Ask :meth:`run` to shut down cleanly (safe from a signal handler)."""
@@ -178,7 +198,12 @@ class Daemon:
         if state is None:
             raise StateCorruptError(f"no agent state in {s.state_path}: register first")
         self.state = state
-        self.verifier.attach(state, lambda: save_state(s.state_path, state), s.data_dir)
+        self.reserve = DiskReserve(s.data_dir / RESERVE_FILE, RESERVE_BYTES)
+        if not self.reserve.restore():
+            logger.error("the disk of %s is full: no room for the agent's reserve", s.data_dir)
+        self.verifier.attach(
+            state, lambda: save_state(s.state_path, state, self.reserve), s.data_dir
+        )
         sandbox = self._sandbox
         if sandbox is None:
             sandbox = await asyncio.to_thread(
@@ -186,6 +211,7 @@ class Daemon:
                 hidden=[s.data_dir],
                 grants=sandbox_grants(s),
                 seccomp_dir=s.data_dir,
+                reserve=self.reserve,
             )
         self.confinement = Confinement(sandbox)
         self.confinement.warn_if_degraded()
@@ -194,8 +220,6 @@ class Daemon:
         if not await kill_leftovers(plan, s.stop_grace_s):
             logger.error("some processes of the previous agent run survived SIGKILL")
         await self.processor.resume()
-        await self.deployments.resume(plan.start_commands)
-        self.processor.start()
         await self.transport.set_tags(state.tags)
         await self.transport.connect()
         loop = asyncio.get_running_loop()
@@ -204,18 +228,45 @@ class Daemon:
             loop.create_task(self._timer_loop(), name="agent-timers"),
             loop.create_task(self.health.run(), name="agent-health"),
         ]
+        self._spawn(self._resume_after_welcome(plan.start_commands))
         self._trim_due = True  # start-up's transient memory
         self._notifier.ready(f"agent {state.agent_id} started, connecting")
         logger.info("agent %s started (boot %s)", state.agent_id, self._boot_id)
+
+    async def _resume_after_welcome(self, start_commands: tuple[int, ...]) -> None:
+        """docs/adr/0003 step 5, once the first ``welcome`` told which tasks were stopped
+        while the agent was away (§6.2 ``stops``) -- or after ``resume_wait_s`` without a
+        manager: a device runs its deployment offline too."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_welcome.wait(), self._resume_wait_s)
+        self._first_welcome.set()  # a later welcome's stops are left to the stop requests
+        await self.deployments.resume(start_commands)
+        self.processor.start()
+        self._resumed.set()
+
+    async def _welcome_stops(self, stops: list[str]) -> None:
+        """Carry out the stops a first ``welcome`` names before anything is (re)started; the
+        stop requests that follow are then acknowledged as done (nothing left to stop)."""
+        for task_id in stops:
+            stopped = await self.processor.stop(task_id or None, "stopped by the operator")
+            if stopped:
+                logger.info("stopped %s while away: not restarted", ", ".join(stopped))
 
     def _build(self, state: AgentState) -> None:
         s = self.settings
         self.spool = LogSpool(s.data_dir / SPOOL_FILE)
         self.reporter = StateReporter(state, self._save, self.send, s.resend_s)
         self.collector = ResponseCollector(
-            self.spool, RecentLines(), self.send, batch_s=s.log_batch_s, resend_s=s.resend_s
+            self.spool,
+            RecentLines(),
+            self.send,
+            batch_s=s.log_batch_s,
+            resend_s=s.resend_s,
+            reserve=self.reserve,
         )
-        self.ctx = AgentContext(s, state, self.reporter, self.collector, self.send)
+        self.ctx = AgentContext(
+            s, state, self.reporter, self.collector, self.send, reserve=self.reserve
+        )
         self.health = HealthLoop(
             s.data_dir,
             self.ctx.disk_policy(),
@@ -313,6 +364,9 @@ class Daemon:
         if isinstance(item, LinkEvent):
             await self._on_link(item)
         elif isinstance(item, Welcome):
+            if not self._first_welcome.is_set():
+                await self._welcome_stops(item.stops)
+                self._first_welcome.set()
             self.collector.on_welcome(item.log_acked_seq)
             self.verifier.observe_server_time(item.server_time_ms)
             self._apply_revocations(item.revocations)
@@ -394,7 +448,7 @@ class Daemon:
     async def _timer_loop(self) -> None:
         tick_s = min(0.5, self.settings.log_batch_s / 2)
         watchdog_s = watchdog_interval_s()
-        last_beat = last_dog = 0.0
+        last_beat = last_dog = last_disk = 0.0
         while True:
             try:
                 now = time.monotonic()
@@ -411,9 +465,21 @@ class Daemon:
                 if self._trim_due:
                     self._trim_due = False
                     self._release_memory()
+                if now - last_disk >= _DISK_RETRY_S:
+                    last_disk = now
+                    self._disk_retry()
             except Exception:  # top of the loop
                 logger.exception("timer loop iteration failed")
             await asyncio.sleep(tick_s)
+
+    def _disk_retry(self) -> None:
+        """After a full disk: save the state kept in memory, allocate the reserve again,
+        spool the count of lines that could not be spooled (docs/reliability.md)."""
+        if self.ctx.save_failed:
+            self.ctx.save()
+        if not self.reserve.held and not self.ctx.save_failed:
+            self.reserve.restore()
+        self.collector.report_lost()
 
     # --- shutdown --------------------------------------------------------------------
 

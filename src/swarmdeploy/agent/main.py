@@ -80,8 +80,16 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--stop-grace-s", float, "seconds between SIGTERM and SIGKILL (default 5)"),
     ("--install-timeout-s", float, "limit of one install/build command (default 3600)"),
     ("--max-data-bytes", str, "cap on what the data dir may hold (e.g. 50M); default: disk"),
-    ("--disk-margin-bytes", str, "free space kept when accepting a task (default 256M)"),
-    ("--low-disk-bytes", str, "below this much free space fetching pauses (default 128M)"),
+    (
+        "--disk-margin-bytes",
+        str,
+        "free space kept when accepting a task (default: 10%% of the disk, <= 256M)",
+    ),
+    (
+        "--low-disk-bytes",
+        str,
+        "below this free space fetching pauses (default: 5%% of the disk, <= 128M)",
+    ),
     ("--chunk-window", int, "chunk requests in flight per transfer (default 4)"),
     ("--reconnect-ivl-s", float, "first reconnect delay (default 0.5)"),
     ("--reconnect-ivl-max-s", float, "longest reconnect delay (default 30)"),

@@ -87,6 +87,13 @@ class Launcher(Protocol):
         ...
 
 
+#: Put before a command by a wrapper shell that must not die before what it started: on
+#: SIGTERM it waits for its children (which got the SIGTERM too and run their own handlers),
+#: then dies of SIGTERM as it would have. A command that sets its own TERM trap or ``exec``s
+#: replaces it (docs/reliability.md, "Stop semantics").
+TERM_PRELUDE = "trap 'trap - TERM; wait; kill -TERM $$' TERM\n"
+
+
 @dataclass(frozen=True, slots=True)
 class ShellLauncher:
     """The default launcher: ``<shell> -c <command>``."""

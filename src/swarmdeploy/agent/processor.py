@@ -43,6 +43,7 @@ from swarmdeploy.agent.builder import describe_failure, run_build
 from swarmdeploy.agent.confine import Confinement, TaskDirs, recorded_digest
 from swarmdeploy.agent.context import AgentContext, in_thread
 from swarmdeploy.agent.deployment import DeploymentSupervisor
+from swarmdeploy.agent.diskfull import NoSpaceWatch, describe_os_error
 from swarmdeploy.agent.errors import ArchiveError, TaskError, TaskRefused
 from swarmdeploy.agent.fsutil import remove_tree
 from swarmdeploy.agent.manifests import ManifestFetcher, load_task, store_task
@@ -265,6 +266,8 @@ class TaskProcessor:
             await self._process(task_id)
         except (TaskError, MessageError) as exc:
             await self._fail(task_id, str(exc))
+        except OSError as exc:  # the data dir's disk (full, failing): the task fails cleanly
+            await self._fail(task_id, describe_os_error(exc))
         finally:
             self._transfer = self._upload = None
             stage = self._ctx.state.stage_run
@@ -330,8 +333,9 @@ class TaskProcessor:
         directory = self._ctx.task_dir(task_id)
         app = directory / "app"
         remove_tree(app)  # what an interrupted attempt left
-        room = free_bytes(self._ctx.settings.data_dir, self._ctx.disk_policy())
-        limits = ArchiveLimits(max_total_bytes=max(room - self._ctx.settings.low_disk_bytes, 0))
+        policy = self._ctx.disk_policy()
+        room = free_bytes(self._ctx.settings.data_dir, policy)
+        limits = ArchiveLimits(max_total_bytes=max(room - policy.low_disk_bytes, 0))
         await in_thread(lambda: unpack_all(paths, app, limits))
         return app
 
@@ -349,11 +353,13 @@ class TaskProcessor:
         ctx.collector.marker(
             task_id, "install", f"running {len(manifest.install)} install command(s)"
         )
+        sink = ctx.collector.sink(task_id, "install", debug=manifest.debug)
+        full = NoSpaceWatch(sink)
         result = await run_sequence(
             manifest.install,
             cwd=dirs.app,
             env=self._confine.env(dirs),
-            on_line=ctx.collector.sink(task_id, "install", debug=manifest.debug),
+            on_line=full.on_line,
             config=ctx.sequence(),
             run_id=stage.run_id,
             launcher=launcher,
@@ -361,9 +367,8 @@ class TaskProcessor:
         ctx.state.stage_run = None
         ctx.save()
         if result.failed is not None:
-            raise TaskError(
-                describe_failure("install", result.failed, ctx.settings.install_timeout_s)
-            )
+            why = describe_failure("install", result.failed, ctx.settings.install_timeout_s)
+            raise TaskError(full.explain(why, ctx.settings.data_dir))
         digest = await in_thread(lambda: self._confine.seal(dirs, manifest.sandbox))
         await ctx.reporter.report(task_id, S.INSTALLED)
         await self._activate(task_id, accepted, digest)
@@ -412,9 +417,11 @@ class TaskProcessor:
     async def _fail(self, task_id: str, reason: str) -> None:
         build = self._kinds.get(task_id) == "build"
         target = S.BUILD_FAILED if build else S.INSTALL_FAILED
+        # The folder goes first: after a disk-filling install that frees the room the
+        # marker and the persisted report need (docs/reliability.md).
+        remove_tree(self._ctx.task_dir(task_id))
         self._ctx.collector.marker(task_id, "build" if build else "install", reason, error=True)
         await self._ctx.reporter.report_path(task_id, target, reason)
-        remove_tree(self._ctx.task_dir(task_id))
 
     def _remove_old_dirs(self, keep: set[str]) -> None:
         try:

@@ -23,6 +23,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarmdeploy.agent.fsutil import RESERVE_FILE
+
 #: Spellings of the same machine architecture (Debian/Docker names -> ``uname -m``).
 ARCH_ALIASES = {
     "amd64": "x86_64",
@@ -98,8 +100,11 @@ def human_bytes(count: int) -> str:
 
 
 def data_dir_usage(data_dir: Path) -> int:
-    """Apparent size in bytes of every regular file below ``data_dir`` (links not followed)."""
+    """Apparent size in bytes of every regular file below ``data_dir`` (links not followed),
+    leaving out the agent's disk reserve (:data:`~swarmdeploy.agent.fsutil.RESERVE_FILE`):
+    it is free space held back for the agent, not data."""
     total = 0
+    reserve = os.path.join(data_dir, RESERVE_FILE)
     stack = [str(data_dir)]
     while stack:
         try:
@@ -110,11 +115,27 @@ def data_dir_usage(data_dir: Path) -> int:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
+                elif entry.is_file(follow_symlinks=False) and entry.path != reserve:
                     total += entry.stat(follow_symlinks=False).st_size
             except OSError:
                 continue
     return total
+
+
+#: Defaults of the disk margin and the low-disk threshold: a share of the data dir's file
+#: system, capped (docs/reliability.md "Disk full").
+MARGIN_SHARE, MARGIN_CAP_BYTES = 0.10, 256 << 20
+LOW_DISK_SHARE, LOW_DISK_CAP_BYTES = 0.05, 128 << 20
+
+
+def scaled_disk_bytes(data_dir: Path, share: float, cap_bytes: int) -> int:
+    """``share`` of the size of the file system holding ``data_dir``, at most ``cap_bytes``
+    (``cap_bytes`` if the size cannot be read)."""
+    try:
+        fs = os.statvfs(data_dir)
+    except OSError:
+        return cap_bytes
+    return min(cap_bytes, int(fs.f_blocks * fs.f_frsize * share))
 
 
 def free_bytes(data_dir: Path, policy: DiskPolicy) -> int:

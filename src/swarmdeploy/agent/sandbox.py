@@ -56,7 +56,7 @@ from pathlib import Path, PurePosixPath
 import msgspec
 
 from swarmdeploy.agent.errors import LaunchError
-from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.fsutil import DiskReserve, atomic_write
 from swarmdeploy.agent.grants import (
     SandboxGrants,
     clean_path,
@@ -65,7 +65,7 @@ from swarmdeploy.agent.grants import (
 )
 from swarmdeploy.agent.hardening import which
 from swarmdeploy.agent.limits import effective_rlimits
-from swarmdeploy.agent.process import LaunchSpec
+from swarmdeploy.agent.process import TERM_PRELUDE, LaunchSpec
 from swarmdeploy.agent.seccomp import filter_program
 from swarmdeploy.protocol.manifest import NOBODY, Rlimits, SandboxPolicy
 
@@ -99,6 +99,13 @@ SECCOMP_FILE = "seccomp.bpf"
 _SECCOMP_FD = 3
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """The agent's sandbox settings (typed, from the entry point; see :meth:`detect`).
@@ -122,16 +129,20 @@ class SandboxConfig:
         probe: bool = True,
         grants: SandboxGrants | None = None,
         seccomp_dir: Path | None = None,
+        reserve: DiskReserve | None = None,
     ) -> SandboxConfig:
         """Settings for this machine: tools found on ``PATH``, root or not, ``hidden`` dirs
         (pass the agent's data dir), the owner's ``grants``; with bubblewrap and a filter
-        for this architecture, the seccomp program is written to ``seccomp_dir``."""
+        for this architecture, the seccomp program is written to ``seccomp_dir`` -- unless
+        it is there already, so that an agent starts on a full disk (with ``reserve`` freed
+        for it if it must be written, docs/reliability.md)."""
         bwrap = detect_bwrap(probe=probe)
         seccomp = None
         program = filter_program()
         if bwrap is not None and seccomp_dir is not None and program is not None:
             seccomp = seccomp_dir / SECCOMP_FILE
-            atomic_write(seccomp, program, 0o600)
+            if _read_or_none(seccomp) != program:
+                atomic_write(seccomp, program, 0o600, reserve)
         return cls(
             bwrap=bwrap,
             setpriv=which("setpriv"),
@@ -215,8 +226,12 @@ def _gids(policy: SandboxPolicy, config: SandboxConfig) -> tuple[int, ...]:
 def _shell(config: SandboxConfig) -> list[str]:
     """The shell running the command taken from the environment: the command stays out of
     every argv (``/proc/<pid>/cmdline`` is world-readable, and process listings then show
-    the command's own processes, not wrappers holding its text)."""
-    return [config.shell, "-c", f'eval "${COMMAND_VAR}"']
+    the command's own processes, not wrappers holding its text).
+
+    The shell outlives what it started on SIGTERM (:data:`~swarmdeploy.agent.process.
+    TERM_PRELUDE`): its death would end bwrap's PID namespace, SIGKILLing a service such as
+    ``./svc.sh`` in the middle of its TERM handler (docs/reliability.md)."""
+    return [config.shell, "-c", f'{TERM_PRELUDE}eval "${COMMAND_VAR}"']
 
 
 def _user_switch(config: SandboxConfig, policy: SandboxPolicy) -> list[str]:

@@ -15,8 +15,17 @@ sent, nobody can tell.
 
 File format (``spool.bin``)::
 
-    header  b"SDSPOOL2" + first_seq (u64 BE) + fixed_upto (u64 BE)
-    record  length (u32 BE) + crc32(payload) (u32 BE) + payload (msgpack LogEntry)
+    header  b"SDSPOOL3" + first_seq (u64 BE) + fixed_upto (u64 BE)
+    record  b"\xa5SDr" + length (u32 BE) + crc32(payload) (u32 BE) + payload (msgpack LogEntry)
+
+Every record starts with the same 4-byte marker, so one damaged record in the middle costs
+only itself: opening resynchronises at the next marker that starts a valid record (length,
+CRC, payload), drops the damaged bytes, and spools one ``$agent`` error line naming the place
+and size of the damage -- the gap is visible, and every intact line after it is kept. The
+lines after the damage that had been handed out lose their fixed numbers (they are sent again
+under new ones: possibly a duplicate, never a loss). A ``SDSPOOL2`` file (records without the
+marker, written by older agents) is read as it is and converted at its next rewrite; in it a
+damaged record still ends the readable part, as it did.
 
 Durability (fsync policy): :meth:`LogSpool.append` is one ``pwrite()``: the line survives an
 agent crash once it returns, and survives power loss after :meth:`LogSpool.sync` (or
@@ -34,7 +43,10 @@ All methods do blocking file I/O and are not thread-safe; call them from one thr
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import mmap
 import os
 import struct
 import time
@@ -52,10 +64,13 @@ from swarmdeploy.agent.fsutil import create_temp_file, fsync_dir
 
 logger = logging.getLogger(__name__)
 
-_MAGIC = b"SDSPOOL2"
+_MAGIC = b"SDSPOOL3"
+_MAGIC_V2 = b"SDSPOOL2"  # older agents: records without the marker
 _HEADER = struct.Struct(">8sQQ")
 _FIXED_AT = 16  # offset of fixed_upto in the header
-_FRAME = struct.Struct(">II")
+_SYNC = b"\xa5SDr"  # starts every record (resynchronisation after damage)
+_FRAME = struct.Struct(">4sII")
+_FRAME_V2 = struct.Struct(">II")
 #: ``command`` of lines the agent writes about itself (as in the original tool).
 AGENT_COMMAND = "$agent"
 
@@ -103,6 +118,7 @@ class LogSpool:
         self._fixed_upto = 0
         self._dirty = False
         self._fd = -1
+        self._v2 = False  # the file is SDSPOOL2 (until its next rewrite)
         self.dropped_total = 0
         try:
             self._open()
@@ -157,10 +173,10 @@ class LogSpool:
         out: list[SpooledEntry] = []
         with open(self.path, "rb") as fh:
             for i in range(start, min(start + limit, len(self._offsets))):
-                if self._offsets[i] + self._record_size(i) - _HEADER.size > budget:
+                if self._offsets[i] + self._record_size(i) - self._offsets[0] > budget:
                     break  # the first record always fits: max_record_bytes <= max_bytes / 8
                 fh.seek(self._offsets[i])
-                length, _ = _FRAME.unpack(fh.read(_FRAME.size))
+                length = self._read_frame(fh)[0]
                 out.append(SpooledEntry(self._first_seq + i, self._decoder.decode(fh.read(length))))
         if out and out[-1].seq > self._fixed_upto:
             self._set_fixed(out[-1].seq)
@@ -176,7 +192,17 @@ class LogSpool:
             return 0
         fixed = self._fixed_upto - self._first_seq + 1  # handed-out lines in the file
         dropped = min(upto_seq - self.acked_seq, fixed)
-        self._rewrite(upto_seq + 1, max(self._fixed_upto, upto_seq), range(dropped, len(self)))
+        fixed_upto = max(self._fixed_upto, upto_seq)
+        try:
+            self._rewrite(upto_seq + 1, fixed_upto, range(dropped, len(self)))
+        except SpoolError as exc:
+            # No room for the compacted copy (disk full): forget the acked lines in memory
+            # only, so sending goes on. The file keeps them until a later rewrite; if the
+            # agent restarts first, the manager's welcome acks them again (§6.7).
+            logger.warning("log spool: acknowledged lines kept on disk for now: %s", exc)
+            del self._offsets[:dropped]
+            del self._errors[:dropped]
+            self._first_seq, self._fixed_upto = upto_seq + 1, fixed_upto
         return dropped
 
     def close(self) -> None:
@@ -197,8 +223,10 @@ class LogSpool:
             self._rewrite(1, 0, range(0))
             return
         with open(self.path, "rb") as fh:
-            _, self._first_seq, fixed = _HEADER.unpack(fh.read(_HEADER.size))
-            good = self._scan(fh)
+            magic, self._first_seq, fixed = _HEADER.unpack(fh.read(_HEADER.size))
+            self._v2 = magic == _MAGIC_V2
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                good, damaged = self._scan(view)
         if good < os.path.getsize(self.path):
             logger.warning("log spool %s: dropping a torn tail at byte %d", self.path, good)
             os.truncate(self.path, good)
@@ -206,30 +234,89 @@ class LogSpool:
         # Lines handed out but lost with a damaged tail cannot be fixed any more.
         self._fixed_upto = max(min(fixed, self.next_seq - 1), self.acked_seq)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        if damaged:
+            self._after_damage(damaged)
 
     def _valid_header(self) -> bool:
         with open(self.path, "rb") as fh:
             head = fh.read(_HEADER.size)
-        return len(head) == _HEADER.size and head.startswith(_MAGIC)
+        return len(head) == _HEADER.size and head[:8] in (_MAGIC, _MAGIC_V2)
 
-    def _scan(self, fh: BinaryIO) -> int:
-        """Index the records; return the offset after the last valid one."""
-        offset = _HEADER.size
-        while True:
-            head = fh.read(_FRAME.size)
-            if len(head) < _FRAME.size:
-                return offset
-            length, crc = _FRAME.unpack(head)
-            payload = fh.read(length) if length <= self._config.max_record_bytes else b""
-            if len(payload) != length or zlib.crc32(payload) != crc:
-                return offset
-            try:
-                entry = self._decoder.decode(payload)
-            except msgspec.DecodeError:
-                return offset
+    def _scan(self, view: mmap.mmap) -> tuple[int, list[tuple[int, int, int]]]:
+        """Index the records; return the offset after the last valid one and the damaged
+        ranges skipped on the way as ``(index of the next record, start, end)``."""
+        offset, end = _HEADER.size, len(view)
+        damaged: list[tuple[int, int, int]] = []
+        while offset < end:
+            record = self._parse(view, offset)
+            if record is None:
+                found = -1 if self._v2 else view.find(_SYNC, offset + 1)
+                while found != -1 and self._parse(view, found) is None:
+                    found = view.find(_SYNC, found + 1)
+                if found == -1:
+                    return offset, damaged  # a torn tail: nothing valid after it
+                damaged.append((len(self._offsets), offset, found))
+                offset = found
+                continue
+            size, error = record
             self._offsets.append(offset)
-            self._errors.append(entry.error)
-            offset += _FRAME.size + length
+            self._errors.append(error)
+            offset += size
+        return offset, damaged
+
+    def _parse(self, view: mmap.mmap, offset: int) -> tuple[int, bool] | None:
+        """``(record size, error flag)`` of a valid record at ``offset``; None if there is
+        none."""
+        frame = _FRAME_V2 if self._v2 else _FRAME
+        head = view[offset : offset + frame.size]
+        if len(head) < frame.size:
+            return None
+        if self._v2:
+            length, crc = _FRAME_V2.unpack(head)
+        else:
+            sync, length, crc = _FRAME.unpack(head)
+            if sync != _SYNC:
+                return None
+        if length > self._config.max_record_bytes:
+            return None
+        payload = view[offset + frame.size : offset + frame.size + length]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None
+        try:
+            entry = self._decoder.decode(payload)
+        except msgspec.DecodeError:
+            return None
+        return frame.size + length, entry.error
+
+    def _after_damage(self, damaged: list[tuple[int, int, int]]) -> None:
+        """Unfix the lines after the first damage (their numbers move), drop the damaged
+        bytes and spool one marker line per damaged range (module docstring)."""
+        first = self._first_seq + damaged[0][0] - 1  # the last line before the damage
+        self._fixed_upto = max(min(self._fixed_upto, first), self.acked_seq)
+        texts = []
+        for index, start, end in damaged:
+            after = self._first_seq + index - 1
+            text = f"log spool damaged: {end - start} bytes unreadable after line {after}"
+            logger.error("%s (%s)", text, self.path)
+            texts.append(f"{text}; the lines in them are lost")
+        try:
+            self._rewrite(self._first_seq, self._fixed_upto, range(len(self)))
+            for text in texts:
+                marker = LogEntry(
+                    time.time_ns() // 1_000_000, "", "agent", AGENT_COMMAND, text, True
+                )
+                self._write(self._frame(marker), True)
+            self.sync()
+        except SpoolError as exc:  # disk full: the damaged bytes stay skipped in memory
+            logger.error("log spool %s: cannot record the damage: %s", self.path, exc)
+
+    def _read_frame(self, fh: BinaryIO) -> tuple[int, int]:
+        """``(length, crc)`` of the record whose frame starts at the file position."""
+        if self._v2:
+            length, crc = _FRAME_V2.unpack(fh.read(_FRAME_V2.size))
+            return length, crc
+        _, length, crc = _FRAME.unpack(fh.read(_FRAME.size))
+        return length, crc
 
     def _record_size(self, i: int) -> int:
         end = self._offsets[i + 1] if i + 1 < len(self._offsets) else self._size
@@ -242,7 +329,9 @@ class LogSpool:
             raw = entry.output.encode()
             cut = raw[: max(0, len(raw) - excess - 32)].decode(errors="ignore") + " [cut]"
             payload = self._encoder.encode(msgspec.structs.replace(entry, output=cut))
-        return _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        if self._v2:
+            return _FRAME_V2.pack(len(payload), zlib.crc32(payload)) + payload
+        return _FRAME.pack(_SYNC, len(payload), zlib.crc32(payload)) + payload
 
     def _write(self, frame: bytes, error: bool) -> None:
         try:
@@ -253,7 +342,8 @@ class LogSpool:
             raise SpoolError(f"cannot append to log spool {self.path}: {exc}") from exc
         if written != len(frame):  # disk full mid-record: cut it off again
             os.truncate(self.path, self._size)
-            raise SpoolError(f"short write to log spool {self.path}")
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+            raise SpoolError(f"short write to log spool {self.path} (disk full)") from full
         self._offsets.append(self._size)
         self._errors.append(error)
         self._size += len(frame)
@@ -292,29 +382,37 @@ class LogSpool:
     def _rewrite(self, first_seq: int, fixed_upto: int, keep: range | list[int]) -> None:
         """Write header + kept records to a temp file, fsync, rename over the spool."""
         offsets, errors = array("q"), bytearray()
+        tmp: Path | None = None
         try:
             fd, tmp = create_temp_file(self.path.parent, f".{self.path.name}.tmp-")
             with os.fdopen(fd, "wb") as out:
                 out.write(_HEADER.pack(_MAGIC, first_seq, fixed_upto))
                 if keep:
                     with open(self.path, "rb") as src:
-                        for i in keep:
+                        for i in keep:  # frame by frame: converts SDSPOOL2, skips damage
                             src.seek(self._offsets[i])
+                            length, crc = self._read_frame(src)
                             offsets.append(out.tell())
                             errors.append(self._errors[i])
-                            out.write(src.read(self._record_size(i)))
+                            out.write(_FRAME.pack(_SYNC, length, crc) + src.read(length))
                 out.flush()
                 os.fsync(out.fileno())
                 size = out.tell()
             os.replace(tmp, self.path)
-            fsync_dir(self.path.parent)
+            tmp = None
         except OSError as exc:
+            if tmp is not None:  # a full disk must not also keep the partial copy
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             raise SpoolError(f"cannot rewrite log spool {self.path}: {exc}") from exc
+        with contextlib.suppress(OSError):  # the new file is in place: carry on regardless
+            fsync_dir(self.path.parent)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
         self._offsets, self._errors, self._size = offsets, errors, size
         self._first_seq, self._fixed_upto, self._dirty = first_seq, fixed_upto, False
+        self._v2 = False
 
 
 class RecentLines:

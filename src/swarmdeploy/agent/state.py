@@ -23,7 +23,7 @@ from pathlib import Path
 import msgspec
 
 from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
-from swarmdeploy.agent.fsutil import atomic_write
+from swarmdeploy.agent.fsutil import DiskReserve, atomic_write
 from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
 from swarmdeploy.agent.process import terminate_marked as _terminate_marked
 from swarmdeploy.protocol.states import TargetState
@@ -214,9 +214,11 @@ def load_state(path: Path) -> AgentState | None:
         raise StateCorruptError(f"agent state {path} is invalid: {exc}") from exc
 
 
-def save_state(path: Path, state: AgentState) -> None:
-    """Write the state atomically with mode 0600 (temp file, fsync, rename, fsync dir)."""
-    atomic_write(path, msgspec.json.format(msgspec.json.encode(state), indent=1), 0o600)
+def save_state(path: Path, state: AgentState, reserve: DiskReserve | None = None) -> None:
+    """Write the state atomically with mode 0600 (temp file, fsync, rename, fsync dir); on a
+    full disk the ``reserve`` is freed for it (:func:`~swarmdeploy.agent.fsutil.atomic_write`)."""
+    data = msgspec.json.format(msgspec.json.encode(state), indent=1)
+    atomic_write(path, data, 0o600, reserve)
 
 
 @dataclass(frozen=True, slots=True)

@@ -211,13 +211,17 @@ class Welcome(MessageBase, tag="welcome", kw_only=True):
 
     ``revocations`` (optional) is the CA-signed revocation list of operator keys
     (:func:`swarmdeploy.crypto.operator.issue_revocation_list`); empty while no key is
-    revoked.
+    revoked. ``stops`` (optional) names the open stop requests (the requests themselves
+    follow, as every open request does).
     """
 
     log_acked_seq: Count = 0
     heartbeat_interval_s: Annotated[float, Meta(gt=0, le=86400)] = 15.0
     server_time_ms: Count = 0
     revocations: Annotated[bytes, Meta(max_length=256 * 1024)] = b""
+    #: Task ids with a stop request still open for this target ("" : stop everything),
+    #: so that an agent that just started restarts none of them (§6.2).
+    stops: Annotated[list[OptName], Meta(max_length=256)] = []
 
 
 class Announce(MessageBase, tag="announce", kw_only=True):

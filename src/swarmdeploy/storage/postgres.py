@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg.exceptions as asyncpg_errors
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -43,6 +44,18 @@ def _matches(tsv_column: str, words: Sequence[str]) -> sa.ColumnElement[bool]:
 
 class PostgresStorage(SqlStorage):
     """:class:`Storage` in PostgreSQL (``postgresql+asyncpg://user@host:port/db``)."""
+
+    # A server starting up or shutting down refuses new connections ("cannot connect now"):
+    # storage unavailable (503, agents retry), not an internal error.
+    driver_unavailable = (
+        asyncpg_errors.PostgresConnectionError,
+        asyncpg_errors.CannotConnectNowError,
+        asyncpg_errors.AdminShutdownError,
+        asyncpg_errors.CrashShutdownError,
+        asyncpg_errors.TooManyConnectionsError,
+        asyncpg_errors.ConnectionDoesNotExistError,
+        asyncpg_errors.InterfaceError,
+    )
 
     def __init__(
         self,

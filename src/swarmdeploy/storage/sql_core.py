@@ -53,14 +53,43 @@ def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
     return code in _UNIQUE_VIOLATIONS
 
 
-def translate(exc: BaseException) -> StorageError:
+#: SQLSTATEs of a server that is there but cannot serve now: connection exceptions (class
+#: 08), shutting down or starting up (57P01 admin shutdown, 57P02 crash shutdown, 57P03
+#: cannot connect now), too many connections (53300).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _transient_sqlstate(exc: BaseException) -> bool:
+    """Whether ``exc`` or a driver error below it carries a transient SQLSTATE."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        code = getattr(item, "sqlstate", None) or getattr(item, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return True
+        orig = getattr(item, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, item.__cause__]
+    return False
+
+
+def translate(
+    exc: BaseException, unavailable: tuple[type[BaseException], ...] = ()
+) -> StorageError:
     """The storage error for a foreign (SQLAlchemy, driver, OS) exception: a unique-key
-    violation is :class:`Conflict`, a connection or lock problem :class:`StorageUnavailable`,
-    anything else (other constraint violations, bad data) the base :class:`StorageError`."""
+    violation is :class:`Conflict`; a connection or lock problem, a server starting up or
+    shutting down (transient SQLSTATE, or a driver error in ``unavailable`` -- raised as is
+    when a new connection fails) :class:`StorageUnavailable`; anything else (other
+    constraint violations, bad data) the base :class:`StorageError`."""
     if isinstance(exc, sa_exc.IntegrityError) and _is_unique_violation(exc):
         return Conflict(f"unique key taken: {exc.orig}")
-    if isinstance(exc, _UNAVAILABLE) or (
-        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    if (
+        isinstance(exc, (*_UNAVAILABLE, *unavailable))
+        or (isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated)
+        or _transient_sqlstate(exc)
     ):
         return StorageUnavailable(f"database unavailable: {exc}")
     return StorageError(f"database error: {exc}")
@@ -77,12 +106,19 @@ class SqlCore(abc.ABC):
     #: Serialise write transactions of this object with an asyncio lock (SQLite: one writer
     #: per file; waiting on the lock is cheaper and fairer than SQLite's sleeping busy handler).
     serialize_writes: bool = False
+    #: Driver exceptions that mean "the server cannot serve now" and reach us unwrapped
+    #: (SQLAlchemy passes on what the driver raises while opening a new connection).
+    driver_unavailable: tuple[type[BaseException], ...] = ()
 
     def __init__(self, url: str) -> None:
         self._url = url
         self._state = StorageState.NEW
         self._engine: AsyncEngine | None = None
         self._write_lock = asyncio.Lock()
+
+    def _foreign(self) -> tuple[type[BaseException], ...]:
+        """What comes from the database layer, the driver's own connection errors included."""
+        return (*_FOREIGN, *self.driver_unavailable)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
@@ -93,9 +129,9 @@ class SqlCore(abc.ABC):
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(self._migrate)
-        except _FOREIGN as exc:
+        except self._foreign() as exc:
             await engine.dispose()
-            raise translate(exc) from exc
+            raise translate(exc, self.driver_unavailable) from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -132,8 +168,8 @@ class SqlCore(abc.ABC):
         try:
             async with self._engine.begin() as conn:
                 yield conn
-        except _FOREIGN as exc:
-            raise translate(exc) from exc
+        except self._foreign() as exc:
+            raise translate(exc, self.driver_unavailable) from exc
 
     @contextlib.asynccontextmanager
     async def _write_tx(self) -> AsyncIterator[AsyncConnection]:

@@ -94,6 +94,10 @@ class ZmqAgentTransport(AgentTransport):
                 log.exception("agent link failed; starting over")
             finally:
                 self._close_sockets()
+            # The sockets are gone, so is the connection: the next handshake must be a new
+            # `connected` event, or the daemon would not send `hello` (§6.2).
+            if self.state is LinkState.CONNECTED:
+                await self._inbox.set_state(LinkState.CONNECTING, "link restarted")
             delay = backoff_s(
                 self._attempt, self.config.reconnect_ivl_s, self.config.reconnect_ivl_max_s
             )
@@ -110,13 +114,16 @@ class ZmqAgentTransport(AgentTransport):
             poller.register(sock, zmq.POLLIN)
         while True:
             ready = dict(await poller.poll())
-            for monitor in self._monitors:
-                if monitor in ready and await self._on_monitor(monitor):
-                    return
-            if self._dealer in ready:
-                await self._on_dealer(self._dealer)
-            if self._sub in ready:
-                await self._on_sub(self._sub)
+            try:
+                for monitor in self._monitors:
+                    if monitor in ready and await self._on_monitor(monitor):
+                        return
+                if self._dealer in ready:
+                    await self._on_dealer(self._dealer)
+                if self._sub in ready:
+                    await self._on_sub(self._sub)
+            except zmq.Again:  # readiness without a whole message (e.g. the peer just died)
+                continue
 
     def _open_sockets(self) -> None:
         assert self._ctx is not None
@@ -169,6 +176,8 @@ class ZmqAgentTransport(AgentTransport):
         if is_dealer and kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._attempt = 0
             log.info("agent link connected to %s", self.config.manager_host)
+            if self.state is LinkState.CONNECTED:  # a new connection whose loss we missed
+                await self._inbox.set_state(LinkState.CONNECTING, "link lost")
             await self._inbox.set_state(LinkState.CONNECTED)
         elif is_dealer and kind == zmq.EVENT_DISCONNECTED and self.state is LinkState.CONNECTED:
             log.info("agent link lost; reconnecting")

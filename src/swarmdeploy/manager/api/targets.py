@@ -166,6 +166,13 @@ async def request_logs(target_id: TargetId, services: ServicesDep, _: Operator) 
 
 
 @router.put("/{target_id}/stop", status_code=202, response_model=MessagePublic, responses=_QUEUED)
+@router.post(  # the same: people type either (docs/api.md)
+    "/{target_id}/stop",
+    status_code=202,
+    response_model=MessagePublic,
+    responses=_QUEUED,
+    operation_id="stop_target_post",
+)
 async def stop_target(target_id: TargetId, services: ServicesDep, who: Operator) -> dict[str, str]:
     """Stop every process the target runs for its deployments."""
     await services.control.stop(target_id, who)

@@ -160,6 +160,13 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         response_model=StopPublic,
         responses=responses(401, 403, 404),
     )
+    @router.post(  # the same: people type either (docs/api.md)
+        "/{task_id}/stop",
+        status_code=202,
+        response_model=StopPublic,
+        responses=responses(401, 403, 404),
+        operation_id=f"stop_{noun}_post",
+    )
     async def stop_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
         """Stop the task on every target; targets not yet reached stop at once, the others
         are sent a stop request (their state becomes ``stopped`` when they confirm)."""

@@ -169,6 +169,7 @@ class AgentHandlers:
             heartbeat_interval_s=p.settings.heartbeat_interval_s,
             server_time_ms=max(0, p.clock()),
             revocations=await p.revocations(),
+            stops=await p.requests.open_stops(target_id),
         )
         await p.transport.send(target_id, welcome)
         for report in msg.tasks:

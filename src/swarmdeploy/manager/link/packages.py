@@ -34,6 +34,7 @@ import msgspec
 from swarmdeploy.crypto.errors import CryptoError
 from swarmdeploy.crypto.signing import check_signed
 from swarmdeploy.manager.errors import ManagerError
+from swarmdeploy.manager.link.unpacked import UnpackedMeter
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_signing import task_manifest
 from swarmdeploy.protocol.errors import MessageError
@@ -70,6 +71,8 @@ class Package:
 
     manifest: TaskManifest
     signed: TaskSignatureRecord
+    #: Sum of the artifacts' unpacked sizes (0: unknown), see :mod:`.unpacked`.
+    unpacked_bytes: int = 0
 
     @property
     def artifacts(self) -> list[ArtifactInfo]:
@@ -91,13 +94,14 @@ def announcement(task: TaskRecord, package: Package) -> Announce:
     """First stage of delivery (§6.3): enough to assess the task, nothing to run.
 
     ``arch`` stays empty (any architecture) until the descriptor gains an architecture
-    field; ``unpacked_bytes`` is 0 (unknown), so the agent assesses with its own margin.
+    field; ``unpacked_bytes`` is measured from the archives (:mod:`.unpacked`; 0 if unknown:
+    the agent then assumes three times the payload).
     """
     return Announce(
         task_id=task.id,
         kind=package.manifest.kind,
         size_bytes=sum(a.size_bytes for a in package.artifacts),
-        unpacked_bytes=0,
+        unpacked_bytes=package.unpacked_bytes,
         arch=[],
         debug=task.debug,
         expires_at_ms=task.expires_at,
@@ -127,7 +131,7 @@ class Packages:
         self._ttl_ms = ttl_ms
         self._cache: dict[tuple[str, Role], tuple[Package, int]] = {}
         self._loading: dict[tuple[str, Role], asyncio.Future[Package | None]] = {}
-        self._verified: set[tuple[str, int]] = set()
+        self._verified: dict[tuple[str, int], int] = {}  # -> unpacked size
 
     async def package(self, task: TaskRecord, role: Role) -> Package | None:
         """The checked package, or ``None`` while it does not exist yet (the deploy manifest
@@ -209,9 +213,10 @@ class Packages:
                 "changed_after_signing",
                 f"task {task.id} changed after it was signed ({', '.join(changed) or 'id'})",
             )
+        unpacked = 0
         for info in manifest.artifacts:
-            await self._check_blob(task.id, info)
-        return Package(manifest, signed)
+            unpacked += await self._check_blob(task.id, info)
+        return Package(manifest, signed, unpacked)
 
     async def _check_key(self, task_id: str, signed: TaskSignatureRecord) -> None:
         key = await self._storage.get_operator_key(signed.key_id)
@@ -221,10 +226,12 @@ class Packages:
                 f"task {task_id} is signed by operator key {signed.key_id}, which is revoked",
             )
 
-    async def _check_blob(self, task_id: str, info: ArtifactInfo) -> None:
-        """The blob has the signed size and SHA-256 (hashed once per process)."""
+    async def _check_blob(self, task_id: str, info: ArtifactInfo) -> int:
+        """The blob has the signed size and SHA-256 (hashed once per process); returns its
+        unpacked size (0: unknown), measured in the same pass."""
         if (info.sha256, info.size_bytes) in self._verified:
-            return
+            return self._verified[(info.sha256, info.size_bytes)]
+        meter = UnpackedMeter()
         size = await self._blobs.size(info.sha256)
         if size is None:
             raise DeliveryRefused(
@@ -239,6 +246,7 @@ class Packages:
             if not piece:
                 break
             digest.update(piece)
+            meter.feed(piece)
             offset += len(piece)
         if offset != info.size_bytes or digest.hexdigest() != info.sha256:
             log.error("artifact %s of task %s does not match its signed digest", info.name, task_id)
@@ -248,4 +256,6 @@ class Packages:
             )
         if len(self._verified) >= _VERIFIED_MAX:
             self._verified.clear()
-        self._verified.add((info.sha256, info.size_bytes))
+        unpacked = meter.result()
+        self._verified[(info.sha256, info.size_bytes)] = unpacked
+        return unpacked

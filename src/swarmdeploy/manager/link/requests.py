@@ -156,6 +156,13 @@ class RequestService:
             await self._storage.mark_requests_sent(target_id, sent)
         return len(sent)
 
+    async def open_stops(self, target_id: str) -> list[str]:
+        """Task ids of the target's open stop requests ("" : every task), for ``welcome``
+        (§6.2: an agent that just started restarts none of them)."""
+        records = await self._storage.open_requests(target_id)
+        stops = [str(r.payload.get("task_id") or "") for r in records if r.kind == "stop"]
+        return list(dict.fromkeys(stops))[:256]
+
     async def on_hello(self, target_id: str, record: TargetRecord | None, revision: int) -> None:
         """§6.2 steps 5 and 6: expire what is overdue, send every open request again, and
         push ``config`` when the agent's revision differs."""

@@ -6,9 +6,11 @@ connection refused at once (DESIGN.md: "Deleting a target revokes it at once"). 
 listeners hear about API changes of name, tags and location (the link pushes a ``config``).
 
 ``online`` follows docs/protocol.md §6.1: a target is online while its last message is younger
-than the online timeout, and offline at once after a ``bye``. Storage holds the time of the
-last contact (written at a throttled rate); a :class:`Presence` (the agent link) adds what
-this process heard since, so that ``lastSeenAt`` and ``online`` are current.
+than the online timeout, and offline at once after a ``bye``; a contact from before this
+process started does not count (a restarted manager knows nothing of what happened since).
+Storage holds the time of the last contact (written at a throttled rate); a
+:class:`Presence` (the agent link) adds what this process heard since, so that
+``lastSeenAt`` and ``online`` are current.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ class TargetRegistry:
         self._dispatcher = dispatcher
         self._clock = clock
         self._online_timeout_ms = online_timeout_ms
+        #: Contacts stored before this process started do not make a target online: a
+        #: restarted manager does not know of a ``bye`` or a crash since (docs/reliability.md).
+        self._since_ms = clock()
         self._listeners: list[TargetListener] = []
         self._update_listeners: list[TargetUpdateListener] = []
         self._presence: Presence | None = None
@@ -127,9 +132,10 @@ class TargetRegistry:
 
     def is_online(self, record: TargetRecord, now: int | None = None) -> bool:
         """Whether the agent was heard from within the online timeout and has not said
-        ``bye`` since."""
+        ``bye`` since -- heard by this process, or stored (by a replica) since it started:
+        after a manager restart every target is offline until a message arrives."""
         last = self.last_seen(record)
-        if last is None:
+        if last is None or last < self._since_ms:
             return False
         bye = None if self._presence is None else self._presence.bye_at(record.id)
         if bye is not None and bye >= last:
