@@ -278,6 +278,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette builds the trailing-slash redirect from the Host header, unauthenticated
+        # (GET /tasks/ with Host: evil.example -> Location: http://evil.example/tasks).
+        redirect_slashes=False,
         middleware=[
             Middleware(ErrorAndMetricsMiddleware, metrics=services.metrics),
             Middleware(
