@@ -24,14 +24,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_manager(data_dir: pathlib.Path, *args: str) -> Iterator[tuple[str, str]]:
+def running_manager(
+    data_dir: pathlib.Path, *args: str, log_file: pathlib.Path | None = None
+) -> Iterator[tuple[str, str]]:
     """Start a manager on ``data_dir`` with ``args`` and a fresh admin key, wait until it is
-    healthy (30 s at most), yield ``(base URL, admin key)``; SIGTERM it and wait at the end."""
+    healthy (30 s at most), yield ``(base URL, admin key)``; SIGTERM it and wait at the end.
+    With ``log_file`` its stderr (the log) is written there, else discarded."""
     port, key = free_port(), secrets.token_urlsafe(24)
     cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(data_dir)]
     cmd += ["--http-port", str(port), *args]
     env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log_file is None:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        with log_file.open("wb") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

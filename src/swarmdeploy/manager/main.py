@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from swarmdeploy.manager import logredact
 from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.keystore import (
     KeystoreError,
@@ -292,6 +293,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     )
     if settings.log_level != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    logredact.install()  # ?access_token=KEY must not reach the access log
     if ca_import is not None:
         return run_import(settings, ca_import)
     try:
