@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
 from swarmdeploy.manager.api import artifacts as artifacts_api
+from swarmdeploy.manager.api import audit as audit_api
 from swarmdeploy.manager.api import ca as ca_api
 from swarmdeploy.manager.api import (
     events_ws,
@@ -45,6 +46,7 @@ from swarmdeploy.manager.dispatch import Dispatcher, MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
 from swarmdeploy.manager.link import LinkServer, LinkSettings
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
@@ -119,6 +121,7 @@ def build_services(
     states = TaskStates(storage, events=events, clock=clock)
     operator_keys = OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock)
     signer = TaskSigner(storage, keys=operator_keys, blobs=blobs, clock=clock)
+    audit = AuditLog(storage, clock=clock)
     limiter = RegistrationLimiter(
         per_address_per_min=settings.registration_rate_per_min,
         burst=settings.registration_burst,
@@ -161,6 +164,7 @@ def build_services(
                 clock=clock,
                 validity_ms=int(settings.terminal_expiry_s * 1000),
             ),
+            audit=audit,
         ),
         logs=logs,
         task_states=states,
@@ -172,6 +176,7 @@ def build_services(
             logs=logs,
             states=states,
             clock=clock,
+            audit=audit,
             signer=signer,
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events),
@@ -184,6 +189,7 @@ def build_services(
             keep_s=settings.health_history_s,
         ),
         floorplans=FloorPlans(storage, clock=clock),
+        audit=audit,
     )
 
 
@@ -303,6 +309,7 @@ def create_app(
         keys.router,
         operator_keys.router,
         floorplans_api.router,
+        audit_api.router,
     )
     app.include_router(ca_api.router, responses=COMMON_RESPONSES)
     for router in (*routers, rpc.router):

@@ -383,6 +383,22 @@ class LogPublic(ApiModel):
     error: bool
 
 
+# -- audit log ---------------------------------------------------------------------------------
+class AuditEntryPublic(ApiModel):
+    """One audit entry: ``seq`` from 1 without gaps; ``prevHash`` is the ``hash`` of the
+    entry before (64 zeros for the first); ``hash`` is SHA-256 over the canonical encoding
+    of the other fields (``swarmdeploy.protocol.audit``)."""
+
+    seq: int
+    at: Millis
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
 # -- token sets and API keys -------------------------------------------------------------------
 class TokenSetCreate(ApiModel):
     """A new token set (the same fields are accepted as query parameters)."""

@@ -148,10 +148,12 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         response_class=Response,
         responses=responses(401, 403, 404, 409),
     )
-    async def delete_task(task_id: TaskId, services: ServicesDep, _: Operator) -> Response:
-        """Delete a task, its per-target states and its logs. 409 while any target is in an
-        active state (transferring, installing, installed, running, building)."""
+    async def delete_task(task_id: TaskId, services: ServicesDep, who: Operator) -> Response:
+        """Delete a task, its per-target states and its logs (not its audit entries). 409
+        while any target is in an active state (transferring, installing, installed,
+        running, building)."""
         await services.tasks.delete(task_id)
+        await services.audit.append(who, "task.delete", task_id)
         return Response(status_code=204)
 
     @router.put(

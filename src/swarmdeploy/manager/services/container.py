@@ -7,6 +7,7 @@ import dataclasses
 from swarmdeploy.manager.dispatch import Dispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import ManagerKeys
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.control import TargetControl
@@ -56,3 +57,4 @@ class Services:
     task_signer: TaskSigner
     health: HealthHistory
     floorplans: FloorPlans
+    audit: AuditLog
