@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,22 +19,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-#: C0 controls, DEL, C1 controls, and the Unicode controls that reorder or hide text:
-#: bidi embeddings/overrides/isolates, marks, line/paragraph separators, BOM.
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_UNSAFE_KEEP_NEWLINES = re.compile(UNSAFE.pattern.replace("\x00-\x1f", "\x00-\x09\x0b-\x1f"))
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from swarmdeploy.protocol.text import escape_unsafe
 
 
 def safe(text: object, *, keep_newlines: bool = False) -> str:
     """``str(text)`` with every control character shown as a visible escape (``\\x1b``,
-    ``\\u202e``): the one function every API string passes before the terminal."""
-    pattern = _UNSAFE_KEEP_NEWLINES if keep_newlines else UNSAFE
-    return pattern.sub(_escape, str(text))
+    ``\\u202e``; ``protocol.text``): the one function every API string passes before the
+    terminal."""
+    return escape_unsafe(str(text), keep_newlines=keep_newlines)
 
 
 def fmt_time(ms: object) -> str:
