@@ -106,7 +106,11 @@ def build_services(
     )
     admin = resolve_admin_key(settings.data_dir, settings.admin_key)
     metrics = Metrics()
-    events = EventHub(queue_size=settings.event_queue_size, on_drop=metrics.count_dropped)
+    events = EventHub(
+        queue_size=settings.event_queue_size,
+        queue_bytes=settings.event_queue_bytes,
+        on_drop=metrics.count_dropped,
+    )
     dispatcher = dispatcher or MemoryDispatcher(max_per_target=settings.dispatch_queue_size)
     blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
     registry = TargetRegistry(
@@ -139,7 +143,7 @@ def build_services(
         auth=Authenticator(
             storage, secret=keys.secret, admin_key=admin.value, clock=clock, oidc=_oidc(settings)
         ),
-        api_keys=ApiKeyService(storage, secret=keys.secret, clock=clock),
+        api_keys=ApiKeyService(storage, secret=keys.secret, clock=clock, events=events),
         tokens=TokenService(
             storage, secret=keys.secret, clock=clock, default_expiry_s=settings.token_expiry_s
         ),
