@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -209,7 +209,15 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
         PeriodicJob("token-purge", s.token_purge_interval_s, services.tokens.purge_expired),
         PeriodicJob("task-expiry", s.task_expiry_interval_s, services.tasks.expire),
         PeriodicJob("health-history", s.log_retention_interval_s, services.health.purge),
+        PeriodicJob("registration-report", 60.0, _report(services)),
     ]
+
+
+def _report(services: Services) -> Callable[[], Awaitable[None]]:
+    async def report() -> None:
+        services.registration.report()
+
+    return report
 
 
 def link_server(
