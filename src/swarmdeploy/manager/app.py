@@ -52,6 +52,7 @@ from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 from swarmdeploy.manager.services.floorplans import MAX_IMAGE_BYTES, FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
@@ -194,6 +195,10 @@ def build_services(
         ),
         floorplans=FloorPlans(storage, clock=clock),
         audit=audit,
+        descriptor_guard=DescriptorGuard(
+            max_yaml_bytes=settings.max_yaml_body_bytes,
+            max_elements=settings.max_descriptor_elements,
+        ),
     )
 
 

@@ -79,6 +79,18 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ),
     ("max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
     ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
+    (
+        "max-yaml-body-bytes",
+        "max_yaml_body_bytes",
+        int,
+        "largest YAML task descriptor (default 8 MiB; JSON or multipart for larger)",
+    ),
+    (
+        "max-descriptor-elements",
+        "max_descriptor_elements",
+        int,
+        "most list/mapping entries in a task descriptor (default 20000)",
+    ),
     ("event-queue-size", "event_queue_size", int, "events queued per /events client (1000)"),
     (
         "event-queue-bytes",

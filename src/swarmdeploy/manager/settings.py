@@ -50,6 +50,8 @@ class Settings(BaseModel):
     task_expiry_interval_s: float = Field(30.0, gt=0, le=3600)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     max_task_body_bytes: int = Field(64 << 20, ge=1024, le=1 << 31)
+    max_yaml_body_bytes: int = Field(8 << 20, ge=1024, le=1 << 31)
+    max_descriptor_elements: int = Field(20_000, ge=100, le=10_000_000)
     registration_rate_per_min: float = Field(10.0, gt=0, le=10_000)
     registration_burst: int = Field(10, ge=1, le=10_000)
     registration_global_rate_per_min: float = Field(600.0, gt=0, le=1_000_000)

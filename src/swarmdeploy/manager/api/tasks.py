@@ -69,8 +69,11 @@ async def _create_multipart(request: Request, services: Services, who: Principal
         max_archive_bytes=settings.max_task_body_bytes,
     )
     try:
-        document = await asyncio.to_thread(
-            decode_descriptor, upload.descriptor, upload.descriptor_type
+        guard = services.descriptor_guard
+        as_json = upload.descriptor_type == "application/json"
+        guard.check(upload.descriptor, yaml=not as_json, what="the descriptor part")
+        document = await guard.parse(
+            lambda data: decode_descriptor(data, upload.descriptor_type), upload.descriptor
         )
         return await services.tasks.create(
             document, created_by=who.audit_name, archive=upload.archive, principal=who
@@ -119,7 +122,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         if media_type(request) == MULTIPART:
             view = await _create_multipart(request, services, who)
         else:
-            document = await decode_document(request, always_yaml=orders)
+            document = await decode_document(request, services.descriptor_guard, always_yaml=orders)
             view = await services.tasks.create(document, created_by=who.audit_name, principal=who)
         return task_json(view, with_targets=True)
 

@@ -11,6 +11,7 @@ from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 from swarmdeploy.manager.services.floorplans import FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
@@ -58,3 +59,4 @@ class Services:
     health: HealthHistory
     floorplans: FloorPlans
     audit: AuditLog
+    descriptor_guard: DescriptorGuard
