@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ import uvicorn
 
 from swarmdeploy.manager import logredact
 from swarmdeploy.manager.app import create_app
+from swarmdeploy.manager.httpguard import guarded_protocol
 from swarmdeploy.manager.keystore import (
     KeystoreError,
     import_ca,
@@ -115,6 +117,20 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("oidc-audience", "oidc_audience", str, "required JWT audience"),
     ("oidc-role-claim", "oidc_role_claim", str, "claim holding roles (default roles)"),
     ("oidc-role-map", "oidc_role_map", parse_role_map, "VALUE=ROLE,... claim value to role"),
+    ("header-timeout", "header_timeout_s", float, "HTTP request line + headers within, s (10)"),
+    ("body-timeout", "body_timeout_s", float, "HTTP body: some bytes at least every, s (30)"),
+    (
+        "keep-alive-timeout",
+        "keep_alive_timeout_s",
+        float,
+        "idle HTTP connections closed after, s (5)",
+    ),
+    (
+        "max-connections",
+        "max_connections",
+        int,
+        "open HTTP connections at most (1000; at most half the open-file limit)",
+    ),
     ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
     ("tls-cert", "tls_cert", Path, "serve HTTPS: PEM certificate (chain); needs --tls-key"),
     ("tls-key", "tls_key", Path, "PEM private key of --tls-cert"),
@@ -273,13 +289,30 @@ def _announce_admin_key(settings: Settings) -> None:
         )
 
 
+def connection_cap(settings: Settings) -> int:
+    """``max_connections``, but at most half the process's open-file limit (the other half
+    stays for the database, blobs, and the agents' ZeroMQ connections)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return settings.max_connections
+    return max(1, min(settings.max_connections, soft // 2))
+
+
 def server_config(settings: Settings, app: Any) -> uvicorn.Config:
     """The uvicorn configuration: HTTPS when ``tls_cert``/``tls_key`` are set (docs/tls.md);
     client addresses (registration rate limit) from ``X-Forwarded-For`` only when the
-    connection comes from one of ``forwarded_allow_ips``."""
+    connection comes from one of ``forwarded_allow_ips``; the connection guards of
+    ``manager.httpguard`` (header deadline, body timeout, connection cap)."""
     forwarded = settings.forwarded_allow_ips
+    http = guarded_protocol(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_connections=connection_cap(settings),
+    )
     return uvicorn.Config(
         app,
+        http=http,
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout_s)),
         host=settings.bind,
         port=settings.http_port,
         log_config=None,

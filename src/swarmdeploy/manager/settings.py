@@ -69,6 +69,12 @@ class Settings(BaseModel):
     terminal_expiry_s: float = Field(60.0, gt=0, le=3600)
     max_upload_bytes: int = Field(4 << 30, ge=1024, le=1 << 40)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
+    #: HTTP guards (``manager.httpguard``): request-head deadline, body idle timeout,
+    #: idle keep-alive timeout and the cap on open connections.
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=600)
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     tls_cert: Path | None = None  # PEM certificate (chain) of the REST API; with tls_key
     tls_key: Path | None = None
