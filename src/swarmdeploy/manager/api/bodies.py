@@ -58,9 +58,22 @@ async def decode_document(
         raise UnsupportedMedia(
             f"Content-Type {kind} is not supported: send application/json or application/yaml"
         )
-    body = await request.body()
+    as_yaml = always_yaml or kind in YAML_TYPES
+    body = await _read(request, guard.max_yaml_bytes if as_yaml else None, guard)
     if not body.strip():
         raise BadRequest("the body is empty: send a task descriptor")
-    as_yaml = always_yaml or kind in YAML_TYPES
     guard.check(body, yaml=as_yaml)
     return await guard.parse(_load_yaml if as_yaml else _load_json, body)
+
+
+async def _read(request: Request, limit: int | None, guard: DescriptorGuard) -> bytes:
+    """The body, refused (:class:`TooLarge`) as soon as it grows past ``limit``: a 64 MiB
+    YAML body is not read whole before the answer."""
+    if limit is None:
+        return await request.body()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            guard.check(bytes(body), yaml=True)  # raises TooLarge naming the YAML limit
+    return bytes(body)
