@@ -48,8 +48,23 @@ async def test_deleting_an_api_key_closes_its_open_event_stream(live: tuple[Api,
         async with asyncio.timeout(TIMEOUT_S):
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
-        assert ws.close_code == 1008 and ws.close_reason == "the API key was deleted"
+        assert ws.close_code == 1008 and ws.close_reason == "the credential was revoked"
     assert api.services.events.subscriber_count == 0
+
+
+async def test_a_key_deleted_elsewhere_ends_its_stream_at_the_next_recheck(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path, events_recheck_s=0.2)
+    async with running_api(settings) as api, serve(api.app) as base:
+        record, key = await api.services.api_keys.create("watcher", "viewer")
+        async with connect(f"{base}/events?access_token={key}") as ws:
+            await _subscription(api, record.id)
+            await api.storage.delete_api_key(record.id)  # as another replica would
+            async with asyncio.timeout(TIMEOUT_S):
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+            assert ws.close_code == 1008
 
 
 async def _stalled_client(base: str, key: str) -> socket.socket:

@@ -62,6 +62,8 @@ class Settings(BaseModel):
     oidc_role_map: dict[str, Role] = Field(default_factory=dict)
     event_queue_size: int = Field(1000, ge=10, le=1_000_000)
     event_queue_bytes: int = Field(16 << 20, ge=64 << 10, le=1 << 30)
+    #: An /events stream's credential is authenticated again this often (s).
+    events_recheck_s: float = Field(30.0, gt=0, le=3600)
     dispatch_queue_size: int = Field(100, ge=1, le=100_000)
     agent_link: bool = False  # serve agents over ZeroMQ (``swarmdeploy manager`` turns it on)
     heartbeat_interval_s: float = Field(15.0, gt=0, le=3600)

@@ -12,8 +12,10 @@ for this (slow) client: ``{"topic": "dropped", "payload": {"count": N}}``. Messa
 the client are ignored.
 
 The server closes the stream with 1001 when it shuts down, 1008 at once when the API key the
-stream was opened with is deleted, and 1013 when more than ``--event-queue-bytes`` of events
-waited for the client (``manager.events``).
+stream was opened with is deleted on this manager (and within ``events_recheck_s``, 30 s, when
+the credential stops being valid anywhere else: another replica deleted the key, an OpenID
+Connect token expired, a role was lowered), and 1013 when more than ``--event-queue-bytes``
+of events waited for the client (``manager.events``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 _CLOSE_TEXT = {
-    CloseReason.REVOKED: "the API key was deleted",
+    CloseReason.REVOKED: "the credential was revoked",
     CloseReason.TOO_SLOW: "too many events waited for this client",
 }
 
@@ -102,13 +104,31 @@ async def events(
         audience=LogAccess.audience(principal),
         key_id=principal.key_id,
     )
+    credential = _credential(websocket, access_token) or ""
+    recheck = asyncio.create_task(_recheck(services, credential, sub))
     try:
         await websocket.accept()
         await _stream(websocket, sub, principal.name)
     except WebSocketDisconnect:
         pass
     finally:
+        recheck.cancel()
+        await asyncio.gather(recheck, return_exceptions=True)
         sub.close()
+
+
+async def _recheck(services: Services, credential: str, sub: Subscription) -> None:
+    """Authenticate the stream's credential again every ``events_recheck_s``; close the
+    subscription (1008) once it is no longer valid for the viewer role."""
+    while True:
+        await asyncio.sleep(services.settings.events_recheck_s)
+        try:
+            still = (await authenticate(services, credential)).allows("viewer")
+        except ManagerError:
+            still = False
+        if not still:
+            sub.close(CloseReason.REVOKED)
+            return
 
 
 async def _stream(websocket: WebSocket, sub: Subscription, who: str) -> None:
