@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from websockets.asyncio.client import connect
 
-from swarmdeploy.cli.client import ManagerClient
+from swarmdeploy.client import ManagerClient
 from tests.cli.manager_proc import free_port, running_manager
 
 HEADER_TIMEOUT_S = 1.0

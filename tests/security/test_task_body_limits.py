@@ -57,3 +57,9 @@ async def test_a_json_descriptor_with_a_6_mib_inline_archive_is_still_parsed(api
     body = doc % blob.encode() + b' "target": {"ids": ["nobody"]}}}'
     status, error, _ = await _post(api, body, {"Content-Type": "application/json"})
     assert status == 422, error  # parsed: refused only for its content (archive, targets)
+
+
+async def test_preview_is_bounded_like_create(api: Api) -> None:
+    body = b"description: x\nitems: [" + b"{}," * 30_000 + b"]\n"  # 90 KB
+    resp = await api.client.post("/tasks/preview", content=body, headers=YAML)
+    assert resp.status_code == 413 and "at most 20000 are accepted" in resp.json()["error"]

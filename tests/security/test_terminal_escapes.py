@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from swarmdeploy.cli.app import main
-from swarmdeploy.cli.client import ManagerClient
 from swarmdeploy.cli.render import Renderer
+from swarmdeploy.client import ManagerClient
 from tests.cli.manager_proc import free_port, running_manager
 from tests.manager.conftest import Api, device_body
 

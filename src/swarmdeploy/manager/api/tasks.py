@@ -136,7 +136,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         """Validate a descriptor as ``POST`` would (JSON or YAML) and answer which targets it
         would deploy to, without creating anything: for forms that show the matched devices
         before submitting. Errors are the same 422s with ``path``."""
-        document = await decode_document(request, always_yaml=orders)
+        document = await decode_document(request, services.descriptor_guard, always_yaml=orders)
         targets, build_host = await services.tasks.preview(document)
         return {"total": len(targets), "targets": targets, "buildHost": build_host}
 
