@@ -36,7 +36,7 @@ async def test_newline_in_a_terminal_command_forges_no_row(api: Api) -> None:
     dump = await api.client.get("/logs", headers={"Accept": "text/plain"})
     assert len(dump.text.splitlines()) == 2  # the header and the one pointer line
     entries = (await api.client.get("/audit")).json()["items"]
-    assert entries[-1]["details"] == {"command": forged}  # kept exactly, in one entry
+    assert entries[-1]["details"]["command"] == forged  # kept exactly, in one entry
 
 
 async def test_audit_needs_the_admin_role(api: Api) -> None:

@@ -210,9 +210,10 @@ async def test_command_is_audited_naming_the_operator_key(fleet: Api) -> None:
     assert line["task"] == "terminal" and "key alice" in line["output"]
     assert "(audit #1)" in line["output"]
     audit = (await fleet.client.get("/audit")).json()["items"]
-    assert [(e["action"], e["target"], e["details"]) for e in audit] == [
-        ("terminal.command", "beta", {"command": "rm -rf /tmp/x"})
+    assert [(e["action"], e["target"], e["details"]["command"]) for e in audit] == [
+        ("terminal.command", "beta", "rm -rf /tmp/x")
     ]
+    assert len(audit[0]["details"]["keyId"]) == 32  # the key that signed the command
     assert "key alice" in audit[0]["actor"]
 
 
