@@ -59,8 +59,10 @@ def test_terminal_output_streams_on_events_and_stop_kills_it(fleet: LocalFleet) 
             timeout_s=15,
             what="the terminal command to be killed",
         )
-    audit = fleet.logs(target="t1", command="$manager")
-    assert any("echo term-$((6*7))" in x["output"] for x in audit)
+    pointers = fleet.logs(target="t1", command="$manager")
+    assert any("terminal command by" in x["output"] for x in pointers)
+    audit = fleet.api.request("GET", "/audit")["items"]
+    assert any(e["details"].get("command") == "echo term-$((6*7))" for e in audit)
 
 
 def test_deleted_target_is_cut_off_and_cannot_reconnect(fleet: LocalFleet) -> None:

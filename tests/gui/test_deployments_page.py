@@ -225,3 +225,5 @@ def test_terminal_runs_a_signed_command_in_the_sandbox_and_escapes_its_output(
     page.get_by_test_id("terminal-run").click()
     expect(screen).to_contain_text("X-\\x1b[2J-Y", timeout=30_000)  # shown, not obeyed
     screenshot(page, "terminal")
+    audit = fleet.api.request("GET", "/audit", params={"perPage": 1000})
+    assert any("echo uid=$(id -u)" in str(entry) for entry in audit["items"])

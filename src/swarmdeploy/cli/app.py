@@ -15,7 +15,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from swarmdeploy.cli.render import Renderer, trust_label
+from swarmdeploy.cli.render import Renderer, safe, trust_label
 from swarmdeploy.client import ApiError, ManagerClient
 
 app = typer.Typer(
@@ -350,7 +350,7 @@ def tokens_create(
         return
     c.out.message(f"token set {doc['name']}: {doc['total']} token(s), shown once:")
     for token in doc.get("tokens", []):
-        c.out.console.print(token, highlight=False)
+        c.out.line(token)
 
 
 @tokens_app.command("list")
@@ -465,6 +465,7 @@ def signing_revoke(ctx: typer.Context, key_id: str) -> None:
     c.out.message(f"revoked signing key {key_id}")
 
 
+from swarmdeploy.cli import audit as _audit_commands  # noqa: E402, F401  (audit ...)
 from swarmdeploy.cli import keys as _ca_commands  # noqa: E402, F401  (keys ca, ca-export)
 
 
@@ -477,10 +478,10 @@ def server_info(ctx: typer.Context) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (1 for API errors, 2 for usage errors)."""
-    try:
-        app(args=argv, prog_name="swarmdeploy", standalone_mode=False)
+    try:  # without standalone mode click returns a typer.Exit's code instead of raising
+        status = app(args=argv, prog_name="swarmdeploy", standalone_mode=False)
     except ApiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(exc)}", file=sys.stderr)
         return 1
     except typer.Abort:
         return 1
@@ -492,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             show()
             return int(getattr(exc, "exit_code", 2))
         raise
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from swarmdeploy.cli.app import Ctx, keys_app
-from swarmdeploy.cli.render import fmt_time
+from swarmdeploy.cli.render import fmt_time, safe
 
 #: The manager refuses shorter passphrases (``POST /ca/export``).
 MIN_PASSPHRASE = 8
@@ -38,7 +38,7 @@ def ca_show(
     c = _ctx(ctx)
     doc = c.client.request("GET", "/ca")
     if pem:
-        typer.echo(doc["certificate"], nl=False)
+        typer.echo(safe(doc["certificate"], keep_newlines=True), nl=False)
     elif c.out.as_json:
         c.out.document(doc)
     else:  # one line per field: fingerprints stay whole for copying

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
 from swarmdeploy.manager.api import artifacts as artifacts_api
+from swarmdeploy.manager.api import audit as audit_api
 from swarmdeploy.manager.api import ca as ca_api
 from swarmdeploy.manager.api import (
     events_ws,
@@ -45,11 +46,13 @@ from swarmdeploy.manager.dispatch import Dispatcher, MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
 from swarmdeploy.manager.link import LinkServer, LinkSettings
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blob_gc import BlobCollector
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 from swarmdeploy.manager.services.floorplans import MAX_IMAGE_BYTES, FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
@@ -106,7 +109,11 @@ def build_services(
     admin = resolve_admin_key(settings.data_dir, settings.admin_key)
     metrics = Metrics()
     storage = metered(storage, metrics)
-    events = EventHub(queue_size=settings.event_queue_size, on_drop=metrics.count_dropped)
+    events = EventHub(
+        queue_size=settings.event_queue_size,
+        queue_bytes=settings.event_queue_bytes,
+        on_drop=metrics.count_dropped,
+    )
     dispatcher = dispatcher or MemoryDispatcher(max_per_target=settings.dispatch_queue_size)
     blobs = blobs or FileBlobStore(settings.data_dir / "blobs")
     registry = TargetRegistry(
@@ -121,6 +128,7 @@ def build_services(
     states = TaskStates(storage, events=events, clock=clock)
     operator_keys = OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock)
     signer = TaskSigner(storage, keys=operator_keys, blobs=blobs, clock=clock)
+    audit = AuditLog(storage, clock=clock)
     limiter = RegistrationLimiter(
         per_address_per_min=settings.registration_rate_per_min,
         burst=settings.registration_burst,
@@ -138,7 +146,7 @@ def build_services(
         auth=Authenticator(
             storage, secret=keys.secret, admin_key=admin.value, clock=clock, oidc=_oidc(settings)
         ),
-        api_keys=ApiKeyService(storage, secret=keys.secret, clock=clock),
+        api_keys=ApiKeyService(storage, secret=keys.secret, clock=clock, events=events),
         tokens=TokenService(
             storage, secret=keys.secret, clock=clock, default_expiry_s=settings.token_expiry_s
         ),
@@ -163,6 +171,7 @@ def build_services(
                 clock=clock,
                 validity_ms=int(settings.terminal_expiry_s * 1000),
             ),
+            audit=audit,
         ),
         logs=logs,
         task_states=states,
@@ -174,6 +183,7 @@ def build_services(
             logs=logs,
             states=states,
             clock=clock,
+            audit=audit,
             signer=signer,
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events, blobs=blobs),
@@ -186,6 +196,11 @@ def build_services(
             keep_s=settings.health_history_s,
         ),
         floorplans=FloorPlans(storage, clock=clock),
+        audit=audit,
+        descriptor_guard=DescriptorGuard(
+            max_yaml_bytes=settings.max_yaml_body_bytes,
+            max_elements=settings.max_descriptor_elements,
+        ),
     )
 
 
@@ -201,7 +216,15 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
         PeriodicJob("token-purge", s.token_purge_interval_s, services.tokens.purge_expired),
         PeriodicJob("task-expiry", s.task_expiry_interval_s, services.tasks.expire),
         PeriodicJob("health-history", s.log_retention_interval_s, services.health.purge),
+        PeriodicJob("registration-report", 60.0, _report(services)),
     ]
+
+
+def _report(services: Services) -> Callable[[], Awaitable[None]]:
+    async def report() -> None:
+        services.registration.report()
+
+    return report
 
 
 def link_server(
@@ -280,6 +303,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette builds the trailing-slash redirect from the Host header, unauthenticated
+        # (GET /tasks/ with Host: evil.example -> Location: http://evil.example/tasks).
+        redirect_slashes=False,
         middleware=[
             Middleware(ErrorAndMetricsMiddleware, metrics=services.metrics),
             Middleware(
@@ -302,6 +328,7 @@ def create_app(
         keys.router,
         operator_keys.router,
         floorplans_api.router,
+        audit_api.router,
     )
     app.include_router(ca_api.router, responses=COMMON_RESPONSES)
     for router in (*routers, rpc.router):

@@ -6,6 +6,7 @@
  ├── ``Forbidden``            403   valid credentials, insufficient role
  ├── ``NotFoundError``        404   the named resource does not exist
  ├── ``ConflictError``        409   the resource exists already / is busy (e.g. running task)
+ ├── ``TooLarge``             413   a body (e.g. a YAML descriptor) over a size or shape limit
  ├── ``UnsupportedMedia``     415   a body in a format the endpoint does not read
  ├── ``InvalidInput``         422   well-formed but invalid input; ``path`` names the field
  ├── ``RateLimited``          429   too many attempts; ``retry_after_s`` says when to retry
@@ -60,6 +61,13 @@ class ConflictError(ManagerError):
 
     status = 409
     code = "conflict"
+
+
+class TooLarge(ManagerError):
+    """The body is larger (or has more elements) than the endpoint accepts."""
+
+    status = 413
+    code = "body_too_large"
 
 
 class UnsupportedMedia(ManagerError):

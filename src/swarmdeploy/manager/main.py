@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import resource
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,7 +27,9 @@ from typing import Any
 import uvicorn
 
 from swarmdeploy.logformat import configure as configure_logging
+from swarmdeploy.manager import logredact
 from swarmdeploy.manager.app import create_app
+from swarmdeploy.manager.httpguard import guarded_protocol
 from swarmdeploy.manager.keystore import (
     KeystoreError,
     import_ca,
@@ -79,7 +82,25 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ),
     ("max-body-bytes", "max_body_bytes", int, "largest request body (default 1 MiB)"),
     ("max-task-body-bytes", "max_task_body_bytes", int, "largest task body (default 64 MiB)"),
-    ("event-queue-size", "event_queue_size", int, "events queued per /events client"),
+    (
+        "max-yaml-body-bytes",
+        "max_yaml_body_bytes",
+        int,
+        "largest YAML task descriptor (default 8 MiB; JSON or multipart for larger)",
+    ),
+    (
+        "max-descriptor-elements",
+        "max_descriptor_elements",
+        int,
+        "most list/mapping entries in a task descriptor (default 20000)",
+    ),
+    ("event-queue-size", "event_queue_size", int, "events queued per /events client (1000)"),
+    (
+        "event-queue-bytes",
+        "event_queue_bytes",
+        int,
+        "bytes of events queued per /events client; a client further behind is dropped (16 MiB)",
+    ),
     ("agent-link", "agent_link", parse_flag, "serve agents over ZeroMQ (default on)"),
     ("gui", "gui", parse_flag, "serve the web GUI at /ui (default on; --no-gui: off)"),
     ("map-tiles", "map_tiles", str, "GUI map tiles, e.g. https://tiles.example/{z}/{x}/{y}.png"),
@@ -100,6 +121,20 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("oidc-client-id", "oidc_client_id", str, "GUI sign-in with SSO: the client id at the issuer"),
     ("oidc-authorize-url", "oidc_authorize_url", str, "GUI sign-in with SSO: authorization URL"),
     ("oidc-token-url", "oidc_token_url", str, "GUI sign-in with SSO: token URL"),
+    ("header-timeout", "header_timeout_s", float, "HTTP request line + headers within, s (10)"),
+    ("body-timeout", "body_timeout_s", float, "HTTP body: some bytes at least every, s (30)"),
+    (
+        "keep-alive-timeout",
+        "keep_alive_timeout_s",
+        float,
+        "idle HTTP connections closed after, s (5)",
+    ),
+    (
+        "max-connections",
+        "max_connections",
+        int,
+        "open HTTP connections at most (1000; at most half the open-file limit)",
+    ),
     ("log-level", "log_level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
     ("log-format", "log_format", str.lower, "text (default) or json: one JSON object per line"),
     ("tls-cert", "tls_cert", Path, "serve HTTPS: PEM certificate (chain); needs --tls-key"),
@@ -259,13 +294,30 @@ def _announce_admin_key(settings: Settings) -> None:
         )
 
 
+def connection_cap(settings: Settings) -> int:
+    """``max_connections``, but at most half the process's open-file limit (the other half
+    stays for the database, blobs, and the agents' ZeroMQ connections)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return settings.max_connections
+    return max(1, min(settings.max_connections, soft // 2))
+
+
 def server_config(settings: Settings, app: Any) -> uvicorn.Config:
     """The uvicorn configuration: HTTPS when ``tls_cert``/``tls_key`` are set (docs/tls.md);
     client addresses (registration rate limit) from ``X-Forwarded-For`` only when the
-    connection comes from one of ``forwarded_allow_ips``."""
+    connection comes from one of ``forwarded_allow_ips``; the connection guards of
+    ``manager.httpguard`` (header deadline, body timeout, connection cap)."""
     forwarded = settings.forwarded_allow_ips
+    http = guarded_protocol(
+        header_timeout_s=settings.header_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_connections=connection_cap(settings),
+    )
     return uvicorn.Config(
         app,
+        http=http,
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout_s)),
         host=settings.bind,
         port=settings.http_port,
         log_config=None,
@@ -295,6 +347,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    logredact.install()  # ?access_token=KEY must not reach the access log
     if ca_import is not None:
         return run_import(settings, ca_import)
     try:

@@ -50,6 +50,8 @@ class Settings(BaseModel):
     task_expiry_interval_s: float = Field(30.0, gt=0, le=3600)
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     max_task_body_bytes: int = Field(64 << 20, ge=1024, le=1 << 31)
+    max_yaml_body_bytes: int = Field(8 << 20, ge=1024, le=1 << 31)
+    max_descriptor_elements: int = Field(20_000, ge=100, le=10_000_000)
     registration_rate_per_min: float = Field(10.0, gt=0, le=10_000)
     registration_burst: int = Field(10, ge=1, le=10_000)
     registration_global_rate_per_min: float = Field(600.0, gt=0, le=1_000_000)
@@ -63,6 +65,9 @@ class Settings(BaseModel):
     oidc_authorize_url: str | None = None
     oidc_token_url: str | None = None
     event_queue_size: int = Field(1000, ge=10, le=1_000_000)
+    event_queue_bytes: int = Field(16 << 20, ge=64 << 10, le=1 << 30)
+    #: An /events stream's credential is authenticated again this often (s).
+    events_recheck_s: float = Field(30.0, gt=0, le=3600)
     dispatch_queue_size: int = Field(100, ge=1, le=100_000)
     agent_link: bool = False  # serve agents over ZeroMQ (``swarmdeploy manager`` turns it on)
     heartbeat_interval_s: float = Field(15.0, gt=0, le=3600)
@@ -70,6 +75,12 @@ class Settings(BaseModel):
     terminal_expiry_s: float = Field(60.0, gt=0, le=3600)
     max_upload_bytes: int = Field(4 << 30, ge=1024, le=1 << 40)
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600)
+    #: HTTP guards (``manager.httpguard``): request-head deadline, body idle timeout,
+    #: idle keep-alive timeout and the cap on open connections.
+    header_timeout_s: float = Field(10.0, gt=0, le=600)
+    body_timeout_s: float = Field(30.0, gt=0, le=3600)
+    keep_alive_timeout_s: float = Field(5.0, gt=0, le=600)
+    max_connections: int = Field(1000, ge=1, le=1_000_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object per line (logformat.py)
     tls_cert: Path | None = None  # PEM certificate (chain) of the REST API; with tls_key

@@ -24,6 +24,7 @@ from typing import Any
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     ArtifactRecord,
+    AuditRecord,
     BuildRecord,
     FloorPlanRecord,
     HealthSample,
@@ -472,6 +473,22 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def get_task_signature(self, task_id: str, kind: str) -> TaskSignatureRecord | None:
         """The signed manifest of this kind of the task, or ``None``."""
+
+    # -- audit log (issue 9, item 10) ----------------------------------------------------------
+    @abc.abstractmethod
+    async def last_audit(self) -> AuditRecord | None:
+        """The audit entry with the highest ``seq``, or ``None`` when the log is empty."""
+
+    @abc.abstractmethod
+    async def add_audit(self, entry: AuditRecord) -> None:
+        """Append an entry. Raises :class:`Conflict` if its ``seq`` exists: the caller reads
+        :meth:`last_audit`, chains the entry to it and retries on a conflict, so concurrent
+        appenders (other replicas) keep the chain linear. Entries are never changed or
+        deleted through this interface."""
+
+    @abc.abstractmethod
+    async def list_audit(self, *, page: int, per_page: int) -> Page[AuditRecord]:
+        """Audit entries in ``seq`` order (oldest first)."""
 
     # -- health of the backend -----------------------------------------------------------------
     @abc.abstractmethod

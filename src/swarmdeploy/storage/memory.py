@@ -20,6 +20,7 @@ from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
+from swarmdeploy.storage.memory_audit import MemoryAudit
 from swarmdeploy.storage.memory_health import MemoryHealth
 from swarmdeploy.storage.memory_indoor import MemoryIndoor
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
@@ -27,6 +28,7 @@ from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
 from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
+    AuditRecord,
     FloorPlanRecord,
     HealthSample,
     IndoorPosition,
@@ -78,6 +80,7 @@ class MemoryStorage(
     MemoryTaskSignatures,
     MemoryHealth,
     MemoryIndoor,
+    MemoryAudit,
     Storage,
 ):
     """A complete :class:`Storage` kept in process memory (lost when the object goes)."""
@@ -100,6 +103,7 @@ class MemoryStorage(
         self._artifacts = ArtifactStore()
         self._operator_keys: dict[str, OperatorKeyRecord] = {}
         self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
+        self._audit: list[AuditRecord] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:

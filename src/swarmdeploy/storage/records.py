@@ -337,3 +337,21 @@ class IndoorPosition:
     plan_id: str
     x: float
     y: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry of the audit log (issue 9, item 10): append-only, never deleted with a
+    task, hash-chained (``protocol.audit``). ``seq`` numbers entries from 1 without gaps;
+    ``actor`` names who acted (``key alice (3f9a0c1d2e4b)``, ``manager``), ``action`` what
+    (``task.stop``, ``terminal.command``), ``target`` on what (a target or task id, or
+    empty); ``details`` is JSON-able; ``at`` in epoch ms."""
+
+    seq: int
+    at: int
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str

@@ -2,7 +2,7 @@
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
 ``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
-``sql_task_signatures``, ``sql_health``, ``sql_indoor``);
+``sql_task_signatures``, ``sql_health``, ``sql_indoor``, ``sql_audit``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.sql_artifacts import SqlArtifacts
+from swarmdeploy.storage.sql_audit import SqlAudit
 from swarmdeploy.storage.sql_health import SqlHealth
 from swarmdeploy.storage.sql_indoor import SqlIndoor
 from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
@@ -32,6 +33,7 @@ class SqlStorage(
     SqlTaskSignatures,
     SqlHealth,
     SqlIndoor,
+    SqlAudit,
     Storage,
 ):
     """A :class:`Storage` over an SQLAlchemy async engine; subclasses pick the dialect."""

@@ -516,3 +516,20 @@ indoor_positions = sa.Table(
     sa.Column("y", sa.Float, nullable=False),
     sa.Index("ix_indoor_positions_plan_id", "plan_id"),
 )
+
+
+# -- revision 0008: the audit log (issue 9, item 10). Append-only and hash-chained
+# (``protocol.audit``); no foreign keys: entries outlive what they name.
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", Millis, nullable=False),
+    sa.Column("actor", sa.String(300), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)

@@ -36,7 +36,7 @@ EXPECTED = {
     ("delete", "/token_sets/{name}"), ("post", "/rpc/targets"), ("get", "/rpc/server_info"),
     ("get", "/rpc/whoami"), ("post", "/api_keys"), ("get", "/api_keys"),
     ("delete", "/api_keys/{key_id}"),
-    ("get", "/health"), ("get", "/metrics"),
+    ("get", "/health"), ("get", "/metrics"), ("get", "/audit"),
     ("get", "/artifacts"), ("get", "/artifacts/{sha256}"), ("get", "/artifacts/{sha256}/download"),
     ("post", "/operator_keys"), ("get", "/operator_keys"), ("get", "/operator_keys/{key_id}"),
     ("get", "/operator_keys/{key_id}/export"), ("delete", "/operator_keys/{key_id}"),

@@ -208,7 +208,13 @@ async def test_command_is_audited_naming_the_operator_key(fleet: Api) -> None:
     assert len(logs["items"]) == 1
     line = logs["items"][0]
     assert line["task"] == "terminal" and "key alice" in line["output"]
-    assert "rm -rf /tmp/x" in line["output"]
+    assert "(audit #1)" in line["output"]
+    audit = (await fleet.client.get("/audit")).json()["items"]
+    assert [(e["action"], e["target"], e["details"]["command"]) for e in audit] == [
+        ("terminal.command", "beta", "rm -rf /tmp/x")
+    ]
+    assert len(audit[0]["details"]["keyId"]) == 32  # the key that signed the command
+    assert "key alice" in audit[0]["actor"]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 
 from swarmdeploy.manager.dispatch import MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.blobs import MemoryBlobStore
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
@@ -75,6 +76,7 @@ async def world() -> AsyncIterator[World]:
         logs=logs,
         states=states,
         clock=clock,
+        audit=AuditLog(storage, clock=clock),
     )
     yield World(storage, clock, events, dispatcher, metrics, logs, registry, states, tasks)
     await storage.close()

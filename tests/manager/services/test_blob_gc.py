@@ -18,6 +18,7 @@ from swarmdeploy.manager.clock import wall_ms
 from swarmdeploy.manager.dispatch import MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.link.uploads import UploadReceiver
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.blob_gc import GRACE_MS, BlobCollector, Freed
 from swarmdeploy.manager.services.blobs import FileBlobStore
 from swarmdeploy.manager.services.logs import LogService
@@ -98,6 +99,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         logs=LogService(storage, events=events, metrics=metrics, clock=clock),
         states=TaskStates(storage, events=events, clock=clock),
         clock=clock,
+        audit=AuditLog(storage, clock=clock),
     )
     gc = BlobCollector(
         storage, blobs, clock=clock, metrics=metrics, spool_dir=tmp_path / "incoming"

@@ -40,14 +40,27 @@ def test_bucket_count_is_bounded() -> None:
     assert len(bucket._buckets) == 10
 
 
-def test_global_limit_caps_many_addresses() -> None:
+def test_global_failure_limit_refuses_only_addresses_that_failed_recently() -> None:
     clock = FakeClock()
     limiter = RegistrationLimiter(
-        per_address_per_min=60, burst=5, global_per_min=60, clock=clock
-    )  # global burst = max(5, 60/6) = 10
-    results = [limiter.check(f"10.0.0.{i}") for i in range(20)]
-    assert results[:10] == [0] * 10
-    assert all(wait >= 1 for wait in results[10:])
+        per_address_per_min=60, burst=5, global_per_min=60, clock=clock, quiet_s=600
+    )  # global failure burst = max(5, 60/6) = 10
+    for i in range(11):
+        assert limiter.check(f"10.0.0.{i}") == 0
+        limiter.failed(f"10.0.0.{i}")
+    assert limiter.under_attack
+    assert limiter.check("10.0.0.1") == 600  # failed just now: wait out the quiet period
+    assert limiter.check("10.0.9.9") == 0  # a new address is still checked
+    clock.now += 601
+    assert not limiter.under_attack and limiter.check("10.0.0.1") == 0
+
+
+def test_ipv6_addresses_are_limited_per_64() -> None:
+    limiter = RegistrationLimiter(per_address_per_min=1, burst=1, global_per_min=600,
+                                  clock=FakeClock())  # fmt: skip
+    assert limiter.check("2001:db8:1:2::1") == 0
+    assert limiter.check("2001:db8:1:2:ffff::7") > 0
+    assert limiter.check("2001:db8:1:3::1") == 0
 
 
 def test_retry_after_is_whole_seconds() -> None:

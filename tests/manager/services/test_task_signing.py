@@ -14,6 +14,7 @@ from swarmdeploy.crypto.anchors import parse_anchor_file
 from swarmdeploy.crypto.ca import CertificateAuthority, create_ca
 from swarmdeploy.crypto.signing import Revocations, Target, check_signed, verify_task
 from swarmdeploy.manager.errors import Forbidden
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import MemoryBlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
@@ -50,6 +51,7 @@ async def signing(world: World) -> Signing:
         logs=world.logs,
         states=world.states,
         clock=world.clock,
+        audit=AuditLog(world.storage, clock=world.clock),
         signer=signer,
     )
     await world.add_targets(["a", "b1"], tags=("field",))

@@ -1,17 +1,18 @@
 """Decoding of task descriptor bodies: JSON, or YAML (``yaml.safe_load``) by Content-Type.
 
-Parsing runs in a worker thread: a 64 MiB YAML document must not stall the event loop.
+Parsing runs in a worker thread, one at a time, after the bounds of
+``descriptor_guard`` (size of YAML, number of entries) were checked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import yaml
 from fastapi import Request
 
 from swarmdeploy.manager.errors import BadRequest, UnsupportedMedia
+from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"", "application/json"})
@@ -46,16 +47,33 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def decode_document(request: Request, *, always_yaml: bool = False) -> object:
+async def decode_document(
+    request: Request, guard: DescriptorGuard, *, always_yaml: bool = False
+) -> object:
     """The decoded body: YAML for YAML media types (or always, for ``/orders``), JSON for
-    ``application/json`` or no Content-Type; :class:`UnsupportedMedia` otherwise."""
+    ``application/json`` or no Content-Type; :class:`UnsupportedMedia` otherwise;
+    :class:`TooLarge` over a bound of ``guard``."""
     kind = media_type(request)
     if not always_yaml and kind not in YAML_TYPES and kind not in JSON_TYPES:
         raise UnsupportedMedia(
             f"Content-Type {kind} is not supported: send application/json or application/yaml"
         )
-    body = await request.body()
+    as_yaml = always_yaml or kind in YAML_TYPES
+    body = await _read(request, guard.max_yaml_bytes if as_yaml else None, guard)
     if not body.strip():
         raise BadRequest("the body is empty: send a task descriptor")
-    loader = _load_yaml if always_yaml or kind in YAML_TYPES else _load_json
-    return await asyncio.to_thread(loader, body)
+    guard.check(body, yaml=as_yaml)
+    return await guard.parse(_load_yaml if as_yaml else _load_json, body)
+
+
+async def _read(request: Request, limit: int | None, guard: DescriptorGuard) -> bytes:
+    """The body, refused (:class:`TooLarge`) as soon as it grows past ``limit``: a 64 MiB
+    YAML body is not read whole before the answer."""
+    if limit is None:
+        return await request.body()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            guard.check(bytes(body), yaml=True)  # raises TooLarge naming the YAML limit
+    return bytes(body)

@@ -24,6 +24,7 @@ from swarmdeploy.manager.api.deps import ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import ApiModel, Millis
 from swarmdeploy.manager.errors import Forbidden
+from swarmdeploy.manager.services.container import Services
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,11 @@ async def get_ca(services: ServicesDep, _: Viewer) -> dict[str, Any]:
     return ca_json(services.keys.ca)
 
 
+def ca_fingerprint(services: Services) -> str:
+    """The CA's fingerprint (the audit target of exports)."""
+    return str(services.keys.ca.fingerprint)
+
+
 @router.post("/export", response_model=CaExportPublic, responses=responses(401, 403))
 async def export_ca(
     body: CaExportCreate, services: ServicesDep, principal: Viewer, response: Response
@@ -104,9 +110,11 @@ async def export_ca(
     """The CA with its private key encrypted with ``passphrase`` (``admin`` only; logged)."""
     if not principal.allows("admin"):
         log.warning("refused to export the CA private key to %s", principal.audit_name)
+        await services.audit.append(principal, "ca.export_refused", ca_fingerprint(services))
         raise Forbidden("exporting the CA private key needs the admin role")
     ca = services.keys.ca
     pem = await asyncio.to_thread(ca.export_key_pem, body.passphrase)
     log.warning("CA private key %s exported by %s", ca.fingerprint, principal.audit_name)
+    await services.audit.append(principal, "ca.export", ca_fingerprint(services))
     response.headers["Cache-Control"] = "no-store"
     return {**ca_json(ca), "privateKey": pem.decode("ascii")}

@@ -109,7 +109,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         detail = ctx.get("error", "JSON decode error") if isinstance(ctx, dict) else "invalid"
         return JSONResponse(error_body(f"malformed JSON: {detail}", "malformed_body"), 400)
     path = format_loc(first.get("loc", ()))
-    message = str(first.get("msg", "invalid"))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
     elif first.get("type") == "missing":

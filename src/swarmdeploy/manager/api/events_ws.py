@@ -10,12 +10,17 @@ code 1008.
 Server -> client text frames: ``{"topic": ..., "payload": ...}``; after events were dropped
 for this (slow) client: ``{"topic": "dropped", "payload": {"count": N}}``. Messages sent by
 the client are ignored.
+
+The server closes the stream with 1001 when it shuts down, 1008 at once when the API key the
+stream was opened with is deleted on this manager (and within ``events_recheck_s``, 30 s, when
+the credential stops being valid anywhere else: another replica deleted the key, an OpenID
+Connect token expired, a role was lowered), and 1013 when more than ``--event-queue-bytes``
+of events waited for the client (``manager.events``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -24,13 +29,18 @@ from fastapi.responses import JSONResponse
 from swarmdeploy.manager.api.deps import authenticate
 from swarmdeploy.manager.api.errors import error_body
 from swarmdeploy.manager.errors import Forbidden, ManagerError
-from swarmdeploy.manager.events import TOPICS, Subscription, SubscriptionClosed
+from swarmdeploy.manager.events import TOPICS, CloseReason, Subscription, SubscriptionClosed
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.log_access import LogAccess
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
+
+_CLOSE_TEXT = {
+    CloseReason.REVOKED: "the credential was revoked",
+    CloseReason.TOO_SLOW: "too many events waited for this client",
+}
 
 
 async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
@@ -54,7 +64,7 @@ async def _pump(websocket: WebSocket, sub: Subscription) -> None:
             item = await sub.get()
         except SubscriptionClosed:
             return
-        await websocket.send_text(json.dumps(item.message(), separators=(",", ":")))
+        await websocket.send_text(item.text)
 
 
 async def _drain_client(websocket: WebSocket) -> None:
@@ -92,22 +102,51 @@ async def events(
         target=target or None,
         task=task or None,
         audience=LogAccess.audience(principal),
+        key_id=principal.key_id,
     )
+    credential = _credential(websocket, access_token) or ""
+    recheck = asyncio.create_task(_recheck(services, credential, sub))
     try:
         await websocket.accept()
-        pump = asyncio.create_task(_pump(websocket, sub))
-        drain = asyncio.create_task(_drain_client(websocket))
-        done, pending = await asyncio.wait({pump, drain}, return_when=asyncio.FIRST_COMPLETED)
-        for job in pending:
-            job.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for job in done:
-            failure = job.exception()
-            if failure is not None and not isinstance(failure, WebSocketDisconnect):
-                log.info("event stream for %s ended: %r", principal.name, failure)
-        if pump in done and pump.exception() is None:
-            await websocket.close(code=1001)  # server shutting down
+        await _stream(websocket, sub, principal.name)
     except WebSocketDisconnect:
         pass
     finally:
+        recheck.cancel()
+        await asyncio.gather(recheck, return_exceptions=True)
         sub.close()
+
+
+async def _recheck(services: Services, credential: str, sub: Subscription) -> None:
+    """Authenticate the stream's credential again every ``events_recheck_s``; close the
+    subscription (1008) once it is no longer valid for the viewer role."""
+    while True:
+        await asyncio.sleep(services.settings.events_recheck_s)
+        try:
+            still = (await authenticate(services, credential)).allows("viewer")
+        except ManagerError:
+            still = False
+        if not still:
+            sub.close(CloseReason.REVOKED)
+            return
+
+
+async def _stream(websocket: WebSocket, sub: Subscription, who: str) -> None:
+    """Send events until the client leaves or the subscription ends (then close with the
+    subscription's reason: shutdown 1001, key deleted 1008, too slow 1013)."""
+    pump = asyncio.create_task(_pump(websocket, sub))
+    drain = asyncio.create_task(_drain_client(websocket))
+    ended = asyncio.create_task(sub.ended.wait())
+    done, pending = await asyncio.wait({pump, drain, ended}, return_when=asyncio.FIRST_COMPLETED)
+    if ended in done and sub.reason is CloseReason.SHUTDOWN and not pump.done():
+        done, pending = await asyncio.wait({pump, drain}, return_when=asyncio.FIRST_COMPLETED)
+    for job in pending:
+        job.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for job in done:
+        failure = None if job.cancelled() else job.exception()
+        if failure is not None and not isinstance(failure, WebSocketDisconnect):
+            log.info("event stream for %s ended: %r", who, failure)
+    if drain in done or sub.reason in (None, CloseReason.CLIENT):
+        return
+    await websocket.close(code=sub.reason.value, reason=_CLOSE_TEXT.get(sub.reason, ""))

@@ -26,9 +26,11 @@ def api_key_json(record: ApiKeyRecord) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, responses=responses(401, 403, 409))
-async def create_api_key(body: ApiKeyCreate, services: ServicesDep, _: Admin) -> dict[str, Any]:
+async def create_api_key(body: ApiKeyCreate, services: ServicesDep, who: Admin) -> dict[str, Any]:
     """Create a key with a role; the answer's ``key`` is the secret, shown only here."""
     record, plaintext = await services.api_keys.create(body.name, body.role)
+    details = {"name": record.name, "role": record.role}
+    await services.audit.append(who, "api_key.create", record.id, details)
     return {**api_key_json(record), "key": plaintext}
 
 
@@ -47,11 +49,12 @@ async def list_api_keys(
     "/{key_id}", status_code=204, response_class=Response, responses=responses(401, 403, 404)
 )
 async def delete_api_key(
-    key_id: Annotated[str, Path(max_length=64)], services: ServicesDep, _: Admin
+    key_id: Annotated[str, Path(max_length=64)], services: ServicesDep, who: Admin
 ) -> Response:
-    """Revoke an operator: delete its API key (requests with it fail from now on) and
-    revoke every operator signing key it owns (agents get the new revocation list at
-    once)."""
+    """Revoke an operator: delete its API key (requests with it fail from now on, its open
+    ``/events`` streams close at once) and revoke every operator signing key it owns
+    (agents get the new revocation list at once)."""
     await services.api_keys.delete(key_id)
     await services.operator_keys.revoke_owner(key_id)
+    await services.audit.append(who, "api_key.delete", key_id)
     return Response(status_code=204)

@@ -12,6 +12,7 @@ from swarmdeploy.manager.api.deps import PageQuery, PerPageQuery, ServicesDep, V
 from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import ListOf, LogPublic
 from swarmdeploy.manager.services.logs import log_json
+from swarmdeploy.protocol.text import escape_unsafe
 from swarmdeploy.storage.records import LogQuery, LogRecord, Page
 
 router = APIRouter(tags=["logs"])
@@ -32,12 +33,15 @@ def wants_text(request: Request) -> bool:
 
 
 def render_text(page: Page[LogRecord]) -> str:
-    """The readable dump: a header line, then one line per log."""
+    """The readable dump: a header line, then exactly one line per log, with control
+    characters escaped (``protocol.text``: a line break cannot forge a row, an escape
+    sequence cannot reach the terminal of whoever runs ``curl``)."""
     lines = [f"page: {page.page}, perPage: {page.per_page}, total: {page.total}"]
     for r in page.items:
         when = dt.datetime.fromtimestamp(r.time / 1000, dt.UTC).isoformat(timespec="milliseconds")
         flag = " ERROR" if r.error else ""
-        lines.append(f"{when} {r.target} {r.task} {r.stage or '-'} {r.command}{flag} | {r.output}")
+        line = f"{when} {r.target} {r.task} {r.stage or '-'} {r.command}{flag} | {r.output}"
+        lines.append(escape_unsafe(line))
     return "\n".join(lines) + "\n"
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from swarmdeploy.manager.settings import Role
+from swarmdeploy.protocol.text import first_unsafe
 
 T = TypeVar("T")
 
@@ -19,6 +20,18 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 #: A target id, tag or token-set name: letters, digits and ``._:@-``, at most 128 characters.
 Name = Annotated[str, Field(pattern=NAME_PATTERN, examples=["raspi-07"])]
 Millis = Annotated[int, Field(description="Milliseconds since the Unix epoch.")]
+
+
+def _printable(value: str) -> str:
+    found = first_unsafe(value)
+    if found is not None:
+        raise ValueError(f"control and bidi characters are not allowed (found {found})")
+    return value
+
+
+#: A display name: free text without control or bidi characters (``protocol.text``), at
+#: most 200 characters. Devices set it at registration; operators see it in terminals.
+DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_printable)]
 
 
 class ApiModel(BaseModel):
@@ -181,7 +194,7 @@ class TargetUpdate(ApiModel):
     does ``indoor: null`` (the place on a floor plan). Keys cannot be changed here (a device
     re-registers for that)."""
 
-    name: str = Field("", max_length=200)
+    name: DisplayName = ""
     tags: list[Name] = Field(default_factory=list, max_length=100)
     location: LocationModel | None = None
     indoor: IndoorModel | None = None
@@ -395,6 +408,22 @@ class LogPublic(ApiModel):
     error: bool
 
 
+# -- audit log ---------------------------------------------------------------------------------
+class AuditEntryPublic(ApiModel):
+    """One audit entry: ``seq`` from 1 without gaps; ``prevHash`` is the ``hash`` of the
+    entry before (64 zeros for the first); ``hash`` is SHA-256 over the canonical encoding
+    of the other fields (``swarmdeploy.protocol.audit``)."""
+
+    seq: int
+    at: Millis
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
 # -- token sets and API keys -------------------------------------------------------------------
 class TokenSetCreate(ApiModel):
     """A new token set (the same fields are accepted as query parameters)."""
@@ -451,7 +480,7 @@ class RegistrationCreate(ApiModel):
     """What a device submits to register (with ``X-Auth-Token``)."""
 
     id: Name
-    name: str = Field("", max_length=200)
+    name: DisplayName = ""
     tags: list[Name] = Field(default_factory=list, max_length=100)
     location: LocationModel | None = None
     public_key: str = Field(description="The agent's CurveZMQ public key, 40 chars of Z85.")

@@ -113,6 +113,8 @@ async def export_operator_key(
 
 
 @router.delete("/{key_id}", response_model=OperatorKeyPublic, responses=responses(401, 403, 404))
-async def revoke_operator_key(key_id: KeyId, services: ServicesDep, _: Admin) -> dict[str, Any]:
+async def revoke_operator_key(key_id: KeyId, services: ServicesDep, who: Admin) -> dict[str, Any]:
     """Revoke the key: agents refuse tasks signed with it from their next revocation list."""
-    return operator_key_json(await services.operator_keys.revoke(key_id))
+    revoked = await services.operator_keys.revoke(key_id)
+    await services.audit.append(who, "operator_key.revoke", key_id)
+    return operator_key_json(revoked)

@@ -42,10 +42,14 @@ def server_info_json(services: Services) -> dict[str, Any]:
     }
 
 
+def client_address(request: Request) -> str:
+    """The client's address (from ``X-Forwarded-For`` only behind a trusted proxy)."""
+    return request.client.host if request.client else "unknown"
+
+
 async def rate_limit(request: Request) -> None:
     """Count the attempt before the body is even validated (429 + Retry-After)."""
-    address = request.client.host if request.client else "unknown"
-    get_services(request).registration.check_rate(address)
+    get_services(request).registration.check_rate(client_address(request))
 
 
 def _device(body: RegistrationCreate) -> DeviceInfo:
@@ -76,6 +80,7 @@ def _device(body: RegistrationCreate) -> DeviceInfo:
     dependencies=[Depends(rate_limit)],
 )
 async def register_target(
+    request: Request,
     body: RegistrationCreate,
     services: ServicesDep,
     x_auth_token: Annotated[
@@ -85,7 +90,9 @@ async def register_target(
     """Register a device with a single-use token (``X-Auth-Token``). 401 if the token is
     missing, malformed, unknown, expired or spent; 409 if the id exists (the token stays
     valid); 429 when attempts from this address come too fast."""
-    registered = await services.registration.register(x_auth_token, _device(body))
+    registered = await services.registration.register(
+        x_auth_token, _device(body), address=client_address(request)
+    )
     return {
         **server_info_json(services),
         "id": registered.target.id,

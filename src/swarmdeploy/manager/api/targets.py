@@ -151,10 +151,11 @@ async def update_target(
 @router.delete(
     "/{target_id}", status_code=204, response_class=Response, responses=responses(401, 403, 404)
 )
-async def delete_target(target_id: TargetId, services: ServicesDep, _: Admin) -> Response:
+async def delete_target(target_id: TargetId, services: ServicesDep, who: Admin) -> Response:
     """Delete the target and revoke it at once: its key is dropped, its connection refused
     and its queued requests discarded. Its logs stay."""
     await services.registry.delete(target_id)
+    await services.audit.append(who, "target.delete", target_id)
     return Response(status_code=204)
 
 

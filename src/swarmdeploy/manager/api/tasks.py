@@ -69,8 +69,11 @@ async def _create_multipart(request: Request, services: Services, who: Principal
         max_archive_bytes=settings.max_task_body_bytes,
     )
     try:
-        document = await asyncio.to_thread(
-            decode_descriptor, upload.descriptor, upload.descriptor_type
+        guard = services.descriptor_guard
+        as_json = upload.descriptor_type == "application/json"
+        guard.check(upload.descriptor, yaml=not as_json, what="the descriptor part")
+        document = await guard.parse(
+            lambda data: decode_descriptor(data, upload.descriptor_type), upload.descriptor
         )
         return await services.tasks.create(
             document, created_by=who.audit_name, archive=upload.archive, principal=who
@@ -119,7 +122,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         if media_type(request) == MULTIPART:
             view = await _create_multipart(request, services, who)
         else:
-            document = await decode_document(request, always_yaml=orders)
+            document = await decode_document(request, services.descriptor_guard, always_yaml=orders)
             view = await services.tasks.create(document, created_by=who.audit_name, principal=who)
         return task_json(view, with_targets=True)
 
@@ -133,7 +136,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         """Validate a descriptor as ``POST`` would (JSON or YAML) and answer which targets it
         would deploy to, without creating anything: for forms that show the matched devices
         before submitting. Errors are the same 422s with ``path``."""
-        document = await decode_document(request, always_yaml=orders)
+        document = await decode_document(request, services.descriptor_guard, always_yaml=orders)
         targets, build_host = await services.tasks.preview(document)
         return {"total": len(targets), "targets": targets, "buildHost": build_host}
 
@@ -148,10 +151,12 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         response_class=Response,
         responses=responses(401, 403, 404, 409),
     )
-    async def delete_task(task_id: TaskId, services: ServicesDep, _: Operator) -> Response:
-        """Delete a task, its per-target states and its logs. 409 while any target is in an
-        active state (transferring, installing, installed, running, building)."""
+    async def delete_task(task_id: TaskId, services: ServicesDep, who: Operator) -> Response:
+        """Delete a task, its per-target states and its logs (not its audit entries). 409
+        while any target is in an active state (transferring, installing, installed,
+        running, building)."""
         await services.tasks.delete(task_id)
+        await services.audit.append(who, "task.delete", task_id)
         return Response(status_code=204)
 
     @router.put(

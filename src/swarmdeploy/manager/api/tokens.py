@@ -56,7 +56,7 @@ def _fields(
 )
 async def create_token_set(
     services: ServicesDep,
-    _: Admin,
+    who: Admin,
     name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     total: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     expires_in: Annotated[int | None, Query(alias="expiresIn", ge=60, le=365 * 86400)] = None,
@@ -68,6 +68,7 @@ async def create_token_set(
     record, tokens = await services.tokens.create(
         fields.name, fields.total, expires_in_s=fields.expires_in
     )
+    await services.audit.append(who, "token_set.create", fields.name, {"total": fields.total})
     return {**token_set_json(record), "tokens": tokens}
 
 
@@ -90,7 +91,8 @@ async def get_token_set(name: SetName, services: ServicesDep, _: Admin) -> dict[
 @router.delete(
     "/{name}", status_code=204, response_class=Response, responses=responses(401, 403, 404)
 )
-async def delete_token_set(name: SetName, services: ServicesDep, _: Admin) -> Response:
+async def delete_token_set(name: SetName, services: ServicesDep, who: Admin) -> Response:
     """Delete a set; its unspent tokens stop working at once. 404 if unknown."""
     await services.tokens.delete(name)
+    await services.audit.append(who, "token_set.delete", name)
     return Response(status_code=204)

@@ -143,7 +143,7 @@ class AgentHandlers:
         elif isinstance(msg, m.StateReport):
             await self._report(target_id, msg.task_id, msg.state, msg.reason)
         elif isinstance(msg, m.LogBatch):
-            batch = await p.sequencer.receive(target_id, msg.entries)
+            batch = await p.sequencer.receive(target_id, msg.entries, now=p.clock())
             reply = m.LogAck(upto_seq=batch.upto_seq)
         elif isinstance(msg, m.FetchTask):
             reply = await p.delivery.fetch(target_id, msg)

@@ -12,17 +12,34 @@ backup removed it since -- without that, an agent whose spool starts above the m
 highest line would be stuck behind a gap forever. The cache is refreshed from storage at
 every ``hello`` (a target may have sent lines through another replica meanwhile; ADR 0005);
 between ``hello``s one agent talks to one replica, whose worker for it is serial.
+
+What a device may write (issue 9, item 8): the manager, not the device, sets a line's
+origin and time. A line is *refused* -- numbered and acknowledged like a stored one, so the
+agent's spool moves on, but not stored -- when it claims the manager's origin (command
+``$manager``) or names a task the device is not a target or build host of (only ``""``,
+agent messages, and ``terminal`` are always allowed). Times after receipt are clamped to
+the receipt time; line breaks in ``output`` and ``command`` are stored escaped (``\\n``), so
+one record stays one line. Refusals are counted and logged once per batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+import re
+from collections.abc import Container, Sequence
 
-from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.control import TERMINAL_TASK
+from swarmdeploy.manager.services.logs import MANAGER_COMMAND, LogService
 from swarmdeploy.protocol.messages import LogEntry
+from swarmdeploy.protocol.text import escape_char
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.records import LogRecord
+
+log = logging.getLogger(__name__)
+
+#: Task memberships remembered per target (forgotten all at once beyond this).
+_MAX_REMEMBERED_TASKS = 256
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,32 +50,56 @@ class Batch:
     upto_seq: int
     duplicates: int
     dropped: int
+    refused: int = 0
 
 
-def select(target_id: str, highest: int, entries: Sequence[LogEntry]) -> Batch:
-    """The contiguous run of ``entries`` that follows ``highest`` (pure)."""
+#: Tasks every device may write lines for: its own messages and its terminal.
+ALWAYS_ALLOWED: frozenset[str] = frozenset({"", TERMINAL_TASK})
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x85\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped (``\\n``): one record, one line."""
+    return _LINE_BREAKS.sub(lambda match: escape_char(match.group()), text)
+
+
+def _record(target_id: str, entry: LogEntry, received_ms: int) -> LogRecord:
+    return LogRecord(
+        time=min(entry.time_ms, received_ms),
+        target=target_id,
+        task=entry.task,
+        stage=entry.stage,
+        command=one_line(entry.command),
+        output=one_line(entry.output),
+        error=entry.error,
+        seq=entry.seq,
+    )
+
+
+def select(
+    target_id: str,
+    highest: int,
+    entries: Sequence[LogEntry],
+    *,
+    received_ms: int,
+    tasks: Container[str] = ALWAYS_ALLOWED,
+) -> Batch:
+    """The contiguous run of ``entries`` that follows ``highest``, without the lines the
+    device may not write (``tasks``: the tasks it is part of; see the module docstring)."""
     records: list[LogRecord] = []
-    duplicates = dropped = 0
+    duplicates = dropped = refused = 0
     for entry in sorted(entries, key=lambda e: e.seq):
         if entry.seq <= highest:
             duplicates += 1
         elif entry.seq == highest + 1:
             highest = entry.seq
-            records.append(
-                LogRecord(
-                    time=entry.time_ms,
-                    target=target_id,
-                    task=entry.task,
-                    stage=entry.stage,
-                    command=entry.command,
-                    output=entry.output,
-                    error=entry.error,
-                    seq=entry.seq,
-                )
-            )
+            if entry.command == MANAGER_COMMAND or entry.task not in tasks:
+                refused += 1
+            else:
+                records.append(_record(target_id, entry, received_ms))
         else:
             dropped += 1
-    return Batch(records, highest, duplicates, dropped)
+    return Batch(records, highest, duplicates, dropped, refused)
 
 
 class LogSequencer:
@@ -68,6 +109,7 @@ class LogSequencer:
         self._storage = storage
         self._logs = logs
         self._highest: dict[str, int] = {}
+        self._tasks: dict[str, set[str]] = {}  # per target: tasks it was found part of
 
     async def highest(self, target_id: str, *, agent_acked: int = 0, refresh: bool = False) -> int:
         """The highest stored ``seq`` of ``target_id`` (raised to ``agent_acked``); read
@@ -79,15 +121,33 @@ class LogSequencer:
         self._highest[target_id] = known
         return known
 
-    async def receive(self, target_id: str, entries: Sequence[LogEntry]) -> Batch:
-        """Store the next contiguous lines of ``entries``; returns what happened. The cache
-        moves on only after storage succeeded (a failure raises and nothing is acked)."""
-        batch = select(target_id, await self.highest(target_id), entries)
+    async def receive(self, target_id: str, entries: Sequence[LogEntry], *, now: int) -> Batch:
+        """Store the next contiguous lines of ``entries`` received at ``now``; returns what
+        happened. The cache moves on only after storage succeeded (a failure raises and
+        nothing is acked)."""
+        tasks = await self._tasks_of(target_id, {e.task for e in entries})
+        batch = select(target_id, await self.highest(target_id), entries, received_ms=now,
+                       tasks=tasks)  # fmt: skip
         if batch.records:
             await self._logs.ingest(batch.records)
-            self._highest[target_id] = batch.upto_seq
+        if batch.refused:
+            log.warning("refused %d log line(s) of %s: $manager origin or a task it is not "
+                        "part of", batch.refused, target_id)  # fmt: skip
+        self._highest[target_id] = batch.upto_seq
         return batch
+
+    async def _tasks_of(self, target_id: str, named: set[str]) -> frozenset[str]:
+        """The tasks of ``named`` that ``target_id`` may write lines for (membership is
+        looked up once per target and task, then remembered)."""
+        known = self._tasks.setdefault(target_id, set())
+        for task_id in named - ALWAYS_ALLOWED - known:
+            if await self._storage.get_task_target(task_id, target_id) is not None:
+                if len(known) >= _MAX_REMEMBERED_TASKS:
+                    known.clear()
+                known.add(task_id)
+        return frozenset(known | (named & ALWAYS_ALLOWED))
 
     def forget(self, target_id: str) -> None:
         """Drop the cache of a revoked target."""
         self._highest.pop(target_id, None)
+        self._tasks.pop(target_id, None)

@@ -15,6 +15,7 @@ from swarmdeploy.crypto import tokens as crypto_tokens
 from swarmdeploy.crypto.errors import InvalidToken
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import ConflictError, NotFoundError, Unauthorized
+from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.settings import ROLES, Role
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict, NotFound
@@ -64,10 +65,13 @@ def looks_like_jwt(token: str) -> bool:
 class ApiKeyService:
     """Create, list and delete API keys (only keyed hashes are stored)."""
 
-    def __init__(self, storage: Storage, *, secret: bytes, clock: Clock) -> None:
+    def __init__(
+        self, storage: Storage, *, secret: bytes, clock: Clock, events: EventHub | None = None
+    ) -> None:
         self._storage = storage
         self._secret = secret
         self._clock = clock
+        self._events = events
 
     async def create(self, name: str, role: Role) -> tuple[ApiKeyRecord, str]:
         """A new key; returns the record and the plaintext key (shown once)."""
@@ -91,12 +95,14 @@ class ApiKeyService:
         return await self._storage.list_api_keys()
 
     async def delete(self, key_id: str) -> None:
-        """Delete a key; :class:`NotFoundError` if unknown. Takes effect immediately."""
+        """Delete a key; :class:`NotFoundError` if unknown. Takes effect immediately: the
+        next request with it fails, and its open ``/events`` streams are closed now."""
         try:
             await self._storage.delete_api_key(key_id)
         except NotFound:
             raise NotFoundError(f"API key {key_id} is not found") from None
-        log.info("deleted API key %s", key_id)
+        closed = self._events.disconnect(key_id) if self._events is not None else 0
+        log.info("deleted API key %s (closed %d event stream(s))", key_id, closed)
 
 
 class Authenticator:

@@ -7,9 +7,11 @@ import dataclasses
 from swarmdeploy.manager.dispatch import Dispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import ManagerKeys
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.control import TargetControl
+from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 from swarmdeploy.manager.services.floorplans import FloorPlans
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
@@ -56,3 +58,5 @@ class Services:
     task_signer: TaskSigner
     health: HealthHistory
     floorplans: FloorPlans
+    audit: AuditLog
+    descriptor_guard: DescriptorGuard

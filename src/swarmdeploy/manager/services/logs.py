@@ -24,6 +24,23 @@ from swarmdeploy.storage.records import TERMINAL_TASK, LogQuery, LogRecord, Page
 log = logging.getLogger(__name__)
 
 MANAGER_COMMAND = "$manager"
+#: A ``logs`` event carries at most about this many characters of lines (a batch of 1000
+#: lines of 16 KiB is split), so that one event stays far below a subscriber's byte bound.
+MAX_EVENT_CHARS = 256 << 10
+
+
+def chunked(records: Sequence[LogRecord]) -> list[list[LogRecord]]:
+    """``records`` in runs of at most :data:`MAX_EVENT_CHARS` characters (at least one)."""
+    runs: list[list[LogRecord]] = [[]]
+    size = 0
+    for record in records:
+        cost = len(record.output) + len(record.command) + 100
+        if runs[-1] and size + cost > MAX_EVENT_CHARS:
+            runs.append([])
+            size = 0
+        runs[-1].append(record)
+        size += cost
+    return runs
 
 
 def log_json(record: LogRecord) -> dict[str, Any]:
@@ -61,8 +78,9 @@ class LogService:
         key = operator.attrgetter("target", "task")
         for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):
             for owner, lines in (await self._by_owner(task, list(group))).items():
-                payload = [log_json(r) for r in lines]
-                self._events.publish("logs", payload, target=target, task=task, owner=owner)
+                for run in chunked(lines):
+                    payload = [log_json(r) for r in run]
+                    self._events.publish("logs", payload, target=target, task=task, owner=owner)
         return stored
 
     async def _by_owner(

@@ -1,15 +1,27 @@
-"""Token-bucket rate limiting of registration attempts per client address and overall.
+"""Rate limiting of registration attempts: per client address, and globally per *failure*.
 
-Why (seed 003 §4.3 "Ephemeral key"): a token has 48 bits and lives 7 days by default. With
-the defaults (10 attempts/min per address, 600/min overall) an attacker gets at most
-600 * 60 * 24 * 7 ≈ 6.0e6 guesses per token lifetime, i.e. a chance of about 2e-8 per live
-token of hitting one -- hopeless. See ``docs/security-auth.md``.
+Why (seed 003 §4.3 "Ephemeral key"): a token has 48 bits and lives 7 days by default.
+
+* Every attempt spends a token of its address's bucket (default 10/min, burst 10), before
+  anything is checked.
+* Wrong tokens also spend a token of one global bucket (default 600/min). While that bucket
+  is empty the manager is *under attack*: an address that sent a wrong token within the last
+  ``quiet_s`` (10 min) is refused outright (429), but an address without a recent failure is
+  still checked -- so a device enrolling from a new address gets through, and an attacker
+  is not able to lock enrolment out (issue 9, item 6: 60 addresses x 10 wrong guesses used
+  to make every registration a 429).
+
+Guesses are therefore bounded by 600/min in normal times and by one per address per
+``quiet_s`` under attack: with 10,000 addresses ≈ 1,000/min, 1.0e7 over a token's 7 days,
+a chance of 4e-7 per live token (2^48 ≈ 2.8e14). See ``docs/security-auth.md``.
+IPv6 clients are keyed by their /64 (one host usually holds a whole /64).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Callable
 
@@ -60,8 +72,21 @@ class TokenBucket:
         return (1.0 - bucket.tokens) / self._rate
 
 
+def client_key(address: str) -> str:
+    """The rate-limit key of a client address: IPv6 addresses by their /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 class RegistrationLimiter:
-    """Per-address and global limits for ``POST /rpc/targets``."""
+    """Per-address attempt limits and a global failure limit for ``POST /rpc/targets``."""
 
     def __init__(
         self,
@@ -70,19 +95,45 @@ class RegistrationLimiter:
         burst: int,
         global_per_min: float,
         clock: Callable[[], float],
+        quiet_s: float = 600.0,
+        max_keys: int = 100_000,
     ) -> None:
+        self._clock = clock
         self._per_address = TokenBucket(
-            rate_per_s=per_address_per_min / 60.0, burst=burst, clock=clock
+            rate_per_s=per_address_per_min / 60.0, burst=burst, clock=clock, max_keys=max_keys
         )
         global_burst = max(burst, math.ceil(global_per_min / 6))
-        self._global = TokenBucket(
+        self._failures = TokenBucket(
             rate_per_s=global_per_min / 60.0, burst=global_burst, clock=clock
         )
+        self._quiet_s = quiet_s
+        self._max_keys = max_keys
+        self._last_failure: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._under_attack_until = 0.0
+
+    @property
+    def under_attack(self) -> bool:
+        """Whether the global failure budget ran out within the last ``quiet_s``."""
+        return self._clock() < self._under_attack_until
 
     def check(self, address: str) -> int:
-        """Count one attempt from ``address``. Returns 0 if allowed, else the whole seconds to
-        wait (for a ``Retry-After`` header)."""
-        wait = self._per_address.take(address)
-        if wait == 0.0:
-            wait = self._global.take("*")
+        """Count one attempt from ``address``. Returns 0 if it may be checked, else the whole
+        seconds to wait (for a ``Retry-After`` header)."""
+        key = client_key(address)
+        wait = self._per_address.take(key)
+        if wait == 0.0 and self.under_attack:
+            last = self._last_failure.get(key)
+            if last is not None and self._clock() - last < self._quiet_s:
+                wait = self._quiet_s - (self._clock() - last)
         return 0 if wait == 0.0 else max(1, math.ceil(wait))
+
+    def failed(self, address: str) -> None:
+        """Record a wrong token from ``address`` (after it was checked)."""
+        key = client_key(address)
+        now = self._clock()
+        self._last_failure.pop(key, None)
+        self._last_failure[key] = now
+        while len(self._last_failure) > self._max_keys:
+            self._last_failure.popitem(last=False)
+        if self._failures.take("*") > 0.0:
+            self._under_attack_until = now + self._quiet_s

@@ -2,8 +2,10 @@
 
 Order of operations, each step for a reason:
 
-1. rate limit per client address and overall (before anything else, so that failed and
-   malformed attempts count too);
+1. rate limit per client address, and globally per wrong token (``services.ratelimit``;
+   before anything else, so that failed and malformed attempts count too); refusals and
+   wrong tokens are counted and logged as one summary line a minute (:meth:`report`), not
+   one line per attempt;
 2. token form check and keyed hash (a malformed token is a 401 like an unknown one);
 3. the certificate over the identity key is issued *before* the database commit, so that a
    signing failure cannot leave a registered target without a certificate;
@@ -48,6 +50,28 @@ class DeviceInfo:
     location: Location | None = None
 
 
+@dataclasses.dataclass(slots=True)
+class AttemptTally:
+    """Refused and failed registration attempts since the last summary line."""
+
+    rate_limited: int = 0
+    wrong_tokens: int = 0
+    addresses: set[str] = dataclasses.field(default_factory=set)
+
+    def add(self, address: str, *, rate_limited: bool) -> None:
+        """Count one refused (``rate_limited``) or failed attempt from ``address``."""
+        if rate_limited:
+            self.rate_limited += 1
+        else:
+            self.wrong_tokens += 1
+        if len(self.addresses) < _MAX_TALLIED_ADDRESSES:
+            self.addresses.add(address)
+
+
+#: Distinct addresses counted per summary (beyond this the count says "at least").
+_MAX_TALLIED_ADDRESSES = 10_000
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Registered:
     """The outcome of a successful registration."""
@@ -80,25 +104,48 @@ class RegistrationService:
         self._events = events
         self._metrics = metrics
         self._clock = clock
+        self._tally = AttemptTally()
 
     def check_rate(self, address: str) -> None:
         """Count an attempt from ``address``; :class:`RateLimited` when over the limit."""
         wait_s = self._limiter.check(address)
         if wait_s:
             self._metrics.count_registration("rate_limited")
-            log.warning("registration attempts from %s are rate-limited", address)
+            self._tally.add(address, rate_limited=True)
             raise RateLimited("too many registration attempts; slow down", retry_after_s=wait_s)
 
-    async def register(self, token: str | None, device: DeviceInfo) -> Registered:
-        """Spend ``token`` and register ``device``.
+    def report(self) -> None:
+        """Log one summary line of the refused and failed attempts since the last call
+        (nothing when there were none); called once a minute by a background job."""
+        tally, self._tally = self._tally, AttemptTally()
+        if tally.rate_limited or tally.wrong_tokens:
+            many = "at least " if len(tally.addresses) >= _MAX_TALLIED_ADDRESSES else ""
+            log.warning(
+                "registration: %d attempt(s) rate-limited, %d wrong token(s) from %s%d "
+                "address(es) in the last period%s", tally.rate_limited, tally.wrong_tokens,
+                many, len(tally.addresses),
+                " (under attack: addresses with recent failures are refused)"
+                if self._limiter.under_attack else "",
+            )  # fmt: skip
 
-        Raises :class:`Unauthorized` (no, malformed, unknown, expired or spent token) or
-        :class:`ConflictError` (the id exists; the token stays unspent).
+    def _failed(self, address: str) -> None:
+        self._metrics.count_registration("rejected")
+        self._limiter.failed(address)
+        self._tally.add(address, rate_limited=False)
+
+    async def register(
+        self, token: str | None, device: DeviceInfo, *, address: str = "unknown"
+    ) -> Registered:
+        """Spend ``token`` and register ``device`` (asked from ``address``).
+
+        Raises :class:`Unauthorized` (no, malformed, unknown, expired or spent token; counted
+        as a failure of ``address``) or :class:`ConflictError` (the id exists; the token
+        stays unspent).
         """
         try:
             token_hash = crypto_tokens.hash_token(self._secret, token or "")
         except InvalidToken:
-            self._metrics.count_registration("rejected")
+            self._failed(address)
             raise Unauthorized("a valid registration token is required (X-Auth-Token)") from None
         now = self._clock()
         cert = self._ca.issue_device_certificate(
@@ -117,7 +164,7 @@ class RegistrationService:
         try:
             stored = await self._storage.register_target(token_hash, record, now=now)
         except TokenRejected:
-            self._metrics.count_registration("rejected")
+            self._failed(address)
             raise Unauthorized("the registration token is unknown, expired or spent") from None
         except Conflict:
             self._metrics.count_registration("conflict")

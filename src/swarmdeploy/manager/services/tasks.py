@@ -30,6 +30,7 @@ from swarmdeploy.manager.errors import (
     Unavailable,
 )
 from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, load_build_stage
@@ -123,9 +124,11 @@ class TaskService:
         logs: LogService,
         states: TaskStates,
         clock: Clock,
+        audit: AuditLog,
         signer: TaskSigner | None = None,
     ) -> None:
         self._storage = storage
+        self._audit = audit
         self._signer = signer
         self._states = states
         self._blobs = blobs
@@ -390,6 +393,7 @@ class TaskService:
         """Stop the task everywhere: rows not yet delivered stop at once; targets that have
         it are sent a stop request (the transport reports them ``stopped``)."""
         view = await self.get(task_id)
+        entry = await self._audit.append(by, "task.stop", task_id)
         now = self._clock()
         await self._storage.mark_task_stopped(task_id, now)
         stopped, requested, refused = 0, 0, []
@@ -407,7 +411,8 @@ class TaskService:
                 requested += 1
             except Unavailable:
                 refused.append(row.target_id)
-        await self._logs.manager_lines(touched, task_id, f"stop requested by {by.audit_name}")
+        text = f"stop requested by {by.audit_name} (audit #{entry.seq})"
+        await self._logs.manager_lines(touched, task_id, text)
         log.info(
             "task %s stop by %s: %d stopped, %d asked, %d refused",
             task_id, by.audit_name, stopped, requested, len(refused),
