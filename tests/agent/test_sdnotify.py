@@ -96,6 +96,7 @@ def test_unit_file_declares_notify_watchdog_and_no_orphans() -> None:
     assert service["KillMode"] == "mixed"
     assert int(service["TimeoutStopSec"]) > 5  # longer than the agent's own grace period
     assert "swarmdeploy agent" in service["ExecStart"]
+    assert "--trust-anchor /etc/swarmdeploy/ca.pem" in service["ExecStart"]  # or it declines all
     assert service["UMask"] == "0077" and service["LimitCORE"] == "0"
 
 
