@@ -32,6 +32,8 @@ class Script:
 
     answers: list[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     requests: list[Recorded] = field(default_factory=list)
+    #: ``GET /rpc/server_info`` requests seen (answered from the first 201 body).
+    info_requests: int = 0
 
 
 def registration_answer(
@@ -67,6 +69,21 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             for key, value in headers.items():
                 self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            script.info_requests += 1
+            found = [a for status, _, a in script.answers if status == 201 and "caCertificate" in a]
+            if self.path != "/rpc/server_info" or not found:
+                status, info = 404, {"error": "not found"}
+            else:
+                keys = ("zeromq", "caCertificate", "caPublicKey", "version")
+                status, info = 200, {k: found[0][k] for k in keys}
+            data = json.dumps(info).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 

@@ -151,11 +151,13 @@ def test_generated_id_is_kept_across_failed_attempts(tmp_path: Path) -> None:
 
 def test_pinned_ca_must_match_the_managers_ca(tmp_path: Path) -> None:
     pinned = parse_anchor_file(new_ca().cert_pem().decode())
-    with registration_server(ok_script()) as url:
+    script = ok_script()
+    with registration_server(script) as url:
         with pytest.raises(RegistrationError, match="does not match --trust-anchor") as info:
             ensure_registered(settings(tmp_path, url), pinned)
     assert "anchor_mismatch" in str(info.value) and info.value.exit_status == 2
     assert load_state(tmp_path / "agent" / "state.json").registration is None  # type: ignore[union-attr]
+    assert script.info_requests == 1 and script.requests == []  # the token was never sent
 
 
 def test_fingerprint_pin_of_the_managers_ca_registers(tmp_path: Path) -> None:
@@ -165,6 +167,7 @@ def test_fingerprint_pin_of_the_managers_ca_registers(tmp_path: Path) -> None:
     with registration_server(script) as url:
         state, _ = ensure_registered(settings(tmp_path, url), pins)
     assert state.registration is not None
+    assert script.info_requests == 1 and len(script.requests) == 1  # checked, then registered
 
 
 def test_fingerprint_pin_of_another_ca_refuses_to_register(tmp_path: Path) -> None:

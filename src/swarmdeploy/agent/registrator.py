@@ -95,6 +95,8 @@ class HttpAnswer:
 
 #: Sends one POST: (url, json body, headers, timeout) -> answer. Tests may pass their own.
 Poster = Callable[[str, bytes, dict[str, str], float], HttpAnswer]
+#: GET ``url`` with a timeout (the public ``/rpc/server_info`` before a registration).
+Fetcher = Callable[[str, float], HttpAnswer]
 
 
 def generate_id(hostname: str | None = None) -> str:
@@ -109,6 +111,7 @@ def ensure_registered(
     anchors: AnchorSet,
     *,
     poster: Poster | None = None,
+    fetcher: Fetcher | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[AgentState, Identity]:
     """Return the registered state and keys, registering first if needed (module docstring).
@@ -134,7 +137,11 @@ def ensure_registered(
     state = _unregistered_state(settings, state)
     _check_can_register(settings)
     identity = load_identity(settings.data_dir, create=True)
-    post = poster or urllib_poster(settings.tls_ca if _https(settings.manager_url) else None)
+    tls_ca = settings.tls_ca if _https(settings.manager_url) else None
+    if anchors:
+        # The one-time token goes only to a manager whose CA the anchors accept.
+        _check_manager_ca(settings, anchors, fetcher or urllib_fetcher(tls_ca))
+    post = poster or urllib_poster(tls_ca)
     answer = _register(settings, state, identity, post, sleep)
     _accept(settings, anchors, state, answer)
     return state, identity
@@ -305,6 +312,36 @@ def _error_text(body: bytes) -> str:
     return "no details"
 
 
+class _ServerInfo(msgspec.Struct, rename="camel"):
+    ca_certificate: str
+    ca_public_key: str
+
+
+def _check_manager_ca(settings: AgentSettings, anchors: AnchorSet, fetch: Fetcher) -> None:
+    """Before the token is sent: the manager's CA (``GET /rpc/server_info``, public) must be
+    one the anchors accept, so a wrong ``--trust-anchor`` (or an impostor) spends no token."""
+    assert settings.manager_url is not None
+    url = settings.manager_url.rstrip("/") + "/rpc/server_info"
+    answer = fetch(url, 10.0)
+    if answer.status in (429, 503) or answer.status >= 500:
+        raise RegistrationError(f"manager error {answer.status} at {url}", retryable=True)
+    if answer.status != 200:
+        raise RegistrationError(f"cannot read the manager's CA at {url} (HTTP {answer.status})")
+    try:
+        info = msgspec.json.decode(answer.body, type=_ServerInfo)
+        ca_key = base64.b64decode(info.ca_public_key, validate=True)
+    except (msgspec.DecodeError, binascii.Error, ValueError) as exc:
+        raise RegistrationError(f"invalid server info from {url}: {exc}") from None
+    try:
+        adopt_manager_ca(anchors, ca_key, info.ca_certificate)
+    except VerificationError as exc:
+        raise RegistrationError(
+            f"refusing to register: the manager's CA does not match --trust-anchor"
+            f" {settings.trust_anchor} ({exc.code}: {exc.message}); is this the right manager?"
+            " The token was not sent."
+        ) from None
+
+
 def _accept(
     settings: AgentSettings, anchors: AnchorSet, state: AgentState, answer: _Answer
 ) -> None:
@@ -372,16 +409,26 @@ def urllib_poster(tls_ca: Path | None = None) -> Poster:
     return post
 
 
+def urllib_fetcher(tls_ca: Path | None = None) -> Fetcher:
+    """GET with :mod:`urllib` and the TLS context of :func:`tls_context` (``https://`` only)."""
+
+    def fetch(url: str, timeout_s: float) -> HttpAnswer:
+        context = tls_context(tls_ca) if _https(url) else None
+        return urllib_post(url, None, {}, timeout_s, context)
+
+    return fetch
+
+
 def urllib_post(
     url: str,
-    body: bytes,
+    body: bytes | None,
     headers: dict[str, str],
     timeout_s: float,
     context: ssl.SSLContext | None = None,
 ) -> HttpAnswer:
-    """POST ``body`` as JSON with :mod:`urllib`; network failures raise a retryable
-    :class:`RegistrationError`, an untrusted server certificate a final one; HTTP error
-    statuses are returned."""
+    """POST ``body`` as JSON (GET when ``body`` is None) with :mod:`urllib`; network
+    failures raise a retryable :class:`RegistrationError`, an untrusted server certificate a
+    final one; HTTP error statuses are returned."""
     import urllib.error
     import urllib.request
 
@@ -390,7 +437,7 @@ def urllib_post(
     request = urllib.request.Request(  # noqa: S310 (the scheme is checked just above)
         url,
         data=body,
-        method="POST",
+        method="GET" if body is None else "POST",
         headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
     )
     handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
