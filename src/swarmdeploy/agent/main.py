@@ -324,10 +324,15 @@ def run(settings: AgentSettings) -> int:
     from swarmdeploy.agent.registrator import ensure_registered, register_in_child
     from swarmdeploy.agent.sdnotify import Notifier
     from swarmdeploy.agent.trust import load_anchor_file, make_verifier
+    from swarmdeploy.datalock import DataDirInUse, lock_data_dir
 
     harden_process()
     limit_malloc_arenas()
     check_data_dir(settings.data_dir)
+    try:
+        lock_data_dir(settings.data_dir, "swarmdeploy agent")  # held until the process ends
+    except DataDirInUse as exc:
+        raise ConfigError(str(exc)) from None
     anchors = load_anchor_file(settings.trust_anchor)
     if register_in_child(settings, anchors):  # before any thread exists: it forks
         settings = dataclasses.replace(settings, token=None)  # spent: not "given again"

@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from swarmdeploy.datalock import DataDirInUse, lock_data_dir
 from swarmdeploy.logformat import configure as configure_logging
 from swarmdeploy.manager import logredact
 from swarmdeploy.manager.app import create_app
@@ -352,6 +353,11 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
         return run_import(settings, ca_import)
     try:
         prepare_data_dir(settings.data_dir)
+        try:
+            lock_data_dir(settings.data_dir, "swarmdeploy manager")  # held until the end
+        except DataDirInUse as exc:
+            print(f"swarmdeploy manager: {exc}", file=sys.stderr)
+            return 2
         _announce_admin_key(settings)
         app = create_app(settings)
         if settings.gui and mount_gui is not None:
