@@ -7,6 +7,7 @@ neither the server stack nor the operator CLI.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -36,7 +37,26 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(args)
 
 
+#: A module each server command cannot run without (to tell what this install can do).
+NEEDS = {"manager": "fastapi", "agent": "zmq"}
+HELP = ("", "-h", "--help")
+
+
+def _installed(command: str) -> bool:
+    return importlib.util.find_spec(NEEDS[command]) is not None
+
+
 def _missing_extra(command: str, module: str) -> int:
+    if command in HELP:  # e.g. a device with the agent extra only: say what it can do
+        present = [c for c in NEEDS if _installed(c)]
+        if present:
+            print(f"usage: swarmdeploy {{{','.join(present)}}} [OPTIONS]  "
+                  f"(swarmdeploy {present[0]} --help lists the options)")  # fmt: skip
+        print(
+            "the operator CLI (tokens, targets, tasks, logs, keys, ...) needs the 'cli' extra"
+            f" (module {module} is missing): pip install 'swarmdeploy[cli]'"
+        )
+        return 0 if command else 2
     extra = EXTRAS.get(command, "cli")
     what = f"swarmdeploy {command}" if extra != "cli" else "the swarmdeploy operator CLI"
     print(
