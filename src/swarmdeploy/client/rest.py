@@ -71,7 +71,7 @@ class ManagerClient:
         """
         try:
             resp = self._http.request(
-                method, path, params=_clean(params), json=json, content=content, headers=headers
+                method, path, **_request_options(params, json, content, headers)
             )
         except httpx.HTTPError as exc:
             raise _unreachable(self._http.base_url, exc) from None
@@ -157,13 +157,7 @@ class AsyncManagerClient:
         """
         try:
             resp = await self._http.request(
-                method,
-                path,
-                params=_clean(params),
-                json=json,
-                content=content,
-                headers=headers,
-                files=files,
+                method, path, files=files, **_request_options(params, json, content, headers)
             )
         except httpx.HTTPError as exc:
             raise _unreachable(self._http.base_url, exc) from None
@@ -195,8 +189,15 @@ def _client_options(base_url: str, api_key: str | None, timeout_s: float) -> dic
     return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout_s}
 
 
-def _clean(params: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (params or {}).items() if v is not None}
+def _request_options(
+    params: dict[str, Any] | None,
+    json: Any,
+    content: bytes | None,
+    headers: dict[str, str] | None,
+) -> dict[str, Any]:
+    """The request arguments both clients send (``None`` query parameters left out)."""
+    clean = {k: v for k, v in (params or {}).items() if v is not None}
+    return {"params": clean, "json": json, "content": content, "headers": headers}
 
 
 def _unreachable(base_url: httpx.URL, exc: httpx.HTTPError) -> ApiError:

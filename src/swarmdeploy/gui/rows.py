@@ -10,24 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-_CONTROL = {*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x200E, 0x200F, *range(0x202A, 0x202F),
-            *range(0x2066, 0x206A)}  # fmt: skip
+from swarmdeploy.protocol.text import escape_unsafe
 
 
 def printable(value: object) -> str:
-    """``value`` as text with C0/C1 controls, DEL and bidi overrides shown as ``\\xNN`` /
-    ``\\uNNNN`` escapes."""
-    text = str(value)
-    if not any(ord(ch) in _CONTROL for ch in text):
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code in _CONTROL:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``value`` as text with C0/C1 controls, DEL, bidi and other format characters shown as
+    ``\\xNN`` / ``\\uNNNN`` escapes (``protocol.text``, as the CLI escapes them)."""
+    return escape_unsafe(str(value))
 
 
 def trust_label(target: dict[str, Any]) -> str:

@@ -77,6 +77,7 @@ class MapView:
         self.selected: set[str] = set()
         self.plans: dict[str, dict[str, Any]] = {}
         self.plan: dict[str, Any] | None = None
+        self.place_id: Any = None  # the "place device" input (operators only)
         with ui.row().classes("items-end gap-4"):
             self.plan_select = ui.select({"": "World"}, value="", label="Map").props(
                 'data-testid="map-plan"'
@@ -194,7 +195,7 @@ class MapView:
         """A click places the device named in "Place device" on the shown floor plan, or
         selects the cluster under it (or clears the selection)."""
         point = event.args.get("latlng") or {}
-        placing = getattr(self, "place_id", None)
+        placing = self.place_id
         if "lat" in point and self.plan is not None and placing is not None and placing.value:
             x, y = to_plan(self.plan, point["lat"], point["lng"])
             body = {"indoor": {"plan": self.plan["id"], "x": x, "y": y}}
