@@ -60,6 +60,9 @@ class AgentSettings:
     name: str = ""
     tags: tuple[str, ...] = ()
     location: tuple[float, float] | None = None
+    gpsd: tuple[str, int] | None = None
+    gps_min_move_m: float = 25.0
+    gps_interval_s: float = 300.0
     transport: str = "zmq"
     proxy: str | None = None
     trust_anchor: Path | None = None
@@ -161,12 +164,15 @@ class AgentSettings:
             "--install-timeout-s": self.install_timeout_s,
             "--reconnect-ivl-s": self.reconnect_ivl_s,
             "--reconnect-ivl-max-s": self.reconnect_ivl_max_s,
+            "--gps-interval-s": self.gps_interval_s,
         }
         for option, value in positive.items():
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{option} must be a positive number of seconds")
         if not (math.isfinite(self.stop_grace_s) and self.stop_grace_s >= 0):
             raise ConfigError("--stop-grace-s must not be negative")
+        if not (math.isfinite(self.gps_min_move_m) and self.gps_min_move_m >= 0):
+            raise ConfigError("--gps-min-move-m must be a distance in metres, 0 or more")
         if self.reconnect_ivl_s > self.reconnect_ivl_max_s:
             raise ConfigError("--reconnect-ivl-s must not exceed --reconnect-ivl-max-s")
         if self.max_data_bytes is not None and self.max_data_bytes <= 0:

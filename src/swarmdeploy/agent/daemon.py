@@ -42,6 +42,7 @@ from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
 from swarmdeploy.agent.fsutil import RESERVE_FILE, DiskReserve
+from swarmdeploy.agent.gpsd import gps_tracker
 from swarmdeploy.agent.grants import sandbox_grants
 from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_free_memory
 from swarmdeploy.agent.healthloop import HealthLoop
@@ -228,6 +229,8 @@ class Daemon:
             loop.create_task(self._timer_loop(), name="agent-timers"),
             loop.create_task(self.health.run(), name="agent-health"),
         ]
+        if self.gps is not None:
+            self._loops.append(loop.create_task(self.gps.run(), name="agent-gpsd"))
         self._spawn(self._resume_after_welcome(plan.start_commands))
         self._trim_due = True  # start-up's transient memory
         self._notifier.ready(f"agent {state.agent_id} started, connecting")
@@ -267,6 +270,8 @@ class Daemon:
         self.ctx = AgentContext(
             s, state, self.reporter, self.collector, self.send, reserve=self.reserve
         )
+        self.gps = gps_tracker(s, lambda: self.health.nudge())
+        gps = self.gps
         self.health = HealthLoop(
             s.data_dir,
             self.ctx.disk_policy(),
@@ -275,6 +280,7 @@ class Daemon:
             manager=self._manager,
             interval_s=s.health_interval_s,
             extra=self.security_report,
+            position=(lambda: gps.reported) if gps is not None else lambda: None,
         )
         self.deployments = DeploymentSupervisor(self.ctx, self.verifier, self.confinement)
         self.processor = TaskProcessor(

@@ -6,7 +6,8 @@ while connected (the latest one wins, nothing is queued). While the link is down
 whether the manager can be resolved and reached (:func:`~swarmdeploy.agent.health.
 check_connectivity`) and logs the result. It also keeps :attr:`HealthLoop.disk_low`, which
 pauses fetching (seed 000: check the disk before fetching). ``extra`` adds optional fields to
-every report (the daemon's security status).
+every report (the daemon's security status), ``position`` the device's last reported position
+fix (``swarmdeploy.agent.gpsd``), if it follows one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.agent.resources import DiskPolicy
-from swarmdeploy.protocol.messages import Health, NetInterface
+from swarmdeploy.protocol.messages import Health, NetInterface, Position
 
 if TYPE_CHECKING:
     from swarmdeploy.agent.health import HealthProbe, HealthSnapshot
@@ -42,6 +43,7 @@ class HealthLoop:
         manager: tuple[str, int],
         interval_s: float,
         extra: Callable[[], dict[str, Any]] = dict,
+        position: Callable[[], Position | None] = lambda: None,
     ) -> None:
         self._data_dir = data_dir
         self._policy = policy
@@ -50,6 +52,7 @@ class HealthLoop:
         self._manager = manager
         self._interval_s = interval_s
         self._extra = extra
+        self._position = position
         self.disk_low = False
         self.reachable = True
         self._nudge = asyncio.Event()
@@ -91,6 +94,7 @@ class HealthLoop:
             await self._check_connectivity()
         report = to_message(snapshot, reachable=self.reachable)
         report.extra = self._extra()
+        report.position = self._position()
         if connected:
             await self._send(report)
         return report

@@ -50,7 +50,14 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--id", str, "target id (default: generated from the host name on first start)"),
     ("--name", str, "human-readable name sent at registration"),
     ("--tags", str, "comma-separated tags sent at registration"),
-    ("--location", str, "LAT,LON in decimal degrees, sent at registration"),
+    (
+        "--location",
+        str,
+        "LAT,LON in decimal degrees, sent at registration; or gpsd[:HOST:PORT] to report"
+        " the device's position from gpsd (default 127.0.0.1:2947)",
+    ),
+    ("--gps-min-move-m", float, "with gpsd: report a fix that moved this far (default 25)"),
+    ("--gps-interval-s", float, "with gpsd: report a fix at least this often (default 300)"),
     ("--transport", str, "link to the manager: zmq (default; http is not available yet)"),
     ("--proxy", str, "proxy URL (only with --transport http)"),
     (
@@ -128,6 +135,8 @@ _PLAIN = (
     "max_processes",
     "max_cpu_s",
     "max_open_files",
+    "gps_min_move_m",
+    "gps_interval_s",
 )
 
 
@@ -198,7 +207,7 @@ def parse_flag(text: str | None, option: str) -> bool:
 
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     """Validate the parsed options once (ConfigError names the offending option)."""
-    from swarmdeploy.agent.config import AgentSettings, parse_location, parse_size, parse_tags
+    from swarmdeploy.agent.config import AgentSettings, parse_size, parse_tags
 
     if args.data_dir is None:
         raise ConfigError("--data-dir (or SWARMDEPLOY_AGENT_DATA_DIR) is required")
@@ -209,7 +218,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         "target_id": args.id or None,
         "name": args.name or "",
         "tags": parse_tags(args.tags) if args.tags else (),
-        "location": parse_location(args.location) if args.location else None,
+        **_location(args.location),
         "transport": args.transport or "zmq",
         "proxy": args.proxy or None,
         "trust_anchor": args.trust_anchor,
@@ -226,6 +235,17 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
             values[key] = parse_size(getattr(args, key), "--" + key.replace("_", "-"))
     values.update(_grants(args))
     return AgentSettings(**values)
+
+
+def _location(text: str | None) -> dict[str, Any]:
+    """``--location``: a manual ``LAT,LON`` or a gpsd source (``gpsd[:HOST:PORT]``)."""
+    from swarmdeploy.agent.config import parse_location
+    from swarmdeploy.agent.gpsd import parse_gpsd
+
+    if not text:
+        return {}
+    source = parse_gpsd(text)
+    return {"gpsd": source} if source is not None else {"location": parse_location(text)}
 
 
 def _grants(args: argparse.Namespace) -> dict[str, Any]:

@@ -104,6 +104,18 @@ class Location(Extensible, kw_only=True):
     lon: Annotated[float, Meta(ge=-180, le=180)]
 
 
+class Position(Extensible, kw_only=True):
+    """A position fix the device measured itself (e.g. from gpsd): where and when, with the
+    source's estimate of its horizontal error when it gives one."""
+
+    lat: Annotated[float, Meta(ge=-90, le=90)]
+    lon: Annotated[float, Meta(ge=-180, le=180)]
+    alt_m: Annotated[float, Meta(ge=-1e5, le=1e6)] | None = None
+    error_m: Annotated[float, Meta(ge=0, le=1e7)] | None = None
+    at_ms: Count = 0
+    source: Label = "gpsd"
+
+
 # --- agent -> manager (§4.1) ------------------------------------------------------------
 
 
@@ -139,6 +151,7 @@ class Health(MessageBase, tag="health", kw_only=True):
     disk_low: bool = False
     manager_reachable: bool = True
     interfaces: Annotated[list[NetInterface], Meta(max_length=256)] = []
+    position: Position | None = None
 
 
 class StateReport(MessageBase, tag="state", kw_only=True):

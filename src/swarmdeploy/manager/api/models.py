@@ -71,6 +71,19 @@ class LocationModel(ApiModel):
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
 
 
+class ReportedLocation(ApiModel):
+    """A position the device measured itself (``swarmdeploy agent --location gpsd``):
+    ``altM`` metres above the ellipsoid and ``errorM`` the estimated horizontal error when
+    the source gives them, ``at`` when it was measured (ms), ``source`` e.g. ``gpsd``."""
+
+    lat: float
+    lon: float
+    alt_m: float | None = None
+    error_m: float | None = None
+    at: Millis
+    source: str
+
+
 # -- targets -----------------------------------------------------------------------------------
 class TargetSecurity(ApiModel):
     """What the target's agent trusts, from its latest health report: ``mode`` is
@@ -164,12 +177,17 @@ class TargetPublic(ApiModel):
     Ed25519 key (base64); ``online`` means heard from within the online timeout;
     ``insecureLab`` that its agent runs in insecure lab mode (accepts unsigned tasks);
     ``security`` what it trusts (:class:`TargetSecurity`); ``signerRevoked`` the running
-    deployments (task ids) its agent found signed by a revoked operator key."""
+    deployments (task ids) its agent found signed by a revoked operator key.
+    ``location`` is where the map shows it: the location set by an operator (or at
+    registration) wins; without one, the position the device reports (``reportedLocation``);
+    ``locationSource`` says which (``manual``, ``device`` or null)."""
 
     id: str
     name: str
     tags: list[str]
     location: LocationModel | None
+    location_source: Literal["manual", "device"] | None = None
+    reported_location: ReportedLocation | None = None
     public_key: str
     identity_key: str
     token_set: str | None

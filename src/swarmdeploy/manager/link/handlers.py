@@ -126,11 +126,15 @@ class AgentHandlers:
     async def _contact(self, target_id: str, msg: m.Message, now: int) -> None:
         p = self._p
         contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello | m.Health))
+        moved = False
         if contact.write:
             health = health_doc(msg, now) if isinstance(msg, m.Health) else None
             await p.storage.touch_target(target_id, seen_at=now, health=health)
             if health is not None:
                 await p.health.note(target_id, now, health)
+                moved = p.health.moved(target_id, health)
+        if moved and not contact.came_online:
+            await self.publish_target(target_id)  # the map follows a moving device
         if contact.came_online:
             log.info("target %s is online", target_id)
             await self.publish_target(target_id)

@@ -320,6 +320,7 @@ class LinkServer:
         await self.transport.revoke(target.id)
         self.sessions.forget(target.id)
         self.sequencer.forget(target.id)
+        self.services.health.forget(target.id)
         states = self.services.task_states
         for row in await self.services.storage.target_tasks(target.id):
             if TargetState(row.state) in FINAL_STATES:

@@ -53,6 +53,7 @@ class HealthHistory:
         self._interval_ms = int(sample_interval_s * 1000)
         self._keep_ms = int(keep_s * 1000)
         self._last: dict[str, int] = {}
+        self._positions: dict[str, tuple[float, float]] = {}
 
     async def note(self, target_id: str, at_ms: int, health: Mapping[str, Any]) -> bool:
         """Store the report if the target's last sample is ``sample_interval_s`` old;
@@ -63,6 +64,24 @@ class HealthHistory:
         await self._storage.add_health_sample(sample_of(target_id, at_ms, health))
         self._last[target_id] = at_ms
         return True
+
+    def moved(self, target_id: str, health: Mapping[str, Any]) -> bool:
+        """Whether the report carries a device position other than the target's last one
+        (the agent throttles its fixes, so each change is worth a ``targetUpdated``: the map
+        follows the device). After a restart the first position counts as moved."""
+        position = reported_position(health)
+        if position is None:
+            return False
+        where = (position["lat"], position["lon"])
+        if self._positions.get(target_id) == where:
+            return False
+        self._positions[target_id] = where
+        return True
+
+    def forget(self, target_id: str) -> None:
+        """The target was deleted: drop what is kept about it."""
+        self._last.pop(target_id, None)
+        self._positions.pop(target_id, None)
 
     async def series(self, target_id: str, *, since_ms: int) -> list[HealthSample]:
         """The target's samples since ``since_ms`` (not before the kept window), oldest
@@ -77,3 +96,31 @@ class HealthHistory:
         deleted = await self._storage.purge_health_samples(older_than=self._clock() - self._keep_ms)
         if deleted:
             log.info("health history: %d old sample(s) deleted", deleted)
+
+
+def reported_position(health: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The position the device reported in its last health report (``--location gpsd``) as
+    an API document (``lat``, ``lon``, ``altM``, ``errorM``, ``at`` in ms, ``source``), or
+    ``None``. Reports are validated on the wire; this only guards stored documents."""
+    found = health.get("position") if health is not None else None
+    if not isinstance(found, Mapping):
+        return None
+
+    def number(key: str) -> float | None:
+        value = found.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
+
+    lat, lon = number("lat"), number("lon")
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    source = found.get("source")
+    return {
+        "lat": lat,
+        "lon": lon,
+        "altM": number("alt_m"),
+        "errorM": number("error_m"),
+        "at": int(number("at_ms") or 0),
+        "source": source[:64] if isinstance(source, str) else "gpsd",  # the wire default
+    }

@@ -25,6 +25,7 @@ from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.dispatch import Dispatcher
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.health import reported_position
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import NotFound
 from swarmdeploy.storage.records import (
@@ -341,6 +342,21 @@ def signer_revoked(health: dict[str, Any] | None) -> list[str]:
     return [str(t)[:128] for t in found[:16] if isinstance(t, str)]
 
 
+def _locations(r: TargetRecord) -> dict[str, Any]:
+    """``location``: where the map puts the target -- the one set by an operator (or at
+    registration) wins; without one, the position the device reports itself
+    (``reportedLocation``, from ``--location gpsd``). ``locationSource`` says which."""
+    reported = reported_position(r.health)
+    if r.location is not None:
+        where: dict[str, float] | None = {"lat": r.location.lat, "lon": r.location.lon}
+        source: str | None = "manual"
+    elif reported is not None:
+        where, source = {"lat": reported["lat"], "lon": reported["lon"]}, "device"
+    else:
+        where, source = None, None
+    return {"location": where, "locationSource": source, "reportedLocation": reported}
+
+
 def target_json(view: TargetView) -> dict[str, Any]:
     """The API document of a target (also the payload of target events); ``insecureLab``
     shows an agent that accepts unsigned tasks (:func:`insecure_lab`), ``security`` what it
@@ -351,7 +367,7 @@ def target_json(view: TargetView) -> dict[str, Any]:
         "id": r.id,
         "name": r.name,
         "tags": list(r.tags),
-        "location": None if r.location is None else {"lat": r.location.lat, "lon": r.location.lon},
+        **_locations(r),
         "publicKey": r.curve_key,
         "identityKey": r.identity_key,
         "tokenSet": r.token_set,
