@@ -65,6 +65,7 @@ from swarmdeploy.agent.state import (
 )
 from swarmdeploy.agent.terminal import Terminal
 from swarmdeploy.agent.trust import Verifier
+from swarmdeploy.protocol.compression import ALGORITHMS as COMPRESSION
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     Announce,
@@ -349,6 +350,7 @@ class Daemon:
             tasks=self.reporter.hello_tasks(),
             log_acked_seq=self.spool.acked_seq,
             config_revision=self.state.config_revision,
+            compression=list(COMPRESSION),  # large messages may go compressed (§2.1)
             extra=self.security_report(),
         )
         if await self.send(hello):

@@ -103,6 +103,12 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "bytes of events queued per /events client; a client further behind is dropped (16 MiB)",
     ),
     ("agent-link", "agent_link", parse_flag, "serve agents over ZeroMQ (default on)"),
+    (
+        "wire-compression",
+        "wire_compression",
+        parse_flag,
+        "compress large agent messages for agents that offer it (default on)",
+    ),
     ("gui", "gui", parse_flag, "serve the web GUI at /ui (default on; --no-gui: off)"),
     ("map-tiles", "map_tiles", str, "GUI map tiles, e.g. https://tiles.example/{z}/{x}/{y}.png"),
     ("map-attribution", "map_attribution", str, "the attribution the tile server asks for"),

@@ -91,6 +91,8 @@ class Settings(BaseModel):
     ca_passphrase_file: Path | None = None
     #: Serve the operator web GUI at /ui (``swarmdeploy manager`` turns it on; --no-gui off).
     gui: bool = False
+    #: Compress large agent-link messages when the agent offers it (docs/protocol.md §2.1).
+    wire_compression: bool = True
     #: GUI map tiles: an http(s) URL template with {z}, {x}, {y}; None: country outlines only.
     map_tiles: str | None = Field(None, max_length=2000, pattern=r"^https?://\S*\{z\}\S*$")
     map_attribution: str = Field("", max_length=500)

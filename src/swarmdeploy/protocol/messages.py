@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from swarmdeploy.protocol.codec import Extensible, from_wire, pack, to_wire, unpack
+from swarmdeploy.protocol.compression import ENVELOPE, compress, expand
 from swarmdeploy.protocol.descriptor import MAX_COMMAND_CHARS, MAX_COMMANDS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.states import TargetState
@@ -128,6 +129,8 @@ class Hello(MessageBase, tag="hello", kw_only=True):
     tasks: Annotated[list[TaskReport], Meta(max_length=1000)] = []
     log_acked_seq: Count = 0
     config_revision: Count = 0
+    #: Compression algorithms the agent accepts and would use (§2.1); empty: none.
+    compression: Annotated[list[Label], Meta(max_length=8)] = []
 
 
 class Heartbeat(MessageBase, tag="heartbeat", kw_only=True):
@@ -235,6 +238,9 @@ class Welcome(MessageBase, tag="welcome", kw_only=True):
     #: Task ids with a stop request still open for this target ("" : stop everything),
     #: so that an agent that just started restarts none of them (§6.2).
     stops: Annotated[list[OptName], Meta(max_length=256)] = []
+    #: The algorithm of the agent's ``hello.compression`` the manager chose (§2.1): both
+    #: sides may now send compressed envelopes. "": none.
+    compression: Label = ""
 
 
 class Announce(MessageBase, tag="announce", kw_only=True):
@@ -428,11 +434,15 @@ def message_type(msg: MessageBase | UnknownMessage) -> str:
     return type_name(type(msg))
 
 
-def encode(msg: MessageBase | UnknownMessage, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
-    """Validate ``msg`` and encode it as MessagePack bytes (``v`` and ``type`` always present).
+def encode(
+    msg: MessageBase | UnknownMessage, *, max_bytes: int = MAX_MESSAGE_BYTES, compression: str = ""
+) -> bytes:
+    """Validate ``msg`` and encode it as MessagePack bytes (``v`` and ``type`` always present);
+    with ``compression`` (negotiated with the peer, §2.1) a large message may go as a
+    compressed envelope (:mod:`swarmdeploy.protocol.compression`).
 
     Raises :class:`MessageError` when a field violates the schema, an ``extra`` key collides
-    with a known field, or the result exceeds ``max_bytes`` (code ``too_large``).
+    with a known field, or the message exceeds ``max_bytes`` (code ``too_large``).
     """
     if isinstance(msg, UnknownMessage):
         data: dict[str, Any] = dict(msg.fields)
@@ -441,17 +451,27 @@ def encode(msg: MessageBase | UnknownMessage, *, max_bytes: int = MAX_MESSAGE_BY
     data = to_wire(msg)
     data["v"] = msg.v
     from_wire(type(msg), data)  # validates: a sender's bug is caught where it happens
-    return pack(data, max_bytes=max_bytes)
+    packed = pack(data, max_bytes=max_bytes)
+    envelope = compression and compress(message_type(msg), packed, compression)
+    if envelope:
+        envelope["v"] = PROTOCOL_VERSION
+        return pack(envelope, max_bytes=max_bytes)
+    return packed
 
 
 def decode(data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
-    """Decode MessagePack bytes into a message.
+    """Decode MessagePack bytes into a message; a compressed envelope (§2.1) is expanded into
+    at most ``max_bytes`` and its inner message decoded.
 
     Unknown fields are kept in ``extra``; an unknown ``type`` gives :class:`UnknownMessage`.
     Raises :class:`MessageError` (and nothing else) for anything that is not a valid message
     of a supported version.
     """
     raw = unpack(data, max_bytes=max_bytes)
+    if raw.get("type") == ENVELOPE:
+        raw = unpack(expand(raw, max_bytes=max_bytes), max_bytes=max_bytes)
+        if raw.get("type") == ENVELOPE:
+            raise MessageError("a compressed message must not hold another one")
     version = raw.get("v")
     if not isinstance(version, int) or isinstance(version, bool):
         raise MessageError("the message has no integer version 'v'")

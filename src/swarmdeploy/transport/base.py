@@ -77,6 +77,37 @@ def check_public_key(key: str, what: str) -> None:
         raise TransportConfigError(f"{what}: {exc}") from None
 
 
+@dataclasses.dataclass(slots=True)
+class WireStats:
+    """Bytes a transport put on and took off the wire (MessagePack frames, before CURVE),
+    and how many frames went and came compressed (``docs/protocol.md`` §2.1)."""
+
+    sent_bytes: int = 0
+    received_bytes: int = 0
+    sent_compressed: int = 0
+    received_compressed: int = 0
+
+    def sent(self, data: bytes | memoryview) -> None:
+        """Count one outgoing frame."""
+        self.sent_bytes += len(data)
+        self.sent_compressed += is_envelope(data)
+
+    def received(self, data: bytes | memoryview) -> None:
+        """Count one incoming frame."""
+        self.received_bytes += len(data)
+        self.received_compressed += is_envelope(data)
+
+
+#: How a compressed envelope's MessagePack begins: a map, then ``type`` or ``v`` first; the
+#: envelope is packed as {"type": "compressed", ...} (see ``protocol.compression``).
+_ENVELOPE_MARK = b"\xa4type\xaacompressed"
+
+
+def is_envelope(data: bytes | memoryview) -> bool:
+    """Whether a frame is a compressed envelope (for counting only, never for decoding)."""
+    return bytes(data[1:17]) == _ENVELOPE_MARK
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ManagerLinkConfig:
     """Where and how the manager listens. Port 0 picks a free port (tests).
@@ -161,7 +192,10 @@ class _Guarded:
 
 
 class ManagerTransport(_Guarded, abc.ABC):
-    """The manager's side of every agent link."""
+    """The manager's side of every agent link. ``wire`` counts the bytes of a transport that
+    puts frames on a wire (``None`` for one that does not)."""
+
+    wire: WireStats | None = None
 
     @abc.abstractmethod
     async def start(self) -> None:

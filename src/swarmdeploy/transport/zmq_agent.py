@@ -20,13 +20,16 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from swarmdeploy.protocol.compression import ALGORITHMS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     ALL_TOPIC,
     MANAGER_TO_AGENT,
+    Hello,
     Hint,
     Message,
     UnknownMessage,
+    Welcome,
     decode,
     encode,
     id_topic,
@@ -39,6 +42,7 @@ from swarmdeploy.transport.base import (
     Lifecycle,
     LinkEvent,
     LinkState,
+    WireStats,
 )
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
 from swarmdeploy.transport.link import AgentInbox, backoff_s, require_agent_outgoing
@@ -72,6 +76,9 @@ class ZmqAgentTransport(AgentTransport):
         self._task: asyncio.Task[None] | None = None
         self._attempt = 0
         self._linger_ms = 0
+        self._offered: tuple[str, ...] = ()  # compression offered in the last hello (§2.1)
+        self._compression = ""  # chosen by the manager's welcome
+        self.wire = WireStats()
 
     @property
     def state(self) -> LinkState:
@@ -192,6 +199,9 @@ class ZmqAgentTransport(AgentTransport):
         if not isinstance(msg, UnknownMessage) and message_type(msg) not in MANAGER_TO_AGENT:
             log.warning("dropped a %r from the manager (wrong direction)", message_type(msg))
             return
+        if isinstance(msg, Welcome):  # the manager's answer to the hello's offer (§2.1)
+            chosen = msg.compression
+            self._compression = chosen if chosen in self._offered and chosen in ALGORITHMS else ""
         await self._inbox.put(msg)
 
     async def _on_sub(self, sub: zmq.asyncio.Socket) -> None:
@@ -203,6 +213,7 @@ class ZmqAgentTransport(AgentTransport):
             log.warning("dropped a %r on the hint link", message_type(msg))
 
     def _decode(self, data: bytes) -> Message | None:
+        self.wire.received(data)
         try:
             return decode(data, max_bytes=self.config.max_message_bytes)
         except MessageError as exc:
@@ -226,7 +237,9 @@ class ZmqAgentTransport(AgentTransport):
         """See :meth:`AgentTransport.send`."""
         self._require(Lifecycle.OPEN)
         require_agent_outgoing(msg)
-        data = encode(msg, max_bytes=self.config.max_message_bytes)
+        if isinstance(msg, Hello):  # a new session: plain until its welcome answers (§2.1)
+            self._compression, self._offered = "", tuple(msg.compression)
+        data = encode(msg, max_bytes=self.config.max_message_bytes, compression=self._compression)
         dealer = self._dealer
         if dealer is None or self.state is not LinkState.CONNECTED:
             return False
@@ -235,6 +248,7 @@ class ZmqAgentTransport(AgentTransport):
             await dealer.send(data, flags=zmq.DONTWAIT)
         except zmq.ZMQError:  # EAGAIN: not connected right now or queue full
             return False
+        self.wire.sent(data)
         return True
 
     async def recv(self, timeout_s: float | None = None) -> Message | LinkEvent | None:

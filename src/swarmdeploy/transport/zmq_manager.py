@@ -17,18 +17,21 @@ import logging
 import zmq
 import zmq.asyncio
 
+from swarmdeploy.protocol.compression import ALGORITHMS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     Error,
     Hello,
     Hint,
     Message,
+    Welcome,
     encode,
 )
 from swarmdeploy.transport.base import (
     Lifecycle,
     ManagerLinkConfig,
     ManagerTransport,
+    WireStats,
 )
 from swarmdeploy.transport.errors import BindError, TransportClosed, TransportConfigError
 from swarmdeploy.transport.link import (
@@ -54,6 +57,9 @@ class ZmqManagerTransport(ManagerTransport):
         self.config = config
         self._allowed = AllowList()
         self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
+        self._compression: dict[str, str] = {}  # target id -> algorithm chosen at its hello
+        self._stats = WireStats()
+        self.wire = self._stats
         self._ctx: zmq.asyncio.Context | None = None
         self._zap: ZapHandler | None = None
         self._router: zmq.asyncio.Socket | None = None
@@ -117,7 +123,11 @@ class ZmqManagerTransport(ManagerTransport):
         """See :meth:`ManagerTransport.send`."""
         self._require(Lifecycle.OPEN)
         require_addressed_outgoing(msg)
-        data = encode(msg, max_bytes=self.config.max_message_bytes)
+        compression = self._compression.get(target_id, "")
+        data = encode(msg, max_bytes=self.config.max_message_bytes, compression=compression)
+        if isinstance(msg, Welcome):  # the link chose from the hello's offer (§2.1)
+            chosen = msg.compression
+            self._compression[target_id] = chosen if chosen in ALGORITHMS else ""
         route = self._routes.get(target_id)
         if route is None:
             return False
@@ -134,6 +144,7 @@ class ZmqManagerTransport(ManagerTransport):
             if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
                 del self._routes[target_id]  # its connection is gone; the next hello restores it
             return False
+        self._stats.sent(data)
         return True
 
     async def publish(self, topic: bytes, msg: Hint) -> None:
@@ -201,6 +212,7 @@ class ZmqManagerTransport(ManagerTransport):
         if not sep or claimed != user.encode():
             log.warning("dropped a message of %r claiming routing id %r", user, claimed[:128])
             return None
+        self._stats.received(payload.buffer)
         try:
             msg = decode_from_agent(payload.buffer, max_bytes=self.config.max_message_bytes)
         except MessageError as exc:
@@ -210,6 +222,8 @@ class ZmqManagerTransport(ManagerTransport):
             return None
         if isinstance(msg, Hello) or user not in self._routes:
             self._routes[user] = route
+        if isinstance(msg, Hello):  # a new session: plain until its welcome (§2.1)
+            self._compression.pop(user, None)
         return user, msg
 
     async def allow(self, target_id: str, curve_public_key: str) -> None:
@@ -227,6 +241,7 @@ class ZmqManagerTransport(ManagerTransport):
         if not self._allowed.revoke(target_id):
             return
         self._routes.pop(target_id, None)
+        self._compression.pop(target_id, None)
         if self._lifecycle is Lifecycle.OPEN:
             await self._drop_all_connections(f"{target_id} revoked")
 

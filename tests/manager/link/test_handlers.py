@@ -3,13 +3,15 @@ unknown types (docs/protocol.md §6.1, §6.2, §6.4, §6.7)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from swarmdeploy.crypto.anchors import parse_anchor_file
 from swarmdeploy.crypto.operator import verify_revocation_list
 from swarmdeploy.manager.events import Event
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.records import LogQuery
-from tests.manager.link.conftest import Rig, deploy_doc
+from tests.manager.link.conftest import Rig, deploy_doc, link_rig
 
 S = TargetState
 
@@ -193,3 +195,20 @@ async def test_welcome_carries_the_revocation_list_once_a_key_is_revoked(rig: Ri
     anchors = parse_anchor_file(rig.api.services.keys.ca.cert_pem().decode())
     crl = verify_revocation_list(welcome.revocations, anchors, last_number=0)
     assert crl.key_ids == {record.id}
+
+
+async def test_welcome_chooses_a_compression_the_agent_offered(rig: Rig) -> None:
+    agent = await rig.agent("t1")
+    await agent.hello(compression=["zstd", "zlib"])
+    assert (await agent.take(m.Welcome)).compression == "zlib"
+    await agent.hello(compression=["zstd"])
+    assert (await agent.take(m.Welcome)).compression == ""
+    await agent.hello()  # an agent that offers nothing (an older one) gets plain messages
+    assert (await agent.take(m.Welcome)).compression == ""
+
+
+async def test_wire_compression_off_declines_every_offer(tmp_path: Path) -> None:
+    async with link_rig(tmp_path, wire_compression=False) as rig:
+        agent = await rig.agent("t1")
+        await agent.hello(compression=["zlib"])
+        assert (await agent.take(m.Welcome)).compression == ""

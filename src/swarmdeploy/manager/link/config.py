@@ -31,6 +31,8 @@ class LinkSettings:
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
+    #: Accept an agent's offer to compress large messages (``docs/protocol.md`` §2.1).
+    compression: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.chunk_bytes <= MAX_CHUNK_BYTES:
@@ -56,4 +58,5 @@ class LinkSettings:
             terminal_expiry_ms=int(settings.terminal_expiry_s * 1000),
             max_upload_bytes=settings.max_upload_bytes,
             sweep_interval_s=min(1.0, heartbeat_s / 3),
+            compression=settings.wire_compression,
         )

@@ -34,6 +34,7 @@ from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.registry import TargetRegistry, target_json
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol import messages as m
+from swarmdeploy.protocol.compression import choose
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import StorageUnavailable
@@ -174,6 +175,7 @@ class AgentHandlers:
             server_time_ms=max(0, p.clock()),
             revocations=await p.revocations(),
             stops=await p.requests.open_stops(target_id),
+            compression=choose(msg.compression) if p.settings.compression else "",
         )
         await p.transport.send(target_id, welcome)
         for report in msg.tasks:

@@ -168,11 +168,16 @@ class LinkServer:
         s.operator_keys.add_revocation_listener(self.keys_revoked)
         await s.dispatcher.attach(self.requests)
         s.metrics.add_probe(self.workers.observe)
+        s.metrics.add_probe(self._observe_wire)
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
             asyncio.create_task(self._sweep_loop(), name="link:sweep"),
         ]
         log.info("agent link started (%d target key(s) admitted)", len(keys))
+
+    def _observe_wire(self) -> None:
+        if self.transport.wire is not None:
+            self.services.metrics.observe_wire(self.transport.wire)
 
     async def close(self) -> None:
         """Stop the loops and workers and close the transport. Idempotent."""
@@ -181,6 +186,7 @@ class LinkServer:
         self.state = LinkState.CLOSED
         await self.services.dispatcher.attach(None)
         self.services.metrics.remove_probe(self.workers.observe)
+        self.services.metrics.remove_probe(self._observe_wire)
         for task in self._loops:
             task.cancel()
         for task in self._loops:

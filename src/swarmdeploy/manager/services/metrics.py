@@ -37,6 +37,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from swarmdeploy.protocol.messages import MESSAGE_TYPES
+from swarmdeploy.transport.base import WireStats
 
 #: Every label name a swarmdeploy family may carry; each has a small, code-defined value set.
 LABEL_NAMES = frozenset(
@@ -98,6 +99,20 @@ class Metrics:
             ["type"],
             registry=r,
         )
+        self.link_wire_bytes = Counter(
+            "swarmdeploy_link_wire_bytes",
+            "Bytes of agent link messages on the wire (before CURVE), by direction (in: from"
+            " agents); compressed envelopes count with their compressed size.",
+            ["direction"],
+            registry=r,
+        )
+        self.link_wire_compressed = Counter(
+            "swarmdeploy_link_wire_compressed_messages",
+            "Agent link messages that went as compressed envelopes, by direction.",
+            ["direction"],
+            registry=r,
+        )
+        self._wire_seen = (0, 0, 0, 0)
         self.link_resent = Counter(
             "swarmdeploy_link_requests_resent",
             "Requests sent again to an agent that said hello before acknowledging them.",
@@ -202,6 +217,20 @@ class Metrics:
         """One message to an agent, handed to its connection or not."""
         family = self.link_sent if delivered else self.link_unsent
         family.labels(self.message_type(wire_type)).inc()
+
+    def observe_wire(self, stats: WireStats) -> None:
+        """Bring the wire counters up to the transport's own (a probe before rendering)."""
+        now = (
+            stats.received_bytes,
+            stats.sent_bytes,
+            stats.received_compressed,
+            stats.sent_compressed,
+        )
+        seen, self._wire_seen = self._wire_seen, now
+        for direction, new, old in (("in", now[0], seen[0]), ("out", now[1], seen[1])):
+            self.link_wire_bytes.labels(direction).inc(max(0, new - old))
+        for direction, new, old in (("in", now[2], seen[2]), ("out", now[3], seen[3])):
+            self.link_wire_compressed.labels(direction).inc(max(0, new - old))
 
     def count_registration(self, result: str) -> None:
         """Count one registration attempt by result (ok, rejected, conflict, ...: code-chosen)."""
