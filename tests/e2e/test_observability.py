@@ -87,6 +87,8 @@ def test_metrics_after_a_deployment_and_json_logs(tmp_path: pathlib.Path) -> Non
     assert _value(found, "swarmdeploy_link_messages_received_total", type="state") >= 2
     assert _value(found, "swarmdeploy_link_messages_sent_total", type="state_ack") >= 2
     assert _value(found, "swarmdeploy_blob_store_bytes") > 0
+    assert _value(found, "swarmdeploy_link_wire_bytes_total", direction="in") > 0
+    assert _value(found, "swarmdeploy_link_wire_bytes_total", direction="out") > 0
     tasks_route = {"method": "POST", "route": "/tasks", "status_class": "2xx"}
     assert _value(found, "swarmdeploy_http_request_duration_seconds_count", **tasks_route) == 1
     assert _value(found, "process_resident_memory_bytes") > 0

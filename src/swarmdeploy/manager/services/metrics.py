@@ -41,7 +41,18 @@ from swarmdeploy.transport.base import WireStats
 
 #: Every label name a swarmdeploy family may carry; each has a small, code-defined value set.
 LABEL_NAMES = frozenset(
-    {"method", "route", "status_class", "type", "result", "reason", "state", "status", "operation"}
+    {
+        "method",
+        "route",
+        "status_class",
+        "type",
+        "result",
+        "reason",
+        "state",
+        "status",
+        "operation",
+        "direction",
+    }
 )
 #: ``route`` of a request that matched no route (its path is not a label: unbounded).
 UNMATCHED_ROUTE = "<unmatched>"
