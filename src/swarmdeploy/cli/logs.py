@@ -9,6 +9,7 @@ import typer
 
 from swarmdeploy.cli.context import Ctx, PageOpt, PerPageOpt, ctx_of
 from swarmdeploy.cli.render import fmt_time, safe
+from swarmdeploy.client import ApiError
 from swarmdeploy.client.stream import EventStream
 
 #: How long one wait for events lasts before the stream is checked again.
@@ -78,16 +79,23 @@ def _follow(c: Ctx, target: str | None, task: str | None, errors: bool) -> None:
     params = {"topics": "logs", **({"target": target} if target else {})}
     params.update({"task": task} if task else {})
     with EventStream(c.client, params) as stream:
-        if not stream.ensure_open() and not stream.available:
-            raise typer.BadParameter("the manager's /events stream is unavailable")
+        stream.wait_open()
         typer.echo("following logs (Ctrl-C to stop)", err=True)
-        while True:
-            for frame in stream.frames(WAIT_S):
-                if frame.get("topic") != "logs":
+        try:
+            _print_lines(c, stream, errors)
+        except KeyboardInterrupt:  # the normal end of a tail
+            typer.echo("", err=True)
+
+
+def _print_lines(c: Ctx, stream: EventStream, errors: bool) -> None:
+    """Print log lines from ``stream`` until interrupted."""
+    while True:
+        for frame in stream.frames(WAIT_S):
+            if frame.get("topic") != "logs":
+                continue
+            for line in frame.get("payload") or []:
+                if errors and not line.get("error"):
                     continue
-                for line in frame.get("payload") or []:
-                    if errors and not line.get("error"):
-                        continue
-                    c.out.json_line(line) if c.out.as_json else c.out.line(log_text(line))
-            if not stream.available:
-                raise typer.BadParameter("the manager's /events stream is unavailable")
+                c.out.json_line(line) if c.out.as_json else c.out.line(log_text(line))
+        if not stream.available:
+            raise ApiError(0, "the manager's event stream was lost and cannot be reopened")

@@ -162,10 +162,7 @@ def terminal(
     target = c.client.request("GET", f"/targets/{target_id}")
     params = {"topics": "logs", "target": target_id, "task": TERMINAL_TASK}
     with EventStream(c.client, params) as stream:
-        while not stream.ensure_open():
-            if not stream.available:
-                raise ApiError(0, "the manager's /events stream is unavailable")
-            stream.frames(WAIT_S)
+        stream.wait_open()
         note(f"terminal on {target_id}: {_policy(target)}; Ctrl-D to exit")
         session = Terminal(c.client, target_id, stream, c.out.line, note)
         while True:

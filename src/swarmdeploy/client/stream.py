@@ -57,6 +57,7 @@ class EventStream:
         self._ssl = client.ssl_context
         self._open_attempts = open_attempts
         self._conn: ClientConnection | None = None
+        self._stack = contextlib.ExitStack()
         self._failures = 0
         self._pause_s = RECONNECT_FIRST_S
         self._retry_at = 0.0
@@ -74,10 +75,10 @@ class EventStream:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        self._conn = None
+        stack, self._stack = self._stack, contextlib.ExitStack()
+        with contextlib.suppress(Exception):
+            stack.close()
 
     def ensure_open(self) -> bool:
         """Open the stream if it is closed and a retry is due; whether it is open now.
@@ -86,13 +87,15 @@ class EventStream:
             return True
         if not self.available or time.monotonic() < self._retry_at:
             return False
-        try:
-            self._conn = connect(
-                self._url,
-                additional_headers=self._headers,
-                ssl=self._ssl,
-                open_timeout=OPEN_TIMEOUT_S,
-                proxy=None,
+        try:  # entered as a context manager (websockets >= 17.1 wants that), left in close()
+            self._conn = self._stack.enter_context(
+                connect(
+                    self._url,
+                    additional_headers=self._headers,
+                    ssl=self._ssl,
+                    open_timeout=OPEN_TIMEOUT_S,
+                    proxy=None,
+                )
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -108,6 +111,14 @@ class EventStream:
         self._opened_before = True
         self._failures, self._pause_s = 0, RECONNECT_FIRST_S
         return True
+
+    def wait_open(self) -> None:
+        """Open the stream, retrying as :meth:`ensure_open` does; :class:`ApiError` when it
+        cannot be opened (for callers that have no polling to fall back on)."""
+        while not self.ensure_open():
+            if not self.available:
+                raise ApiError(0, f"cannot open the manager's event stream {self._url}")
+            time.sleep(max(0.0, self._retry_at - time.monotonic()))  # the retry pause
 
     def _failed(self) -> None:
         self._failures += 1
