@@ -184,17 +184,20 @@ class AsyncManagerClient:
 
 
 def tls_context(ca_cert: Path | None) -> ssl.SSLContext | None:
-    """An SSL context that trusts only the PEM certificates in ``ca_cert`` (a private CA or
-    a self-signed manager certificate; host names are still checked), or ``None`` for the
+    """An SSL context that trusts only the PEM certificates in ``ca_cert`` (a private CA, an
+    intermediate, or the manager's own, e.g. self-signed, certificate; host names are still
+    checked), or ``None`` for the
     system store. Raises :class:`ApiError` when the file cannot be read or holds no
     certificate."""
     if ca_cert is None:
         return None
     try:
-        return ssl.create_default_context(cafile=str(ca_cert))
+        context = ssl.create_default_context(cafile=str(ca_cert))
     except (OSError, ssl.SSLError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ApiError(0, f"cannot use --ca-cert {ca_cert}: {reason}") from None
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # pinning the leaf works too
+    return context
 
 
 @dataclasses.dataclass(frozen=True)
