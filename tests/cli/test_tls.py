@@ -62,9 +62,9 @@ def tls_manager(
     root = tmp_path_factory.mktemp("cli-tls")
     cert, key_file = _self_signed(root)
     port, key = free_port(), secrets.token_urlsafe(24)
-    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(root / "m"),
-           "--http-port", str(port), "--zmq-pub-port", str(free_port()), "--zmq-sub-port",
-           str(free_port()), "--no-gui", "--tls-cert", str(cert), "--tls-key", str(key_file)]  # fmt: skip
+    cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(root / "m")]
+    cmd += ["--http-port", str(port), "--zmq-pub-port", str(free_port()), "--no-gui"]
+    cmd += ["--zmq-sub-port", str(free_port()), "--tls-cert", str(cert), "--tls-key", str(key_file)]
     env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": key}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
@@ -111,7 +111,7 @@ def test_unreadable_ca_cert_names_the_file(
     capsys: pytest.CaptureFixture[str],
     tmp_path: pathlib.Path,
 ) -> None:
-    url, key, _ = tls_manager
+    url, _, _ = tls_manager
     bogus = tmp_path / "not-a-cert.pem"
     bogus.write_text("hello\n")
     for path in (bogus, tmp_path / "missing.pem"):

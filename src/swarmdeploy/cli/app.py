@@ -52,6 +52,7 @@ app.command("logs")(_logs.logs)
 app.command("terminal")(_terminal.terminal)
 
 _ctx = ctx_of
+KeyIdArg = Annotated[str, typer.Argument(metavar="KEY_ID", help="Key id.")]
 _read = read_file
 
 
@@ -104,11 +105,16 @@ def _global(
 @artifacts_app.command("list")
 def artifacts_list(
     ctx: typer.Context,
-    task: Annotated[str | None, typer.Option(help="Only the artifacts of this task.")] = None,
+    task: Annotated[
+        str | None, typer.Option(metavar="ID", help="Only the artifacts of this task.")
+    ] = None,
     page: PageOpt = 1,
     per_page: PerPageOpt = 100,
 ) -> None:
-    """List build artifacts with their provenance (task, build host, time)."""
+    """List build artifacts with their provenance (task, build host, time).
+
+    Example: `swarmdeploy artifacts list --task 0f3c9a`
+    """
     c = _ctx(ctx)
     params = {"task": task, "page": page, "perPage": per_page}
     doc = c.client.request("GET", "/artifacts", params=params)
@@ -118,10 +124,15 @@ def artifacts_list(
 @artifacts_app.command("download")
 def artifacts_download(
     ctx: typer.Context,
-    sha256: Annotated[str, typer.Argument(help="The artifact's SHA-256.")],
-    dest: Annotated[pathlib.Path, typer.Option("--output-file", "-o", help="Where to save it.")],
+    sha256: Annotated[str, typer.Argument(metavar="SHA256", help="The artifact's SHA-256.")],
+    dest: Annotated[
+        pathlib.Path, typer.Option("--output-file", "-o", metavar="FILE", help="Where to save it.")
+    ],
 ) -> None:
-    """Download an artifact (a tar.gz); its SHA-256 is checked before the file is kept."""
+    """Download an artifact (a tar.gz); its SHA-256 is checked before the file is kept.
+
+    Example: `swarmdeploy artifacts download SHA256 -o app.tar.gz`
+    """
     c = _ctx(ctx)
     try:
         size = c.client.download(f"/artifacts/{sha256}/download", dest)
@@ -146,10 +157,15 @@ def _sha256_file(path: pathlib.Path) -> str:
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
-    name: str,
-    total: Annotated[int, typer.Option(min=1, max=10_000, help="Number of tokens.")] = 1,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Token set name.")],
+    total: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Number of tokens (1-10000).")
+    ] = 1,
 ) -> None:
-    """Create a token set; the tokens are shown once."""
+    """Create a token set; the tokens are shown once.
+
+    Example: `swarmdeploy tokens create lab --total 10`
+    """
     c = _ctx(ctx)
     doc = c.client.request("POST", "/token_sets", params={"name": name, "total": total})
     if c.out.as_json:
@@ -162,15 +178,24 @@ def tokens_create(
 
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, page: PageOpt = 1, per_page: PerPageOpt = 100) -> None:
-    """List token sets."""
+    """List token sets.
+
+    Example: `swarmdeploy tokens list`
+    """
     c = _ctx(ctx)
     doc = c.client.request("GET", "/token_sets", params={"page": page, "perPage": per_page})
     c.out.listing(doc, ["name", "total", "available", "expiresAt"])
 
 
 @tokens_app.command("delete")
-def tokens_delete(ctx: typer.Context, name: str) -> None:
-    """Delete a token set (unspent tokens become invalid)."""
+def tokens_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Token set name.")],
+) -> None:
+    """Delete a token set (unspent tokens become invalid).
+
+    Example: `swarmdeploy tokens delete lab`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/token_sets/{name}")
     c.out.message(f"deleted token set {name}")
@@ -180,10 +205,15 @@ def tokens_delete(ctx: typer.Context, name: str) -> None:
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
-    name: str,
-    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "viewer",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
+    role: Annotated[
+        str, typer.Option(metavar="ROLE", help="admin, operator or viewer.")
+    ] = "viewer",
 ) -> None:
-    """Create an API key; the secret is shown once."""
+    """Create an API key; the secret is shown once.
+
+    Example: `swarmdeploy keys create ci --role operator`
+    """
     c = _ctx(ctx)
     doc = c.client.request("POST", "/api_keys", json={"name": name, "role": role})
     c.out.document(doc)
@@ -191,14 +221,20 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(ctx: typer.Context) -> None:
-    """List API keys (never their secrets)."""
+    """List API keys (never their secrets).
+
+    Example: `swarmdeploy keys list`
+    """
     c = _ctx(ctx)
     c.out.listing(c.client.request("GET", "/api_keys"), ["id", "name", "role", "createdAt"])
 
 
 @keys_app.command("delete")
-def keys_delete(ctx: typer.Context, key_id: str) -> None:
-    """Delete an API key and revoke the signing keys it owns (revokes the operator)."""
+def keys_delete(ctx: typer.Context, key_id: KeyIdArg) -> None:
+    """Delete an API key and revoke the signing keys it owns (revokes the operator).
+
+    Example: `swarmdeploy keys delete KEY_ID`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/api_keys/{key_id}")
     c.out.message(f"deleted key {key_id}; its signing keys are revoked")
@@ -217,14 +253,22 @@ _SIGNING_COLUMNS = ["id", "name", "owner", "role", "serial", "createdAt", "revok
 @keys_app.command("signing-create")
 def signing_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option(help="Key name (default: your API key's name).")] = "",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Key name (default: your API key's name).")
+    ] = "",
     import_file: Annotated[
-        pathlib.Path | None, typer.Option("--import", help="Armored encrypted key to import.")
+        pathlib.Path | None,
+        typer.Option("--import", metavar="FILE", help="Armored encrypted key to import."),
     ] = None,
     passphrase: PassphraseOpt = "",
-    owner: Annotated[str, typer.Option(help="API key id it is issued to (default: you).")] = "",
+    owner: Annotated[
+        str, typer.Option(metavar="KEY_ID", help="API key id it is issued to (default: you).")
+    ] = "",
 ) -> None:
-    """Issue a signing key (admin), generated or imported (``--import FILE``)."""
+    """Issue a signing key (admin), generated or imported (`--import FILE`).
+
+    Example: `swarmdeploy keys signing-create --name ops`
+    """
     c = _ctx(ctx)
     body: dict[str, Any] = {"name": name, **({"owner": owner} if owner else {})}
     if import_file is not None:
@@ -235,7 +279,10 @@ def signing_create(
 
 @keys_app.command("signing-list")
 def signing_list(ctx: typer.Context) -> None:
-    """List operator signing keys (revoked ones too)."""
+    """List operator signing keys (revoked ones too).
+
+    Example: `swarmdeploy keys signing-list`
+    """
     c = _ctx(ctx)
     c.out.listing(c.client.request("GET", "/operator_keys"), _SIGNING_COLUMNS)
 
@@ -243,15 +290,21 @@ def signing_list(ctx: typer.Context) -> None:
 @keys_app.command("signing-export")
 def signing_export(
     ctx: typer.Context,
-    key_id: str,
-    private: Annotated[bool, typer.Option(help="Also the private key (admin only).")] = False,
+    key_id: KeyIdArg,
+    private: Annotated[
+        bool, typer.Option("--private", help="Also the private key (admin only).")
+    ] = False,
     passphrase: PassphraseOpt = "",
     out: Annotated[
-        pathlib.Path | None, typer.Option(help="Write the private key here (mode 0600).")
+        pathlib.Path | None,
+        typer.Option(metavar="FILE", help="Write the private key here (mode 0600)."),
     ] = None,
 ) -> None:
-    """Export a key's public key and certificate; ``--private`` also its private key,
-    encrypted with the passphrase."""
+    """Export a key's public key and certificate; `--private` also its private key,
+    encrypted with the passphrase.
+
+    Example: `swarmdeploy keys signing-export KEY_ID --private --out ops.key`
+    """
     c = _ctx(ctx)
     params = {"private": "true"} if private else None
     headers = {"X-Export-Passphrase": passphrase} if private else None
@@ -265,8 +318,11 @@ def signing_export(
 
 
 @keys_app.command("signing-revoke")
-def signing_revoke(ctx: typer.Context, key_id: str) -> None:
-    """Revoke a signing key (admin): agents refuse tasks signed with it."""
+def signing_revoke(ctx: typer.Context, key_id: KeyIdArg) -> None:
+    """Revoke a signing key (admin): agents refuse tasks signed with it.
+
+    Example: `swarmdeploy keys signing-revoke KEY_ID`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/operator_keys/{key_id}")
     c.out.message(f"revoked signing key {key_id}")
@@ -278,7 +334,10 @@ from swarmdeploy.cli import keys as _ca_commands  # noqa: E402, F401  (keys ca, 
 
 @app.command("server-info")
 def server_info(ctx: typer.Context) -> None:
-    """What agents need to connect (public)."""
+    """What agents need to connect (public).
+
+    Example: `swarmdeploy server-info -o json`
+    """
     c = _ctx(ctx)
     c.out.document(c.client.request("GET", "/rpc/server_info"))
 
