@@ -15,6 +15,7 @@ once a minute), and nothing but the final task document with ``-o json``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,11 @@ PLAIN_REPEAT_S = 60.0
 Show = Callable[[dict[str, Any], Progress], None]
 
 
+#: Statuses of a manager that is away for a moment (restarting, behind a proxy): the follower
+#: keeps its last reading and tries again instead of giving up.
+TRANSIENT = frozenset({0, 502, 503, 504})
+
+
 def follow_task(
     client: ManagerClient,
     task_id: str,
@@ -47,13 +53,18 @@ def follow_task(
     *,
     poll_s: float = 5.0,
     timeout_s: float | None = None,
+    stream: EventStream | None = None,
 ) -> tuple[dict[str, Any], Progress, bool]:
     """Follow ``task_id`` until it settles or ``timeout_s`` passes, calling ``show`` with
     each new reading; returns the last task document, its progress and whether it timed
-    out. Raises :class:`ApiError` (the task was deleted, the key refused, ...)."""
+    out. A manager that cannot be reached for a while (a restart) is waited for. Raises
+    :class:`ApiError` (the task was deleted, the key refused, ...). ``stream`` replaces the
+    ``/events`` subscription (its owner closes it)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     params = {"topics": "taskUpdated,taskDeleted", "task": task_id}
-    with EventStream(client, params) as stream:
+    with contextlib.ExitStack() as owned:
+        if stream is None:
+            stream = owned.enter_context(EventStream(client, params))
         stream.ensure_open()
         doc = client.request("GET", f"/tasks/{task_id}")
         now = progress(doc)
@@ -65,7 +76,12 @@ def follow_task(
             frames = stream.frames(remaining)
             if any(f.get("topic") == "taskDeleted" for f in frames):
                 raise ApiError(404, f"task {task_id} was deleted while it was followed")
-            doc = client.request("GET", f"/tasks/{task_id}")
+            try:
+                doc = client.request("GET", f"/tasks/{task_id}")
+            except ApiError as exc:
+                if exc.status not in TRANSIENT:
+                    raise
+                continue  # the stream's reconnect pause paces the next try
             now = progress(doc)
             show(doc, now)
     return doc, now, False
