@@ -1,5 +1,5 @@
 """``pip install 'swarmdeploy[cli]'`` in a fresh venv: the operator CLI alone (typer, rich,
-httpx), no server stack, working against a real manager.
+httpx, websockets), no server stack, working against a real manager.
 
 The wheelhouse is built with ``pip wheel`` (the project's wheel plus its ``cli`` dependencies,
 from pip's cache or the index); the fresh venv (no system site-packages, no pip of its own)
@@ -18,7 +18,7 @@ import venv
 
 import pytest
 
-from tests.cli.manager_proc import running_manager
+from tests.cli.manager_proc import free_port, running_manager
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,8 @@ def test_help_works_and_manager_names_its_extra(cli_venv: pathlib.Path) -> None:
 def test_targets_list_against_a_real_manager(
     cli_venv: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
-    with running_manager(tmp_path / "m", "--no-gui") as (base, key):
+    ports = ["--zmq-pub-port", str(free_port()), "--zmq-sub-port", str(free_port())]
+    with running_manager(tmp_path / "m", "--no-gui", *ports) as (base, key):
         listed = _run(cli_venv, "-o", "json", "targets", "list",
                       SWARMDEPLOY_URL=base, SWARMDEPLOY_API_KEY=key)  # fmt: skip
         refused = _run(cli_venv, "targets", "list", SWARMDEPLOY_URL=base,

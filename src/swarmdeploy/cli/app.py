@@ -1,31 +1,42 @@
 """The operator command line: ``swarmdeploy <group> <command>``; talks to the manager over REST.
 
 ``swarmdeploy manager`` and ``swarmdeploy agent`` are dispatched before this module is imported
-(see :mod:`swarmdeploy.entry`).
+(see :mod:`swarmdeploy.entry`). The command groups live in their own modules (``targets``,
+``tasks``, ``logs``, ``terminal``, ``keys``, ``audit``); this one holds the root options, the
+smaller groups and :func:`main`, which turns every error into one line (``--debug``: the
+traceback too) and accepts ``-o``/``--output`` after a command as well as before it
+(:mod:`swarmdeploy.cli.options`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import importlib.metadata
 import os
 import pathlib
 import sys
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from swarmdeploy.cli.render import Renderer, safe, trust_label
+from swarmdeploy.cli import logs as _logs
+from swarmdeploy.cli import options
+from swarmdeploy.cli import terminal as _terminal
+from swarmdeploy.cli.context import Ctx, PageOpt, PerPageOpt, ctx_of, read_file
+from swarmdeploy.cli.render import Renderer, safe
+from swarmdeploy.cli.targets import targets_app
+from swarmdeploy.cli.tasks import tasks_app
 from swarmdeploy.client import ApiError, ManagerClient
+
+__all__ = ["Ctx", "app", "keys_app", "main"]
 
 app = typer.Typer(
     help="Operate a swarmdeploy fleet. Also: `swarmdeploy manager ...` runs the Deployment "
     "Manager, `swarmdeploy agent ...` runs the Deployment Agent on a device.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
 )
-targets_app = typer.Typer(help="Registered devices.", no_args_is_help=True)
-tasks_app = typer.Typer(help="Deployment (and build) tasks.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Registration token sets.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="API keys, operator signing keys and the deployment CA.", no_args_is_help=True
@@ -37,242 +48,73 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artifacts_app, name="artifacts")
+app.command("logs")(_logs.logs)
+app.command("terminal")(_terminal.terminal)
+
+_ctx = ctx_of
+KeyIdArg = Annotated[str, typer.Argument(metavar="KEY_ID", help="Key id.")]
+_read = read_file
 
 
-@dataclasses.dataclass
-class Ctx:
-    """What every command needs: a client and a renderer."""
-
-    client: ManagerClient
-    out: Renderer
-
-
-def _ctx(ctx: typer.Context) -> Ctx:
-    obj = ctx.obj
-    assert isinstance(obj, Ctx)
-    return obj
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"swarmdeploy {importlib.metadata.version('swarmdeploy')}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _global(
     ctx: typer.Context,
     url: Annotated[
-        str, typer.Option(envvar="SWARMDEPLOY_URL", help="Manager URL.")
+        str, typer.Option(envvar="SWARMDEPLOY_URL", metavar="URL", help="Manager URL.")
     ] = "http://127.0.0.1:8080",
     api_key: Annotated[
         str | None,
-        typer.Option(envvar="SWARMDEPLOY_API_KEY", help="Operator API key (Bearer)."),
-    ] = None,
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="table or json (json = the API's documents).")
-    ] = "table",
-) -> None:
-    if output not in ("table", "json"):
-        raise typer.BadParameter("use 'table' or 'json'", param_hint="--output")
-    client = ManagerClient(url, api_key)
-    ctx.call_on_close(client.close)
-    ctx.obj = Ctx(client, Renderer(output))
-
-
-PageOpt = Annotated[int, typer.Option(min=1, help="Page number (from 1).")]
-PerPageOpt = Annotated[int, typer.Option("--per-page", min=1, max=1000, help="Items per page.")]
-
-
-# -- targets ---------------------------------------------------------------------------------
-@targets_app.command("list")
-def targets_list(
-    ctx: typer.Context,
-    tag: Annotated[list[str] | None, typer.Option(help="Only targets with this tag (AND).")] = None,
-    search: Annotated[str | None, typer.Option(help="Substring of id or name.")] = None,
-    page: PageOpt = 1,
-    per_page: PerPageOpt = 100,
-) -> None:
-    """List targets."""
-    c = _ctx(ctx)
-    params = {"tags": ",".join(tag) if tag else None, "search": search}
-    doc = c.client.request("GET", "/targets", params={**params, "page": page, "perPage": per_page})
-    if not c.out.as_json:
-        for item in doc.get("items", []):
-            item["trust"] = trust_label(item)
-    c.out.listing(doc, ["id", "name", "tags", "online", "trust", "lastSeenAt"])
-
-
-@targets_app.command("show")
-def targets_show(ctx: typer.Context, target_id: str) -> None:
-    """Show one target."""
-    c = _ctx(ctx)
-    c.out.document(c.client.request("GET", f"/targets/{target_id}"))
-
-
-def _location(value: str) -> dict[str, float]:
-    try:
-        lat, lon = (float(part) for part in value.split(","))
-    except ValueError:
-        raise typer.BadParameter(
-            "use LAT,LON in decimal degrees", param_hint="--location"
-        ) from None
-    return {"lat": lat, "lon": lon}
-
-
-@targets_app.command("update")
-def targets_update(
-    ctx: typer.Context,
-    target_id: str,
-    tags: Annotated[str | None, typer.Option(help="Comma-separated tags (replaces).")] = None,
-    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
-    location: Annotated[str | None, typer.Option(help="LAT,LON")] = None,
-) -> None:
-    """Change tags, name or location of a target (other fields stay)."""
-    body: dict[str, Any] = {}
-    if tags is not None:
-        body["tags"] = [t.strip() for t in tags.split(",") if t.strip()]
-    if name is not None:
-        body["name"] = name
-    if location is not None:
-        body["location"] = _location(location)
-    if not body:
-        raise typer.BadParameter("give at least one of --tags, --name, --location")
-    c = _ctx(ctx)
-    c.out.document(c.client.request("PUT", f"/targets/{target_id}", json=body))
-
-
-@targets_app.command("delete")
-def targets_delete(ctx: typer.Context, target_id: str) -> None:
-    """Delete (revoke) a target: its key is dropped and its connection refused."""
-    c = _ctx(ctx)
-    c.client.request("DELETE", f"/targets/{target_id}")
-    c.out.message(f"deleted {target_id}")
-
-
-def _async_request(ctx: typer.Context, method: str, path: str, body: Any = None) -> None:
-    c = _ctx(ctx)
-    doc = c.client.request(method, path, json=body)
-    if c.out.as_json:
-        c.out.document(doc)
-    else:
-        c.out.message(str((doc or {}).get("message", "ok")))
-
-
-@targets_app.command("stop")
-def targets_stop(ctx: typer.Context, target_id: str) -> None:
-    """Stop everything the target runs for its deployments."""
-    _async_request(ctx, "PUT", f"/targets/{target_id}/stop")
-
-
-@targets_app.command("logs")
-def targets_logs(ctx: typer.Context, target_id: str) -> None:
-    """Ask the target to send its buffered logs."""
-    _async_request(ctx, "PUT", f"/targets/{target_id}/logs")
-
-
-@targets_app.command("command")
-def targets_command(ctx: typer.Context, target_id: str, command: str) -> None:
-    """Run one terminal command on the target (output arrives on /events and in logs)."""
-    _async_request(ctx, "PUT", f"/targets/{target_id}/command", {"command": command})
-
-
-@targets_app.command("command-stop")
-def targets_command_stop(ctx: typer.Context, target_id: str) -> None:
-    """Kill the running terminal command of the target."""
-    _async_request(ctx, "DELETE", f"/targets/{target_id}/command")
-
-
-# -- tasks -----------------------------------------------------------------------------------
-@tasks_app.command("list")
-def tasks_list(
-    ctx: typer.Context,
-    description: Annotated[str | None, typer.Option(help="Full-text search.")] = None,
-    desc: Annotated[bool, typer.Option("--desc", help="Newest first.")] = False,
-    page: PageOpt = 1,
-    per_page: PerPageOpt = 100,
-) -> None:
-    """List tasks."""
-    c = _ctx(ctx)
-    params = {"description": description, "sortOrder": "desc" if desc else "asc"}
-    doc = c.client.request("GET", "/tasks", params={**params, "page": page, "perPage": per_page})
-    c.out.listing(doc, ["id", "status", "description", "createdAt"])
-
-
-@tasks_app.command("show")
-def tasks_show(ctx: typer.Context, task_id: str) -> None:
-    """Show a task with its per-target states."""
-    c = _ctx(ctx)
-    doc = c.client.request("GET", f"/tasks/{task_id}")
-    if c.out.as_json:
-        c.out.document(doc)
-        return
-    summary = {k: v for k, v in doc.items() if k not in ("targets", "descriptor")}
-    c.out.document(summary)
-    targets = doc.get("targets", [])
-    c.out.listing(
-        {"items": targets, "total": len(targets), "page": 1, "perPage": len(targets)},
-        ["id", "role", "state", "reason", "updatedAt"],
-    )
-
-
-@tasks_app.command("create")
-def tasks_create(
-    ctx: typer.Context,
-    descriptor: Annotated[pathlib.Path, typer.Argument(help="Task descriptor (YAML or JSON).")],
-    archive: Annotated[
-        pathlib.Path | None,
         typer.Option(
-            help="Source archive (zip or tar.gz) sent apart from the descriptor, which must "
-            "then have no source.zip (multipart upload: no base64, streamed from disk)."
+            envvar="SWARMDEPLOY_API_KEY", metavar="KEY", help="Operator API key (Bearer)."
         ),
     ] = None,
+    output: Annotated[str, options.OutputOption] = "table",
+    ca_cert: Annotated[
+        pathlib.Path | None,
+        typer.Option(
+            envvar="SWARMDEPLOY_CA_CERT",
+            metavar="FILE",
+            help="Trust only these PEM certificates for an https:// manager (its self-signed "
+            "certificate or private CA); host names are still checked.",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
 ) -> None:
-    """Submit a task descriptor file (with --archive: plus its source archive)."""
-    body = _read(descriptor)
-    c = _ctx(ctx)
-    if archive is None:
-        doc = c.client.request(
-            "POST", "/tasks", content=body, headers={"Content-Type": "application/yaml"}
-        )
-    else:
-        try:
-            handle = archive.open("rb")
-        except OSError as exc:
-            raise typer.BadParameter(f"cannot read {archive}: {exc.strerror}") from None
-        with handle:
-            files: dict[str, tuple[str | None, IO[bytes] | str, str]] = {
-                "descriptor": (None, body.decode("utf-8", "replace"), "application/yaml"),
-                "archive": (archive.name, handle, "application/octet-stream"),
-            }
-            doc = c.client.post_files("/tasks", files)
-    c.out.document(doc) if c.out.as_json else c.out.message(f"created task {doc['id']}")
+    """Operate a swarmdeploy fleet over the manager's REST API.
 
-
-def _read(path: pathlib.Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}") from None
-
-
-@tasks_app.command("delete")
-def tasks_delete(ctx: typer.Context, task_id: str) -> None:
-    """Delete a finished task and its logs."""
-    c = _ctx(ctx)
-    c.client.request("DELETE", f"/tasks/{task_id}")
-    c.out.message(f"deleted {task_id}")
-
-
-@tasks_app.command("stop")
-def tasks_stop(ctx: typer.Context, task_id: str) -> None:
-    """Stop the task's processes on every target."""
-    _async_request(ctx, "PUT", f"/tasks/{task_id}/stop")
+    Example: `swarmdeploy --url https://manager.example:8080 --ca-cert api.pem targets list`
+    """
+    client = ManagerClient(url, api_key, ca_cert=ca_cert)
+    ctx.call_on_close(client.close)
+    ctx.obj = Ctx(client, Renderer(output))
 
 
 # -- artifacts -------------------------------------------------------------------------------
 @artifacts_app.command("list")
 def artifacts_list(
     ctx: typer.Context,
-    task: Annotated[str | None, typer.Option(help="Only the artifacts of this task.")] = None,
+    task: Annotated[
+        str | None, typer.Option(metavar="ID", help="Only the artifacts of this task.")
+    ] = None,
     page: PageOpt = 1,
     per_page: PerPageOpt = 100,
 ) -> None:
-    """List build artifacts with their provenance (task, build host, time)."""
+    """List build artifacts with their provenance (task, build host, time).
+
+    Example: `swarmdeploy artifacts list --task 0f3c9a`
+    """
     c = _ctx(ctx)
     params = {"task": task, "page": page, "perPage": per_page}
     doc = c.client.request("GET", "/artifacts", params=params)
@@ -282,10 +124,15 @@ def artifacts_list(
 @artifacts_app.command("download")
 def artifacts_download(
     ctx: typer.Context,
-    sha256: Annotated[str, typer.Argument(help="The artifact's SHA-256.")],
-    dest: Annotated[pathlib.Path, typer.Option("--output-file", "-o", help="Where to save it.")],
+    sha256: Annotated[str, typer.Argument(metavar="SHA256", help="The artifact's SHA-256.")],
+    dest: Annotated[
+        pathlib.Path, typer.Option("--output-file", "-o", metavar="FILE", help="Where to save it.")
+    ],
 ) -> None:
-    """Download an artifact (a tar.gz); its SHA-256 is checked before the file is kept."""
+    """Download an artifact (a tar.gz); its SHA-256 is checked before the file is kept.
+
+    Example: `swarmdeploy artifacts download SHA256 -o app.tar.gz`
+    """
     c = _ctx(ctx)
     try:
         size = c.client.download(f"/artifacts/{sha256}/download", dest)
@@ -306,43 +153,19 @@ def _sha256_file(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-# -- logs ------------------------------------------------------------------------------------
-@app.command("logs")
-def logs(
-    ctx: typer.Context,
-    target: Annotated[str | None, typer.Option(help="Target id.")] = None,
-    task: Annotated[str | None, typer.Option(help="Task id.")] = None,
-    stage: Annotated[str | None, typer.Option(help="build, install or run.")] = None,
-    output: Annotated[str | None, typer.Option("--grep", help="Full-text search.")] = None,
-    errors: Annotated[bool, typer.Option("--errors", help="Only error lines.")] = False,
-    desc: Annotated[bool, typer.Option("--desc", help="Newest first.")] = False,
-    page: PageOpt = 1,
-    per_page: PerPageOpt = 100,
-) -> None:
-    """Query stored logs."""
-    c = _ctx(ctx)
-    params = {
-        "target": target,
-        "task": task,
-        "stage": stage,
-        "output": output,
-        "error": "true" if errors else None,
-        "sortOrder": "desc" if desc else "asc",
-        "page": page,
-        "perPage": per_page,
-    }
-    doc = c.client.request("GET", "/logs", params=params)
-    c.out.listing(doc, ["time", "target", "task", "stage", "command", "output", "error"])
-
-
 # -- tokens ----------------------------------------------------------------------------------
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
-    name: str,
-    total: Annotated[int, typer.Option(min=1, max=10_000, help="Number of tokens.")] = 1,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Token set name.")],
+    total: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="N", help="Number of tokens (1-10000).")
+    ] = 1,
 ) -> None:
-    """Create a token set; the tokens are shown once."""
+    """Create a token set; the tokens are shown once.
+
+    Example: `swarmdeploy tokens create lab --total 10`
+    """
     c = _ctx(ctx)
     doc = c.client.request("POST", "/token_sets", params={"name": name, "total": total})
     if c.out.as_json:
@@ -355,15 +178,24 @@ def tokens_create(
 
 @tokens_app.command("list")
 def tokens_list(ctx: typer.Context, page: PageOpt = 1, per_page: PerPageOpt = 100) -> None:
-    """List token sets."""
+    """List token sets.
+
+    Example: `swarmdeploy tokens list`
+    """
     c = _ctx(ctx)
     doc = c.client.request("GET", "/token_sets", params={"page": page, "perPage": per_page})
     c.out.listing(doc, ["name", "total", "available", "expiresAt"])
 
 
 @tokens_app.command("delete")
-def tokens_delete(ctx: typer.Context, name: str) -> None:
-    """Delete a token set (unspent tokens become invalid)."""
+def tokens_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Token set name.")],
+) -> None:
+    """Delete a token set (unspent tokens become invalid).
+
+    Example: `swarmdeploy tokens delete lab`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/token_sets/{name}")
     c.out.message(f"deleted token set {name}")
@@ -373,10 +205,15 @@ def tokens_delete(ctx: typer.Context, name: str) -> None:
 @keys_app.command("create")
 def keys_create(
     ctx: typer.Context,
-    name: str,
-    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "viewer",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Key name.")],
+    role: Annotated[
+        str, typer.Option(metavar="ROLE", help="admin, operator or viewer.")
+    ] = "viewer",
 ) -> None:
-    """Create an API key; the secret is shown once."""
+    """Create an API key; the secret is shown once.
+
+    Example: `swarmdeploy keys create ci --role operator`
+    """
     c = _ctx(ctx)
     doc = c.client.request("POST", "/api_keys", json={"name": name, "role": role})
     c.out.document(doc)
@@ -384,14 +221,20 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(ctx: typer.Context) -> None:
-    """List API keys (never their secrets)."""
+    """List API keys (never their secrets).
+
+    Example: `swarmdeploy keys list`
+    """
     c = _ctx(ctx)
     c.out.listing(c.client.request("GET", "/api_keys"), ["id", "name", "role", "createdAt"])
 
 
 @keys_app.command("delete")
-def keys_delete(ctx: typer.Context, key_id: str) -> None:
-    """Delete an API key and revoke the signing keys it owns (revokes the operator)."""
+def keys_delete(ctx: typer.Context, key_id: KeyIdArg) -> None:
+    """Delete an API key and revoke the signing keys it owns (revokes the operator).
+
+    Example: `swarmdeploy keys delete KEY_ID`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/api_keys/{key_id}")
     c.out.message(f"deleted key {key_id}; its signing keys are revoked")
@@ -410,14 +253,22 @@ _SIGNING_COLUMNS = ["id", "name", "owner", "role", "serial", "createdAt", "revok
 @keys_app.command("signing-create")
 def signing_create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option(help="Key name (default: your API key's name).")] = "",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Key name (default: your API key's name).")
+    ] = "",
     import_file: Annotated[
-        pathlib.Path | None, typer.Option("--import", help="Armored encrypted key to import.")
+        pathlib.Path | None,
+        typer.Option("--import", metavar="FILE", help="Armored encrypted key to import."),
     ] = None,
     passphrase: PassphraseOpt = "",
-    owner: Annotated[str, typer.Option(help="API key id it is issued to (default: you).")] = "",
+    owner: Annotated[
+        str, typer.Option(metavar="KEY_ID", help="API key id it is issued to (default: you).")
+    ] = "",
 ) -> None:
-    """Issue a signing key (admin), generated or imported (``--import FILE``)."""
+    """Issue a signing key (admin), generated or imported (`--import FILE`).
+
+    Example: `swarmdeploy keys signing-create --name ops`
+    """
     c = _ctx(ctx)
     body: dict[str, Any] = {"name": name, **({"owner": owner} if owner else {})}
     if import_file is not None:
@@ -428,7 +279,10 @@ def signing_create(
 
 @keys_app.command("signing-list")
 def signing_list(ctx: typer.Context) -> None:
-    """List operator signing keys (revoked ones too)."""
+    """List operator signing keys (revoked ones too).
+
+    Example: `swarmdeploy keys signing-list`
+    """
     c = _ctx(ctx)
     c.out.listing(c.client.request("GET", "/operator_keys"), _SIGNING_COLUMNS)
 
@@ -436,15 +290,21 @@ def signing_list(ctx: typer.Context) -> None:
 @keys_app.command("signing-export")
 def signing_export(
     ctx: typer.Context,
-    key_id: str,
-    private: Annotated[bool, typer.Option(help="Also the private key (admin only).")] = False,
+    key_id: KeyIdArg,
+    private: Annotated[
+        bool, typer.Option("--private", help="Also the private key (admin only).")
+    ] = False,
     passphrase: PassphraseOpt = "",
     out: Annotated[
-        pathlib.Path | None, typer.Option(help="Write the private key here (mode 0600).")
+        pathlib.Path | None,
+        typer.Option(metavar="FILE", help="Write the private key here (mode 0600)."),
     ] = None,
 ) -> None:
-    """Export a key's public key and certificate; ``--private`` also its private key,
-    encrypted with the passphrase."""
+    """Export a key's public key and certificate; `--private` also its private key,
+    encrypted with the passphrase.
+
+    Example: `swarmdeploy keys signing-export KEY_ID --private --out ops.key`
+    """
     c = _ctx(ctx)
     params = {"private": "true"} if private else None
     headers = {"X-Export-Passphrase": passphrase} if private else None
@@ -458,8 +318,11 @@ def signing_export(
 
 
 @keys_app.command("signing-revoke")
-def signing_revoke(ctx: typer.Context, key_id: str) -> None:
-    """Revoke a signing key (admin): agents refuse tasks signed with it."""
+def signing_revoke(ctx: typer.Context, key_id: KeyIdArg) -> None:
+    """Revoke a signing key (admin): agents refuse tasks signed with it.
+
+    Example: `swarmdeploy keys signing-revoke KEY_ID`
+    """
     c = _ctx(ctx)
     c.client.request("DELETE", f"/operator_keys/{key_id}")
     c.out.message(f"revoked signing key {key_id}")
@@ -471,28 +334,59 @@ from swarmdeploy.cli import keys as _ca_commands  # noqa: E402, F401  (keys ca, 
 
 @app.command("server-info")
 def server_info(ctx: typer.Context) -> None:
-    """What agents need to connect (public)."""
+    """What agents need to connect (public).
+
+    Example: `swarmdeploy server-info -o json`
+    """
     c = _ctx(ctx)
     c.out.document(c.client.request("GET", "/rpc/server_info"))
 
 
+def click_command() -> Any:
+    """The click command typer builds from :data:`app` (with shell completion), built once."""
+    global _COMMAND
+    if _COMMAND is None:
+        _COMMAND = typer.main.get_command(app)
+    return _COMMAND
+
+
+_COMMAND: Any = None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (1 for API errors, 2 for usage errors)."""
+    """Run the CLI; returns the exit status: 0 success, 1 for API and other errors, 2 for
+    usage errors, 130 when interrupted (and a command's own status, e.g. ``tasks watch``).
+    Every error is one line on standard error; ``--debug`` adds the traceback of an
+    unexpected one."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in (args[: args.index("--")] if "--" in args else args)
+    command = click_command()
     try:  # without standalone mode click returns a typer.Exit's code instead of raising
-        status = app(args=argv, prog_name="swarmdeploy", standalone_mode=False)
+        status = command.main(
+            args=options.hoist_output(args, command), prog_name="swarmdeploy",
+            standalone_mode=False,
+        )  # fmt: skip
     except ApiError as exc:
         print(f"error: {safe(exc)}", file=sys.stderr)
         return 1
-    except typer.Abort:
-        return 1
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
     except typer.Exit as exc:
-        return int(exc.exit_code or 0)
-    except Exception as exc:  # click usage errors carry their own exit code
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-            return int(getattr(exc, "exit_code", 2))
-        raise
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except Exception as exc:  # click errors carry their exit code; others: one line
+        code = getattr(exc, "exit_code", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            return 0
+        if isinstance(code, int) and callable(getattr(exc, "format_message", None)):
+            print(options.one_line(exc), file=sys.stderr)
+            return code
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {safe(exc)} (--debug shows the traceback)",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return status if isinstance(status, int) else 0
 
 

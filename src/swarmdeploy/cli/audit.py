@@ -34,10 +34,15 @@ def _ctx(ctx: typer.Context) -> Ctx:
 @audit_app.command("list")
 def audit_list(
     ctx: typer.Context,
-    page: Annotated[int, typer.Option(min=1, help="Page number (from 1).")] = 1,
-    per_page: Annotated[int, typer.Option("--per-page", min=1, max=1000)] = 100,
+    page: Annotated[int, typer.Option(min=1, metavar="N", help="Page number (from 1).")] = 1,
+    per_page: Annotated[
+        int, typer.Option("--per-page", min=1, max=1000, metavar="N", help="Items per page.")
+    ] = 100,
 ) -> None:
-    """List audit entries, oldest first."""
+    """List audit entries, oldest first.
+
+    Example: `swarmdeploy audit list --per-page 50`
+    """
     c = _ctx(ctx)
     doc = c.client.request("GET", "/audit", params={"page": page, "perPage": per_page})
     c.out.listing(doc, ["seq", "at", "actor", "action", "target", "details"])
@@ -62,10 +67,15 @@ def audit_verify(
     ctx: typer.Context,
     expect_head: Annotated[
         str | None,
-        typer.Option(help="SEQ:HASH noted from an earlier verify: it must still be there."),
+        typer.Option(
+            metavar="SEQ:HASH", help="Head noted from an earlier verify: it must still be there."
+        ),
     ] = None,
 ) -> None:
-    """Recompute the audit log's hash chain; exit 3 naming the first bad entry."""
+    """Recompute the audit log's hash chain; exit 3 naming the first bad entry.
+
+    Example: `swarmdeploy audit verify --expect-head 42:9f2c...`
+    """
     c = _ctx(ctx)
     checker, broken = check_chain(c.client)
     if broken is None and expect_head is not None:

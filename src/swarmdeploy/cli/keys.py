@@ -34,7 +34,10 @@ def ca_show(
     ctx: typer.Context,
     pem: Annotated[bool, typer.Option("--pem", help="Print only the certificate (PEM).")] = False,
 ) -> None:
-    """Show the deployment CA: certificate, fingerprints, validity (any role)."""
+    """Show the deployment CA: certificate, fingerprints, validity (any role).
+
+    Example: `swarmdeploy keys ca --pem > ca.pem`
+    """
     c = _ctx(ctx)
     doc = c.client.request("GET", "/ca")
     if pem:
@@ -82,21 +85,27 @@ def _write_new(path: pathlib.Path, text: str, mode: int) -> None:
 def ca_export(
     ctx: typer.Context,
     out: Annotated[
-        pathlib.Path, typer.Option(help="Write the encrypted private key here (mode 0600).")
+        pathlib.Path,
+        typer.Option(metavar="FILE", help="Write the encrypted private key here (mode 0600)."),
     ],
     cert_out: Annotated[
         pathlib.Path | None,
-        typer.Option(help="Write the certificate here (default: OUT with .crt appended)."),
+        typer.Option(
+            metavar="FILE", help="Write the certificate here (default: OUT with .crt appended)."
+        ),
     ] = None,
     passphrase_file: Annotated[
         pathlib.Path | None,
-        typer.Option(help="Read the passphrase from this file instead of asking."),
+        typer.Option(metavar="FILE", help="Read the passphrase from this file instead of asking."),
     ] = None,
 ) -> None:
     """Export the CA private key encrypted with a passphrase, for offline keeping (admin).
 
-    Neither file may exist. Restore with ``swarmdeploy manager --import-ca OUT CERT_OUT
-    --import-ca-passphrase-file FILE``."""
+    Neither file may exist. Restore with `swarmdeploy manager --import-ca OUT CERT_OUT
+    --import-ca-passphrase-file FILE`.
+
+    Example: `swarmdeploy keys ca-export --out ca.key.enc`
+    """
     cert_path = cert_out or out.with_name(out.name + ".crt")
     for path in (out, cert_path):
         if path.exists():

@@ -70,6 +70,15 @@ class Renderer:
         """Print ``doc`` as JSON, non-ASCII escaped (nothing reaches the terminal raw)."""
         self.console.print_json(json.dumps(doc), ensure_ascii=True)
 
+    def json_line(self, doc: Any) -> None:
+        """Print ``doc`` as compact JSON on one line (a stream of documents, NDJSON)."""
+        self.console.print(
+            json.dumps(doc, ensure_ascii=True, separators=(",", ":")),
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
     def document(self, doc: Any) -> None:
         """Print one API document (a mapping) as JSON or as key/value lines."""
         if self.as_json or not isinstance(doc, dict):
@@ -79,6 +88,13 @@ class Renderer:
         for key, value in doc.items():
             text = fmt_time(value) if key.endswith("At") else cell(value)
             table.add_row(Text(safe(key), style="bold"), Text(text))
+        self.console.print(table)
+
+    def pairs(self, rows: Sequence[tuple[str, str]]) -> None:
+        """Print already escaped ``(label, text)`` rows as a two-column table."""
+        table = Table(show_header=False, box=None)
+        for label, text in rows:
+            table.add_row(Text(label, style="bold"), Text(text))
         self.console.print(table)
 
     def listing(self, doc: Any, columns: Sequence[str]) -> None:

@@ -56,6 +56,31 @@ class Progress:
     finished: bool
 
     @property
+    def settled(self) -> bool:
+        """Whether no device is still on its way (every one final or running): what a
+        follower waits for."""
+        return not self.waiting
+
+    @property
+    def all_succeeded(self) -> bool:
+        """Whether there are devices and every one succeeded (exited 0, running, installed
+        or built): the condition of exit status 0 of ``tasks watch``."""
+        return self.total > 0 and self.succeeded == self.total
+
+    def summary(self) -> str:
+        """One line: how many succeeded, failed, were stopped or still wait."""
+        if self.total == 0:
+            return "no target matched the task"
+        parts = [f"{self.succeeded} of {self.total} target(s) succeeded"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.stopped:
+            parts.append(f"{self.stopped} stopped")
+        if self.waiting:
+            parts.append(f"{len(self.waiting)} still waiting")
+        return ", ".join(parts)
+
+    @property
     def done_fraction(self) -> float:
         """Share of devices that reached a final or running state (0..1)."""
         return 1.0 if self.total == 0 else (self.total - len(self.waiting)) / self.total

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import ssl
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,9 +41,16 @@ class ManagerClient:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        ca_cert: Path | None = None,
     ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        #: TLS context of ``https://`` requests and ``wss://`` events (``None``: the system's).
+        self.ssl_context = tls_context(ca_cert)
         self._http = httpx.Client(
-            transport=transport, **_client_options(base_url, api_key, timeout_s)
+            transport=transport,
+            verify=self.ssl_context or True,
+            **_client_options(base_url, api_key, timeout_s),
         )
 
     def close(self) -> None:
@@ -173,6 +181,23 @@ class AsyncManagerClient:
             raise _error_from(resp)
         media_type = resp.headers.get("content-type", "application/octet-stream")
         return RawAnswer(resp.content, media_type.split(";")[0])
+
+
+def tls_context(ca_cert: Path | None) -> ssl.SSLContext | None:
+    """An SSL context that trusts only the PEM certificates in ``ca_cert`` (a private CA, an
+    intermediate, or the manager's own, e.g. self-signed, certificate; host names are still
+    checked), or ``None`` for the
+    system store. Raises :class:`ApiError` when the file cannot be read or holds no
+    certificate."""
+    if ca_cert is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(ca_cert))
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ApiError(0, f"cannot use --ca-cert {ca_cert}: {reason}") from None
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # pinning the leaf works too
+    return context
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ from swarmdeploy.manager.api.models import (
     TargetTaskOut,
     TargetUpdate,
 )
+from swarmdeploy.manager.api.target_filter import select_targets
+from swarmdeploy.manager.api.targets_bulk import TargetsBulkResult, TargetsBulkUpdate, bulk_update
 from swarmdeploy.manager.services.registry import target_json
 
 router = APIRouter(prefix="/targets", tags=["targets"])
@@ -46,12 +48,19 @@ async def list_targets(
     per_page: PerPageQuery = 100,
 ) -> dict[str, Any]:
     """Targets sorted by id, filtered by tags (AND) and a search string."""
-    wanted = [t.strip() for t in (tags or "").split(",") if t.strip()]
-    result = await services.registry.list(
-        tags=wanted, search=search or None, page=page, per_page=per_page
-    )
+    result = await select_targets(services, tags=tags, search=search, page=page, per_page=per_page)
     items = [target_json(v) for v in result.items]
     return {"total": result.total, "items": items, "page": page, "perPage": per_page}
+
+
+@router.post("/bulk", response_model=TargetsBulkResult, responses=responses(400, 401, 403))
+async def bulk_update_targets(
+    body: TargetsBulkUpdate, services: ServicesDep, who: Operator
+) -> dict[str, Any]:
+    """Change tags (add, remove or replace) and/or the location of every selected target:
+    ``ids``, or the filter of ``GET /targets`` (``tags``, ``search``: the same code, so the
+    list shows what changes). Audited; answers the counts and the ids changed."""
+    return await bulk_update(services, who, body)
 
 
 @router.get("/{target_id}", response_model=TargetPublic, responses=responses(401, 403, 404))

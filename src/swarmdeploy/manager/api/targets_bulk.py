@@ -1,0 +1,141 @@
+"""``POST /targets/bulk``: change tags and/or location of many targets at once.
+
+The selection is either explicit ``ids`` or the filter of ``GET /targets`` (``tags``,
+``search``; :func:`select_targets`, the same code). The matching ids are collected first
+(every page), then each target is changed through the registry like ``PUT /targets/{id}``
+(so the agent is told and ``targetUpdated`` is published); a target whose tags and location
+would not change is left alone. One audit entry records the selection, the changes and the
+ids changed. Tag changes: ``setTags`` replaces, else ``removeTags`` then ``addTags`` (kept in
+order, no duplicates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from swarmdeploy.manager.api.models import ApiModel, LocationModel, Name
+from swarmdeploy.manager.api.target_filter import select_targets
+from swarmdeploy.manager.errors import BadRequest, NotFoundError
+from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.container import Services
+from swarmdeploy.storage.records import TargetRecord
+
+#: Most targets one request may change (a larger fleet: several requests by tag).
+MAX_BULK = 10_000
+_PAGE = 1000
+
+
+class TargetSelection(ApiModel):
+    """Which targets: ``ids``, or ``tags``/``search`` exactly as ``GET /targets`` takes them."""
+
+    ids: list[Name] | None = Field(None, min_length=1, max_length=MAX_BULK)
+    tags: str | None = Field(None, max_length=4096, description="Comma-separated; all needed.")
+    search: str | None = Field(None, min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TargetSelection:
+        if self.ids is not None and (self.tags or self.search):
+            raise ValueError("select by ids or by tags/search, not both")
+        if (
+            self.ids is None
+            and not (self.tags and self.tags.strip(",").strip())
+            and not (self.search)
+        ):
+            raise ValueError("an empty selection would select every target: give ids, tags "
+                             "or search")  # fmt: skip
+        return self
+
+
+class TargetsBulkUpdate(ApiModel):
+    """A selection and the changes to make."""
+
+    selection: TargetSelection
+    add_tags: list[Name] = Field(default_factory=list, max_length=100)
+    remove_tags: list[Name] = Field(default_factory=list, max_length=100)
+    set_tags: list[Name] | None = Field(None, max_length=100)
+    location: LocationModel | None = None
+
+    @model_validator(mode="after")
+    def _some_change(self) -> TargetsBulkUpdate:
+        if self.set_tags is not None and (self.add_tags or self.remove_tags):
+            raise ValueError("setTags replaces the tags: no addTags/removeTags with it")
+        if self.set_tags is None and not (self.add_tags or self.remove_tags or self.location):
+            raise ValueError("no change given: addTags, removeTags, setTags or location")
+        return self
+
+
+class TargetsBulkResult(ApiModel):
+    """What happened: targets selected, changed (their ids) and ids not found."""
+
+    matched: int
+    changed: int
+    ids: list[str]
+    missing: list[str]
+
+
+def new_tags(current: tuple[str, ...], body: TargetsBulkUpdate) -> list[str]:
+    """The tags after the change (see the module docstring)."""
+    if body.set_tags is not None:
+        return list(dict.fromkeys(body.set_tags))
+    removed = set(body.remove_tags)
+    kept = [t for t in current if t not in removed]
+    return list(dict.fromkeys([*kept, *body.add_tags]))
+
+
+async def _selected(
+    services: Services, sel: TargetSelection
+) -> tuple[list[TargetRecord], list[str]]:
+    if sel.ids is not None:
+        found, missing = [], []
+        for target_id in dict.fromkeys(sel.ids):
+            try:
+                found.append(await services.registry.get(target_id))
+            except NotFoundError:
+                missing.append(target_id)
+        return found, missing
+    records: list[TargetRecord] = []
+    page = 1
+    while True:
+        result = await select_targets(
+            services, tags=sel.tags, search=sel.search, page=page, per_page=_PAGE
+        )
+        records += [view.record for view in result.items]
+        if len(records) > MAX_BULK:
+            raise BadRequest(f"the selection has more than {MAX_BULK} targets; narrow it")
+        if page * _PAGE >= result.total:
+            return records, []
+        page += 1
+
+
+async def bulk_update(
+    services: Services, who: Principal, body: TargetsBulkUpdate
+) -> dict[str, Any]:
+    """Apply ``body``; returns the :class:`TargetsBulkResult` document."""
+    records, missing = await _selected(services, body.selection)
+    changed: list[str] = []
+    for record in records:
+        changes: dict[str, Any] = {}
+        tags = new_tags(record.tags, body)
+        if tags != list(record.tags):
+            changes["tags"] = tags
+        if body.location is not None:
+            loc = body.location
+            if record.location is None or (record.location.lat, record.location.lon) != (
+                loc.lat,
+                loc.lon,
+            ):
+                changes["location"] = {"lat": loc.lat, "lon": loc.lon}
+        if changes:
+            await services.registry.update(record.id, changes)
+            changed.append(record.id)
+    details = {
+        "selection": body.selection.model_dump(exclude_none=True, by_alias=True),
+        "changes": body.model_dump(exclude={"selection"}, exclude_none=True, by_alias=True),
+        "matched": len(records),
+        "changed": changed[:100],
+        "changedCount": len(changed),
+    }
+    await services.audit.append(who, "target.bulk_update", "", details)
+    return {"matched": len(records), "changed": len(changed), "ids": changed, "missing": missing}
