@@ -93,6 +93,7 @@ def _shared(parser: argparse.ArgumentParser, exec_default: str, root_default: st
     parser.add_argument(
         "--exec",
         dest="exec_command",
+        metavar="COMMAND",
         default=exec_default,
         help=f"the swarmdeploy program the unit runs (default: {exec_default}) [{EXEC_ENV}]",
     )
