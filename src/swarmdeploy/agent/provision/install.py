@@ -14,7 +14,6 @@ unless ``purge``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from swarmdeploy.agent.provision.layout import (
     token_env,
     trust_anchor,
 )
-from swarmdeploy.agent.provision.system import System
+from swarmdeploy.agent.provision.system import ProvisionError, System
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +97,13 @@ def foreground_command(exec_command: str) -> str:
     return f"sh -c '{env}; exec runuser -u {USER} -- {exec_command} agent --data-dir {DATA_DIR}'"
 
 
-def install(request: InstallRequest, system: System, out: TextIO) -> int:
-    """Run ``agent install`` (see the module doc); return the exit status."""
+def install(
+    request: InstallRequest, system: System, out: TextIO, *, live: bool | None = None
+) -> int:
+    """Run ``agent install`` (see the module doc); return the exit status. ``live`` (default:
+    whether the root is ``/``) says whether users and systemd are this machine's."""
     specs = install_files(request)
-    live = is_live(request.root)
+    live = is_live(request.root) if live is None else live
     if request.dry_run:
         out.write(files.describe(specs))
         out.write(f"--- {DATA_DIR} (directory, mode 0700, owner {USER})\n")
@@ -118,7 +120,7 @@ def install(request: InstallRequest, system: System, out: TextIO) -> int:
         _tell_offline(request, live, out)
         return 0
     ids = _ensure_user(system, out)
-    os.chown(data_dir, *ids)
+    system.chown(data_dir, ids)
     if system.pid1() != "systemd":
         out.write(
             f"systemd is not running here (PID 1 is {system.pid1() or 'unknown'}): once it is,"
@@ -141,8 +143,6 @@ def _ensure_user(system: System, out: TextIO) -> tuple[int, int]:
             system.run(argv)
         ids = system.user_ids(USER)
         if ids is None:
-            from swarmdeploy.agent.provision.system import ProvisionError
-
             raise ProvisionError(f"the system user {USER} was not created")
         out.write(f"created the system user {USER} (uid {ids[0]})\n")
     return ids
@@ -167,10 +167,18 @@ def _tell_offline(request: InstallRequest, live: bool, out: TextIO) -> None:
 INSTALLED = (UNIT_PATH, WANTS_LINK, AGENT_ENV, TOKEN_ENV, TRUST_ANCHOR, SYSUSERS_PATH)
 
 
-def uninstall(root: Path, system: System, out: TextIO, *, purge: bool, dry_run: bool) -> int:
+def uninstall(
+    root: Path,
+    system: System,
+    out: TextIO,
+    *,
+    purge: bool,
+    dry_run: bool,
+    live: bool | None = None,
+) -> int:
     """Run ``agent uninstall``: stop and disable the unit (live), remove the files, and with
     ``purge`` the data dir and the user; return the exit status."""
-    live = is_live(root) and system.is_root()
+    live = (is_live(root) if live is None else live) and system.is_root()
     systemd = live and system.pid1() == "systemd"
     commands: list[Sequence[str]] = []
     if systemd:

@@ -43,6 +43,9 @@ class System(Protocol):
     def run(self, argv: Sequence[str]) -> None:
         """Run a command; :class:`ProvisionError` naming it when it fails."""
 
+    def chown(self, path: Path, ids: tuple[int, int]) -> None:
+        """Give ``path`` to (uid, gid)."""
+
 
 class HostSystem:
     """The machine this process runs on."""
@@ -78,3 +81,7 @@ class HostSystem:
             raise ProvisionError(f"cannot run {' '.join(argv)}: {exc}") from None
         if done.returncode != 0:
             raise ProvisionError(f"{' '.join(argv)} failed with exit status {done.returncode}")
+
+    def chown(self, path: Path, ids: tuple[int, int]) -> None:
+        """``os.chown`` (the data dir only: nothing below it exists yet)."""
+        os.chown(path, *ids)
