@@ -127,6 +127,6 @@ def test_an_image_holding_a_token_is_not_turned_into_a_fleet_image(
     ],
 )
 def test_token_file_errors_name_the_line(text: str, message: str) -> None:
-    with pytest.raises(ProvisionError, match="t.txt") as caught:
+    with pytest.raises(ProvisionError, match=r"t\.txt") as caught:
         parse_token_file(text, "t.txt")
     assert message in str(caught.value)
