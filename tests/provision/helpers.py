@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import pathlib
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from swarmdeploy.localfleet import SYSTEM_PATH, LocalFleet
 
 #: A trust anchor file the agent accepts (a CA fingerprint pin).
 ANCHOR_TEXT = "sha256:" + "ab" * 32 + "\n"
@@ -65,3 +69,30 @@ class RecordingSystem:
 def output() -> io.StringIO:
     """Where a command under test prints."""
     return io.StringIO()
+
+
+#: Signs that pip could not reach the index (the test is skipped then, with the reason).
+OFFLINE_HINTS = ("NewConnectionError", "Temporary failure in name resolution",
+                 "Network is unreachable", "No matching distribution found")  # fmt: skip
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without SWARMDEPLOY_* and PYTHON* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SWARMDEPLOY_", "PYTHON"))}
+    return {**env, "PATH": SYSTEM_PATH, **extra}
+
+
+def start_registering_agent(
+    fleet: LocalFleet, program: Sequence[str], name: str, token: str
+) -> subprocess.Popen[bytes]:
+    """Start ``program agent ...`` (another install of swarmdeploy) as agent ``name`` of the
+    fleet, with its first-start token and the manager's CA as trust anchor; the fleet stops it."""
+    data_dir = fleet.agent_dir(name)
+    data_dir.mkdir(mode=0o700, parents=True)
+    argv = [*program, "agent", "--data-dir", str(data_dir), "--manager", fleet.url,
+            "--id", name, "--token", token, "--tags", "packaged",
+            "--trust-anchor", str(fleet.manager_dir / "ca.pem")]  # fmt: skip
+    with (fleet.root / f"agent-{name}.log").open("ab") as log:
+        proc = subprocess.Popen(argv, env=clean_env(), stdout=log, stderr=log, cwd=data_dir)
+    fleet.agents[name] = proc
+    return proc

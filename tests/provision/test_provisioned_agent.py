@@ -51,9 +51,7 @@ def start_device(fleet: LocalFleet, root: pathlib.Path, name: str) -> None:
     data_dir = pathlib.Path(argv[argv.index("--data-dir") + 1])
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with (fleet.root / f"agent-{name}.log").open("ab") as log:
-        fleet.agents[name] = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=log, cwd=data_dir
-        )
+        fleet.agents[name] = subprocess.Popen(argv, env=env, stdout=log, stderr=log, cwd=data_dir)
 
 
 def test_devices_flashed_from_one_image_register_with_their_own_tokens(
