@@ -170,3 +170,20 @@ def test_unusable_trust_anchor_is_refused(
     assert f"--trust-anchor {empty}" in capsys.readouterr().err
     assert agent_main(_install_args(tmp_path / "root", tmp_path / "missing.pem")) == 2
     assert "missing.pem" in capsys.readouterr().err
+
+
+def test_tls_ca_of_an_https_manager_is_installed_and_named_in_the_settings(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, cert = tmp_path / "root", tmp_path / "api.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    args = _install_args(root, anchor_file(tmp_path), "--tls-ca", str(cert))
+    assert agent_main(args) == 0
+    assert (root / "etc/swarmdeploy/api-ca.pem").read_bytes() == cert.read_bytes()
+    env = read_env_file(root / "etc/swarmdeploy/agent.env")
+    assert env["SWARMDEPLOY_AGENT_TLS_CA"] == "/etc/swarmdeploy/api-ca.pem"
+    assert agent_main(["uninstall", "--root", str(root)]) == 0
+    assert not (root / "etc/swarmdeploy").exists()
+    cert.write_text("not a certificate\n")
+    assert agent_main(args) == 2
+    assert f"--tls-ca {cert} holds no PEM certificate" in capsys.readouterr().err

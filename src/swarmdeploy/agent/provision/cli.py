@@ -81,6 +81,11 @@ def _shared(parser: argparse.ArgumentParser, exec_default: str, root_default: st
         required=True,
         help="the manager's ca.pem (swarmdeploy keys ca --pem > ca.pem)",
     )
+    parser.add_argument(
+        "--tls-ca",
+        type=Path,
+        help="PEM certificate(s) of an https:// manager's API, the only ones trusted (docs/tls.md)",
+    )
     parser.add_argument("--tags", default="", help="comma-separated tags sent at registration")
     if root_default is None:
         parser.add_argument(
@@ -120,7 +125,22 @@ def agent_config(args: argparse.Namespace) -> AgentConfig:
         exec_command = check_exec(args.exec_command)
     except LayoutError as exc:
         raise ProvisionError(str(exc)) from None
-    return AgentConfig(args.manager, args.trust_anchor.read_bytes(), tags, exec_command)
+    return AgentConfig(
+        args.manager, args.trust_anchor.read_bytes(), tags, exec_command, _tls_ca(args.tls_ca)
+    )
+
+
+def _tls_ca(path: Path | None) -> bytes | None:
+    """The ``--tls-ca`` file's bytes; ProvisionError unless it holds a PEM certificate."""
+    if path is None:
+        return None
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"--tls-ca {path}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ProvisionError(f"--tls-ca {path} holds no PEM certificate")
+    return pem
 
 
 def _provision_request(args: argparse.Namespace) -> ProvisionRequest:

@@ -31,9 +31,9 @@ from swarmdeploy.agent.provision.layout import (
     FileSpec,
     agent_env,
     agent_unit,
+    public_files,
     sysusers_entry,
     token_env,
-    trust_anchor,
     wants_link,
 )
 from swarmdeploy.agent.provision.system import ProvisionError
@@ -105,7 +105,7 @@ def image_files(request: ProvisionRequest) -> list[FileSpec]:
     """The shared files of the image (plus the token when one device's token is given)."""
     specs = [
         agent_env(request.config),
-        trust_anchor(request.config.trust_anchor_pem),
+        *public_files(request.config),
         agent_unit(request.config.exec_command),
         wants_link(),
         sysusers_entry(),

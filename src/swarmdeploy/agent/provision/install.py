@@ -25,6 +25,7 @@ from swarmdeploy.agent.provision.layout import (
     DATA_DIR,
     ETC_DIR,
     SYSUSERS_PATH,
+    TLS_CA,
     TOKEN_ENV,
     TRUST_ANCHOR,
     UNIT_NAME,
@@ -35,9 +36,9 @@ from swarmdeploy.agent.provision.layout import (
     FileSpec,
     agent_env,
     agent_unit,
+    public_files,
     sysusers_entry,
     token_env,
-    trust_anchor,
 )
 from swarmdeploy.agent.provision.system import ProvisionError, System
 
@@ -57,7 +58,7 @@ def install_files(request: InstallRequest) -> list[FileSpec]:
     """The files one device gets (the token file only when a token is given)."""
     specs = [
         agent_env(request.config),
-        trust_anchor(request.config.trust_anchor_pem),
+        *public_files(request.config),
         agent_unit(request.config.exec_command),
         sysusers_entry(),
     ]
@@ -164,7 +165,7 @@ def _tell_offline(request: InstallRequest, live: bool, out: TextIO) -> None:
 
 
 #: What uninstall removes (the data dir only with --purge).
-INSTALLED = (UNIT_PATH, WANTS_LINK, AGENT_ENV, TOKEN_ENV, TRUST_ANCHOR, SYSUSERS_PATH)
+INSTALLED = (UNIT_PATH, WANTS_LINK, AGENT_ENV, TOKEN_ENV, TRUST_ANCHOR, TLS_CA, SYSUSERS_PATH)
 
 
 def uninstall(

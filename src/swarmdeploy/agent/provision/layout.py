@@ -6,6 +6,7 @@ The layout (``docs/operator-guide.md``, ADR 0008):
 ``/etc/swarmdeploy/agent.env``                 0600   manager URL, trust anchor, tags
 ``/etc/swarmdeploy/token.env``                 0600   the one-time token (and id) of one device
 ``/etc/swarmdeploy/ca.pem``                    0644   the manager's deployment CA (trust anchor)
+``/etc/swarmdeploy/api-ca.pem``                0644   with ``--tls-ca``: the https API's CA
 ``/etc/systemd/system/swarmdeploy-agent.service`` 0644 the unit (watchdog, hardening)
 ``/etc/sysusers.d/swarmdeploy-agent.conf``     0644   the ``swarmdeploy`` system user
 ``/var/lib/swarmdeploy-agent``                 0700   the data dir (keys, state, spool, tasks)
@@ -29,6 +30,7 @@ ETC_DIR = PurePosixPath("/etc/swarmdeploy")
 AGENT_ENV = ETC_DIR / "agent.env"
 TOKEN_ENV = ETC_DIR / "token.env"
 TRUST_ANCHOR = ETC_DIR / "ca.pem"
+TLS_CA = ETC_DIR / "api-ca.pem"
 UNIT_PATH = PurePosixPath("/etc/systemd/system") / UNIT_NAME
 #: ``systemctl enable`` of a unit with ``WantedBy=multi-user.target`` makes this link.
 WANTS_LINK = PurePosixPath("/etc/systemd/system/multi-user.target.wants") / UNIT_NAME
@@ -66,6 +68,7 @@ class AgentConfig:
     trust_anchor_pem: bytes
     tags: tuple[str, ...] = ()
     exec_command: str = PACKAGED_EXEC
+    tls_ca_pem: bytes | None = None
 
 
 def env_line(name: str, value: str) -> str:
@@ -83,6 +86,8 @@ def agent_env(config: AgentConfig) -> FileSpec:
     text += env_line("SWARMDEPLOY_AGENT_TRUST_ANCHOR", str(TRUST_ANCHOR))
     if config.tags:
         text += env_line("SWARMDEPLOY_AGENT_TAGS", ",".join(config.tags))
+    if config.tls_ca_pem is not None:
+        text += env_line("SWARMDEPLOY_AGENT_TLS_CA", str(TLS_CA))
     return FileSpec(AGENT_ENV, 0o600, text.encode(), secret=True)
 
 
@@ -98,6 +103,15 @@ def token_env(token: str, target_id: str | None = None) -> FileSpec:
 def trust_anchor(pem: bytes) -> FileSpec:
     """``/etc/swarmdeploy/ca.pem``: public, readable by the agent's user."""
     return FileSpec(TRUST_ANCHOR, 0o644, pem)
+
+
+def public_files(config: AgentConfig) -> list[FileSpec]:
+    """The certificates a device trusts: the deployment CA and, for an https:// manager
+    given ``--tls-ca``, the API's CA (``docs/tls.md``)."""
+    specs = [trust_anchor(config.trust_anchor_pem)]
+    if config.tls_ca_pem is not None:
+        specs.append(FileSpec(TLS_CA, 0o644, config.tls_ca_pem))
+    return specs
 
 
 def sysusers_entry() -> FileSpec:
