@@ -42,10 +42,9 @@ if grep -rlI "$stage" "$opt" >/dev/null 2>&1; then
 fi
 install -m 0755 "$here/swarmdeploy.sh" "$opt/bin/swarmdeploy"
 
-mkdir -p "$stage/usr/bin" "$stage/lib/systemd/system" "$stage/usr/lib/sysusers.d"
+mkdir -p "$stage/usr/bin" "$stage/lib/systemd/system"
 ln -s /opt/swarmdeploy/bin/swarmdeploy "$stage/usr/bin/swarmdeploy"
 install -m 0644 "$top/deploy/systemd/swarmdeploy-agent.service" "$stage/lib/systemd/system/"
-install -m 0644 "$here/sysusers.conf" "$stage/usr/lib/sysusers.d/swarmdeploy-agent.conf"
 
 mkdir -p "$stage/DEBIAN"
 for script in postinst prerm postrm; do

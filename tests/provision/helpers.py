@@ -38,10 +38,7 @@ class RecordingSystem:
 
     pid1_name: str = "systemd"
     root: bool = True
-    users: dict[str, tuple[int, int]] = field(default_factory=dict)
-    programs: tuple[str, ...] = ("systemd-sysusers",)
     commands: list[list[str]] = field(default_factory=list)
-    chowned: list[tuple[pathlib.Path, tuple[int, int]]] = field(default_factory=list)
 
     def pid1(self) -> str:
         return self.pid1_name
@@ -49,21 +46,8 @@ class RecordingSystem:
     def is_root(self) -> bool:
         return self.root
 
-    def user_ids(self, name: str) -> tuple[int, int] | None:
-        return self.users.get(name)
-
-    def has_program(self, name: str) -> bool:
-        return name in self.programs
-
     def run(self, argv: Sequence[str]) -> None:
         self.commands.append(list(argv))
-        if argv[0] in ("systemd-sysusers", "useradd"):
-            self.users["swarmdeploy"] = (990, 990)
-        if argv[0] == "userdel":
-            self.users.pop(argv[-1], None)
-
-    def chown(self, path: pathlib.Path, ids: tuple[int, int]) -> None:
-        self.chowned.append((path, ids))
 
 
 def output() -> io.StringIO:

@@ -59,13 +59,12 @@ def _field(deb: pathlib.Path, name: str) -> str:
                           check=True, timeout=30).stdout.strip()  # fmt: skip
 
 
-def test_package_holds_agent_unit_and_user(unpacked: tuple[pathlib.Path, pathlib.Path]) -> None:
+def test_package_holds_agent_and_unit(unpacked: tuple[pathlib.Path, pathlib.Path]) -> None:
     deb, root = unpacked
     assert _field(deb, "Package") == "swarmdeploy-agent"
     assert "bubblewrap" in _field(deb, "Depends") and "python3 (>= 3." in _field(deb, "Depends")
     unit = root / "lib/systemd/system/swarmdeploy-agent.service"
     assert unit.read_bytes() == agent_unit(PACKAGED_EXEC).content
-    assert (root / "usr/lib/sysusers.d/swarmdeploy-agent.conf").exists()
     assert (root / "usr/bin/swarmdeploy").readlink() == pathlib.Path(PACKAGED_EXEC)
     listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
                              check=True, timeout=30).stdout  # fmt: skip

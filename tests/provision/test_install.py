@@ -18,7 +18,6 @@ EXPECTED = {
     "etc/swarmdeploy/token.env": 0o600,
     "etc/swarmdeploy/ca.pem": 0o644,
     "etc/systemd/system/swarmdeploy-agent.service": 0o644,
-    "etc/sysusers.d/swarmdeploy-agent.conf": 0o644,
 }
 
 
@@ -89,51 +88,43 @@ def _request(root: pathlib.Path) -> InstallRequest:
     return InstallRequest(root, config, TOKEN)
 
 
-def test_live_install_creates_user_chowns_data_dir_and_starts_under_systemd(
+def test_live_install_under_systemd_enables_and_restarts_the_unit(
     tmp_path: pathlib.Path,
 ) -> None:
     system = RecordingSystem()
     assert install(_request(tmp_path), system, output(), live=True) == 0
     assert system.commands == [
-        ["systemd-sysusers", "/etc/sysusers.d/swarmdeploy-agent.conf"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "swarmdeploy-agent.service"],
         ["systemctl", "restart", "swarmdeploy-agent.service"],
     ]
-    assert system.chowned == [(tmp_path / "var/lib/swarmdeploy-agent", (990, 990))]
 
 
-def test_live_install_without_systemd_uses_useradd_and_prints_what_to_run(
-    tmp_path: pathlib.Path,
-) -> None:
-    system = RecordingSystem(pid1_name="sh", programs=())
+def test_live_install_without_systemd_prints_what_to_run(tmp_path: pathlib.Path) -> None:
+    system = RecordingSystem(pid1_name="sh")
     out = output()
     assert install(_request(tmp_path), system, out, live=True) == 0
-    assert system.commands == [
-        ["useradd", "--system", "--user-group", "--home-dir", "/var/lib/swarmdeploy-agent",
-         "--shell", "/usr/sbin/nologin", "swarmdeploy"],
-    ]  # fmt: skip
+    assert system.commands == []
     said = out.getvalue()
     assert "PID 1 is sh" in said and "systemctl enable swarmdeploy-agent.service" in said
-    assert "runuser -u swarmdeploy -- /opt/swarmdeploy/bin/swarmdeploy agent" in said
+    assert "exec /opt/swarmdeploy/bin/swarmdeploy agent --data-dir" in said
 
 
-def test_live_install_keeps_an_existing_user(tmp_path: pathlib.Path) -> None:
-    system = RecordingSystem(users={"swarmdeploy": (500, 500)})
-    assert install(_request(tmp_path), system, output(), live=True) == 0
-    assert system.commands[0] == ["systemctl", "daemon-reload"]
-    assert system.chowned[0][1] == (500, 500)
+def test_live_install_as_non_root_prints_what_to_run(tmp_path: pathlib.Path) -> None:
+    system = RecordingSystem(root=False)
+    out = output()
+    assert install(_request(tmp_path), system, out, live=True) == 0
+    assert system.commands == [] and "not root" in out.getvalue()
 
 
-def test_live_uninstall_purge_disables_unit_and_removes_user(tmp_path: pathlib.Path) -> None:
-    system = RecordingSystem(users={"swarmdeploy": (500, 500)})
+def test_live_uninstall_purge_disables_the_unit(tmp_path: pathlib.Path) -> None:
+    system = RecordingSystem()
     assert install(_request(tmp_path), system, output(), live=True) == 0
     system.commands.clear()
     assert uninstall(tmp_path, system, output(), purge=True, dry_run=False, live=True) == 0
     assert system.commands == [
         ["systemctl", "disable", "--now", "swarmdeploy-agent.service"],
         ["systemctl", "daemon-reload"],
-        ["userdel", "swarmdeploy"],
     ]
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 

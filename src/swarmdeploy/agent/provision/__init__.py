@@ -1,7 +1,7 @@
 """Putting the agent on a device: ``swarmdeploy agent install|uninstall|provision``.
 
 * :mod:`.layout` -- what a provisioned system holds (paths, modes, the systemd unit, the
-  environment files, the sysusers.d entry), as pure data: no I/O.
+  environment files), as pure data: no I/O.
 * :mod:`.files` -- writing, showing (``--dry-run``) and removing those files below a root.
 * :mod:`.install` -- ``agent install`` and ``agent uninstall`` on the running device.
 * :mod:`.image` -- ``agent provision``: an image or directory tree flashed to many devices,
@@ -9,5 +9,5 @@
 * :mod:`.cli` -- the argument parsing of the three commands.
 
 Everything takes a ``root`` directory, so tests (and image builders) work on a temporary
-tree; the real user database and systemd are touched only when the root is ``/``.
+tree; the machine's own systemd is touched only when the root is ``/``.
 """

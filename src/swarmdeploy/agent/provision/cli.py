@@ -42,7 +42,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "install",
         help="install the agent as a systemd service on this device",
         description="Write the agent's settings, token, trust anchor and systemd unit, create"
-        " its user and data dir, and start it when systemd runs this machine.",
+        " its data dir, and start it when systemd runs this machine.",
     )
     _shared(add, environ.get(EXEC_ENV) or here, root_default="/")
     add.add_argument("--token", help="one-time registration token xxxx-xxxx-xxxx")
@@ -54,7 +54,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         " the data dir (this device's identity) is kept unless --purge.",
     )
     remove.add_argument("--root", type=Path, default=Path("/"), help="system root (default /)")
-    remove.add_argument("--purge", action="store_true", help="remove the data dir and user too")
+    remove.add_argument("--purge", action="store_true", help="remove the data dir too")
     remove.add_argument("--dry-run", action="store_true", help="show what would be removed")
     image = commands.add_parser(
         "provision",

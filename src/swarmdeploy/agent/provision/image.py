@@ -2,8 +2,8 @@
 installer), so many devices can be flashed from one image (ADR 0008).
 
 The image gets everything the devices share: the settings (``agent.env``), the trust anchor,
-the unit, enabled (the ``multi-user.target.wants`` link ``systemctl enable`` makes), and the
-sysusers.d entry that creates the agent's user at first boot. The one thing that differs per
+and the unit, enabled (the ``multi-user.target.wants`` link ``systemctl enable`` makes); the
+unit's ``StateDirectory=`` creates the data dir at first boot. The one thing that differs per
 device is the one-time token, so it is kept out of the shared image:
 
 * ``--token T`` (one device, or an image per device): ``token.env`` goes into the image;
@@ -32,7 +32,6 @@ from swarmdeploy.agent.provision.layout import (
     agent_env,
     agent_unit,
     public_files,
-    sysusers_entry,
     token_env,
     wants_link,
 )
@@ -108,7 +107,6 @@ def image_files(request: ProvisionRequest) -> list[FileSpec]:
         *public_files(request.config),
         agent_unit(request.config.exec_command),
         wants_link(),
-        sysusers_entry(),
     ]
     if request.token is not None:
         specs.append(token_env(request.token.token, request.token.target_id))

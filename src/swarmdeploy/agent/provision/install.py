@@ -1,15 +1,14 @@
 """``swarmdeploy agent install`` and ``swarmdeploy agent uninstall`` on one device.
 
 Install, in order: write the files of :mod:`.layout` below the root (environment files 0600,
-the trust anchor, the unit, the sysusers.d entry), create the data dir (0700); then, only when
-the root is ``/`` (``live``) and this process is root, create the system user
-(``systemd-sysusers`` with that entry, else ``useradd --system``) and give it the data dir;
-then, when systemd is PID 1, ``systemctl daemon-reload``, ``enable`` and ``restart`` the
-unit. Whatever it does not do itself it prints as the exact commands to run. ``--dry-run``
+the trust anchor, the unit), create the data dir (0700, root's: the agent runs as root, ADR
+0008); then, only when the root is ``/`` (``live``), this process is root and systemd is PID
+1, ``systemctl daemon-reload``, ``enable`` and ``restart`` the unit. Whatever it does not do
+itself it prints as the exact commands to run. ``--dry-run``
 prints every file with its mode and content and the commands, and changes nothing.
 
-Uninstall reverses it; the data dir (the device's keys and identity) and the user are kept
-unless ``purge``.
+Uninstall reverses it; the data dir (the device's keys and identity) is kept unless
+``purge``.
 """
 
 from __future__ import annotations
@@ -24,23 +23,20 @@ from swarmdeploy.agent.provision.layout import (
     AGENT_ENV,
     DATA_DIR,
     ETC_DIR,
-    SYSUSERS_PATH,
     TLS_CA,
     TOKEN_ENV,
     TRUST_ANCHOR,
     UNIT_NAME,
     UNIT_PATH,
-    USER,
     WANTS_LINK,
     AgentConfig,
     FileSpec,
     agent_env,
     agent_unit,
     public_files,
-    sysusers_entry,
     token_env,
 )
-from swarmdeploy.agent.provision.system import ProvisionError, System
+from swarmdeploy.agent.provision.system import System
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +56,6 @@ def install_files(request: InstallRequest) -> list[FileSpec]:
         agent_env(request.config),
         *public_files(request.config),
         agent_unit(request.config.exec_command),
-        sysusers_entry(),
     ]
     if request.token:
         specs.append(token_env(request.token, request.target_id))
@@ -70,17 +65,6 @@ def install_files(request: InstallRequest) -> list[FileSpec]:
 def is_live(root: Path) -> bool:
     """Whether ``root`` is this machine's own root directory."""
     return root.resolve() == Path("/")
-
-
-def user_commands() -> list[list[str]]:
-    """How the system user is created: from the sysusers.d entry, or with useradd."""
-    return [["systemd-sysusers", str(SYSUSERS_PATH)]]
-
-
-def useradd_command() -> list[str]:
-    """The fallback on a system without systemd-sysusers."""
-    return ["useradd", "--system", "--user-group", "--home-dir", str(DATA_DIR),
-            "--shell", "/usr/sbin/nologin", USER]  # fmt: skip
 
 
 def start_commands() -> list[list[str]]:
@@ -95,21 +79,21 @@ def start_commands() -> list[list[str]]:
 def foreground_command(exec_command: str) -> str:
     """One shell line that runs the agent as systemd would, for a system without systemd."""
     env = f"set -a; . {AGENT_ENV}; [ -f {TOKEN_ENV} ] && . {TOKEN_ENV}; set +a"
-    return f"sh -c '{env}; exec runuser -u {USER} -- {exec_command} agent --data-dir {DATA_DIR}'"
+    return f"sh -c '{env}; exec {exec_command} agent --data-dir {DATA_DIR}'"
 
 
 def install(
     request: InstallRequest, system: System, out: TextIO, *, live: bool | None = None
 ) -> int:
     """Run ``agent install`` (see the module doc); return the exit status. ``live`` (default:
-    whether the root is ``/``) says whether users and systemd are this machine's."""
+    whether the root is ``/``) says whether systemd is this machine's."""
     specs = install_files(request)
     live = is_live(request.root) if live is None else live
     if request.dry_run:
         out.write(files.describe(specs))
-        out.write(f"--- {DATA_DIR} (directory, mode 0700, owner {USER})\n")
+        out.write(f"--- {DATA_DIR} (directory, mode 0700)\n")
         out.write("then run:\n")
-        for argv in [*user_commands(), *start_commands()]:
+        for argv in start_commands():
             out.write("  " + " ".join(argv) + "\n")
         out.write("(nothing was written: --dry-run)\n")
         return 0
@@ -120,8 +104,6 @@ def install(
     if not (live and system.is_root()):
         _tell_offline(request, live, out)
         return 0
-    ids = _ensure_user(system, out)
-    system.chown(data_dir, ids)
     if system.pid1() != "systemd":
         out.write(
             f"systemd is not running here (PID 1 is {system.pid1() or 'unknown'}): once it is,"
@@ -136,36 +118,21 @@ def install(
     return 0
 
 
-def _ensure_user(system: System, out: TextIO) -> tuple[int, int]:
-    ids = system.user_ids(USER)
-    if ids is None:
-        use_sysusers = system.has_program("systemd-sysusers")
-        for argv in user_commands() if use_sysusers else [useradd_command()]:
-            system.run(argv)
-        ids = system.user_ids(USER)
-        if ids is None:
-            raise ProvisionError(f"the system user {USER} was not created")
-        out.write(f"created the system user {USER} (uid {ids[0]})\n")
-    return ids
-
-
 def _tell_offline(request: InstallRequest, live: bool, out: TextIO) -> None:
     """Print what is left to do when this process may not do it itself."""
     if live:
-        out.write(f"not root: run as root: {' '.join(user_commands()[0])}\n")
-        out.write(f"  chown {USER}:{USER} {DATA_DIR}\n")
+        out.write("not root: run as root:\n")
         for argv in start_commands():
             out.write("  " + " ".join(argv) + "\n")
         return
     out.write(
-        f"{request.root} is not this machine's root: the system user {USER} is created by"
-        f" systemd-sysusers ({SYSUSERS_PATH}) when that system boots; enable the unit with:"
+        f"{request.root} is not this machine's root; enable the unit there with:"
         f" systemctl --root {request.root} enable {UNIT_NAME}\n"
     )
 
 
 #: What uninstall removes (the data dir only with --purge).
-INSTALLED = (UNIT_PATH, WANTS_LINK, AGENT_ENV, TOKEN_ENV, TRUST_ANCHOR, TLS_CA, SYSUSERS_PATH)
+INSTALLED = (UNIT_PATH, WANTS_LINK, AGENT_ENV, TOKEN_ENV, TRUST_ANCHOR, TLS_CA)
 
 
 def uninstall(
@@ -178,7 +145,7 @@ def uninstall(
     live: bool | None = None,
 ) -> int:
     """Run ``agent uninstall``: stop and disable the unit (live), remove the files, and with
-    ``purge`` the data dir and the user; return the exit status."""
+    ``purge`` the data dir; return the exit status."""
     live = (is_live(root) if live is None else live) and system.is_root()
     systemd = live and system.pid1() == "systemd"
     commands: list[Sequence[str]] = []
@@ -206,7 +173,4 @@ def uninstall(
         return 0
     if files.remove_tree(root, DATA_DIR):
         out.write(f"removed {DATA_DIR}\n")
-    if live and system.user_ids(USER) is not None:
-        system.run(["userdel", USER])
-        out.write(f"removed the system user {USER}\n")
     return 0

@@ -8,13 +8,18 @@ The layout (``docs/operator-guide.md``, ADR 0008):
 ``/etc/swarmdeploy/ca.pem``                    0644   the manager's deployment CA (trust anchor)
 ``/etc/swarmdeploy/api-ca.pem``                0644   with ``--tls-ca``: the https API's CA
 ``/etc/systemd/system/swarmdeploy-agent.service`` 0644 the unit (watchdog, hardening)
-``/etc/sysusers.d/swarmdeploy-agent.conf``     0644   the ``swarmdeploy`` system user
 ``/var/lib/swarmdeploy-agent``                 0700   the data dir (keys, state, spool, tasks)
 ============================================== ====== =========================================
 
+The agent runs as root, and no agent user is created (ADR 0008): the sandbox keeps deployed
+commands apart from the agent by real uid (they run as uid 65534, the agent's keys are
+root's, ADR 0004), and device grants, group grants and sealed install trees need root. Under
+an unprivileged agent user a sandbox escapee would be that user, holding the device's keys.
+The unit's hardening protects the rest of the system from the agent instead.
+
 The token lives in a file of its own so that one image can carry everything but the token,
 and each device gets its token from a small per-device overlay (:mod:`.image`). systemd reads
-both environment files as root before it drops to the agent's user; the agent ignores a
+both environment files (root's, 0600) before it starts the agent; the agent ignores a
 spent token on later starts, so the file may stay.
 """
 
@@ -24,7 +29,6 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-USER = "swarmdeploy"
 UNIT_NAME = "swarmdeploy-agent.service"
 ETC_DIR = PurePosixPath("/etc/swarmdeploy")
 AGENT_ENV = ETC_DIR / "agent.env"
@@ -34,7 +38,6 @@ TLS_CA = ETC_DIR / "api-ca.pem"
 UNIT_PATH = PurePosixPath("/etc/systemd/system") / UNIT_NAME
 #: ``systemctl enable`` of a unit with ``WantedBy=multi-user.target`` makes this link.
 WANTS_LINK = PurePosixPath("/etc/systemd/system/multi-user.target.wants") / UNIT_NAME
-SYSUSERS_PATH = PurePosixPath("/etc/sysusers.d/swarmdeploy-agent.conf")
 DATA_DIR = PurePosixPath("/var/lib/swarmdeploy-agent")
 #: Where the .deb puts the agent (ADR 0009); the default command of an image.
 PACKAGED_EXEC = "/opt/swarmdeploy/bin/swarmdeploy"
@@ -101,7 +104,7 @@ def token_env(token: str, target_id: str | None = None) -> FileSpec:
 
 
 def trust_anchor(pem: bytes) -> FileSpec:
-    """``/etc/swarmdeploy/ca.pem``: public, readable by the agent's user."""
+    """``/etc/swarmdeploy/ca.pem``: a public certificate."""
     return FileSpec(TRUST_ANCHOR, 0o644, pem)
 
 
@@ -112,15 +115,6 @@ def public_files(config: AgentConfig) -> list[FileSpec]:
     if config.tls_ca_pem is not None:
         specs.append(FileSpec(TLS_CA, 0o644, config.tls_ca_pem))
     return specs
-
-
-def sysusers_entry() -> FileSpec:
-    """The system user, for ``systemd-sysusers`` (at boot, or run by ``agent install``)."""
-    text = (
-        "# swarmdeploy device agent: a system user without login\n"
-        f'u {USER} - "swarmdeploy device agent" {DATA_DIR} /usr/sbin/nologin\n'
-    )
-    return FileSpec(SYSUSERS_PATH, 0o644, text.encode())
 
 
 def wants_link() -> FileSpec:
@@ -166,9 +160,9 @@ WatchdogSec=30
 ExecStart=@EXEC@ agent --data-dir /var/lib/swarmdeploy-agent
 EnvironmentFile=-/etc/swarmdeploy/agent.env
 EnvironmentFile=-/etc/swarmdeploy/token.env
-User=swarmdeploy
-Group=swarmdeploy
-# /var/lib/swarmdeploy-agent, created and owned by the user, mode 0700 (what the agent checks).
+# Root, deliberately (ADR 0008): deployed commands run as uid 65534 in the sandbox, apart from
+# the agent's keys, which only root can read; device and group grants need root as well.
+# /var/lib/swarmdeploy-agent, mode 0700 (what the agent checks).
 StateDirectory=swarmdeploy-agent
 StateDirectoryMode=0700
 UMask=0077

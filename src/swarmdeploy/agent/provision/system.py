@@ -1,5 +1,4 @@
-"""The seam to the running system: PID 1, the user database and the commands that change
-them (``systemd-sysusers``/``useradd``, ``systemctl``, ``userdel``).
+"""The seam to the running system: PID 1, whether this process is root, and ``systemctl``.
 
 :class:`HostSystem` is the real one; tests pass a recording fake. Nothing here is used unless
 the root being provisioned is ``/`` (``live``): an image or a test's directory tree never
@@ -9,8 +8,6 @@ touches the machine it is prepared on.
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,19 +29,10 @@ class System(Protocol):
         """The name of process 1 (``systemd`` when systemd runs the machine)."""
 
     def is_root(self) -> bool:
-        """Whether this process may change users and system services."""
-
-    def user_ids(self, name: str) -> tuple[int, int] | None:
-        """(uid, gid) of a user, None if there is none."""
-
-    def has_program(self, name: str) -> bool:
-        """Whether ``name`` is on PATH."""
+        """Whether this process may change system services."""
 
     def run(self, argv: Sequence[str]) -> None:
         """Run a command; :class:`ProvisionError` naming it when it fails."""
-
-    def chown(self, path: Path, ids: tuple[int, int]) -> None:
-        """Give ``path`` to (uid, gid)."""
 
 
 class HostSystem:
@@ -61,18 +49,6 @@ class HostSystem:
         """Effective uid 0."""
         return os.geteuid() == 0
 
-    def user_ids(self, name: str) -> tuple[int, int] | None:
-        """From the password database."""
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            return None
-        return entry.pw_uid, entry.pw_gid
-
-    def has_program(self, name: str) -> bool:
-        """``shutil.which``."""
-        return shutil.which(name) is not None
-
     def run(self, argv: Sequence[str]) -> None:
         """Run ``argv`` (60 s at most), its output passed through."""
         try:
@@ -81,7 +57,3 @@ class HostSystem:
             raise ProvisionError(f"cannot run {' '.join(argv)}: {exc}") from None
         if done.returncode != 0:
             raise ProvisionError(f"{' '.join(argv)} failed with exit status {done.returncode}")
-
-    def chown(self, path: Path, ids: tuple[int, int]) -> None:
-        """``os.chown`` (the data dir only: nothing below it exists yet)."""
-        os.chown(path, *ids)
