@@ -130,3 +130,16 @@ def test_token_file_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ProvisionError, match=r"t\.txt") as caught:
         parse_token_file(text, "t.txt")
     assert message in str(caught.value)
+
+
+def test_a_symbolic_link_in_the_image_cannot_lead_writes_out_of_it(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, outside = tmp_path / "image", tmp_path / "host-etc"
+    outside.mkdir()
+    root.mkdir()
+    (root / "etc").symlink_to(outside)  # an absolute link, as a hostile image could hold
+    args = _args(root, anchor_file(tmp_path), "--token", "abcd-ef01-2345")
+    assert agent_main(args) == 2
+    assert "leads out of" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []

@@ -23,6 +23,23 @@ def below(root: Path, path: PurePosixPath) -> Path:
     return root / path.relative_to("/")
 
 
+def _inside(root: Path, directory: Path) -> None:
+    """LayoutError unless ``directory`` resolves below ``root``: a symbolic link in a mounted
+    image (``/etc -> /host/etc``) must not lead the writes out of it. Checked on the deepest
+    part that exists, before anything is created."""
+    existing = directory
+    while not existing.exists() and not existing.is_symlink() and existing != root:
+        existing = existing.parent
+    real_root, real = root.resolve(), existing.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise LayoutError(f"{existing} leads out of {root} through a symbolic link ({real})")
+
+
+def _make_parents(root: Path, target: Path) -> None:
+    _inside(root, target.parent)
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
 def describe(specs: Iterable[FileSpec]) -> str:
     """The ``--dry-run`` text: every file with its mode and content (links with target)."""
     parts = []
@@ -39,7 +56,7 @@ def describe(specs: Iterable[FileSpec]) -> str:
 def write(root: Path, spec: FileSpec) -> Path:
     """Write one file (or link) below ``root``, replacing what is there; return its path."""
     target = below(root, spec.path)
-    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _make_parents(root, target)
     tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
     if spec.link_to is not None:
         tmp.unlink(missing_ok=True)
@@ -62,7 +79,8 @@ def write(root: Path, spec: FileSpec) -> Path:
 def make_dir(root: Path, path: PurePosixPath, mode: int) -> Path:
     """Create a directory below ``root`` (parents 0755) and set ``mode`` on it."""
     target = below(root, path)
-    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _make_parents(root, target)
+    _inside(root, target)
     target.mkdir(mode=mode, exist_ok=True)
     target.chmod(mode)
     return target
