@@ -53,7 +53,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Stop and disable the agent, remove its unit, settings and trust anchor;"
         " the data dir (this device's identity) is kept unless --purge.",
     )
-    remove.add_argument("--root", type=Path, default=Path("/"), help="system root (default /)")
+    remove.add_argument(
+        "--root", type=Path, default=Path("/"), metavar="DIR", help="system root (default /)"
+    )
     remove.add_argument("--purge", action="store_true", help="remove the data dir too")
     remove.add_argument("--dry-run", action="store_true", help="show what would be removed")
     image = commands.add_parser(
@@ -65,35 +67,52 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     _shared(image, environ.get(EXEC_ENV) or PACKAGED_EXEC, root_default=None)
     tokens = image.add_mutually_exclusive_group(required=True)
     tokens.add_argument("--token", help="the one device's registration token")
-    tokens.add_argument("--token-file", type=Path, help="one 'TOKEN [ID]' per line")
+    tokens.add_argument("--token-file", type=Path, metavar="FILE", help="one 'TOKEN [ID]' per line")
     image.add_argument("--id", help="target id of the one device (with --token)")
     image.add_argument(
-        "--overlays", type=Path, help="directory for the per-device token overlays (outside ROOT)"
+        "--overlays",
+        type=Path,
+        metavar="DIR",
+        help="directory for the per-device token overlays (outside ROOT)",
     )
     return parser
 
 
 def _shared(parser: argparse.ArgumentParser, exec_default: str, root_default: str | None) -> None:
-    parser.add_argument("--manager", required=True, help="manager URL, e.g. http://manager:8080")
+    parser.add_argument(
+        "--manager", required=True, metavar="URL", help="manager URL, e.g. http://manager:8080"
+    )
     parser.add_argument(
         "--trust-anchor",
         type=Path,
         required=True,
+        metavar="FILE",
         help="the manager's ca.pem (swarmdeploy keys ca --pem > ca.pem)",
     )
     parser.add_argument(
         "--tls-ca",
         type=Path,
+        metavar="FILE",
         help="PEM certificate(s) of an https:// manager's API, the only ones trusted (docs/tls.md)",
     )
-    parser.add_argument("--tags", default="", help="comma-separated tags sent at registration")
+    parser.add_argument(
+        "--tags", default="", metavar="A,B", help="comma-separated tags sent at registration"
+    )
     if root_default is None:
         parser.add_argument(
-            "--root", type=Path, required=True, help="the mounted image or directory tree"
+            "--root",
+            type=Path,
+            required=True,
+            metavar="DIR",
+            help="the mounted image or directory tree",
         )
     else:
         parser.add_argument(
-            "--root", type=Path, default=Path(root_default), help="system root (default /)"
+            "--root",
+            type=Path,
+            default=Path(root_default),
+            metavar="DIR",
+            help="system root (default /)",
         )
     parser.add_argument(
         "--exec",
