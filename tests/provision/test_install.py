@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pathlib
 import stat
+import subprocess
 
 import pytest
 
 from swarmdeploy.agent.main import main as agent_main
-from swarmdeploy.agent.provision.install import InstallRequest, install, uninstall
+from swarmdeploy.agent.provision.install import (
+    InstallRequest,
+    foreground_command,
+    install,
+    uninstall,
+)
 from swarmdeploy.agent.provision.layout import AgentConfig
 from tests.provision.helpers import RecordingSystem, anchor_file, output, read_env_file
 
@@ -178,3 +184,21 @@ def test_tls_ca_of_an_https_manager_is_installed_and_named_in_the_settings(
     cert.write_text("not a certificate\n")
     assert agent_main(args) == 2
     assert f"--tls-ca {cert} holds no PEM certificate" in capsys.readouterr().err
+
+
+def test_foreground_line_for_a_system_without_systemd_runs_with_both_env_files(
+    tmp_path: pathlib.Path,
+) -> None:
+    root = tmp_path / "root"
+    assert agent_main(_install_args(root, anchor_file(tmp_path))) == 0
+    program = tmp_path / "printenv.sh"  # prints the environment the agent would get
+    program.write_text("#!/bin/sh\nenv\n")
+    program.chmod(0o755)
+    line = foreground_command(str(program))
+    line = line.replace(" /etc/", f" {root}/etc/")
+    done = subprocess.run(["sh", "-c", line.removeprefix("sh -c ").strip("'")],
+                          capture_output=True, text=True, timeout=30, check=True,
+                          env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    printed = dict(x.split("=", 1) for x in done.stdout.splitlines() if "=" in x)
+    assert printed["SWARMDEPLOY_AGENT_TOKEN"] == TOKEN
+    assert printed["SWARMDEPLOY_AGENT_MANAGER"] == "http://127.0.0.1:8080"
