@@ -4,8 +4,8 @@ Install, in order: write the files of :mod:`.layout` below the root (environment
 the trust anchor, the unit), create the data dir (0700, root's: the agent runs as root, ADR
 0008); then, only when the root is ``/`` (``live``), this process is root and systemd is PID
 1, ``systemctl daemon-reload``, ``enable`` and ``restart`` the unit. Whatever it does not do
-itself it prints as the exact commands to run. ``--dry-run``
-prints every file with its mode and content and the commands, and changes nothing.
+itself it prints as the exact commands to run. ``--dry-run`` prints every file with its mode
+and content and the commands, and changes nothing.
 
 Uninstall reverses it; the data dir (the device's keys and identity) is kept unless
 ``purge``.
