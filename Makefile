@@ -4,13 +4,16 @@
 #   make check  format, lint, types and import contracts
 #   make bench  benchmarks under bench/ (numbers saved in bench/results/)
 #   make screenshots  the GUI's browser tests, saving a picture of each view in docs/screenshots/
+#   make deb    the agent's Debian package in dist/ (deploy/deb/build.sh; docs/adr/0009)
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv demo test check fmt bench screenshots clean
+DEB_OUT ?= dist
+
+.PHONY: all venv demo test check fmt bench screenshots deb clean
 
 all: check test
 
@@ -43,6 +46,9 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	SWARMDEPLOY_SCREENSHOTS=1 $(PY) -m pytest -q tests/gui
+
+deb: $(STAMP)
+	PIP_PYTHON=$(PY) deploy/deb/build.sh $(DEB_OUT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

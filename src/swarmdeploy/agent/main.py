@@ -12,6 +12,8 @@ task's signed ``sandbox`` section may ask for (``docs/security.md``, ADR 0007). 
 option also comes from
 ``SWARMDEPLOY_AGENT_<OPTION>`` (``--data-dir`` -> ``SWARMDEPLOY_AGENT_DATA_DIR``); the
 command line wins. The settings are validated once here and passed down.
+``swarmdeploy agent install|uninstall|provision`` are dispatched to
+:mod:`swarmdeploy.agent.provision` before the daemon's parser.
 
 Exit status: 0 after a clean shutdown (SIGTERM/SIGINT); 2 when an operator must change
 something (options, token, id, data dir, state); 3 when the manager is unreachable or keeps
@@ -40,6 +42,8 @@ if TYPE_CHECKING:  # imported where used: main() decides first what may be impor
     from swarmdeploy.transport.base import AgentTransport
 
 logger = logging.getLogger("swarmdeploy.agent")
+#: ``swarmdeploy agent install|uninstall|provision`` (:mod:`swarmdeploy.agent.provision`).
+PROVISION_COMMANDS = ("install", "uninstall", "provision")
 ENV_PREFIX = "SWARMDEPLOY_AGENT_"
 
 # (option, type, help); the destination is the option name with '-' -> '_'.
@@ -172,6 +176,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
         description="swarmdeploy Deployment Agent. Every option can also be set with the"
         " environment variable SWARMDEPLOY_AGENT_<OPTION> (e.g. SWARMDEPLOY_AGENT_DATA_DIR).",
+        epilog="To put the agent on a device or into an image: swarmdeploy agent"
+        " install|uninstall|provision --help.",
     )
     for option, kind, text in _OPTIONS:
         env = env_name(option)
@@ -265,9 +271,14 @@ def _grants(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit status (see the module doc)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] and arguments[0] in PROVISION_COMMANDS:  # not the daemon: no keep_lean()
+        from swarmdeploy.agent.provision.cli import main as provision_main
+
+        return provision_main(arguments, environ)
     keep_lean()
     env = os.environ if environ is None else environ
-    args = build_parser(env).parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser(env).parse_args(arguments)
     try:
         configure_logging(args.log_level or "INFO", args.log_format or "text")
     except ValueError as exc:
