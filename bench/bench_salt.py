@@ -197,7 +197,7 @@ class SideBySide:
             sha256 = hashlib.sha256(data).hexdigest()
             self.peer.write_payload(data)
             order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
-            done: dict[str, Any] = {"order": order}
+            done: dict[str, Any] = {"order": order, "load_1m": round(os.getloadavg()[0], 2)}
             for name in order:
                 done[name] = self.one(name, data, sha256)
                 print(f"salt: round {i + 1} {name}: {done[name]['wall_s']} s", flush=True)
