@@ -301,6 +301,21 @@ def run(devices: int, pairs: int, idle_s: float, cache: Path) -> dict[str, Any]:
     }
 
 
+def earlier_runs(path: Path) -> list[dict[str, Any]]:
+    """The headline figures of the runs already in ``path`` (the machine is shared: one run
+    alone says little), newest first."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict) or "latency" not in old:
+        return []
+    keep = ("measured_at", "load", "latency", "ratios")
+    latest = {k: old[k] for k in keep if k in old}
+    previous = old.get("earlier_runs", [])
+    return [latest, *(previous if isinstance(previous, list) else [])]
+
+
 def main(argv: list[str]) -> int:
     """Entry point for ``python -m bench salt``."""
     parser = argparse.ArgumentParser(
@@ -337,6 +352,7 @@ def main(argv: list[str]) -> int:
         "payload_bytes": 1 << 20,
         **figures,
     }
+    doc["earlier_runs"] = earlier_runs(args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps({k: doc[k] for k in ("latency", "ratios", "idle", "load")}, indent=2))

@@ -178,7 +178,7 @@ async def run(opts: SimulateOptions, stop: asyncio.Event) -> int:
                 last = snapshot(fleet.agents, fleet.progress, fleet.registered, started)
         finally:
             await fleet.close()
-    print(plain_line(last), flush=True)
+    print(f"simulator stopped: {plain_line(last)}", flush=True)
     for problem in fleet.progress.failures[:10]:
         print(f"problem: {problem}", file=sys.stderr)
     return 1 if fleet.progress.failures else 0
