@@ -171,6 +171,8 @@ class SideBySide:
 
         def run() -> dict[str, Any]:
             answer = self.peer.request("apply", timeout_s=120)
+            if answer["error"]:
+                raise SaltError(f"LocalClient state.apply failed: {answer['error']}")
             return self._checked(answer["s"], answer["ret"], sha256)
 
         return self._timed(self.master_pid, self.minion_pids, run)

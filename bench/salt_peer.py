@@ -43,6 +43,10 @@ checksum:
       - file: payload
 """
 
+#: Marks the helper's answer lines (Salt itself may print to stdout, e.g. while the master
+#: is not up yet).
+ANSWER = "@@answer "
+
 #: Runs in the Salt venv: one JSON request per line in, one JSON answer per line out.
 HELPER = """\
 import json, sys, time
@@ -51,11 +55,13 @@ client = salt.client.LocalClient(c_path=sys.argv[1])
 for line in sys.stdin:
     req = json.loads(line)
     t0 = time.perf_counter()
-    if req["op"] == "ping":
-        ret = client.cmd("*", "test.ping", timeout=req["timeout"])
-    else:
-        ret = client.cmd("*", "state.apply", ["bench"], timeout=req["timeout"])
-    print(json.dumps({"s": time.perf_counter() - t0, "ret": ret}, default=str), flush=True)
+    fun, args = ("test.ping", []) if req["op"] == "ping" else ("state.apply", ["bench"])
+    try:
+        ret, error = client.cmd("*", fun, args, timeout=req["timeout"]), ""
+    except Exception as exc:
+        ret, error = {}, f"{type(exc).__name__}: {exc}"
+    answer = {"s": time.perf_counter() - t0, "ret": ret, "error": error}
+    print("@@answer " + json.dumps(answer, default=str), flush=True)
 """
 
 
@@ -152,7 +158,7 @@ class SaltPeer:
                                             stderr=log, text=True, cwd=self.root)  # fmt: skip
         deadline = t0 + timeout_s
         while True:
-            answered = self.request("ping", timeout_s=5)["ret"]
+            answered = self.request("ping", timeout_s=5)["ret"]  # an error: none answered
             if len(answered) >= self.count:
                 return time.monotonic() - t0
             if time.monotonic() > deadline:
@@ -170,10 +176,10 @@ class SaltPeer:
         assert helper is not None and helper.stdin is not None and helper.stdout is not None
         helper.stdin.write(json.dumps({"op": op, "timeout": timeout_s}) + "\n")
         helper.stdin.flush()
-        line = helper.stdout.readline()
-        if not line:
-            raise SaltError(f"the LocalClient helper ended; see {self.root / 'helper.log'}")
-        answer: dict[str, Any] = json.loads(line)
+        while not (line := helper.stdout.readline()).startswith(ANSWER):
+            if not line:
+                raise SaltError(f"the LocalClient helper ended; see {self.root / 'helper.log'}")
+        answer: dict[str, Any] = json.loads(line.removeprefix(ANSWER))
         return answer
 
     def apply_cli(self, timeout_s: float = 120.0) -> tuple[float, dict[str, Any]]:
