@@ -63,8 +63,9 @@ def _missing_extra(command: str, module: str) -> int:
         return 0 if command else 2
     extra = EXTRAS.get(command, "cli")
     what = f"swarmdeploy {command}" if extra != "cli" else "the swarmdeploy operator CLI"
+    extras = "extras" if "," in extra else "extra"
     print(
-        f"{what} needs the '{extra}' extra (module {module} is missing): "
+        f"{what} needs the '{extra}' {extras} (module {module} is missing): "
         f"pip install 'swarmdeploy[{extra}]'",
         file=sys.stderr,
     )

@@ -20,7 +20,8 @@ from swarmdeploy.client import ApiError, ManagerClient
 
 app = typer.Typer(
     help="Operate a swarmdeploy fleet. Also: `swarmdeploy manager ...` runs the Deployment "
-    "Manager, `swarmdeploy agent ...` runs the Deployment Agent on a device.",
+    "Manager, `swarmdeploy agent ...` runs the Deployment Agent on a device, "
+    "`swarmdeploy simulate ...` load-tests a manager with simulated agents.",
     no_args_is_help=True,
     add_completion=False,
 )
