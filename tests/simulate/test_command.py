@@ -131,3 +131,16 @@ def test_existing_token_set_without_its_tokens_names_tokens_file(fleet: LocalFle
 
     assert done.returncode == 1
     assert "--tokens-file" in done.stderr and "'taken'" in done.stderr
+
+
+def test_duration_ends_the_run_by_itself_with_status_0(fleet: LocalFleet) -> None:
+    proc, out = _simulate(
+        fleet, "--agents", "1", "--token-set", "short", "--api-key", fleet.admin_key,
+        "--duration", "3",
+    )  # fmt: skip
+    try:
+        status = proc.wait(timeout=90)
+    finally:
+        _stop(proc)
+    assert status == 0, out.read_text()
+    assert "simulator stopped:" in out.read_text()
