@@ -7,9 +7,9 @@ For each N (default 100 and 500; ``--agents 1000`` for a thousand) a fresh manag
 as a real process on loopback, exactly like ``swarmdeploy.localfleet`` does (own data dir,
 SQLite by default; ``--database postgresql`` starts a throw-away PostgreSQL server with a fresh
 database per N, ``--database URL`` uses an empty database of yours, for one N). This process
-then runs N simulated agents (``bench/fleet_sim.py``: own CurveZMQ keys, real registration
-with one-time tokens, the real agent-side ZeroMQ transport, signature and SHA-256 checks) and
-measures:
+then runs N simulated agents (``swarmdeploy.simulate``, the agents of ``swarmdeploy simulate``:
+own CurveZMQ keys, real registration with one-time tokens, the real agent-side ZeroMQ
+transport, signature and SHA-256 checks) and measures:
 
 * ``register``: every agent registers through ``POST /rpc/targets`` (32 at a time; a ``429``
   is waited out as its ``Retry-After`` says); ``connect``: all agents connect at once until
@@ -50,10 +50,10 @@ import httpx
 import psutil
 
 from bench.fleet_measure import MB, Phase, ProcessMonitor, timed_get
-from bench.fleet_sim import SimAgent
-from bench.fleet_state import Progress, SimSettings
 from swarmdeploy.crypto.anchors import AnchorSet, parse_anchor_file
 from swarmdeploy.localfleet import LocalFleet
+from swarmdeploy.simulate.agent import SimAgent
+from swarmdeploy.simulate.state import Progress, SimSettings
 
 RESULTS = Path(__file__).parent / "results" / "fleet.json"
 DEFAULT_COUNTS = (100, 500)

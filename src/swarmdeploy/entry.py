@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 #: The extra that installs what each command needs (``pip install 'swarmdeploy[EXTRA]'``).
-EXTRAS = {"manager": "manager", "agent": "agent"}
+EXTRAS = {"manager": "manager", "agent": "agent", "simulate": "agent,cli"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
             agent = importlib.import_module("swarmdeploy.agent.main")
             status: int = agent.main(args[1:])
             return status
+        if command == "simulate":  # the load-testing simulator: agent side plus httpx
+            simulate = importlib.import_module("swarmdeploy.simulate.main")
+            sim_status: int = simulate.main(args[1:])
+            return sim_status
         from swarmdeploy.cli.app import main as cli_main
     except ModuleNotFoundError as exc:
         if (exc.name or "swarmdeploy").partition(".")[0] == "swarmdeploy":
@@ -59,8 +63,9 @@ def _missing_extra(command: str, module: str) -> int:
         return 0 if command else 2
     extra = EXTRAS.get(command, "cli")
     what = f"swarmdeploy {command}" if extra != "cli" else "the swarmdeploy operator CLI"
+    extras = "extras" if "," in extra else "extra"
     print(
-        f"{what} needs the '{extra}' extra (module {module} is missing): "
+        f"{what} needs the '{extra}' {extras} (module {module} is missing): "
         f"pip install 'swarmdeploy[{extra}]'",
         file=sys.stderr,
     )

@@ -32,7 +32,8 @@ __all__ = ["Ctx", "app", "keys_app", "main"]
 
 app = typer.Typer(
     help="Operate a swarmdeploy fleet. Also: `swarmdeploy manager ...` runs the Deployment "
-    "Manager, `swarmdeploy agent ...` runs the Deployment Agent on a device.",
+    "Manager, `swarmdeploy agent ...` runs the Deployment Agent on a device, "
+    "`swarmdeploy simulate ...` load-tests a manager with simulated agents.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,

@@ -1,4 +1,5 @@
-"""Lightweight simulated agents for ``python -m bench fleet``: many in one asyncio process.
+"""Lightweight simulated agents for ``swarmdeploy simulate`` and ``python -m bench fleet``:
+many in one asyncio process.
 
 Each :class:`SimAgent` has its own CurveZMQ key pair and Ed25519 identity key, registers
 through the real ``POST /rpc/targets`` with a one-time token (waiting out ``429`` like the
@@ -15,14 +16,16 @@ like the real agent does:
   accepted sequence is kept per task kind, so a replayed or older task is refused);
 * ``transferring``: every chunk pulled with a window of outstanding ``chunk_request`` (re-sent
   after ``resend_s`` or a reconnect), its length checked, the artifact's SHA-256 compared with
-  the signed manifest; then ``installing``, ``installed``, ``running`` (after
-  :func:`~swarmdeploy.crypto.signing.verify_installed`, as before a real start) and
+  the signed manifest; then ``installing`` and, after the simulated install time
+  (``SimSettings.install_s``), either ``install_failed`` with a reason (for the share
+  ``SimSettings.failure_rate`` of installs, drawn per install) or ``installed``, ``running``
+  (after :func:`~swarmdeploy.crypto.signing.verify_installed`, as before a real start) and
   ``exited`` -- nothing is unpacked or run. Every state report is re-sent until acknowledged.
 * the stage markers a real agent spools are sent as one ``log`` batch, re-sent until
   ``log_ack``.
 
-Nothing is written to disk. :class:`~bench.fleet_state.Progress` counts what all agents
-did; the benchmark waits on it.
+Nothing is written to disk. :class:`~swarmdeploy.simulate.state.Progress` counts what all
+agents did; callers wait on it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import base64
 import contextlib
 import logging
 import platform
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -41,8 +45,6 @@ import httpx
 import msgspec
 from nacl.signing import SigningKey
 
-from bench.fleet_state import Progress, SimError, SimSettings, SimTask, now_ms
-from bench.fleet_transfer import Transfer
 from swarmdeploy import __version__
 from swarmdeploy.agent.backoff import Backoff
 from swarmdeploy.crypto.curve import generate_keypair
@@ -53,6 +55,8 @@ from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
+from swarmdeploy.simulate.state import Progress, SimError, SimSettings, SimTask, now_ms
+from swarmdeploy.simulate.transfer import Transfer
 from swarmdeploy.transport.base import AgentLinkConfig, LinkEvent, LinkState
 from swarmdeploy.transport.zmq import ZmqAgentTransport
 
@@ -74,6 +78,7 @@ class SimAgent:
         self.keys = generate_keypair()
         self._identity = SigningKey.generate()
         self.boot_id = secrets.token_hex(8)
+        self._rng = random.Random(secrets.randbits(64))
         self.tags = settings.tags
         self.config_revision = 0
         self.revoked = Revocations()
@@ -162,14 +167,18 @@ class SimAgent:
         await self.transport.connect()
         self._loop = asyncio.create_task(self._serve(), name=f"sim:{self.target_id}")
 
-    async def close(self) -> None:
-        """Stop serving and close the link (no ``bye``: the manager is stopped next)."""
+    async def close(self, *, bye: bool = False) -> None:
+        """Stop serving and close the link; with ``bye`` the manager is told first (the
+        benchmark stops its manager next and sends none)."""
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
+        if bye and self.transport is not None:
+            with contextlib.suppress(Exception):  # best effort: the link may be down
+                await self.send(m.Bye(reason="simulator stopped"))
         if self.transport is not None:
-            await self.transport.close()
+            await self.transport.close(linger_s=0.5 if bye else 0.0)
 
     async def send(self, msg: m.Message) -> None:
         """Hand ``msg`` to the link (dropped while disconnected; resends recover)."""
@@ -193,17 +202,21 @@ class SimAgent:
                 self.progress.count("crashes")
 
     def _timeout(self) -> float:
-        due = min(self._next_heartbeat, self._next_health)
+        due = min(self._next_heartbeat, self._next_health, *self._installs_due())
         if self._unacked or self._spool or any(t.transfer or t.fetch_sent for t in self.open()):
             due = min(due, time.monotonic() + 1.0)
         return max(0.01, min(due - time.monotonic(), 60.0))
 
+    def _installs_due(self) -> list[float]:
+        return [t.install_due for t in self.tasks.values() if t.install_due]
+
     def idle(self) -> bool:
-        """Whether everything this agent sent is acknowledged (reports, logs, requests)."""
+        """Whether everything this agent sent is acknowledged (reports, logs, requests) and
+        no simulated install is running."""
         return (
             not self._unacked
             and not self._spool
-            and not any(t.transfer or t.fetch_sent for t in self.open())
+            and not any(t.transfer or t.fetch_sent or t.install_due for t in self.open())
         )
 
     def open(self) -> list[SimTask]:
@@ -250,6 +263,10 @@ class SimAgent:
         if now >= self._next_health:
             self._next_health = now + self.settings.health_s
             await self.send(self._health())
+        for task in self.open():
+            if task.install_due and now >= task.install_due:
+                task.install_due = 0.0
+                await self._install_done(task)
         await self._resend(now)
 
     def _health(self) -> m.Health:
@@ -330,7 +347,7 @@ class SimAgent:
         for task in self.open():
             if not msg.task_id or msg.task_id == task.task_id:
                 task.transfer = None
-                task.fetch_sent = 0.0
+                task.fetch_sent = task.install_due = 0.0
                 await self._move(task, S.STOPPED, reason="stopped by request")
         await self.send(m.RequestAck(request_id=msg.request_id))
 
@@ -361,8 +378,8 @@ class SimAgent:
         fetching = task.fetch_sent or task.manifest is not None
         if msg.state is S.ACCEPTED and task.state is S.ACCEPTED and not fetching:
             await self._fetch(task)  # once: an ack of a re-sent report must not fetch again
-        elif msg.state is S.EXITED:
-            self.progress.note_exited(task.task_id, self.target_id)
+        elif msg.state in FINAL_STATES:
+            self.progress.note_final(task.task_id, self.target_id, msg.state)
 
     async def _fetch(self, task: SimTask) -> None:
         task.fetch_sent = time.monotonic()
@@ -436,6 +453,22 @@ class SimAgent:
         self._marker(task.task_id, "transfer", "payload complete, SHA-256 verified")
         await self._move(task, S.INSTALLING)
         self._marker(task.task_id, "install", f"running {len(task.manifest.install)} command(s)")
+        if self.settings.install_s > 0:  # the outcome comes at a later tick
+            task.install_due = time.monotonic() + self.settings.install_s
+            return
+        await self._install_done(task)
+
+    async def _install_done(self, task: SimTask) -> None:
+        """The simulated install ended: failed (drawn with ``failure_rate``) or installed,
+        then started and exited."""
+        assert task.manifest is not None and task.signed
+        if self._rng.random() < self.settings.failure_rate:
+            self.progress.count("simulated_failures")
+            reason = f"simulated install failure (failure rate {self.settings.failure_rate:g})"
+            self._marker(task.task_id, "install", reason)
+            await self._move(task, S.INSTALL_FAILED, reason=reason)
+            await self._send_log()
+            return
         await self._move(task, S.INSTALLED)
         manifest, signature, certificate, sequence = task.signed
         verify_installed(  # the real agent checks again before every start
@@ -456,6 +489,8 @@ class SimAgent:
         self._log_backoff.reset()
         self._log_acked = max(self._log_acked, upto_seq)
         self._spool = [e for e in self._spool if e.seq > upto_seq]
+        if not self._spool:
+            self._log_sent = 0.0  # new lines are a first send, not a re-send
         if self._log_acked >= self._next_seq:  # the manager holds more: continue after it
             self._next_seq = self._log_acked + 1
 

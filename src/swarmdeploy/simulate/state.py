@@ -1,6 +1,6 @@
-"""What the simulated agents of ``python -m bench fleet`` share: their settings, the
-fleet's :class:`Progress` (counters and the events the benchmark waits on) and the
-per-task record of one agent."""
+"""What the simulated agents of ``swarmdeploy simulate`` (and ``python -m bench fleet``)
+share: their settings, the fleet's :class:`Progress` (counters and the events a caller waits
+on) and the per-task record of one agent."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from bench.fleet_transfer import Transfer
 from swarmdeploy.crypto.anchors import AnchorSet
 from swarmdeploy.protocol.manifest import TaskManifest
-from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.protocol.states import FINAL_STATES, TargetState
+from swarmdeploy.simulate.transfer import Transfer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,14 @@ class SimSettings:
     max_task_bytes: int = 1 << 30
     reconnect_ivl_s: float = 0.5
     reconnect_ivl_max_s: float = 5.0
+    install_s: float = 0.0  # simulated time between ``installing`` and its outcome
+    failure_rate: float = 0.0  # share of installs that end ``install_failed`` (0.0 .. 1.0)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"failure rate {self.failure_rate} is not between 0.0 and 1.0")
+        if self.install_s < 0:
+            raise ValueError(f"install time {self.install_s} s is negative")
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Progress:
     configured: set[str] = field(default_factory=set)
     all_configured: asyncio.Event = field(default_factory=asyncio.Event)
     exited: dict[str, set[str]] = field(default_factory=dict)
+    finals: dict[str, dict[str, TargetState]] = field(default_factory=dict)
     verified: dict[str, set[str]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     failed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -57,7 +66,8 @@ class Progress:
         self.counts[what] = self.counts.get(what, 0) + n
 
     def done_event(self, task_id: str) -> asyncio.Event:
-        """Set once every agent's ``exited`` for ``task_id`` is acknowledged."""
+        """Set once every agent's final state (``exited``, ``install_failed``, ...) for
+        ``task_id`` is acknowledged."""
         return self._done.setdefault(task_id, asyncio.Event())
 
     def note_welcome(self, target_id: str) -> None:
@@ -72,10 +82,13 @@ class Progress:
         if len(self.configured) >= self.total:
             self.all_configured.set()
 
-    def note_exited(self, task_id: str, target_id: str) -> None:
-        """The manager acknowledged ``exited`` of ``target_id`` for ``task_id``."""
-        done = self.exited.setdefault(task_id, set())
-        done.add(target_id)
+    def note_final(self, task_id: str, target_id: str, state: TargetState) -> None:
+        """The manager acknowledged the final ``state`` of ``target_id`` for ``task_id``."""
+        assert state in FINAL_STATES, state
+        if state is TargetState.EXITED:
+            self.exited.setdefault(task_id, set()).add(target_id)
+        done = self.finals.setdefault(task_id, {})
+        done[target_id] = state
         if len(done) >= self.total:
             self.done_event(task_id).set()
 
@@ -98,6 +111,7 @@ class SimTask:
     fetch_sent: float = 0.0  # monotonic time of the last fetch_task (0: none outstanding)
     signed: tuple[bytes, bytes, bytes, int] | None = None  # manifest, signature, cert, seq
     reported: list[TargetState] = field(default_factory=list)
+    install_due: float = 0.0  # monotonic time the simulated install ends (0: none running)
 
 
 def now_ms() -> int:
