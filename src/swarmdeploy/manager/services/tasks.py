@@ -39,7 +39,7 @@ from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
-from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
+from swarmdeploy.protocol.descriptor import DEFAULT_APP, TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
 from swarmdeploy.protocol.states import (
     ACTIVE_STATES,
@@ -323,7 +323,7 @@ class TaskService:
             debug=desc.debug,
             descriptor=descriptor,
             created_at=now,
-            expires_at=now + desc.expires_in * 1000,
+            expires_at=now + desc.expires_in_s * 1000,
             created_by=created_by,
             build_host=build_host,
             source_digest=digest,
@@ -481,6 +481,8 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "source": source,
         "build": build_stage_json(r, view.build),
         "deploy": d.get("deploy"),
+        "app": d.get("app") or (DEFAULT_APP if d.get("deploy") else None),
+        "version": d.get("version"),
         "createdAt": r.created_at,
         "expiresAt": r.expires_at,
         "createdBy": r.created_by,
