@@ -24,7 +24,10 @@ from swarmdeploy.manager.api.models import (
     TargetTaskOut,
     TargetUpdate,
 )
+from swarmdeploy.manager.errors import InvalidInput
 from swarmdeploy.manager.services.registry import target_json
+from swarmdeploy.protocol.errors import DescriptorError
+from swarmdeploy.protocol.selector import parse_selector
 
 router = APIRouter(prefix="/targets", tags=["targets"])
 
@@ -42,13 +45,24 @@ async def list_targets(
     search: Annotated[
         str | None, Query(max_length=128, description="Substring of id or name.")
     ] = None,
+    select: Annotated[
+        str | None,
+        Query(
+            max_length=65536,
+            description="A selector (docs/selectors.md), e.g. `camera,+outdoor,!lab`.",
+        ),
+    ] = None,
     page: PageQuery = 1,
     per_page: PerPageQuery = 100,
 ) -> dict[str, Any]:
-    """Targets sorted by id, filtered by tags (AND) and a search string."""
+    """Targets sorted by id, filtered by tags (AND), a search string and a selector."""
     wanted = [t.strip() for t in (tags or "").split(",") if t.strip()]
+    try:
+        selector = parse_selector(select or "", "select")
+    except DescriptorError as exc:
+        raise InvalidInput(exc.message, path="select") from None
     result = await services.registry.list(
-        tags=wanted, search=search or None, page=page, per_page=per_page
+        tags=wanted, search=search or None, page=page, per_page=per_page, selector=selector
     )
     items = [target_json(v) for v in result.items]
     return {"total": result.total, "items": items, "page": page, "perPage": per_page}

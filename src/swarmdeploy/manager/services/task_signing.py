@@ -151,14 +151,18 @@ def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -
             **common,
         )
     run = _section(doc, "deploy", "run")
-    target = _section(doc, "deploy", "target")
+    sel = _selector_of(_section(doc, "deploy", "target"))
     return TaskManifest(
         kind="deploy",
         install=_strings(_section(doc, "deploy", "install"), "commands"),
         run=_strings(run, "commands"),
         auto_restart=bool(run.get("autoRestart", False)),
         app=_app_of(doc),
-        **_selector_fields(target),
+        target_ids=list(sel.ids),
+        target_tags=list(sel.tags),
+        target_all=list(sel.all_tags),
+        target_not=list(sel.not_tags),
+        target_not_ids=list(sel.not_ids),
         **common,
     )
 
@@ -170,24 +174,17 @@ def _app_of(doc: dict[str, Any]) -> str:
     return "" if not isinstance(app, str) or app == DEFAULT_APP else app
 
 
-def _selector_fields(target: dict[str, Any]) -> dict[str, list[str]]:
+def _selector_of(target: dict[str, Any]) -> Selector:
     """The signed selector (``docs/selectors.md``) of a stored ``deploy.target``."""
     text = target.get("select")
     extra = parse_selector(text) if isinstance(text, str) else Selector()
-    sel = Selector.of(
+    return Selector.of(
         [*_strings(target, "ids"), *extra.ids],
         [*_strings(target, "tags"), *extra.tags],
         [*_strings(target, "all"), *extra.all_tags],
         [*_strings(target, "not"), *extra.not_tags],
         [*_strings(target, "notIds"), *extra.not_ids],
     )
-    return {
-        "target_ids": list(sel.ids),
-        "target_tags": list(sel.tags),
-        "target_all": list(sel.all_tags),
-        "target_not": list(sel.not_tags),
-        "target_not_ids": list(sel.not_ids),
-    }
 
 
 class TaskSigner:
