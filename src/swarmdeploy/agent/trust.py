@@ -166,15 +166,18 @@ class Accepted:
 
 class _Kind(msgspec.Struct):
     kind: str = "deploy"
+    app: str = ""
 
 
 def _peek_kind(manifest: bytes) -> str:
-    """The manifest's kind, read before verification only to pick the sequence counter; the
-    verified facts come from the same bytes."""
+    """The manifest's sequence counter (its kind, and its app if it names one: rollback and
+    replay are refused per app, docs/adr/0008), read before verification only to pick the
+    counter; the verified facts come from the same bytes."""
     try:
-        return msgspec.json.decode(manifest, type=_Kind).kind
+        peek = msgspec.json.decode(manifest, type=_Kind)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return "deploy"
+    return peek.kind if not peek.app else f"{peek.kind}:{peek.app}"
 
 
 def _decode(manifest: bytes) -> TaskManifest:
@@ -364,7 +367,7 @@ class Verifier:
             return
         note_accepted(
             self.trust,
-            kind=accepted.manifest.kind,
+            kind=accepted.manifest.sequence_key,
             task_id=task_id,
             sequence=accepted.sequence,
             key_id=accepted.key_id,
