@@ -57,7 +57,8 @@ def test_two_apps_run_side_by_side_and_restart_exactly_once(fleet: LocalFleet) -
     assert not apps["detector"]["behind"]
 
     # an agent killed hard restarts each app's run command exactly once
-    old = {_sleepers(fleet, "m1", 302)[0], _sleepers(fleet, "m1", 303)[0]}
+    new_pid = wait_for(lambda: _sleepers(fleet, "m1", 303), timeout_s=10, what="detector 2")[0]
+    old = {up_pid, new_pid}
     assert fleet.stop_agent("m1", signal.SIGKILL) == -signal.SIGKILL
     fleet.start_agent("m1")
     fleet.wait_online(["m1"])
@@ -68,6 +69,15 @@ def test_two_apps_run_side_by_side_and_restart_exactly_once(fleet: LocalFleet) -
 
     wait_for(one_each, timeout_s=20, what="one new process per app after restart")
     assert not _sleepers(fleet, "m1", 301)
+
+    # a stop of one app leaves the other running
+    fleet.api.request("PUT", "/targets/m1/apps/detector/stop")
+    fleet.wait_states(detector2, {"m1": "stopped"})
+    wait_for(lambda: not _sleepers(fleet, "m1", 303), timeout_s=10, what="detector stopped")
+    assert len(_sleepers(fleet, "m1", 302)) == 1
+    assert fleet.states(uploader) == {"m1": "running"}
+    with pytest.raises(ApiError):
+        fleet.api.request("PUT", "/targets/m1/apps/nothing/stop")
 
 
 def test_standing_release_reaches_late_and_retagged_devices(fleet: LocalFleet) -> None:

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import Field
 
-from swarmdeploy.manager.api.deps import ServicesDep, Viewer
+from swarmdeploy.manager.api.deps import Operator, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
-from swarmdeploy.manager.api.models import ApiModel
+from swarmdeploy.manager.api.models import ApiModel, MessagePublic
 from swarmdeploy.manager.services.apps import DeviceApp, Release, device_apps_of
 from swarmdeploy.protocol.descriptor import APP_NAME_PATTERN
 from swarmdeploy.storage.records import TaskAppRecord
@@ -161,3 +161,20 @@ async def target_apps(target_id: TargetId, services: ServicesDep, _: Viewer) -> 
     """The apps of one device with their desired and running release."""
     items = await services.apps.target_apps(target_id)
     return {"targetId": target_id, "items": [device_app_json(d) for d in items]}
+
+
+@router.put(
+    "/targets/{target_id}/apps/{name}/stop",
+    status_code=202,
+    response_model=MessagePublic,
+    responses=responses(401, 403, 404),
+)
+async def stop_target_app(
+    target_id: TargetId, name: AppName, services: ServicesDep, who: Operator
+) -> dict[str, str]:
+    """Stop one app on one device; its other apps keep running."""
+    asked = await services.apps.stop_app(target_id, name)
+    await services.audit.append(who, "app.stop", target_id, {"app": name, "tasks": asked})
+    if not asked:
+        return {"message": f"app {name} is not active on {target_id}"}
+    return {"message": f"sent stop of app {name} ({', '.join(asked)}) to {target_id}"}

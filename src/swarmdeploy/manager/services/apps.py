@@ -140,6 +140,7 @@ class AppService:
         now = self._clock()
         decided: set[str] = set()
         added = 0
+        newest: dict[str, int] | None = None
         for rec in await self._storage.list_task_apps(standing=True):
             if not _admits(rec, target):
                 if rec.remove:
@@ -151,8 +152,40 @@ class AppService:
             if task is None or task.stopped_at is not None or task.expires_at <= now:
                 continue  # withdrawn or past its delivery window: an older release applies
             decided.add(rec.app)
+            if newest is None:
+                newest = await self._newest_releases(target.id)
+            if newest.get(rec.app, 0) > rec.created_at:
+                continue  # it got a newer release of the app (by id): the agent refuses older
             added += await self._add(task, target.id, now)
         return added
+
+    async def _newest_releases(self, target_id: str) -> dict[str, int]:
+        """Per app, the creation time of the newest release addressed to the target."""
+        newest: dict[str, int] = {}
+        for row in await self._storage.target_tasks(target_id):
+            rec = await self._storage.get_task_app(row.task_id)
+            if rec is not None and row.role == "deploy":
+                newest[rec.app] = max(newest.get(rec.app, 0), rec.created_at)
+        return newest
+
+    async def stop_app(self, target_id: str, app: str) -> list[str]:
+        """Stop the release(s) of ``app`` on one device (whatever is not final yet);
+        returns the task ids asked to stop. :class:`NotFoundError` for an unknown device or
+        an app the device has no release of."""
+        items = {d.app for d in await self.target_apps(target_id)}
+        if app not in items:
+            raise NotFoundError(f"target {target_id} has no release of app {app}")
+        asked = []
+        for row in await self._storage.target_tasks(target_id):
+            rec = await self._storage.get_task_app(row.task_id)
+            name = rec.app if rec is not None else DEFAULT_APP
+            if name != app or row.role != "deploy" or TargetState(row.state) in FINAL_STATES:
+                continue
+            await self._stop_row(
+                row.task_id, target_id, TargetState(row.state), "stopped by an operator"
+            )
+            asked.append(row.task_id)
+        return asked
 
     async def _add(self, task: TaskRecord, target_id: str, now: int) -> int:
         row = TaskTargetRecord(task.id, target_id, TargetState.PENDING.value, now)
@@ -170,17 +203,23 @@ class AppService:
         if row is None or TargetState(row.state) in FINAL_STATES:
             return
         reason = "the device no longer matches the standing task (remove: true)"
-        if TargetState(row.state) is TargetState.PENDING:
+        await self._stop_row(rec.task_id, target_id, TargetState(row.state), reason)
+
+    async def _stop_row(
+        self, task_id: str, target_id: str, state: TargetState, reason: str
+    ) -> None:
+        """A pending row is stopped here; otherwise the agent is asked to stop the task."""
+        if state is TargetState.PENDING:
             try:
-                await self._states.apply(rec.task_id, target_id, TargetEvent.STOP, reason=reason)
+                await self._states.apply(task_id, target_id, TargetEvent.STOP, reason=reason)
             except (NotFoundError, TransitionError):
                 pass
             return
         try:
-            await self._dispatcher.submit(target_id, StopRequest(rec.task_id))
-            log.info("standing task %s: stopping it on %s (%s)", rec.task_id, target_id, reason)
+            await self._dispatcher.submit(target_id, StopRequest(task_id))
+            log.info("task %s: stopping it on %s (%s)", task_id, target_id, reason)
         except Unavailable:
-            log.warning("standing task %s: cannot ask %s to stop now", rec.task_id, target_id)
+            log.warning("task %s: cannot ask %s to stop now", task_id, target_id)
 
     # -- views ---------------------------------------------------------------------------------
     async def app_names(self) -> list[str]:
