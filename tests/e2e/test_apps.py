@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -33,6 +34,12 @@ def _release(app: str, seconds: int, target: dict[str, object], version: str) ->
 
 def _sleepers(fleet: LocalFleet, agent_id: str, seconds: int) -> list[int]:
     return sorted(running_below(fleet.agent_dir(agent_id), f"sleep {seconds}"))
+
+
+def _agent_tags(fleet: LocalFleet, agent_id: str) -> list[str]:
+    """The tags the agent applied (its persisted state)."""
+    state = json.loads((fleet.agent_dir(agent_id) / "state.json").read_text())
+    return list(state["tags"])
 
 
 def test_two_apps_run_side_by_side_and_restart_exactly_once(fleet: LocalFleet) -> None:
@@ -93,8 +100,19 @@ def test_standing_release_reaches_late_and_retagged_devices(fleet: LocalFleet) -
     fleet.api.request("PUT", "/targets/n2", json={"tags": ["gateway", "camera"]})
     fleet.wait_states(task, {"n1": "running", "n2": "running"})  # re-tagged: gets it
 
-    # a device that stops matching keeps running (no remove)
+    # a device that stops matching keeps running (no remove), across an agent restart too
     fleet.api.request("PUT", "/targets/n2", json={"tags": ["gateway"]})
+    wait_for(lambda: _agent_tags(fleet, "n2") == ["gateway"], timeout_s=20, what="n2's tags")
+    pid = wait_for(lambda: _sleepers(fleet, "n2", 311), timeout_s=10, what="n2's detector")[0]
+    fleet.stop_agent("n2")
+    fleet.start_agent("n2")
+    fleet.wait_online(["n2"])
+
+    def restarted() -> list[int] | None:
+        pids = _sleepers(fleet, "n2", 311)
+        return pids if len(pids) == 1 and pids[0] != pid else None
+
+    wait_for(restarted, timeout_s=20, what="n2's detector restarted once")
     app = fleet.api.request("GET", "/apps/detector")
     assert app["releases"][0]["standing"] is True
     assert {d["targetId"]: d["running"]["taskId"] for d in app["devices"]} == {

@@ -104,6 +104,7 @@ class DeploymentSupervisor:
             auto_restart=manifest.auto_restart,
             sequence=sequence,
             tree_digest=digest,
+            admitted_tags=list(self._ctx.state.tags),
         )
         try:
             checked = await in_thread(lambda: self.check(dep))

@@ -89,6 +89,9 @@ class Deployment(msgspec.Struct, kw_only=True):
     sequence: int = 0
     #: :func:`swarmdeploy.agent.taskdirs.tree_digest` of the install dir, taken after install.
     tree_digest: str = ""
+    #: The device's tags when the release was installed: a release whose signed selector
+    #: admitted the device then keeps starting after its tags change (docs/adr/0008).
+    admitted_tags: list[str] = msgspec.field(default_factory=list)
 
 
 class SignerMark(msgspec.Struct, kw_only=True):

@@ -299,6 +299,16 @@ class Verifier:
         assert self._state is not None
         return Target(self._state.agent_id, frozenset(self._state.tags))
 
+    def _installed_target(self, dep: Deployment) -> Target:
+        """This target as an installed release sees it: its tags now and when the release
+        was installed -- a device whose tags change keeps its release (docs/adr/0008), and
+        a manifest that never addressed it is still refused."""
+        from swarmdeploy.crypto.signing import Target
+
+        assert self._state is not None
+        tags = frozenset(self._state.tags) | frozenset(dep.admitted_tags)
+        return Target(self._state.agent_id, tags)
+
     def _revocations(self) -> Revocations:
         from swarmdeploy.crypto.signing import Revocations
 
@@ -397,7 +407,7 @@ class Verifier:
                     message.certificate,
                     anchors=self._verifying,
                     revoked=self._revocations(),
-                    target=self.target(),
+                    target=self._installed_target(dep),
                     installed_sequence=dep.sequence,
                 )
             except VerificationError as exc:
