@@ -62,13 +62,14 @@ class AppSupervisors:
                     stopped.append(dep.task_id)
         return stopped
 
-    def signer_revoked(self) -> str | None:
-        """The task id of the first running release whose signer is revoked (blocking)."""
+    def signers_revoked(self) -> list[str]:
+        """Task ids of the running releases (any app) whose signer is revoked (blocking)."""
+        found = []
         for app, _ in self._ctx.state.deployments():
             task_id = self.of(app).signer_revoked()
             if task_id is not None:
-                return task_id
-        return None
+                found.append(task_id)
+        return found
 
     async def shutdown(self) -> None:
         """Agent shutdown: stop every app's processes without recording an end."""

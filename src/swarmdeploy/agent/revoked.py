@@ -48,11 +48,10 @@ class RevokedSigners:
         return [t for t in self._marked if t in live]
 
     async def check(self) -> None:
-        """After a newer revocation list was accepted: mark the running deployment if its
-        signer is revoked, and stop it under ``--on-revoked stop``."""
-        task_id = await asyncio.to_thread(self._deployments.signer_revoked)
-        self._marked = [task_id] if task_id else []
-        if task_id is not None:
+        """After a newer revocation list was accepted: mark every app's running release whose
+        signer is revoked, and stop them under ``--on-revoked stop``."""
+        self._marked = await asyncio.to_thread(self._deployments.signers_revoked)
+        for task_id in self._marked:
             policy = self._ctx.settings.on_revoked
             logger.warning("deployment %s was signed by a revoked key (--on-revoked %s)",
                            task_id, policy)  # fmt: skip
