@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from swarmdeploy.crypto.rejections import WrongTarget
-from swarmdeploy.crypto.signing import Target, verify_installed
+from swarmdeploy.crypto.signing import Revocations, Target, verify_installed
 from tests.crypto import signing_rig as rig
 from tests.crypto.signing_rig import manifest, new_operator, verify
 
@@ -61,7 +61,7 @@ def test_installed_release_refused_after_tags_stop_matching(alice: rig.Operator)
             alice.sign(data),
             alice.certificate,
             anchors=rig.anchors(),
-            revoked=rig.Revocations(),
+            revoked=Revocations(),
             target=_late({"gateway"}),
             installed_sequence=10,
         )

@@ -55,8 +55,8 @@ async def test_task_apps_list_newest_first_by_app_and_standing(storage: Storage)
         await storage.add_task_app(app_row(task_id, app, at=at, standing=standing))
     assert [r.task_id for r in await storage.list_task_apps()] == ["k4", "k2", "k3", "k1"]
     assert [r.task_id for r in await storage.list_task_apps(app="detector")] == ["k4", "k2", "k1"]
-    standing = await storage.list_task_apps(standing=True)
-    assert [r.task_id for r in standing] == ["k4", "k3", "k1"]
+    kept = await storage.list_task_apps(standing=True)
+    assert [r.task_id for r in kept] == ["k4", "k3", "k1"]
     assert [r.task_id for r in await storage.list_task_apps(app="uploader", standing=False)] == []
 
 
