@@ -223,3 +223,51 @@ async def test_two_consecutive_restarts_never_leave_duplicates(tmp_path: Path) -
     finally:
         for run_id in run_ids:
             kill_marked_now(run_id)
+
+
+def test_resume_plan_kills_every_app_then_starts_each_once(tmp_path: Path) -> None:
+    state = _state(tmp_path, ["a"])
+    assert state.deployment is not None
+    state.deployment.run_id = "r1"
+    state.deployment.process_groups = [11]
+    state.set_deployment(
+        "detector",
+        Deployment(
+            task_id="t9",
+            install_dir="/x",
+            run_commands=["d1", "d2"],
+            run_id="r9",
+            process_groups=[91, 92],
+            finished=[0],
+        ),
+    )
+    state.set_deployment(
+        "stopped-app",
+        Deployment(task_id="t8", install_dir="/y", run_commands=["s"], run_id="r8", stopped=True),
+    )
+    plan = resume_plan(state)
+    assert plan.kill_run_ids == ("r1", "r9", "r8")
+    assert plan.kill_groups == (11, 91, 92)
+    assert plan.app_starts == (("default", (0,)), ("detector", (1,)))
+    assert plan.start_commands == (0,)
+
+
+def test_state_with_apps_round_trips(tmp_path: Path) -> None:
+    state = AgentState(agent_id="x")
+    state.set_deployment("detector", Deployment(task_id="t1", install_dir="/a"))
+    path = tmp_path / "state.json"
+    save_state(path, state)
+    loaded = load_state(path)
+    assert loaded is not None and loaded.deployment_of("detector") == state.apps["detector"]
+    assert loaded.deployment_of("default") is None
+    assert [app for app, _ in loaded.deployments()] == ["detector"]
+
+
+def test_schema_1_state_reads_as_one_default_app(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(
+        b'{"schema": 1, "agent_id": "x", "deployment": {"task_id": "t1", "install_dir": "/a"}}'
+    )
+    loaded = load_state(path)
+    assert loaded is not None and loaded.apps == {}
+    assert [(app, d.task_id) for app, d in loaded.deployments()] == [("default", "t1")]

@@ -154,3 +154,37 @@ def test_signing_keys_create_export_and_revoke(
     assert rc == 0, err
     rc, out, _ = _run(capsys, manager, "-o", "json", "keys", "signing-export", key["id"])
     assert json.loads(out)["revokedAt"] is not None
+
+
+def test_apps_list_show_and_device(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str]
+) -> None:
+    standing = {
+        "app": "cli-detector",
+        "version": "2.3",
+        "deploy": {
+            "run": {"commands": ["true"]},
+            "target": {"tags": ["nobody-yet"], "follow": True},
+        },
+    }
+    base, key = manager
+    with ManagerClient(base, key) as client:
+        task = client.request("POST", "/tasks", json=standing)["id"]
+    rc, out, _ = _run(capsys, manager, "-o", "json", "apps", "list")
+    assert rc == 0
+    names = {a["name"]: a for a in json.loads(out)["items"]}
+    assert names["cli-detector"]["latest"]["taskId"] == task
+    assert names["cli-detector"]["devices"] == 0
+    rc, out, _ = _run(capsys, manager, "-o", "json", "apps", "show", "cli-detector")
+    assert rc == 0
+    doc = json.loads(out)
+    assert [(r["taskId"], r["version"], r["standing"]) for r in doc["releases"]] == [
+        (task, "2.3", True)
+    ]
+    assert doc["devices"] == []
+    rc, out, _ = _run(capsys, manager, "apps", "show", "cli-detector")
+    assert rc == 0 and "release" in out
+    rc, _, err = _run(capsys, manager, "apps", "show", "no-such-app")
+    assert rc == 1 and "no releases" in err
+    rc, _, err = _run(capsys, manager, "apps", "device", "no-such-device")
+    assert rc == 1 and "not found" in err

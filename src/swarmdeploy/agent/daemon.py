@@ -35,11 +35,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from swarmdeploy import __version__
+from swarmdeploy.agent.apps import AppSupervisors
 from swarmdeploy.agent.collector import ResponseCollector
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.confine import Confinement
 from swarmdeploy.agent.context import AgentContext
-from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
 from swarmdeploy.agent.fsutil import RESERVE_FILE, DiskReserve
 from swarmdeploy.agent.gpsd import gps_tracker
@@ -232,19 +232,19 @@ class Daemon:
         ]
         if self.gps is not None:
             self._loops.append(loop.create_task(self.gps.run(), name="agent-gpsd"))
-        self._spawn(self._resume_after_welcome(plan.start_commands))
+        self._spawn(self._resume_after_welcome(plan.app_starts))
         self._trim_due = True  # start-up's transient memory
         self._notifier.ready(f"agent {state.agent_id} started, connecting")
         logger.info("agent %s started (boot %s)", state.agent_id, self._boot_id)
 
-    async def _resume_after_welcome(self, start_commands: tuple[int, ...]) -> None:
+    async def _resume_after_welcome(self, starts: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
         """docs/adr/0003 step 5, once the first ``welcome`` told which tasks were stopped
         while the agent was away (§6.2 ``stops``) -- or after ``resume_wait_s`` without a
         manager: a device runs its deployment offline too."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_welcome.wait(), self._resume_wait_s)
         self._first_welcome.set()  # a later welcome's stops are left to the stop requests
-        await self.deployments.resume(start_commands)
+        await self.deployments.resume(starts)
         self.processor.start()
         self._resumed.set()
 
@@ -283,7 +283,7 @@ class Daemon:
             extra=self.security_report,
             position=(lambda: gps.reported) if gps is not None else lambda: None,
         )
-        self.deployments = DeploymentSupervisor(self.ctx, self.verifier, self.confinement)
+        self.deployments = AppSupervisors(self.ctx, self.verifier, self.confinement)
         self.processor = TaskProcessor(
             self.ctx,
             self.deployments,

@@ -1,7 +1,8 @@
-"""The current deployment's run commands: started, watched, stopped, restarted exactly once.
+"""An app's current deployment: run commands started, watched, stopped, restarted exactly once.
 
 :class:`DeploymentSupervisor` owns the one :class:`~swarmdeploy.agent.runner.Runner` of the
-installed deployment (seed 003 "Package Runner") and keeps
+installed release of one app (seed 003 "Package Runner"; :mod:`.apps` holds one per app) and
+keeps
 :attr:`AgentState.deployment <swarmdeploy.agent.state.AgentState.deployment>` up to date:
 
 * before any process exists a fresh run marker is persisted (docs/adr/0003 step 3), so
@@ -42,6 +43,7 @@ from swarmdeploy.agent.runner import Runner, new_run_id
 from swarmdeploy.agent.state import Deployment
 from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
 from swarmdeploy.agent.trust import Verifier
+from swarmdeploy.protocol.descriptor import DEFAULT_APP
 from swarmdeploy.protocol.manifest import TaskManifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
@@ -52,8 +54,15 @@ STAGE = "run"
 class DeploymentSupervisor:
     """Runs the current deployment (see the module docstring)."""
 
-    def __init__(self, ctx: AgentContext, verifier: Verifier, confinement: Confinement) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        verifier: Verifier,
+        confinement: Confinement,
+        app: str = DEFAULT_APP,
+    ) -> None:
         self._ctx = ctx
+        self._app = app
         self._verifier = verifier
         self._confine = confinement
         self._runner: Runner | None = None
@@ -70,7 +79,7 @@ class DeploymentSupervisor:
 
     async def resume(self, start_commands: tuple[int, ...]) -> None:
         """Agent start: run the commands of the persisted deployment that had not ended."""
-        dep = self._ctx.state.deployment
+        dep = self._ctx.state.deployment_of(self._app)
         if dep is None or dep.stopped:
             return
         if start_commands:
@@ -95,6 +104,7 @@ class DeploymentSupervisor:
             auto_restart=manifest.auto_restart,
             sequence=sequence,
             tree_digest=digest,
+            admitted_tags=list(self._ctx.state.tags),
         )
         try:
             checked = await in_thread(lambda: self.check(dep))
@@ -103,7 +113,7 @@ class DeploymentSupervisor:
             await self._ctx.reporter.report_path(task_id, TargetState.FAILED, str(exc))
             return False
         await self.stop(None, f"replaced by task {task_id}")
-        self._ctx.state.deployment = dep
+        self._ctx.state.set_deployment(self._app, dep)
         self._reasons = {}
         if not dep.run_commands:
             self._ctx.save()
@@ -130,7 +140,7 @@ class DeploymentSupervisor:
         is revoked by the accepted revocation list, else None (blocking: reads the stored
         manifest). Issue 9: a running deployment of a revoked key is marked (and, with
         ``--on-revoked stop``, stopped) at once instead of only at its next start."""
-        dep = self._ctx.state.deployment
+        dep = self._ctx.state.deployment_of(self._app)
         if dep is None or dep.stopped or dep.sequence == 0:
             return None
         message = load_task(TaskDirs(self._ctx.task_dir(dep.task_id)).root)
@@ -190,7 +200,7 @@ class DeploymentSupervisor:
         dep.finished = list(range(len(dep.run_commands)))
         dep.failed = list(dep.finished)
         self._ctx.save()
-        if self._runner is not None and self._ctx.state.deployment is dep:
+        if self._runner is not None and self._ctx.state.deployment_of(self._app) is dep:
             await self._runner.stop()
             self._runner = None
         dep.process_groups = []
@@ -227,7 +237,11 @@ class DeploymentSupervisor:
 
     async def _watch(self, dep: Deployment, runner: Runner) -> None:
         await runner.wait()
-        if self._shutting_down or dep.stopped or self._ctx.state.deployment is not dep:
+        if (
+            self._shutting_down
+            or dep.stopped
+            or self._ctx.state.deployment_of(self._app) is not dep
+        ):
             return
         await self._finish(dep)
 
@@ -249,7 +263,7 @@ class DeploymentSupervisor:
         """Stop the current deployment (if it is ``task_id``, or whatever it is for None):
         process groups TERM then KILL; nothing restarts afterwards. ``report``: report the
         task ``stopped`` (unless it had ended already). True if there was one to stop."""
-        dep = self._ctx.state.deployment
+        dep = self._ctx.state.deployment_of(self._app)
         if dep is None or (task_id is not None and dep.task_id != task_id):
             return False
         was_final = self._ctx.reporter.current(dep.task_id) in FINAL_STATES

@@ -38,11 +38,11 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from swarmdeploy.agent.apps import AppSupervisors
 from swarmdeploy.agent.archive import ArchiveLimits, unpack
 from swarmdeploy.agent.builder import describe_failure, run_build
 from swarmdeploy.agent.confine import Confinement, TaskDirs, recorded_digest
 from swarmdeploy.agent.context import AgentContext, in_thread
-from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.diskfull import NoSpaceWatch, describe_os_error
 from swarmdeploy.agent.errors import ArchiveError, TaskError, TaskRefused
 from swarmdeploy.agent.fsutil import remove_tree
@@ -77,7 +77,7 @@ class TaskProcessor:
     def __init__(
         self,
         ctx: AgentContext,
-        deployments: DeploymentSupervisor,
+        deployments: AppSupervisors,
         verifier: Verifier,
         confinement: Confinement,
         *,
@@ -118,8 +118,7 @@ class TaskProcessor:
 
     async def resume(self) -> None:
         """Agent start: continue what the previous agent process left unfinished."""
-        dep = self._ctx.state.deployment
-        current = dep.task_id if dep is not None else None
+        current = self._deployments.current_task_ids()
         interrupted = self._ctx.state.stage_run
         for task_id, state in list(self._ctx.state.history.items()):
             if state in (S.ACCEPTED, S.TRANSFERRING):
@@ -129,9 +128,9 @@ class TaskProcessor:
                 self._kinds[task_id] = "build" if build else "deploy"
                 stage = "build" if build else "install"
                 await self._fail(task_id, f"{stage} interrupted by an agent restart")
-            elif state is S.INSTALLED and task_id != current:
+            elif state is S.INSTALLED and task_id not in current:
                 self._enqueue(task_id)  # installed, but the switch did not happen
-            elif state is S.RUNNING and task_id != current:
+            elif state is S.RUNNING and task_id not in current:
                 await self._ctx.reporter.report(task_id, S.STOPPED, "replaced by a newer task")
         if interrupted is not None:
             self._ctx.state.stage_run = None
@@ -223,14 +222,10 @@ class TaskProcessor:
         if job is not None and task_id in (None, job[0]):
             job[1].cancel()
             await asyncio.wait({job[1]})
-            dep = self._ctx.state.deployment
-            if dep is None or dep.task_id != job[0]:  # else it was activated: stopped below
+            if job[0] not in self._deployments.current_task_ids():  # else: stopped below
                 await self._stopped(job[0], reason, report)
                 stopped.append(job[0])
-        dep = self._ctx.state.deployment
-        if await self._deployments.stop(task_id, reason, report=report):
-            assert dep is not None
-            stopped.append(dep.task_id)
+        stopped.extend(await self._deployments.stop(task_id, reason, report=report))
         return stopped
 
     async def _stopped(self, task_id: str, reason: str, report: bool) -> None:
@@ -388,7 +383,8 @@ class TaskProcessor:
         if not activated:
             remove_tree(self._ctx.task_dir(task_id))
             return
-        self._remove_old_dirs(keep={task_id, *self.queued()})
+        # Other apps' releases stay; the replaced release of this app goes (docs/protocol.md).
+        self._remove_old_dirs(keep={task_id, *self.queued(), *self._deployments.current_task_ids()})
 
     async def _build(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
         ctx = self._ctx

@@ -15,8 +15,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from swarmdeploy.agent.apps import AppSupervisors
 from swarmdeploy.agent.context import AgentContext
-from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.agent.processor import TaskProcessor
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class RevokedSigners:
     def __init__(
         self,
         ctx: AgentContext,
-        deployments: DeploymentSupervisor,
+        deployments: AppSupervisors,
         processor: TaskProcessor,
         *,
         changed: Callable[[], None],
@@ -44,17 +44,14 @@ class RevokedSigners:
 
     def report(self) -> list[str]:
         """Marked task ids that are still the current, unstopped deployment."""
-        dep = self._ctx.state.deployment
-        if dep is None or dep.stopped:
-            return []
-        return [t for t in self._marked if t == dep.task_id]
+        live = {dep.task_id for _, dep in self._ctx.state.deployments() if not dep.stopped}
+        return [t for t in self._marked if t in live]
 
     async def check(self) -> None:
-        """After a newer revocation list was accepted: mark the running deployment if its
-        signer is revoked, and stop it under ``--on-revoked stop``."""
-        task_id = await asyncio.to_thread(self._deployments.signer_revoked)
-        self._marked = [task_id] if task_id else []
-        if task_id is not None:
+        """After a newer revocation list was accepted: mark every app's running release whose
+        signer is revoked, and stop them under ``--on-revoked stop``."""
+        self._marked = await asyncio.to_thread(self._deployments.signers_revoked)
+        for task_id in self._marked:
             policy = self._ctx.settings.on_revoked
             logger.warning("deployment %s was signed by a revoked key (--on-revoked %s)",
                            task_id, policy)  # fmt: skip

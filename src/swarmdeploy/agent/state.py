@@ -26,11 +26,13 @@ from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
 from swarmdeploy.agent.fsutil import DiskReserve, atomic_write
 from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
 from swarmdeploy.agent.process import terminate_marked as _terminate_marked
+from swarmdeploy.protocol.descriptor import DEFAULT_APP
 from swarmdeploy.protocol.states import TargetState
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+#: 2: ``apps`` (issue 14); a version-1 file reads as a state without named apps.
+SCHEMA_VERSION = 2
 #: How many tasks the history remembers for de-duplication.
 HISTORY_LIMIT = 100
 #: How many manager request ids are remembered (docs/protocol.md §6.8).
@@ -87,6 +89,9 @@ class Deployment(msgspec.Struct, kw_only=True):
     sequence: int = 0
     #: :func:`swarmdeploy.agent.taskdirs.tree_digest` of the install dir, taken after install.
     tree_digest: str = ""
+    #: The device's tags when the release was installed: a release whose signed selector
+    #: admitted the device then keeps starting after its tags change (docs/adr/0010).
+    admitted_tags: list[str] = msgspec.field(default_factory=list)
 
 
 class SignerMark(msgspec.Struct, kw_only=True):
@@ -132,7 +137,10 @@ class AgentState(msgspec.Struct, kw_only=True):
     tags: list[str] = msgspec.field(default_factory=list)
     location: Location | None = None
     registration: Registration | None = None
+    #: The installed release of the default app (tasks without ``app``).
     deployment: Deployment | None = None
+    #: The installed release of each named app (docs/protocol.md "Apps"), by app name.
+    apps: dict[str, Deployment] = msgspec.field(default_factory=dict)
     stage_run: StageRun | None = None
     unacked: list[StateReport] = msgspec.field(default_factory=list)
     history: dict[str, TargetState] = msgspec.field(default_factory=dict)
@@ -142,6 +150,22 @@ class AgentState(msgspec.Struct, kw_only=True):
     #: inside the window is refused (``agent/request_trust.py``).
     request_nonces: dict[str, int] = msgspec.field(default_factory=dict)
     trust: TrustState = msgspec.field(default_factory=TrustState)
+
+    def deployment_of(self, app: str) -> Deployment | None:
+        """The installed release of ``app`` (``default``: :attr:`deployment`)."""
+        return self.deployment if app == DEFAULT_APP else self.apps.get(app)
+
+    def set_deployment(self, app: str, dep: Deployment) -> None:
+        """Record ``dep`` as the installed release of ``app`` (persist with ``save_state``)."""
+        if app == DEFAULT_APP:
+            self.deployment = dep
+        else:
+            self.apps[app] = dep
+
+    def deployments(self) -> list[tuple[str, Deployment]]:
+        """Every installed release as ``(app, deployment)``, the default app first."""
+        first = [(DEFAULT_APP, self.deployment)] if self.deployment is not None else []
+        return first + sorted(self.apps.items())
 
     def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:
         """Queue a state report (kept until :meth:`ack_report`) and note it in the history.
@@ -236,23 +260,31 @@ class ResumePlan:
     interrupted: StageRun | None
     deployment: Deployment | None
     start_commands: tuple[int, ...]
+    #: Per app (the default app included) the run commands to start once.
+    app_starts: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def resume_plan(state: AgentState) -> ResumePlan:
     """Derive the restart plan from the persisted state (pure; no process is touched)."""
     run_ids = []
-    groups: tuple[int, ...] = ()
-    start: tuple[int, ...] = ()
-    dep = state.deployment
-    if dep is not None:
+    groups: list[int] = []
+    starts: dict[str, tuple[int, ...]] = {}
+    for app, dep in state.deployments():
         if dep.run_id:
             run_ids.append(dep.run_id)
-        groups = tuple(dep.process_groups)
+        groups.extend(dep.process_groups)
         if not dep.stopped:
-            start = tuple(i for i in range(len(dep.run_commands)) if i not in dep.finished)
+            starts[app] = tuple(i for i in range(len(dep.run_commands)) if i not in dep.finished)
     if state.stage_run is not None:
         run_ids.append(state.stage_run.run_id)
-    return ResumePlan(tuple(run_ids), groups, state.stage_run, dep, start)
+    return ResumePlan(
+        tuple(run_ids),
+        tuple(groups),
+        state.stage_run,
+        state.deployment,
+        starts.get(DEFAULT_APP, ()),
+        tuple(starts.items()),
+    )
 
 
 async def kill_leftovers(plan: ResumePlan, grace_s: float) -> bool:

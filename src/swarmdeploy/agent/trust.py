@@ -166,15 +166,18 @@ class Accepted:
 
 class _Kind(msgspec.Struct):
     kind: str = "deploy"
+    app: str = ""
 
 
 def _peek_kind(manifest: bytes) -> str:
-    """The manifest's kind, read before verification only to pick the sequence counter; the
-    verified facts come from the same bytes."""
+    """The manifest's sequence counter (its kind, and its app if it names one: rollback and
+    replay are refused per app, docs/adr/0010), read before verification only to pick the
+    counter; the verified facts come from the same bytes."""
     try:
-        return msgspec.json.decode(manifest, type=_Kind).kind
+        peek = msgspec.json.decode(manifest, type=_Kind)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return "deploy"
+    return peek.kind if not peek.app else f"{peek.kind}:{peek.app}"
 
 
 def _decode(manifest: bytes) -> TaskManifest:
@@ -296,6 +299,16 @@ class Verifier:
         assert self._state is not None
         return Target(self._state.agent_id, frozenset(self._state.tags))
 
+    def _installed_target(self, dep: Deployment) -> Target:
+        """This target as an installed release sees it: its tags now and when the release
+        was installed -- a device whose tags change keeps its release (docs/adr/0010), and
+        a manifest that never addressed it is still refused."""
+        from swarmdeploy.crypto.signing import Target
+
+        assert self._state is not None
+        tags = frozenset(self._state.tags) | frozenset(dep.admitted_tags)
+        return Target(self._state.agent_id, tags)
+
     def _revocations(self) -> Revocations:
         from swarmdeploy.crypto.signing import Revocations
 
@@ -364,7 +377,7 @@ class Verifier:
             return
         note_accepted(
             self.trust,
-            kind=accepted.manifest.kind,
+            kind=accepted.manifest.sequence_key,
             task_id=task_id,
             sequence=accepted.sequence,
             key_id=accepted.key_id,
@@ -394,7 +407,7 @@ class Verifier:
                     message.certificate,
                     anchors=self._verifying,
                     revoked=self._revocations(),
-                    target=self.target(),
+                    target=self._installed_target(dep),
                     installed_sequence=dep.sequence,
                 )
             except VerificationError as exc:

@@ -329,6 +329,7 @@ def signing_revoke(ctx: typer.Context, key_id: KeyIdArg) -> None:
     c.out.message(f"revoked signing key {key_id}")
 
 
+from swarmdeploy.cli import apps as _apps_commands  # noqa: E402, F401  (apps ...)
 from swarmdeploy.cli import audit as _audit_commands  # noqa: E402, F401  (audit ...)
 from swarmdeploy.cli import keys as _ca_commands  # noqa: E402, F401  (keys ca, ca-export)
 

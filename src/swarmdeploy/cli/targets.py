@@ -26,6 +26,14 @@ TagOpt = Annotated[
         help="Only targets with this tag; repeat for several (a target needs all).",
     ),
 ]
+SelectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--select",
+        metavar="SELECTOR",
+        help="A selector (docs/selectors.md): ids and tags (any of), +tag (all of), !tag (not).",
+    ),
+]
 
 
 @targets_app.command("list")
@@ -35,15 +43,16 @@ def targets_list(
     search: Annotated[
         str | None, typer.Option(metavar="TEXT", help="Substring of id or name.")
     ] = None,
+    select: SelectOpt = None,
     page: PageOpt = 1,
     per_page: PerPageOpt = 100,
 ) -> None:
     """List targets, sorted by id.
 
-    Example: `swarmdeploy targets list --tag lab --search pi -o json`
+    Example: `swarmdeploy targets list --select 'camera,+outdoor,!lab' -o json`
     """
     c = ctx_of(ctx)
-    params = {"tags": ",".join(tag) if tag else None, "search": search}
+    params = {"tags": ",".join(tag) if tag else None, "search": search, "select": select}
     doc = c.client.request("GET", "/targets", params={**params, "page": page, "perPage": per_page})
     if not c.out.as_json:
         for item in doc.get("items", []):
@@ -116,6 +125,7 @@ def targets_update(
         str | None,
         typer.Option(metavar="TEXT", help="Select every target whose id or name contains TEXT."),
     ] = None,
+    select: SelectOpt = None,
     add_tags: Annotated[str | None, typer.Option(metavar="A,B", help="Tags to add.")] = None,
     remove_tags: Annotated[str | None, typer.Option(metavar="A,B", help="Tags to remove.")] = None,
     set_tags: Annotated[
@@ -131,14 +141,14 @@ def targets_update(
 ) -> None:
     """Change tags, location or name of one target or of a selection (other fields stay).
 
-    A selection is `--ids`, or `--tag` and/or `--all-matching` (the filter of `targets list`:
-    every `--tag` needed, TEXT a substring of id or name). `--tags ""` is refused: use
-    `--clear-tags` to remove every tag.
+    A selection is `--ids`, or `--tag`, `--all-matching` and/or `--select` (the filter of
+    `targets list`: every `--tag` needed, TEXT a substring of id or name, SELECTOR as in
+    docs/selectors.md). `--tags ""` is refused: use `--clear-tags` to remove every tag.
 
     Example: `swarmdeploy targets update --tag lab --add-tags canary --remove-tags stable`
     """
     changes = _changes(add_tags, remove_tags, set_tags, clear_tags, location)
-    selection = _selection(target_id, tag, ids, all_matching)
+    selection = _selection(target_id, tag, ids, all_matching, select)
     if not changes and name is None:
         raise typer.BadParameter(
             "give at least one of --add-tags, --remove-tags, --set-tags, --clear-tags, "
@@ -192,7 +202,11 @@ def _changes(
 
 
 def _selection(
-    target_id: str | None, tag: list[str] | None, ids: str | None, search: str | None
+    target_id: str | None,
+    tag: list[str] | None,
+    ids: str | None,
+    search: str | None,
+    select: str | None = None,
 ) -> dict[str, Any]:
     """The ``selection`` of ``POST /targets/bulk``: ids, or the list filter."""
     chosen = [target_id] if target_id is not None else []
@@ -200,17 +214,17 @@ def _selection(
         chosen += [i.strip() for i in ids.split(",") if i.strip()]
         if not chosen:
             raise typer.BadParameter("no target id given", param_hint="--ids")
-    if chosen and (tag or search is not None):
-        raise typer.BadParameter("select by ID/--ids or by --tag/--all-matching, not both")
+    filtered = tag or search is not None or select is not None
+    if chosen and filtered:
+        raise typer.BadParameter("select by ID/--ids or by --tag/--all-matching/--select, not both")
     if chosen:
         return {"ids": chosen}
-    if not tag and search is None:
-        raise typer.BadParameter("select targets: an ID, --ids, --tag or --all-matching")
-    if search is not None and not search.strip():
-        raise typer.BadParameter(
-            "empty TEXT would select every target; give a substring", param_hint="--all-matching"
-        )
-    return {"tags": ",".join(tag or []) or None, "search": search}
+    if not filtered:
+        raise typer.BadParameter("select targets: an ID, --ids, --tag, --all-matching or --select")
+    for value, option in ((search, "--all-matching"), (select, "--select")):
+        if value is not None and not value.strip():
+            raise typer.BadParameter("empty, it would select every target", param_hint=option)
+    return {"tags": ",".join(tag or []) or None, "search": search, "select": select}
 
 
 def _put_body(changes: dict[str, Any], name: str | None) -> dict[str, Any]:

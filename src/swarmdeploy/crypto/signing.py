@@ -49,6 +49,7 @@ from swarmdeploy.crypto.rejections import (
     WrongTarget,
     WrongTask,
 )
+from swarmdeploy.protocol.selector import Selector
 
 MANIFEST_DOMAIN = b"swarmdeploy task-manifest v1\x00"
 SIGNATURE_BYTES = 64
@@ -84,7 +85,11 @@ class SignedFacts(msgspec.Struct, frozen=True, kw_only=True):
     expires_at_ms: _Positive
     target_ids: frozenset[str] = frozenset()
     target_tags: frozenset[str] = frozenset()
+    target_all: frozenset[str] = frozenset()
+    target_not: frozenset[str] = frozenset()
+    target_not_ids: frozenset[str] = frozenset()
     artifacts: tuple[ArtifactFacts, ...] = ()
+    app: str = ""
 
     @classmethod
     def from_json(cls, manifest: bytes) -> SignedFacts:
@@ -100,10 +105,19 @@ class SignedFacts(msgspec.Struct, frozen=True, kw_only=True):
             raise Malformed("the manifest expires before it was issued")
         return facts
 
+    @property
+    def selector(self) -> Selector:
+        """The signed selector (``docs/selectors.md``)."""
+        return Selector.of(
+            self.target_ids, self.target_tags, self.target_all, self.target_not,
+            self.target_not_ids,
+        )  # fmt: skip
+
     def addressed_to(self, target_id: str, target_tags: Collection[str]) -> bool:
-        """Whether the selector names ``target_id`` or one of ``target_tags``; an empty
-        selector names nobody."""
-        return target_id in self.target_ids or not self.target_tags.isdisjoint(target_tags)
+        """Whether the signed selector admits ``target_id`` with its current
+        ``target_tags`` -- a device that registered after signing is admitted by its tags
+        (docs/adr/0010); an empty selector names nobody."""
+        return self.selector.matches(target_id, target_tags)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from swarmdeploy import __version__
+from swarmdeploy.manager.api import apps as apps_api
 from swarmdeploy.manager.api import artifacts as artifacts_api
 from swarmdeploy.manager.api import audit as audit_api
 from swarmdeploy.manager.api import ca as ca_api
@@ -46,6 +47,7 @@ from swarmdeploy.manager.dispatch import Dispatcher, MemoryDispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import load_or_create_keys, prepare_data_dir, resolve_admin_key
 from swarmdeploy.manager.link import LinkServer, LinkSettings
+from swarmdeploy.manager.services.apps import AppService
 from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blob_gc import BlobCollector
@@ -135,6 +137,17 @@ def build_services(
         global_per_min=settings.registration_global_rate_per_min,
         clock=time.monotonic,
     )
+    tasks = TaskService(
+        storage,
+        blobs=blobs,
+        events=events,
+        dispatcher=dispatcher,
+        logs=logs,
+        states=states,
+        clock=clock,
+        audit=audit,
+        signer=signer,
+    )
     return Services(
         settings=settings,
         storage=storage,
@@ -175,16 +188,9 @@ def build_services(
         ),
         logs=logs,
         task_states=states,
-        tasks=TaskService(
-            storage,
-            blobs=blobs,
-            events=events,
-            dispatcher=dispatcher,
-            logs=logs,
-            states=states,
-            clock=clock,
-            audit=audit,
-            signer=signer,
+        tasks=tasks,
+        apps=AppService(
+            storage, announcer=tasks, states=states, dispatcher=dispatcher, clock=clock
         ),
         stats=StatsService(storage, registry=registry, metrics=metrics, events=events, blobs=blobs),
         operator_keys=operator_keys,
@@ -282,6 +288,7 @@ def create_app(
                 await link.close()
                 await storage.close()
                 raise
+        services.apps.attach(services.registry)  # after the link: its config goes first
         jobs = [*background_jobs(services), blob_gc.job()]
         for job in jobs:
             job.start()
@@ -329,6 +336,7 @@ def create_app(
         operator_keys.router,
         floorplans_api.router,
         audit_api.router,
+        apps_api.router,
     )
     app.include_router(ca_api.router, responses=COMMON_RESPONSES)
     for router in (*routers, rpc.router):

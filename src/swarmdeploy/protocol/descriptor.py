@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import msgspec
 
 from swarmdeploy.protocol.errors import DescriptorError
+from swarmdeploy.protocol.selector import Selector, check_name, parse_selector
 
 #: Largest number of commands in one stage; a sane bound, not a feature limit.
 MAX_COMMANDS = 256
@@ -33,6 +34,14 @@ DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
 MAX_EXPIRES_IN_S = 365 * 24 * 3600
 
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
+#: An app name: also a directory name on devices, so no ``/`` and no leading dot.
+APP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_APP_RE = re.compile(APP_NAME_PATTERN)
+#: The app of a task that names none (the original's one deployment per device).
+DEFAULT_APP = "default"
+#: Default delivery window of a standing task (``deploy.target.follow``): late devices get
+#: its release until then (docs/adr/0010).
+DEFAULT_STANDING_EXPIRES_IN_S = 365 * 24 * 3600
 #: A group name as ``groupadd`` accepts it (the device resolves it to its own gid).
 GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 _GROUP_RE = re.compile(GROUP_NAME_PATTERN)
@@ -74,10 +83,23 @@ class Run(_Strict):
 
 
 class TargetSelector(_Strict):
-    """A target matches when its id is listed OR it carries any listed tag."""
+    """Which devices receive the deploy stage (``docs/selectors.md``): a target matches when
+    its id is listed OR it carries any listed tag (DESIGN.md), AND it carries every tag of
+    ``all``, AND none of ``not`` (nor is its id in ``notIds``). ``select`` is the same in
+    the text form (``camera,+outdoor,!lab``), merged with the lists.
+
+    ``follow``: a *standing* task -- devices that match later (registered, or tags edited)
+    get its release too (docs/adr/0010). ``remove``: with ``follow``, a device that stops
+    matching has the release stopped."""
 
     ids: list[str] | None = None
     tags: list[str] | None = None
+    all: list[str] | None = None
+    not_: list[str] | None = msgspec.field(default=None, name="not")
+    not_ids: list[str] | None = None
+    select: str | None = None
+    follow: bool = False
+    remove: bool = False
 
 
 class Deploy(_Strict):
@@ -128,23 +150,58 @@ class TaskDescriptor(_Strict):
 
     description: str = ""
     debug: bool = False
+    #: The app this task delivers a release of (None: the default app).
+    app: str | None = None
+    #: A free label of the release (shown in ``GET /apps``).
+    version: str | None = None
     source: Source | None = None
     build: Build | None = None
     deploy: Deploy | None = None
     sandbox: Sandbox | None = None
-    expires_in: int = DEFAULT_EXPIRES_IN_S
+    expires_in: int | None = None
+
+    @property
+    def app_name(self) -> str:
+        """The app of the task (:data:`DEFAULT_APP` when it names none)."""
+        return self.app or DEFAULT_APP
+
+    @property
+    def standing(self) -> bool:
+        """Whether the deploy target is followed (``deploy.target.follow``)."""
+        sel = self.deploy.target if self.deploy else None
+        return bool(sel and sel.follow)
+
+    @property
+    def expires_in_s(self) -> int:
+        """``expiresIn``, or its default (longer for a standing task)."""
+        if self.expires_in is not None:
+            return self.expires_in
+        return DEFAULT_STANDING_EXPIRES_IN_S if self.standing else DEFAULT_EXPIRES_IN_S
+
+    @property
+    def selector(self) -> Selector:
+        """The deploy target as one :class:`Selector` (empty when there is none)."""
+        sel = self.deploy.target if self.deploy else None
+        if sel is None:
+            return Selector()
+        text = parse_selector(sel.select, "$.deploy.target.select") if sel.select else Selector()
+        return Selector.of(
+            [*(sel.ids or []), *text.ids],
+            [*(sel.tags or []), *text.tags],
+            [*(sel.all or []), *text.all_tags],
+            [*(sel.not_ or []), *text.not_tags],
+            [*(sel.not_ids or []), *text.not_ids],
+        )
 
     @property
     def target_ids(self) -> list[str]:
         """Target ids named by the deploy section (empty when there is none)."""
-        sel = self.deploy.target if self.deploy else None
-        return list(sel.ids or []) if sel else []
+        return list(self.selector.ids)
 
     @property
     def target_tags(self) -> list[str]:
-        """Tags named by the deploy section (empty when there is none)."""
-        sel = self.deploy.target if self.deploy else None
-        return list(sel.tags or []) if sel else []
+        """Any-of tags named by the deploy section (empty when there is none)."""
+        return list(self.selector.tags)
 
     def to_builtins(self) -> dict[str, Any]:
         """The descriptor as plain JSON-able data (canonical field names)."""
@@ -284,23 +341,61 @@ def _check_deploy(desc: TaskDescriptor) -> None:
         raise DescriptorError("deploy needs install.commands or run.commands (or both)", "$.deploy")
     _check_commands(install, "$.deploy.install.commands")
     _check_commands(run, "$.deploy.run.commands")
-    ids, tags = desc.target_ids, desc.target_tags
-    if not ids and not tags:
-        raise DescriptorError(
-            "deploy.target needs ids or tags: which devices should receive the package",
-            "$.deploy.target",
-        )
-    for field, values in (("ids", ids), ("tags", tags)):
-        if len(values) > MAX_SELECTORS:
+    _check_target(desc, dep.target or TargetSelector())
+
+
+def _check_target(desc: TaskDescriptor, target: TargetSelector) -> None:
+    lists = (
+        ("ids", "id", target.ids),
+        ("tags", "tag", target.tags),
+        ("all", "tag", target.all),
+        ("not", "tag", target.not_),
+        ("notIds", "id", target.not_ids),
+    )
+    for field, what, values in lists:
+        if values is not None and len(values) > MAX_SELECTORS:
             raise DescriptorError(
                 f"at most {MAX_SELECTORS} entries are allowed", f"$.deploy.target.{field}"
             )
-        for i, value in enumerate(values):
-            if not _NAME_RE.match(value):
-                raise DescriptorError(
-                    f"invalid {field[:-1]} {value!r}: use letters, digits and ._:@-",
-                    f"$.deploy.target.{field}[{i}]",
-                )
+        for i, value in enumerate(values or []):
+            check_name(value, what, f"$.deploy.target.{field}[{i}]")
+    if not desc.selector.positive:
+        raise DescriptorError(
+            "deploy.target needs ids, tags or all: which devices should receive the package",
+            "$.deploy.target",
+        )
+    if target.remove and not target.follow:
+        raise DescriptorError(
+            "deploy.target.remove needs follow: true (it acts on devices that stop matching)",
+            "$.deploy.target.remove",
+        )
+    if target.follow and desc.build is not None:
+        raise DescriptorError(
+            "a standing task (deploy.target.follow) cannot build; build in a first task "
+            "and deploy its artifacts with source.task",
+            "$.deploy.target.follow",
+        )
+
+
+def _check_app(desc: TaskDescriptor) -> None:
+    if desc.app is not None and not _APP_RE.match(desc.app):
+        raise DescriptorError(
+            f"invalid app name {desc.app!r}: letters, digits and ._- (at most 64), "
+            "starting with a letter or digit",
+            "$.app",
+        )
+    if desc.version is not None and (
+        not desc.version.strip()
+        or len(desc.version) > 128
+        or any(ord(c) < 32 or ord(c) == 127 for c in desc.version)
+    ):
+        raise DescriptorError(
+            "version must be a non-empty label of at most 128 printable characters",
+            "$.version",
+        )
+    if (desc.app is not None or desc.version is not None) and desc.deploy is None:
+        field = "$.app" if desc.app is not None else "$.version"
+        raise DescriptorError("app and version name what a deploy section delivers", field)
 
 
 def _check_semantics(desc: TaskDescriptor) -> None:
@@ -308,10 +403,11 @@ def _check_semantics(desc: TaskDescriptor) -> None:
         raise DescriptorError("a task needs a build or a deploy section (or both)")
     if len(desc.description) > 10_000:
         raise DescriptorError("description must be at most 10000 characters", "$.description")
-    if not 60 <= desc.expires_in <= MAX_EXPIRES_IN_S:
+    if not 60 <= desc.expires_in_s <= MAX_EXPIRES_IN_S:
         raise DescriptorError(
             f"expiresIn must be between 60 and {MAX_EXPIRES_IN_S} seconds", "$.expiresIn"
         )
+    _check_app(desc)
     _check_source(desc)
     _check_build(desc)
     _check_deploy(desc)

@@ -23,7 +23,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from swarmdeploy.protocol.descriptor import GROUP_NAME_PATTERN
+from swarmdeploy.protocol.descriptor import APP_NAME_PATTERN, DEFAULT_APP, GROUP_NAME_PATTERN
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     MAX_CHUNK_BYTES,
@@ -50,6 +50,8 @@ _Limit = Annotated[int, Meta(ge=0, le=2**62)]
 _Path = Annotated[str, Meta(min_length=1, max_length=4096)]
 _Paths = Annotated[tuple[_Path, ...], Meta(max_length=64)]
 _GroupName = Annotated[str, Meta(pattern=GROUP_NAME_PATTERN)]
+#: An app name, or empty for the default app.
+_APP_OR_DEFAULT = "^(" + APP_NAME_PATTERN.strip("^$") + ")?$"
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -153,10 +155,29 @@ class TaskManifest(_Strict):
     ] = []
     #: Monotonic per manager, assigned when signing; 0: unsigned (insecure lab mode only).
     sequence: Count = 0
-    #: The selector: a target is addressed by its id or by any of these tags.
+    #: The selector (``docs/selectors.md``): a target is addressed by its id or by any of
+    #: ``target_tags``, if it carries every tag of ``target_all`` and none of
+    #: ``target_not``, and its id is not in ``target_not_ids``.
     target_ids: Annotated[list[Name], Meta(max_length=MAX_TARGET_IDS)] = []
     target_tags: Annotated[list[Name], Meta(max_length=MAX_TARGET_TAGS)] = []
+    target_all: Annotated[list[Name], Meta(max_length=MAX_TARGET_TAGS)] = []
+    target_not: Annotated[list[Name], Meta(max_length=MAX_TARGET_TAGS)] = []
+    target_not_ids: Annotated[list[Name], Meta(max_length=MAX_TARGET_IDS)] = []
     sandbox: SandboxPolicy = SandboxPolicy()
+    #: The app this release belongs to; empty: the default app. A device runs one release
+    #: per app; a new one replaces only the release of the same app (docs/protocol.md).
+    app: Annotated[str, Meta(pattern=_APP_OR_DEFAULT)] = ""
+
+    @property
+    def app_name(self) -> str:
+        """The app (``default`` when the manifest names none)."""
+        return self.app or DEFAULT_APP
+
+    @property
+    def sequence_key(self) -> str:
+        """Where the agent keeps the highest accepted sequence of this manifest's kind and
+        app: rollback and replay are refused per app (docs/adr/0010)."""
+        return self.kind if not self.app else f"{self.kind}:{self.app}"
 
     def artifact(self, sha256: str) -> ArtifactInfo:
         """The artifact with digest ``sha256``; :class:`MessageError` (``unknown_artifact``)."""

@@ -21,6 +21,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     ArtifactRecord,
@@ -37,6 +38,7 @@ from swarmdeploy.storage.records import (
     RequestState,
     SortOrder,
     TargetRecord,
+    TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,
     TaskTargetRecord,
@@ -73,9 +75,11 @@ class Storage(abc.ABC):
         search: str | None = None,
         page: int = 1,
         per_page: int = 100,
+        selector: Selector | None = None,
     ) -> Page[TargetRecord]:
         """Targets sorted by id. ``tags``: the target must carry all of them (AND).
-        ``search``: case-insensitive substring of id or name."""
+        ``search``: case-insensitive substring of id or name. ``selector``: the target must
+        match it (``docs/selectors.md``; an empty one filters nothing)."""
 
     @abc.abstractmethod
     async def update_target(
@@ -164,6 +168,28 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def add_task(self, task: TaskRecord, targets: Sequence[TaskTargetRecord]) -> None:
         """Store a task with its initial per-target rows. Raises :class:`Conflict`."""
+
+    @abc.abstractmethod
+    async def add_task_targets(self, task_id: str, targets: Sequence[TaskTargetRecord]) -> int:
+        """Add per-target rows to a stored task (a standing release reaching a device that
+        matches later); rows of targets the task has already are skipped. Returns how many
+        were added. Raises :class:`NotFound` for an unknown task."""
+
+    @abc.abstractmethod
+    async def add_task_app(self, record: TaskAppRecord) -> None:
+        """Store the app of a task (the row goes with its task). Raises :class:`NotFound`
+        for an unknown task and :class:`Conflict` when the task has one already."""
+
+    @abc.abstractmethod
+    async def get_task_app(self, task_id: str) -> TaskAppRecord | None:
+        """The app of the task, or ``None``."""
+
+    @abc.abstractmethod
+    async def list_task_apps(
+        self, *, app: str | None = None, standing: bool | None = None
+    ) -> list[TaskAppRecord]:
+        """App rows of existing tasks, newest first (``created_at``, then task id, both
+        descending); only of ``app`` and/or only standing (or not) ones when given."""
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord | None:

@@ -14,11 +14,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage import memory_logs
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
+from swarmdeploy.storage.memory_apps import MemoryApps
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_audit import MemoryAudit
 from swarmdeploy.storage.memory_health import MemoryHealth
@@ -38,6 +40,7 @@ from swarmdeploy.storage.records import (
     Page,
     SortOrder,
     TargetRecord,
+    TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,
     TaskTargetRecord,
@@ -75,6 +78,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
 
 class MemoryStorage(
     MemoryLink,
+    MemoryApps,
     MemoryArtifacts,
     MemoryOperatorKeys,
     MemoryTaskSignatures,
@@ -103,6 +107,7 @@ class MemoryStorage(
         self._artifacts = ArtifactStore()
         self._operator_keys: dict[str, OperatorKeyRecord] = {}
         self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
+        self._task_apps: dict[str, TaskAppRecord] = {}
         self._audit: list[AuditRecord] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -132,8 +137,10 @@ class MemoryStorage(
         search: str | None = None,
         page: int = 1,
         per_page: int = 100,
+        selector: Selector | None = None,
     ) -> Page[TargetRecord]:
-        """Targets sorted by id, filtered by all ``tags`` and a substring ``search``."""
+        """Targets sorted by id, filtered by all ``tags``, a substring ``search`` and the
+        ``selector``."""
         require_open(self._state)
         check_page(page, per_page)
         wanted = set(tags)
@@ -141,7 +148,9 @@ class MemoryStorage(
         found = [
             _fresh_target(t)
             for _, t in sorted(self._targets.items())
-            if wanted.issubset(t.tags) and (needle in t.id.lower() or needle in t.name.lower())
+            if wanted.issubset(t.tags)
+            and (needle in t.id.lower() or needle in t.name.lower())
+            and (selector is None or selector.empty or selector.matches(t.id, t.tags))
         ]
         return _page(found, page, per_page)
 

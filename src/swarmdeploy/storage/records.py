@@ -355,3 +355,21 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskAppRecord:
+    """The app a deploy task delivers a release of, and whether it is *standing*.
+
+    ``selector`` is the task's target selector in its text form (``docs/selectors.md``);
+    ``standing``: devices that come to match later get the release too; ``remove``: a
+    standing release is stopped on devices that stop matching. The row goes with its task.
+    """
+
+    task_id: str
+    app: str
+    created_at: int
+    version: str = ""
+    selector: str = ""
+    standing: bool = False
+    remove: bool = False

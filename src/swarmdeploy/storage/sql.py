@@ -2,7 +2,7 @@
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
 ``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
-``sql_task_signatures``, ``sql_health``, ``sql_indoor``, ``sql_audit``);
+``sql_task_signatures``, ``sql_apps``, ``sql_health``, ``sql_indoor``, ``sql_audit``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """
@@ -10,6 +10,7 @@ constructs.
 from __future__ import annotations
 
 from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.sql_apps import SqlApps
 from swarmdeploy.storage.sql_artifacts import SqlArtifacts
 from swarmdeploy.storage.sql_audit import SqlAudit
 from swarmdeploy.storage.sql_health import SqlHealth
@@ -24,6 +25,7 @@ from swarmdeploy.storage.sql_tasks import SqlTasks
 
 class SqlStorage(
     SqlTargets,
+    SqlApps,
     SqlTasks,
     SqlLogs,
     SqlRequests,

@@ -10,10 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage.base import UNCHANGED
 from swarmdeploy.storage.common import chunked, like_pattern, unique_tags
 from swarmdeploy.storage.errors import NotFound, TokenRejected
 from swarmdeploy.storage.records import ApiKeyRecord, Page, TargetRecord, TokenSetRecord
+from swarmdeploy.storage.sql_apps import selector_clause
 from swarmdeploy.storage.sql_core import SqlCore, as_page
 from swarmdeploy.storage.tables import (
     api_key_from_row,
@@ -51,9 +53,13 @@ class SqlTargets(SqlCore):
         search: str | None = None,
         page: int = 1,
         per_page: int = 100,
+        selector: Selector | None = None,
     ) -> Page[TargetRecord]:
-        """Targets by id carrying all ``tags``, whose id or name contains ``search``."""
+        """Targets by id carrying all ``tags``, whose id or name contains ``search``, that
+        ``selector`` matches."""
         query = sa.select(targets)
+        if selector is not None and not selector.empty:
+            query = query.where(selector_clause(selector))
         wanted = unique_tags(tags)
         if wanted:
             having_all = (

@@ -533,3 +533,25 @@ audit_log = sa.Table(
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
 )
+
+
+# -- revision 0009: apps and standing releases (issue 14) -----------------------------------------
+
+task_apps = sa.Table(
+    "task_apps",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("app", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False, server_default=""),
+    sa.Column("selector", sa.Text, nullable=False, server_default=""),
+    sa.Column("standing", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("remove", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_task_apps_app", "app", "created_at"),
+    sa.Index("ix_task_apps_standing", "standing", "created_at"),
+)

@@ -44,6 +44,8 @@ EXPECTED = {
     ("get", "/ca"), ("post", "/ca/export"),
     ("post", "/floorplans"), ("get", "/floorplans"), ("get", "/floorplans/{plan_id}/image"),
     ("delete", "/floorplans/{plan_id}"),
+    ("get", "/apps"), ("get", "/apps/{name}"), ("get", "/targets/{target_id}/apps"),
+    ("put", "/targets/{target_id}/apps/{name}/stop"),
 }  # fmt: skip
 
 

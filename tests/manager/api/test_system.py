@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage.errors import StorageUnavailable
 from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import Page, TargetRecord
@@ -22,6 +23,7 @@ class BrokenStorage(MemoryStorage):
         search: str | None = None,
         page: int = 1,
         per_page: int = 100,
+        selector: Selector | None = None,
     ) -> Page[TargetRecord]:
         raise RuntimeError("secret internal detail /etc/passwd")
 

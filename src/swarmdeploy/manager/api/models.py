@@ -238,10 +238,16 @@ class RunOut(CommandsOut):
 
 
 class SelectorOut(ApiModel):
-    """Target selector of a task."""
+    """Target selector of a task (``docs/selectors.md``)."""
 
     ids: list[str] | None = None
     tags: list[str] | None = None
+    all: list[str] | None = None
+    not_: list[str] | None = Field(default=None, alias="not")
+    not_ids: list[str] | None = None
+    select: str | None = None
+    follow: bool = False
+    remove: bool = False
 
 
 class DeployOut(ApiModel):
@@ -341,6 +347,9 @@ class TaskSummary(ApiModel):
     source: SourceOut | None
     build: BuildOut | None
     deploy: DeployOut | None
+    #: The app the task delivers a release of (``default`` when it names none).
+    app: str | None = None
+    version: str | None = None
     created_at: Millis
     expires_at: Millis
     created_by: str

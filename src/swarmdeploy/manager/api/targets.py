@@ -44,11 +44,20 @@ async def list_targets(
     search: Annotated[
         str | None, Query(max_length=128, description="Substring of id or name.")
     ] = None,
+    select: Annotated[
+        str | None,
+        Query(
+            max_length=65536,
+            description="A selector (docs/selectors.md), e.g. `camera,+outdoor,!lab`.",
+        ),
+    ] = None,
     page: PageQuery = 1,
     per_page: PerPageQuery = 100,
 ) -> dict[str, Any]:
-    """Targets sorted by id, filtered by tags (AND) and a search string."""
-    result = await select_targets(services, tags=tags, search=search, page=page, per_page=per_page)
+    """Targets sorted by id, filtered by tags (AND), a search string and a selector."""
+    result = await select_targets(
+        services, tags=tags, search=search, select=select, page=page, per_page=per_page
+    )
     items = [target_json(v) for v in result.items]
     return {"total": result.total, "items": items, "page": page, "perPage": per_page}
 

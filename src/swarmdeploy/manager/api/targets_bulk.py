@@ -28,23 +28,28 @@ _PAGE = 1000
 
 
 class TargetSelection(ApiModel):
-    """Which targets: ``ids``, or ``tags``/``search`` exactly as ``GET /targets`` takes them."""
+    """Which targets: ``ids``, or ``tags``/``search``/``select`` exactly as ``GET /targets``
+    takes them."""
 
     ids: list[Name] | None = Field(None, min_length=1, max_length=MAX_BULK)
     tags: str | None = Field(None, max_length=4096, description="Comma-separated; all needed.")
     search: str | None = Field(None, min_length=1, max_length=128)
+    select: str | None = Field(
+        None, min_length=1, max_length=65536, description="A selector (docs/selectors.md)."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> TargetSelection:
-        if self.ids is not None and (self.tags or self.search):
-            raise ValueError("select by ids or by tags/search, not both")
+        if self.ids is not None and (self.tags or self.search or self.select):
+            raise ValueError("select by ids or by tags/search/select, not both")
         if (
             self.ids is None
             and not (self.tags and self.tags.strip(",").strip())
             and not (self.search)
+            and not (self.select and self.select.strip())
         ):
-            raise ValueError("an empty selection would select every target: give ids, tags "
-                             "or search")  # fmt: skip
+            raise ValueError("an empty selection would select every target: give ids, tags, "
+                             "search or select")  # fmt: skip
         return self
 
 
@@ -99,7 +104,12 @@ async def _selected(
     page = 1
     while True:
         result = await select_targets(
-            services, tags=sel.tags, search=sel.search, page=page, per_page=_PAGE
+            services,
+            tags=sel.tags,
+            search=sel.search,
+            select=sel.select,
+            page=page,
+            per_page=_PAGE,
         )
         records += [view.record for view in result.items]
         if len(records) > MAX_BULK:

@@ -7,6 +7,7 @@ import dataclasses
 from swarmdeploy.manager.dispatch import Dispatcher
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.keystore import ManagerKeys
+from swarmdeploy.manager.services.apps import AppService
 from swarmdeploy.manager.services.audit import AuditLog
 from swarmdeploy.manager.services.auth import ApiKeyService, Authenticator
 from swarmdeploy.manager.services.blobs import BlobStore
@@ -60,3 +61,4 @@ class Services:
     floorplans: FloorPlans
     audit: AuditLog
     descriptor_guard: DescriptorGuard
+    apps: AppService

@@ -26,6 +26,7 @@ from swarmdeploy.manager.dispatch import Dispatcher
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.services.health import reported_position
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import NotFound
 from swarmdeploy.storage.records import (
@@ -153,11 +154,18 @@ class TargetRegistry:
         return TargetView(record, online, self._ca_fingerprint)
 
     async def list(
-        self, *, tags: Sequence[str], search: str | None, page: int, per_page: int
+        self,
+        *,
+        tags: Sequence[str],
+        search: str | None,
+        page: int,
+        per_page: int,
+        selector: Selector | None = None,
     ) -> Page[TargetView]:
-        """Targets sorted by id; ``tags`` ANDed, ``search`` a substring of id or name."""
+        """Targets sorted by id; ``tags`` ANDed, ``search`` a substring of id or name,
+        ``selector`` as in ``docs/selectors.md`` (the one filter of targets lists)."""
         result = await self._storage.list_targets(
-            tags=tags, search=search, page=page, per_page=per_page
+            tags=tags, search=search, page=page, per_page=per_page, selector=selector
         )
         views = await self.with_recent(result.items)
         return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)

@@ -26,6 +26,7 @@ from swarmdeploy.manager.errors import Forbidden, Unavailable
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
+from swarmdeploy.protocol.descriptor import DEFAULT_APP
 from swarmdeploy.protocol.manifest import (
     ArtifactInfo,
     Rlimits,
@@ -34,6 +35,7 @@ from swarmdeploy.protocol.manifest import (
     encode_manifest,
 )
 from swarmdeploy.protocol.messages import DEFAULT_CHUNK_BYTES
+from swarmdeploy.protocol.selector import Selector, parse_selector
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import Conflict
 from swarmdeploy.storage.records import OperatorKeyRecord, TaskRecord, TaskSignatureRecord
@@ -149,15 +151,39 @@ def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -
             **common,
         )
     run = _section(doc, "deploy", "run")
-    target = _section(doc, "deploy", "target")
+    sel = _selector_of(_section(doc, "deploy", "target"))
     return TaskManifest(
         kind="deploy",
         install=_strings(_section(doc, "deploy", "install"), "commands"),
         run=_strings(run, "commands"),
         auto_restart=bool(run.get("autoRestart", False)),
-        target_ids=sorted(set(_strings(target, "ids"))),
-        target_tags=sorted(set(_strings(target, "tags"))),
+        app=_app_of(doc),
+        target_ids=list(sel.ids),
+        target_tags=list(sel.tags),
+        target_all=list(sel.all_tags),
+        target_not=list(sel.not_tags),
+        target_not_ids=list(sel.not_ids),
         **common,
+    )
+
+
+def _app_of(doc: dict[str, Any]) -> str:
+    """The manifest's ``app``: empty for the default app, so that the manifests of tasks
+    without an app keep their bytes."""
+    app = doc.get("app")
+    return "" if not isinstance(app, str) or app == DEFAULT_APP else app
+
+
+def _selector_of(target: dict[str, Any]) -> Selector:
+    """The signed selector (``docs/selectors.md``) of a stored ``deploy.target``."""
+    text = target.get("select")
+    extra = parse_selector(text) if isinstance(text, str) else Selector()
+    return Selector.of(
+        [*_strings(target, "ids"), *extra.ids],
+        [*_strings(target, "tags"), *extra.tags],
+        [*_strings(target, "all"), *extra.all_tags],
+        [*_strings(target, "not"), *extra.not_tags],
+        [*_strings(target, "notIds"), *extra.not_ids],
     )
 
 

@@ -39,8 +39,9 @@ from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
-from swarmdeploy.protocol.descriptor import TaskDescriptor, parse_descriptor
+from swarmdeploy.protocol.descriptor import DEFAULT_APP, TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
+from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.protocol.states import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -57,6 +58,7 @@ from swarmdeploy.storage.records import (
     OperatorKeyRecord,
     Page,
     SortOrder,
+    TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,
     TaskTargetRecord,
@@ -210,6 +212,7 @@ class TaskService:
                 rows = [dataclasses.replace(r, task_id=record.id) for r in rows]
         else:
             raise Unavailable("could not allocate a unique task id; try again")
+        await self._store_app(desc, record)
         if key is not None:
             await self._sign(record, key, reused)
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
@@ -221,6 +224,26 @@ class TaskService:
             except Exception:  # top of the listener loop: the task is stored; log and go on
                 log.exception("listener failed on the creation of task %s", record.id)
         return view
+
+    async def _store_app(self, desc: TaskDescriptor, record: TaskRecord) -> None:
+        """The app row of a deploy task (``services.apps``); the task goes if it fails."""
+        if desc.deploy is None:
+            return
+        target = desc.deploy.target
+        app = TaskAppRecord(
+            task_id=record.id,
+            app=desc.app_name,
+            created_at=record.created_at,
+            version=desc.version or "",
+            selector=desc.selector.to_text(),
+            standing=desc.standing,
+            remove=bool(target and target.remove),
+        )
+        try:
+            await self._storage.add_task_app(app)
+        except BaseException:
+            await self._storage.delete_task(record.id)
+            raise
 
     async def _sign(self, record: TaskRecord, key: OperatorKeyRecord, reused: str | None) -> None:
         """Sign the new task's manifest; a task that cannot be signed is deleted again."""
@@ -282,16 +305,46 @@ class TaskService:
         )
 
     async def _match(self, desc: TaskDescriptor) -> list[tuple[str, tuple[str, ...]]]:
+        """``(target_id, matching tags)`` of the targets the selector matches now; none is
+        a 422 unless the task is standing (it waits for devices, docs/adr/0010)."""
         if desc.deploy is None:
             return []
-        matches = await self._storage.match_targets(desc.target_ids, desc.target_tags)
-        if not matches:
+        selector = desc.selector
+        if selector.plain:
+            matches = await self._storage.match_targets(selector.ids, selector.tags)
+        else:
+            matches = await self._select(selector)
+        if not matches and not desc.standing:
             raise InvalidInput(
-                "no registered target matches deploy.target "
-                f"(ids: {desc.target_ids}, tags: {desc.target_tags})",
+                f"no registered target matches deploy.target ({selector.to_text()}); "
+                "a standing task (deploy.target.follow: true) would wait for one",
                 path="$.deploy.target",
             )
         return matches
+
+    async def _select(self, selector: Selector) -> list[tuple[str, tuple[str, ...]]]:
+        """Every target ``selector`` matches (all pages), with its tags the selector names."""
+        named = set(selector.tags) | set(selector.all_tags)
+        found: list[tuple[str, tuple[str, ...]]] = []
+        page = 1
+        while True:
+            result = await self._storage.list_targets(
+                selector=selector, page=page, per_page=MAX_PER_PAGE
+            )
+            found.extend((t.id, tuple(sorted(named.intersection(t.tags)))) for t in result.items)
+            if page * MAX_PER_PAGE >= result.total or not result.items:
+                return found
+            page += 1
+
+    async def announce_rows(self, task: TaskRecord, rows: list[TaskTargetRecord]) -> None:
+        """Rows added to a stored task (a standing release reaching a late device): tell
+        the listeners as for a new task, so the agent link announces them."""
+        view = await self._view(task, rows)
+        for listener in self._listeners:
+            try:
+                await listener.task_created(view)
+            except Exception:  # top of the listener loop: the rows are stored; log and go on
+                log.exception("listener failed on new rows of task %s", task.id)
 
     async def _store_source(self, desc: TaskDescriptor, archive: Path | None) -> str | None:
         if archive is not None:
@@ -323,7 +376,7 @@ class TaskService:
             debug=desc.debug,
             descriptor=descriptor,
             created_at=now,
-            expires_at=now + desc.expires_in * 1000,
+            expires_at=now + desc.expires_in_s * 1000,
             created_by=created_by,
             build_host=build_host,
             source_digest=digest,
@@ -481,6 +534,8 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "source": source,
         "build": build_stage_json(r, view.build),
         "deploy": d.get("deploy"),
+        "app": d.get("app") or (DEFAULT_APP if d.get("deploy") else None),
+        "version": d.get("version"),
         "createdAt": r.created_at,
         "expiresAt": r.expires_at,
         "createdBy": r.created_by,
