@@ -143,6 +143,13 @@ class TaskProcessor:
         """First stage: assess the announcement, answer ``accepted`` or ``declined``."""
         reporter = self._ctx.reporter
         task_id = msg.task_id
+        ended = reporter.current(task_id)
+        if self._ctx.state.begin_attempt(task_id, msg.attempt):
+            self._ctx.save()
+            logger.info(
+                "task %s: announced again as attempt %d (it ended %s here); assessing it anew",
+                task_id, msg.attempt, ended, extra={"task": task_id},
+            )  # fmt: skip
         if reporter.current(task_id) is not None:
             await reporter.repeat(task_id)  # a duplicate delivery: say where we stand
             return

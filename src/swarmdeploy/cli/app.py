@@ -264,6 +264,26 @@ def tasks_stop(ctx: typer.Context, task_id: str) -> None:
     _async_request(ctx, "PUT", f"/tasks/{task_id}/stop")
 
 
+@tasks_app.command("retry")
+def tasks_retry(
+    ctx: typer.Context,
+    task_id: str,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target", help="Retry on this target (repeatable); default: every failed one."
+        ),
+    ] = None,
+) -> None:
+    """Announce a task again to targets that declined or failed it, once the cause is fixed."""
+    c = _ctx(ctx)
+    doc = c.client.retry_task(task_id, target or None)
+    if c.out.as_json:
+        c.out.document(doc)
+    else:
+        c.out.message(f"task {task_id} announced again; status {doc.get('status')}")
+
+
 # -- artifacts -------------------------------------------------------------------------------
 @artifacts_app.command("list")
 def artifacts_list(

@@ -234,6 +234,9 @@ class Announce(MessageBase, tag="announce", kw_only=True):
     arch: Annotated[list[Label], Meta(max_length=64)] = []
     debug: bool = False
     expires_at_ms: Count = 0
+    #: How often an operator retried this (task, target) pair; an agent that ended the task
+    #: in a final state assesses it again when ``attempt`` is higher than the one it ended.
+    attempt: Count = 0
 
 
 class Task(MessageBase, tag="task", kw_only=True):

@@ -312,6 +312,7 @@ class TaskTargetPublic(ApiModel):
     state: str
     reason: str
     updated_at: Millis
+    attempt: int = Field(0, description="How often an operator retried this target.")
 
 
 class TaskSummary(ApiModel):
@@ -383,6 +384,14 @@ class ArtifactDetail(ArtifactPublic):
     every task whose build produced them (identical bytes are stored once)."""
 
     tasks: list[str]
+
+
+class RetryCreate(ApiModel):
+    """Which targets to retry; without ``targets`` every target in a final failure state."""
+
+    targets: list[str] | None = Field(
+        None, max_length=100_000, description="Target ids; omitted: every failed target."
+    )
 
 
 class StopPublic(ApiModel):

@@ -90,12 +90,12 @@ class Package:
         )
 
 
-def announcement(task: TaskRecord, package: Package) -> Announce:
+def announcement(task: TaskRecord, package: Package, *, attempt: int = 0) -> Announce:
     """First stage of delivery (§6.3): enough to assess the task, nothing to run.
 
     ``arch`` stays empty (any architecture) until the descriptor gains an architecture
     field; ``unpacked_bytes`` is measured from the archives (:mod:`.unpacked`; 0 if unknown:
-    the agent then assumes three times the payload).
+    the agent then assumes three times the payload). ``attempt`` is the pair's retry count.
     """
     return Announce(
         task_id=task.id,
@@ -105,6 +105,7 @@ def announcement(task: TaskRecord, package: Package) -> Announce:
         arch=[],
         debug=task.debug,
         expires_at_ms=task.expires_at,
+        attempt=attempt,
     )
 
 
