@@ -24,7 +24,9 @@ insecure lab mode); a task that fails verification ends in ``install_failed`` (o
 ``build_failed``) with ``refused: <code>: ...`` as the reason.
 
 A :class:`~swarmdeploy.agent.errors.TaskError` ends the task in ``install_failed`` or
-``build_failed`` with its message as the reason. A stop request cancels the task wherever it
+``build_failed`` with its message as the reason; so does any unexpected exception (an agent
+bug), as ``internal error in the agent: ...`` -- or ``failed`` once the task was installed --
+so that no task stays ``installing`` on the manager. A stop request cancels the task wherever it
 is (commands are killed by group) and reports ``stopped``.
 """
 
@@ -275,6 +277,9 @@ class TaskProcessor:
             await self._fail(task_id, str(exc))
         except OSError as exc:  # the data dir's disk (full, failing): the task fails cleanly
             await self._fail(task_id, describe_os_error(exc))
+        except Exception as exc:  # top of one task's processing: an agent bug ends the task
+            logger.exception("task %s: internal error while processing it", task_id)
+            await self._fail_internal(task_id, f"internal error in the agent: {exc!r}")
         finally:
             self._transfer = self._upload = None
             stage = self._ctx.state.stage_run
@@ -429,6 +434,15 @@ class TaskProcessor:
         remove_tree(self._ctx.task_dir(task_id))
         self._ctx.collector.marker(task_id, "build" if build else "install", reason, error=True)
         await self._ctx.reporter.report_path(task_id, target, reason)
+
+    async def _fail_internal(self, task_id: str, reason: str) -> None:
+        """An unexpected exception: the task still ends in a final state with the reason
+        (issue 13): ``failed`` once installed (its activation broke), else as :meth:`_fail`."""
+        if self._ctx.reporter.current(task_id) in (S.INSTALLED, S.RUNNING):
+            self._ctx.collector.marker(task_id, "run", reason, error=True)
+            await self._ctx.reporter.report_path(task_id, S.FAILED, reason)
+            return
+        await self._fail(task_id, reason)
 
     def _remove_old_dirs(self, keep: set[str]) -> None:
         try:

@@ -99,6 +99,7 @@ TRANSITIONS: dict[tuple[TargetState, TargetEvent], TargetState] = {
     (S.INSTALLED, E.EXIT_OK): S.EXITED,  # no run commands
     (S.RUNNING, E.EXIT_OK): S.EXITED,
     (S.RUNNING, E.EXIT_FAIL): S.FAILED,
+    (S.INSTALLED, E.EXIT_FAIL): S.FAILED,  # installed, but the run commands could not start
     (S.ACCEPTED, E.BUILD): S.BUILDING,
     (S.TRANSFERRING, E.BUILD): S.BUILDING,
     (S.BUILDING, E.BUILD_OK): S.BUILT,
