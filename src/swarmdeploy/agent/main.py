@@ -259,6 +259,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except AgentFatalError as exc:
         print(f"swarmdeploy agent: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a file of the data dir that cannot be read or written
+        logger.debug("start-up failed", exc_info=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"swarmdeploy agent: cannot start: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 #: Never loaded into the agent process (docs/performance.md, "Agent memory").
