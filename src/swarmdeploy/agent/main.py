@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swarmdeploy.agent.errors import AgentFatalError, ConfigError
+from swarmdeploy.agent.errors import AgentFatalError, ConfigError, RegistrationError
 from swarmdeploy.logformat import configure as configure_logging
 
 if TYPE_CHECKING:  # imported where used: main() decides first what may be imported at all
@@ -353,6 +353,12 @@ def run(settings: AgentSettings) -> int:
         manager=(host, state.registration.sub_port),
     )
     asyncio.run(_serve(daemon))
+    if daemon.reenrol_needed:  # a fresh process enrols with the token (it forks: no threads)
+        raise RegistrationError(
+            f"the manager refused the key of target {state.agent_id} (deleted); the next start"
+            " enrols a new identity with the given token",
+            retryable=True,
+        )
     return 0
 
 

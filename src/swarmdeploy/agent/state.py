@@ -145,6 +145,9 @@ class AgentState(msgspec.Struct, kw_only=True):
     #: inside the window is refused (``agent/request_trust.py``).
     request_nonces: dict[str, int] = msgspec.field(default_factory=dict)
     trust: TrustState = msgspec.field(default_factory=TrustState)
+    #: When the manager first refused this identity's key (0: never, or connected since):
+    #: the target was deleted; a new token then enrols a new identity (``agent/reenrol.py``).
+    refused_at_ms: int = 0
 
     def report(self, task_id: str, state: TargetState, reason: str | None = None) -> StateReport:
         """Queue a state report (kept until :meth:`ack_report`) and note it in the history.
