@@ -139,6 +139,11 @@ class Health(MessageBase, tag="health", kw_only=True):
     disk_low: bool = False
     manager_reachable: bool = True
     interfaces: Annotated[list[NetInterface], Meta(max_length=256)] = []
+    #: The device: its operating system (``PRETTY_NAME`` of ``/etc/os-release``), its
+    #: architecture (normalised ``platform.machine()``) and the agent's version.
+    os: Label = ""
+    arch: Label = ""
+    agent_version: Label = ""
 
 
 class StateReport(MessageBase, tag="state", kw_only=True):

@@ -187,6 +187,10 @@ class TargetPublic(ApiModel):
     indoor: IndoorModel | None = None
     confinement: TargetConfinement | None = None
     signer_revoked: list[str] = []
+    os: str | None = Field(None, description="Its OS, e.g. Debian GNU/Linux 12 (bookworm).")
+    arch: str | None = Field(None, description="Its architecture, e.g. x86_64 or aarch64.")
+    agent_version: str | None = Field(None, description="The version of its agent.")
+    transport: str = Field("zmq", description="The agent link: zmq (CurveZMQ).")
 
 
 class TargetUpdate(ApiModel):
