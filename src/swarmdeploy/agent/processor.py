@@ -172,7 +172,11 @@ class TaskProcessor:
             return "the task expired before it could be assessed"
         result = assess(
             Requirements(
-                payload_bytes=msg.size_bytes, unpacked_bytes=msg.unpacked_bytes, arch=msg.arch
+                payload_bytes=msg.size_bytes,
+                unpacked_bytes=msg.unpacked_bytes,
+                arch=msg.arch,
+                min_free_disk_bytes=msg.min_free_disk_bytes,
+                min_free_memory_bytes=msg.min_free_memory_bytes,
             ),
             data_dir=self._ctx.settings.data_dir,
             policy=self._ctx.disk_policy(),
@@ -299,6 +303,7 @@ class TaskProcessor:
         manifest = accepted.manifest
         self._kinds[task_id] = manifest.kind
         self._confine.check_grants(manifest.sandbox)  # before anything is recorded or fetched
+        self._check_requires(manifest)
         self._verifier.record(task_id, accepted)
         store_task(directory, message)
         if accepted.signer:
@@ -312,6 +317,25 @@ class TaskProcessor:
             await self._build(task_id, manifest, paths)
         else:
             await self._install(task_id, accepted, paths)
+
+    def _check_requires(self, manifest: TaskManifest) -> None:
+        """The signed ``requires`` (the announcement's copy is not signed): a device that
+        does not meet them fails the task with the reason, before anything is fetched."""
+        req = manifest.requires
+        if req is None:
+            return
+        result = assess(
+            Requirements(
+                payload_bytes=0,
+                arch=req.arch,
+                min_free_disk_bytes=req.min_free_disk_bytes,
+                min_free_memory_bytes=req.min_free_memory_bytes,
+            ),
+            data_dir=self._ctx.settings.data_dir,
+            policy=self._ctx.disk_policy(),
+        )
+        if not result.accepted:
+            raise TaskError(result.reason or "the device does not meet deploy.requires")
 
     # --- stage 3: payload --------------------------------------------------------------
 

@@ -239,6 +239,9 @@ class Announce(MessageBase, tag="announce", kw_only=True):
     arch: Annotated[list[Label], Meta(max_length=64)] = []
     debug: bool = False
     expires_at_ms: Count = 0
+    #: The task's ``deploy.requires`` minima (0: none); ``arch`` above is its architectures.
+    min_free_disk_bytes: Count = 0
+    min_free_memory_bytes: Count = 0
     #: How often an operator retried this (task, target) pair; an agent that ended the task
     #: in a final state assesses it again when ``attempt`` is higher than the one it ended.
     attempt: Count = 0

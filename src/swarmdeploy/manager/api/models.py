@@ -230,12 +230,21 @@ class SelectorOut(ApiModel):
     tags: list[str] | None = None
 
 
+class RequiresOut(ApiModel):
+    """What a device must offer to accept the task (``deploy.requires``)."""
+
+    arch: list[str] | None = None
+    min_free_disk_mb: int | None = Field(None, alias="minFreeDiskMB")
+    min_free_memory_mb: int | None = Field(None, alias="minFreeMemoryMB")
+
+
 class DeployOut(ApiModel):
     """Deploy section of a task."""
 
     install: CommandsOut | None = None
     run: RunOut | None = None
     target: SelectorOut | None = None
+    requires: RequiresOut | None = None
 
 
 class BuildArtifactOut(ApiModel):

@@ -28,6 +28,7 @@ from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.protocol.manifest import (
     ArtifactInfo,
+    DeviceRequirements,
     Rlimits,
     SandboxPolicy,
     TaskManifest,
@@ -157,7 +158,24 @@ def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -
         auto_restart=bool(run.get("autoRestart", False)),
         target_ids=sorted(set(_strings(target, "ids"))),
         target_tags=sorted(set(_strings(target, "tags"))),
+        requires=requirements_of(doc),
         **common,
+    )
+
+
+_MB = 1_000_000
+
+
+def requirements_of(descriptor: dict[str, Any]) -> DeviceRequirements | None:
+    """``deploy.requires`` of a stored (validated) descriptor as the manifest signs it
+    (``None`` without one)."""
+    requires = _section(descriptor, "deploy", "requires")
+    if not requires:
+        return None
+    return DeviceRequirements(
+        arch=tuple(_strings(requires, "arch")),
+        min_free_disk_bytes=int(requires.get("minFreeDiskMB") or 0) * _MB,
+        min_free_memory_bytes=int(requires.get("minFreeMemoryMB") or 0) * _MB,
     )
 
 
