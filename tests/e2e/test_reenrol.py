@@ -44,3 +44,16 @@ def test_deleted_agent_says_so_and_enrols_again_with_a_new_token(fleet: LocalFle
         json={"deploy": {"run": {"commands": ["echo again"]}, "target": {"ids": ["e1-new"]}}},
     )
     fleet.wait_states(str(task["id"]), {"e1-new": "exited"})
+
+
+def test_running_agent_with_a_token_stops_to_enrol_again_when_deleted(fleet: LocalFleet) -> None:
+    token = fleet.tokens("first", 1)[0]
+    fleet.start_agent("e2", token=token)
+    fleet.wait_online(["e2"])
+    fleet.stop_agent("e2")
+    proc = fleet.start_agent("e2", token=token)  # spent: not used, but kept in its settings
+    fleet.wait_online(["e2"])
+    fleet.api.request("DELETE", "/targets/e2")
+    wait_for(lambda: proc.poll() is not None, timeout_s=30, what="the agent to stop")
+    assert proc.returncode == 3
+    assert "the next start enrols a new identity with the given token" in fleet.agent_log("e2")
