@@ -176,12 +176,14 @@ class LocalFleet:
         tags: Sequence[str] = (),
         extra_args: Sequence[str] = (),
         insecure_lab: bool = False,
+        trust_anchor: bool = True,
     ) -> subprocess.Popen[bytes]:
         """Start (or restart) an agent process; ``token`` is needed on its first start.
 
         The agent trusts the manager's deployment CA (``--trust-anchor`` with the manager's
         ``ca.pem``), so it verifies every task as a provisioned device does; ``insecure_lab``
-        starts it in insecure lab mode instead."""
+        starts it in insecure lab mode instead; ``trust_anchor=False`` starts it without an
+        anchor (it then declines every task, as a device provisioned without one)."""
         data_dir = self.agent_dir(agent_id)
         data_dir.mkdir(parents=True, exist_ok=True)
         data_dir.chmod(0o700)
@@ -189,7 +191,7 @@ class LocalFleet:
         cmd += ["--manager", self.url, "--id", agent_id, *self.agent_args, *extra_args]
         if insecure_lab:
             cmd += ["--insecure-lab"]
-        else:
+        elif trust_anchor:
             cmd += ["--trust-anchor", str(self.manager_dir / "ca.pem")]
         if token:
             cmd += ["--token", token]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from swarmdeploy.agent import processor
+from swarmdeploy.agent.deployment import DeploymentSupervisor
 from swarmdeploy.protocol.messages import Announce
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig, make_rig
@@ -110,3 +114,31 @@ async def test_hostile_archive_fails_the_install(rig: Rig) -> None:
     await rig.deploy("t1", S.INSTALL_FAILED, files={"../escape.sh": "echo owned"}, run=["true"])
     assert ".." in rig.reason("t1")
     assert not (rig.settings.data_dir / "tasks" / "escape.sh").exists()
+
+
+async def test_internal_error_during_install_reaches_the_manager_as_install_failed(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("unpacker bug")
+
+    monkeypatch.setattr(processor, "unpack_all", broken)
+    await rig.start()
+    await rig.deploy("t1", S.INSTALL_FAILED, files=APP, run=["sh app.sh"])
+    assert rig.reason("t1") == "internal error in the agent: RuntimeError('unpacker bug')"
+    assert rig.manager.states_of(TARGET, "t1")[-2:] == [S.INSTALLING, S.INSTALL_FAILED]
+    monkeypatch.undo()
+    await rig.deploy("t2", S.RUNNING, files=APP, run=["sh app.sh"])  # the worker goes on
+
+
+async def test_internal_error_at_activation_reaches_the_manager_as_failed(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: object, **__: object) -> bool:
+        raise KeyError("supervisor bug")
+
+    monkeypatch.setattr(DeploymentSupervisor, "activate", broken)
+    await rig.start()
+    await rig.deploy("t1", S.FAILED, files=APP, run=["sh app.sh"])
+    assert "internal error in the agent: KeyError('supervisor bug')" in rig.reason("t1")
+    assert S.RUNNING not in rig.manager.states_of(TARGET, "t1")

@@ -126,3 +126,27 @@ def test_disk_low_flag(data_dir: Path) -> None:
     assert not disk_low(data_dir, SMALL)
     low = DiskPolicy(max_data_bytes=1024 * KB, low_disk_bytes=500 * KB)
     assert disk_low(data_dir, low)
+
+
+def test_required_free_disk_declines_naming_the_requirement(data_dir: Path) -> None:
+    result = assess(Requirements(1, min_free_disk_bytes=500 * KB), data_dir=data_dir, policy=SMALL)
+    assert not result.accepted and result.code == "insufficient_disk"
+    assert "deploy.requires.minFreeDiskMB" in (result.reason or "")
+    fits = Requirements(1, min_free_disk_bytes=300 * KB)
+    assert assess(fits, data_dir=data_dir, policy=SMALL).accepted
+
+
+def test_required_memory_declines_naming_the_requirement(data_dir: Path) -> None:
+    result = assess(Requirements(1, min_free_memory_bytes=1 << 62), data_dir=data_dir, policy=SMALL)
+    assert not result.accepted and result.code == "insufficient_memory"
+    assert "deploy.requires.minFreeMemoryMB" in (result.reason or "")
+    fits = Requirements(1, min_free_memory_bytes=1)
+    assert assess(fits, data_dir=data_dir, policy=SMALL).accepted
+
+
+def test_required_architecture_accepts_aliases(data_dir: Path) -> None:
+    here = machine_arch()
+    alias = {"x86_64": "amd64", "aarch64": "arm64"}.get(here, here)
+    assert assess(Requirements(1, arch=[alias]), data_dir=data_dir, policy=SMALL).accepted
+    other = assess(Requirements(1, arch=["riscv128"]), data_dir=data_dir, policy=SMALL)
+    assert other.code == "incompatible_arch" and "deploy.requires.arch" in (other.reason or "")

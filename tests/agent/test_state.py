@@ -271,3 +271,17 @@ def test_schema_1_state_reads_as_one_default_app(tmp_path: Path) -> None:
     loaded = load_state(path)
     assert loaded is not None and loaded.apps == {}
     assert [(app, d.task_id) for app, d in loaded.deployments()] == [("default", "t1")]
+
+
+def test_begin_attempt_forgets_a_final_task_only_for_a_higher_attempt() -> None:
+    state = AgentState(agent_id="dev-1")
+    state.report("t1", TargetState.DECLINED, "no trust anchor")
+    assert not state.begin_attempt("t1", 0)  # the first announcement again: a duplicate
+    assert state.begin_attempt("t1", 1)  # a retry: forgotten, to be assessed anew
+    assert "t1" not in state.history and state.unacked == []
+    state.report("t1", TargetState.DECLINED, "again")
+    assert not state.begin_attempt("t1", 1)  # the retry announced twice: a duplicate
+    assert state.history["t1"] is TargetState.DECLINED
+    state.remember("t2", TargetState.RUNNING)
+    assert not state.begin_attempt("t2", 5)  # not final: nothing is forgotten
+    assert state.history["t2"] is TargetState.RUNNING and state.attempts["t2"] == 5

@@ -195,3 +195,26 @@ def test_sandbox_devices_paths_groups_and_limits_validate() -> None:
 )
 def test_bad_sandbox_section_refused_naming_the_field(section: dict[str, Any], path: str) -> None:
     assert _error(_deploy(sandbox=section)).path == path
+
+
+def test_deploy_requires_round_trips_with_its_field_names() -> None:
+    requires = {"arch": ["x86_64", "arm64"], "minFreeDiskMB": 500, "minFreeMemoryMB": 64}
+    doc = _deploy()
+    doc["deploy"]["requires"] = requires
+    assert parse_descriptor(doc).to_builtins()["deploy"]["requires"] == requires
+
+
+@pytest.mark.parametrize(
+    ("requires", "path"),
+    [
+        ({"minFreeDiskMb": 5}, "$.deploy.requires"),
+        ({"minFreeDiskMB": 0}, "$.deploy.requires.minFreeDiskMB"),
+        ({"minFreeMemoryMB": "lots"}, "$.deploy.requires.minFreeMemoryMB"),
+        ({"arch": []}, "$.deploy.requires.arch"),
+        ({"arch": ["x86_64", "no spaces"]}, "$.deploy.requires.arch[1]"),
+    ],
+)
+def test_deploy_requires_errors_name_the_field(requires: dict[str, Any], path: str) -> None:
+    doc = _deploy()
+    doc["deploy"]["requires"] = requires
+    assert _error(doc).path == path

@@ -6,7 +6,9 @@ import pytest
 
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.states import (
+    EVENT_FOR_REPORTED_STATE,
     FINAL_STATES,
+    RETRYABLE_STATES,
     TRANSITIONS,
     TargetEvent,
     TargetState,
@@ -33,9 +35,14 @@ def test_build_path_reaches_built() -> None:
     assert state is S.BUILT
 
 
-def test_final_states_have_no_way_out() -> None:
-    for state, _event in TRANSITIONS:
-        assert state not in FINAL_STATES
+def test_final_states_have_no_way_out_but_an_operator_retry() -> None:
+    for state, event in TRANSITIONS:
+        if state in FINAL_STATES:
+            assert event is E.RETRY and state in RETRYABLE_STATES
+    for state in RETRYABLE_STATES:
+        assert next_state(state, E.RETRY) is S.PENDING
+    assert not can_apply(S.FAILED, E.RETRY) and not can_apply(S.EXITED, E.RETRY)
+    assert E.RETRY not in EVENT_FOR_REPORTED_STATE.values()  # agents never report it
 
 
 def test_illegal_transition_raises_with_names() -> None:

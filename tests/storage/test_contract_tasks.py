@@ -166,3 +166,22 @@ async def test_expire_pending_moves_only_expired_rows_in_states(storage: Storage
     assert [r.state for r in await storage.target_tasks("b")] == ["running"]
     assert await storage.expire_pending(now=100, states=["pending"], new_state="expired") == []
     assert await storage.expire_pending(now=999, states=[], new_state="expired") == []
+
+
+async def test_retry_task_target_back_to_pending_with_next_attempt(storage: Storage) -> None:
+    await storage.add_task(task("k1"), [row("k1", "a"), row("k1", "b")])
+    await storage.set_task_target_state("k1", "a", state="declined", updated_at=5, reason="why")
+    retried = await storage.retry_task_target("k1", "a", updated_at=9, expected=["declined"])
+    assert retried is not None
+    assert (retried.state, retried.reason, retried.attempt, retried.updated_at) == (
+        "pending", "", 1, 9,
+    )  # fmt: skip
+    assert await storage.get_task_target("k1", "a") == retried
+    # compare-and-set: "b" is pending, not declined; unknown rows change nothing
+    assert await storage.retry_task_target("k1", "b", updated_at=9, expected=["declined"]) is None
+    assert await storage.retry_task_target("k1", "zz", updated_at=9, expected=["pending"]) is None
+    await storage.set_task_target_state("k1", "a", state="install_failed", updated_at=10)
+    again = await storage.retry_task_target("k1", "a", updated_at=11, expected=["install_failed"])
+    assert again is not None and again.attempt == 2
+    b = await storage.get_task_target("k1", "b")
+    assert b is not None and b.attempt == 0

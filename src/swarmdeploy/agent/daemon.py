@@ -158,6 +158,8 @@ class Daemon:
         self._first_welcome = asyncio.Event()
         self._resumed = asyncio.Event()
         self._resume_wait_s = resume_wait_s
+        #: The manager refused our key while a (new) token was given: enrol again.
+        self.reenrol_needed = False
 
     @property
     def lifecycle(self) -> DaemonState:
@@ -426,15 +428,31 @@ class Daemon:
         self._welcomed = False
         if event.state is LinkState.CONNECTED:
             logger.info("connected to the manager")
+            if self.state.refused_at_ms:  # accepted again (the refusal was transient)
+                self.state.refused_at_ms = 0
+                self.ctx.save()
             await self._hello()
             self.processor.on_reconnect()
         elif event.state is LinkState.AUTH_FAILED:
-            logger.error("the manager refused this agent's key (target deleted?): %s", event.detail)
-            self._notifier.status("manager refused this agent's key")
+            self._refused()
         elif event.state is LinkState.HANDSHAKE_FAILED:
             logger.error("handshake with the manager failed: %s", event.detail)
         elif event.state is LinkState.CONNECTING and event.detail:
             logger.info("link to the manager lost (%s); reconnecting", event.detail)
+
+    def _refused(self) -> None:
+        """The manager refused our key: the target was deleted (``agent/reenrol.py``). Said
+        once per streak of refusals, persisted so that a start with a new token enrols a new
+        identity; with a token given at this start (unused) the agent stops to do so."""
+        from swarmdeploy.agent.reenrol import REVOKED_MESSAGE, mark_refused
+
+        if mark_refused(self.state):
+            logger.error(REVOKED_MESSAGE, self.state.agent_id)
+            self._notifier.status("revoked by the manager: needs a new registration token")
+            self.ctx.save()
+        if self.settings.token:
+            self.reenrol_needed = True
+            self.request_shutdown()
 
     def _on_state_ack(self, ack: StateAck) -> None:
         self.reporter.on_ack(ack)

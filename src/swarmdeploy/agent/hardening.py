@@ -141,8 +141,11 @@ def check_data_dir(data_dir: Path, *, create: bool = True) -> Path:
     :class:`HardeningError` if it is not a directory, is owned by another user, is
     world-writable, or lies below a world-writable directory without the sticky bit.
     """
-    if not data_dir.exists() and create:
-        data_dir.mkdir(mode=0o700, parents=True)
+    try:
+        if not data_dir.exists() and create:
+            data_dir.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise HardeningError(f"cannot create the data dir {data_dir}: {exc.strerror}") from exc
     try:
         info = os.stat(data_dir)
     except OSError as exc:

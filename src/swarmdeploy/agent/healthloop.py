@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from swarmdeploy.agent.reports import Send
-from swarmdeploy.agent.resources import DiskPolicy
+from swarmdeploy.agent.resources import DiskPolicy, machine_arch
 from swarmdeploy.protocol.messages import Health, NetInterface, Position
 
 if TYPE_CHECKING:
@@ -133,4 +135,29 @@ def to_message(s: HealthSnapshot, *, reachable: bool) -> Health:
         disk_low=s.disk_low,
         manager_reachable=reachable,
         interfaces=interfaces,
+        os=device_facts()[0],
+        arch=device_facts()[1],
+        agent_version=device_facts()[2],
     )
+
+
+@functools.cache
+def device_facts() -> tuple[str, str, str]:
+    """``os``, ``arch`` and ``agent_version`` of the ``health`` report (read once)."""
+    from swarmdeploy import __version__
+
+    return os_name()[:_LABEL], machine_arch()[:_LABEL], __version__[:_LABEL]
+
+
+def os_name(os_release: Path = Path("/etc/os-release")) -> str:
+    """``PRETTY_NAME`` of ``os-release`` (e.g. ``Debian GNU/Linux 12 (bookworm)``), else the
+    kernel's name and release (``Linux 6.1.0``)."""
+    try:
+        lines = os_release.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "PRETTY_NAME" and value.strip():
+            return value.strip().strip('"').strip("'")
+    return f"{platform.system()} {platform.release()}".strip()

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from swarmdeploy.agent.errors import AgentFatalError, ConfigError
+from swarmdeploy.agent.errors import AgentFatalError, ConfigError, RegistrationError
 from swarmdeploy.logformat import configure as configure_logging
 
 if TYPE_CHECKING:  # imported where used: main() decides first what may be imported at all
@@ -290,6 +290,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except AgentFatalError as exc:
         print(f"swarmdeploy agent: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a file of the data dir that cannot be read or written
+        logger.debug("start-up failed", exc_info=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"swarmdeploy agent: cannot start: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
 
 
 #: Never loaded into the agent process (docs/performance.md, "Agent memory").
@@ -379,6 +384,12 @@ def run(settings: AgentSettings) -> int:
         manager=(host, state.registration.sub_port),
     )
     asyncio.run(_serve(daemon))
+    if daemon.reenrol_needed:  # a fresh process enrols with the token (it forks: no threads)
+        raise RegistrationError(
+            f"the manager refused the key of target {state.agent_id} (deleted); the next start"
+            " enrols a new identity with the given token",
+            retryable=True,
+        )
     return 0
 
 

@@ -24,7 +24,9 @@ insecure lab mode); a task that fails verification ends in ``install_failed`` (o
 ``build_failed``) with ``refused: <code>: ...`` as the reason.
 
 A :class:`~swarmdeploy.agent.errors.TaskError` ends the task in ``install_failed`` or
-``build_failed`` with its message as the reason. A stop request cancels the task wherever it
+``build_failed`` with its message as the reason; so does any unexpected exception (an agent
+bug), as ``internal error in the agent: ...`` -- or ``failed`` once the task was installed --
+so that no task stays ``installing`` on the manager. A stop request cancels the task wherever it
 is (commands are killed by group) and reports ``stopped``.
 """
 
@@ -142,6 +144,13 @@ class TaskProcessor:
         """First stage: assess the announcement, answer ``accepted`` or ``declined``."""
         reporter = self._ctx.reporter
         task_id = msg.task_id
+        ended = reporter.current(task_id)
+        if self._ctx.state.begin_attempt(task_id, msg.attempt):
+            self._ctx.save()
+            logger.info(
+                "task %s: announced again as attempt %d (it ended %s here); assessing it anew",
+                task_id, msg.attempt, ended, extra={"task": task_id},
+            )  # fmt: skip
         if reporter.current(task_id) is not None:
             await reporter.repeat(task_id)  # a duplicate delivery: say where we stand
             return
@@ -162,7 +171,11 @@ class TaskProcessor:
             return "the task expired before it could be assessed"
         result = assess(
             Requirements(
-                payload_bytes=msg.size_bytes, unpacked_bytes=msg.unpacked_bytes, arch=msg.arch
+                payload_bytes=msg.size_bytes,
+                unpacked_bytes=msg.unpacked_bytes,
+                arch=msg.arch,
+                min_free_disk_bytes=msg.min_free_disk_bytes,
+                min_free_memory_bytes=msg.min_free_memory_bytes,
             ),
             data_dir=self._ctx.settings.data_dir,
             policy=self._ctx.disk_policy(),
@@ -263,6 +276,9 @@ class TaskProcessor:
             await self._fail(task_id, str(exc))
         except OSError as exc:  # the data dir's disk (full, failing): the task fails cleanly
             await self._fail(task_id, describe_os_error(exc))
+        except Exception as exc:  # top of one task's processing: an agent bug ends the task
+            logger.exception("task %s: internal error while processing it", task_id)
+            await self._fail_internal(task_id, f"internal error in the agent: {exc!r}")
         finally:
             self._transfer = self._upload = None
             stage = self._ctx.state.stage_run
@@ -282,6 +298,7 @@ class TaskProcessor:
         manifest = accepted.manifest
         self._kinds[task_id] = manifest.kind
         self._confine.check_grants(manifest.sandbox)  # before anything is recorded or fetched
+        self._check_requires(manifest)
         self._verifier.record(task_id, accepted)
         store_task(directory, message)
         if accepted.signer:
@@ -295,6 +312,25 @@ class TaskProcessor:
             await self._build(task_id, manifest, paths)
         else:
             await self._install(task_id, accepted, paths)
+
+    def _check_requires(self, manifest: TaskManifest) -> None:
+        """The signed ``requires`` (the announcement's copy is not signed): a device that
+        does not meet them fails the task with the reason, before anything is fetched."""
+        req = manifest.requires
+        if req is None:
+            return
+        result = assess(
+            Requirements(
+                payload_bytes=0,
+                arch=req.arch,
+                min_free_disk_bytes=req.min_free_disk_bytes,
+                min_free_memory_bytes=req.min_free_memory_bytes,
+            ),
+            data_dir=self._ctx.settings.data_dir,
+            policy=self._ctx.disk_policy(),
+        )
+        if not result.accepted:
+            raise TaskError(result.reason or "the device does not meet deploy.requires")
 
     # --- stage 3: payload --------------------------------------------------------------
 
@@ -418,6 +454,15 @@ class TaskProcessor:
         remove_tree(self._ctx.task_dir(task_id))
         self._ctx.collector.marker(task_id, "build" if build else "install", reason, error=True)
         await self._ctx.reporter.report_path(task_id, target, reason)
+
+    async def _fail_internal(self, task_id: str, reason: str) -> None:
+        """An unexpected exception: the task still ends in a final state with the reason
+        (issue 13): ``failed`` once installed (its activation broke), else as :meth:`_fail`."""
+        if self._ctx.reporter.current(task_id) in (S.INSTALLED, S.RUNNING):
+            self._ctx.collector.marker(task_id, "run", reason, error=True)
+            await self._ctx.reporter.report_path(task_id, S.FAILED, reason)
+            return
+        await self._fail(task_id, reason)
 
     def _remove_old_dirs(self, keep: set[str]) -> None:
         try:

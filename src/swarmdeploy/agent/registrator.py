@@ -3,7 +3,10 @@
 :func:`ensure_registered` is called by the entry point before the daemon starts:
 
 * already registered (``state.registration`` set): nothing is sent; a given token is
-  ignored (it is spent), and an ``--id`` that differs from the registered id is an error;
+  ignored (it is spent), and an ``--id`` that differs from the registered id is an error --
+  unless the manager refused this identity (the target was deleted): then a given token
+  enrols a new identity (:mod:`swarmdeploy.agent.reenrol`), and without one the agent
+  says that it needs one;
 * otherwise the keys are created (:mod:`swarmdeploy.agent.identity`), the id is fixed (from
   ``--id`` or generated once from the host name and persisted before the first attempt) and
   ``POST {manager}/rpc/targets`` is sent with the token in ``X-Auth-Token``. The CA the
@@ -49,6 +52,7 @@ from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.errors import AgentFatalError, ConfigError, RegistrationError
 from swarmdeploy.agent.fsutil import atomic_write
 from swarmdeploy.agent.identity import Identity, load_identity
+from swarmdeploy.agent.reenrol import REVOKED_MESSAGE, retire, wants_reenrol
 from swarmdeploy.agent.state import AgentState, Location, Registration, load_state, save_state
 from swarmdeploy.agent.trust import adopt_manager_ca
 from swarmdeploy.crypto.curve import validate_public_key
@@ -119,7 +123,11 @@ def ensure_registered(
     Raises :class:`RegistrationError`, :class:`ConfigError` or a ``StateError``.
     """
     state = load_state(settings.state_path)
+    if state is not None and wants_reenrol(settings, state):
+        state = retire(settings, state, settings.target_id or generate_id())
     if state is not None and state.registration is not None:
+        if state.refused_at_ms:
+            logger.warning(REVOKED_MESSAGE, state.agent_id)
         if settings.target_id is not None and settings.target_id != state.agent_id:
             raise RegistrationError(
                 f"--id {settings.target_id!r} differs from the registered id"
@@ -158,8 +166,10 @@ def register_in_child(settings: AgentSettings, anchors: AnchorSet) -> bool:
     """
     state = load_state(settings.state_path)
     if state is not None and state.registration is not None:
-        return False
-    _unregistered_state(settings, state)
+        if not wants_reenrol(settings, state):
+            return False
+    else:
+        _unregistered_state(settings, state)
     _check_can_register(settings)
     _in_child(lambda: ensure_registered(settings, anchors))
     return True

@@ -45,6 +45,13 @@ def normalize_arch(name: str) -> str:
     return ARCH_ALIASES.get(lowered, lowered)
 
 
+def available_memory() -> int:
+    """Memory available to new work, as the kernel estimates it (``MemAvailable``)."""
+    from swarmdeploy.agent.health import memory_bytes
+
+    return memory_bytes()[1]
+
+
 def machine_arch() -> str:
     """This device's architecture, normalised."""
     return normalize_arch(platform.machine())
@@ -70,6 +77,9 @@ class Requirements:
     unpacked_bytes: int = 0
     arch: Collection[str] = ()
     tags: Collection[str] = ()
+    #: The task's ``deploy.requires`` minima (0: none).
+    min_free_disk_bytes: int = 0
+    min_free_memory_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +181,9 @@ def assess(
     wanted = {normalize_arch(a) for a in req.arch}
     if wanted and here not in wanted:
         return decline(
-            "incompatible_arch", f"task needs {', '.join(sorted(wanted))}; this device is {here}"
+            "incompatible_arch",
+            f"task requires architecture {', '.join(sorted(wanted))} (deploy.requires.arch);"
+            f" this device is {here}",
         )
     missing = sorted(set(req.tags) - set(tags))
     if missing:
@@ -187,6 +199,20 @@ def assess(
     free = free_bytes(data_dir, policy)
     if free < policy.low_disk_bytes:
         return decline("disk_low", f"disk is low: {human_bytes(free)} free")
+    if free < req.min_free_disk_bytes:
+        return decline(
+            "insufficient_disk",
+            f"task requires {human_bytes(req.min_free_disk_bytes)} free disk"
+            f" (deploy.requires.minFreeDiskMB); {human_bytes(free)} free",
+        )
+    if req.min_free_memory_bytes:
+        available = available_memory()
+        if available < req.min_free_memory_bytes:
+            return decline(
+                "insufficient_memory",
+                f"task requires {human_bytes(req.min_free_memory_bytes)} available memory"
+                f" (deploy.requires.minFreeMemoryMB); {human_bytes(available)} available",
+            )
     unpacked = req.unpacked_bytes or int(req.payload_bytes * (policy.unpack_factor - 1))
     needed = req.payload_bytes + unpacked + policy.safety_margin_bytes
     if free < needed:

@@ -27,7 +27,7 @@ from swarmdeploy.agent.fsutil import DiskReserve, atomic_write
 from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
 from swarmdeploy.agent.process import terminate_marked as _terminate_marked
 from swarmdeploy.protocol.descriptor import DEFAULT_APP
-from swarmdeploy.protocol.states import TargetState
+from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
 logger = logging.getLogger(__name__)
 
@@ -144,12 +144,18 @@ class AgentState(msgspec.Struct, kw_only=True):
     stage_run: StageRun | None = None
     unacked: list[StateReport] = msgspec.field(default_factory=list)
     history: dict[str, TargetState] = msgspec.field(default_factory=dict)
+    #: The retry attempt (``announce.attempt``) each task of ``history`` was last assessed
+    #: at, when above 0: a higher one is a retry, an equal one a repeated announcement.
+    attempts: dict[str, int] = msgspec.field(default_factory=dict)
     config_revision: int = 0
     recent_requests: list[str] = msgspec.field(default_factory=list)
     #: Nonces of signed operator requests carried out, with their expiry (ms): a replay
     #: inside the window is refused (``agent/request_trust.py``).
     request_nonces: dict[str, int] = msgspec.field(default_factory=dict)
     trust: TrustState = msgspec.field(default_factory=TrustState)
+    #: When the manager first refused this identity's key (0: never, or connected since):
+    #: the target was deleted; a new token then enrols a new identity (``agent/reenrol.py``).
+    refused_at_ms: int = 0
 
     def deployment_of(self, app: str) -> Deployment | None:
         """The installed release of ``app`` (``default``: :attr:`deployment`)."""
@@ -199,6 +205,21 @@ class AgentState(msgspec.Struct, kw_only=True):
         self.history[task_id] = state
         while len(self.history) > HISTORY_LIMIT:
             del self.history[next(iter(self.history))]
+        if len(self.attempts) > HISTORY_LIMIT:
+            self.attempts = {t: n for t, n in self.attempts.items() if t in self.history}
+
+    def begin_attempt(self, task_id: str, attempt: int) -> bool:
+        """An announcement of ``task_id`` at retry ``attempt``: True if it is a new attempt
+        of a task this agent ended in a final state -- the task is then forgotten (history
+        and unacknowledged reports) so that it is assessed again. The attempt is noted."""
+        if attempt <= self.attempts.get(task_id, 0):
+            return False
+        self.attempts[task_id] = attempt
+        if self.history.get(task_id) not in FINAL_STATES:
+            return False
+        del self.history[task_id]
+        self.unacked = [r for r in self.unacked if r.task_id != task_id]
+        return True
 
     def seen(self, task_id: str) -> bool:
         """Whether this task was handled before (a duplicate delivery to discard)."""

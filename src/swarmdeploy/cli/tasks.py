@@ -176,3 +176,28 @@ def tasks_stop(ctx: typer.Context, task_id: IdArg) -> None:
         c.out.document(doc)
     else:
         c.out.message(str((doc or {}).get("message", "ok")))
+
+
+@tasks_app.command("retry")
+def tasks_retry(
+    ctx: typer.Context,
+    task_id: IdArg,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="ID",
+            help="Retry on this target (repeatable); default: every one that declined or failed.",
+        ),
+    ] = None,
+) -> None:
+    """Announce a task again to targets that declined or failed it, once the cause is fixed.
+
+    Example: `swarmdeploy tasks retry 0f3c9a --target pi-07`
+    """
+    c = ctx_of(ctx)
+    doc = c.client.retry_task(task_id, target or None)
+    if c.out.as_json:
+        c.out.document(doc)
+    else:
+        c.out.message(f"task {task_id} announced again; status {doc.get('status')}")

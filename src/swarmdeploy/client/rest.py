@@ -85,6 +85,13 @@ class ManagerClient:
             raise _unreachable(self._http.base_url, exc) from None
         return _decoded(resp)
 
+    def retry_task(self, task_id: str, targets: list[str] | None = None) -> Any:
+        """``POST /tasks/{id}/retry``: announce the task again to ``targets`` (None: every
+        target that ended in a failure state); returns the task document. Raises
+        :class:`ApiError` (404 unknown task or target, 409 not retryable)."""
+        body = None if targets is None else {"targets": targets}
+        return self.request("POST", f"/tasks/{task_id}/retry", json=body)
+
     def post_files(
         self, path: str, files: dict[str, tuple[str | None, IO[bytes] | str, str]]
     ) -> Any:

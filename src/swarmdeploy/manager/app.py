@@ -277,14 +277,20 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await storage.open()
+        app.state.startup_error = None
+        try:
+            await storage.open()
+        except Exception as exc:  # shown as one line by ``manager.startup``
+            app.state.startup_error = exc
+            raise
         link = link_server(services, transport, clock=clock)
         app.state.link = link
         await blob_gc.at_start(None if link is None else link.uploads)
         if link is not None:
             try:
                 await link.start()
-            except BaseException:
+            except BaseException as exc:
+                app.state.startup_error = exc
                 await link.close()
                 await storage.close()
                 raise

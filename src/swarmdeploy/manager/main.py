@@ -6,8 +6,9 @@ uvicorn until SIGTERM/SIGINT.
 [--force]`` instead installs a deployment CA in the data directory and exits (start the
 manager afterwards as usual); see ``docs/security.md``, "CA custody".
 
-Exit status: 0 after a clean shutdown (or import), 1 if start-up (or the import) failed, 2 for
-invalid options.
+Exit status: 0 after a clean shutdown (or import), 2 for invalid options and for every
+start-up failure (one line on stderr, no traceback: ``manager.startup``), 1 if the import
+failed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import resource
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -39,6 +41,7 @@ from swarmdeploy.manager.keystore import (
     resolve_admin_key,
 )
 from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
+from swarmdeploy.manager.startup import StartError, StartupFailure, check_tls, describe, listen
 
 ENV_PREFIX = "SWARMDEPLOY_"
 DEFAULT_DATA_DIR = "swarmdeploy-data"
@@ -349,7 +352,8 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
         values, ca_import = parse_command(list(argv or []), os.environ)
         settings = load_settings(**values)
     except SettingsError as exc:
-        print(f"swarmdeploy manager: invalid configuration:\n{exc}", file=sys.stderr)
+        problems = "; ".join(str(exc).splitlines())
+        print(f"swarmdeploy manager: invalid configuration: {problems}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
@@ -358,19 +362,43 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     if ca_import is not None:
         return run_import(settings, ca_import)
     try:
-        prepare_data_dir(settings.data_dir)
-        try:
-            lock_data_dir(settings.data_dir, "swarmdeploy manager")  # held until the end
-        except DataDirInUse as exc:
-            print(f"swarmdeploy manager: {exc}", file=sys.stderr)
-            return 2
+        app, sock = _prepare(settings, mount_gui)
+    except StartError as exc:
+        print(f"swarmdeploy manager: {exc}", file=sys.stderr)
+        return 2
+    failure = StartupFailure(lambda: getattr(app.state, "startup_error", None))
+    logging.getLogger("uvicorn.error").addFilter(failure)
+    server = _Server(server_config(settings, app))
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits (status 3) when the lifespan fails: one line below
+        if failure.error is None:
+            raise
+    finally:
+        sock.close()
+    if failure.error is not None:
+        print(f"swarmdeploy manager: cannot start: {describe(failure.error)}", file=sys.stderr)
+        return 2
+    return 0 if server.started else 1
+
+
+def _prepare(settings: Settings, mount_gui: GuiMount | None) -> tuple[Any, socket.socket]:
+    """Everything before uvicorn runs (``manager.startup``): the data dir and its lock, the
+    TLS files, the app and the HTTP socket. Raises :class:`StartError` (one line)."""
+    where = settings.data_dir
+    try:
+        prepare_data_dir(where)
+        lock_data_dir(where, "swarmdeploy manager")  # held until the end
         _announce_admin_key(settings)
+    except DataDirInUse as exc:
+        raise StartError(str(exc)) from None
+    except (KeystoreError, OSError) as exc:
+        raise StartError(f"cannot use the data dir {where}: {describe(exc)}") from None
+    check_tls(settings.tls_cert, settings.tls_key)
+    try:
         app = create_app(settings)
         if settings.gui and mount_gui is not None:
             mount_gui(app, settings)
     except (KeystoreError, OSError) as exc:
-        logging.getLogger(__name__).error("cannot start: %s", exc)
-        return 1
-    server = _Server(server_config(settings, app))
-    server.run()
-    return 0 if server.started else 1
+        raise StartError(f"cannot start: {describe(exc)}") from None
+    return app, listen(settings.bind, settings.http_port)

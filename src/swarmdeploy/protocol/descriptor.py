@@ -102,12 +102,31 @@ class TargetSelector(_Strict):
     remove: bool = False
 
 
+#: Most architectures ``deploy.requires.arch`` may list.
+MAX_REQUIRED_ARCHS = 16
+_MegaBytes = Annotated[int, msgspec.Meta(ge=1, le=2**40)]
+_ARCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
+
+
+class Requires(_Strict):
+    """What a device must offer to accept the task; checked by the agent at assessment
+    (a device that does not is ``declined`` naming the requirement) and again on the signed
+    manifest. ``arch``: any of these architectures (``uname -m`` names; ``amd64``/``arm64``
+    spellings accepted); the two minima are free space of the agent's data dir and
+    available memory, in MB (10^6 bytes)."""
+
+    arch: list[str] | None = None
+    min_free_disk_mb: _MegaBytes | None = msgspec.field(default=None, name="minFreeDiskMB")
+    min_free_memory_mb: _MegaBytes | None = msgspec.field(default=None, name="minFreeMemoryMB")
+
+
 class Deploy(_Strict):
     """What to do on the target devices."""
 
     install: Commands | None = None
     run: Run | None = None
     target: TargetSelector | None = None
+    requires: Requires | None = None
 
 
 class SandboxLimits(_Strict):
@@ -341,6 +360,7 @@ def _check_deploy(desc: TaskDescriptor) -> None:
         raise DescriptorError("deploy needs install.commands or run.commands (or both)", "$.deploy")
     _check_commands(install, "$.deploy.install.commands")
     _check_commands(run, "$.deploy.run.commands")
+    _check_requires(dep.requires)
     _check_target(desc, dep.target or TargetSelector())
 
 
@@ -396,6 +416,23 @@ def _check_app(desc: TaskDescriptor) -> None:
     if (desc.app is not None or desc.version is not None) and desc.deploy is None:
         field = "$.app" if desc.app is not None else "$.version"
         raise DescriptorError("app and version name what a deploy section delivers", field)
+
+
+def _check_requires(requires: Requires | None) -> None:
+    archs = requires.arch if requires is not None else None
+    if archs is None:
+        return
+    if not archs or len(archs) > MAX_REQUIRED_ARCHS:
+        raise DescriptorError(
+            f"list 1 to {MAX_REQUIRED_ARCHS} architectures (or leave arch out: any)",
+            "$.deploy.requires.arch",
+        )
+    for i, value in enumerate(archs):
+        if not _ARCH_RE.match(value):
+            raise DescriptorError(
+                f"invalid architecture {value!r}: a name such as x86_64 or aarch64",
+                f"$.deploy.requires.arch[{i}]",
+            )
 
 
 def _check_semantics(desc: TaskDescriptor) -> None:

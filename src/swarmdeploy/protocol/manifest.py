@@ -137,6 +137,16 @@ class ArtifactInfo(_Strict):
         return offset, min(self.chunk_bytes, self.size_bytes - offset)
 
 
+class DeviceRequirements(_Frozen, frozen=True):
+    """What a device must offer (the descriptor's ``deploy.requires``): any of ``arch``
+    (empty: any), at least ``min_free_disk_bytes`` free in the agent's data dir and
+    ``min_free_memory_bytes`` available memory (0: no minimum)."""
+
+    arch: Annotated[tuple[Label, ...], Meta(max_length=16)] = ()
+    min_free_disk_bytes: Count = 0
+    min_free_memory_bytes: Count = 0
+
+
 class TaskManifest(_Strict):
     """Instructions of a task as signed by the manager on behalf of an operator."""
 
@@ -164,6 +174,9 @@ class TaskManifest(_Strict):
     target_not: Annotated[list[Name], Meta(max_length=MAX_TARGET_TAGS)] = []
     target_not_ids: Annotated[list[Name], Meta(max_length=MAX_TARGET_IDS)] = []
     sandbox: SandboxPolicy = SandboxPolicy()
+    #: ``None`` (omitted) without requirements: agents that predate the field keep
+    #: accepting such manifests, which refuse unknown fields.
+    requires: DeviceRequirements | None = None
     #: The app this release belongs to; empty: the default app. A device runs one release
     #: per app; a new one replaces only the release of the same app (docs/protocol.md).
     app: Annotated[str, Meta(pattern=_APP_OR_DEFAULT)] = ""

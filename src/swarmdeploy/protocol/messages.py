@@ -155,6 +155,11 @@ class Health(MessageBase, tag="health", kw_only=True):
     manager_reachable: bool = True
     interfaces: Annotated[list[NetInterface], Meta(max_length=256)] = []
     position: Position | None = None
+    #: The device: its operating system (``PRETTY_NAME`` of ``/etc/os-release``), its
+    #: architecture (normalised ``platform.machine()``) and the agent's version.
+    os: Label = ""
+    arch: Label = ""
+    agent_version: Label = ""
 
 
 class StateReport(MessageBase, tag="state", kw_only=True):
@@ -253,6 +258,12 @@ class Announce(MessageBase, tag="announce", kw_only=True):
     arch: Annotated[list[Label], Meta(max_length=64)] = []
     debug: bool = False
     expires_at_ms: Count = 0
+    #: The task's ``deploy.requires`` minima (0: none); ``arch`` above is its architectures.
+    min_free_disk_bytes: Count = 0
+    min_free_memory_bytes: Count = 0
+    #: How often an operator retried this (task, target) pair; an agent that ended the task
+    #: in a final state assesses it again when ``attempt`` is higher than the one it ended.
+    attempt: Count = 0
 
 
 class Task(MessageBase, tag="task", kw_only=True):

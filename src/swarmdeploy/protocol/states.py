@@ -54,6 +54,7 @@ class TargetEvent(enum.StrEnum):
     BUILD = "build"
     BUILD_OK = "build_ok"
     BUILD_FAIL = "build_fail"
+    RETRY = "retry"  # an operator retries a failed pair: announced again as a new attempt
 
 
 S, E = TargetState, TargetEvent
@@ -98,6 +99,7 @@ TRANSITIONS: dict[tuple[TargetState, TargetEvent], TargetState] = {
     (S.INSTALLED, E.EXIT_OK): S.EXITED,  # no run commands
     (S.RUNNING, E.EXIT_OK): S.EXITED,
     (S.RUNNING, E.EXIT_FAIL): S.FAILED,
+    (S.INSTALLED, E.EXIT_FAIL): S.FAILED,  # installed, but the run commands could not start
     (S.ACCEPTED, E.BUILD): S.BUILDING,
     (S.TRANSFERRING, E.BUILD): S.BUILDING,
     (S.BUILDING, E.BUILD_OK): S.BUILT,
@@ -108,6 +110,13 @@ for _state in (*_BEFORE_RUN, S.INSTALLED, S.RUNNING, S.BUILDING):
     TRANSITIONS[(_state, E.STOP)] = S.STOPPED
 for _state in (S.PENDING, S.ANNOUNCED):
     TRANSITIONS[(_state, E.EXPIRE)] = S.EXPIRED
+#: Final failure states an operator may retry (``POST /tasks/{id}/retry``): those in which
+#: the task never became the target's deployment. Not ``failed`` (its install is the
+#: target's current deployment: deploy again with a new task) nor a build host's
+#: ``build_failed`` (its deploy targets wait on the artifacts of one build).
+RETRYABLE_STATES: frozenset[TargetState] = frozenset({S.DECLINED, S.INSTALL_FAILED, S.EXPIRED})
+for _state in RETRYABLE_STATES:
+    TRANSITIONS[(_state, E.RETRY)] = S.PENDING
 
 
 def next_state(state: TargetState, event: TargetEvent) -> TargetState:

@@ -262,6 +262,14 @@ class Storage(abc.ABC):
         current state is one of them (compare-and-set); returns whether a row changed."""
 
     @abc.abstractmethod
+    async def retry_task_target(
+        self, task_id: str, target_id: str, *, updated_at: int, expected: Sequence[str]
+    ) -> TaskTargetRecord | None:
+        """Put one row back to ``pending`` for another attempt: ``reason`` cleared,
+        ``attempt`` one higher -- only if its state is one of ``expected`` (compare-and-set).
+        Returns the updated row, or ``None`` when no row changed."""
+
+    @abc.abstractmethod
     async def expire_pending(
         self, *, now: int, states: Sequence[str], new_state: str
     ) -> list[TaskTargetRecord]:

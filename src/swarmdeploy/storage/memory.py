@@ -428,6 +428,20 @@ class MemoryStorage(
         )
         return True
 
+    async def retry_task_target(
+        self, task_id: str, target_id: str, *, updated_at: int, expected: Sequence[str]
+    ) -> TaskTargetRecord | None:
+        """Back to ``pending`` with the next attempt, if the state is one of ``expected``."""
+        require_open(self._state)
+        row = self._task_targets.get((task_id, target_id))
+        if row is None or row.state not in expected:
+            return None
+        new = dataclasses.replace(
+            row, state="pending", updated_at=updated_at, reason="", attempt=row.attempt + 1
+        )
+        self._task_targets[(task_id, target_id)] = new
+        return new
+
     async def expire_pending(
         self, *, now: int, states: Sequence[str], new_state: str
     ) -> list[TaskTargetRecord]:

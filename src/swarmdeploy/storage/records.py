@@ -95,6 +95,9 @@ class TaskTargetRecord:
     updated_at: int
     role: Literal["deploy", "build"] = "deploy"
     reason: str = ""
+    #: How many times an operator retried the pair (``POST /tasks/{id}/retry``); announced
+    #: with the task so an agent tells a retry from a repeated announcement.
+    attempt: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ class SqlTasks(SqlCore):
                 "state": r.state,
                 "updated_at": r.updated_at,
                 "reason": r.reason,
+                "attempt": r.attempt,
             }
             for r in targets
         ]
@@ -244,6 +245,29 @@ class SqlTasks(SqlCore):
             statement = statement.where(task_targets.c.state.in_(list(expected)))
         async with self._write_tx() as conn:
             return bool((await conn.execute(statement)).rowcount)
+
+    async def retry_task_target(
+        self, task_id: str, target_id: str, *, updated_at: int, expected: Sequence[str]
+    ) -> TaskTargetRecord | None:
+        """Back to ``pending`` with the next attempt, if the state is one of ``expected``."""
+        statement = (
+            sa.update(task_targets)
+            .where(
+                task_targets.c.task_id == task_id,
+                task_targets.c.target_id == target_id,
+                task_targets.c.state.in_(list(expected)),
+            )
+            .values(
+                state="pending",
+                updated_at=updated_at,
+                reason="",
+                attempt=task_targets.c.attempt + 1,
+            )
+            .returning(task_targets)
+        )
+        async with self._write_tx() as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else task_target_from_row(row)
 
     async def expire_pending(
         self, *, now: int, states: Sequence[str], new_state: str

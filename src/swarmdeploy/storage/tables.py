@@ -117,6 +117,7 @@ task_targets = sa.Table(
     sa.Column("state", sa.String(40), nullable=False),
     sa.Column("updated_at", Millis, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_task_targets_target_id", "target_id"),
     sa.Index("ix_task_targets_state", "state"),
 )
@@ -318,6 +319,7 @@ def task_target_from_row(row: sa.Row[Any]) -> TaskTargetRecord:
         updated_at=m["updated_at"],
         role=m["role"],
         reason=m["reason"],
+        attempt=m["attempt"],
     )
 
 

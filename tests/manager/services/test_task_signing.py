@@ -204,3 +204,19 @@ async def test_task_document_shows_signer_sequence_and_sandbox(signing: Signing)
     assert doc["signedBy"] == {"keyId": key.id, "name": "ops"}
     assert doc["sequence"] == 1 and doc["sandbox"]["network"] is False
     assert task_json(created, with_targets=False)["signedBy"] == doc["signedBy"]
+
+
+async def test_deploy_requires_is_signed_into_the_manifest(signing: Signing) -> None:
+    doc = _deploy()
+    doc["deploy"]["requires"] = {"arch": ["aarch64"], "minFreeDiskMB": 5, "minFreeMemoryMB": 2}
+    created = await signing.tasks.create(doc, created_by="ops", principal=OPERATOR)
+    stored = await signing.world.storage.get_task_signature(created.record.id, "deploy")
+    assert stored is not None
+    requires = decode_manifest(stored.manifest).requires
+    assert requires is not None
+    assert (requires.arch, requires.min_free_disk_bytes, requires.min_free_memory_bytes) == (
+        ("aarch64",), 5_000_000, 2_000_000,
+    )  # fmt: skip
+    plain = await signing.tasks.create(_deploy(), created_by="ops", principal=OPERATOR)
+    unsigned = await signing.world.storage.get_task_signature(plain.record.id, "deploy")
+    assert unsigned is not None and b"requires" not in unsigned.manifest  # old bytes kept

@@ -205,6 +205,10 @@ class TargetPublic(ApiModel):
     indoor: IndoorModel | None = None
     confinement: TargetConfinement | None = None
     signer_revoked: list[str] = []
+    os: str | None = Field(None, description="Its OS, e.g. Debian GNU/Linux 12 (bookworm).")
+    arch: str | None = Field(None, description="Its architecture, e.g. x86_64 or aarch64.")
+    agent_version: str | None = Field(None, description="The version of its agent.")
+    transport: str = Field("zmq", description="The agent link: zmq (CurveZMQ).")
 
 
 class TargetUpdate(ApiModel):
@@ -250,12 +254,21 @@ class SelectorOut(ApiModel):
     remove: bool = False
 
 
+class RequiresOut(ApiModel):
+    """What a device must offer to accept the task (``deploy.requires``)."""
+
+    arch: list[str] | None = None
+    min_free_disk_mb: int | None = Field(None, alias="minFreeDiskMB")
+    min_free_memory_mb: int | None = Field(None, alias="minFreeMemoryMB")
+
+
 class DeployOut(ApiModel):
     """Deploy section of a task."""
 
     install: CommandsOut | None = None
     run: RunOut | None = None
     target: SelectorOut | None = None
+    requires: RequiresOut | None = None
 
 
 class BuildArtifactOut(ApiModel):
@@ -336,6 +349,7 @@ class TaskTargetPublic(ApiModel):
     state: str
     reason: str
     updated_at: Millis
+    attempt: int = Field(0, description="How often an operator retried this target.")
 
 
 class TaskSummary(ApiModel):
@@ -410,6 +424,14 @@ class ArtifactDetail(ArtifactPublic):
     every task whose build produced them (identical bytes are stored once)."""
 
     tasks: list[str]
+
+
+class RetryCreate(ApiModel):
+    """Which targets to retry; without ``targets`` every target in a final failure state."""
+
+    targets: list[str] | None = Field(
+        None, max_length=100_000, description="Target ids; omitted: every failed target."
+    )
 
 
 class StopPublic(ApiModel):

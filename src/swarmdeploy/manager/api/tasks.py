@@ -10,7 +10,14 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from swarmdeploy.manager.api.bodies import decode_document, media_type
 from swarmdeploy.manager.api.deps import Operator, PageQuery, PerPageQuery, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
-from swarmdeploy.manager.api.models import ListOf, StopPublic, TaskPreview, TaskPublic, TaskSummary
+from swarmdeploy.manager.api.models import (
+    ListOf,
+    RetryCreate,
+    StopPublic,
+    TaskPreview,
+    TaskPublic,
+    TaskSummary,
+)
 from swarmdeploy.manager.api.multipart import (
     ARCHIVE_PART,
     DESCRIPTOR_PART,
@@ -183,5 +190,22 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
             "requested": outcome.requested,
             "refused": outcome.refused,
         }
+
+    @router.post(
+        "/{task_id}/retry",
+        response_model=TaskPublic,
+        responses=responses(401, 403, 404, 409),
+        operation_id=f"retry_{noun}",
+    )
+    async def retry_task(
+        task_id: TaskId, services: ServicesDep, who: Operator, body: RetryCreate | None = None
+    ) -> dict[str, Any]:
+        """Announce the task again, as a new attempt with the same signed manifest, to the
+        given targets (body ``{"targets": [...]}``) or to every target that ended
+        ``declined``, ``install_failed`` or ``expired``: after the cause (a
+        missing trust anchor, a full disk) is fixed. 404 for an unknown task or target; 409
+        for a target in another state, a stopped task or one past its deadline."""
+        targets = None if body is None else body.targets
+        return task_json(await services.tasks.retry(task_id, who, targets), with_targets=True)
 
     return router

@@ -140,7 +140,9 @@ class Delivery:
         return task, package
 
     async def _send(self, row: TaskTargetRecord, task: TaskRecord, package: Package) -> int:
-        if not await self._transport.send(row.target_id, announcement(task, package)):
+        if not await self._transport.send(
+            row.target_id, announcement(task, package, attempt=row.attempt)
+        ):
             return 0
         if row.state == TargetState.PENDING.value:
             await self._apply(row, TargetEvent.ANNOUNCE)

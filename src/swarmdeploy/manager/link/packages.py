@@ -38,7 +38,12 @@ from swarmdeploy.manager.link.unpacked import UnpackedMeter
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_signing import task_manifest
 from swarmdeploy.protocol.errors import MessageError
-from swarmdeploy.protocol.manifest import ArtifactInfo, TaskManifest, decode_manifest
+from swarmdeploy.protocol.manifest import (
+    ArtifactInfo,
+    DeviceRequirements,
+    TaskManifest,
+    decode_manifest,
+)
 from swarmdeploy.protocol.messages import Announce, Task
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.base import Storage
@@ -90,21 +95,26 @@ class Package:
         )
 
 
-def announcement(task: TaskRecord, package: Package) -> Announce:
+def announcement(task: TaskRecord, package: Package, *, attempt: int = 0) -> Announce:
     """First stage of delivery (§6.3): enough to assess the task, nothing to run.
 
-    ``arch`` stays empty (any architecture) until the descriptor gains an architecture
-    field; ``unpacked_bytes`` is measured from the archives (:mod:`.unpacked`; 0 if unknown:
-    the agent then assumes three times the payload).
+    ``arch`` and the minima come from the signed manifest's ``requires`` (the descriptor's
+    ``deploy.requires``; empty: any device); ``unpacked_bytes`` is measured from the
+    archives (:mod:`.unpacked`; 0 if unknown: the agent then assumes three times the
+    payload). ``attempt`` is the pair's retry count.
     """
+    requires = package.manifest.requires or DeviceRequirements()
     return Announce(
         task_id=task.id,
         kind=package.manifest.kind,
         size_bytes=sum(a.size_bytes for a in package.artifacts),
         unpacked_bytes=package.unpacked_bytes,
-        arch=[],
+        arch=list(requires.arch),
+        min_free_disk_bytes=requires.min_free_disk_bytes,
+        min_free_memory_bytes=requires.min_free_memory_bytes,
         debug=task.debug,
         expires_at_ms=task.expires_at,
+        attempt=attempt,
     )
 
 

@@ -408,4 +408,22 @@ def target_json(view: TargetView) -> dict[str, Any]:
         ),
         "confinement": confinement_summary(r.health),
         "signerRevoked": signer_revoked(r.health),
+        **device_facts(r.health),
+    }
+
+
+def device_facts(health: dict[str, Any] | None) -> dict[str, Any]:
+    """``os``, ``arch`` and ``agentVersion`` as the agent's latest health report gave them
+    (``None`` until it sent one), and ``transport``: the agent link (``zmq``, the only one)."""
+    doc = health or {}
+
+    def fact(key: str) -> str | None:
+        value = doc.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return {
+        "os": fact("os"),
+        "arch": fact("arch"),
+        "agentVersion": fact("agent_version"),
+        "transport": "zmq",
     }

@@ -29,6 +29,7 @@ from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.protocol.descriptor import DEFAULT_APP
 from swarmdeploy.protocol.manifest import (
     ArtifactInfo,
+    DeviceRequirements,
     Rlimits,
     SandboxPolicy,
     TaskManifest,
@@ -163,6 +164,7 @@ def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -
         target_all=list(sel.all_tags),
         target_not=list(sel.not_tags),
         target_not_ids=list(sel.not_ids),
+        requires=requirements_of(doc),
         **common,
     )
 
@@ -184,6 +186,22 @@ def _selector_of(target: dict[str, Any]) -> Selector:
         [*_strings(target, "all"), *extra.all_tags],
         [*_strings(target, "not"), *extra.not_tags],
         [*_strings(target, "notIds"), *extra.not_ids],
+    )
+
+
+_MB = 1_000_000
+
+
+def requirements_of(descriptor: dict[str, Any]) -> DeviceRequirements | None:
+    """``deploy.requires`` of a stored (validated) descriptor as the manifest signs it
+    (``None`` without one)."""
+    requires = _section(descriptor, "deploy", "requires")
+    if not requires:
+        return None
+    return DeviceRequirements(
+        arch=tuple(_strings(requires, "arch")),
+        min_free_disk_bytes=int(requires.get("minFreeDiskMB") or 0) * _MB,
+        min_free_memory_bytes=int(requires.get("minFreeMemoryMB") or 0) * _MB,
     )
 
 

@@ -45,6 +45,7 @@ def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
         "state": row.state,
         "reason": row.reason,
         "updatedAt": row.updated_at,
+        "attempt": row.attempt,
     }
     if task:
         doc["task"] = row.task_id
@@ -137,6 +138,24 @@ class TaskStates:
                 self.publish(updated)
                 return Report(ok=True, row=updated)
         return Report(ok=False, row=await self.row(task_id, target_id))
+
+    async def retry(self, row: TaskTargetRecord) -> TaskTargetRecord | None:
+        """Put a row in a final failure state back to ``pending`` as its next attempt
+        (event ``retry``); returns the updated row, or ``None`` when it changed concurrently.
+        Raises :class:`~swarmdeploy.protocol.errors.TransitionError` if the table forbids it."""
+        current = TargetState(row.state)
+        next_state(current, TargetEvent.RETRY)
+        updated = await self._storage.retry_task_target(
+            row.task_id, row.target_id, updated_at=self._clock(), expected=[current.value]
+        )
+        if updated is not None:
+            log.info(
+                "task %s on %s: %s -> %s (attempt %d)",
+                row.task_id, row.target_id, current.value, updated.state, updated.attempt,
+                extra={"task": row.task_id, "target": row.target_id},
+            )  # fmt: skip
+            self.publish(updated)
+        return updated
 
     async def expire(self) -> list[TaskTargetRecord]:
         """Mark rows of expired tasks that never got past ``announced`` as ``expired``."""

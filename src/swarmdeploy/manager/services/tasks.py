@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.task_retry import choose
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import DEFAULT_APP, TaskDescriptor, parse_descriptor
@@ -471,6 +473,27 @@ class TaskService:
             task_id, by.audit_name, stopped, requested, len(refused),
         )  # fmt: skip
         return StopOutcome(stopped, requested, refused)
+
+    async def retry(self, task_id: str, by: Principal, targets: Sequence[str] | None) -> TaskView:
+        """Retry the task on ``targets`` (None: every target in a final failure state), see
+        :mod:`.task_retry`: audited, rows back to ``pending``, announced again by the
+        listeners. Raises :class:`NotFoundError` / :class:`ConflictError` (nothing changed)."""
+        view = await self.get(task_id)
+        rows = choose(view.record, view.targets, targets, now_ms=self._clock())
+        entry = await self._audit.append(
+            by, "task.retry", task_id, {"targets": [r.target_id for r in rows]}
+        )
+        retried = [r for r in [await self._states.retry(row) for row in rows] if r is not None]
+        text = f"retry requested by {by.audit_name} (audit #{entry.seq})"
+        await self._logs.manager_lines([r.target_id for r in retried], task_id, text)
+        log.info("task %s retried by %s on %d target(s)", task_id, by.audit_name, len(retried))
+        again = dataclasses.replace(view, targets=retried)
+        for listener in self._listeners:
+            try:
+                await listener.task_created(again)
+            except Exception:  # top of the listener loop: the rows are stored; log and go on
+                log.exception("listener failed on the retry of task %s", task_id)
+        return await self.get(task_id)
 
     async def _stop_pending(self, row: TaskTargetRecord) -> bool:
         try:
