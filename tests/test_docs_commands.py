@@ -5,8 +5,8 @@ against the real command line (issue 13), so the docs cannot drift from the code
   tree (``-o`` moved as the CLI itself does, :func:`hoist_output`), every group's and the
   leaf's options are parsed by click itself (an unknown option, a missing value, an extra
   argument, an unknown command fail), and ``swarmdeploy PATH --help`` must exit 0.
-* ``swarmdeploy manager ...`` and ``swarmdeploy agent ...``: the options are parsed by their
-  own argparse parsers (an unknown option or a bad value fails). An agent subcommand
+* ``swarmdeploy manager ...``, ``swarmdeploy simulate ...`` and ``swarmdeploy agent ...``: the
+  options are parsed by their own argparse parsers (an unknown option or a bad value fails). An agent subcommand
   (``swarmdeploy agent NAME ...``) must answer ``--help`` with status 0.
 
 Values are not checked against a server: a command that parses is "pasteable".
@@ -30,6 +30,7 @@ from swarmdeploy.agent.main import build_parser
 from swarmdeploy.cli.app import app, main
 from swarmdeploy.cli.options import hoist_output
 from swarmdeploy.manager.main import _parser as manager_parser
+from swarmdeploy.simulate.main import parser as simulate_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -131,6 +132,9 @@ def test_documented_command_line_parses(
 ) -> None:
     if args[:1] == ["manager"]:
         manager_parser().parse_args(args[1:])
+        return
+    if args[:1] == ["simulate"]:
+        simulate_parser().parse_args(args[1:])
         return
     if args[:1] == ["agent"]:
         if len(args) > 1 and not args[1].startswith("-"):

@@ -4,20 +4,15 @@ registers itself on :data:`swarmdeploy.cli.app.app`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from swarmdeploy.cli.app import Ctx, app
+from swarmdeploy.cli.app import app
+from swarmdeploy.cli.context import ctx_of
 
 apps_app = typer.Typer(help="Apps: releases, desired and running per device.", no_args_is_help=True)
 app.add_typer(apps_app, name="apps")
-
-
-def _ctx(ctx: typer.Context) -> Ctx:
-    obj = ctx.obj
-    assert isinstance(obj, Ctx)
-    return obj
 
 
 def _release(ref: Any) -> str:
@@ -44,8 +39,11 @@ def _device_rows(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 @apps_app.command("list")
 def apps_list(ctx: typer.Context) -> None:
-    """List apps with their newest release and how many devices are behind."""
-    c = _ctx(ctx)
+    """List apps with their newest release and how many devices are behind.
+
+    Example: `swarmdeploy apps list -o json`
+    """
+    c = ctx_of(ctx)
     doc = c.client.request("GET", "/apps")
     if c.out.as_json:
         c.out.json(doc)
@@ -61,9 +59,14 @@ def apps_list(ctx: typer.Context) -> None:
 
 
 @apps_app.command("show")
-def apps_show(ctx: typer.Context, name: str) -> None:
-    """Show one app: its releases and, per device, the desired and running release."""
-    c = _ctx(ctx)
+def apps_show(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="APP", help="App name.")]
+) -> None:
+    """Show one app: its releases and, per device, the desired and running release.
+
+    Example: `swarmdeploy apps show detector`
+    """
+    c = ctx_of(ctx)
     doc = c.client.request("GET", f"/apps/{name}")
     if c.out.as_json:
         c.out.json(doc)
@@ -77,9 +80,15 @@ def apps_show(ctx: typer.Context, name: str) -> None:
 
 
 @apps_app.command("device")
-def apps_device(ctx: typer.Context, target_id: str) -> None:
-    """Show the apps of one device with their desired and running release."""
-    c = _ctx(ctx)
+def apps_device(
+    ctx: typer.Context,
+    target_id: Annotated[str, typer.Argument(metavar="ID", help="Target id.")],
+) -> None:
+    """Show the apps of one device with their desired and running release.
+
+    Example: `swarmdeploy apps device pi-01`
+    """
+    c = ctx_of(ctx)
     doc = c.client.request("GET", f"/targets/{target_id}/apps")
     if c.out.as_json:
         c.out.json(doc)
