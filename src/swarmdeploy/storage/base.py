@@ -25,6 +25,7 @@ from swarmdeploy.storage.records import (
     ApiKeyRecord,
     ArtifactRecord,
     AuditRecord,
+    BatchResult,
     BuildRecord,
     FloorPlanRecord,
     HealthSample,
@@ -42,6 +43,7 @@ from swarmdeploy.storage.records import (
     TaskTargetRecord,
     TokenSetRecord,
     UploadRecord,
+    WriteBatch,
 )
 
 #: Marker for "leave this field unchanged" in partial updates.
@@ -234,6 +236,13 @@ class Storage(abc.ABC):
     ) -> bool:
         """Set the state of one row. When ``expected`` is given the update happens only if the
         current state is one of them (compare-and-set); returns whether a row changed."""
+
+    @abc.abstractmethod
+    async def commit_batch(self, batch: WriteBatch) -> BatchResult:
+        """Store every write of ``batch`` in one transaction, in order: the state writes
+        (each a compare-and-set as in :meth:`set_task_target_state`), the log groups (as in
+        :meth:`add_logs`) and the contact updates (as in :meth:`touch_target`). Either all
+        of it is committed or, with an exception, none of it."""
 
     @abc.abstractmethod
     async def expire_pending(

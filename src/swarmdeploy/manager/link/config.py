@@ -16,7 +16,8 @@ class LinkSettings:
     ``touch_interval_ms`` throttles writes of a target's last contact: a storm of messages
     costs one write per interval, while the in-memory session stays exact. Answered requests
     are kept ``request_retention_s`` (the record of what was asked), then purged by the
-    maintenance pass that runs every ``maintenance_interval_s``.
+    maintenance pass that runs every ``maintenance_interval_s``. A new task is announced to
+    ``announce_wave`` targets at a time (:mod:`.announcer`).
     """
 
     uploads_dir: Path
@@ -31,6 +32,7 @@ class LinkSettings:
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
+    announce_wave: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < self.chunk_bytes <= MAX_CHUNK_BYTES:
@@ -43,6 +45,8 @@ class LinkSettings:
             raise ValueError("request_retention_s must not be negative")
         if min(self.online_timeout_ms, self.queue_per_target, self.max_upload_bytes) < 1:
             raise ValueError("online_timeout_ms, queue_per_target and max_upload_bytes must be > 0")
+        if self.announce_wave < 1:
+            raise ValueError("announce_wave must be > 0")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSettings:
