@@ -456,6 +456,8 @@ class SimAgent:
         self._log_backoff.reset()
         self._log_acked = max(self._log_acked, upto_seq)
         self._spool = [e for e in self._spool if e.seq > upto_seq]
+        if not self._spool:
+            self._log_sent = 0.0  # new lines are a first send, not a re-send
         if self._log_acked >= self._next_seq:  # the manager holds more: continue after it
             self._next_seq = self._log_acked + 1
 

@@ -154,3 +154,13 @@ async def test_bad_settings_are_refused(storage: RecordingStorage) -> None:
         GroupCommit(storage, max_items=0)
     with pytest.raises(ValueError, match="window_s"):
         GroupCommit(storage, window_s=-1)
+
+
+async def test_drain_waits_for_the_writes_in_flight(storage: RecordingStorage) -> None:
+    commits = GroupCommit(storage, window_s=0.05)
+    writers = [asyncio.create_task(commits.set_state(announce(t))) for t in TARGETS[:3]]
+    await asyncio.sleep(0)
+    await commits.drain()
+    assert all(w.done() for w in writers)
+    assert [w.result() for w in writers] == [True, True, True]
+    await commits.drain()  # nothing queued: returns at once

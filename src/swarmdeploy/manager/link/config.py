@@ -17,7 +17,8 @@ class LinkSettings:
     costs one write per interval, while the in-memory session stays exact. Answered requests
     are kept ``request_retention_s`` (the record of what was asked), then purged by the
     maintenance pass that runs every ``maintenance_interval_s``. A new task is announced to
-    ``announce_wave`` targets at a time (:mod:`.announcer`).
+    ``announce_wave`` targets at a time, while fewer than ``max_transferring`` targets are
+    still pulling their payload (:mod:`.announcer`).
     """
 
     uploads_dir: Path
@@ -33,6 +34,7 @@ class LinkSettings:
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
     announce_wave: int = 64
+    max_transferring: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.chunk_bytes <= MAX_CHUNK_BYTES:
@@ -45,8 +47,8 @@ class LinkSettings:
             raise ValueError("request_retention_s must not be negative")
         if min(self.online_timeout_ms, self.queue_per_target, self.max_upload_bytes) < 1:
             raise ValueError("online_timeout_ms, queue_per_target and max_upload_bytes must be > 0")
-        if self.announce_wave < 1:
-            raise ValueError("announce_wave must be > 0")
+        if not 0 < self.announce_wave <= self.max_transferring:
+            raise ValueError("announce_wave must be > 0 and at most max_transferring")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSettings:

@@ -119,7 +119,12 @@ class LinkServer:
             grant_ttl_ms=settings.auth_cache_ms,
         )
         self.sequencer = LogSequencer(s.storage, s.logs, states=s.task_states)
-        self.announcer = Announcer(self.workers, self._announce, wave=settings.announce_wave)
+        self.announcer = Announcer(
+            self.workers,
+            self._announce,
+            wave=settings.announce_wave,
+            max_active=settings.max_transferring,
+        )
         self._crl: bytes | None = None  # the revocation list for welcome, until a revocation
         self.requests = RequestService(
             s.storage,
@@ -201,6 +206,10 @@ class LinkServer:
                 await task
         await self.announcer.close()
         await self.workers.close()
+        try:
+            await self.services.task_states.commits.drain()
+        except TimeoutError:
+            log.warning("writes still queued for storage when the agent link stopped")
         await self.transport.close()
         log.info("agent link stopped")
 
@@ -306,6 +315,7 @@ class LinkServer:
         """A (task, target) row changed: its delivery grant is checked again; a stopped
         task's record is read again."""
         self.delivery.invalidate(row.task_id, row.target_id)
+        self.announcer.row_changed(row.task_id, row.target_id, row.state)
         if row.state in _STOP_STATES:
             self.delivery.forget_task(row.task_id)
 
@@ -324,8 +334,8 @@ class LinkServer:
         if online:
             self.announcer.add(task_id, online)
 
-    async def _announce(self, task_id: str, target_id: str) -> None:
-        await self.delivery.announce(task_id, target_id)
+    async def _announce(self, task_id: str, target_id: str) -> bool:
+        return await self.delivery.announce(task_id, target_id)
 
     async def _sign_deploy(self, task_id: str) -> None:
         """The build host delivered: sign the deploy manifest over its artifacts with the

@@ -74,6 +74,13 @@ class GroupCommit:
         """Record a contact (and health report); unknown targets are ignored."""
         await self._submit(contact)
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until every queued write is committed (or failed): before the storage is
+        closed, so that no transaction is left open. Raises ``TimeoutError``."""
+        async with asyncio.timeout(timeout_s):
+            while self._flusher is not None:
+                await asyncio.wait([self._flusher])
+
     async def _submit(self, write: Write) -> bool | int | None:
         loop = asyncio.get_running_loop()
         item = _Item(write, loop.create_future())
