@@ -30,11 +30,11 @@ class LinkSettings:
     max_upload_bytes: int = 4 << 30
     sweep_interval_s: float = 1.0
     queue_per_target: int = 256
+    announce_wave: int = 64
+    max_transferring: int = 256
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
-    announce_wave: int = 64
-    max_transferring: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.chunk_bytes <= MAX_CHUNK_BYTES:
