@@ -1,7 +1,7 @@
 """Fleet scale: the real manager process against N simulated agents in this process.
 
 ``python -m bench fleet [--agents N[,N...]] [--payload-mb M] [--database sqlite|postgresql|URL]
-[--out FILE]``
+[--idle-s S] [--out FILE]``
 
 For each N (default 100 and 500; ``--agents 1000`` for a thousand) a fresh manager is started
 as a real process on loopback, exactly like ``swarmdeploy.localfleet`` does (own data dir,
@@ -19,6 +19,8 @@ transport, signature and SHA-256 checks) and measures:
   and until everything of it is acknowledged (``settled``: re-sent reports, log batches);
   ``GET /tasks/{id}`` must then show all N ``exited``; how many agents were done every 5 s
   and what they had to send again are recorded too;
+* ``idle`` (with ``--idle-s S``): every agent connected and idle (heartbeats, health
+  reports) for S seconds: the manager's share of one core;
 * manager CPU seconds and peak RSS per phase (psutil, sampled every 50 ms) and overall;
 * ``GET /targets?perPage=1000``, ``GET /tasks/{id}`` and ``GET /metrics`` times with N targets.
 
@@ -86,6 +88,7 @@ class Options:
     concurrency: int = 32
     timeout_s: float = 240.0
     repeat: int = 5
+    idle_s: float = 0.0  # seconds of idling measured after connect (0: not measured)
 
 
 def package_b64(size_bytes: int) -> tuple[str, int]:
@@ -138,6 +141,8 @@ class FleetRun:
             figures["register"] = await self.register(tokens)
             figures["connect"] = await self.connect()
             figures["api_idle"] = await self.api_timings()
+            if self.opts.idle_s > 0:
+                figures["idle"] = await self.idle()
             for name, size in (
                 ("small", self.opts.small_bytes),
                 ("large", self.opts.payload_bytes),
@@ -204,6 +209,15 @@ class FleetRun:
             "all_online_s": round(phase.elapsed_s(), 2),
             **phase.figures(),
         }
+
+    async def idle(self) -> dict[str, Any]:
+        """Every agent connected and idle (heartbeats, health reports) for ``idle_s``."""
+        phase = Phase(self.monitor)
+        await asyncio.sleep(self.opts.idle_s)
+        figures = phase.figures()
+        share = 100 * figures["manager_cpu_s"] / phase.elapsed_s()
+        return {"wall_s": round(phase.elapsed_s(), 1), "manager_cpu_percent": round(share, 2),
+                **figures}  # fmt: skip
 
     async def online_count(self) -> int:
         """How many targets the manager lists as online (every page)."""
@@ -421,6 +435,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--heartbeat-s", type=float, default=15.0)
     parser.add_argument("--health-s", type=float, default=30.0, help="0: no health reports")
     parser.add_argument("--timeout-s", type=float, default=240.0, help="per phase")
+    parser.add_argument("--idle-s", type=float, default=0.0, help="idle phase after connect")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     counts: list[int] = args.agents or list(DEFAULT_COUNTS)
@@ -431,6 +446,7 @@ def main(argv: list[str]) -> int:
         heartbeat_s=args.heartbeat_s,
         health_s=args.health_s,
         timeout_s=args.timeout_s,
+        idle_s=args.idle_s,
     )
     results: dict[str, Any] = {}
     with databases(args.database, counts) as urls:

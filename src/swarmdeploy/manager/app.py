@@ -56,6 +56,7 @@ from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.control import TargetControl
 from swarmdeploy.manager.services.descriptor_guard import DescriptorGuard
 from swarmdeploy.manager.services.floorplans import MAX_IMAGE_BYTES, FloorPlans
+from swarmdeploy.manager.services.group_commit import GroupCommit
 from swarmdeploy.manager.services.health import HealthHistory
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metered_storage import metered
@@ -126,8 +127,9 @@ def build_services(
         online_timeout_ms=settings.online_timeout_ms,
         ca_fingerprint=keys.ca.key_fingerprint,
     )
-    logs = LogService(storage, events=events, metrics=metrics, clock=clock)
-    states = TaskStates(storage, events=events, clock=clock)
+    commits = GroupCommit(storage)  # the link's writes share transactions (ADR 0011)
+    logs = LogService(storage, events=events, metrics=metrics, clock=clock, commits=commits)
+    states = TaskStates(storage, events=events, clock=clock, commits=commits)
     operator_keys = OperatorKeys(storage, ca=keys.ca, secret=keys.secret, clock=clock)
     signer = TaskSigner(storage, keys=operator_keys, blobs=blobs, clock=clock)
     audit = AuditLog(storage, clock=clock)

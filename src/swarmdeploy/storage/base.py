@@ -26,6 +26,7 @@ from swarmdeploy.storage.records import (
     ApiKeyRecord,
     ArtifactRecord,
     AuditRecord,
+    BatchResult,
     BuildRecord,
     FloorPlanRecord,
     HealthSample,
@@ -44,6 +45,7 @@ from swarmdeploy.storage.records import (
     TaskTargetRecord,
     TokenSetRecord,
     UploadRecord,
+    WriteBatch,
 )
 
 #: Marker for "leave this field unchanged" in partial updates.
@@ -268,6 +270,13 @@ class Storage(abc.ABC):
         """Put one row back to ``pending`` for another attempt: ``reason`` cleared,
         ``attempt`` one higher -- only if its state is one of ``expected`` (compare-and-set).
         Returns the updated row, or ``None`` when no row changed."""
+
+    @abc.abstractmethod
+    async def commit_batch(self, batch: WriteBatch) -> BatchResult:
+        """Store every write of ``batch`` in one transaction, in order: the state writes
+        (each a compare-and-set as in :meth:`set_task_target_state`), the log groups (as in
+        :meth:`add_logs`) and the contact updates (as in :meth:`touch_target`). Either all
+        of it is committed or, with an exception, none of it."""
 
     @abc.abstractmethod
     async def expire_pending(

@@ -31,6 +31,7 @@ from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
     AuditRecord,
+    BatchResult,
     FloorPlanRecord,
     HealthSample,
     IndoorPosition,
@@ -45,6 +46,7 @@ from swarmdeploy.storage.records import (
     TaskSignatureRecord,
     TaskTargetRecord,
     TokenSetRecord,
+    WriteBatch,
 )
 
 
@@ -441,6 +443,27 @@ class MemoryStorage(
         )
         self._task_targets[(task_id, target_id)] = new
         return new
+
+    async def commit_batch(self, batch: WriteBatch) -> BatchResult:
+        """Every write of ``batch`` at once (no other coroutine runs in between)."""
+        require_open(self._state)
+        changed = []
+        for write in batch.states:
+            changed.append(
+                await self.set_task_target_state(
+                    write.task_id,
+                    write.target_id,
+                    state=write.state,
+                    updated_at=write.updated_at,
+                    reason=write.reason,
+                    expected=write.expected,
+                )
+            )
+        stored = [self._logs.add(group) for group in batch.logs]
+        for contact in batch.contacts:
+            await self.touch_target(contact.target_id, seen_at=contact.seen_at,
+                                    health=contact.health)  # fmt: skip
+        return BatchResult(states=changed, logs=stored)
 
     async def expire_pending(
         self, *, now: int, states: Sequence[str], new_state: str

@@ -126,6 +126,48 @@ LogSortField = Literal["time", "target", "task", "stage", "command", "error"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StateWrite:
+    """One compare-and-set of a per-target row inside a :class:`WriteBatch` (the arguments
+    of ``Storage.set_task_target_state``)."""
+
+    task_id: str
+    target_id: str
+    state: str
+    updated_at: int
+    reason: str = ""
+    expected: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContactWrite:
+    """One contact update inside a :class:`WriteBatch` (``Storage.touch_target``)."""
+
+    target_id: str
+    seen_at: int
+    health: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Writes of many agents stored in one transaction (group commit, ``commit_batch``):
+    per-target state changes, groups of log lines (one group per agent batch) and contact
+    updates."""
+
+    states: Sequence[StateWrite] = ()
+    logs: Sequence[Sequence[LogRecord]] = ()
+    contacts: Sequence[ContactWrite] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What ``commit_batch`` did: per state write whether its row changed, per log group
+    how many lines were stored (lines already stored are skipped)."""
+
+    states: list[bool]
+    logs: list[int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LogQuery:
     """Filters for :meth:`Storage.query_logs`; all given filters are ANDed.
 

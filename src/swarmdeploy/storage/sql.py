@@ -15,7 +15,7 @@ from swarmdeploy.storage.sql_artifacts import SqlArtifacts
 from swarmdeploy.storage.sql_audit import SqlAudit
 from swarmdeploy.storage.sql_health import SqlHealth
 from swarmdeploy.storage.sql_indoor import SqlIndoor
-from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads
+from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads, SqlWriteBatch
 from swarmdeploy.storage.sql_logs import SqlLogs
 from swarmdeploy.storage.sql_operator_keys import SqlOperatorKeys
 from swarmdeploy.storage.sql_targets import SqlTargets
@@ -30,6 +30,7 @@ class SqlStorage(
     SqlLogs,
     SqlRequests,
     SqlUploads,
+    SqlWriteBatch,
     SqlArtifacts,
     SqlOperatorKeys,
     SqlTaskSignatures,

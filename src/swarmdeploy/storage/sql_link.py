@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -12,16 +13,21 @@ from swarmdeploy.storage.errors import NotFound
 from swarmdeploy.storage.records import (
     FINISHED_REQUEST_STATES,
     OPEN_REQUEST_STATES,
+    BatchResult,
     RequestRecord,
     RequestState,
     UploadRecord,
+    WriteBatch,
 )
 from swarmdeploy.storage.sql_core import SqlCore
 from swarmdeploy.storage.tables import (
+    log_values,
+    logs,
     request_from_row,
     request_values,
     requests,
     targets,
+    task_targets,
     tasks,
     upload_from_row,
     upload_values,
@@ -29,6 +35,8 @@ from swarmdeploy.storage.tables import (
 )
 
 _OPEN = list(OPEN_REQUEST_STATES)
+#: Log rows per INSERT statement inside a batch (as ``sql_logs.LOG_CHUNK_ROWS``).
+LOG_BATCH_ROWS = 1000
 
 
 class _Full(Exception):
@@ -235,3 +243,42 @@ class SqlUploads(SqlCore):
         async with self._write_tx() as conn:
             result = await conn.execute(sa.delete(uploads).where(_upload_key(task_id, sha256)))
         return bool(result.rowcount)
+
+
+class SqlWriteBatch(SqlCore):
+    """Group commit: the link's writes of many agents in one transaction
+    (docs/adr/0011-live-deployments-and-group-commit.md)."""
+
+    async def commit_batch(self, batch: WriteBatch) -> BatchResult:
+        """Every write of ``batch`` in one transaction (see ``Storage.commit_batch``)."""
+        changed: list[bool] = []
+        stored: list[int] = []
+        async with self._write_tx() as conn:
+            for write in batch.states:
+                statement = (
+                    sa.update(task_targets)
+                    .where(
+                        task_targets.c.task_id == write.task_id,
+                        task_targets.c.target_id == write.target_id,
+                    )
+                    .values(state=write.state, updated_at=write.updated_at, reason=write.reason)
+                )
+                if write.expected is not None:
+                    statement = statement.where(task_targets.c.state.in_(list(write.expected)))
+                changed.append(bool((await conn.execute(statement)).rowcount))
+            for group in batch.logs:
+                count = 0
+                for start in range(0, len(group), LOG_BATCH_ROWS):
+                    part = group[start : start + LOG_BATCH_ROWS]
+                    insert = self._insert_ignore(logs).returning(logs.c.id)
+                    result = await conn.execute(insert, [log_values(line) for line in part])
+                    count += len(result.all())
+                stored.append(count)
+            for contact in batch.contacts:
+                values: dict[str, Any] = {"last_seen_at": contact.seen_at}
+                if contact.health is not None:
+                    values["health"] = contact.health
+                await conn.execute(
+                    sa.update(targets).where(targets.c.id == contact.target_id).values(values)
+                )
+        return BatchResult(states=changed, logs=stored)

@@ -105,3 +105,54 @@ async def test_report_that_cannot_be_reached_is_refused_with_current(world: Worl
     await world.states.apply(task_id, "a", TargetEvent.STOP)
     report = await world.states.report(task_id, "a", TargetState.RUNNING, reason="late")
     assert not report.ok and report.row.state == "stopped"
+
+
+class CountingStorage(MemoryStorage):
+    """Counts reads of single rows."""
+
+    reads = 0
+
+    async def get_task_target(self, task_id: str, target_id: str) -> TaskTargetRecord | None:
+        self.reads += 1
+        return await super().get_task_target(task_id, target_id)
+
+
+async def _counting() -> tuple[CountingStorage, TaskStates]:
+    storage = CountingStorage()
+    await storage.open()
+    await storage.add_task(
+        TaskRecord(id="t", description="", debug=False, descriptor={}, created_at=0,
+                   expires_at=10**15),
+        [TaskTargetRecord("t", "a", "pending", 0)],
+    )  # fmt: skip
+    return storage, TaskStates(storage, events=EventHub(queue_size=100), clock=lambda: 5)
+
+
+async def test_a_live_row_is_read_once_then_kept_in_memory() -> None:
+    storage, states = await _counting()
+    await states.apply("t", "a", TargetEvent.ANNOUNCE)
+    await states.apply("t", "a", TargetEvent.ACCEPT)
+    for reported in (TargetState.TRANSFERRING, TargetState.INSTALLING, TargetState.INSTALLED):
+        assert (await states.report("t", "a", reported)).ok
+    assert (await states.row("t", "a")).state == "installed"
+    assert storage.reads == 1
+    stored = await storage.get_task_target("t", "a")
+    assert stored is not None and stored.state == "installed"  # every change was written
+    await storage.close()
+
+
+async def test_a_row_changed_behind_the_cache_is_read_again() -> None:
+    """Another writer (a replica) moved the row: the compare-and-set misses, the stored row
+    is read and the decision is made on it."""
+    storage, states = await _counting()
+    seen: list[str] = []
+    states.add_change_listener(lambda row: seen.append(row.state))
+    await states.apply("t", "a", TargetEvent.ANNOUNCE)
+    await storage.set_task_target_state("t", "a", state="accepted", updated_at=6)
+    report = await states.report("t", "a", TargetState.TRANSFERRING)
+    assert report.ok and report.row.state == "transferring"
+    assert seen == ["announced", "transferring"]
+    await storage.set_task_target_state("t", "a", state="stopped", updated_at=7)
+    refused = await states.report("t", "a", TargetState.INSTALLING)
+    assert not refused.ok and refused.row.state == "stopped"  # refused on the stored row
+    await storage.close()

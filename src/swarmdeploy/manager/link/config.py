@@ -16,7 +16,9 @@ class LinkSettings:
     ``touch_interval_ms`` throttles writes of a target's last contact: a storm of messages
     costs one write per interval, while the in-memory session stays exact. Answered requests
     are kept ``request_retention_s`` (the record of what was asked), then purged by the
-    maintenance pass that runs every ``maintenance_interval_s``.
+    maintenance pass that runs every ``maintenance_interval_s``. A new task is announced to
+    ``announce_wave`` targets at a time, while fewer than ``max_transferring`` targets are
+    still pulling their payload (:mod:`.announcer`).
     """
 
     uploads_dir: Path
@@ -28,6 +30,8 @@ class LinkSettings:
     max_upload_bytes: int = 4 << 30
     sweep_interval_s: float = 1.0
     queue_per_target: int = 256
+    announce_wave: int = 64
+    max_transferring: int = 256
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
@@ -45,6 +49,8 @@ class LinkSettings:
             raise ValueError("request_retention_s must not be negative")
         if min(self.online_timeout_ms, self.queue_per_target, self.max_upload_bytes) < 1:
             raise ValueError("online_timeout_ms, queue_per_target and max_upload_bytes must be > 0")
+        if not 0 < self.announce_wave <= self.max_transferring:
+            raise ValueError("announce_wave must be > 0 and at most max_transferring")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSettings:

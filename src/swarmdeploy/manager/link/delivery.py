@@ -10,6 +10,13 @@
   signed) read from the blob on demand -- both only while the (task, target) pair is
   ``accepted``, ``transferring`` or ``building``.
 
+What a live deployment needs is kept in memory (docs/adr/0011-live-deployments-and-group-commit.md):
+task records for ``grant_ttl_ms``, checked packages (:class:`~.packages.Packages`), the
+per-target rows (:class:`~swarmdeploy.manager.services.task_states.TaskStates`) and each
+pair's grant. A changed row drops the pair's grant at once (the link registers
+:meth:`Delivery.invalidate` as a change listener); a stop, a deletion or a revoked operator
+key drops everything of the task (:meth:`Delivery.forget_task`, :meth:`Delivery.forget_all`).
+
 Every package is checked first (:class:`~.packages.Packages`). A task the manager refuses to
 send -- changed after signing, signed by a revoked key, a damaged artifact -- ends on that
 target with the refusal as reason: ``declined`` before the agent accepted it,
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 #: States in which a target may receive the payload of a task (§6.3).
 PAYLOAD_STATES = frozenset({TargetState.ACCEPTED, TargetState.TRANSFERRING, TargetState.BUILDING})
 _UNDELIVERED = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
+_TASKS_MAX = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,6 +99,35 @@ class Delivery:
         self._clock = clock
         self._grant_ttl_ms = grant_ttl_ms
         self._grants: dict[tuple[str, str], Grant] = {}
+        self._tasks: dict[str, tuple[TaskRecord, int]] = {}
+
+    async def _task(self, task_id: str) -> TaskRecord | None:
+        """The task record, read from storage at most once per ``grant_ttl_ms``."""
+        now = self._clock()
+        cached = self._tasks.get(task_id)
+        if cached is not None and now - cached[1] < self._grant_ttl_ms:
+            return cached[0]
+        task = await self._storage.get_task(task_id)
+        if task is None:
+            self._tasks.pop(task_id, None)
+            return None
+        if len(self._tasks) >= _TASKS_MAX:
+            self._tasks.clear()
+        self._tasks[task_id] = (task, now)
+        return task
+
+    def forget_task(self, task_id: str) -> None:
+        """The task was stopped or deleted: read it again and check every grant again."""
+        self._tasks.pop(task_id, None)
+        for key in [k for k in self._grants if k[0] == task_id]:
+            del self._grants[key]
+        self._packages.forget(task_id)
+
+    def forget_all(self) -> None:
+        """An operator key was revoked: check every task and package again."""
+        self._tasks.clear()
+        self._grants.clear()
+        self._packages.forget()
 
     # -- first stage ---------------------------------------------------------------------------
     async def announce_pending(self, target_id: str) -> int:
@@ -99,6 +136,7 @@ class Delivery:
         of creation is not enough: a build's deploy manifest is signed when the build
         delivers); returns how many were sent."""
         rows = await self._storage.target_tasks(target_id, states=_UNDELIVERED)
+        self._states.remember(rows)
         ready = []
         for row in rows:
             prepared = await self._prepare(row)
@@ -124,7 +162,7 @@ class Delivery:
     async def _prepare(self, row: TaskTargetRecord) -> tuple[TaskRecord, Package] | None:
         """The task and its checked package, or ``None`` if there is nothing to announce
         (deleted, expired, stopped, refused or not signed yet)."""
-        task = await self._storage.get_task(row.task_id)
+        task = await self._task(row.task_id)
         if task is None or task.expires_at <= self._clock():
             return None  # deleted, or expired: the expiry job marks the row
         if task.stopped_at is not None:
@@ -177,7 +215,7 @@ class Delivery:
         if grant is not None and now - grant.checked_ms < self._grant_ttl_ms:
             return grant
         self._grants.pop((task_id, target_id), None)
-        task = await self._storage.get_task(task_id)
+        task = await self._task(task_id)
         if task is None:
             return "unknown_task"
         try:

@@ -4,7 +4,10 @@
 as contact (§6.1: last-seen, throttled write, ``targetUpdated`` when the target comes
 online); then the message's own handler runs. ``hello`` follows §6.2 in order: welcome,
 reports, announcements, requests, config. State reports go through the one choke point
-(``TaskStates.report``), are persisted, then acknowledged (§6.4). Reports of a build host
+(``TaskStates.report``), are persisted, then acknowledged (§6.4); state changes, log
+batches and contact updates of many agents share transactions (group commit,
+:mod:`~swarmdeploy.manager.services.group_commit`), and each acknowledgement waits for the
+commit of its own write. Reports of a build host
 also go to the :class:`~swarmdeploy.manager.services.builds.BuildRecorder` (docs/build.md):
 its artifacts are recorded before ``built`` is persisted, and a failed or declined build
 stops the waiting deploy targets before the report is acknowledged, so that a lost
@@ -38,6 +41,7 @@ from swarmdeploy.protocol.compression import choose
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import StorageUnavailable
+from swarmdeploy.storage.records import ContactWrite
 from swarmdeploy.transport.base import ManagerTransport
 
 log = logging.getLogger(__name__)
@@ -130,7 +134,7 @@ class AgentHandlers:
         moved = False
         if contact.write:
             health = health_doc(msg, now) if isinstance(msg, m.Health) else None
-            await p.storage.touch_target(target_id, seen_at=now, health=health)
+            await p.states.commits.touch(ContactWrite(target_id, now, health))
             if health is not None:
                 await p.health.note(target_id, now, health)
                 moved = p.health.moved(target_id, health)
@@ -250,7 +254,7 @@ class AgentHandlers:
     async def _bye(self, target_id: str, now: int) -> None:
         p = self._p
         was_online = p.sessions.bye(target_id, now)
-        await p.storage.touch_target(target_id, seen_at=now)
+        await p.states.commits.touch(ContactWrite(target_id, now))
         log.info("target %s said bye", target_id)
         if was_online:
             await self.publish_target(target_id)

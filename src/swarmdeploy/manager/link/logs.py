@@ -29,8 +29,10 @@ import logging
 import re
 from collections.abc import Container, Sequence
 
+from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.services.control import TERMINAL_TASK
 from swarmdeploy.manager.services.logs import MANAGER_COMMAND, LogService
+from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.messages import LogEntry
 from swarmdeploy.protocol.text import escape_char
 from swarmdeploy.storage.base import Storage
@@ -105,9 +107,12 @@ def select(
 class LogSequencer:
     """Applies the seq rules of §6.7 per target and stores through :class:`LogService`."""
 
-    def __init__(self, storage: Storage, logs: LogService) -> None:
+    def __init__(
+        self, storage: Storage, logs: LogService, *, states: TaskStates | None = None
+    ) -> None:
         self._storage = storage
         self._logs = logs
+        self._states = states
         self._highest: dict[str, int] = {}
         self._tasks: dict[str, set[str]] = {}  # per target: tasks it was found part of
 
@@ -141,11 +146,21 @@ class LogSequencer:
         looked up once per target and task, then remembered)."""
         known = self._tasks.setdefault(target_id, set())
         for task_id in named - ALWAYS_ALLOWED - known:
-            if await self._storage.get_task_target(task_id, target_id) is not None:
+            if await self._is_part(task_id, target_id):
                 if len(known) >= _MAX_REMEMBERED_TASKS:
                     known.clear()
                 known.add(task_id)
         return frozenset(known | (named & ALWAYS_ALLOWED))
+
+    async def _is_part(self, task_id: str, target_id: str) -> bool:
+        """Whether the target has a row in the task (a live deployment's row is in memory)."""
+        if self._states is None:
+            return await self._storage.get_task_target(task_id, target_id) is not None
+        try:
+            await self._states.row(task_id, target_id)
+        except NotFoundError:
+            return False
+        return True
 
     def forget(self, target_id: str) -> None:
         """Drop the cache of a revoked target."""

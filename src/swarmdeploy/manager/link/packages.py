@@ -129,8 +129,10 @@ def _changed_fields(signed: TaskManifest, current: TaskManifest) -> list[str]:
 
 class Packages:
     """Finds and checks the signed package of a (task, role). Checked packages are kept for
-    ``ttl_ms`` so announcing a task to a thousand targets verifies it once; the signing
-    key's revocation is read again at every call."""
+    ``ttl_ms`` so announcing a task to a thousand targets verifies it once (and reads the
+    signature and the signing key once). A revocation in this manager drops them at once
+    (:meth:`forget`, called by the link's revocation listener); a key revoked through
+    another replica counts here within ``ttl_ms``."""
 
     def __init__(
         self, storage: Storage, blobs: BlobStore, *, clock: Callable[[], int], ttl_ms: int
@@ -141,6 +143,7 @@ class Packages:
         self._ttl_ms = ttl_ms
         self._cache: dict[tuple[str, Role], tuple[Package, int]] = {}
         self._loading: dict[tuple[str, Role], asyncio.Future[Package | None]] = {}
+        self._generation = 0  # moved on by forget(): a load begun before is not kept
         self._verified: dict[tuple[str, int], int] = {}  # -> unpacked size
 
     async def package(self, task: TaskRecord, role: Role) -> Package | None:
@@ -153,7 +156,6 @@ class Packages:
         key = (task.id, role)
         cached = self._cache.get(key)
         if cached is not None and self._clock() - cached[1] < self._ttl_ms:
-            await self._check_key(task.id, cached[0].signed)  # a revocation counts at once
             return cached[0]
         self._cache.pop(key, None)
         loading = self._loading.get(key)
@@ -163,6 +165,16 @@ class Packages:
             loading.add_done_callback(functools.partial(self._loaded, key))
         return await asyncio.shield(loading)
 
+    def forget(self, task_id: str | None = None) -> None:
+        """Check the packages of ``task_id`` (``None``: of every task) again at their next
+        use: a revocation, a stop or a deletion."""
+        self._generation += 1
+        if task_id is None:
+            self._cache.clear()
+        else:
+            for role in ("deploy", "build"):
+                self._cache.pop((task_id, role), None)
+
     def _loaded(self, key: tuple[str, Role], done: asyncio.Future[Package | None]) -> None:
         self._loading.pop(key, None)
         if not done.cancelled():
@@ -171,11 +183,15 @@ class Packages:
     async def _load(self, task: TaskRecord, role: Role) -> Package | None:
         key = (task.id, role)
         now = self._clock()
+        generation = self._generation
         signed = await self._storage.get_task_signature(task.id, role)
         if signed is None:
             await self._unsigned(task, role)
             return None
         package = await self._check(task, signed)
+        if generation != self._generation:  # revoked (or stopped) meanwhile: check again
+            await self._check_key(task.id, signed)
+            return package
         if len(self._cache) >= _CACHE_MAX:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = (package, now)

@@ -14,7 +14,12 @@ the allow-list *before* the transport binds. Then:
   target's unfinished rows), API updates push ``config``, new tasks are announced at once to
   connected targets (plus best-effort hints by id and tag, §6.9), and the link is the
   dispatcher's sink: requests submitted by the API are stored and delivered at once to
-  connected targets (the wake-up).
+  connected targets (the wake-up). A new task's announcements are queued behind the answer
+  to ``POST /tasks`` and sent in paced waves (:mod:`.announcer`).
+* what a live deployment needs stays in memory (docs/adr/0011-live-deployments-and-group-commit.md):
+  a changed row drops its delivery grant, a stop, a deletion or a revocation drops the
+  task's or every task's cached checks, and the revocation list sent in ``welcome`` is
+  built again only after a revocation.
 
 What lives where -- storage or this process -- is recorded in
 ``docs/adr/0005-manager-link-state.md``: everything another replica (or this one after a
@@ -33,6 +38,7 @@ import logging
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import ManagerError, NotFoundError
+from swarmdeploy.manager.link.announcer import Announcer
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
@@ -49,11 +55,14 @@ from swarmdeploy.manager.services.tasks import TaskView
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.messages import Hint, id_topic, message_type, tag_topic
 from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
-from swarmdeploy.storage.records import TargetRecord
+from swarmdeploy.storage.records import TargetRecord, TaskTargetRecord
 from swarmdeploy.transport.base import ManagerTransport
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
 
 log = logging.getLogger(__name__)
+
+#: Row states after which the task's cached record and checks are dropped (stopped).
+_STOP_STATES = frozenset({TargetState.STOPPED.value})
 
 
 class LinkState(enum.StrEnum):
@@ -109,7 +118,14 @@ class LinkServer:
             clock=clock,
             grant_ttl_ms=settings.auth_cache_ms,
         )
-        self.sequencer = LogSequencer(s.storage, s.logs)
+        self.sequencer = LogSequencer(s.storage, s.logs, states=s.task_states)
+        self.announcer = Announcer(
+            self.workers,
+            self._announce,
+            wave=settings.announce_wave,
+            max_active=settings.max_transferring,
+        )
+        self._crl: bytes | None = None  # the revocation list for welcome, until a revocation
         self.requests = RequestService(
             s.storage,
             transport=sender,
@@ -137,7 +153,7 @@ class LinkServer:
                 settings=settings,
                 clock=clock,
                 on_built=self._announce_build_result,
-                revocations=s.operator_keys.revocations_for_agents,
+                revocations=self._revocations,
                 sign_deploy=self._sign_deploy,
                 health=s.health,
             )
@@ -165,6 +181,8 @@ class LinkServer:
         s.registry.add_update_listener(self)
         s.registry.set_presence(self.sessions)
         s.tasks.add_listener(self)
+        s.tasks.add_delete_listener(self)
+        s.task_states.add_change_listener(self._row_changed)
         s.operator_keys.add_revocation_listener(self.keys_revoked)
         await s.dispatcher.attach(self.requests)
         s.metrics.add_probe(self.workers.observe)
@@ -192,7 +210,12 @@ class LinkServer:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.announcer.close()
         await self.workers.close()
+        try:
+            await self.services.task_states.commits.drain()
+        except TimeoutError:
+            log.warning("writes still queued for storage when the agent link stopped")
         await self.transport.close()
         log.info("agent link stopped")
 
@@ -260,8 +283,8 @@ class LinkServer:
         if self.state is not LinkState.RUNNING:
             return
         task_id = view.record.id
-        for row in view.targets:
-            self._announce_later(task_id, row.target_id)
+        self.services.task_states.remember(view.targets)
+        self._announce_later(task_id, [row.target_id for row in view.targets])
         # Hints only where a target is not known to be connected: a connected one has the
         # announcement already, and its answering hello would just repeat it.
         absent = {r.target_id for r in view.targets if not self.sessions.is_online(r.target_id)}
@@ -275,20 +298,50 @@ class LinkServer:
             await self._sender.publish(topic, hint)
 
     async def keys_revoked(self) -> None:
-        """An operator key was revoked: hint every connected agent, whose answering
-        ``hello`` gets the new revocation list in ``welcome`` (the others at their next)."""
+        """An operator key was revoked: check every task's package again before anything
+        more of it is sent, and hint every connected agent, whose answering ``hello`` gets
+        the new revocation list in ``welcome`` (the others at their next)."""
+        self._crl = None
+        self.delivery.forget_all()
         if self.state is not LinkState.RUNNING:
             return
         hint = Hint(reason="revocation")
         for target_id in self.sessions.online_ids():
             await self._sender.publish(id_topic(target_id), hint)
 
-    def _announce_later(self, task_id: str, target_id: str) -> None:
-        if self.sessions.is_online(target_id):
-            self.workers.submit(target_id, functools.partial(self._announce, task_id, target_id))
+    async def _revocations(self) -> bytes:
+        """The revocation list ``welcome`` carries, built once per revocation."""
+        crl = self._crl
+        if crl is None:
+            crl = await self.services.operator_keys.revocations_for_agents()
+            self._crl = crl
+        return crl
 
-    async def _announce(self, task_id: str, target_id: str) -> None:
-        await self.delivery.announce(task_id, target_id)
+    def _row_changed(self, row: TaskTargetRecord) -> None:
+        """A (task, target) row changed: its delivery grant is checked again; a stopped
+        task's record is read again."""
+        self.delivery.invalidate(row.task_id, row.target_id)
+        self.announcer.row_changed(row.task_id, row.target_id, row.state)
+        if row.state in _STOP_STATES:
+            self.delivery.forget_task(row.task_id)
+
+    async def task_stopped(self, task_id: str) -> None:
+        """The task was stopped: nothing more of it leaves without a fresh check."""
+        self.delivery.forget_task(task_id)
+
+    async def task_deleted(self, task_id: str, digests: frozenset[str]) -> None:
+        """Forget everything cached about a deleted task."""
+        del digests  # the blob collector's business
+        self.delivery.forget_task(task_id)
+        self.services.task_states.forget_task(task_id)
+
+    def _announce_later(self, task_id: str, target_ids: list[str]) -> None:
+        online = [t for t in target_ids if self.sessions.is_online(t)]
+        if online:
+            self.announcer.add(task_id, online)
+
+    async def _announce(self, task_id: str, target_id: str) -> bool:
+        return await self.delivery.announce(task_id, target_id)
 
     async def _sign_deploy(self, task_id: str) -> None:
         """The build host delivered: sign the deploy manifest over its artifacts with the
@@ -304,9 +357,9 @@ class LinkServer:
     async def _announce_build_result(self, task_id: str) -> None:
         """The build host delivered: announce the task to its deploy targets."""
         rows = await self.services.storage.task_targets(task_id)
-        for row in rows:
-            if row.role == "deploy" and row.state == TargetState.PENDING.value:
-                self._announce_later(task_id, row.target_id)
+        self.services.task_states.remember(rows)
+        waiting = [r.target_id for r in rows if r.role == "deploy" and r.state == "pending"]
+        self._announce_later(task_id, waiting)
 
     async def target_registered(self, target: TargetRecord) -> None:
         """Admit the new target's CurveZMQ key."""

@@ -16,6 +16,7 @@ from typing import Any
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.services.auth import Principal
+from swarmdeploy.manager.services.group_commit import GroupCommit
 from swarmdeploy.manager.services.log_access import LogAccess
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.storage.base import Storage
@@ -60,9 +61,16 @@ class LogService:
     """Stores log lines, publishes them live, and answers queries."""
 
     def __init__(
-        self, storage: Storage, *, events: EventHub, metrics: Metrics, clock: Clock
+        self,
+        storage: Storage,
+        *,
+        events: EventHub,
+        metrics: Metrics,
+        clock: Clock,
+        commits: GroupCommit | None = None,
     ) -> None:
         self._storage = storage
+        self._commits = commits
         self._access = LogAccess(storage)
         self._events = events
         self._metrics = metrics
@@ -73,7 +81,10 @@ class LogService:
         publish them on the ``logs`` topic grouped by (target, task). Returns lines stored."""
         if not logs:
             return 0
-        stored = await self._storage.add_logs(logs)
+        if self._commits is not None:  # an agent's batch: shares a transaction (group commit)
+            stored = await self._commits.add_logs(logs)
+        else:
+            stored = await self._storage.add_logs(logs)
         self._metrics.count_logs(stored=stored, duplicates=len(logs) - stored)
         key = operator.attrgetter("target", "task")
         for (target, task), group in itertools.groupby(sorted(logs, key=key), key=key):

@@ -5,27 +5,39 @@ expiry -- goes through :meth:`TaskStates.apply`: the transition is looked up in
 ``protocol.states.TRANSITIONS`` (an illegal one raises ``TransitionError``), persisted with
 compare-and-set against the state it was computed from, logged in one line and published as
 a ``taskUpdated`` event.
+
+Rows of live deployments are kept in memory (docs/adr/0011-live-deployments-and-group-commit.md):
+:meth:`TaskStates.row` reads a row from storage once and then answers from memory; every
+change made here updates the remembered row after it was committed, a failed
+compare-and-set forgets it (another writer -- another replica, a deletion -- changed it) and
+the next read goes to storage. Writes go through :class:`~.group_commit.GroupCommit`: many
+agents' reports share one transaction, and each call returns only after its own write
+committed. Listeners (:meth:`TaskStates.add_change_listener`) hear of every changed row (the
+link drops its delivery grants at once).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.events import EventHub
+from swarmdeploy.manager.services.group_commit import GroupCommit
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.states import TargetEvent, TargetState, event_path, next_state
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.records import TaskTargetRecord
+from swarmdeploy.storage.records import StateWrite, TaskTargetRecord
 
 log = logging.getLogger(__name__)
 
 _EXPIRABLE = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 _CAS_ATTEMPTS = 3
+#: Rows remembered at most (all forgotten at once beyond this; they are read again).
+_ROWS_MAX = 250_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,17 +67,61 @@ def row_json(row: TaskTargetRecord, *, task: bool = False) -> dict[str, Any]:
 class TaskStates:
     """Applies events to (task, target) rows."""
 
-    def __init__(self, storage: Storage, *, events: EventHub, clock: Clock) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        events: EventHub,
+        clock: Clock,
+        commits: GroupCommit | None = None,
+    ) -> None:
         self._storage = storage
         self._events = events
         self._clock = clock
+        self.commits = commits if commits is not None else GroupCommit(storage)
+        self._rows: dict[tuple[str, str], TaskTargetRecord] = {}
+        self._listeners: list[Callable[[TaskTargetRecord], None]] = []
 
-    async def row(self, task_id: str, target_id: str) -> TaskTargetRecord:
-        """The row of ``target_id`` for ``task_id``; :class:`NotFoundError` if there is none."""
-        row = await self._storage.get_task_target(task_id, target_id)
+    def add_change_listener(self, listener: Callable[[TaskTargetRecord], None]) -> None:
+        """Call ``listener`` with every row changed through this object (after its commit)."""
+        self._listeners.append(listener)
+
+    async def row(self, task_id: str, target_id: str, *, fresh: bool = False) -> TaskTargetRecord:
+        """The row of ``target_id`` for ``task_id`` (from memory unless ``fresh``);
+        :class:`NotFoundError` if there is none."""
+        key = (task_id, target_id)
+        row = None if fresh else self._rows.get(key)
         if row is None:
-            raise NotFoundError(f"target {target_id} has no part in task {task_id}")
+            row = await self._storage.get_task_target(task_id, target_id)
+            if row is None:
+                self._rows.pop(key, None)
+                raise NotFoundError(f"target {target_id} has no part in task {task_id}")
+            self._remember(row)
         return row
+
+    def remember(self, rows: Iterable[TaskTargetRecord]) -> None:
+        """Rows just read from storage by someone else (e.g. a ``hello``): keep them."""
+        for row in rows:
+            self._remember(row)
+
+    def forget_task(self, task_id: str) -> None:
+        """Drop the remembered rows of a task (deleted)."""
+        for key in [k for k in self._rows if k[0] == task_id]:
+            del self._rows[key]
+
+    def _remember(self, row: TaskTargetRecord) -> None:
+        if len(self._rows) >= _ROWS_MAX:
+            self._rows.clear()
+        self._rows[(row.task_id, row.target_id)] = row
+
+    async def _write(self, row: TaskTargetRecord, new: str, now: int, reason: str) -> bool:
+        """Compare-and-set ``row`` to ``new`` (group commit); remember or forget the row."""
+        changed = await self.commits.set_state(
+            StateWrite(row.task_id, row.target_id, new, now, reason, (row.state,))
+        )
+        if not changed:
+            self._rows.pop((row.task_id, row.target_id), None)
+        return changed
 
     async def apply(
         self, task_id: str, target_id: str, event: TargetEvent, *, reason: str = ""
@@ -77,28 +133,31 @@ class TaskStates:
         :class:`~swarmdeploy.protocol.errors.TransitionError` for a transition the table
         does not allow.
         """
+        remembered = (task_id, target_id) in self._rows
         row = await self.row(task_id, target_id)
-        current = TargetState(row.state)
-        new = next_state(current, event)
-        now = self._clock()
-        changed = await self._storage.set_task_target_state(
-            task_id,
-            target_id,
-            state=new.value,
-            updated_at=now,
-            reason=reason,
-            expected=[current.value],
-        )
-        if not changed:
-            return None
-        updated = dataclasses.replace(row, state=new.value, updated_at=now, reason=reason)
-        log.info(
-            "task %s on %s: %s -> %s%s",
-            task_id, target_id, current.value, new.value, f" ({reason})" if reason else "",
-            extra={"task": task_id, "target": target_id},
-        )  # fmt: skip
-        self.publish(updated)
-        return updated
+        for fresh in (False, True):
+            if fresh:  # the remembered row may be out of date: decide on the stored one
+                if not remembered:
+                    return None
+                row = await self.row(task_id, target_id, fresh=True)
+            current = TargetState(row.state)
+            try:
+                new = next_state(current, event)
+            except TransitionError:
+                if fresh or not remembered:
+                    raise
+                continue
+            now = self._clock()
+            if await self._write(row, new.value, now, reason):
+                updated = dataclasses.replace(row, state=new.value, updated_at=now, reason=reason)
+                log.info(
+                    "task %s on %s: %s -> %s%s",
+                    task_id, target_id, current.value, new.value, f" ({reason})" if reason else "",
+                    extra={"task": task_id, "target": target_id},
+                )  # fmt: skip
+                self.publish(updated)
+                return updated
+        return None
 
     async def report(
         self, task_id: str, target_id: str, reported: TargetState, *, reason: str = ""
@@ -108,24 +167,19 @@ class TaskStates:
         :func:`~swarmdeploy.protocol.states.event_path` (lost intermediate reports) and stored
         in one write; an unreachable state is refused (``ok=False``) with the stored state.
         Raises :class:`NotFoundError` for an unknown row."""
-        for _ in range(_CAS_ATTEMPTS):
-            row = await self.row(task_id, target_id)
+        for attempt in range(_CAS_ATTEMPTS):
+            row = await self.row(task_id, target_id, fresh=attempt > 0)
             current = TargetState(row.state)
             try:
                 path = event_path(current, reported)
             except TransitionError:
+                if attempt == 0:
+                    continue  # refuse only on the stored row, not a remembered one
                 return Report(ok=False, row=row)
             if not path:
                 return Report(ok=True, row=row)
             now = self._clock()
-            if await self._storage.set_task_target_state(
-                task_id,
-                target_id,
-                state=reported.value,
-                updated_at=now,
-                reason=reason,
-                expected=[current.value],
-            ):
+            if await self._write(row, reported.value, now, reason):
                 updated = dataclasses.replace(
                     row, state=reported.value, updated_at=now, reason=reason
                 )
@@ -137,7 +191,7 @@ class TaskStates:
                 )  # fmt: skip
                 self.publish(updated)
                 return Report(ok=True, row=updated)
-        return Report(ok=False, row=await self.row(task_id, target_id))
+        return Report(ok=False, row=await self.row(task_id, target_id, fresh=True))
 
     async def retry(self, row: TaskTargetRecord) -> TaskTargetRecord | None:
         """Put a row in a final failure state back to ``pending`` as its next attempt
@@ -169,7 +223,11 @@ class TaskStates:
         return rows
 
     def publish(self, row: TaskTargetRecord) -> None:
-        """Publish a ``taskUpdated`` event for one changed row."""
+        """Remember one changed row, tell the change listeners and publish a
+        ``taskUpdated`` event."""
+        self._remember(row)
+        for listener in self._listeners:
+            listener(row)
         self._events.publish(
             "taskUpdated", row_json(row, task=True), target=row.target_id, task=row.task_id
         )

@@ -102,6 +102,9 @@ class TaskListener(Protocol):
     async def task_created(self, view: TaskView) -> None:
         """A task was stored with its ``pending`` rows."""
 
+    async def task_stopped(self, task_id: str) -> None:
+        """The task was marked stopped (before its targets are stopped)."""
+
 
 class TaskDeleteListener(Protocol):
     """Told about deleted tasks (implemented by the blob collector, ``services.blob_gc``)."""
@@ -451,6 +454,11 @@ class TaskService:
         entry = await self._audit.append(by, "task.stop", task_id)
         now = self._clock()
         await self._storage.mark_task_stopped(task_id, now)
+        for listener in self._listeners:
+            try:
+                await listener.task_stopped(task_id)
+            except Exception:  # top of the listener loop: the stop is stored; log and go on
+                log.exception("listener failed on the stop of task %s", task_id)
         stopped, requested, refused = 0, 0, []
         touched: list[str] = []
         for row in view.targets:
