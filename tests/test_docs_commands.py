@@ -6,8 +6,8 @@ against the real command line (issue 13), so the docs cannot drift from the code
   leaf's options are parsed by click itself (an unknown option, a missing value, an extra
   argument, an unknown command fail), and ``swarmdeploy PATH --help`` must exit 0.
 * ``swarmdeploy manager ...``, ``swarmdeploy simulate ...`` and ``swarmdeploy agent ...``: the
-  options are parsed by their own argparse parsers (an unknown option or a bad value fails). An agent subcommand
-  (``swarmdeploy agent NAME ...``) must answer ``--help`` with status 0.
+  options are parsed by their own argparse parsers (an unknown option or a bad value fails).
+  An agent subcommand (``swarmdeploy agent NAME ...``) must answer ``--help`` with status 0.
 
 Values are not checked against a server: a command that parses is "pasteable".
 """
