@@ -5,9 +5,12 @@ uvicorn until SIGTERM/SIGINT.
 ``swarmdeploy manager --import-ca KEY_PEM CERT_PEM [--import-ca-passphrase-file FILE]
 [--force]`` instead installs a deployment CA in the data directory and exits (start the
 manager afterwards as usual); see ``docs/security.md``, "CA custody".
+``swarmdeploy manager --encrypt-storage --migrate`` encrypts a plaintext data directory in
+place and exits; see ``docs/storage.md``, "Encryption at rest".
 
-Exit status: 0 after a clean shutdown (or import), 1 if start-up (or the import) failed, 2 for
-invalid options.
+Exit status: 0 after a clean shutdown (or import, or conversion), 1 if start-up (or the
+import) failed, 2 for invalid options or a data directory whose encryption does not fit them
+(a wrong storage key among them).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import uvicorn
 from swarmdeploy.datalock import DataDirInUse, lock_data_dir
 from swarmdeploy.logformat import configure as configure_logging
 from swarmdeploy.manager import logredact
+from swarmdeploy.manager import storage_encryption as encryption
 from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.httpguard import guarded_protocol
 from swarmdeploy.manager.keystore import (
@@ -38,7 +42,10 @@ from swarmdeploy.manager.keystore import (
     read_passphrase_file,
     resolve_admin_key,
 )
+from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
+from swarmdeploy.manager.storage_encryption import StorageEncryptionError
+from swarmdeploy.storage.errors import StorageError
 
 ENV_PREFIX = "SWARMDEPLOY_"
 DEFAULT_DATA_DIR = "swarmdeploy-data"
@@ -153,7 +160,24 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "file holding the passphrase that encrypts DATA_DIR/ca.key (default: a key derived "
         "from DATA_DIR/secret.key)",
     ),
+    (
+        "encrypt-storage",
+        "encrypt_storage",
+        parse_flag,
+        "encrypt the SQLite database (SQLCipher) and the blobs at rest (default off)",
+    ),
+    (
+        "storage-passphrase-file",
+        "storage_passphrase_file",
+        Path,
+        "file holding the passphrase of the storage key (default: a key derived from "
+        "DATA_DIR/secret.key)",
+    ),
 ]
+
+
+#: Options that can be given without a value (meaning on).
+_SWITCHES = frozenset({"encrypt_storage"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +213,14 @@ def _parser() -> argparse.ArgumentParser:
         "SWARMDEPLOY_ADMIN_KEY sets the bootstrap admin key.",
     )
     for option, field, _, help_text in OPTIONS:
+        # A switch may stand alone (--encrypt-storage) or take on/off like its variable.
+        switch = {"nargs": "?", "const": "on"} if field in _SWITCHES else {}
         parser.add_argument(
-            f"--{option}", dest=field, metavar=field.split("_")[0].upper(), help=help_text
+            f"--{option}",
+            dest=field,
+            metavar=field.split("_")[0].upper(),
+            help=help_text,
+            **switch,  # type: ignore[arg-type]
         )
     parser.add_argument(
         "--no-gui", dest="gui", action="store_const", const="off", help="do not serve the web GUI"
@@ -212,6 +242,12 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument(
         "--force", action="store_true", help="with --import-ca: replace another CA (kept)"
     )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="with --encrypt-storage: encrypt a plaintext data directory in place (after a "
+        "backup), then exit",
+    )
     return parser
 
 
@@ -223,6 +259,7 @@ def parse_command(
     import option without ``--import-ca``."""
     args = vars(_parser().parse_args(argv))
     request = _import_request(args)
+    migrate = args.pop("migrate")
     values: dict[str, Any] = {"admin_key": environ.get(ENV_PREFIX + "ADMIN_KEY") or None}
     for option, field, convert, _ in OPTIONS:
         raw = args[field] if args[field] is not None else environ.get(env_name(option))
@@ -235,6 +272,10 @@ def parse_command(
     values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
     values.setdefault("agent_link", True)  # the real manager serves agents
     values.setdefault("gui", True)
+    if migrate:
+        if not values.get("encrypt_storage"):
+            raise SettingsError("--migrate needs --encrypt-storage")
+        values["migrate"] = True
     return values, request
 
 
@@ -280,6 +321,40 @@ def run_import(settings: Settings, request: CaImportRequest) -> int:
     print(f"deployment CA {result.fingerprint} {state} in {settings.data_dir}", flush=True)
     for path in result.set_aside:
         print(f"the replaced CA is kept in {path}", flush=True)
+    return 0
+
+
+def _stores(settings: Settings) -> tuple[Any, BlobStore]:
+    """Storage and blob store, encrypted with ``--encrypt-storage`` (docs/storage.md).
+    Raises :class:`StorageEncryptionError` when the data directory does not fit."""
+    layout = encryption.layout_of(settings.data_dir, settings.database_url)
+    if not settings.encrypt_storage:
+        encryption.check_plain(layout)
+        return encryption.open_stores(layout, settings.database_url, None)
+    keys = encryption.open_keys(layout, settings.storage_passphrase_file)
+    return encryption.open_stores(layout, settings.database_url, keys)
+
+
+def run_migration(settings: Settings) -> int:
+    """``--encrypt-storage --migrate``: encrypt the data directory in place, print what
+    was done; 0, or 2 with one line on stderr (e.g. a wrong key)."""
+    layout = encryption.layout_of(settings.data_dir, settings.database_url)
+    try:
+        done = encryption.convert(
+            layout, settings.storage_passphrase_file, now=dt.datetime.now(dt.UTC)
+        )
+    except (StorageEncryptionError, StorageError, ValueError) as exc:
+        print(f"swarmdeploy manager: cannot encrypt the data directory: {exc}", file=sys.stderr)
+        return 2
+    if done.backup is None:
+        print(f"{settings.data_dir} is encrypted already; nothing to convert", flush=True)
+        return 0
+    what = "the database and " if done.database_converted else ""
+    print(
+        f"encrypted {what}{done.blobs_converted} blob(s) in {settings.data_dir}; the plaintext"
+        f" backup is {done.backup} -- delete it once the manager runs with --encrypt-storage",
+        flush=True,
+    )
     return 0
 
 
@@ -341,6 +416,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     With ``settings.gui`` on, ``mount_gui(app, settings)`` adds the web GUI at ``/ui``."""
     try:
         values, ca_import = parse_command(list(argv or []), os.environ)
+        migrate = values.pop("migrate", False)
         settings = load_settings(**values)
     except SettingsError as exc:
         print(f"swarmdeploy manager: invalid configuration:\n{exc}", file=sys.stderr)
@@ -358,10 +434,16 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
         except DataDirInUse as exc:
             print(f"swarmdeploy manager: {exc}", file=sys.stderr)
             return 2
+        if migrate:
+            return run_migration(settings)
+        storage, blobs = _stores(settings)
         _announce_admin_key(settings)
-        app = create_app(settings)
+        app = create_app(settings, storage=storage, blobs=blobs)
         if settings.gui and mount_gui is not None:
             mount_gui(app, settings)
+    except StorageEncryptionError as exc:
+        print(f"swarmdeploy manager: {exc}", file=sys.stderr)
+        return 2
     except (KeystoreError, OSError) as exc:
         logging.getLogger(__name__).error("cannot start: %s", exc)
         return 1
