@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 from swarmdeploy.crypto.keyenc import KdfParams
+from swarmdeploy.manager.main import parse_options
+from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
+from swarmdeploy.manager.settings import SettingsError, load_settings
 from swarmdeploy.manager.storage_encryption import (
     MARKER,
     StorageEncryptionError,
@@ -229,3 +232,27 @@ async def test_wrong_passphrase_fails_with_one_line(tmp_path: Path) -> None:
 async def test_migrate_needs_encrypt_storage(tmp_path: Path) -> None:
     code, _, err = await _run("--data-dir", str(tmp_path / "d"), "--migrate")
     assert code == 2 and "--migrate needs --encrypt-storage" in err
+
+
+def test_passphrase_file_needs_encrypt_storage(tmp_path: Path) -> None:
+    passphrase = tmp_path / "p.txt"
+    passphrase.write_text("x\n")
+    with pytest.raises(SettingsError, match="storage_passphrase_file needs encrypt_storage"):
+        load_settings(data_dir=tmp_path, storage_passphrase_file=passphrase)
+
+
+def test_encrypt_storage_switch_and_environment() -> None:
+    assert parse_options(["--encrypt-storage"], {})["encrypt_storage"] is True
+    assert parse_options(["--encrypt-storage", "off"], {})["encrypt_storage"] is False
+    env = {"SWARMDEPLOY_ENCRYPT_STORAGE": "on"}
+    assert parse_options([], env)["encrypt_storage"] is True
+
+
+def test_postgresql_database_is_left_to_the_server_but_blobs_are_encrypted(tmp_path: Path) -> None:
+    url = "postgresql://swarm@127.0.0.1:5432/swarm"
+    layout = layout_of(tmp_path, url)
+    assert layout.sqlite_path is None
+    storage, blobs = open_stores(layout, url, open_keys(layout, None))
+    assert type(storage).__name__ == "PostgresStorage"
+    assert isinstance(blobs, EncryptedFileBlobStore)
+    assert (tmp_path / MARKER).exists()

@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -46,6 +47,8 @@ from swarmdeploy.storage import sqlcipher
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import KeyRejected, StorageError
 from swarmdeploy.storage.factory import normalize_url, open_storage
+
+log = logging.getLogger(__name__)
 
 MARKER = "storage-encryption.json"
 _CONTEXT = b"swarmdeploy storage key v1"
@@ -319,6 +322,8 @@ def open_stores(
     if keys is None:
         return open_storage(database_url), FileBlobStore(layout.blobs)
     sqlite_key = keys.database if layout.sqlite_path is not None else None
+    if sqlite_key is None:
+        log.info("blobs encrypted at rest; the PostgreSQL server protects the database's files")
     return (
         open_storage(database_url, sqlite_key=sqlite_key),
         EncryptedFileBlobStore(layout.blobs, keys.blobs),
