@@ -45,7 +45,7 @@ from swarmdeploy.manager.services.blobs import _DIGEST_RE, BlobStore, FileBlobSt
 from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
 from swarmdeploy.storage import sqlcipher
 from swarmdeploy.storage.base import Storage
-from swarmdeploy.storage.errors import KeyRejected, StorageError
+from swarmdeploy.storage.errors import StorageError
 from swarmdeploy.storage.factory import normalize_url, open_storage
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ def read_marker(layout: StorageLayout) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise StorageEncryptionError(f"{layout.marker} is unreadable: {exc}") from None
+    if not isinstance(marker, dict) or marker.get("version") != 1 or "check" not in marker:
+        raise StorageEncryptionError(f"{layout.marker} is not a version 1 encryption marker")
     return marker
 
 
@@ -144,13 +146,12 @@ def _keys(
     except KeystoreError as exc:
         raise StorageEncryptionError(str(exc)) from None
     check = _derive(master, b"check").hex()
-    if "check" in marker and not hmac.compare_digest(check, marker["check"]):
+    if not hmac.compare_digest(check, marker.setdefault("check", check)):
         raise StorageEncryptionError(
             f"wrong storage key for {layout.data_dir}: "
             + ("the passphrase differs" if source == "passphrase" else "secret.key differs")
             + " from the one it was encrypted with"
         )
-    marker["check"] = check
     return StorageKeys(database=_derive(master, b"database"), blobs=_derive(master, b"blobs"))
 
 
@@ -200,6 +201,7 @@ def open_keys(
     the marker (and the SQLite file), or -- for a data directory without data yet -- newly
     set up. Raises :class:`StorageEncryptionError`."""
     marker = read_marker(layout)
+    new = marker is None
     if marker is None:
         if _has_plain_data(layout):
             raise StorageEncryptionError(
@@ -207,9 +209,6 @@ def open_keys(
                 " --encrypt-storage --migrate (a backup is kept)"
             )
         marker = _new_marker(passphrase_file, kdf)
-        keys = _keys(layout, marker, passphrase_file)
-        _write_marker(layout, marker)
-        return keys
     keys = _keys(layout, marker, passphrase_file)
     if layout.sqlite_path is not None:
         if sqlcipher.file_state(layout.sqlite_path) == "plain":
@@ -219,10 +218,10 @@ def open_keys(
             )
         try:
             sqlcipher.check_key(layout.sqlite_path, keys.database)
-        except KeyRejected as exc:
+        except StorageError as exc:  # KeyRejected, or SQLCipher is not installed
             raise StorageEncryptionError(str(exc)) from None
-        except StorageError as exc:
-            raise StorageEncryptionError(str(exc)) from None
+    if new:
+        _write_marker(layout, marker)
     return keys
 
 
