@@ -31,7 +31,7 @@ import uvicorn
 
 from swarmdeploy.datalock import DataDirInUse, lock_data_dir
 from swarmdeploy.logformat import configure as configure_logging
-from swarmdeploy.manager import logredact
+from swarmdeploy.manager import logredact, storage_conversion
 from swarmdeploy.manager import storage_encryption as encryption
 from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.httpguard import guarded_protocol
@@ -340,7 +340,7 @@ def run_migration(settings: Settings) -> int:
     was done; 0, or 2 with one line on stderr (e.g. a wrong key)."""
     layout = encryption.layout_of(settings.data_dir, settings.database_url)
     try:
-        done = encryption.convert(
+        done = storage_conversion.convert(
             layout, settings.storage_passphrase_file, now=dt.datetime.now(dt.UTC)
         )
     except (StorageEncryptionError, StorageError, ValueError) as exc:

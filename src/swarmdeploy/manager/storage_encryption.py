@@ -14,20 +14,17 @@ HMAC-SHA256 derivations of it. With the marker present, a wrong key is detected 
 value before anything is opened; a data directory with the marker refuses to start without
 ``--encrypt-storage``, and one with plaintext data but no marker refuses to start with it
 until ``--migrate`` has converted it. Every refusal is :class:`StorageEncryptionError` with
-a one-line message.
+a one-line message. The conversion of a plaintext data directory is :mod:`.storage_conversion`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
 import os
-import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +99,9 @@ def _master(data_dir: Path, marker: dict[str, Any], passphrase_file: Path | None
     return key
 
 
-def _new_marker(passphrase_file: Path | None, kdf: KdfParams) -> dict[str, Any]:
+def new_marker(passphrase_file: Path | None, kdf: KdfParams) -> dict[str, Any]:
+    """The marker of a data directory being encrypted now (its check value is added by
+    :func:`derive_keys`)."""
     if passphrase_file is None:
         return {"version": 1, "key_source": "secret.key"}
     salt = os.urandom(argon2id.SALTBYTES).hex()
@@ -126,9 +125,11 @@ def read_marker(layout: StorageLayout) -> dict[str, Any] | None:
     return marker
 
 
-def _keys(
+def derive_keys(
     layout: StorageLayout, marker: dict[str, Any], passphrase_file: Path | None
 ) -> StorageKeys:
+    """The keys of the data directory described by ``marker``; checked against its check
+    value (which a new marker gets here). Raises :class:`StorageEncryptionError`."""
     source = marker.get("key_source")
     if source == "passphrase" and passphrase_file is None:
         raise StorageEncryptionError(
@@ -145,6 +146,8 @@ def _keys(
         master = _master(layout.data_dir, marker, passphrase_file)
     except KeystoreError as exc:
         raise StorageEncryptionError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StorageEncryptionError(f"{layout.marker} is damaged ({exc!r})") from None
     check = _derive(master, b"check").hex()
     if not hmac.compare_digest(check, marker.setdefault("check", check)):
         raise StorageEncryptionError(
@@ -155,28 +158,30 @@ def _keys(
     return StorageKeys(database=_derive(master, b"database"), blobs=_derive(master, b"blobs"))
 
 
-def _has_plain_data(layout: StorageLayout) -> bool:
+def has_plain_data(layout: StorageLayout) -> bool:
+    """Whether the SQLite file or any blob file is still plaintext."""
     if layout.sqlite_path is not None and sqlcipher.file_state(layout.sqlite_path) == "plain":
         return True
-    return any(
-        _is_plain_blob(path) for folder in _blob_folders(layout) for path in folder.iterdir()
-    )
+    return any(is_plain_blob(path) for folder in blob_folders(layout) for path in folder.iterdir())
 
 
-def _is_plain_blob(path: Path) -> bool:
+def is_plain_blob(path: Path) -> bool:
+    """Whether ``path`` is a blob file (named by its digest) that is not encrypted."""
     if not _DIGEST_RE.match(path.name):
         return False
     with path.open("rb") as fh:
         return fh.read(len(MAGIC)) != MAGIC
 
 
-def _blob_folders(layout: StorageLayout) -> list[Path]:
+def blob_folders(layout: StorageLayout) -> list[Path]:
+    """The blob store's two-hex-digit folders."""
     if not layout.blobs.is_dir():
         return []
     return [p for p in layout.blobs.iterdir() if len(p.name) == 2 and p.is_dir()]
 
 
-def _write_marker(layout: StorageLayout, marker: dict[str, Any]) -> None:
+def write_marker(layout: StorageLayout, marker: dict[str, Any]) -> None:
+    """Write the marker (mode 0600; never over an existing one)."""
     write_new_file(layout.marker, (json.dumps(marker, indent=2) + "\n").encode(), mode=0o600)
 
 
@@ -203,13 +208,13 @@ def open_keys(
     marker = read_marker(layout)
     new = marker is None
     if marker is None:
-        if _has_plain_data(layout):
+        if has_plain_data(layout):
             raise StorageEncryptionError(
                 f"{layout.data_dir} holds unencrypted data: convert it with"
                 " --encrypt-storage --migrate (a backup is kept)"
             )
-        marker = _new_marker(passphrase_file, kdf)
-    keys = _keys(layout, marker, passphrase_file)
+        marker = new_marker(passphrase_file, kdf)
+    keys = derive_keys(layout, marker, passphrase_file)
     if layout.sqlite_path is not None:
         if sqlcipher.file_state(layout.sqlite_path) == "plain":
             raise StorageEncryptionError(
@@ -221,89 +226,8 @@ def open_keys(
         except StorageError as exc:  # KeyRejected, or SQLCipher is not installed
             raise StorageEncryptionError(str(exc)) from None
     if new:
-        _write_marker(layout, marker)
+        write_marker(layout, marker)
     return keys
-
-
-@dataclasses.dataclass(frozen=True)
-class Conversion:
-    """What :func:`convert` did."""
-
-    backup: Path | None
-    database_converted: bool
-    blobs_converted: int
-
-
-def _backup_blobs(layout: StorageLayout, backup: Path) -> None:
-    for folder in _blob_folders(layout):
-        for path in folder.iterdir():
-            if not _is_plain_blob(path):
-                continue
-            target = backup / "blobs" / folder.name / path.name
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                os.link(path, target)  # the encrypted copy replaces the path, not this inode
-            except OSError:
-                shutil.copy2(path, target)
-
-
-def _backup_database(source: Path, target: Path) -> None:
-    plain, copy = sqlite3.connect(source), sqlite3.connect(target)
-    try:
-        plain.backup(copy)  # a consistent copy, WAL included
-    finally:
-        copy.close()
-        plain.close()
-    target.chmod(0o600)
-
-
-def convert(
-    layout: StorageLayout,
-    passphrase_file: Path | None,
-    *,
-    now: dt.datetime,
-    kdf: KdfParams = DEFAULT_KDF,
-) -> Conversion:
-    """Encrypt a plaintext data directory in place (``--encrypt-storage --migrate``).
-
-    Order: the marker (so the key of a conversion that is interrupted stays the same), the
-    backup of everything still plaintext (``DATA_DIR/backup-before-encryption-<time>/``:
-    a copy of the database by SQLite's backup API, hard links of the blob files), then the
-    database (``sqlcipher_export`` into a new file that replaces the old one) and the blobs
-    (each replaced atomically). Running it again finishes an interrupted conversion and
-    does nothing on an encrypted data directory. Blocking; the manager must not be running
-    (the caller holds the data directory's lock).
-    """
-    marker = read_marker(layout)
-    if marker is None:
-        marker = _new_marker(passphrase_file, kdf)
-        keys = _keys(layout, marker, passphrase_file)
-        _write_marker(layout, marker)
-    else:
-        keys = _keys(layout, marker, passphrase_file)
-    plain_db = (
-        layout.sqlite_path is not None and sqlcipher.file_state(layout.sqlite_path) == "plain"
-    )
-    if not _has_plain_data(layout):
-        return Conversion(None, False, 0)
-    backup = layout.data_dir / f"backup-before-encryption-{now:%Y%m%dT%H%M%SZ}"
-    backup.mkdir(mode=0o700)
-    _backup_blobs(layout, backup)
-    if plain_db:
-        assert layout.sqlite_path is not None
-        _backup_database(layout.sqlite_path, backup / layout.sqlite_path.name)
-        _encrypt_database(layout.sqlite_path, keys.database)
-    store = EncryptedFileBlobStore(layout.blobs, keys.blobs)
-    return Conversion(backup, plain_db, store.encrypt_plain_blobs())
-
-
-def _encrypt_database(path: Path, key: bytes) -> None:
-    staging = path.with_name(path.name + ".encrypting")
-    staging.unlink(missing_ok=True)  # left by an interrupted conversion
-    sqlcipher.export_encrypted(path, staging, key)
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-    os.replace(staging, path)
 
 
 def layout_of(data_dir: Path, database_url: str) -> StorageLayout:
