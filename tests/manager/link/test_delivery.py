@@ -244,7 +244,7 @@ async def test_encrypted_chunk_tampered_after_the_fetch_is_not_served(tmp_path: 
     blobs = EncryptedFileBlobStore(tmp_path / "encrypted-blobs", bytes(range(32)))
     async with link_rig(tmp_path, app={"blobs": blobs}) as rig:
         agent = await rig.agent("t1")
-        archive_b64, raw = big_zip_b64(600_000)
+        archive_b64, _ = big_zip_b64(600_000)
         doc = deploy_doc(ids=["t1"])
         doc["source"] = {"zip": archive_b64}
         task_id = await accepted(rig, agent, doc)
