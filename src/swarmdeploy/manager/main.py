@@ -45,6 +45,7 @@ from swarmdeploy.manager.keystore import (
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
 from swarmdeploy.manager.storage_encryption import StorageEncryptionError
+from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import StorageError
 
 ENV_PREFIX = "SWARMDEPLOY_"
@@ -324,7 +325,7 @@ def run_import(settings: Settings, request: CaImportRequest) -> int:
     return 0
 
 
-def _stores(settings: Settings) -> tuple[Any, BlobStore]:
+def _stores(settings: Settings) -> tuple[Storage, BlobStore]:
     """Storage and blob store, encrypted with ``--encrypt-storage`` (docs/storage.md).
     Raises :class:`StorageEncryptionError` when the data directory does not fit."""
     layout = encryption.layout_of(settings.data_dir, settings.database_url)
