@@ -84,15 +84,17 @@ def check_key(path: Path, key: bytes) -> None:
     if file_state(path) == "absent":
         return
     module = dbapi()
-    connection = connect(path, key)
+    connection = None
     try:
+        connection = connect(path, key)  # its cache_size pragma may be the first read
         connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except module.DatabaseError as exc:
         raise KeyRejected(
             f"cannot decrypt {path}: wrong key, or not a swarmdeploy database ({exc})"
         ) from None
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
 
 
 def async_creator(
