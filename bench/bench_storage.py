@@ -1,6 +1,7 @@
 """Storage benchmark: bulk log ingest and full-text query time, SQLite and PostgreSQL.
 
-``python -m bench storage [--rows N] [--backends sqlite,postgresql] [--out FILE]``
+``python -m bench storage [--rows N] [--backends sqlite,sqlite-encrypted,postgresql,blobs]
+[--out FILE]``
 
 Ingest goes through ``Storage.add_logs`` in batches of 1,000 lines (one transaction each, the
 way the manager stores what agents send). The lines are realistic, varied tool output (apt,
@@ -9,6 +10,10 @@ through ``Storage.query_logs`` (first page of 100 plus the total count), each ti
 times; the median is reported. PostgreSQL runs on a throw-away server started like the tests'
 (durability off, as in tests: ``fsync=off``), so its ingest figure is an upper bound for a
 production server with fsync on.
+
+``sqlite-encrypted`` is the SQLite backend through SQLCipher (``--encrypt-storage``, raw
+256-bit key). ``blobs`` times the blob store plaintext and encrypted (XChaCha20-Poly1305 per
+64 KiB chunk): storing a 64 MiB archive and reading it back in 256 KiB ranges, as agents fetch.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from swarmdeploy.manager.services.blobs import FileBlobStore
+from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
 from swarmdeploy.storage import LogQuery, LogRecord, Storage
 from swarmdeploy.storage.factory import open_storage
 
@@ -36,6 +43,8 @@ if TYPE_CHECKING:
 BATCH_ROWS = 1000
 TARGETS = 200
 RESULTS = Path(__file__).parent / "results" / "storage.json"
+BLOB_BYTES = 64 * 2**20
+BLOB_READ_BYTES = 256 * 1024
 
 QUERIES: dict[str, LogQuery] = {
     "one common word": LogQuery(output="setting"),
@@ -170,9 +179,12 @@ async def _query_ms(storage: Storage, query: LogQuery, repeat: int) -> tuple[flo
     return statistics.median(timings), total
 
 
-async def run_backend(url: str, batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
-    """Ingest every batch into a fresh database at ``url`` and time the queries."""
-    storage = open_storage(url)
+async def run_backend(
+    url: str, batches: list[list[LogRecord]], repeat: int, sqlite_key: bytes | None = None
+) -> dict[str, object]:
+    """Ingest every batch into a fresh database at ``url`` (encrypted with ``sqlite_key``)
+    and time the queries."""
+    storage = open_storage(url, sqlite_key=sqlite_key)
     await storage.open()
     try:
         rows = sum(len(b) for b in batches)
@@ -211,11 +223,48 @@ def _pg_server() -> PgServer:
     return start_pg_server()
 
 
-def _sqlite_run(batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
+def _sqlite_run(
+    batches: list[list[LogRecord]], repeat: int, key: bytes | None = None
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(run_backend(f"{tmp}/bench.db", batches, repeat))
+        result = asyncio.run(run_backend(f"{tmp}/bench.db", batches, repeat, key))
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())
     result["file_mb"] = round(size / 2**20, 1)
+    return result
+
+
+def _sqlite_encrypted_run(batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
+    return _sqlite_run(batches, repeat, os.urandom(32))
+
+
+async def _blob_figures(store: FileBlobStore, data: bytes) -> dict[str, float]:
+    started = time.perf_counter()
+    digest = await store.put(data)
+    put_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for offset in range(0, len(data), BLOB_READ_BYTES):
+        await store.read_range(digest, offset, BLOB_READ_BYTES)
+    read_s = time.perf_counter() - started
+    mib = len(data) / 2**20
+    return {"put_mib_per_s": round(mib / put_s, 1), "read_mib_per_s": round(mib / read_s, 1)}
+
+
+def _blobs_run(batches: list[list[LogRecord]], repeat: int) -> dict[str, object]:
+    del batches
+    data = os.urandom(BLOB_BYTES)
+    result: dict[str, object] = {"blob_mib": BLOB_BYTES // 2**20, "read_bytes": BLOB_READ_BYTES}
+    for name in ("plain", "encrypted"):
+        runs = []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                store = (
+                    FileBlobStore(Path(tmp))
+                    if name == "plain"
+                    else EncryptedFileBlobStore(Path(tmp), os.urandom(32))
+                )
+                runs.append(asyncio.run(_blob_figures(store, data)))
+        result[name] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        print(f"  blobs {name}: {result[name]}")
     return result
 
 
@@ -238,7 +287,12 @@ def main(argv: list[str]) -> int:
     print(f"generating {args.rows:,} log lines ...")
     batches = list(LineGenerator().batches(args.rows))
     results: dict[str, object] = {}
-    runners = {"sqlite": _sqlite_run, "postgresql": _postgres_run}
+    runners = {
+        "sqlite": _sqlite_run,
+        "sqlite-encrypted": _sqlite_encrypted_run,
+        "postgresql": _postgres_run,
+        "blobs": _blobs_run,
+    }
     for backend in args.backends.split(","):
         if backend not in runners:
             parser.error(f"unknown backend {backend!r}")

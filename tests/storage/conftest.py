@@ -1,4 +1,5 @@
-"""Backends for the storage tests: every contract test runs on memory, SQLite and PostgreSQL.
+"""Backends for the storage tests: every contract test runs on memory, SQLite (plain and
+encrypted with SQLCipher) and PostgreSQL.
 
 PostgreSQL tests share one database per session (creating a database costs ~0.3 s); each test
 starts from empty tables (``TRUNCATE`` of every table but ``alembic_version``). Tests that need a
@@ -7,7 +8,7 @@ brand-new database (migrations) use ``pg_database_url`` instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +17,14 @@ import pytest
 from swarmdeploy.storage import Storage
 from swarmdeploy.storage.factory import open_storage
 
-BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    "sqlite-encrypted",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+]
+#: The SQLCipher key of the ``sqlite-encrypted`` backend.
+TEST_KEY = bytes(range(32))
 
 
 async def empty_pg_tables(url: str) -> None:
@@ -41,15 +49,28 @@ async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
+    if request.param == "sqlite-encrypted":
+        return f"sqlite+aiosqlite:///{tmp_path / 'encrypted.db'}"
     url: str = request.getfixturevalue("pg_url")
     await empty_pg_tables(url)
     return url
 
 
+def storage_key(url: str) -> bytes | None:
+    """The SQLCipher key of the database at ``url`` (``None``: plaintext)."""
+    return TEST_KEY if url.endswith("/encrypted.db") else None
+
+
 @pytest.fixture
-async def storage(storage_url: str) -> AsyncIterator[Storage]:
+def open_backend(storage_url: str) -> Callable[[], Storage]:
+    """Makes a new (unopened) storage object for the database at ``storage_url``."""
+    return lambda: open_storage(storage_url, sqlite_key=storage_key(storage_url))
+
+
+@pytest.fixture
+async def storage(open_backend: Callable[[], Storage]) -> AsyncIterator[Storage]:
     """An open storage of each backend, closed after the test."""
-    backend = open_storage(storage_url)
+    backend = open_backend()
     await backend.open()
     try:
         yield backend

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 
@@ -20,7 +21,6 @@ from swarmdeploy.storage import (
     StorageUnavailable,
     TokenRejected,
 )
-from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.records import MAX_PER_PAGE
 
 from .helpers import add_target, line, target
@@ -28,8 +28,10 @@ from .helpers import add_target, line, target
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
-async def test_call_before_open_raises_unavailable(storage_url: str) -> None:
-    backend = open_storage(storage_url)
+async def test_call_before_open_raises_unavailable(
+    storage_url: str, open_backend: Callable[[], Storage]
+) -> None:
+    backend = open_backend()
     with pytest.raises(StorageUnavailable):
         await backend.get_target("x")
 
@@ -42,8 +44,10 @@ async def test_call_after_close_raises_unavailable(storage: Storage) -> None:
         await storage.ping()
 
 
-async def test_reopen_existing_database_keeps_data(storage_url: str) -> None:
-    first = open_storage(storage_url)
+async def test_reopen_existing_database_keeps_data(
+    storage_url: str, open_backend: Callable[[], Storage]
+) -> None:
+    first = open_backend()
     await first.open()
     await add_target(first, target("t1"))
     await first.close()
@@ -124,10 +128,12 @@ async def test_register_concurrently_with_one_token_exactly_one_wins(storage: St
     assert [t.id for t in listed.items] == [winners[0].id]  # type: ignore[attr-defined]
 
 
-async def test_register_from_separate_instances_exactly_one_wins(storage_url: str) -> None:
+async def test_register_from_separate_instances_exactly_one_wins(
+    storage_url: str, open_backend: Callable[[], Storage]
+) -> None:
     if storage_url == "memory://":
         pytest.skip("separate instances do not share memory")
-    backends = [open_storage(storage_url) for _ in range(4)]
+    backends = [open_backend() for _ in range(4)]
     for backend in backends:
         await backend.open()
     try:

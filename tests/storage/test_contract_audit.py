@@ -5,13 +5,13 @@ linear chain."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from swarmdeploy.manager.services.audit import AuditLog, audit_json
 from swarmdeploy.protocol.audit import GENESIS, ChainChecker
 from swarmdeploy.storage import Conflict, Storage
-from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.records import AuditRecord
 from tests.storage.helpers import task
 
@@ -59,8 +59,10 @@ async def test_audit_entries_outlive_a_deleted_task(storage: Storage) -> None:
     assert (await storage.list_audit(page=1, per_page=10)).total == 1
 
 
-async def test_concurrent_appenders_on_one_database_keep_one_chain(storage_url: str) -> None:
-    replicas = [open_storage(storage_url) for _ in range(2)]
+async def test_concurrent_appenders_on_one_database_keep_one_chain(
+    storage_url: str, open_backend: Callable[[], Storage]
+) -> None:
+    replicas = [open_backend() for _ in range(2)]
     if not storage_url.startswith("postgresql"):
         # memory and SQLite serve one manager process (replicas need PostgreSQL): two audit
         # logs (two locks) on one storage still race for the same seq

@@ -4,11 +4,11 @@ upload progress, the highest log ``seq``, single rows and aggregate counts."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from swarmdeploy.storage import Conflict, NotFound, Storage
-from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.records import RequestRecord, UploadRecord
 
 from .helpers import add_target, line, row, target, task
@@ -88,13 +88,13 @@ async def test_bound_can_count_some_kinds_only(storage: Storage) -> None:
     assert await storage.add_request(request("r2", kind="log_request"), max_open=3)
 
 
-async def test_concurrent_adds_never_exceed_the_bound(storage_url: str) -> None:
+async def test_concurrent_adds_never_exceed_the_bound(
+    storage_url: str, open_backend: Callable[[], Storage]
+) -> None:
     # PostgreSQL: two storage objects stand for two replicas. SQLite and memory serve one
     # manager process: concurrent calls on one object.
-    backends = [open_storage(storage_url)]
-    backends.append(
-        open_storage(storage_url) if storage_url.startswith("postgres") else backends[0]
-    )
+    backends = [open_backend()]
+    backends.append(open_backend() if storage_url.startswith("postgres") else backends[0])
     for backend in backends:
         await backend.open()
     try:

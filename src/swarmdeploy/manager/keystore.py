@@ -243,6 +243,12 @@ def _encrypt_plaintext(
     return authority
 
 
+def load_secret(data_dir: Path) -> bytes:
+    """The manager's secret (``DATA_DIR/secret.key``), created on first use. Raises
+    :class:`KeystoreError` if the file is unusable."""
+    return _load_secret(data_dir)
+
+
 def _load_secret(data_dir: Path) -> bytes:
     path = data_dir / "secret.key"
     write_new_file(path, tokens.generate_secret().hex().encode(), mode=0o600)

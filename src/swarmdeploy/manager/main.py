@@ -5,10 +5,13 @@ uvicorn until SIGTERM/SIGINT.
 ``swarmdeploy manager --import-ca KEY_PEM CERT_PEM [--import-ca-passphrase-file FILE]
 [--force]`` instead installs a deployment CA in the data directory and exits (start the
 manager afterwards as usual); see ``docs/security.md``, "CA custody".
+``swarmdeploy manager --encrypt-storage --migrate`` encrypts a plaintext data directory in
+place and exits; see ``docs/storage.md``, "Encryption at rest".
 
-Exit status: 0 after a clean shutdown (or import), 2 for invalid options and for every
-start-up failure (one line on stderr, no traceback: ``manager.startup``), 1 if the import
-failed.
+Exit status: 0 after a clean shutdown (or import, or conversion), 2 for invalid options, for
+a data directory whose encryption does not fit them (a wrong storage key among them) and for
+every start-up failure (one line on stderr, no traceback: ``manager.startup``), 1 if the import
+or a conversion failed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import uvicorn
 
 from swarmdeploy.datalock import DataDirInUse, lock_data_dir
 from swarmdeploy.logformat import configure as configure_logging
-from swarmdeploy.manager import logredact
+from swarmdeploy.manager import logredact, storage_conversion
+from swarmdeploy.manager import storage_encryption as encryption
 from swarmdeploy.manager.app import create_app
 from swarmdeploy.manager.httpguard import guarded_protocol
 from swarmdeploy.manager.keystore import (
@@ -40,8 +44,12 @@ from swarmdeploy.manager.keystore import (
     read_passphrase_file,
     resolve_admin_key,
 )
+from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.settings import Settings, SettingsError, load_settings, parse_role_map
 from swarmdeploy.manager.startup import StartError, StartupFailure, check_tls, describe, listen
+from swarmdeploy.manager.storage_encryption import StorageEncryptionError
+from swarmdeploy.storage.base import Storage
+from swarmdeploy.storage.errors import StorageError
 
 ENV_PREFIX = "SWARMDEPLOY_"
 DEFAULT_DATA_DIR = "swarmdeploy-data"
@@ -162,7 +170,24 @@ OPTIONS: list[tuple[str, str, Callable[[str], Any], str]] = [
         "file holding the passphrase that encrypts DATA_DIR/ca.key (default: a key derived "
         "from DATA_DIR/secret.key)",
     ),
+    (
+        "encrypt-storage",
+        "encrypt_storage",
+        parse_flag,
+        "encrypt the SQLite database (SQLCipher) and the blobs at rest (default off)",
+    ),
+    (
+        "storage-passphrase-file",
+        "storage_passphrase_file",
+        Path,
+        "file holding the passphrase of the storage key (default: a key derived from "
+        "DATA_DIR/secret.key)",
+    ),
 ]
+
+
+#: Options that can be given without a value (meaning on).
+_SWITCHES = frozenset({"encrypt_storage"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +223,14 @@ def _parser() -> argparse.ArgumentParser:
         "SWARMDEPLOY_ADMIN_KEY sets the bootstrap admin key.",
     )
     for option, field, _, help_text in OPTIONS:
+        # A switch may stand alone (--encrypt-storage) or take on/off like its variable.
+        switch = {"nargs": "?", "const": "on"} if field in _SWITCHES else {}
         parser.add_argument(
-            f"--{option}", dest=field, metavar=field.split("_")[0].upper(), help=help_text
+            f"--{option}",
+            dest=field,
+            metavar=field.split("_")[0].upper(),
+            help=help_text,
+            **switch,  # type: ignore[arg-type]
         )
     parser.add_argument(
         "--no-gui", dest="gui", action="store_const", const="off", help="do not serve the web GUI"
@@ -221,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument(
         "--force", action="store_true", help="with --import-ca: replace another CA (kept)"
     )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="with --encrypt-storage: encrypt a plaintext data directory in place (after a "
+        "backup), then exit",
+    )
     return parser
 
 
@@ -232,6 +269,7 @@ def parse_command(
     import option without ``--import-ca``."""
     args = vars(_parser().parse_args(argv))
     request = _import_request(args)
+    migrate = args.pop("migrate")
     values: dict[str, Any] = {"admin_key": environ.get(ENV_PREFIX + "ADMIN_KEY") or None}
     for option, field, convert, _ in OPTIONS:
         raw = args[field] if args[field] is not None else environ.get(env_name(option))
@@ -244,6 +282,10 @@ def parse_command(
     values.setdefault("data_dir", Path(DEFAULT_DATA_DIR))
     values.setdefault("agent_link", True)  # the real manager serves agents
     values.setdefault("gui", True)
+    if migrate:
+        if not values.get("encrypt_storage"):
+            raise SettingsError("--migrate needs --encrypt-storage")
+        values["migrate"] = True
     return values, request
 
 
@@ -289,6 +331,40 @@ def run_import(settings: Settings, request: CaImportRequest) -> int:
     print(f"deployment CA {result.fingerprint} {state} in {settings.data_dir}", flush=True)
     for path in result.set_aside:
         print(f"the replaced CA is kept in {path}", flush=True)
+    return 0
+
+
+def _stores(settings: Settings) -> tuple[Storage, BlobStore]:
+    """Storage and blob store, encrypted with ``--encrypt-storage`` (docs/storage.md).
+    Raises :class:`StorageEncryptionError` when the data directory does not fit."""
+    layout = encryption.layout_of(settings.data_dir, settings.database_url)
+    if not settings.encrypt_storage:
+        encryption.check_plain(layout)
+        return encryption.open_stores(layout, settings.database_url, None)
+    keys = encryption.open_keys(layout, settings.storage_passphrase_file)
+    return encryption.open_stores(layout, settings.database_url, keys)
+
+
+def run_migration(settings: Settings) -> int:
+    """``--encrypt-storage --migrate``: encrypt the data directory in place, print what
+    was done; 0, or 2 with one line on stderr (e.g. a wrong key)."""
+    layout = encryption.layout_of(settings.data_dir, settings.database_url)
+    try:
+        done = storage_conversion.convert(
+            layout, settings.storage_passphrase_file, now=dt.datetime.now(dt.UTC)
+        )
+    except (StorageEncryptionError, StorageError, ValueError) as exc:
+        print(f"swarmdeploy manager: cannot encrypt the data directory: {exc}", file=sys.stderr)
+        return 2
+    if done.backup is None:
+        print(f"{settings.data_dir} is encrypted already; nothing to convert", flush=True)
+        return 0
+    what = "the database and " if done.database_converted else ""
+    print(
+        f"encrypted {what}{done.blobs_converted} blob(s) in {settings.data_dir}; the plaintext"
+        f" backup is {done.backup} -- delete it once the manager runs with --encrypt-storage",
+        flush=True,
+    )
     return 0
 
 
@@ -350,6 +426,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     With ``settings.gui`` on, ``mount_gui(app, settings)`` adds the web GUI at ``/ui``."""
     try:
         values, ca_import = parse_command(list(argv or []), os.environ)
+        migrate = values.pop("migrate", False)
         settings = load_settings(**values)
     except SettingsError as exc:
         problems = "; ".join(str(exc).splitlines())
@@ -362,10 +439,13 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     if ca_import is not None:
         return run_import(settings, ca_import)
     try:
-        app, sock = _prepare(settings, mount_gui)
+        prepared = _prepare(settings, mount_gui, migrate=migrate)
     except StartError as exc:
         print(f"swarmdeploy manager: {exc}", file=sys.stderr)
         return 2
+    if isinstance(prepared, int):  # --migrate: the data dir was converted, nothing to serve
+        return prepared
+    app, sock = prepared
     failure = StartupFailure(lambda: getattr(app.state, "startup_error", None))
     logging.getLogger("uvicorn.error").addFilter(failure)
     server = _Server(server_config(settings, app))
@@ -382,23 +462,34 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     return 0 if server.started else 1
 
 
-def _prepare(settings: Settings, mount_gui: GuiMount | None) -> tuple[Any, socket.socket]:
+def _prepare(
+    settings: Settings, mount_gui: GuiMount | None, *, migrate: bool
+) -> tuple[Any, socket.socket] | int:
     """Everything before uvicorn runs (``manager.startup``): the data dir and its lock, the
-    TLS files, the app and the HTTP socket. Raises :class:`StartError` (one line)."""
+    TLS files, the (possibly encrypted) stores, the app and the HTTP socket. With
+    ``migrate`` the data dir is converted to encrypted storage instead and the conversion's
+    exit status returned. Raises :class:`StartError` (one line)."""
     where = settings.data_dir
     try:
         prepare_data_dir(where)
         lock_data_dir(where, "swarmdeploy manager")  # held until the end
+        if migrate:
+            return run_migration(settings)
         _announce_admin_key(settings)
     except DataDirInUse as exc:
+        raise StartError(str(exc)) from None
+    except StorageEncryptionError as exc:
         raise StartError(str(exc)) from None
     except (KeystoreError, OSError) as exc:
         raise StartError(f"cannot use the data dir {where}: {describe(exc)}") from None
     check_tls(settings.tls_cert, settings.tls_key)
     try:
-        app = create_app(settings)
+        storage, blobs = _stores(settings)
+        app = create_app(settings, storage=storage, blobs=blobs)
         if settings.gui and mount_gui is not None:
             mount_gui(app, settings)
+    except StorageEncryptionError as exc:
+        raise StartError(str(exc)) from None
     except (KeystoreError, OSError) as exc:
         raise StartError(f"cannot start: {describe(exc)}") from None
     return app, listen(settings.bind, settings.http_port)

@@ -89,6 +89,10 @@ class Settings(BaseModel):
     forwarded_allow_ips: str | None = Field(None, min_length=1)
     #: File holding the passphrase that encrypts DATA_DIR/ca.key; None: a secret.key-derived key.
     ca_passphrase_file: Path | None = None
+    #: Encrypt the SQLite database (SQLCipher) and every blob at rest (docs/storage.md).
+    encrypt_storage: bool = False
+    #: File holding the passphrase of the storage key; None: a key derived from secret.key.
+    storage_passphrase_file: Path | None = None
     #: Serve the operator web GUI at /ui (``swarmdeploy manager`` turns it on; --no-gui off).
     gui: bool = False
     #: Compress large agent-link messages when the agent offers it (docs/protocol.md §2.1).
@@ -114,7 +118,7 @@ class Settings(BaseModel):
             normalize_url(value)  # raises ValueError naming the accepted forms
         return value
 
-    @field_validator("tls_cert", "tls_key", "ca_passphrase_file")
+    @field_validator("tls_cert", "tls_key", "ca_passphrase_file", "storage_passphrase_file")
     @classmethod
     def _check_tls_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -146,6 +150,8 @@ class Settings(BaseModel):
             raise ValueError("max_task_body_bytes must be at least max_body_bytes")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both tls_cert and tls_key")
+        if self.storage_passphrase_file is not None and not self.encrypt_storage:
+            raise ValueError("storage_passphrase_file needs encrypt_storage")
         return self
 
     @property

@@ -8,6 +8,7 @@ file path ending in ``.db``) for the embedded default, ``postgresql://...`` for 
 from swarmdeploy.storage.base import UNCHANGED, Storage
 from swarmdeploy.storage.errors import (
     Conflict,
+    KeyRejected,
     NotFound,
     StorageError,
     StorageUnavailable,
@@ -32,6 +33,7 @@ __all__ = [
     "UNCHANGED",
     "ApiKeyRecord",
     "Conflict",
+    "KeyRejected",
     "Location",
     "LogQuery",
     "LogRecord",

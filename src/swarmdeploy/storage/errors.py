@@ -4,7 +4,8 @@
  ├── ``NotFound``            the record does not exist (give up)
  ├── ``Conflict``            a unique key is taken (give up or pick another key)
  ├── ``TokenRejected``       registration token unknown, expired or already used (give up)
- └── ``StorageUnavailable``  database unreachable or busy (retry later)
+ ├── ``StorageUnavailable``  database unreachable or busy (retry later)
+ └── ``KeyRejected``         the encryption key does not open the database (give up)
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class TokenRejected(StorageError):
 
 class StorageUnavailable(StorageError):
     """The database cannot be reached or is busy; the operation may be retried."""
+
+
+class KeyRejected(StorageError):
+    """The database is encrypted with another key, or is not encrypted as expected."""

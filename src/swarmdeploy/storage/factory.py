@@ -37,10 +37,13 @@ def normalize_url(url: str) -> str:
     )
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, sqlite_key: bytes | None = None) -> Storage:
     """A backend for ``url`` (see :func:`normalize_url`), not opened yet: the caller awaits
-    ``open()`` (which runs the migrations) and later ``close()``."""
+    ``open()`` (which runs the migrations) and later ``close()``. ``sqlite_key`` (32 bytes)
+    keeps a SQLite file encrypted with SQLCipher; other backends refuse it."""
     normalized = normalize_url(url)
+    if sqlite_key is not None and not normalized.startswith("sqlite"):
+        raise ValueError("a database encryption key applies to SQLite only")
     if normalized == "memory://":
         from swarmdeploy.storage.memory import MemoryStorage
 
@@ -48,7 +51,7 @@ def open_storage(url: str) -> Storage:
     if normalized.startswith("sqlite"):
         from swarmdeploy.storage.sqlite import SqliteStorage
 
-        return SqliteStorage(normalized)
+        return SqliteStorage(normalized, key=sqlite_key)
     from swarmdeploy.storage.postgres import PostgresStorage
 
     return PostgresStorage(normalized)

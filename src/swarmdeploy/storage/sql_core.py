@@ -50,6 +50,9 @@ _UNIQUE_VIOLATIONS = frozenset(
 def _is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
     orig = exc.orig
     code = getattr(orig, "pgcode", None) or getattr(orig, "sqlite_errorname", None)
+    if code == "SQLITE_CONSTRAINT":
+        # SQLCipher's driver reports the primary result code only; the message tells.
+        return str(orig).startswith("UNIQUE constraint failed")
     return code in _UNIQUE_VIOLATIONS
 
 

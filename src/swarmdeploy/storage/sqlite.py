@@ -1,10 +1,12 @@
-"""SQLite backend (embedded default): aiosqlite, WAL, FTS5.
+"""SQLite backend (embedded default): aiosqlite, WAL, FTS5; optionally SQLCipher.
 
 Each connection is set up with ``journal_mode=WAL`` (readers never block the writer),
 ``synchronous=NORMAL`` (durable at checkpoints, safe against corruption), ``foreign_keys=ON``
 (cascades) and a busy timeout, so that concurrent writers wait instead of failing. Full-text
 search goes through the FTS5 tables ``logs_fts`` and ``tasks_fts`` created by the migration and
-kept in sync by triggers.
+kept in sync by triggers. With a ``key`` the file is encrypted by SQLCipher
+(:mod:`.sqlcipher`); a file encrypted with another key, or one whose encryption does not match
+``key``, fails :meth:`SqliteStorage.open` with :class:`KeyRejected`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +23,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from swarmdeploy.storage.errors import StorageUnavailable
+from swarmdeploy.storage import sqlcipher
+from swarmdeploy.storage.errors import KeyRejected, StorageUnavailable
 from swarmdeploy.storage.sql import SqlStorage
 from swarmdeploy.storage.tables import logs, tasks
 
@@ -39,9 +43,12 @@ class SqliteStorage(SqlStorage):
 
     serialize_writes = True
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = 10.0, key: bytes | None = None) -> None:
+        """``key``: 32 bytes to keep the file encrypted with SQLCipher (``storage.sqlcipher``);
+        ``None`` for a plaintext file."""
         super().__init__(url)
         self._busy_timeout_s = busy_timeout_s
+        self._key = key
 
     async def open(self) -> None:
         """Check that the database's directory exists, then open as every SQL backend does."""
@@ -50,10 +57,31 @@ class SqliteStorage(SqlStorage):
         path = sa.engine.make_url(self._url).database or ""
         if not await asyncio.to_thread(os.path.isdir, os.path.dirname(path) or "."):
             raise StorageUnavailable(f"directory of the SQLite database {path!r} does not exist")
+        await asyncio.to_thread(self._check_encryption, Path(path))
         await super().open()
 
+    def _check_encryption(self, path: Path) -> None:
+        state = sqlcipher.file_state(path)
+        if self._key is None:
+            if state == "encrypted":
+                raise KeyRejected(f"{path} is encrypted (or not a SQLite database): it needs a key")
+            return
+        if state == "plain":
+            raise KeyRejected(f"{path} is not encrypted: convert it first (docs/storage.md)")
+        sqlcipher.check_key(path, self._key)
+
     def _make_engine(self) -> AsyncEngine:
-        engine = create_async_engine(self._url, connect_args={"timeout": self._busy_timeout_s})
+        if self._key is None:
+            engine = create_async_engine(self._url, connect_args={"timeout": self._busy_timeout_s})
+        else:
+            path = Path(sa.engine.make_url(self._url).database or "")
+            engine = create_async_engine(
+                self._url,
+                module=sqlcipher.adapted_dbapi(),
+                async_creator=sqlcipher.async_creator(
+                    path, self._key, timeout_s=self._busy_timeout_s
+                ),
+            )
         pragmas = (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",

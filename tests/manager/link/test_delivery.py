@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from swarmdeploy.manager.services.blob_cipher import HEADER_BYTES
 from swarmdeploy.manager.services.blobs import FileBlobStore
+from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
 from swarmdeploy.protocol.states import TargetState
@@ -236,3 +238,24 @@ async def test_storage_outage_answers_busy_so_the_agent_retries(rig: Rig) -> Non
     await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=0))
     busy = await agent.take(m.Error)
     assert (busy.code, busy.in_reply_to, busy.index) == ("busy", "chunk_request", 0)
+
+
+async def test_encrypted_chunk_tampered_after_the_fetch_is_not_served(tmp_path: Path) -> None:
+    blobs = EncryptedFileBlobStore(tmp_path / "encrypted-blobs", bytes(range(32)))
+    async with link_rig(tmp_path, app={"blobs": blobs}) as rig:
+        agent = await rig.agent("t1")
+        archive_b64, _ = big_zip_b64(600_000)
+        doc = deploy_doc(ids=["t1"])
+        doc["source"] = {"zip": archive_b64}
+        task_id = await accepted(rig, agent, doc)
+        await agent.send(m.FetchTask(task_id=task_id))
+        [art] = decode_manifest((await agent.take(m.Task)).manifest).artifacts
+        [path] = list((tmp_path / "encrypted-blobs").rglob(art.sha256))
+        sealed = bytearray(path.read_bytes())
+        sealed[HEADER_BYTES + 10] ^= 0x01  # the first 64 KiB chunk of the blob
+        path.write_bytes(bytes(sealed))
+        await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=1))
+        assert (await agent.take(m.Chunk, chunk_index(1))).data  # other chunks still served
+        await agent.send(m.ChunkRequest(task_id=task_id, sha256=art.sha256, index=0))
+        error = await agent.take(m.Error)
+        assert error.code == "unknown_artifact" and "damaged" in error.message

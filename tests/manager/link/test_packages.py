@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from swarmdeploy.manager.link.packages import SIGNING_GRACE_MS, Packages
+from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
 from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.manifest import decode_manifest
@@ -207,3 +208,20 @@ async def test_concurrent_checks_of_one_task_hash_its_artifact_once(tmp_path: Pa
         assert all(r is results[0] and r is not None for r in results)
         [art] = results[0].artifacts if results[0] else []
         assert sum(blobs.range_reads) == art.size_bytes  # one pass over the blob, not twenty
+
+
+async def test_tampered_chunk_of_an_encrypted_blob_fails_the_fetch(tmp_path: Path) -> None:
+    blobs = EncryptedFileBlobStore(tmp_path / "encrypted-blobs", bytes(range(32)))
+    async with link_rig(tmp_path, app={"blobs": blobs}) as rig:
+        agent = await rig.agent("t1", start=False)
+        task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+        view = (await rig.api.client.get(f"/tasks/{task_id}")).json()
+        [blob] = list((tmp_path / "encrypted-blobs").rglob(view["source"]["sha256"]))
+        data = bytearray(blob.read_bytes())
+        data[-1] ^= 0x01  # the tag of the last chunk
+        blob.write_bytes(bytes(data))
+        await agent.start()
+        await agent.take(m.Welcome)
+        await rig.wait_row(task_id, "t1", "declined")
+        why = await reason(rig, task_id, "t1")
+        assert "tampered" in why and "damaged" in why

@@ -1,4 +1,4 @@
-"""Content-addressed blob stores: file and memory variants behave alike."""
+"""Content-addressed blob stores: file, encrypted file and memory variants behave alike."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pytest
 
 from swarmdeploy.manager.errors import NotFoundError
 from swarmdeploy.manager.services.blobs import BlobStore, FileBlobStore, MemoryBlobStore
+from swarmdeploy.manager.services.encrypted_blobs import EncryptedFileBlobStore
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "encrypted", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "encrypted":
+        return EncryptedFileBlobStore(tmp_path / "blobs", bytes(32))
     return FileBlobStore(tmp_path / "blobs") if request.param == "file" else MemoryBlobStore()
 
 

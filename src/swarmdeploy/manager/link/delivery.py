@@ -37,6 +37,7 @@ from swarmdeploy.manager.link.packages import (
     Role,
     announcement,
 )
+from swarmdeploy.manager.services.blob_cipher import BlobDamaged
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.errors import MessageError, TransitionError
@@ -275,6 +276,9 @@ class Delivery:
                 "artifact %s of task %s is missing from the blob store", msg.sha256, msg.task_id
             )
             return _error("unknown_artifact", "the artifact is missing on the manager", msg)
+        except BlobDamaged as exc:  # encrypted at rest and failed authentication: never served
+            log.error("artifact %s of task %s: %s", msg.sha256, msg.task_id, exc)
+            return _error("unknown_artifact", "the artifact is damaged on the manager", msg)
         if len(data) != length:
             log.error("artifact %s is shorter than recorded", msg.sha256)
             return _error("unknown_artifact", "the artifact is damaged on the manager", msg)

@@ -35,6 +35,7 @@ from swarmdeploy.crypto.errors import CryptoError
 from swarmdeploy.crypto.signing import check_signed
 from swarmdeploy.manager.errors import ManagerError
 from swarmdeploy.manager.link.unpacked import UnpackedMeter
+from swarmdeploy.manager.services.blob_cipher import BlobDamaged
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_signing import task_manifest
 from swarmdeploy.protocol.errors import MessageError
@@ -266,9 +267,15 @@ class Packages:
         digest = hashlib.sha256()
         offset = 0
         while offset < size:
-            piece = await self._blobs.read_range(
-                info.sha256, offset, min(_HASH_PIECE, size - offset)
-            )
+            try:
+                piece = await self._blobs.read_range(
+                    info.sha256, offset, min(_HASH_PIECE, size - offset)
+                )
+            except BlobDamaged as exc:  # encrypted at rest and failed authentication
+                log.error("artifact %s of task %s: %s", info.name, task_id, exc)
+                raise DeliveryRefused(
+                    "tampered", f"artifact {info.name} of task {task_id} is damaged"
+                ) from None
             if not piece:
                 break
             digest.update(piece)

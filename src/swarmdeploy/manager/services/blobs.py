@@ -257,9 +257,13 @@ class FileBlobStore:
         """Size of the blob or ``None``."""
         path = self._path(digest)
         try:
-            return (await asyncio.to_thread(path.stat)).st_size
+            return self._blob_size((await asyncio.to_thread(path.stat)).st_size)
         except FileNotFoundError:
             return None
+
+    def _blob_size(self, file_size: int) -> int:
+        """The size of the blob kept in a file of ``file_size`` bytes."""
+        return file_size
 
     async def delete(self, digest: str) -> None:
         """Remove the blob file."""
@@ -308,7 +312,7 @@ class FileBlobStore:
             stat = path.stat()
         except FileNotFoundError:
             return None
-        return BlobInfo(path.name, stat.st_size, _mtime_ms(stat))
+        return BlobInfo(path.name, self._blob_size(stat.st_size), _mtime_ms(stat))
 
     async def info(self, digest: str) -> BlobInfo | None:
         """Size and time of storing (the file's mtime), or ``None``."""
@@ -346,7 +350,7 @@ class FileBlobStore:
         except FileNotFoundError:
             return None
         stat = aside.stat()
-        detached = DetachedBlob(blob.digest, stat.st_size, handle)
+        detached = DetachedBlob(blob.digest, self._blob_size(stat.st_size), handle)
         if _mtime_ms(stat) != blob.stored_at_ms:  # stored again since it was listed
             self._restore(detached)
             return None
