@@ -51,8 +51,8 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ("--name", str, "human-readable name sent at registration"),
     ("--tags", str, "comma-separated tags sent at registration"),
     ("--location", str, "LAT,LON in decimal degrees, sent at registration"),
-    ("--transport", str, "link to the manager: zmq (default; http is not available yet)"),
-    ("--proxy", str, "proxy URL (only with --transport http)"),
+    ("--transport", str, "link to the manager: zmq (default) or http (outbound HTTP polling)"),
+    ("--proxy", str, "socks5h://HOST:PORT or http://HOST:PORT (only with --transport http)"),
     (
         "--trust-anchor",
         Path,
@@ -292,6 +292,7 @@ LONG_LIVED = (
     "swarmdeploy.agent.health",
     "swarmdeploy.agent.sdnotify",
     "swarmdeploy.transport.zmq_agent",
+    "swarmdeploy.transport.http_agent",
 )
 
 
@@ -345,10 +346,29 @@ def run(settings: AgentSettings) -> int:
         state=state,
         verifier=make_verifier(settings, anchors, state.registration),
         notifier=Notifier.from_env(),
-        manager=(host, state.registration.sub_port),
+        manager=probe_target(
+            settings,
+            settings.manager_url or state.registration.manager_url,
+            state.registration.sub_port,
+        ),
     )
     asyncio.run(_serve(daemon))
     return 0
+
+
+def probe_target(settings: AgentSettings, manager_url: str, zmq_port: int) -> tuple[str, int]:
+    """Where the health loop's connectivity check connects while the link is down: the
+    manager's ZeroMQ port, its HTTP port for ``--transport http``, or the proxy itself with
+    ``--proxy`` (the manager's name is then the proxy's to resolve: no local DNS lookup)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(manager_url)
+    if settings.transport != "http":
+        return url.hostname or "", zmq_port
+    if settings.proxy is not None:
+        proxy = urlsplit(settings.proxy)
+        return proxy.hostname or "", proxy.port or 1080
+    return url.hostname or "", url.port or 80
 
 
 async def _serve(daemon: Daemon) -> None:
@@ -364,9 +384,11 @@ async def _serve(daemon: Daemon) -> None:
 def make_transport(
     settings: AgentSettings, state: AgentState, identity: Identity, host: str
 ) -> AgentTransport:
-    """The ZeroMQ link to the registered manager (imported here: tests use other links)."""
+    """The link to the registered manager, ZeroMQ or HTTP polling (imported here: tests use
+    other links)."""
     from swarmdeploy.transport.base import AgentLinkConfig
     from swarmdeploy.transport.errors import TransportConfigError
+    from swarmdeploy.transport.http_agent import HttpAgentTransport
     from swarmdeploy.transport.zmq_agent import ZmqAgentTransport
 
     reg = state.registration
@@ -382,6 +404,9 @@ def make_transport(
             reconnect_ivl_s=settings.reconnect_ivl_s,
             reconnect_ivl_max_s=settings.reconnect_ivl_max_s,
         )
+        if settings.transport == "http":
+            url = settings.manager_url or reg.manager_url
+            return HttpAgentTransport(config, manager_url=url, proxy=settings.proxy)
     except TransportConfigError as exc:
         raise ConfigError(f"cannot configure the link to the manager: {exc}") from None
     return ZmqAgentTransport(config)
