@@ -158,23 +158,46 @@ class HttpClient:
     async def post(self, path: str, body: bytes, timeout_s: float) -> HttpResponse:
         """POST ``body`` to ``path`` (below the manager URL's path); ``HttpFailure`` (an
         ``OSError``) when no complete response arrives within ``timeout_s``."""
+        return await self.request("POST", path, body, timeout_s)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout_s: float,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        """One request (``body`` None: none sent) with extra ``headers``; see :meth:`post`."""
+        fields = {"Content-Type": content_type, **(headers or {})}
+        for name, value in fields.items():
+            if not (name + value).isascii() or any(c in name + value for c in "\r\n"):
+                raise HttpFailure(f"header {name[:40]!r} must be one line of ASCII")
+        extra = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._post(path, body)
+                return await self._request(method, path, body, extra)
         except TimeoutError:
             raise HttpFailure(f"no response within {timeout_s:.0f} s") from None
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise HttpFailure(f"connection failed: {exc}") from None
 
-    async def _post(self, path: str, body: bytes) -> HttpResponse:
+    async def _request(
+        self, method: str, path: str, body: bytes | None, fields: str
+    ) -> HttpResponse:
         reader, writer = await self._open()
         try:
             head = (
-                f"POST {self.manager.path}{path} HTTP/1.1\r\nHost: {self.manager.authority}\r\n"
-                "Content-Type: application/octet-stream\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                f"{method} {self.manager.path}{path} HTTP/1.1\r\nHost: {self.manager.authority}\r\n"
             )
-            writer.write(head.encode("ascii") + body)
+            if body is not None:
+                head += f"Content-Length: {len(body)}\r\n"
+            head += fields
+            head += (
+                "Accept: application/json, application/octet-stream\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("ascii") + (body or b""))
             await writer.drain()
             status, headers = await _read_head(reader)
             length = headers.get("content-length", "")
