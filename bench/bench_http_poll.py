@@ -35,9 +35,9 @@ from swarmdeploy.transport.http_agent import HttpAgentTransport
 RESULTS = Path(__file__).parent / "results" / "http_poll.json"
 
 
-def _start_server(workdir: Path, agents: dict[str, str], manager: dict[str, str]) -> tuple[
-    subprocess.Popen[bytes], int
-]:
+def _start_server(
+    workdir: Path, agents: dict[str, str], manager: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
     keys = workdir / "keys.json"
     keys.write_text(json.dumps({"manager": manager, "agents": agents}))
     port_file = workdir / "port"
@@ -57,9 +57,7 @@ def _start_server(workdir: Path, agents: dict[str, str], manager: dict[str, str]
 async def _connect_all(agents: list[HttpAgentTransport], timeout_s: float) -> None:
     for agent in agents:
         await agent.connect()
-    await asyncio.gather(
-        *(a.wait_state(LinkState.CONNECTED, timeout_s=timeout_s) for a in agents)
-    )
+    await asyncio.gather(*(a.wait_state(LinkState.CONNECTED, timeout_s=timeout_s) for a in agents))
 
 
 async def _round_trip(agent: HttpAgentTransport, i: int) -> float:
@@ -84,8 +82,13 @@ async def run(count: int, idle_s: float, poll_wait_s: float) -> dict[str, object
         )
         agents = [
             HttpAgentTransport(
-                AgentLinkConfig(target_id=tid, keys=pair, manager_public_key=manager.public,
-                                reconnect_ivl_s=1.0, reconnect_ivl_max_s=10.0),
+                AgentLinkConfig(
+                    target_id=tid,
+                    keys=pair,
+                    manager_public_key=manager.public,
+                    reconnect_ivl_s=1.0,
+                    reconnect_ivl_max_s=10.0,
+                ),
                 manager_url=f"http://127.0.0.1:{port}",
                 poll_wait_s=poll_wait_s,
             )  # fmt: skip
