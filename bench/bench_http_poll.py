@@ -91,7 +91,7 @@ async def run(count: int, idle_s: float, poll_wait_s: float) -> dict[str, object
                 ),
                 manager_url=f"http://127.0.0.1:{port}",
                 poll_wait_s=poll_wait_s,
-            )  # fmt: skip
+            )
             for tid, pair in keys.items()
         ]
         try:

@@ -22,9 +22,8 @@ from swarmdeploy.protocol.messages import Heartbeat, Welcome
 from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
 
 
-async def serve(keys_file: Path, port_file: Path) -> None:
-    """Serve until SIGTERM (see the module docstring)."""
-    doc = json.loads(keys_file.read_text())
+async def serve(doc: dict[str, Any], port_file: Path) -> None:
+    """Serve until SIGTERM (see the module docstring); ``doc`` is the keys file's JSON."""
     manager = CurveKeyPair(doc["manager"]["public"], doc["manager"]["secret"])
     link = HttpManagerTransport(HttpLinkConfig(keys=manager))
     for target_id, key in doc["agents"].items():
@@ -42,7 +41,8 @@ async def serve(keys_file: Path, port_file: Path) -> None:
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
         await asyncio.sleep(0.01)
-    port_file.write_text(str(server.servers[0].sockets[0].getsockname()[1]))
+    port = str(server.servers[0].sockets[0].getsockname()[1])
+    await asyncio.to_thread(port_file.write_text, port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
@@ -61,4 +61,4 @@ async def serve(keys_file: Path, port_file: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1]), Path(sys.argv[2])))
+    asyncio.run(serve(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])))
