@@ -41,6 +41,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._pumps: set[asyncio.Task[None]] = set()
+        self._down_until = 0.0
         self.port = 0
 
     async def start(self) -> None:
@@ -48,6 +49,9 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if asyncio.get_running_loop().time() < self._down_until:
+            writer.transport.abort()  # the line is still down
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
         except OSError:
@@ -70,8 +74,10 @@ class TcpProxy:
         finally:
             dst.transport.abort()
 
-    def sever(self) -> None:
-        """Abort every proxied connection (both sides see a reset)."""
+    def sever(self, down_s: float = 0.0) -> None:
+        """Abort every proxied connection (both sides see a reset) and refuse new ones for
+        ``down_s`` (an HTTP agent between two requests has no connection to lose)."""
+        self._down_until = asyncio.get_running_loop().time() + down_s
         for down, up in self._links:
             down.transport.abort()
             up.transport.abort()
@@ -162,7 +168,7 @@ class Harness:
         if self.network is not None:
             await self.network.cut(target_id)
         else:
-            self.proxies[target_id].sever()
+            self.proxies[target_id].sever(down_s=0.3 if self.kind == "http" else 0.0)
 
     async def close(self) -> None:
         for agent in self.agents:
