@@ -9,6 +9,7 @@ import pathlib
 import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from swarmdeploy.localfleet import LocalFleet, wait_for
@@ -76,3 +77,16 @@ def test_an_onion_agent_registers_and_deploys_through_socks5_next_to_a_zmq_agent
         assert {host for host, _ in proxy.requested} == {ONION}
         assert set(proxy.address_types) == {3}  # always the name: resolved by the proxy
         assert "Traceback" not in fleet.agent_log("tor-1")
+
+
+def test_the_link_endpoint_refuses_garbage_and_metrics_count_it(mixed: LocalFleet) -> None:
+    fleet = mixed
+    fleet.start_agent("http-1", token=fleet.tokens("m", 1)[0], extra_args=["--transport", "http"])
+    fleet.wait_online(["http-1"])
+    refused = httpx.post(f"{fleet.url}/agent/v1/link", content=b"SDH1" + bytes(100), timeout=10)
+    assert refused.status_code == 400 and refused.json()["code"] == "bad_envelope"
+    assert httpx.get(f"{fleet.url}/agent/v1/link", timeout=10).status_code == 405
+    headers = {"Authorization": f"Bearer {fleet.admin_key}"}
+    text = httpx.get(f"{fleet.url}/metrics", headers=headers, timeout=10).text
+    assert "swarmdeploy_http_link_agents 1.0" in text
+    assert 'swarmdeploy_http_link_requests_refused_total{code="bad_envelope"} 1.0' in text

@@ -234,7 +234,13 @@ def http_link(services: Services) -> HttpManagerTransport | None:
     its ASGI app is mounted at ``/agent``."""
     if not services.settings.agent_link:
         return None
-    return HttpManagerTransport(HttpLinkConfig(keys=services.keys.curve))
+    metrics = services.metrics
+    http = HttpManagerTransport(
+        HttpLinkConfig(keys=services.keys.curve),
+        on_refused=lambda code: metrics.http_link_refused.labels(code).inc(),
+    )
+    metrics.add_probe(lambda: metrics.http_link_agents.set(http.live_count()))
+    return http
 
 
 def link_server(

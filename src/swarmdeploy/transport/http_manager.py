@@ -142,8 +142,11 @@ class _Bucket:
 class HttpManagerTransport(ManagerTransport):
     """:class:`ManagerTransport` over sealed HTTP long-polls (see the module docstring)."""
 
-    def __init__(self, config: HttpLinkConfig) -> None:
+    def __init__(
+        self, config: HttpLinkConfig, *, on_refused: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
+        self._on_refused = on_refused
         self._secret = wire.raw_key(config.keys.secret)
         self._allowed = AllowList()
         self._sessions: dict[bytes, _Session] = {}
@@ -169,6 +172,10 @@ class HttpManagerTransport(ManagerTransport):
         if time.monotonic() - box.session.seen > self.config.session_ttl_s:
             return None
         return box
+
+    def live_count(self) -> int:
+        """How many targets have a live session."""
+        return sum(1 for target_id in self._boxes if self._live_box(target_id) is not None)
 
     def is_connected(self, target_id: str) -> bool:
         """Whether ``target_id`` has a live HTTP session (it polled recently)."""
@@ -282,6 +289,8 @@ class HttpManagerTransport(ManagerTransport):
             reply = await self._handle(body)
         except _Refused as exc:
             self.refused[exc.code] += 1
+            if self._on_refused is not None:
+                self._on_refused(exc.code)
             await _send_refusal(send, exc)
             return
         await _respond(send, 200, reply, [(b"content-type", b"application/octet-stream")])
