@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -90,3 +91,34 @@ def test_the_link_endpoint_refuses_garbage_and_metrics_count_it(mixed: LocalFlee
     text = httpx.get(f"{fleet.url}/metrics", headers=headers, timeout=10).text
     assert "swarmdeploy_http_link_agents 1.0" in text
     assert 'swarmdeploy_http_link_requests_refused_total{code="bad_envelope"} 1.0' in text
+
+
+def test_a_fetch_waits_while_a_connectivity_host_is_unreachable(mixed: LocalFleet) -> None:
+    fleet = mixed
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        fleet.start_agent(
+            "seed-1",
+            token=fleet.tokens("c", 1)[0],
+            extra_args=["--transport", "http", "--health-interval-s", "1",
+                        "--connectivity-hosts", f"127.0.0.1:{port}"],
+        )  # fmt: skip
+        fleet.wait_online(["seed-1"])
+        doc = {
+            "source": {"zip": zip_b64({"hi.sh": "echo fetched\n"})},
+            "deploy": {"run": {"commands": ["sh hi.sh"]}, "target": {"ids": ["seed-1"]}},
+        }
+        task = str(fleet.api.request("POST", "/tasks", json=doc)["id"])
+        fleet.wait_states(task, {"seed-1": "transferring"})
+
+        def reported(ok: bool) -> bool:
+            health = fleet.target("seed-1").get("health") or {}
+            seen = (health.get("__extra__") or {}).get("connectivity") or {}
+            return seen.get("ok") is ok
+
+        wait_for(lambda: reported(False), timeout_s=30, what="connectivity reported down")
+        assert fleet.states(task) == {"seed-1": "transferring"}  # deferred, not failed
+        probe.listen(8)  # the host is reachable now
+        fleet.wait_states(task, {"seed-1": "exited"})
+        wait_for(lambda: reported(True), timeout_s=30, what="connectivity reported up")

@@ -64,6 +64,7 @@ class AgentSettings:
     location: tuple[float, float] | None = None
     transport: str = "zmq"
     proxy: str | None = None
+    connectivity_hosts: tuple[tuple[str, int], ...] = ()
     trust_anchor: Path | None = None
     insecure_lab: bool = False
     tls_ca: Path | None = None
