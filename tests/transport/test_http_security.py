@@ -4,6 +4,7 @@ and a deleted target's next request."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -220,3 +221,24 @@ async def test_too_many_openings_get_503_with_retry_after() -> None:
 def test_envelope_structs_round_trip() -> None:
     req = wire.LinkRequest(target="t", channel="poll", counter=3, topics=[b"ID-t\x00"])
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(req), type=wire.LinkRequest) == req
+
+
+async def test_a_restarted_agents_messages_go_to_its_new_session_not_the_old_poll(
+    h: Harness,
+) -> None:
+    keys = generate_keypair()
+    await h.manager.allow("dev-1", keys.public)
+    old, new = Device(h, "dev-1", keys), Device(h, "dev-1", keys)
+    await old.open()
+    old_req, old_body = old.seal("poll", 1, wait_s=5.0)
+    parked = asyncio.create_task(old.post(old_body))  # the old process's poll, still parked
+    await new.open()
+    _, hello = new.seal("send", 1, messages=[encode(Hello(boot_id="new"))])
+    assert (await new.post(hello)).status == 200
+    assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="new"))
+    assert await h.manager.send("dev-1", Welcome(log_acked_seq=5))
+    req, body = new.seal("poll", 1, wait_s=5.0)
+    got = wire.open_response((await new.post(body)).body, new.secret, new.manager_key, req)
+    assert got.messages == [encode(Welcome(log_acked_seq=5))]
+    stale = await parked
+    assert wire.open_response(stale.body, old.secret, old.manager_key, old_req).messages == []

@@ -350,7 +350,7 @@ class HttpManagerTransport(ManagerTransport):
                 await self._accept(owner, req.messages, box)
             return wire.LinkResponse(session=req.session, channel="send", counter=req.counter)
         session.topics = frozenset(req.topics[:1024])
-        messages = [] if impostor else await self._wait(box, req.wait_s)
+        messages = [] if impostor else await self._wait(box, session, req.wait_s)
         return wire.LinkResponse(
             session=req.session, channel="poll", counter=req.counter, messages=messages
         )
@@ -377,7 +377,7 @@ class HttpManagerTransport(ManagerTransport):
                 continue
             await self._inbox.put((owner, msg))
 
-    async def _wait(self, box: _Mailbox, wait_s: float) -> list[bytes]:
+    async def _wait(self, box: _Mailbox, session: _Session, wait_s: float) -> list[bytes]:
         box.wake()  # an older poll of the same target returns now
         if not box.queue and wait_s > 0:
             if self._parked >= self.config.max_parked_polls:
@@ -395,6 +395,8 @@ class HttpManagerTransport(ManagerTransport):
                     box.waiter = None
         if box.revoked:
             raise _Refused(403, "unknown_key", "this key is not (or no longer) allowed")
+        if box.session is not session:
+            return []  # a poll of a replaced session: what is queued belongs to the new one
         taken: list[bytes] = []
         size = 0
         while box.queue and (
