@@ -155,6 +155,7 @@ class HttpAgentTransport(AgentTransport):
 
     async def _link_down(self, state: LinkState, detail: str) -> None:
         self._outbox.clear()  # a new session starts with hello (§6.2), not with leftovers
+        self._drained.set()
         self._session = b""
         if self.state is LinkState.CONNECTED:
             await self._inbox.set_state(LinkState.CONNECTING, detail)
