@@ -79,6 +79,13 @@ def test_an_onion_agent_registers_and_deploys_through_socks5_next_to_a_zmq_agent
         assert set(proxy.address_types) == {3}  # always the name: resolved by the proxy
         assert "Traceback" not in fleet.agent_log("tor-1")
 
+        def transport_of(target_id: str) -> str | None:
+            extra = (fleet.target(target_id).get("health") or {}).get("__extra__") or {}
+            return extra.get("transport")
+
+        wait_for(lambda: transport_of("tor-1") == "http", timeout_s=60, what="tor-1's transport")
+        assert transport_of("zmq-1") == "zmq"
+
 
 def test_the_link_endpoint_refuses_garbage_and_metrics_count_it(mixed: LocalFleet) -> None:
     fleet = mixed

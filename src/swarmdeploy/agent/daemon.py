@@ -308,9 +308,11 @@ class Daemon:
             await self.connectivity.check()
 
     def health_extra(self) -> dict[str, Any]:
-        """The optional fields of ``health``: :meth:`security_report` plus ``connectivity``
+        """The optional fields of ``health``: :meth:`security_report`, ``transport`` (the
+        link this agent speaks: ``zmq`` or ``http``) and ``connectivity``
         (:mod:`~swarmdeploy.agent.connectivity`) when ``--connectivity-hosts`` is set."""
         extra = self.security_report()
+        extra["transport"] = self.settings.transport
         connectivity = self.connectivity.report()
         if connectivity is not None:
             extra["connectivity"] = connectivity
