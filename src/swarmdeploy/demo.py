@@ -25,6 +25,8 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.localfleet import SYSTEM_PATH, LocalFleet, processes_below, wait_for
 
 AGENTS = {"rover-1": ["swarm"], "rover-2": ["swarm"], "drone-1": ["lab"]}
+#: Agents that poll over HTTP (docs/protocol.md §10) instead of CurveZMQ.
+HTTP_AGENTS = {"drone-1"}
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples/original/zip-deploy-python.yml"
 SERVICE = {
     "description": "a small service that runs until stopped",
@@ -86,10 +88,12 @@ def _register(fleet: LocalFleet) -> None:
     _say(
         "agents",
         "three `swarmdeploy agent` processes, provisioned with the manager's ca.pem as trust "
-        "anchor, register and connect over CurveZMQ",
+        "anchor, register and connect: two over CurveZMQ, drone-1 by HTTP polling "
+        "(--transport http)",
     )
     for (agent_id, tags), token in zip(AGENTS.items(), tokens, strict=True):
-        fleet.start_agent(agent_id, token=token, tags=tags)
+        extra = ["--transport", "http"] if agent_id in HTTP_AGENTS else []
+        fleet.start_agent(agent_id, token=token, tags=tags, extra_args=extra)
     fleet.wait_online(list(AGENTS), timeout_s=60)
     for agent_id in AGENTS:
         security = wait_for(
@@ -99,7 +103,10 @@ def _register(fleet: LocalFleet) -> None:
         )
         trusts = "trusts this manager's CA" if security["trustsThisManager"] else "FOREIGN CA"
         target = fleet.target(agent_id)
-        print(f"   {agent_id:<8} online, tags {target['tags']}, {security['mode']}, {trusts}")
+        link = "HTTP" if agent_id in HTTP_AGENTS else "CurveZMQ"
+        print(
+            f"   {agent_id:<8} online ({link}), tags {target['tags']}, {security['mode']}, {trusts}"
+        )
     _say("tag through the API", "PUT /targets/drone-1 {tags: [lab, swarm]}")
     fleet.api.request("PUT", "/targets/drone-1", json={"tags": ["lab", "swarm"]})
 

@@ -32,8 +32,11 @@ def test_sizes_tags_locations_and_hosts_are_parsed() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"transport": "http"}, "supported: zmq"),
-        ({"proxy": "socks5h://tor:9050"}, "--proxy"),
+        ({"transport": "udp"}, "supported: zmq, http"),
+        ({"proxy": "socks5h://tor:9050"}, "--proxy is not supported with --transport zmq"),
+        ({"transport": "http", "proxy": "socks5://tor:9050"}, "must be socks5h://HOST:PORT"),
+        ({"transport": "http", "proxy": "http://tor"}, "must be socks5h://HOST:PORT"),
+        ({"transport": "http", "manager_url": "https://m:8443"}, "needs an http:// manager"),
         ({"tags": ("ok", "not ok")}, "--tags"),
         ({"chunk_window": 0}, "--chunk-window"),
         ({"stop_grace_s": -1.0}, "--stop-grace-s"),

@@ -73,8 +73,9 @@ def test_device_policies_default_to_sandboxed_terminal_and_keep() -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--transport", "http"], "supported: zmq"),
+        (["--transport", "carrier-pigeon"], "supported: zmq, http"),
         (["--proxy", "socks5h://127.0.0.1:9050"], "--proxy is not supported"),
+        (["--connectivity-hosts", "a.example:1,nope"], "--connectivity-hosts: 'nope'"),
         (["--location", "100,0"], "out of range"),
         (["--id", "bad/id"], "not a valid id"),
         (["--manager", "ftp://x"], "http:// or https://"),

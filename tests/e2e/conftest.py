@@ -28,9 +28,15 @@ def zip_b64(files: dict[str, str], modes: dict[str, int] | None = None) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+@pytest.fixture(params=["zmq", "http"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The agents' link: the whole end-to-end suite runs over ZeroMQ and over HTTP polling."""
+    return str(request.param)
+
+
 @pytest.fixture
-def fleet(tmp_path: pathlib.Path) -> Iterator[LocalFleet]:
-    """A started manager; agents are started by the test."""
-    with LocalFleet(tmp_path, agent_args=FAST_AGENT) as f:
+def fleet(tmp_path: pathlib.Path, transport: str) -> Iterator[LocalFleet]:
+    """A started manager; agents (speaking ``transport``) are started by the test."""
+    with LocalFleet(tmp_path, agent_args=[*FAST_AGENT, "--transport", transport]) as f:
         f.start_manager()
         yield f

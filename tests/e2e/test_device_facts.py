@@ -12,14 +12,16 @@ from swarmdeploy.localfleet import LocalFleet, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def test_target_shows_os_arch_agent_version_and_transport(fleet: LocalFleet) -> None:
+def test_target_shows_os_arch_agent_version_and_transport(
+    fleet: LocalFleet, transport: str
+) -> None:
     fleet.start_agent("f1", token=fleet.tokens("facts", 1)[0])
     fleet.wait_online(["f1"])
     wait_for(lambda: fleet.target("f1")["os"] is not None, timeout_s=30, what="a health report")
     doc = fleet.target("f1")
     os_text, arch, _ = device_facts()
     assert (doc["os"], doc["arch"], doc["agentVersion"], doc["transport"]) == (
-        os_text, arch, __version__, "zmq",
+        os_text, arch, __version__, transport,
     )  # fmt: skip
     listed = fleet.api.request("GET", "/targets")["items"]
     assert [(t["id"], t["arch"]) for t in listed] == [("f1", arch)]

@@ -33,7 +33,7 @@ def no_leaked_threads_or_fds() -> Iterator[None]:
     )
 
 
-@pytest.fixture(params=["memory", "zmq"])
+@pytest.fixture(params=["memory", "zmq", "http"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     """A started manager (in memory or on real loopback sockets); closed after the test."""
     h = await make_harness(str(request.param))

@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Iterable
+from typing import Any
+
+import uvicorn
 
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.messages import Hello, Message
@@ -22,6 +25,8 @@ from swarmdeploy.transport.base import (
     ManagerLinkConfig,
     ManagerTransport,
 )
+from swarmdeploy.transport.http_agent import HttpAgentTransport
+from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
 from swarmdeploy.transport.memory import MemoryAgentTransport, MemoryManagerTransport, MemoryNetwork
 from swarmdeploy.transport.zmq import ZmqAgentTransport, ZmqManagerTransport
 
@@ -36,6 +41,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._pumps: set[asyncio.Task[None]] = set()
+        self._down_until = 0.0
         self.port = 0
 
     async def start(self) -> None:
@@ -43,6 +49,9 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if asyncio.get_running_loop().time() < self._down_until:
+            writer.transport.abort()  # the line is still down
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
         except OSError:
@@ -65,8 +74,10 @@ class TcpProxy:
         finally:
             dst.transport.abort()
 
-    def sever(self) -> None:
-        """Abort every proxied connection (both sides see a reset)."""
+    def sever(self, down_s: float = 0.0) -> None:
+        """Abort every proxied connection (both sides see a reset) and refuse new ones for
+        ``down_s`` (an HTTP agent between two requests has no connection to lose)."""
+        self._down_until = asyncio.get_running_loop().time() + down_s
         for down, up in self._links:
             down.transport.abort()
             up.transport.abort()
@@ -93,10 +104,16 @@ class Harness:
     network: MemoryNetwork | None = None
     agents: list[AgentTransport] = dataclasses.field(default_factory=list)
     proxies: dict[str, TcpProxy] = dataclasses.field(default_factory=dict)
+    server: HttpServer | None = None
+    #: ``proxy`` argument of HTTP agents (tests of SOCKS5 and CONNECT proxies set it).
+    agent_proxy: str | None = None
+    manager_host: str = "127.0.0.1"
 
     def _ports(self) -> tuple[int, int]:
         if isinstance(self.manager, ZmqManagerTransport):
             return self.manager.ports
+        if self.server is not None:
+            return self.server.port, 5556
         return 5557, 5556
 
     async def agent(
@@ -114,7 +131,7 @@ class Harness:
         if allow:
             await self.manager.allow(target_id, keys.public)
         sub_port, pub_port = self._ports()
-        if via_proxy and self.kind == "zmq":
+        if via_proxy and self.kind in ("zmq", "http"):
             proxy = TcpProxy(sub_port)
             await proxy.start()
             self.proxies[target_id] = proxy
@@ -132,6 +149,13 @@ class Harness:
         agent: AgentTransport
         if self.network is not None:
             agent = MemoryAgentTransport(self.network, config)
+        elif self.kind == "http":
+            agent = HttpAgentTransport(
+                config,
+                manager_url=f"http://{self.manager_host}:{sub_port}",
+                proxy=self.agent_proxy,
+                poll_wait_s=1.0,
+            )
         else:
             agent = ZmqAgentTransport(config)
         await agent.set_tags(tags)
@@ -144,19 +168,58 @@ class Harness:
         if self.network is not None:
             await self.network.cut(target_id)
         else:
-            self.proxies[target_id].sever()
+            self.proxies[target_id].sever(down_s=0.3 if self.kind == "http" else 0.0)
 
     async def close(self) -> None:
         for agent in self.agents:
             await agent.close()
         await self.manager.close()
+        if self.server is not None:
+            await self.server.close()
         for proxy in self.proxies.values():
             await proxy.close()
 
 
+class HttpServer:
+    """uvicorn serving an HTTP link's ASGI app at ``/agent`` on a free loopback port."""
+
+    def __init__(self, transport: HttpManagerTransport) -> None:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"].startswith("/agent/"):
+                scope = {**scope, "path": scope["path"][len("/agent") :]}
+            await transport.asgi(scope, receive, send)
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, lifespan="off", log_config=None,
+            timeout_graceful_shutdown=2,
+        )  # fmt: skip
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        async with asyncio.timeout(TIMEOUT_S):
+            while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no event
+                await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
 async def make_harness(kind: str) -> Harness:
-    """A started manager of ``kind`` (``memory`` or ``zmq``) on free loopback ports."""
+    """A started manager of ``kind`` (``memory``, ``zmq`` or ``http``) on free loopback
+    ports."""
     keys = generate_keypair()
+    if kind == "http":
+        http = HttpManagerTransport(HttpLinkConfig(keys=keys))
+        await http.start()
+        server = HttpServer(http)
+        await server.start()
+        return Harness(kind, http, keys, server=server)
     if kind == "memory":
         network = MemoryNetwork()
         memory = MemoryManagerTransport(network)

@@ -21,7 +21,9 @@ from swarmdeploy.protocol.descriptor import GROUP_NAME_PATTERN
 from swarmdeploy.protocol.messages import valid_name
 
 #: Link implementations this agent version provides.
-SUPPORTED_TRANSPORTS = ("zmq",)
+SUPPORTED_TRANSPORTS = ("zmq", "http")
+#: ``--proxy`` schemes (HTTP transport only): SOCKS5 with remote names, HTTP CONNECT.
+PROXY_SCHEMES = ("socks5h", "http")
 #: ``--terminal``: refuse terminal commands, run them in the sandbox, or as the agent's user.
 TERMINAL_POLICIES = ("off", "sandboxed", "root")
 #: ``--on-revoked``: what happens to a running deployment whose signer was revoked.
@@ -65,6 +67,7 @@ class AgentSettings:
     gps_interval_s: float = 300.0
     transport: str = "zmq"
     proxy: str | None = None
+    connectivity_hosts: tuple[tuple[str, int], ...] = ()
     trust_anchor: Path | None = None
     insecure_lab: bool = False
     tls_ca: Path | None = None
@@ -149,11 +152,20 @@ class AgentSettings:
                 f"--transport {self.transport!r} is not available in this agent version;"
                 f" supported: {', '.join(SUPPORTED_TRANSPORTS)}"
             )
-        if self.proxy is not None:
+        if self.transport == "zmq" and self.proxy is not None:
             raise ConfigError(
                 "--proxy is not supported with --transport zmq (ZeroMQ links cannot go"
-                " through a SOCKS proxy); leave it unset"
+                " through a proxy); use --transport http or leave it unset"
             )
+        if self.proxy is not None:
+            check_proxy(self.proxy)
+        if self.transport == "http" and self.manager_url is not None:
+            if urlsplit(self.manager_url).scheme != "http":
+                raise ConfigError(
+                    "--transport http needs an http:// manager URL: every body is sealed end"
+                    " to end (docs/adr/0008-http-link-security.md) and the agent keeps TLS out"
+                    " of its memory"
+                )
 
     def _check_numbers(self) -> None:
         positive = {
@@ -200,6 +212,20 @@ def manager_host(url: str) -> str:
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(f"--manager {url!r} must be an http:// or https:// URL with a host")
     return host
+
+
+def check_proxy(url: str) -> None:
+    """ConfigError unless ``url`` is ``socks5h://host:port`` or ``http://host:port``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--proxy {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname or port is None:
+        raise ConfigError(
+            f"--proxy {url!r} must be socks5h://HOST:PORT (names resolved by the proxy, e.g."
+            " Tor) or http://HOST:PORT (CONNECT)"
+        )
 
 
 def parse_tags(text: str) -> tuple[str, ...]:

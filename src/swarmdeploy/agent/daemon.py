@@ -39,6 +39,7 @@ from swarmdeploy.agent.apps import AppSupervisors
 from swarmdeploy.agent.collector import ResponseCollector
 from swarmdeploy.agent.config import AgentSettings
 from swarmdeploy.agent.confine import Confinement
+from swarmdeploy.agent.connectivity import ConnectivityCheck, proxy_address
 from swarmdeploy.agent.context import AgentContext
 from swarmdeploy.agent.errors import LifecycleError, StateCorruptError
 from swarmdeploy.agent.fsutil import RESERVE_FILE, DiskReserve
@@ -231,6 +232,7 @@ class Daemon:
             loop.create_task(self._receive_loop(), name="agent-receive"),
             loop.create_task(self._timer_loop(), name="agent-timers"),
             loop.create_task(self.health.run(), name="agent-health"),
+            loop.create_task(self.connectivity.run(s.health_interval_s), name="agent-connectivity"),
         ]
         if self.gps is not None:
             self._loops.append(loop.create_task(self.gps.run(), name="agent-gpsd"))
@@ -282,8 +284,11 @@ class Daemon:
             connected=self._connected,
             manager=self._manager,
             interval_s=s.health_interval_s,
-            extra=self.security_report,
+            extra=self.health_extra,
             position=(lambda: gps.reported) if gps is not None else lambda: None,
+        )
+        self.connectivity = ConnectivityCheck(
+            s.connectivity_hosts, proxy=proxy_address(s.proxy), manager_connected=self._connected
         )
         self.deployments = AppSupervisors(self.ctx, self.verifier, self.confinement)
         self.processor = TaskProcessor(
@@ -291,7 +296,8 @@ class Daemon:
             self.deployments,
             self.verifier,
             self.confinement,
-            disk_low=lambda: self.health.disk_low,
+            fetch_paused=lambda: self.health.disk_low or not self.connectivity.ok,
+            before_fetch=self._check_connectivity,
         )
         self.revoked = RevokedSigners(
             self.ctx, self.deployments, self.processor, changed=lambda: self.health.nudge()
@@ -305,6 +311,21 @@ class Daemon:
 
     def _save(self) -> None:
         self.ctx.save()
+
+    async def _check_connectivity(self) -> None:
+        if self.settings.connectivity_hosts:
+            await self.connectivity.check()
+
+    def health_extra(self) -> dict[str, Any]:
+        """The optional fields of ``health``: :meth:`security_report`, ``transport`` (the
+        link this agent speaks: ``zmq`` or ``http``) and ``connectivity``
+        (:mod:`~swarmdeploy.agent.connectivity`) when ``--connectivity-hosts`` is set."""
+        extra = self.security_report()
+        extra["transport"] = self.settings.transport
+        connectivity = self.connectivity.report()
+        if connectivity is not None:
+            extra["connectivity"] = connectivity
+        return extra
 
     def security_report(self) -> dict[str, Any]:
         """The optional fields ``hello`` and ``health`` carry (kept by the manager as

@@ -62,8 +62,14 @@ _OPTIONS: list[tuple[str, Callable[[str], Any], str]] = [
     ),
     ("--gps-min-move-m", float, "with gpsd: report a fix that moved this far (default 25)"),
     ("--gps-interval-s", float, "with gpsd: report a fix at least this often (default 300)"),
-    ("--transport", str, "link to the manager: zmq (default; http is not available yet)"),
-    ("--proxy", str, "proxy URL (only with --transport http)"),
+    ("--transport", str, "link to the manager: zmq (default) or http (outbound HTTP polling)"),
+    ("--proxy", str, "socks5h://HOST:PORT or http://HOST:PORT (only with --transport http)"),
+    (
+        "--connectivity-hosts",
+        str,
+        "HOST:PORT,... that must be reachable before a payload is fetched (seed 000; a fetch"
+        " waits while one is not)",
+    ),
     (
         "--trust-anchor",
         Path,
@@ -211,6 +217,15 @@ def parse_flag(text: str | None, option: str) -> bool:
     raise ConfigError(f"{option}: {text!r} is not on/off, true/false, yes/no or 1/0")
 
 
+def _connectivity_hosts(text: str | None) -> tuple[tuple[str, int], ...]:
+    from swarmdeploy.agent.connectivity import parse_hosts
+
+    try:
+        return parse_hosts(text or "")
+    except ValueError as exc:
+        raise ConfigError(f"--connectivity-hosts: {exc}") from None
+
+
 def settings_from_args(args: argparse.Namespace) -> AgentSettings:
     """Validate the parsed options once (ConfigError names the offending option)."""
     from swarmdeploy.agent.config import AgentSettings, parse_size, parse_tags
@@ -227,6 +242,7 @@ def settings_from_args(args: argparse.Namespace) -> AgentSettings:
         **_location(args.location),
         "transport": args.transport or "zmq",
         "proxy": args.proxy or None,
+        "connectivity_hosts": _connectivity_hosts(args.connectivity_hosts),
         "trust_anchor": args.trust_anchor,
         "insecure_lab": parse_flag(args.insecure_lab, "--insecure-lab"),
         "tls_ca": args.tls_ca,
@@ -329,16 +345,18 @@ LONG_LIVED = (
     "swarmdeploy.agent.sdnotify",
     "swarmdeploy.transport.zmq_agent",
 )
+#: Kept as well with ``--transport http`` (PyNaCl's boxes: not loaded by a ZeroMQ agent).
+LONG_LIVED_HTTP = ("swarmdeploy.transport.http_agent",)
 
 
-def import_long_lived() -> None:
+def import_long_lived(http: bool = False) -> None:
     """Import :data:`LONG_LIVED` before any transient start-up work (anchor parsing, state,
     registration, sandbox probes): objects that live for good then sit together, and the
     start-up garbage is freed in whole blocks the allocator can give back. Measured: about
     0.8 MB less resident than importing them on the way (docs/performance.md)."""
     import importlib
 
-    for name in LONG_LIVED:
+    for name in (*LONG_LIVED, *(LONG_LIVED_HTTP if http else ())):
         importlib.import_module(name)
 
 
@@ -351,7 +369,7 @@ def run(settings: AgentSettings) -> int:
     child, and glibc keeps one malloc arena for all threads.
     """
     keep_lean()  # main() did already; run() may be called on its own
-    import_long_lived()
+    import_long_lived(http=settings.transport == "http")
     import asyncio
 
     from swarmdeploy.agent.config import manager_host
@@ -381,7 +399,11 @@ def run(settings: AgentSettings) -> int:
         state=state,
         verifier=make_verifier(settings, anchors, state.registration),
         notifier=Notifier.from_env(),
-        manager=(host, state.registration.sub_port),
+        manager=probe_target(
+            settings,
+            settings.manager_url or state.registration.manager_url,
+            state.registration.sub_port,
+        ),
     )
     asyncio.run(_serve(daemon))
     if daemon.reenrol_needed:  # a fresh process enrols with the token (it forks: no threads)
@@ -391,6 +413,21 @@ def run(settings: AgentSettings) -> int:
             retryable=True,
         )
     return 0
+
+
+def probe_target(settings: AgentSettings, manager_url: str, zmq_port: int) -> tuple[str, int]:
+    """Where the health loop's connectivity check connects while the link is down: the
+    manager's ZeroMQ port, its HTTP port for ``--transport http``, or the proxy itself with
+    ``--proxy`` (the manager's name is then the proxy's to resolve: no local DNS lookup)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(manager_url)
+    if settings.transport != "http":
+        return url.hostname or "", zmq_port
+    if settings.proxy is not None:
+        proxy = urlsplit(settings.proxy)
+        return proxy.hostname or "", proxy.port or 1080
+    return url.hostname or "", url.port or 80
 
 
 async def _serve(daemon: Daemon) -> None:
@@ -406,7 +443,8 @@ async def _serve(daemon: Daemon) -> None:
 def make_transport(
     settings: AgentSettings, state: AgentState, identity: Identity, host: str
 ) -> AgentTransport:
-    """The ZeroMQ link to the registered manager (imported here: tests use other links)."""
+    """The link to the registered manager, ZeroMQ or HTTP polling (imported here: tests use
+    other links)."""
     from swarmdeploy.transport.base import AgentLinkConfig
     from swarmdeploy.transport.errors import TransportConfigError
     from swarmdeploy.transport.zmq_agent import ZmqAgentTransport
@@ -424,6 +462,11 @@ def make_transport(
             reconnect_ivl_s=settings.reconnect_ivl_s,
             reconnect_ivl_max_s=settings.reconnect_ivl_max_s,
         )
+        if settings.transport == "http":
+            from swarmdeploy.transport.http_agent import HttpAgentTransport
+
+            url = settings.manager_url or reg.manager_url
+            return HttpAgentTransport(config, manager_url=url, proxy=settings.proxy)
     except TransportConfigError as exc:
         raise ConfigError(f"cannot configure the link to the manager: {exc}") from None
     return ZmqAgentTransport(config)

@@ -37,7 +37,7 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from swarmdeploy.agent.apps import AppSupervisors
@@ -83,13 +83,15 @@ class TaskProcessor:
         verifier: Verifier,
         confinement: Confinement,
         *,
-        disk_low: Callable[[], bool],
+        fetch_paused: Callable[[], bool],
+        before_fetch: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._ctx = ctx
         self._deployments = deployments
         self._verifier = verifier
         self._confine = confinement
-        self._disk_low = disk_low
+        self._fetch_paused = fetch_paused
+        self._before_fetch = before_fetch
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._job: tuple[str, asyncio.Task[None]] | None = None
@@ -337,6 +339,8 @@ class TaskProcessor:
     async def _download(self, task_id: str, manifest: TaskManifest) -> list[Path]:
         if not manifest.artifacts:
             return []
+        if self._before_fetch is not None:  # seed 000: check connectivity before fetching
+            await self._before_fetch()
         if self._ctx.reporter.current(task_id) is not S.TRANSFERRING:
             await self._ctx.reporter.report(task_id, S.TRANSFERRING)
         total = sum(a.size_bytes for a in manifest.artifacts)
@@ -352,7 +356,7 @@ class TaskProcessor:
             self._ctx.send,
             window=self._ctx.settings.chunk_window,
             timeout_s=self._ctx.settings.resend_s,
-            paused=self._disk_low,
+            paused=self._fetch_paused,
         )
         paths = await self._transfer.run()
         self._transfer = None

@@ -148,8 +148,9 @@ def ensure_registered(
     tls_ca = settings.tls_ca if _https(settings.manager_url) else None
     if anchors:
         # The one-time token goes only to a manager whose CA the anchors accept.
-        _check_manager_ca(settings, anchors, fetcher or urllib_fetcher(tls_ca))
-    post = poster or urllib_poster(tls_ca)
+        default = proxy_fetcher(settings.proxy) if settings.proxy else urllib_fetcher(tls_ca)
+        _check_manager_ca(settings, anchors, fetcher or default)
+    post = poster or (proxy_poster(settings.proxy) if settings.proxy else urllib_poster(tls_ca))
     answer = _register(settings, state, identity, post, sleep)
     _accept(settings, anchors, state, answer)
     return state, identity
@@ -427,6 +428,52 @@ def urllib_fetcher(tls_ca: Path | None = None) -> Fetcher:
         return urllib_post(url, None, {}, timeout_s, context)
 
     return fetch
+
+
+def proxy_post(
+    proxy: str, url: str, body: bytes | None, headers: dict[str, str], timeout_s: float
+) -> HttpAnswer:
+    """POST ``body`` as JSON (GET when None) to an ``http://`` ``url`` through ``proxy``
+    (``socks5h://`` or ``http://`` CONNECT, as the HTTP link does): the manager's name is
+    resolved by the proxy, never here. Network failures raise a retryable
+    :class:`RegistrationError`; HTTP error statuses are returned."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from swarmdeploy.transport.errors import TransportConfigError
+    from swarmdeploy.transport.http_client import HttpClient, HttpFailure
+
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    try:
+        client = HttpClient(base, proxy=proxy, max_body_bytes=1 << 20)
+    except TransportConfigError as exc:
+        raise RegistrationError(str(exc)) from None
+    method = "GET" if body is None else "POST"
+    try:
+        answer = asyncio.run(
+            client.request(method, path, body, timeout_s, "application/json", headers)
+        )
+    except (HttpFailure, OSError) as exc:
+        raise RegistrationError(
+            f"cannot reach the manager at {url} through {proxy}: {exc}", retryable=True
+        ) from None
+    return HttpAnswer(answer.status, _retry_after(answer.headers.get("retry-after")), answer.body)
+
+
+def proxy_poster(proxy: str) -> Poster:
+    """:func:`proxy_post` as a :data:`Poster` (registration with ``--proxy``)."""
+
+    def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> HttpAnswer:
+        return proxy_post(proxy, url, body, headers, timeout_s)
+
+    return post
+
+
+def proxy_fetcher(proxy: str) -> Fetcher:
+    """:func:`proxy_post` as a GET :data:`Fetcher`."""
+    return lambda url, timeout_s: proxy_post(proxy, url, None, {}, timeout_s)
 
 
 def urllib_post(

@@ -76,6 +76,8 @@ from swarmdeploy.manager.settings import Settings
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.transport.base import ManagerLinkConfig, ManagerTransport
+from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
+from swarmdeploy.transport.multi import MultiManagerTransport
 from swarmdeploy.transport.zmq import ZmqManagerTransport
 
 log = logging.getLogger(__name__)
@@ -235,16 +237,35 @@ def _report(services: Services) -> Callable[[], Awaitable[None]]:
     return report
 
 
+def http_link(services: Services) -> HttpManagerTransport | None:
+    """The HTTP polling link (ADR 0008) when ``settings.agent_link`` is on, else ``None``;
+    its ASGI app is mounted at ``/agent``."""
+    if not services.settings.agent_link:
+        return None
+    metrics = services.metrics
+    http = HttpManagerTransport(
+        HttpLinkConfig(keys=services.keys.curve),
+        on_refused=lambda code: metrics.http_link_refused.labels(code).inc(),
+    )
+    metrics.add_probe(lambda: metrics.http_link_agents.set(http.live_count()))
+    return http
+
+
 def link_server(
-    services: Services, transport: ManagerTransport | None, *, clock: Clock
+    services: Services,
+    transport: ManagerTransport | None,
+    *,
+    clock: Clock,
+    http: HttpManagerTransport | None = None,
 ) -> LinkServer | None:
     """The agent link of an app: over ``transport`` if given, else over CurveZMQ on the
-    configured ports when ``settings.agent_link`` is on, else none."""
+    configured ports together with the HTTP link ``http`` when ``settings.agent_link`` is on,
+    else none."""
     s = services.settings
     if transport is None:
         if not s.agent_link:
             return None
-        transport = ZmqManagerTransport(
+        zmq_link = ZmqManagerTransport(
             ManagerLinkConfig(
                 keys=services.keys.curve,
                 bind_host=s.bind,
@@ -252,6 +273,10 @@ def link_server(
                 zmq_pub_port=s.zmq_pub_port,
             )
         )
+        inner: dict[str, ManagerTransport] = {"zmq": zmq_link}
+        if http is not None:
+            inner["http"] = http
+        transport = MultiManagerTransport(inner)
     return LinkServer(services, transport, LinkSettings.from_settings(s), clock=clock)
 
 
@@ -276,6 +301,7 @@ def create_app(
     blob_gc = BlobCollector(services.storage, services.blobs, clock=clock, metrics=services.metrics,
                             spool_dir=settings.data_dir / "incoming")  # fmt: skip
     services.tasks.add_delete_listener(blob_gc)
+    http = http_link(services) if transport is None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -285,7 +311,7 @@ def create_app(
         except Exception as exc:  # shown as one line by ``manager.startup``
             app.state.startup_error = exc
             raise
-        link = link_server(services, transport, clock=clock)
+        link = link_server(services, transport, clock=clock, http=http)
         app.state.link = link
         await blob_gc.at_start(None if link is None else link.uploads)
         if link is not None:
@@ -329,6 +355,7 @@ def create_app(
                 rules=[
                     ("POST", r"/(tasks|orders)/?", task_limit),
                     ("POST", r"/floorplans/?", MAX_IMAGE_BYTES),
+                    ("POST", r"/agent/v1/link", HttpLinkConfig.max_body_limit()),
                 ],
             ),
         ],
@@ -358,5 +385,7 @@ def create_app(
     )
     app.include_router(system.router, responses=COMMON_RESPONSES)
     app.include_router(events_ws.router)
+    if http is not None:
+        app.mount("/agent", http.asgi)
     install_openapi(app)
     return app

@@ -1,9 +1,10 @@
 """The seam between agent/manager logic and the network (``docs/protocol.md`` §1, §3, §6.1).
 
 The manager programs against :class:`ManagerTransport`, the agent against
-:class:`AgentTransport`. Two implementations exist: ``transport.zmq`` (CurveZMQ, the default)
-and ``transport.memory`` (in-process, for unit tests of agent and manager logic); both pass
-the same behavioural test suite (``tests/transport/test_links.py``).
+:class:`AgentTransport`. Three implementations exist: ``transport.zmq`` (CurveZMQ, the
+default), ``transport.http_*`` (sealed HTTP long-polls, ADR 0008) and ``transport.memory``
+(in-process, for unit tests of agent and manager logic); all pass the same behavioural test
+suite (``tests/transport/test_links.py``). ``transport.multi`` serves several at once.
 
 Contracts shared by every implementation:
 
@@ -240,7 +241,8 @@ class ManagerTransport(_Guarded, abc.ABC):
     async def revoke(self, target_id: str) -> None:
         """Forget ``target_id``'s key and drop its live connection at once (§3).
 
-        Other agents lose their connection too and reconnect on their own. Idempotent.
+        Over ZeroMQ other agents lose their connection too and reconnect on their own (ADR
+        0002); over HTTP they are not disturbed (ADR 0008). Idempotent.
         """
 
     @abc.abstractmethod

@@ -14,6 +14,8 @@ from swarmdeploy.manager.link import LinkServer, LinkStateError
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.transport.base import Lifecycle, LinkState
+from swarmdeploy.transport.http_manager import HttpManagerTransport
+from swarmdeploy.transport.multi import MultiManagerTransport
 from swarmdeploy.transport.zmq import ZmqManagerTransport
 from tests.manager.conftest import make_settings, running_api
 from tests.manager.link.conftest import TIMEOUT_S, Rig, deploy_doc, link_rig
@@ -124,6 +126,10 @@ async def test_real_sockets_when_settings_ask(tmp_path: Path) -> None:
     async with running_api(settings) as api:
         link = api.app.state.link
         assert isinstance(link, LinkServer)
-        assert isinstance(link.transport, ZmqManagerTransport)
-        assert link.transport.ports == (ports[0], ports[1])
+        assert isinstance(link.transport, MultiManagerTransport)  # ZeroMQ and HTTP at once
+        zmq_link = link.transport.transports["zmq"]
+        assert isinstance(zmq_link, ZmqManagerTransport)
+        assert zmq_link.ports == (ports[0], ports[1])
+        assert isinstance(link.transport.transports["http"], HttpManagerTransport)
     assert link.transport.lifecycle is Lifecycle.CLOSED
+    assert all(t.lifecycle is Lifecycle.CLOSED for t in link.transport.transports.values())

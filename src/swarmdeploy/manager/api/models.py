@@ -208,7 +208,11 @@ class TargetPublic(ApiModel):
     os: str | None = Field(None, description="Its OS, e.g. Debian GNU/Linux 12 (bookworm).")
     arch: str | None = Field(None, description="Its architecture, e.g. x86_64 or aarch64.")
     agent_version: str | None = Field(None, description="The version of its agent.")
-    transport: str = Field("zmq", description="The agent link: zmq (CurveZMQ).")
+    transport: str | None = Field(
+        None,
+        description="The agent link it reported: zmq (CurveZMQ) or http (polling); null before"
+        " its first health report.",
+    )
 
 
 class TargetUpdate(ApiModel):

@@ -139,6 +139,19 @@ class Metrics:
             "Agent messages refused because the target's work queue was full.",
             registry=r,
         )
+        self.http_link_refused = Counter(
+            "swarmdeploy_http_link_requests_refused",
+            "Requests to the HTTP agent link refused, by code (replayed, bad_signature, "
+            "unknown_key, busy, ...; docs/protocol.md §10).",
+            ["code"],
+            registry=r,
+        )
+        self.http_link_agents = Gauge(
+            "swarmdeploy_http_link_agents",
+            "Agents with a live HTTP link session (polled within the session TTL).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.link_queued = Gauge(
             "swarmdeploy_link_queued_jobs",
             "Jobs (mostly agent reports awaiting handling and acknowledgement) queued, all "

@@ -414,16 +414,19 @@ def target_json(view: TargetView) -> dict[str, Any]:
 
 def device_facts(health: dict[str, Any] | None) -> dict[str, Any]:
     """``os``, ``arch`` and ``agentVersion`` as the agent's latest health report gave them
-    (``None`` until it sent one), and ``transport``: the agent link (``zmq``, the only one)."""
+    (``None`` until it sent one), and ``transport``: the agent link it reported (``zmq`` or
+    ``http``, among the report's optional fields; agents that predate it speak ``zmq``)."""
     doc = health or {}
 
     def fact(key: str) -> str | None:
         value = doc.get(key)
         return value if isinstance(value, str) and value else None
 
+    extra = doc.get("__extra__")
+    link = extra.get("transport") if isinstance(extra, dict) else None
     return {
         "os": fact("os"),
         "arch": fact("arch"),
         "agentVersion": fact("agent_version"),
-        "transport": "zmq",
+        "transport": link if link in ("zmq", "http") else ("zmq" if health else None),
     }
