@@ -1,4 +1,4 @@
-"""The defences of the HTTP link (ADR 0008), each against a real manager on loopback: sealed
+"""The defences of the HTTP link (ADR 0013), each against a real manager on loopback: sealed
 requests made by hand, replayed, reordered, tampered with, sealed for or by the wrong key,
 and a deleted target's next request."""
 

@@ -163,7 +163,7 @@ class AgentSettings:
             if urlsplit(self.manager_url).scheme != "http":
                 raise ConfigError(
                     "--transport http needs an http:// manager URL: every body is sealed end"
-                    " to end (docs/adr/0008-http-link-security.md) and the agent keeps TLS out"
+                    " to end (docs/adr/0013-http-link-security.md) and the agent keeps TLS out"
                     " of its memory"
                 )
 

@@ -238,7 +238,7 @@ def _report(services: Services) -> Callable[[], Awaitable[None]]:
 
 
 def http_link(services: Services) -> HttpManagerTransport | None:
-    """The HTTP polling link (ADR 0008) when ``settings.agent_link`` is on, else ``None``;
+    """The HTTP polling link (ADR 0013) when ``settings.agent_link`` is on, else ``None``;
     its ASGI app is mounted at ``/agent``."""
     if not services.settings.agent_link:
         return None

@@ -2,7 +2,7 @@
 
 The manager programs against :class:`ManagerTransport`, the agent against
 :class:`AgentTransport`. Three implementations exist: ``transport.zmq`` (CurveZMQ, the
-default), ``transport.http_*`` (sealed HTTP long-polls, ADR 0008) and ``transport.memory``
+default), ``transport.http_*`` (sealed HTTP long-polls, ADR 0013) and ``transport.memory``
 (in-process, for unit tests of agent and manager logic); all pass the same behavioural test
 suite (``tests/transport/test_links.py``). ``transport.multi`` serves several at once.
 
@@ -242,7 +242,7 @@ class ManagerTransport(_Guarded, abc.ABC):
         """Forget ``target_id``'s key and drop its live connection at once (§3).
 
         Over ZeroMQ other agents lose their connection too and reconnect on their own (ADR
-        0002); over HTTP they are not disturbed (ADR 0008). Idempotent.
+        0002); over HTTP they are not disturbed (ADR 0013). Idempotent.
         """
 
     @abc.abstractmethod

@@ -1,4 +1,4 @@
-"""The agent's HTTP polling transport: outbound-only, through a proxy if need be (ADR 0008).
+"""The agent's HTTP polling transport: outbound-only, through a proxy if need be (ADR 0013).
 
 One supervisor task opens a session (``open`` request), reports ``connected`` and then runs
 two loops until one fails: the *poll* loop parks a long-poll at the manager (an idle agent

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 client on asyncio streams, direct or through a proxy (ADR 0008).
+"""A small HTTP/1.1 client on asyncio streams, direct or through a proxy (ADR 0013).
 
 The agent must stay lean (ADR 0006): no requests/httpx in the device process. One request per
 connection (``Connection: close``); bodies with ``Content-Length`` only, which is all the
@@ -8,7 +8,7 @@ manager's link endpoint sends. Proxies:
   the agent never resolves the manager's name itself (Tor, ``.onion``);
 * ``http://host:port`` -- an HTTP ``CONNECT`` tunnel.
 
-The manager is spoken to in plain ``http://``: every body is sealed end to end (ADR 0008),
+The manager is spoken to in plain ``http://``: every body is sealed end to end (ADR 0013),
 and the agent process keeps OpenSSL out of its memory (ADR 0006).
 """
 

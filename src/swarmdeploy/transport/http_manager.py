@@ -1,4 +1,4 @@
-"""The manager's HTTP polling transport (ADR 0008, ``docs/protocol.md`` §10).
+"""The manager's HTTP polling transport (ADR 0013, ``docs/protocol.md`` §10).
 
 Agents that can only speak outbound HTTP (often through a proxy or Tor) reach the manager at
 ``POST /agent/v1/link`` on its HTTP port; the manager app mounts :attr:`HttpManagerTransport.

@@ -1,4 +1,4 @@
-"""The sealed envelopes of the HTTP link (ADR 0008, ``docs/protocol.md`` §10). No I/O.
+"""The sealed envelopes of the HTTP link (ADR 0013, ``docs/protocol.md`` §10). No I/O.
 
 A request body is ``MAGIC | ephemeral public key (32) | nonce (24) | box``; the box (NaCl
 ``crypto_box`` from the ephemeral key to the manager's Curve25519 key) holds the agent's

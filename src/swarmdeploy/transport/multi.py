@@ -1,6 +1,6 @@
 """One :class:`ManagerTransport` over several: the manager serves ZeroMQ and HTTP agents at once.
 
-The link server sees one transport (ADR 0008). Messages from every inner transport are merged
+The link server sees one transport (ADR 0013). Messages from every inner transport are merged
 in :meth:`MultiManagerTransport.recv`; a message *to* a target goes out through the transport
 that target last spoke on (:meth:`transport_of`), hints go out on all, and ``allow``/``revoke``
 apply to all, so a deleted target is cut off on every transport at once.
