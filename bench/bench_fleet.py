@@ -89,6 +89,7 @@ class Options:
     timeout_s: float = 240.0
     repeat: int = 5
     idle_s: float = 0.0  # seconds of idling measured after connect (0: not measured)
+    encrypt_storage: bool = False  # the manager with --encrypt-storage (SQLCipher, blobs)
 
 
 def package_b64(size_bytes: int) -> tuple[str, int]:
@@ -333,6 +334,8 @@ def _manager_args(opts: Options) -> list[str]:
     args += ["--heartbeat-interval", str(opts.heartbeat_s)]
     if opts.database:
         args += ["--database", opts.database]
+    if opts.encrypt_storage:
+        args += ["--encrypt-storage"]
     return args
 
 
@@ -436,6 +439,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--health-s", type=float, default=30.0, help="0: no health reports")
     parser.add_argument("--timeout-s", type=float, default=240.0, help="per phase")
     parser.add_argument("--idle-s", type=float, default=0.0, help="idle phase after connect")
+    parser.add_argument(
+        "--encrypt-storage", action="store_true", help="manager with storage encrypted at rest"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     counts: list[int] = args.agents or list(DEFAULT_COUNTS)
@@ -447,6 +453,7 @@ def main(argv: list[str]) -> int:
         health_s=args.health_s,
         timeout_s=args.timeout_s,
         idle_s=args.idle_s,
+        encrypt_storage=args.encrypt_storage,
     )
     results: dict[str, Any] = {}
     with databases(args.database, counts) as urls:
