@@ -41,3 +41,13 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.close()
+
+
+@pytest.fixture
+async def zh() -> AsyncIterator[Harness]:
+    """A started manager on real loopback ZeroMQ sockets (the ZeroMQ-only tests)."""
+    h = await make_harness("zmq")
+    try:
+        yield h
+    finally:
+        await h.close()

@@ -4,10 +4,7 @@ was not asked."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from tests.transport.harness import TIMEOUT_S, Harness, make_harness, next_message
+from tests.transport.harness import TIMEOUT_S, Harness, next_message
 
 from swarmdeploy.protocol.messages import Config, Hello, LogBatch, LogEntry, Welcome
 from swarmdeploy.transport.base import AgentTransport, LinkState
@@ -20,15 +17,6 @@ BATCH = LogBatch(
     ]
 )
 CONFIG = Config(request_id="r1", revision=1, tags=[f"tag-{i % 50}-{i}" for i in range(600)])
-
-
-@pytest.fixture
-async def zh() -> AsyncIterator[Harness]:
-    h = await make_harness("zmq")
-    try:
-        yield h
-    finally:
-        await h.close()
 
 
 async def session(h: Harness, target_id: str, offer: list[str], chosen: str) -> AgentTransport:

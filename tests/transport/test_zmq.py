@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import zmq
 import zmq.asyncio
-from tests.transport.harness import TIMEOUT_S, Harness, greet, make_harness, next_message
+from tests.transport.harness import TIMEOUT_S, Harness, greet, next_message
 
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.errors import MessageError
@@ -31,15 +31,6 @@ from swarmdeploy.protocol.messages import (
 from swarmdeploy.transport.base import AgentLinkConfig, LinkState, ManagerLinkConfig
 from swarmdeploy.transport.errors import BindError, TransportConfigError
 from swarmdeploy.transport.zmq import ZmqAgentTransport, ZmqManagerTransport
-
-
-@pytest.fixture
-async def zh() -> AsyncIterator[Harness]:
-    h = await make_harness("zmq")
-    try:
-        yield h
-    finally:
-        await h.close()
 
 
 @contextlib.asynccontextmanager
