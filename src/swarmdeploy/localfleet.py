@@ -97,6 +97,13 @@ def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int
     return int(proc.returncode)
 
 
+def _admin_key() -> str:
+    """A random admin key that does not start with ``-`` (it is passed as ``--api-key KEY``)."""
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key
+
+
 class LocalFleet:
     """A manager plus agents, each a real ``swarmdeploy`` process, below ``root``."""
 
@@ -109,7 +116,7 @@ class LocalFleet:
         agent_args: Sequence[str] = (),
     ) -> None:
         self.root = root
-        self.admin_key = admin_key or secrets.token_urlsafe(32)
+        self.admin_key = admin_key or _admin_key()
         self.http_port, self.pub_port, self.sub_port = free_port(), free_port(), free_port()
         self.manager_dir = root / "manager"
         self.manager_args = list(manager_args)

@@ -38,7 +38,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
 
 
 def _cli(fleet: LocalFleet, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    rc = main(["--url", fleet.url, "--api-key", fleet.admin_key, *args])
+    rc = main(["--url", fleet.url, f"--api-key={fleet.admin_key}", *args])
     out = capsys.readouterr()
     return rc, out.out + out.err
 
@@ -133,7 +133,7 @@ def _stop(proc: subprocess.Popen[str], *pipes: Lines) -> None:
 
 
 def _spawn(fleet: LocalFleet, *args: str) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "swarmdeploy", "--url", fleet.url, "--api-key", fleet.admin_key]
+    cmd = [sys.executable, "-m", "swarmdeploy", "--url", fleet.url, f"--api-key={fleet.admin_key}"]
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.Popen([*cmd, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip

@@ -74,7 +74,7 @@ def _outputs(fleet: LocalFleet, **filters: str) -> list[tuple[str, str]]:
 
 
 def _cli(fleet: LocalFleet, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    rc = cli(["--url", fleet.url, "--api-key", fleet.admin_key, *args])
+    rc = cli(["--url", fleet.url, f"--api-key={fleet.admin_key}", *args])
     out = capsys.readouterr()
     assert rc == 0, out.err
     return out.out

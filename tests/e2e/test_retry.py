@@ -44,7 +44,7 @@ def test_task_declined_without_trust_anchor_completes_after_fix_and_retry(
     fleet.stop_agent("r1")
     fleet.start_agent("r1")
     fleet.wait_online(["r1"])
-    argv = ["--url", fleet.url, "--api-key", fleet.admin_key, "tasks", "retry", task]
+    argv = ["--url", fleet.url, f"--api-key={fleet.admin_key}", "tasks", "retry", task]
     assert main([*argv, "--target", "r1"]) == 0
     assert f"task {task} announced again" in capsys.readouterr().out
     fleet.wait_states(task, {"r1": "exited"})

@@ -66,7 +66,7 @@ def _deploy(fleet: LocalFleet, tag: str) -> str:
 
 def test_failure_rate_one_every_install_fails_with_a_reason(fleet: LocalFleet) -> None:
     proc, out = _simulate(
-        fleet, "--agents", str(AGENTS), "--token-set", "load", "--api-key", fleet.admin_key,
+        fleet, "--agents", str(AGENTS), "--token-set", "load", f"--api-key={fleet.admin_key}",
         "--failure-rate", "1.0", "--install-time", "0.3", "--tags", "load",
     )  # fmt: skip
     ids = [f"sim-load-{i:04d}" for i in range(1, AGENTS + 1)]
@@ -111,7 +111,7 @@ def test_untrusted_manager_ca_refused_before_any_token_is_used(fleet: LocalFleet
     anchor = fleet.root / "other-ca.txt"
     anchor.write_text("ed25519:" + base64.b64encode(os.urandom(32)).decode() + "\n")
     cmd = [sys.executable, "-m", "swarmdeploy", "simulate", "--manager", fleet.url, "--plain"]
-    cmd += ["--agents", "2", "--token-set", "never", "--api-key", fleet.admin_key]
+    cmd += ["--agents", "2", "--token-set", "never", f"--api-key={fleet.admin_key}"]
     cmd += ["--trust-anchor", str(anchor)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
@@ -125,7 +125,7 @@ def test_untrusted_manager_ca_refused_before_any_token_is_used(fleet: LocalFleet
 def test_existing_token_set_without_its_tokens_names_tokens_file(fleet: LocalFleet) -> None:
     fleet.tokens("taken", 1)
     cmd = [sys.executable, "-m", "swarmdeploy", "simulate", "--manager", fleet.url, "--plain"]
-    cmd += ["--agents", "1", "--token-set", "taken", "--api-key", fleet.admin_key]
+    cmd += ["--agents", "1", "--token-set", "taken", f"--api-key={fleet.admin_key}"]
     cmd += ["--trust-anchor", str(fleet.manager_dir / "ca.pem")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
@@ -135,7 +135,7 @@ def test_existing_token_set_without_its_tokens_names_tokens_file(fleet: LocalFle
 
 def test_duration_ends_the_run_by_itself_with_status_0(fleet: LocalFleet) -> None:
     proc, out = _simulate(
-        fleet, "--agents", "1", "--token-set", "short", "--api-key", fleet.admin_key,
+        fleet, "--agents", "1", "--token-set", "short", f"--api-key={fleet.admin_key}",
         "--duration", "3",
     )  # fmt: skip
     try:

@@ -382,13 +382,21 @@ class AdminKey:
     path: Path | None
 
 
+def new_admin_key() -> str:
+    """A random admin key (256 bits, URL-safe) that does not start with ``-``, so that
+    ``--api-key KEY`` reads as an option value in every command-line parser."""
+    while (key := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return key
+
+
 def resolve_admin_key(data_dir: Path, configured: str | None) -> AdminKey:
     """The bootstrap admin key: ``configured`` (``SWARMDEPLOY_ADMIN_KEY``) if given, else the
     content of ``DATA_DIR/admin.key``, else a new random key written there (mode 0600)."""
     if configured:
         return AdminKey(configured, generated=False, path=None)
     path = data_dir / "admin.key"
-    generated = write_new_file(path, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
+    generated = write_new_file(path, (new_admin_key() + "\n").encode(), mode=0o600)
     value = _read_private(path).decode("utf-8", "replace").strip()
     if len(value) < 16:
         raise KeystoreError(f"{path} must hold a key of at least 16 characters")
