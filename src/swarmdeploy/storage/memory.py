@@ -21,6 +21,7 @@ from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_apps import MemoryApps
+from swarmdeploy.storage.memory_rollouts import MemoryRollouts
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_audit import MemoryAudit
 from swarmdeploy.storage.memory_health import MemoryHealth
@@ -41,6 +42,7 @@ from swarmdeploy.storage.records import (
     Page,
     SortOrder,
     TargetRecord,
+    RolloutRecord,
     TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,
@@ -81,6 +83,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
 class MemoryStorage(
     MemoryLink,
     MemoryApps,
+    MemoryRollouts,
     MemoryArtifacts,
     MemoryOperatorKeys,
     MemoryTaskSignatures,
@@ -110,6 +113,7 @@ class MemoryStorage(
         self._operator_keys: dict[str, OperatorKeyRecord] = {}
         self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
         self._task_apps: dict[str, TaskAppRecord] = {}
+        self._rollouts: dict[str, RolloutRecord] = {}
         self._audit: list[AuditRecord] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
