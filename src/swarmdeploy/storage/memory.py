@@ -21,13 +21,13 @@ from swarmdeploy.storage.common import check_page, fts_words, unique_tags
 from swarmdeploy.storage.errors import Conflict, NotFound, TokenRejected
 from swarmdeploy.storage.lifecycle import StorageState, require_open
 from swarmdeploy.storage.memory_apps import MemoryApps
-from swarmdeploy.storage.memory_rollouts import MemoryRollouts
 from swarmdeploy.storage.memory_artifacts import ArtifactStore, MemoryArtifacts
 from swarmdeploy.storage.memory_audit import MemoryAudit
 from swarmdeploy.storage.memory_health import MemoryHealth
 from swarmdeploy.storage.memory_indoor import MemoryIndoor
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
+from swarmdeploy.storage.memory_rollouts import MemoryRollouts
 from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
@@ -40,9 +40,9 @@ from swarmdeploy.storage.records import (
     LogRecord,
     OperatorKeyRecord,
     Page,
+    RolloutRecord,
     SortOrder,
     TargetRecord,
-    RolloutRecord,
     TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,

@@ -2,7 +2,8 @@
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
 ``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
-``sql_task_signatures``, ``sql_apps``, ``sql_rollouts``, ``sql_health``, ``sql_indoor``, ``sql_audit``);
+``sql_task_signatures``, ``sql_apps``, ``sql_rollouts``, ``sql_health``, ``sql_indoor``,
+``sql_audit``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """

@@ -40,9 +40,7 @@ class SqlRollouts(SqlCore):
             if found is None:
                 raise NotFound(f"task {record.task_id!r} not found")
             have = await conn.scalar(
-                sa.select(task_rollouts.c.task_id).where(
-                    task_rollouts.c.task_id == record.task_id
-                )
+                sa.select(task_rollouts.c.task_id).where(task_rollouts.c.task_id == record.task_id)
             )
             if have is not None:
                 raise Conflict(f"task {record.task_id!r} has a rollout already")
