@@ -29,7 +29,8 @@ FIRST = 10  # 10 % of 100
 @pytest.fixture
 def fleet(tmp_path: pathlib.Path) -> Iterator[LocalFleet]:
     """A started manager."""
-    with LocalFleet(tmp_path) as f:
+    limits = ["--registration-burst", str(AGENTS + 10), "--registration-rate", "10000"]
+    with LocalFleet(tmp_path, manager_args=limits) as f:
         f.start_manager(timeout_s=60)
         yield f
 
