@@ -4,6 +4,7 @@ and audit entries. Rows are moved as agents' reports would move them (``TaskStat
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -40,8 +41,10 @@ async def _create(api: Api, *groups: dict[str, Any]) -> dict[str, Any]:
 
 async def _admitted(api: Api, task_id: str) -> list[str]:
     rollouts = api.services.tasks.rollouts
+    task = await api.storage.get_task(task_id)
+    assert task is not None
     rows = await api.storage.task_targets(task_id)
-    return [r.target_id for r in rows if await rollouts.admits(r)]
+    return [r.target_id for r in rows if await rollouts.admits(task, r)]
 
 
 async def _step(api: Api, task_id: str) -> RolloutRecord:
@@ -156,3 +159,18 @@ async def test_group_id_that_is_not_a_target_is_a_422_naming_it(cams: Api) -> No
     assert r.json()["path"] == "$.rollout.groups[0].ids[1]"
     assert "elsewhere" in r.json()["error"]
     assert (await cams.client.get("/tasks")).json()["total"] == 0
+
+
+async def test_gate_refuses_rows_of_a_rollout_not_stored_yet(cams: Api) -> None:
+    doc = {"deploy": {"run": {"commands": ["./app"]}, "target": {"tags": ["cam"]}}}
+    task_id = (await cams.client.post("/tasks", json=doc)).json()["id"]
+    task = await cams.storage.get_task(task_id)
+    assert task is not None
+    row = (await cams.storage.task_targets(task_id))[0]
+    rollouts = cams.services.tasks.rollouts
+    assert await rollouts.admits(task, row)
+    # between storing the task and storing its rollout (or after a concurrent delete)
+    staged = dataclasses.replace(
+        task, descriptor={**task.descriptor, "rollout": {"groups": [{"count": 1}]}}
+    )
+    assert not await rollouts.admits(staged, row)

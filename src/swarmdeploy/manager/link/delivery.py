@@ -56,7 +56,7 @@ PAYLOAD_STATES = frozenset({TargetState.ACCEPTED, TargetState.TRANSFERRING, Targ
 _UNDELIVERED = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 _TASKS_MAX = 4096
 #: Whether a row may be announced now (a staged rollout's current group, ``services.rollouts``).
-Gate = Callable[[TaskTargetRecord], Awaitable[bool]]
+Gate = Callable[[TaskRecord, TaskTargetRecord], Awaitable[bool]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class Delivery:
             return None
         if package is None:
             return None  # a build has not delivered its artifacts yet
-        if self._gate is not None and not await self._gate(row):
+        if self._gate is not None and not await self._gate(task, row):
             return None  # a later group of a staged rollout, or a paused or halted one
         return task, package
 

@@ -227,8 +227,8 @@ class Rollouts:
         self._audit = audit
         self._states = states
         self._announcer: RowAnnouncer | None = None
-        #: task id -> (rollout or None, target -> group index, read at ms)
-        self._cache: dict[str, tuple[RolloutRecord | None, dict[str, int], int]] = {}
+        #: task id -> (rollout, target -> group index, read at ms)
+        self._cache: dict[str, tuple[RolloutRecord, dict[str, int], int]] = {}
 
     def attach(self, announcer: RowAnnouncer) -> None:
         """Where rows of a group that starts are handed (the task service)."""
@@ -245,15 +245,15 @@ class Rollouts:
         return record
 
     # -- the gate ----------------------------------------------------------------------------
-    async def admits(self, row: TaskTargetRecord) -> bool:
-        """Whether the row may be announced now: always without a rollout (and for a build
-        host), else only in a group up to the current one of a running or completed
-        rollout."""
-        if row.role != "deploy":
+    async def admits(self, task: TaskRecord, row: TaskTargetRecord) -> bool:
+        """Whether the row may be announced now: always for a task without a rollout (and
+        for a build host), else only in a group up to the current one of a running or
+        completed rollout (not before the rollout is stored)."""
+        if row.role != "deploy" or "rollout" not in task.descriptor:
             return True
         record, index = await self._cached(row.task_id)
         if record is None:
-            return True
+            return False
         if record.state == COMPLETED:
             return True
         group = index.get(row.target_id)
@@ -265,8 +265,8 @@ class Rollouts:
         if cached is not None and now - cached[2] < _CACHE_MS:
             return cached[0], cached[1]
         record = await self._storage.get_rollout(task_id)
-        if record is None:
-            self._put(task_id, (None, {}, now))
+        if record is None:  # not stored yet, or the task is gone: read again next time
+            self._cache.pop(task_id, None)
             return None, {}
         return record, self._remember(record)
 
@@ -278,7 +278,7 @@ class Rollouts:
         self._put(record.task_id, (record, index, self._clock()))
         return index
 
-    def _put(self, task_id: str, entry: tuple[RolloutRecord | None, dict[str, int], int]) -> None:
+    def _put(self, task_id: str, entry: tuple[RolloutRecord, dict[str, int], int]) -> None:
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[task_id] = entry
