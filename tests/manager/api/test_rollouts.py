@@ -4,11 +4,13 @@ and audit entries. Rows are moved as agents' reports would move them (``TaskStat
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
 import pytest
 
+from swarmdeploy.manager.events import Event
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.records import RolloutRecord
 from tests.manager.conftest import Api
@@ -174,3 +176,18 @@ async def test_gate_refuses_rows_of_a_rollout_not_stored_yet(cams: Api) -> None:
         task, descriptor={**task.descriptor, "rollout": {"groups": [{"count": 1}]}}
     )
     assert not await rollouts.admits(staged, row)
+
+
+async def test_changes_are_published_as_rollout_updated(cams: Api) -> None:
+    sub = cams.services.events.subscribe(["rolloutUpdated"])
+    try:
+        task_id = (await _create(cams, {"count": 1}, {}))["id"]
+        assert (await cams.client.post(f"/tasks/{task_id}/pause")).status_code == 200
+        async with asyncio.timeout(10):
+            event = await sub.get()
+        assert isinstance(event, Event)
+        assert event.task == task_id
+        assert event.payload["task"] == task_id and event.payload["state"] == "paused"
+        assert event.payload["currentGroup"] == 0
+    finally:
+        sub.close()
