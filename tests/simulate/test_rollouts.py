@@ -39,7 +39,7 @@ def _simulate(fleet: LocalFleet, prefix: str, failure_rate: str) -> subprocess.P
     out = fleet.root / f"simulate-{prefix}.log"
     cmd = [sys.executable, "-m", "swarmdeploy", "simulate", "--manager", fleet.url, "--plain"]
     cmd += ["--trust-anchor", str(fleet.manager_dir / "ca.pem")]
-    cmd += ["--agents", str(AGENTS), "--token-set", prefix, "--api-key", fleet.admin_key]
+    cmd += ["--agents", str(AGENTS), "--token-set", prefix, f"--api-key={fleet.admin_key}"]
     cmd += ["--failure-rate", failure_rate, "--install-time", "0.2", "--tags", prefix]
     cmd += ["--id-prefix", f"{prefix}-"]
     with out.open("w") as log:
