@@ -1,5 +1,5 @@
 """``swarmdeploy tasks ...``: list (newest first), show, create (``--follow``), watch, stop,
-delete."""
+retry, delete; pause, resume and abort of a staged rollout (docs/rollouts.md)."""
 
 from __future__ import annotations
 
@@ -201,3 +201,44 @@ def tasks_retry(
         c.out.document(doc)
     else:
         c.out.message(f"task {task_id} announced again; status {doc.get('status')}")
+
+
+def _rollout_action(ctx: typer.Context, task_id: str, action: str) -> None:
+    """POST ``/tasks/ID/<action>`` and say where the rollout stands."""
+    c = ctx_of(ctx)
+    doc = c.client.request("POST", f"/tasks/{task_id}/{action}")
+    if c.out.as_json:
+        c.out.document(doc)
+        return
+    rollout = (doc or {}).get("rollout") or {}
+    groups = rollout.get("groups") or []
+    current = int(rollout.get("currentGroup") or 0)
+    where = f", group {current + 1} of {len(groups)}" if groups else ""
+    c.out.message(f"rollout of task {task_id}: {rollout.get('state')}{where}")
+
+
+@tasks_app.command("pause")
+def tasks_pause(ctx: typer.Context, task_id: IdArg) -> None:
+    """Pause a staged rollout: nothing more is announced until it is resumed.
+
+    Example: `swarmdeploy tasks pause 0f3c9a`
+    """
+    _rollout_action(ctx, task_id, "pause")
+
+
+@tasks_app.command("resume")
+def tasks_resume(ctx: typer.Context, task_id: IdArg) -> None:
+    """Resume a paused or halted staged rollout (its thresholds are counted again).
+
+    Example: `swarmdeploy tasks resume 0f3c9a`
+    """
+    _rollout_action(ctx, task_id, "resume")
+
+
+@tasks_app.command("abort")
+def tasks_abort(ctx: typer.Context, task_id: IdArg) -> None:
+    """Abort a staged rollout: devices not announced yet never get the task.
+
+    Example: `swarmdeploy tasks abort 0f3c9a`
+    """
+    _rollout_action(ctx, task_id, "abort")

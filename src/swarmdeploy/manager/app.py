@@ -66,6 +66,7 @@ from swarmdeploy.manager.services.ratelimit import RegistrationLimiter
 from swarmdeploy.manager.services.registration import RegistrationService
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.request_signing import RequestSigner
+from swarmdeploy.manager.services.rollouts import STEP_INTERVAL_S
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.stats import StatsService
 from swarmdeploy.manager.services.task_signing import TaskSigner
@@ -215,7 +216,7 @@ def build_services(
 
 
 def background_jobs(services: Services) -> list[PeriodicJob]:
-    """The periodic jobs of one app: log retention, token purge, task expiry."""
+    """The periodic jobs of one app: log retention, token purge, task expiry, rollouts."""
     s = services.settings
 
     async def retention() -> None:
@@ -225,6 +226,7 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
         PeriodicJob("log-retention", s.log_retention_interval_s, retention),
         PeriodicJob("token-purge", s.token_purge_interval_s, services.tokens.purge_expired),
         PeriodicJob("task-expiry", s.task_expiry_interval_s, services.tasks.expire),
+        PeriodicJob("rollouts", STEP_INTERVAL_S, services.tasks.rollouts.step_all),
         PeriodicJob("health-history", s.log_retention_interval_s, services.health.purge),
         PeriodicJob("registration-report", 60.0, _report(services)),
     ]

@@ -16,9 +16,10 @@ disconnect` closes every subscription of a key at once (:attr:`CloseReason.REVOK
 the key was deleted, issue 9 item 5).
 
 Topics: ``logs``, ``targetAdded``, ``targetUpdated``, ``targetDeleted``, ``taskAdded``,
-``taskUpdated``, ``taskDeleted``. A subscription may filter on a target id and/or a task id;
-an event passes a filter when it concerns that target/task (events without one, e.g.
-``taskAdded`` for a ``target`` filter, are passed only when the filter is not set).
+``taskUpdated``, ``taskDeleted``, ``rolloutUpdated`` (docs/rollouts.md). A subscription
+may filter on a target id and/or a task id; an event passes a filter when it concerns
+that target/task (events without one, e.g. ``taskAdded`` for a ``target`` filter, are
+passed only when the filter is not set).
 Terminal output (``logs`` of the task ``terminal``) reaches only the subscriptions whose
 :class:`LogAudience` sees its ``owner`` (issue 9).
 """
@@ -43,6 +44,7 @@ TOPICS: frozenset[str] = frozenset(
         "targetUpdated",
         "targetDeleted",
         "taskAdded",
+        "rolloutUpdated",
         "taskUpdated",
         "taskDeleted",
     }

@@ -37,6 +37,7 @@ from swarmdeploy.storage.records import (
     Page,
     RequestRecord,
     RequestState,
+    RolloutRecord,
     SortOrder,
     TargetRecord,
     TaskAppRecord,
@@ -192,6 +193,33 @@ class Storage(abc.ABC):
     ) -> list[TaskAppRecord]:
         """App rows of existing tasks, newest first (``created_at``, then task id, both
         descending); only of ``app`` and/or only standing (or not) ones when given."""
+
+    @abc.abstractmethod
+    async def add_rollout(self, record: RolloutRecord) -> None:
+        """Store the staged rollout of a task (the row goes with its task). Raises
+        :class:`NotFound` for an unknown task and :class:`Conflict` when it has one."""
+
+    @abc.abstractmethod
+    async def get_rollout(self, task_id: str) -> RolloutRecord | None:
+        """The rollout of the task, or ``None``."""
+
+    @abc.abstractmethod
+    async def update_rollout(
+        self,
+        task_id: str,
+        *,
+        state: str,
+        current: int,
+        reason: str,
+        soak_until: int | None,
+        updated_at: int,
+    ) -> RolloutRecord | None:
+        """Set where the rollout stands (its groups never change); the updated record, or
+        ``None`` when the task has no rollout."""
+
+    @abc.abstractmethod
+    async def list_rollouts(self, states: Sequence[str]) -> list[RolloutRecord]:
+        """Rollouts of existing tasks in one of ``states``, by task id."""
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord | None:

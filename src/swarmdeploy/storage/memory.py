@@ -27,6 +27,7 @@ from swarmdeploy.storage.memory_health import MemoryHealth
 from swarmdeploy.storage.memory_indoor import MemoryIndoor
 from swarmdeploy.storage.memory_link import MemoryLink, RequestStore, UploadStore
 from swarmdeploy.storage.memory_operator_keys import MemoryOperatorKeys
+from swarmdeploy.storage.memory_rollouts import MemoryRollouts
 from swarmdeploy.storage.memory_task_signatures import MemoryTaskSignatures
 from swarmdeploy.storage.records import (
     ApiKeyRecord,
@@ -39,6 +40,7 @@ from swarmdeploy.storage.records import (
     LogRecord,
     OperatorKeyRecord,
     Page,
+    RolloutRecord,
     SortOrder,
     TargetRecord,
     TaskAppRecord,
@@ -81,6 +83,7 @@ def _fresh_task(task: TaskRecord) -> TaskRecord:
 class MemoryStorage(
     MemoryLink,
     MemoryApps,
+    MemoryRollouts,
     MemoryArtifacts,
     MemoryOperatorKeys,
     MemoryTaskSignatures,
@@ -110,6 +113,7 @@ class MemoryStorage(
         self._operator_keys: dict[str, OperatorKeyRecord] = {}
         self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
         self._task_apps: dict[str, TaskAppRecord] = {}
+        self._rollouts: dict[str, RolloutRecord] = {}
         self._audit: list[AuditRecord] = []
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -418,3 +418,21 @@ class TaskAppRecord:
     selector: str = ""
     standing: bool = False
     remove: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RolloutRecord:
+    """The staged rollout of a deploy task (docs/rollouts.md): the members of each group,
+    fixed when the task was created, and where the rollout stands.
+
+    ``state`` is ``running``, ``paused``, ``halted``, ``aborted`` or ``completed``;
+    ``current`` the index of the group being announced; ``soak_until`` (ms) the end of the
+    current group's soak once its success threshold held. The row goes with its task."""
+
+    task_id: str
+    groups: tuple[tuple[str, ...], ...]
+    state: str
+    current: int
+    updated_at: int
+    reason: str = ""
+    soak_until: int | None = None

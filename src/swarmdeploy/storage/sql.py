@@ -2,7 +2,8 @@
 
 ``SqlStorage`` assembles the query code written once for both dialects (``sql_targets``,
 ``sql_tasks``, ``sql_logs``, ``sql_link``, ``sql_artifacts``, ``sql_operator_keys``,
-``sql_task_signatures``, ``sql_apps``, ``sql_health``, ``sql_indoor``, ``sql_audit``);
+``sql_task_signatures``, ``sql_apps``, ``sql_rollouts``, ``sql_health``, ``sql_indoor``,
+``sql_audit``);
 ``sqlite.py`` and ``postgres.py`` only add the engine set-up and the full-text and upsert
 constructs.
 """
@@ -18,6 +19,7 @@ from swarmdeploy.storage.sql_indoor import SqlIndoor
 from swarmdeploy.storage.sql_link import SqlRequests, SqlUploads, SqlWriteBatch
 from swarmdeploy.storage.sql_logs import SqlLogs
 from swarmdeploy.storage.sql_operator_keys import SqlOperatorKeys
+from swarmdeploy.storage.sql_rollouts import SqlRollouts
 from swarmdeploy.storage.sql_targets import SqlTargets
 from swarmdeploy.storage.sql_task_signatures import SqlTaskSignatures
 from swarmdeploy.storage.sql_tasks import SqlTasks
@@ -26,6 +28,7 @@ from swarmdeploy.storage.sql_tasks import SqlTasks
 class SqlStorage(
     SqlTargets,
     SqlApps,
+    SqlRollouts,
     SqlTasks,
     SqlLogs,
     SqlRequests,

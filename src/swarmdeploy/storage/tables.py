@@ -557,3 +557,24 @@ task_apps = sa.Table(
     sa.Index("ix_task_apps_app", "app", "created_at"),
     sa.Index("ix_task_apps_standing", "standing", "created_at"),
 )
+
+
+# -- revision 0011: staged rollouts (issue 15) ----------------------------------------------------
+
+task_rollouts = sa.Table(
+    "task_rollouts",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("groups", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("current_group", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("soak_until", Millis, nullable=True),
+    sa.Column("updated_at", Millis, nullable=False),
+    sa.Index("ix_task_rollouts_state", "state"),
+)

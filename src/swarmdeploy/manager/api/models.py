@@ -356,6 +356,33 @@ class TaskTargetPublic(ApiModel):
     attempt: int = Field(0, description="How often an operator retried this target.")
 
 
+class RolloutGroupOut(ApiModel):
+    """One group of a staged rollout: its members counted by outcome and by state."""
+
+    name: str
+    size: int
+    succeeded: int = Field(description="Members running, exited or healthy.")
+    failed: int = Field(description="Members failed, declined, expired or rolled back.")
+    not_announced: int = Field(description="Members still pending.")
+    success_threshold: float | None
+    error_threshold: float | None
+    soak: int | None = Field(description="Seconds the success threshold must hold.")
+    state_counts: dict[str, int]
+
+
+class RolloutOut(ApiModel):
+    """A task's staged rollout (docs/rollouts.md): ``running``, ``paused``, ``halted``
+    (error threshold crossed; ``reason`` says why), ``aborted`` or ``completed``; the index
+    of the group being announced and its soak end."""
+
+    state: Literal["running", "paused", "halted", "aborted", "completed"]
+    current_group: int
+    reason: str
+    soak_until: Millis | None
+    updated_at: Millis
+    groups: list[RolloutGroupOut]
+
+
 class TaskSummary(ApiModel):
     """A task as listed."""
 
@@ -378,6 +405,7 @@ class TaskSummary(ApiModel):
     signed_by: SignedByOut | None = None
     sequence: int | None = None
     sandbox: SandboxOut | None = None
+    rollout: RolloutOut | None = None
 
 
 class TaskPreview(ApiModel):

@@ -33,7 +33,8 @@ Times are integers, milliseconds since the Unix epoch.
 
 **Events** (WebSocket `GET /events`, not listed below as OpenAPI cannot describe it): query
 `topics` (comma list of `logs`, `targetAdded`, `targetUpdated`, `targetDeleted`, `taskAdded`,
-`taskUpdated`, `taskDeleted`; default all), `target`, `task` (filters), and `access_token`
+`taskUpdated`, `taskDeleted`,
+`rolloutUpdated`; default all), `target`, `task` (filters), and `access_token`
 (or the Authorization header; viewer role). Frames: `{"topic", "payload"}`. Each client has a
 bounded queue; when it reads too slowly the **oldest** queued events are dropped and the
 client then receives `{"topic": "dropped", "payload": {"count": N}}` before the next event.

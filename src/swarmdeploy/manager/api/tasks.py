@@ -1,4 +1,5 @@
-"""``/tasks`` (and its alias ``/orders``): create, list, read, stop, delete."""
+"""``/tasks`` (and its alias ``/orders``): create, list, read, stop, retry, delete; pause,
+resume and abort of a staged rollout."""
 
 from __future__ import annotations
 
@@ -208,4 +209,48 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         targets = None if body is None else body.targets
         return task_json(await services.tasks.retry(task_id, who, targets), with_targets=True)
 
+    _rollout_routes(router, noun)
     return router
+
+
+def _rollout_routes(router: APIRouter, noun: str) -> None:
+    """``pause``, ``resume`` and ``abort`` of a staged rollout (docs/rollouts.md)."""
+
+    @router.post(
+        "/{task_id}/pause",
+        response_model=TaskPublic,
+        responses=responses(401, 403, 404, 409),
+        operation_id=f"pause_{noun}",
+    )
+    async def pause_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
+        """Pause the task's staged rollout: nothing more is announced until it is resumed
+        (devices that have the task keep it). 409 for a task without a rollout or one that
+        is not running."""
+        await services.tasks.rollouts.pause(task_id, who)
+        return task_json(await services.tasks.get(task_id), with_targets=True)
+
+    @router.post(
+        "/{task_id}/resume",
+        response_model=TaskPublic,
+        responses=responses(401, 403, 404, 409),
+        operation_id=f"resume_{noun}",
+    )
+    async def resume_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
+        """Resume a paused or halted rollout: the current group's devices not announced yet
+        are announced, and the thresholds are counted again (a halted rollout whose failed
+        devices were not retried halts again). 409 otherwise."""
+        await services.tasks.rollouts.resume(task_id, who)
+        return task_json(await services.tasks.get(task_id), with_targets=True)
+
+    @router.post(
+        "/{task_id}/abort",
+        response_model=TaskPublic,
+        responses=responses(401, 403, 404, 409),
+        operation_id=f"abort_{noun}",
+    )
+    async def abort_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
+        """Abort the rollout: devices not announced yet end ``stopped`` and never get the
+        task; devices that have it keep it (stop the task to stop them). 409 for a task
+        without a rollout or one that has ended."""
+        await services.tasks.rollouts.abort(task_id, who)
+        return task_json(await services.tasks.get(task_id), with_targets=True)

@@ -4,7 +4,8 @@
   ``announced`` (at every ``hello``); :meth:`Delivery.announce` one task (at creation, after
   a build delivered). An announcement handed to the link moves ``pending`` to ``announced``
   through the state choke point. Expired tasks are left to the expiry job; tasks stopped
-  before delivery are marked ``stopped``; deploy targets of a build wait for its artifacts.
+  before delivery are marked ``stopped``; deploy targets of a build wait for its artifacts;
+  deploy targets of a staged rollout wait for their group (the ``gate``).
 * :meth:`Delivery.fetch` answers ``fetch_task`` with the stored signed manifest, and
   :meth:`Delivery.chunk` answers ``chunk_request`` with one chunk (of the size the manifest
   signed) read from the blob on demand -- both only while the (task, target) pair is
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import NotFoundError
@@ -53,6 +55,8 @@ log = logging.getLogger(__name__)
 PAYLOAD_STATES = frozenset({TargetState.ACCEPTED, TargetState.TRANSFERRING, TargetState.BUILDING})
 _UNDELIVERED = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 _TASKS_MAX = 4096
+#: Whether a row may be announced now (a staged rollout's current group, ``services.rollouts``).
+Gate = Callable[[TaskRecord, TaskTargetRecord], Awaitable[bool]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,8 +95,10 @@ class Delivery:
         transport: ManagerTransport,
         clock: Clock,
         grant_ttl_ms: int,
+        gate: Gate | None = None,
     ) -> None:
         self._storage = storage
+        self._gate = gate
         self._states = states
         self._packages = packages
         self._blobs = blobs
@@ -176,6 +182,8 @@ class Delivery:
             return None
         if package is None:
             return None  # a build has not delivered its artifacts yet
+        if self._gate is not None and not await self._gate(task, row):
+            return None  # a later group of a staged rollout, or a paused or halted one
         return task, package
 
     async def _send(self, row: TaskTargetRecord, task: TaskRecord, package: Package) -> int:

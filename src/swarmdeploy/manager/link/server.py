@@ -117,6 +117,7 @@ class LinkServer:
             transport=sender,
             clock=clock,
             grant_ttl_ms=settings.auth_cache_ms,
+            gate=s.tasks.rollouts.admits,
         )
         self.sequencer = LogSequencer(s.storage, s.logs, states=s.task_states)
         self.announcer = Announcer(

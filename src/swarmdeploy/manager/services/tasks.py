@@ -38,6 +38,7 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.rollouts import Rollouts, plan_groups, rollout_json
 from swarmdeploy.manager.services.task_retry import choose
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
@@ -59,6 +60,7 @@ from swarmdeploy.storage.records import (
     MAX_PER_PAGE,
     OperatorKeyRecord,
     Page,
+    RolloutRecord,
     SortOrder,
     TaskAppRecord,
     TaskRecord,
@@ -85,6 +87,8 @@ class TaskView:
     #: The task's signed manifest (deploy, else build) and the signing key's name.
     signature: TaskSignatureRecord | None = None
     signer_name: str = ""
+    #: The task's staged rollout (docs/rollouts.md), or ``None``: announced all at once.
+    rollout: RolloutRecord | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,8 +137,14 @@ class TaskService:
         clock: Clock,
         audit: AuditLog,
         signer: TaskSigner | None = None,
+        rollouts: Rollouts | None = None,
     ) -> None:
         self._storage = storage
+        #: Staged rollouts of this manager's tasks (``services.rollouts``).
+        self.rollouts = rollouts or Rollouts(
+            storage, events=events, clock=clock, audit=audit, states=states
+        )
+        self.rollouts.attach(self)
         self._audit = audit
         self._signer = signer
         self._states = states
@@ -206,6 +216,7 @@ class TaskService:
                 "second task that reuses this one (source.task)",
                 path="$.build.host",
             )
+        groups = await self._plan_rollout(desc, matches)
         digest = await self._store_source(desc, archive)
         record, rows = self._new_records(desc, build_host, matches, digest, created_by, reused)
         for _ in range(_ID_ATTEMPTS):
@@ -218,14 +229,20 @@ class TaskService:
         else:
             raise Unavailable("could not allocate a unique task id; try again")
         await self._store_app(desc, record)
+        rollout = await self._store_rollout(record, groups)
         if key is not None:
             await self._sign(record, key, reused)
         log.info("task %s created by %s for %d target(s)", record.id, created_by, len(rows))
         view = await self._view(record, rows, signed=True)
         self._events.publish("taskAdded", task_json(view, with_targets=False), task=record.id)
+        told = view
+        if rollout is not None:  # only the first group is announced now
+            first = set(rollout.groups[0]) if rollout.groups else set()
+            rows = [r for r in rows if r.role != "deploy" or r.target_id in first]
+            told = dataclasses.replace(view, targets=rows)
         for listener in self._listeners:
             try:
-                await listener.task_created(view)
+                await listener.task_created(told)
             except Exception:  # top of the listener loop: the task is stored; log and go on
                 log.exception("listener failed on the creation of task %s", record.id)
         return view
@@ -246,6 +263,32 @@ class TaskService:
         )
         try:
             await self._storage.add_task_app(app)
+        except BaseException:
+            await self._storage.delete_task(record.id)
+            raise
+
+    async def _plan_rollout(
+        self, desc: TaskDescriptor, matches: list[tuple[str, tuple[str, ...]]]
+    ) -> tuple[tuple[str, ...], ...] | None:
+        """The members of each rollout group (``services.rollouts``), or ``None``."""
+        if desc.rollout is None:
+            return None
+        tags = sorted({tag for g in desc.rollout.groups for tag in g.tags or ()})
+        tags_of: dict[str, frozenset[str]] = {}
+        if tags:
+            tags_of = {
+                t: frozenset(found) for t, found in await self._storage.match_targets([], tags)
+            }
+        return plan_groups(desc.rollout, [t for t, _ in matches], tags_of)
+
+    async def _store_rollout(
+        self, record: TaskRecord, groups: tuple[tuple[str, ...], ...] | None
+    ) -> RolloutRecord | None:
+        """The rollout row of a task with a rollout; the task goes if it fails."""
+        if groups is None:
+            return None
+        try:
+            return await self.rollouts.create(record, groups)
         except BaseException:
             await self._storage.delete_task(record.id)
             raise
@@ -425,6 +468,7 @@ class TaskService:
             await load_build_stage(self._storage, record, rows),
             signature,
             name,
+            await self._storage.get_rollout(record.id) if "rollout" in record.descriptor else None,
         )
 
     async def _signature(self, task_id: str) -> tuple[TaskSignatureRecord | None, str]:
@@ -583,6 +627,8 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         doc["signedBy"] = {"keyId": view.signature.key_id, "name": view.signer_name}
         doc["sequence"] = view.signature.sequence
     doc["sandbox"] = sandbox_json(sandbox_of(d))
+    if view.rollout is not None:
+        doc["rollout"] = rollout_json(r, view.rollout, view.targets)
     if with_targets:
         doc["targets"] = [row_json(t) for t in view.targets]
         doc["failures"] = [
