@@ -23,6 +23,8 @@ class MultiManagerTransport(ManagerTransport):
         if not transports:
             raise ValueError("at least one transport is needed")
         self.transports = dict(transports)
+        zmq = self.transports.get("zmq")
+        self.wire = zmq.wire if zmq is not None else None  # bytes of the ZeroMQ link
         self._last: dict[str, str] = {}  # target id -> name of the transport it last used
         self._merged: asyncio.Queue[tuple[str, str, Message] | None] = asyncio.Queue(1)
         self._pumps: list[asyncio.Task[None]] = []
