@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 SERVE = """import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(int(sys.argv[2])); self.end_headers(); self.wfile.write(sys.argv[3].encode())
+        self.send_response(int(sys.argv[2])); self.end_headers()
+        self.wfile.write(sys.argv[3].encode())
     def log_message(self, *args):
         pass
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
