@@ -401,6 +401,8 @@ def _check_health(health: Health | None, has_run: bool) -> None:
     if health.command is None and health.http is None and health.up_for is None:
         raise DescriptorError("deploy.health needs command, http or upFor", where)
     if health.command is not None:
+        if not health.command.strip():
+            raise DescriptorError("the health command is empty", f"{where}.command")
         _check_commands([health.command], f"{where}.command")
     if health.http is not None:
         check_health_url(health.http, f"{where}.http")
