@@ -115,3 +115,12 @@ def test_agent_killed_during_the_checks_resumes_them(fleet: LocalFleet) -> None:
     wait_for(lambda: not _servers(fleet, "2"), timeout_s=10, what="v2 gone")
     assert fleet.states(v1) == {"h1": "healthy"}
     assert "resuming the health checks" in str(fleet.logs(task=v2))
+
+
+def test_failing_first_release_without_a_previous_one_fails(fleet: LocalFleet) -> None:
+    _start(fleet)
+    task = _post(fleet, _release("1", free_port(), 503, attempts=2))
+    fleet.wait_states(task, {"h1": "failed"})
+    reason = _reason(fleet, task)
+    assert "HTTP 503" in reason and "no previous release to roll back to" in reason
+    wait_for(lambda: not _servers(fleet, "1"), timeout_s=10, what="the failed release stopped")
