@@ -15,6 +15,14 @@ keeps
   ``stopped``;
 * an agent shutdown stops the processes but records nothing: the next start restarts them.
 
+**Health-gated releases** (``deploy.health``, docs/protocol.md §4.3): the replaced release is
+kept as ``Deployment.previous`` (not reported stopped) while
+:mod:`~swarmdeploy.agent.healthgate` runs the checks, whose phase is persisted in
+``Deployment.health`` (an agent restart resumes them). Passed: ``healthy``, then the
+previous release is reported stopped and its folder deleted. Failed: the new release is
+stopped, reported ``rolled_back`` (``failed`` without a previous release) and the previous
+one started again through the same checks as every start.
+
 **Before every start** (activation, agent restart, every ``autoRestart`` restart) the
 deployment is checked (:meth:`DeploymentSupervisor.check`): the stored signed manifest is
 verified again (:meth:`~swarmdeploy.agent.trust.Verifier.verify_installed` -- signer,
@@ -281,14 +289,14 @@ class DeploymentSupervisor:
         """The checks failed: stop the new release and start the previous one again
         (verified like every start), reporting ``rolled_back``; without a previous release
         the new one is reported ``failed``."""
-        previous, dep.health, dep.previous = dep.previous, None, None
+        previous = dep.previous
         logger.warning("task %s: health checks failed: %s", dep.task_id, reason)
-        dep.stopped = True
-        self._ctx.save()
         if self._runner is not None:
+            # Interrupted here (agent shutdown), the phase is still persisted: the next
+            # start finds the commands ended (or restarts them) and rolls back then.
             await self._runner.stop()
             self._runner = None
-        dep.process_groups = []
+        dep.process_groups, dep.stopped, dep.health, dep.previous = [], True, None, None
         self._ctx.collector.marker(
             dep.task_id, STAGE, f"health checks failed: {reason}", error=True
         )
