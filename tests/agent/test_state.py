@@ -17,6 +17,7 @@ from swarmdeploy.agent.state import (
     REQUEST_LIMIT,
     AgentState,
     Deployment,
+    HealthPhase,
     Location,
     Registration,
     StageRun,
@@ -285,3 +286,30 @@ def test_begin_attempt_forgets_a_final_task_only_for_a_higher_attempt() -> None:
     state.remember("t2", TargetState.RUNNING)
     assert not state.begin_attempt("t2", 5)  # not final: nothing is forgotten
     assert state.history["t2"] is TargetState.RUNNING and state.attempts["t2"] == 5
+
+
+def test_health_phase_and_kept_previous_release_survive_a_restart(tmp_path: Path) -> None:
+    previous = Deployment(task_id="v1", install_dir="/d/v1/app", run_commands=["./serve"])
+    dep = Deployment(
+        task_id="v2",
+        install_dir="/d/v2/app",
+        run_commands=["./serve"],
+        health=HealthPhase(started_ms=1_000, attempts_done=2, last_failure="GET x: HTTP 500"),
+        previous=previous,
+    )
+    state = AgentState(agent_id="a", apps={"web": dep})
+    save_state(tmp_path / "state.json", state)
+    loaded = load_state(tmp_path / "state.json")
+    assert loaded is not None and loaded.apps["web"] == dep
+    plan = resume_plan(loaded)
+    assert plan.app_starts == (("web", (0,)),)  # the release being checked restarts, not v1
+
+
+def test_state_without_health_fields_loads(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(
+        '{"schema": 2, "agent_id": "a", "deployment": {"task_id": "t", "install_dir": "/x"}}'
+    )
+    loaded = load_state(path)
+    assert loaded is not None and loaded.deployment is not None
+    assert loaded.deployment.health is None and loaded.deployment.previous is None

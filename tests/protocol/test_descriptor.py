@@ -218,3 +218,40 @@ def test_deploy_requires_errors_name_the_field(requires: dict[str, Any], path: s
     doc = _deploy()
     doc["deploy"]["requires"] = requires
     assert _error(doc).path == path
+
+
+def test_deploy_health_round_trips_with_its_field_names() -> None:
+    health = {"http": "http://localhost:8080/ready", "upFor": 10, "interval": 0.5, "attempts": 4}
+    doc = _deploy()
+    doc["deploy"]["health"] = health
+    assert parse_descriptor(doc).to_builtins()["deploy"]["health"] == health
+
+
+@pytest.mark.parametrize(
+    ("health", "path"),
+    [
+        ({}, "$.deploy.health"),
+        ({"command": "true", "retries": 3}, "$.deploy.health"),
+        ({"http": "http://10.0.0.1/health"}, "$.deploy.health.http"),
+        ({"http": "https://127.0.0.1/"}, "$.deploy.health.http"),
+        ({"http": "http://user:pw@127.0.0.1/"}, "$.deploy.health.http"),
+        ({"http": "http://127.0.0.1:99999/"}, "$.deploy.health.http"),
+        ({"command": ""}, "$.deploy.health.command"),
+        ({"upFor": 0}, "$.deploy.health.upFor"),
+        ({"command": "true", "interval": 0}, "$.deploy.health.interval"),
+        ({"command": "true", "attempts": 0}, "$.deploy.health.attempts"),
+        ({"command": "true", "attempts": 1000}, "$.deploy.health.attempts"),
+        ({"upFor": 100, "deadline": 50}, "$.deploy.health.deadline"),
+    ],
+)
+def test_deploy_health_errors_name_the_field(health: dict[str, Any], path: str) -> None:
+    doc = _deploy()
+    doc["deploy"]["health"] = health
+    assert _error(doc).path == path
+
+
+def test_deploy_health_needs_run_commands() -> None:
+    doc = {"deploy": {"install": {"commands": ["true"]}, "target": {"ids": ["a"]}}}
+    doc["deploy"]["health"] = {"command": "true"}
+    error = _error(doc)
+    assert error.path == "$.deploy.health" and "run.commands" in str(error)

@@ -14,6 +14,7 @@ from swarmdeploy.protocol.states import (
     TargetState,
     TaskStatus,
     can_apply,
+    group_failures,
     next_state,
     summarize,
 )
@@ -80,7 +81,7 @@ def test_summarize(states: list[TargetState], expected: TaskStatus) -> None:
 
 
 def test_failures_group_by_identical_state_and_reason_largest_first() -> None:
-    from swarmdeploy.protocol.states import FAILURE_SAMPLE, group_failures
+    from swarmdeploy.protocol.states import FAILURE_SAMPLE
 
     rows = [(f"d{i:03d}", "install_failed", "No space left on device") for i in range(37)]
     rows += [("x", "declined", "no trust anchor"), ("y", "exited", ""), ("z", "stopped", "by op")]
@@ -93,3 +94,23 @@ def test_failures_group_by_identical_state_and_reason_largest_first() -> None:
     ]
     assert len(groups[0].sample) == FAILURE_SAMPLE and groups[0].sample[0] == "d000"
     assert group_failures([]) == []
+
+
+def test_health_gate_leads_from_running_to_healthy_or_rolled_back() -> None:
+    assert next_state(S.RUNNING, E.HEALTH_OK) is S.HEALTHY
+    assert next_state(S.RUNNING, E.ROLL_BACK) is S.ROLLED_BACK
+    assert S.ROLLED_BACK in FINAL_STATES and S.HEALTHY not in FINAL_STATES
+    for event, end in ((E.EXIT_OK, S.EXITED), (E.EXIT_FAIL, S.FAILED), (E.STOP, S.STOPPED)):
+        assert next_state(S.HEALTHY, event) is end
+    with pytest.raises(TransitionError):
+        next_state(S.INSTALLED, E.HEALTH_OK)
+    assert EVENT_FOR_REPORTED_STATE[S.ROLLED_BACK] is E.ROLL_BACK
+    assert S.ROLLED_BACK not in RETRYABLE_STATES  # it was installed: deploy a new task
+
+
+def test_healthy_counts_as_running_and_rolled_back_as_failed() -> None:
+    assert summarize([S.HEALTHY, S.RUNNING]) is TaskStatus.RUNNING
+    assert summarize([S.HEALTHY, S.ROLLED_BACK]) is TaskStatus.RUNNING
+    assert summarize([S.ROLLED_BACK, S.EXITED]) is TaskStatus.FAILED
+    groups = group_failures([("a", "rolled_back", "GET x: HTTP 500"), ("b", "healthy", "")])
+    assert [(g.state, g.count, g.sample) for g in groups] == [("rolled_back", 1, ("a",))]

@@ -39,6 +39,11 @@ class AppSupervisors:
         """Task ids of every app's installed release (stopped ones included)."""
         return {dep.task_id for _, dep in self._ctx.state.deployments()}
 
+    def held_task_ids(self) -> set[str]:
+        """Task ids of releases kept for a rollback while a new release of their app is
+        being health-checked (``deploy.health``): their folders must stay."""
+        return {dep.previous.task_id for _, dep in self._ctx.state.deployments() if dep.previous}
+
     async def resume(self, starts: tuple[tuple[str, tuple[int, ...]], ...]) -> None:
         """Agent start: each app runs the commands of its release that had not ended."""
         for app, indexes in starts:

@@ -15,6 +15,14 @@ keeps
   ``stopped``;
 * an agent shutdown stops the processes but records nothing: the next start restarts them.
 
+**Health-gated releases** (``deploy.health``, docs/protocol.md §4.3): the replaced release is
+kept as ``Deployment.previous`` (not reported stopped) while
+:mod:`~swarmdeploy.agent.healthgate` runs the checks, whose phase is persisted in
+``Deployment.health`` (an agent restart resumes them). Passed: ``healthy``, then the
+previous release is reported stopped and its folder deleted. Failed: the new release is
+stopped, reported ``rolled_back`` (``failed`` without a previous release) and the previous
+one started again through the same checks as every start.
+
 **Before every start** (activation, agent restart, every ``autoRestart`` restart) the
 deployment is checked (:meth:`DeploymentSupervisor.check`): the stored signed manifest is
 verified again (:meth:`~swarmdeploy.agent.trust.Verifier.verify_installed` -- signer,
@@ -31,24 +39,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+import msgspec
 
 from swarmdeploy.agent.confine import Confinement, TaskDirs, check_tree
 from swarmdeploy.agent.context import AgentContext, in_thread
 from swarmdeploy.agent.errors import LaunchError, TaskError, TaskRefused
+from swarmdeploy.agent.fsutil import remove_tree
+from swarmdeploy.agent.healthgate import DeviceProbes, run_checks
 from swarmdeploy.agent.manifests import load_task
+from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.process import Launcher, LaunchSpec
 from swarmdeploy.agent.runner import Runner, new_run_id
-from swarmdeploy.agent.state import Deployment
+from swarmdeploy.agent.state import Deployment, HealthPhase
 from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
 from swarmdeploy.agent.trust import Verifier
 from swarmdeploy.protocol.descriptor import DEFAULT_APP
-from swarmdeploy.protocol.manifest import TaskManifest
+from swarmdeploy.protocol.manifest import HealthCheck, TaskManifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
 logger = logging.getLogger(__name__)
 STAGE = "run"
+S = TargetState
 
 
 class DeploymentSupervisor:
@@ -71,6 +86,9 @@ class DeploymentSupervisor:
         self._reasons: dict[int, str] = {}
         self._shutting_down = False
         self._background: set[asyncio.Task[None]] = set()
+        self._checks: asyncio.Task[None] | None = None
+        self._down: str | None = None  # why a run command went down during the checks
+        self._up_since = 0.0
 
     @property
     def runner(self) -> Runner | None:
@@ -84,7 +102,12 @@ class DeploymentSupervisor:
             return
         if start_commands:
             self._ctx.collector.marker(dep.task_id, STAGE, "agent restarted")
-            await self._start(dep, start_commands)
+            manifest = await self._start(dep, start_commands)
+            if manifest is not None and manifest.health is not None and dep.health is not None:
+                self._ctx.collector.marker(dep.task_id, STAGE, "resuming the health checks")
+                self._begin_checks(dep, manifest, manifest.health)
+        elif dep.health is not None:
+            await self._roll_back(dep, "the run commands ended before the health checks passed")
         else:
             await self._finish(dep)
 
@@ -112,15 +135,38 @@ class DeploymentSupervisor:
             self._ctx.collector.marker(task_id, STAGE, str(exc), error=True)
             await self._ctx.reporter.report_path(task_id, TargetState.FAILED, str(exc))
             return False
-        await self.stop(None, f"replaced by task {task_id}")
+        gated = checked.health is not None and bool(dep.run_commands)
+        previous = self._restorable() if gated else None
+        # A release kept for a rollback is reported stopped only once the new one is healthy.
+        await self.stop(None, f"replaced by task {task_id}", keep=previous)
+        if gated:
+            dep.health = HealthPhase(started_ms=now_ms())
+            dep.previous = previous
         self._ctx.state.set_deployment(self._app, dep)
         self._reasons = {}
         if not dep.run_commands:
             self._ctx.save()
             await self._ctx.reporter.report(task_id, TargetState.EXITED, "no run commands")
             return True
-        await self._start(dep, tuple(range(len(dep.run_commands))), checked)
+        started = await self._start(dep, tuple(range(len(dep.run_commands))), checked)
+        if started is not None and checked.health is not None and dep.health is not None:
+            self._begin_checks(dep, checked, checked.health)
         return True
+
+    def _restorable(self) -> Deployment | None:
+        """The release a health-gated new release falls back to: the current one if it
+        still runs (a fresh copy: nothing of its run is reused), or -- if the current one is
+        itself still being checked -- the one that one would fall back to."""
+        prior = self._ctx.state.deployment_of(self._app)
+        if prior is None or prior.stopped:
+            return None
+        if prior.health is not None:
+            return prior.previous
+        if self._ctx.reporter.current(prior.task_id) in FINAL_STATES:
+            return None
+        return msgspec.structs.replace(
+            prior, run_id=None, process_groups=[], finished=[], failed=[], stopped=False
+        )
 
     def check(self, dep: Deployment) -> TaskManifest:
         """The checks before a start (module docstring; blocking). Returns the verified
@@ -154,7 +200,9 @@ class DeploymentSupervisor:
 
     async def _start(
         self, dep: Deployment, indexes: tuple[int, ...], manifest: TaskManifest | None = None
-    ) -> None:
+    ) -> TaskManifest | None:
+        """Check (unless ``manifest`` was just checked) and start ``indexes``; the verified
+        manifest, or None if refused."""
         dirs = TaskDirs(self._ctx.task_dir(dep.task_id))
         try:
             if manifest is None:
@@ -163,7 +211,7 @@ class DeploymentSupervisor:
             inner = await in_thread(lambda: self._confine.run_stage(dirs, policy))
         except TaskError as exc:
             await self._refuse(dep, str(exc))
-            return
+            return None
         dep.run_id = new_run_id()
         dep.process_groups = []
         self._ctx.save()  # docs/adr/0003 step 3: the marker is on disk before any process
@@ -179,12 +227,98 @@ class DeploymentSupervisor:
             launcher=launcher,
         )
         self._runner, self._groups = runner, {}
+        self._down, self._up_since = None, time.time()
         text = f"starting {len(indexes)} run command(s)"
         self._ctx.collector.marker(dep.task_id, STAGE, text)
         runner.start()
-        if self._ctx.reporter.current(dep.task_id) is not TargetState.RUNNING:
+        if self._ctx.reporter.current(dep.task_id) not in (S.RUNNING, S.HEALTHY):
             await self._ctx.reporter.report(dep.task_id, TargetState.RUNNING)
         self._watcher = asyncio.get_running_loop().create_task(self._watch(dep, runner))
+        return manifest
+
+    # --- deploy.health (docs/protocol.md §4.3) -------------------------------------------
+
+    def _begin_checks(self, dep: Deployment, manifest: TaskManifest, spec: HealthCheck) -> None:
+        self._checks = asyncio.get_running_loop().create_task(
+            self._check_health(dep, manifest, spec)
+        )
+
+    async def _check_health(
+        self, dep: Deployment, manifest: TaskManifest, spec: HealthCheck
+    ) -> None:
+        """Run the checks of ``dep`` to their verdict, then keep or roll back the release."""
+        assert dep.health is not None
+        dirs = TaskDirs(self._ctx.task_dir(dep.task_id))
+        probes = DeviceProbes(
+            cwd=dirs.app,
+            env=self._confine.env(dirs),
+            launcher=lambda: self._confine.run_stage(dirs, manifest.sandbox),
+            config=self._ctx.sequence(),
+            down=lambda: self._down,
+        )
+        verdict = await run_checks(
+            spec, dep.health, probes, clock=time.time, up_since=self._up_since,
+            on_attempt=self._ctx.save,
+        )  # fmt: skip
+        if dep.stopped or self._ctx.state.deployment_of(self._app) is not dep:
+            return
+        self._checks = None  # the verdict's follow-up must not cancel this very task
+        if verdict.healthy:
+            await self._healthy(dep)
+        else:
+            await self._roll_back(dep, verdict.reason)
+
+    async def _healthy(self, dep: Deployment) -> None:
+        """The checks passed: report ``healthy``, then let the previous release go (it is
+        reported stopped now, and its folder deleted)."""
+        previous, dep.health, dep.previous = dep.previous, None, None
+        self._ctx.save()
+        self._ctx.collector.marker(dep.task_id, STAGE, "health checks passed")
+        await self._ctx.reporter.report(dep.task_id, S.HEALTHY)
+        if previous is not None:
+            await self._let_go(previous, f"replaced by task {dep.task_id}")
+        if self._down is not None:  # went down right after the verdict: the end is reported
+            await self._finish(dep)
+
+    async def _let_go(self, previous: Deployment, reason: str) -> None:
+        if self._ctx.reporter.current(previous.task_id) not in FINAL_STATES:
+            await self._ctx.reporter.report(previous.task_id, S.STOPPED, reason)
+        await in_thread(lambda: remove_tree(self._ctx.task_dir(previous.task_id)))
+
+    async def _roll_back(self, dep: Deployment, reason: str) -> None:
+        """The checks failed: stop the new release and start the previous one again
+        (verified like every start), reporting ``rolled_back``; without a previous release
+        the new one is reported ``failed``."""
+        previous = dep.previous
+        logger.warning("task %s: health checks failed: %s", dep.task_id, reason)
+        if self._runner is not None:
+            # Interrupted here (agent shutdown), the phase is still persisted: the next
+            # start finds the commands ended (or restarts them) and rolls back then.
+            await self._runner.stop()
+            self._runner = None
+        dep.process_groups, dep.stopped, dep.health, dep.previous = [], True, None, None
+        self._ctx.collector.marker(
+            dep.task_id, STAGE, f"health checks failed: {reason}", error=True
+        )
+        if previous is None:
+            self._ctx.save()
+            why = f"{reason}; no previous release to roll back to"
+            await self._ctx.reporter.report_path(dep.task_id, S.FAILED, why)
+            return
+        self._ctx.state.set_deployment(self._app, previous)
+        self._reasons = {}
+        why = f"{reason}; rolled back to task {previous.task_id}"
+        await self._ctx.reporter.report(dep.task_id, S.ROLLED_BACK, why)  # persists the switch
+        text = f"restored: task {dep.task_id} failed its health checks"
+        self._ctx.collector.marker(previous.task_id, STAGE, text)
+        await self._start(previous, tuple(range(len(previous.run_commands))))
+
+    async def _end_checks(self) -> None:
+        checks, self._checks = self._checks, None
+        if checks is not None and not checks.done():
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
 
     def _refused_at_restart(self, dep: Deployment) -> Callable[[TaskRefused], None]:
         def refused(exc: TaskRefused) -> None:
@@ -225,6 +359,7 @@ class DeploymentSupervisor:
         elif event.new in (ProcessState.EXITED, ProcessState.FATAL):
             bad = event.new is ProcessState.FATAL or event.exit_code != 0
             text = _ending(event)
+            self._down = text
             dep.finished = sorted({*dep.finished, index})
             if bad:
                 dep.failed = sorted({*dep.failed, index})
@@ -233,6 +368,7 @@ class DeploymentSupervisor:
             self._ctx.collector.marker(dep.task_id, STAGE, text, error=bad)
         elif event.new is ProcessState.BACKOFF:
             text = f"command {event.command!r} crashed ({_code(event)}); {event.message}"
+            self._down = text
             self._ctx.collector.marker(dep.task_id, STAGE, text, error=True)
 
     async def _watch(self, dep: Deployment, runner: Runner) -> None:
@@ -241,6 +377,7 @@ class DeploymentSupervisor:
             self._shutting_down
             or dep.stopped
             or self._ctx.state.deployment_of(self._app) is not dep
+            or dep.health is not None  # the health checks decide (they see it down)
         ):
             return
         await self._finish(dep)
@@ -259,17 +396,31 @@ class DeploymentSupervisor:
         else:
             await self._ctx.reporter.report(dep.task_id, TargetState.EXITED)
 
-    async def stop(self, task_id: str | None, reason: str, *, report: bool = True) -> bool:
+    async def stop(
+        self,
+        task_id: str | None,
+        reason: str,
+        *,
+        report: bool = True,
+        keep: Deployment | None = None,
+    ) -> bool:
         """Stop the current deployment (if it is ``task_id``, or whatever it is for None):
         process groups TERM then KILL; nothing restarts afterwards. ``report``: report the
-        task ``stopped`` (unless it had ended already). True if there was one to stop."""
+        task ``stopped`` (unless it had ended already). ``keep``: a release kept for a
+        rollback (not reported). True if there was one to stop."""
         dep = self._ctx.state.deployment_of(self._app)
         if dep is None or (task_id is not None and dep.task_id != task_id):
             return False
         was_final = self._ctx.reporter.current(dep.task_id) in FINAL_STATES
+        await self._end_checks()
+        previous, dep.health, dep.previous = dep.previous, None, None
         if not dep.stopped:
             dep.stopped = True
             self._ctx.save()
+        if previous is not None and (keep is None or keep.task_id != previous.task_id):
+            await self._let_go(previous, reason)  # held for a rollback that cannot happen now
+        if keep is not None and keep.task_id == dep.task_id:
+            report = False  # running until the new release is healthy, as far as anyone knows
         if self._runner is not None:
             await self._runner.stop()
             self._runner = None
@@ -282,6 +433,7 @@ class DeploymentSupervisor:
     async def shutdown(self) -> None:
         """Agent shutdown: stop every process without recording an end (restart next time)."""
         self._shutting_down = True
+        await self._end_checks()
         for task in list(self._background):
             await asyncio.wait({task})
         if self._runner is not None:

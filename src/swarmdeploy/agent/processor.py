@@ -122,7 +122,7 @@ class TaskProcessor:
 
     async def resume(self) -> None:
         """Agent start: continue what the previous agent process left unfinished."""
-        current = self._deployments.current_task_ids()
+        current = self._deployments.current_task_ids() | self._deployments.held_task_ids()
         interrupted = self._ctx.state.stage_run
         for task_id, state in list(self._ctx.state.history.items()):
             if state in (S.ACCEPTED, S.TRANSFERRING):
@@ -134,7 +134,7 @@ class TaskProcessor:
                 await self._fail(task_id, f"{stage} interrupted by an agent restart")
             elif state is S.INSTALLED and task_id not in current:
                 self._enqueue(task_id)  # installed, but the switch did not happen
-            elif state is S.RUNNING and task_id not in current:
+            elif state in (S.RUNNING, S.HEALTHY) and task_id not in current:
                 await self._ctx.reporter.report(task_id, S.STOPPED, "replaced by a newer task")
         if interrupted is not None:
             self._ctx.state.stage_run = None
@@ -424,7 +424,10 @@ class TaskProcessor:
             remove_tree(self._ctx.task_dir(task_id))
             return
         # Other apps' releases stay; the replaced release of this app goes (docs/protocol.md).
-        self._remove_old_dirs(keep={task_id, *self.queued(), *self._deployments.current_task_ids()})
+        # A release kept for a health-gated rollback stays until the new one is healthy.
+        held = self._deployments.held_task_ids()
+        current = self._deployments.current_task_ids()
+        self._remove_old_dirs(keep={task_id, *self.queued(), *current, *held})
 
     async def _build(self, task_id: str, manifest: TaskManifest, paths: list[Path]) -> None:
         ctx = self._ctx

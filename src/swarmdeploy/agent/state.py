@@ -66,6 +66,18 @@ class StageRun(msgspec.Struct, kw_only=True):
     run_id: str
 
 
+class HealthPhase(msgspec.Struct, kw_only=True):
+    """Where the health checks of a new release stand (``deploy.health``,
+    :mod:`swarmdeploy.agent.healthgate`): persisted so that an agent killed during the
+    checks resumes them with the attempts and the deadline left."""
+
+    #: When the run commands of the release first started (epoch ms): the deadline's origin.
+    started_ms: int
+    attempts_done: int = 0
+    #: Why the last failed attempt failed (the reason reported on a rollback).
+    last_failure: str = ""
+
+
 class Deployment(msgspec.Struct, kw_only=True):
     """The installed deployment whose run commands the agent supervises.
 
@@ -92,6 +104,11 @@ class Deployment(msgspec.Struct, kw_only=True):
     #: The device's tags when the release was installed: a release whose signed selector
     #: admitted the device then keeps starting after its tags change (docs/adr/0010).
     admitted_tags: list[str] = msgspec.field(default_factory=list)
+    #: Set while the release's health checks run (``deploy.health``); None once decided.
+    health: HealthPhase | None = None
+    #: While the checks run: the release it replaced, restored if they fail (its run
+    #: commands start again, verified like every start). None without one or once healthy.
+    previous: Deployment | None = None
 
 
 class SignerMark(msgspec.Struct, kw_only=True):

@@ -46,8 +46,8 @@ def ago(ms: int | None, now_ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
 
 
-_GOOD = {"exited", "running", "installed", "built"}
-_BAD = {"declined", "install_failed", "failed", "expired", "build_failed"}
+_GOOD = {"exited", "running", "healthy", "installed", "built"}
+_BAD = {"declined", "install_failed", "failed", "expired", "build_failed", "rolled_back"}
 
 
 def outcome(state: str | None) -> str:

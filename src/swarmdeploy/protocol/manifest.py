@@ -147,6 +147,25 @@ class DeviceRequirements(_Frozen, frozen=True):
     min_free_memory_bytes: Count = 0
 
 
+_Seconds = Annotated[float, Meta(ge=0, le=24 * 3600)]
+
+
+class HealthCheck(_Frozen, frozen=True):
+    """The descriptor's ``deploy.health`` as signed (docs/protocol.md §4.3): ``command``
+    (empty: none) must exit 0, ``http`` (empty: none; 127.0.0.1/localhost) must answer 2xx,
+    and the run commands must have stayed up ``up_for_s`` seconds (0: no such check); one
+    attempt every ``interval_s`` after ``initial_delay_s``, at most ``attempts`` attempts and
+    ``deadline_s`` seconds after the run commands started."""
+
+    command: Annotated[str, Meta(max_length=16_384)] = ""
+    http: Annotated[str, Meta(max_length=2048)] = ""
+    up_for_s: _Seconds = 0.0
+    initial_delay_s: _Seconds = 0.0
+    interval_s: Annotated[float, Meta(ge=0.1, le=3600)] = 5.0
+    attempts: Annotated[int, Meta(ge=1, le=100)] = 3
+    deadline_s: Annotated[float, Meta(ge=1, le=24 * 3600)] = 300.0
+
+
 class TaskManifest(_Strict):
     """Instructions of a task as signed by the manager on behalf of an operator."""
 
@@ -180,6 +199,9 @@ class TaskManifest(_Strict):
     #: The app this release belongs to; empty: the default app. A device runs one release
     #: per app; a new one replaces only the release of the same app (docs/protocol.md).
     app: Annotated[str, Meta(pattern=_APP_OR_DEFAULT)] = ""
+    #: ``deploy.health``; ``None`` (omitted) without checks, so that agents that predate
+    #: the field keep accepting manifests without it.
+    health: HealthCheck | None = None
 
     @property
     def app_name(self) -> str:

@@ -34,6 +34,9 @@ class TargetState(enum.StrEnum):
     BUILDING = "building"  # build host runs the build commands
     BUILT = "built"  # artifacts received and stored  -- final (for the build host)
     BUILD_FAILED = "build_failed"  # final
+    # deploy.health (docs/protocol.md §5 "Health-gated installs"):
+    HEALTHY = "healthy"  # the health checks passed; run commands keep running
+    ROLLED_BACK = "rolled_back"  # checks failed; the previous release runs again  -- final
 
 
 class TargetEvent(enum.StrEnum):
@@ -55,6 +58,8 @@ class TargetEvent(enum.StrEnum):
     BUILD_OK = "build_ok"
     BUILD_FAIL = "build_fail"
     RETRY = "retry"  # an operator retries a failed pair: announced again as a new attempt
+    HEALTH_OK = "health_ok"  # deploy.health: the checks passed
+    ROLL_BACK = "roll_back"  # deploy.health: the checks failed, the previous release restored
 
 
 S, E = TargetState, TargetEvent
@@ -70,12 +75,13 @@ FINAL_STATES: frozenset[TargetState] = frozenset(
         S.EXPIRED,
         S.BUILT,
         S.BUILD_FAILED,
+        S.ROLLED_BACK,
     }
 )
 
 #: States in which processes of the task may be alive on the target.
 ACTIVE_STATES: frozenset[TargetState] = frozenset(
-    {S.TRANSFERRING, S.INSTALLING, S.INSTALLED, S.RUNNING, S.BUILDING}
+    {S.TRANSFERRING, S.INSTALLING, S.INSTALLED, S.RUNNING, S.HEALTHY, S.BUILDING}
 )
 
 _BEFORE_RUN = (S.PENDING, S.ANNOUNCED, S.ACCEPTED, S.TRANSFERRING, S.INSTALLING)
@@ -106,7 +112,16 @@ TRANSITIONS: dict[tuple[TargetState, TargetEvent], TargetState] = {
     (S.BUILDING, E.BUILD_FAIL): S.BUILD_FAILED,
     (S.TRANSFERRING, E.BUILD_FAIL): S.BUILD_FAILED,
 }
-for _state in (*_BEFORE_RUN, S.INSTALLED, S.RUNNING, S.BUILDING):
+# --- deploy.health (docs/protocol.md §5): running -> healthy | rolled_back ---------------
+TRANSITIONS.update(
+    {
+        (S.RUNNING, E.HEALTH_OK): S.HEALTHY,
+        (S.RUNNING, E.ROLL_BACK): S.ROLLED_BACK,
+        (S.HEALTHY, E.EXIT_OK): S.EXITED,
+        (S.HEALTHY, E.EXIT_FAIL): S.FAILED,
+    }
+)
+for _state in (*_BEFORE_RUN, S.INSTALLED, S.RUNNING, S.HEALTHY, S.BUILDING):
     TRANSITIONS[(_state, E.STOP)] = S.STOPPED
 for _state in (S.PENDING, S.ANNOUNCED):
     TRANSITIONS[(_state, E.EXPIRE)] = S.EXPIRED
@@ -152,13 +167,13 @@ def summarize(states: list[TargetState]) -> TaskStatus:
     """Derive the task status from its per-target states (empty list: ``pending``)."""
     if not states or all(s is S.PENDING for s in states):
         return TaskStatus.PENDING
-    bad = {S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED}
+    bad = FAILED_STATES
     if all(s in FINAL_STATES for s in states):
         if any(s is S.STOPPED for s in states) and not any(s in bad for s in states):
             return TaskStatus.STOPPED
         return TaskStatus.FAILED if any(s in bad for s in states) else TaskStatus.SUCCEEDED
-    settled = FINAL_STATES | {S.RUNNING}
-    if all(s in settled for s in states) and any(s is S.RUNNING for s in states):
+    live = {S.RUNNING, S.HEALTHY}
+    if all(s in FINAL_STATES | live for s in states) and any(s in live for s in states):
         return TaskStatus.RUNNING
     return TaskStatus.IN_PROGRESS
 
@@ -181,6 +196,8 @@ EVENT_FOR_REPORTED_STATE: dict[TargetState, TargetEvent] = {
     S.BUILDING: E.BUILD,
     S.BUILT: E.BUILD_OK,
     S.BUILD_FAILED: E.BUILD_FAIL,
+    S.HEALTHY: E.HEALTH_OK,
+    S.ROLLED_BACK: E.ROLL_BACK,
 }
 
 
@@ -215,9 +232,10 @@ def event_path(current: TargetState, reported: TargetState) -> list[TargetEvent]
 
 # --- Failures of a deployment, grouped by reason (API ``failures``, GUI, CLI) -------------
 
-#: Final states that count as failures (``stopped`` is neither success nor failure).
+#: Final states that count as failures (``stopped`` is neither success nor failure); a
+#: ``rolled_back`` release failed its health checks, so it counts as one too.
 FAILED_STATES: frozenset[TargetState] = frozenset(
-    {S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED}
+    {S.DECLINED, S.INSTALL_FAILED, S.FAILED, S.EXPIRED, S.BUILD_FAILED, S.ROLLED_BACK}
 )
 #: How many target ids a failure group names.
 FAILURE_SAMPLE = 20

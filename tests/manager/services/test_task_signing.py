@@ -20,7 +20,7 @@ from swarmdeploy.manager.services.blobs import MemoryBlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
 from swarmdeploy.manager.services.task_signing import SIGNED_CHUNK_BYTES, TaskSigner, key_owner
 from swarmdeploy.manager.services.tasks import TaskService, task_json
-from swarmdeploy.protocol.manifest import decode_manifest
+from swarmdeploy.protocol.manifest import HealthCheck, decode_manifest
 from swarmdeploy.storage.records import UploadRecord
 from tests.manager.services.conftest import World
 
@@ -220,3 +220,16 @@ async def test_deploy_requires_is_signed_into_the_manifest(signing: Signing) -> 
     plain = await signing.tasks.create(_deploy(), created_by="ops", principal=OPERATOR)
     unsigned = await signing.world.storage.get_task_signature(plain.record.id, "deploy")
     assert unsigned is not None and b"requires" not in unsigned.manifest  # old bytes kept
+
+
+async def test_deploy_health_is_signed_into_the_manifest(signing: Signing) -> None:
+    doc = _deploy()
+    doc["deploy"]["health"] = {"http": "http://127.0.0.1:8080/h", "upFor": 2, "attempts": 5}
+    created = await signing.tasks.create(doc, created_by="ops", principal=OPERATOR)
+    stored = await signing.world.storage.get_task_signature(created.record.id, "deploy")
+    assert stored is not None
+    health = decode_manifest(stored.manifest).health
+    assert health == HealthCheck(http="http://127.0.0.1:8080/h", up_for_s=2.0, attempts=5)
+    plain = await signing.tasks.create(_deploy(), created_by="ops", principal=OPERATOR)
+    unsigned = await signing.world.storage.get_task_signature(plain.record.id, "deploy")
+    assert unsigned is not None and b"health" not in unsigned.manifest  # old bytes kept

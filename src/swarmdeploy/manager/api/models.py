@@ -266,6 +266,18 @@ class RequiresOut(ApiModel):
     min_free_memory_mb: int | None = Field(None, alias="minFreeMemoryMB")
 
 
+class HealthOut(ApiModel):
+    """Health checks that gate the release (``deploy.health``; seconds)."""
+
+    command: str | None = None
+    http: str | None = None
+    up_for: float | None = Field(None, alias="upFor")
+    initial_delay: float | None = Field(None, alias="initialDelay")
+    interval: float | None = None
+    attempts: int | None = None
+    deadline: float | None = None
+
+
 class DeployOut(ApiModel):
     """Deploy section of a task."""
 
@@ -273,6 +285,7 @@ class DeployOut(ApiModel):
     run: RunOut | None = None
     target: SelectorOut | None = None
     requires: RequiresOut | None = None
+    health: HealthOut | None = None
 
 
 class BuildArtifactOut(ApiModel):

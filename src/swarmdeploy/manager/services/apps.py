@@ -41,7 +41,9 @@ from swarmdeploy.storage.records import TargetRecord, TaskAppRecord, TaskRecord,
 log = logging.getLogger(__name__)
 
 #: States in which a release is installed on the device (what it runs, or ran to the end).
-INSTALLED_STATES = frozenset({TargetState.INSTALLED, TargetState.RUNNING, TargetState.EXITED})
+INSTALLED_STATES = frozenset(
+    {TargetState.INSTALLED, TargetState.RUNNING, TargetState.HEALTHY, TargetState.EXITED}
+)
 
 
 class RowAnnouncer(Protocol):

@@ -26,10 +26,11 @@ from swarmdeploy.manager.errors import Forbidden, Unavailable
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.signing import OperatorKeys
-from swarmdeploy.protocol.descriptor import DEFAULT_APP
+from swarmdeploy.protocol.descriptor import DEFAULT_APP, Health
 from swarmdeploy.protocol.manifest import (
     ArtifactInfo,
     DeviceRequirements,
+    HealthCheck,
     Rlimits,
     SandboxPolicy,
     TaskManifest,
@@ -165,6 +166,7 @@ def task_manifest(task: TaskRecord, kind: Kind, artifacts: list[ArtifactInfo]) -
         target_not=list(sel.not_tags),
         target_not_ids=list(sel.not_ids),
         requires=requirements_of(doc),
+        health=health_of(doc),
         **common,
     )
 
@@ -202,6 +204,24 @@ def requirements_of(descriptor: dict[str, Any]) -> DeviceRequirements | None:
         arch=tuple(_strings(requires, "arch")),
         min_free_disk_bytes=int(requires.get("minFreeDiskMB") or 0) * _MB,
         min_free_memory_bytes=int(requires.get("minFreeMemoryMB") or 0) * _MB,
+    )
+
+
+def health_of(descriptor: dict[str, Any]) -> HealthCheck | None:
+    """``deploy.health`` of a stored (validated) descriptor as the manifest signs it
+    (``None`` without one; the descriptor's defaults filled in)."""
+    health = _section(descriptor, "deploy", "health")
+    if not health:
+        return None
+    checked = msgspec.convert(health, Health)
+    return HealthCheck(
+        command=checked.command or "",
+        http=checked.http or "",
+        up_for_s=checked.up_for or 0.0,
+        initial_delay_s=checked.initial_delay,
+        interval_s=checked.interval,
+        attempts=checked.attempts,
+        deadline_s=checked.deadline,
     )
 
 
