@@ -2,7 +2,8 @@
 behind (``/ui/apps``); one app (``/ui/apps/{name}``) with its releases and, per device, the
 desired and the running release, why it is behind, and a stop per device for operators
 (``PUT /targets/{id}/apps/{name}/stop`` after a confirmation). Both re-read when tasks change
-(``/events``). The device page shows the same per device (:func:`device_app_rows`)."""
+(``/events``). The device page shows the same per device (:func:`device_apps_table`); the
+rows are built by the pure functions of ``gui.rows``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.layout import APPS, HOME, open_page
-from swarmdeploy.gui.rows import ago, outcome, printable
+from swarmdeploy.gui.rows import app_row, device_app_row, printable, release_row
 from swarmdeploy.gui.session import Session
 
 #: The pages re-read at most this often while tasks change.
@@ -58,71 +59,9 @@ STOP_SLOT = """<q-td :props="props">
 </q-td>"""
 
 
-def release_text(ref: dict[str, Any] | None) -> str:
-    """A release reference as ``task (version)``, escaped; ``—`` for none."""
-    if not ref:
-        return "—"
-    version = ref.get("version")
-    task = printable(ref["taskId"])
-    return f"{task} ({printable(version)})" if version else task
-
-
-def app_row(app: dict[str, Any]) -> dict[str, Any]:
-    """One row of the apps list (``GET /apps`` item)."""
-    return {
-        "key": app["name"],
-        "name": printable(app["name"]),
-        "latest": release_text(app["latest"]),
-        "standing": "yes" if app["latest"]["standing"] else "no",
-        "releases": app["releases"],
-        "devices": app["devices"],
-        "running": app["running"],
-        "behind": app["behind"],
-    }
-
-
-def release_row(release: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """One row of an app's releases (``GET /apps/{name}`` ``releases`` item)."""
-    counts = sorted(release.get("stateCounts", {}).items())
-    flags = [w for w, on in (("stopped", release["stopped"]), ("remove", release["remove"])) if on]
-    return {
-        "key": release["taskId"],
-        "release": release_text(release),
-        "created": ago(release["createdAt"], now_ms),
-        "standing": "yes" if release["standing"] else "no",
-        "selector": printable(release["selector"]),
-        "status": ", ".join(flags) or "active",
-        "states": ", ".join(f"{n} {printable(state)}" for state, n in counts),
-    }
-
-
-def device_app_row(item: dict[str, Any], key: str) -> dict[str, Any]:
-    """One device and one app (``DeviceApp`` document) as a row keyed by ``item[key]``:
-    desired, running, behind and why; ``canStop`` while the app runs or is on its way."""
-    state = item.get("state")
-    why = ""
-    if item["behind"]:
-        why = printable(f"{state or 'not announced yet'}: {item.get('reason') or '—'}")
-    return {
-        "key": item[key],
-        "target": printable(item["targetId"]),
-        "app": printable(item["app"]),
-        "desired": release_text(item.get("desired")),
-        "running": release_text(item.get("running")),
-        "behind": "behind" if item["behind"] else "",
-        "why": why,
-        "canStop": item.get("running") is not None or outcome(state) == "active",
-    }
-
-
-def device_app_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The apps of one device (``GET /targets/{id}/apps`` items), keyed by app."""
-    return [device_app_row(item, "app") for item in items]
-
-
 def device_apps_table() -> Any:
-    """The apps table of the device page (rows: :func:`device_app_rows`); a click opens the
-    app."""
+    """The apps table of the device page (its rows:
+    :func:`swarmdeploy.gui.rows.device_app_rows`); a click on a row opens the app."""
     table = ui.table(
         columns=[_col("app", "App"), *DEVICE_APP_COLUMNS], rows=[], row_key="key"
     ).classes("w-full")

@@ -14,14 +14,14 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.gui import logview
 from swarmdeploy.gui.charts import health_chart
 from swarmdeploy.gui.context import GuiContext
-from swarmdeploy.gui.pages.apps import device_app_rows, device_apps_table
+from swarmdeploy.gui.pages.apps import device_apps_table
 from swarmdeploy.gui.pages.bulk import split_tags
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     HOME,
     open_page,
 )
-from swarmdeploy.gui.rows import ago, outcome, printable, trust_label
+from swarmdeploy.gui.rows import ago, device_app_rows, outcome, printable, trust_label
 from swarmdeploy.gui.session import Session
 
 LOG_LINES = 200
