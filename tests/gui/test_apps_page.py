@@ -48,7 +48,9 @@ def test_apps_list_app_page_stop_and_device_apps(page: Any, fleet: LocalFleet) -
     sign_in(page, fleet.url, fleet.admin_key)
     page.get_by_test_id("nav-Apps").click()
     expect(page).to_have_url(re.compile("/ui/apps$"))
-    expect(page.get_by_test_id("apps-summary")).to_have_text("2 app(s), 1 device(s) behind")
+    expect(page.get_by_test_id("apps-summary")).to_have_text(
+        "2 app(s); devices behind, summed over apps: 1"
+    )
     rows = page.get_by_test_id("apps-table").locator("tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text(f"detector{second} (2.0)")

@@ -97,7 +97,7 @@ def _register_list(ctx: GuiContext) -> None:
             table.rows = [app_row(a) for a in answer["items"]]
             table.update()
             behind = sum(a["behind"] for a in answer["items"])
-            summary.text = f"{answer['total']} app(s), {behind} device(s) behind"
+            summary.text = f"{answer['total']} app(s); devices behind, summed over apps: {behind}"
 
         _live(ctx, session, load)
         await load()
