@@ -19,7 +19,7 @@ from typing import IO
 import pytest
 
 from swarmdeploy.cli.app import main
-from swarmdeploy.localfleet import LocalFleet, processes_below, wait_for
+from swarmdeploy.localfleet import LocalFleet, processes_below, running_below, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +178,40 @@ def test_logs_follow_tails_live_lines_until_ctrl_c(fleet: LocalFleet) -> None:
         assert proc.wait(timeout=15) == 0
     finally:
         _stop(proc, out, err)
+
+
+def test_targets_show_lists_the_device_apps_and_json_stays_the_target(
+    fleet: LocalFleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+
+    def release(version: str, deploy: dict[str, object]) -> str:
+        body = {
+            "app": "shown",
+            "version": version,
+            "deploy": {**deploy, "target": {"ids": [AGENT]}},
+        }
+        return str(fleet.api.request("POST", "/tasks", json=body)["id"])
+
+    first = release("1.0", {"run": {"commands": ["exec sleep 307"]}})
+    fleet.wait_states(first, {AGENT: "running"})
+    second = release("2.0", {"install": {"commands": ["exit 3"]}})  # leaves the device behind
+    fleet.wait_states(second, {AGENT: "install_failed"})
+    try:
+        rc, out = _cli(fleet, capsys, "targets", "show", AGENT)
+        assert rc == 0, out
+        apps = out[out.index("apps:") :]
+        row = next(line for line in apps.splitlines() if "shown" in line)
+        assert f"{second} (2.0)" in row and f"{first} (1.0)" in row  # desired, running
+        assert "yes" in row and "install_failed: install command 'exit 3' exited 3" in row
+        rc, out = _cli(fleet, capsys, "targets", "show", AGENT, "-o", "json")
+        doc = json.loads(out)
+        assert rc == 0 and doc["id"] == AGENT and "items" not in doc and "apps" not in doc
+    finally:
+        fleet.api.request("PUT", f"/targets/{AGENT}/apps/shown/stop")
+    fleet.wait_states(first, {AGENT: "stopped"})
+    wait_for(
+        lambda: not running_below(fleet.agent_dir(AGENT), "sleep 307"),
+        timeout_s=10,
+        what="app gone",
+    )

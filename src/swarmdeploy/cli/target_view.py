@@ -97,3 +97,31 @@ def target_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("registered", fmt_time(doc.get("createdAt"))),
         ("token set", _reported(doc, "tokenSet")),
     ]
+
+
+def release_text(ref: object) -> str:
+    """A release reference ``{taskId, version}`` as ``task (version)``; ``-`` for none."""
+    if not isinstance(ref, dict) or not ref.get("taskId"):
+        return "-"
+    version = ref.get("version")
+    return f"{ref['taskId']} ({version})" if version else str(ref["taskId"])
+
+
+def app_rows(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The device's apps (``GET /targets/{id}/apps`` items) as a list envelope for
+    ``targets show``: app, desired and running release, behind and why."""
+    rows = [
+        {
+            "app": item.get("app"),
+            "desired": release_text(item.get("desired")),
+            "running": release_text(item.get("running")),
+            "behind": "yes" if item.get("behind") else "",
+            "why": (
+                f"{item.get('state') or 'not announced'}: {item.get('reason') or '-'}"
+                if item.get("behind")
+                else ""
+            ),
+        }
+        for item in items
+    ]
+    return {"total": len(rows), "items": rows, "page": 1, "perPage": len(rows)}

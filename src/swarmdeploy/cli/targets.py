@@ -14,7 +14,7 @@ import typer
 
 from swarmdeploy.cli.context import PageOpt, PerPageOpt, ctx_of
 from swarmdeploy.cli.render import trust_label
-from swarmdeploy.cli.target_view import target_rows
+from swarmdeploy.cli.target_view import app_rows, target_rows
 
 targets_app = typer.Typer(help="Registered devices.", no_args_is_help=True)
 
@@ -64,7 +64,9 @@ def targets_list(
 def targets_show(
     ctx: typer.Context, target_id: Annotated[str, typer.Argument(metavar="ID")]
 ) -> None:
-    """Show one target: system, agent, trust, transport, health and its newest tasks.
+    """Show one target: system, agent, trust, transport, health, its newest tasks and its
+    apps (desired and running release, behind and why). `-o json` prints the target
+    document only (its apps: `swarmdeploy apps device ID -o json`).
 
     Example: `swarmdeploy targets show pi-01`
     """
@@ -80,6 +82,10 @@ def targets_show(
             {"items": recent, "total": len(recent), "page": 1, "perPage": len(recent)},
             ["task", "role", "state", "reason", "updatedAt"],
         )
+    apps = c.client.request("GET", f"/targets/{target_id}/apps").get("items") or []
+    if apps:
+        c.out.line("apps:")
+        c.out.listing(app_rows(apps), ["app", "desired", "running", "behind", "why"])
 
 
 def _location(value: str) -> dict[str, float]:

@@ -90,3 +90,70 @@ def agent_command(manager_url: str, token: str) -> str:
         "swarmdeploy agent --data-dir /var/lib/swarmdeploy "
         f"--manager {manager_url} --token {token} --trust-anchor ca.pem"
     )
+
+
+def release_text(ref: dict[str, Any] | None) -> str:
+    """A release reference as ``task (version)``, escaped; ``—`` for none."""
+    if not ref:
+        return "—"
+    version = ref.get("version")
+    task = printable(ref["taskId"])
+    return f"{task} ({printable(version)})" if version else task
+
+
+def app_row(app: dict[str, Any]) -> dict[str, Any]:
+    """One row of the apps list (``GET /apps`` item)."""
+    return {
+        "key": app["name"],
+        "name": printable(app["name"]),
+        "latest": release_text(app["latest"]),
+        "standing": "yes" if app["latest"]["standing"] else "no",
+        "releases": app["releases"],
+        "devices": app["devices"],
+        "running": app["running"],
+        "behind": app["behind"],
+    }
+
+
+def _standing(release: dict[str, Any]) -> str:
+    if not release["standing"]:
+        return "no"
+    return "yes, removed where it stops matching" if release["remove"] else "yes"
+
+
+def release_row(release: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """One row of an app's releases (``GET /apps/{name}`` ``releases`` item)."""
+    counts = sorted(release.get("stateCounts", {}).items())
+    return {
+        "key": release["taskId"],
+        "release": release_text(release),
+        "created": ago(release["createdAt"], now_ms),
+        "standing": _standing(release),
+        "selector": printable(release["selector"]),
+        "status": "stopped" if release["stopped"] else "active",
+        "states": ", ".join(f"{n} {printable(state)}" for state, n in counts),
+    }
+
+
+def device_app_row(item: dict[str, Any], key: str) -> dict[str, Any]:
+    """One device and one app (``DeviceApp`` document) as a row keyed by ``item[key]``:
+    desired, running, behind and why; ``canStop`` while the app runs or is on its way."""
+    state = item.get("state")
+    why = ""
+    if item["behind"]:
+        why = printable(f"{state or 'not announced yet'}: {item.get('reason') or '—'}")
+    return {
+        "key": item[key],
+        "target": printable(item["targetId"]),
+        "app": printable(item["app"]),
+        "desired": release_text(item.get("desired")),
+        "running": release_text(item.get("running")),
+        "behind": "behind" if item["behind"] else "",
+        "why": why,
+        "canStop": item.get("running") is not None or outcome(state) == "active",
+    }
+
+
+def device_app_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The apps of one device (``GET /targets/{id}/apps`` items), keyed by app."""
+    return [device_app_row(item, "app") for item in items]

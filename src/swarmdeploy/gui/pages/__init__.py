@@ -9,6 +9,7 @@ from swarmdeploy.gui.context import GuiContext
 def register(ctx: GuiContext) -> None:
     """Declare every page with ``ctx`` bound."""
     from swarmdeploy.gui.pages import (
+        apps,
         compose,
         deployments,
         device,
@@ -32,6 +33,7 @@ def register(ctx: GuiContext) -> None:
     device.register(ctx)
     logs.register(ctx)
     keys.register(ctx)
+    apps.register(ctx)
     terminal.register(ctx)
     indoor.register(ctx)
     sso.register(ctx)

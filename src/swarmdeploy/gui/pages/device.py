@@ -1,5 +1,6 @@
 """One device (``/ui/devices/{id}``): what it is and reports (health, trust, agent), edit of
-name, tags and location, its deployment timeline, its newest log lines and "request logs"."""
+name, tags and location, its apps (desired and running release), its deployment timeline, its
+newest log lines and "request logs"."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.gui import logview
 from swarmdeploy.gui.charts import health_chart
 from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.pages.apps import device_apps_table
 from swarmdeploy.gui.pages.bulk import split_tags
 from swarmdeploy.gui.pages.layout import (
     DEPLOYMENTS,
     HOME,
     open_page,
 )
-from swarmdeploy.gui.rows import ago, outcome, printable, trust_label
+from swarmdeploy.gui.rows import ago, device_app_rows, outcome, printable, trust_label
 from swarmdeploy.gui.session import Session
 
 LOG_LINES = 200
@@ -88,6 +90,8 @@ def register(ctx: GuiContext) -> None:
             with ui.column().classes("grow"):
                 ui.label("Deployments").classes("font-bold")
                 history = ui.column().props('data-testid="device-history"')
+        ui.label("Apps").classes("font-bold mt-4")
+        apps = device_apps_table()
         ui.label("Health").classes("font-bold mt-4")
         chart = (
             ui.echart(health_chart([])).classes("w-full h-72").props('data-testid="device-health"')
@@ -111,6 +115,7 @@ def register(ctx: GuiContext) -> None:
                         params={"target": target_id, "sortOrder": "desc", "perPage": LOG_LINES},
                     )
                     health = await api.request("GET", f"/targets/{target_id}/health")
+                    app_items = await api.request("GET", f"/targets/{target_id}/apps")
             except ApiError as exc:
                 title.text = f"Device {printable(target_id)}: {printable(exc.message)}"
                 return
@@ -125,6 +130,8 @@ def register(ctx: GuiContext) -> None:
                     ui.label(label).classes("text-gray-600")
                     ui.label(value)
             _history(history, tasks["items"], now_ms)
+            apps.rows = device_app_rows(app_items["items"])
+            apps.update()
             logview.show(logs, lines["items"])
             chart.options.clear()
             chart.options.update(health_chart(health["items"]))

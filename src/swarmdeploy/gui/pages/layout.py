@@ -22,11 +22,13 @@ LOGS = "/logs"
 #: Floor-plan images for the map (the API's image route needs a bearer header an <img> lacks).
 FLOORPLAN_IMAGE = "/floorplan-image"
 KEYS = "/keys"
+APPS = "/apps"
 #: (label, path, role needed to see the link)
 NAV = (
     ("Devices", HOME, "viewer"),
     ("Map", MAP, "viewer"),
     ("Deployments", DEPLOYMENTS, "viewer"),
+    ("Apps", APPS, "viewer"),
     ("Logs", LOGS, "viewer"),
     ("Tokens", TOKENS, "admin"),
     ("Keys", KEYS, "admin"),
