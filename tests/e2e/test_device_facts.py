@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from swarmdeploy import __version__
+from swarmdeploy.cli.app import main as cli_main
 from swarmdeploy.agent.healthloop import device_facts
 from swarmdeploy.localfleet import LocalFleet, wait_for
 
@@ -29,3 +30,19 @@ def test_target_shows_os_arch_agent_version_and_transport(
     fleet.stop_manager()
     fleet.start_manager()
     assert fleet.target("f1")["agentVersion"] == __version__
+
+
+def test_targets_list_shows_the_transport_each_device_uses(
+    fleet: LocalFleet,
+    transport: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.start_agent("t1", token=fleet.tokens("link", 1)[0])
+    fleet.wait_online(["t1"])
+    wait_for(lambda: fleet.target("t1")["transport"], timeout_s=30, what="a health report")
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    assert cli_main(["--url", fleet.url, f"--api-key={fleet.admin_key}", "targets", "list"]) == 0
+    [row] = [line for line in capsys.readouterr().out.splitlines() if " t1 " in f" {line} "]
+    assert "transport" not in row and f" {transport} " in f" {row} ", row

@@ -57,7 +57,7 @@ def targets_list(
     if not c.out.as_json:
         for item in doc.get("items", []):
             item["trust"] = trust_label(item)
-    c.out.listing(doc, ["id", "name", "tags", "online", "trust", "lastSeenAt"])
+    c.out.listing(doc, ["id", "name", "tags", "online", "transport", "trust", "lastSeenAt"])
 
 
 @targets_app.command("show")
