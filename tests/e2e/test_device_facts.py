@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from swarmdeploy import __version__
-from swarmdeploy.cli.app import main as cli_main
 from swarmdeploy.agent.healthloop import device_facts
+from swarmdeploy.cli.app import main as cli_main
 from swarmdeploy.localfleet import LocalFleet, wait_for
 
 pytestmark = pytest.mark.e2e
