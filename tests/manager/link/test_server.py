@@ -52,12 +52,16 @@ async def test_delete_revokes_at_once_and_stops_unfinished_rows(rig: Rig) -> Non
 
 async def test_silent_target_goes_offline_with_event(tmp_path: Path) -> None:
     async with link_rig(tmp_path, heartbeat_interval_s=0.1) as rig:
+        # Subscribed first: the target goes offline 0.3 s after its hello, which a loaded
+        # machine can spend before a later subscription exists.
+        sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")
         agent = await rig.agent("t1")
         welcome = agent.log[0]
         assert isinstance(welcome, m.Welcome) and welcome.heartbeat_interval_s == 0.1
-        sub = rig.api.services.events.subscribe(["targetUpdated"], target="t1")
         async with asyncio.timeout(TIMEOUT_S):
             event = await sub.get()
+            while isinstance(event, Event) and event.payload["online"] is True:
+                event = await sub.get()  # the "came online" event of the hello
         assert isinstance(event, Event) and event.payload["online"] is False
         assert (await rig.api.client.get("/targets/t1")).json()["online"] is False
         await agent.send(m.Heartbeat())
