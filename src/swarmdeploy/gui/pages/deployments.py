@@ -1,7 +1,8 @@
 """Deployments (seed figures 18-21): the list with description, time, who signed and counts per
 state; one deployment's progress tree (build -> announce -> transfer -> install -> run, with
 the devices in each state), failures grouped by identical reason, a progress bar; stop and
-delete for operators. Updates itself live from ``/events`` (``taskUpdated``)."""
+delete for operators; a staged rollout's groups and its controls (:mod:`.rollout`). Updates
+itself live from ``/events`` (``taskUpdated``, ``rolloutUpdated``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from swarmdeploy.gui.pages.layout import (
     NEW_DEPLOYMENT,
     open_page,
 )
+from swarmdeploy.gui.pages.rollout import RolloutPanel
+from swarmdeploy.gui.rollout import ENDED
 from swarmdeploy.gui.rows import ago, printable
 from swarmdeploy.gui.session import Session
 
@@ -31,6 +34,7 @@ REFRESH_S = 2.0
 SAFETY_REFRESH_S = 15.0
 #: Devices listed under one state of the tree before "... and N more".
 TREE_DEVICES = 50
+TASK_TOPICS = "taskUpdated,taskDeleted,rolloutUpdated"
 
 COLUMNS: list[dict[str, Any]] = [
     {"name": "created", "label": "Created", "field": "created", "align": "left"},
@@ -40,6 +44,12 @@ COLUMNS: list[dict[str, Any]] = [
     {"name": "signedBy", "label": "Signed by", "field": "signedBy", "align": "left"},
     {"name": "id", "label": "Id", "field": "id", "align": "left"},
 ]
+
+
+def _rollout_ended(task: dict[str, Any]) -> bool:
+    """Whether the task has no rollout or one that will not change any more by itself."""
+    rollout = task.get("rollout")
+    return rollout is None or rollout["state"] in ENDED
 
 
 def task_row(task: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -152,6 +162,9 @@ def _register_progress(ctx: GuiContext) -> None:
         ui.button("Descriptor", on_click=lambda: _show_yaml(ctx, session.api_key, task_id)).props(
             'flat data-testid="task-yaml"'
         )
+        panel = RolloutPanel(
+            ctx, session.api_key, task_id, session.operator.allows("operator"), lambda: load()
+        )
         ui.label("Failures by reason").classes("text-md font-bold mt-4")
         failures = ui.column().props('data-testid="task-failures"')
         ui.label("Progress").classes("text-md font-bold mt-4")
@@ -176,6 +189,7 @@ def _register_progress(ctx: GuiContext) -> None:
                     timer.deactivate()
                 return
             p = progress(task)
+            panel.show(task)
             header.text = printable(task.get("description") or task["id"])
             status.text = f"{task['status']} · {p.total} devices"
             bar.value = p.done_fraction
@@ -200,19 +214,17 @@ def _register_progress(ctx: GuiContext) -> None:
             tree.update()
             if stop is not None:
                 stop.set_visibility(not p.finished)
-            if p.finished and timer is not None:
+            if p.finished and _rollout_ended(task) and timer is not None:
                 timer.deactivate()
 
-        # Live: every state change of this task re-reads it (at most every 0.5 s); the slow
-        # timer only covers events a stalled page missed.
+        # Live: every state change of this task or its rollout re-reads it (at most every
+        # 0.5 s); the slow timer only covers events a stalled page missed.
         refresher = Debounced(load, 0.5)
 
         async def changed(_: dict[str, Any]) -> None:
             await refresher.poke()
 
-        follow(
-            ctx, session.api_key, {"topics": "taskUpdated,taskDeleted", "task": task_id}, changed
-        )
+        follow(ctx, session.api_key, {"topics": TASK_TOPICS, "task": task_id}, changed)
         timer = ui.timer(SAFETY_REFRESH_S, load)
         await load()
         return None

@@ -1,6 +1,8 @@
 """One device (``/ui/devices/{id}``): what it is and reports (health, trust, agent), edit of
 name, tags and location, its apps (desired and running release), its deployment timeline, its
-newest log lines and "request logs"."""
+newest log lines and "request logs". Live from ``/events`` (filtered on the device): a
+``targetUpdated`` re-reads its facts, a ``taskUpdated`` of one of its rows its timeline and
+its apps."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from swarmdeploy.client import ApiError
 from swarmdeploy.gui import logview
 from swarmdeploy.gui.charts import health_chart
 from swarmdeploy.gui.context import GuiContext
+from swarmdeploy.gui.live import Debounced, follow
 from swarmdeploy.gui.pages.apps import device_apps_table
 from swarmdeploy.gui.pages.bulk import split_tags
 from swarmdeploy.gui.pages.layout import (
@@ -26,6 +29,8 @@ from swarmdeploy.gui.session import Session
 
 LOG_LINES = 200
 HISTORY = 50
+#: The live parts re-read at most this often while the device's rows change.
+LIVE_REFRESH_S = 1.0
 _MiB = 1 << 20
 
 
@@ -68,92 +73,136 @@ def register(ctx: GuiContext) -> None:
         session = open_page(ctx, "Device")
         if not isinstance(session, Session):
             return session
-        api_key = session.api_key
-        title = ui.label("").classes("text-lg font-bold").props('data-testid="device-title"')
+        view = _DeviceView(ctx, session, target_id)
+        target_live = Debounced(view.load_target, LIVE_REFRESH_S)
+        tasks_live = Debounced(view.load_tasks, LIVE_REFRESH_S)
+
+        async def changed(frame: dict[str, Any]) -> None:
+            if frame.get("topic") in ("targetUpdated", "dropped"):
+                await target_live.poke()
+            if frame.get("topic") in ("taskUpdated", "dropped"):
+                await tasks_live.poke()
+
+        params = {"topics": "targetUpdated,taskUpdated", "target": target_id}
+        follow(ctx, session.api_key, params, changed)
+        await view.load()
+        return None
+
+
+class _DeviceView:
+    """The elements of one open device page and the reads that fill them."""
+
+    def __init__(self, ctx: GuiContext, session: Session, target_id: str) -> None:
+        self.ctx, self.api_key, self.target_id = ctx, session.api_key, target_id
+        self.doc: dict[str, Any] = {}
+        self.title = ui.label("").classes("text-lg font-bold").props('data-testid="device-title"')
         with ui.row().classes("w-full"):
             with ui.card().classes("w-96"):
-                fact_grid = (
+                self.facts = (
                     ui.grid(columns=2).classes("gap-x-4").props('data-testid="device-facts"')
                 )
                 if session.operator.allows("operator"):
-                    with ui.row():
-                        ui.button("Edit…", on_click=lambda: edit()).props(
-                            'data-testid="device-edit-one"'
-                        )
-                        ui.button(
-                            "Terminal",
-                            on_click=lambda: ui.navigate.to(f"{HOME}/{target_id}/terminal"),
-                        ).props('flat data-testid="device-terminal"')
-                        ui.button("Request logs", on_click=lambda: request_logs()).props(
-                            'flat data-testid="device-request-logs"'
-                        )
+                    self._actions()
             with ui.column().classes("grow"):
                 ui.label("Deployments").classes("font-bold")
-                history = ui.column().props('data-testid="device-history"')
+                self.history = ui.column().props('data-testid="device-history"')
         ui.label("Apps").classes("font-bold mt-4")
-        apps = device_apps_table()
+        self.apps = device_apps_table()
         ui.label("Health").classes("font-bold mt-4")
-        chart = (
+        self.chart = (
             ui.echart(health_chart([])).classes("w-full h-72").props('data-testid="device-health"')
         )
-        health_note = ui.label("").classes("text-xs text-gray-600")
-        health_note.props('data-testid="device-health-note"')
+        self.health_note = ui.label("").classes("text-xs text-gray-600")
+        self.health_note.props('data-testid="device-health-note"')
         ui.label("Newest log lines").classes("font-bold mt-4")
-        logs = logview.log_table("device-logs")
-        doc: dict[str, Any] = {}
+        self.logs = logview.log_table("device-logs")
 
-        async def load() -> None:
-            try:
-                async with ctx.client(api_key) as api:
-                    target = await api.request("GET", f"/targets/{target_id}")
-                    tasks = await api.request(
-                        "GET", f"/targets/{target_id}/tasks", params={"perPage": HISTORY}
-                    )
-                    lines = await api.request(
-                        "GET",
-                        "/logs",
-                        params={"target": target_id, "sortOrder": "desc", "perPage": LOG_LINES},
-                    )
-                    health = await api.request("GET", f"/targets/{target_id}/health")
-                    app_items = await api.request("GET", f"/targets/{target_id}/apps")
-            except ApiError as exc:
-                title.text = f"Device {printable(target_id)}: {printable(exc.message)}"
-                return
-            doc.clear()
-            doc.update(target)
-            now_ms = int(time.time() * 1000)
-            name = printable(target.get("name") or "")
-            title.text = f"{name} ({printable(target['id'])})" if name else printable(target["id"])
-            fact_grid.clear()
-            with fact_grid:
-                for label, value in facts(target, now_ms):
-                    ui.label(label).classes("text-gray-600")
-                    ui.label(value)
-            _history(history, tasks["items"], now_ms)
-            apps.rows = device_app_rows(app_items["items"])
-            apps.update()
-            logview.show(logs, lines["items"])
-            chart.options.clear()
-            chart.options.update(health_chart(health["items"]))
-            chart.update()
-            health_note.text = (
-                f"{len(health['items'])} sample(s), one every {health['sampleIntervalS']:.0f} s"
+    def _actions(self) -> None:
+        with ui.row():
+            ui.button(
+                "Edit…",
+                on_click=lambda: _edit_dialog(self.ctx, self.api_key, self.doc, self.load_target),
+            ).props('data-testid="device-edit-one"')
+            ui.button(
+                "Terminal",
+                on_click=lambda: ui.navigate.to(f"{HOME}/{self.target_id}/terminal"),
+            ).props('flat data-testid="device-terminal"')
+            ui.button("Request logs", on_click=self.request_logs).props(
+                'flat data-testid="device-request-logs"'
             )
 
-        async def request_logs() -> None:
-            try:
-                async with ctx.client(api_key) as api:
-                    answer = await api.request("PUT", f"/targets/{target_id}/logs")
-            except ApiError as exc:
-                ui.notify(f"Not requested: {printable(exc.message)}", type="negative")
-                return
-            ui.notify(printable(answer["message"]))
+    def _failed(self, exc: ApiError) -> None:
+        self.title.text = f"Device {printable(self.target_id)}: {printable(exc.message)}"
 
-        def edit() -> None:
-            _edit_dialog(ctx, api_key, doc, load)
+    async def load(self) -> None:
+        """Read everything the page shows."""
+        await self.load_target()
+        await self.load_tasks()
+        await self.load_reports()
 
-        await load()
-        return None
+    async def load_target(self) -> None:
+        """The device's document: title and facts."""
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                target = await api.request("GET", f"/targets/{self.target_id}")
+        except ApiError as exc:
+            self._failed(exc)
+            return
+        self.doc.clear()
+        self.doc.update(target)
+        name = printable(target.get("name") or "")
+        self.title.text = f"{name} ({printable(target['id'])})" if name else printable(target["id"])
+        self.facts.clear()
+        with self.facts:
+            for label, value in facts(target, int(time.time() * 1000)):
+                ui.label(label).classes("text-gray-600")
+                ui.label(value)
+
+    async def load_tasks(self) -> None:
+        """Its deployment timeline and its apps."""
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                tasks = await api.request(
+                    "GET", f"/targets/{self.target_id}/tasks", params={"perPage": HISTORY}
+                )
+                app_items = await api.request("GET", f"/targets/{self.target_id}/apps")
+        except ApiError as exc:
+            self._failed(exc)
+            return
+        _history(self.history, tasks["items"], int(time.time() * 1000))
+        self.apps.rows = device_app_rows(app_items["items"])
+        self.apps.update()
+
+    async def load_reports(self) -> None:
+        """Its newest log lines and its health history."""
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                lines = await api.request(
+                    "GET",
+                    "/logs",
+                    params={"target": self.target_id, "sortOrder": "desc", "perPage": LOG_LINES},
+                )
+                health = await api.request("GET", f"/targets/{self.target_id}/health")
+        except ApiError as exc:
+            self._failed(exc)
+            return
+        logview.show(self.logs, lines["items"])
+        self.chart.options.clear()
+        self.chart.options.update(health_chart(health["items"]))
+        self.chart.update()
+        self.health_note.text = (
+            f"{len(health['items'])} sample(s), one every {health['sampleIntervalS']:.0f} s"
+        )
+
+    async def request_logs(self) -> None:
+        """Ask the agent for its buffered logs."""
+        try:
+            async with self.ctx.client(self.api_key) as api:
+                answer = await api.request("PUT", f"/targets/{self.target_id}/logs")
+        except ApiError as exc:
+            ui.notify(f"Not requested: {printable(exc.message)}", type="negative")
+            return
+        ui.notify(printable(answer["message"]))
 
 
 def _history(container: Any, rows: list[dict[str, Any]], now_ms: int) -> None:
