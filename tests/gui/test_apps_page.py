@@ -78,6 +78,13 @@ def test_apps_list_app_page_stop_and_device_apps(page: Any, fleet: LocalFleet) -
     page.goto(f"{fleet.url}/ui/devices/{AGENT}")
     apps = page.get_by_test_id("device-apps").locator("tbody tr")
     expect(apps.filter(has_text="detector")).to_contain_text("behind")
+    # Live: a new release of uploader, deployed while the page is open, shows up by itself
+    # as desired and then as running.
+    third = _release(fleet, "uploader", "0.2", {"run": {"commands": ["exec sleep 302"]}})
+    fleet.wait_states(third, {AGENT: "running"})
+    expect(apps.filter(has_text="uploader")).to_contain_text(
+        re.compile(f"{third} \\(0.2\\){third} \\(0.2\\)"), timeout=30_000
+    )
     apps.filter(has_text="detector").click()
     expect(page).to_have_url(re.compile("/ui/apps/detector$"))
 
@@ -92,6 +99,8 @@ def test_apps_list_app_page_stop_and_device_apps(page: Any, fleet: LocalFleet) -
 
     fleet.api.request("PUT", f"/targets/{AGENT}/apps/detector/stop")
     fleet.wait_states(first, {AGENT: "stopped"})
+    fleet.api.request("PUT", f"/targets/{AGENT}/apps/uploader/stop")
+    fleet.wait_states(third, {AGENT: "stopped"})
     wait_for(
         lambda: not running_below(fleet.agent_dir(AGENT), "sleep 30"),
         timeout_s=10,

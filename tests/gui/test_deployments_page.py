@@ -15,7 +15,7 @@ pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
 from swarmdeploy.client import ApiError
-from swarmdeploy.localfleet import LocalFleet
+from swarmdeploy.localfleet import LocalFleet, wait_for
 from tests.e2e.conftest import FAST_AGENT
 from tests.gui.conftest import screenshot, sign_in
 
@@ -227,3 +227,77 @@ def test_terminal_runs_a_signed_command_in_the_sandbox_and_escapes_its_output(
     screenshot(page, "terminal")
     audit = fleet.api.request("GET", "/audit", params={"perPage": 1000})
     assert any("echo uid=$(id -u)" in str(entry) for entry in audit["items"])
+
+
+def _row(fleet: LocalFleet, task: str, target: str) -> tuple[str, int]:
+    """``(state, attempt)`` of ``target``'s row of ``task``."""
+    row = next(t for t in fleet.task(task)["targets"] if t["id"] == target)
+    return str(row["state"]), int(row["attempt"])
+
+
+def _has_rollback_route(fleet: LocalFleet) -> bool:
+    paths = fleet.api.request("GET", "/openapi.json")["paths"]
+    return "/tasks/{task_id}/rollback" in paths
+
+
+def test_a_halted_rollout_shows_why_retries_its_failed_device_and_is_aborted(
+    page: Any, fleet: LocalFleet
+) -> None:
+    sign_in(page, fleet.url, fleet.admin_key)
+    body = {
+        "description": "gui staged failing install",
+        "app": "gui-staged",
+        "deploy": {
+            "install": {"commands": ["echo no room >&2; exit 3"]},
+            "run": {"commands": ["true"]},
+            "target": {"tags": ["gui"]},
+        },
+        "rollout": {"groups": [{"name": "canary", "count": 1, "errorThreshold": 0}, {}]},
+    }
+    task = str(fleet.api.request("POST", "/tasks", json=body)["id"])
+    page.goto(f"{fleet.url}/ui/deployments/{task}")  # opened before it halts: follows it live
+    state = page.get_by_test_id("rollout-state")
+    expect(state).to_have_text("Rollout halted · group 1 of 2 (canary)", timeout=30_000)
+    expect(page.get_by_test_id("rollout-reason")).to_have_text(
+        re.compile(r"^Halted because: group canary: 1 of 1 target\(s\) failed.*error threshold")
+    )
+    groups = page.get_by_test_id("rollout-groups").locator("tbody tr")
+    expect(groups.nth(0)).to_contain_text("1 install_failed")
+    expect(groups.nth(1)).to_contain_text("2 pending")
+    expect(page.get_by_test_id("rollout-pause")).to_be_disabled()
+    expect(page.get_by_test_id("rollout-resume")).to_be_enabled()
+    screenshot(page, "rollout")
+    assert fleet.states(task) == {"g1": "install_failed", "g2": "pending", "g3": "pending"}
+
+    # Retry failed: g1 waits again (attempt 1) while the rollout stays halted; Resume
+    # announces it, it fails again and the rollout halts again.
+    page.get_by_test_id("rollout-retry").click()
+    page.get_by_test_id("rollout-confirm").click()
+    wait_for(lambda: _row(fleet, task, "g1") == ("pending", 1), timeout_s=30, what="a retry")
+    expect(groups.nth(0)).to_contain_text("1 pending")
+    expect(state).to_have_text(re.compile(r"^Rollout halted"))
+    page.get_by_test_id("rollout-resume").click()
+    page.get_by_test_id("rollout-confirm").click()
+    fleet.wait_states(task, {"g1": "install_failed"})
+    expect(groups.nth(0)).to_contain_text("1 install_failed")
+    expect(state).to_have_text("Rollout halted · group 1 of 2 (canary)")
+    assert fleet.states(task) == {"g1": "install_failed", "g2": "pending", "g3": "pending"}
+    expect(page.get_by_test_id("rollout-error")).to_be_hidden()
+
+    # Roll back: refused with the API's words shown (no earlier release of gui-staged, or,
+    # on a manager without the route, its 404/405), or it opens the new rollback task.
+    page.get_by_test_id("rollout-rollback").click()
+    page.get_by_test_id("rollout-confirm").click()
+    error = page.get_by_test_id("rollout-error")
+    if _has_rollback_route(fleet):
+        expect(error.or_(page.get_by_test_id("task-title"))).to_be_visible()
+    else:
+        expect(error).to_have_text(re.compile(r"^Roll back refused \(HTTP 40[45]\): \S"))
+        expect(error).to_contain_text("may not offer roll back")
+
+    page.goto(f"{fleet.url}/ui/deployments/{task}")
+    page.get_by_test_id("rollout-abort").click()
+    page.get_by_test_id("rollout-confirm").click()
+    expect(state).to_have_text(re.compile(r"^Rollout aborted"))
+    assert fleet.states(task) == {"g1": "install_failed", "g2": "stopped", "g3": "stopped"}
+    expect(page.get_by_test_id("rollout-abort")).to_be_disabled()

@@ -101,3 +101,136 @@ def test_sign_out_forgets_the_session(page: Any, gui_manager: tuple[str, str]) -
     expect(page).to_have_url(re.compile(r"/ui/signin$"))
     page.goto(f"{base}/ui/devices")
     expect(page).to_have_url(re.compile(r"/ui/signin$"))
+
+
+def _request_counts(base: str, key: str) -> dict[tuple[str, str], float]:
+    """``(method, route template) -> requests answered`` from ``GET /metrics``."""
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"}).text
+    counts: dict[tuple[str, str], float] = {}
+    pattern = re.compile(
+        r'^swarmdeploy_http_request_duration_seconds_count\{[^}]*method="(\w+)",'
+        r'route="([^"]*)"[^}]*\} (\S+)$'
+    )
+    for line in text.splitlines():
+        if m := pattern.match(line):
+            where = (m.group(1), m.group(2))
+            counts[where] = counts.get(where, 0.0) + float(m.group(3))
+    return counts
+
+
+def test_bulk_tagging_the_selected_devices_is_one_request(
+    page: Any, gui_manager: tuple[str, str]
+) -> None:
+    base, key = gui_manager
+    headers = {"Authorization": f"Bearer {key}"}
+    sign_in(page, base, key)
+    expect(page.get_by_test_id("device-summary")).to_contain_text("devices")
+    page.get_by_test_id("device-filter").fill("robot 12")  # robot 12 and robot 120..129
+    rows = page.get_by_test_id("device-table").locator("tbody.q-virtual-scroll__content tr")
+    expect(rows).to_have_count(11)
+    chosen = sorted(f"bot-{i:04d}" for i in [12, *range(120, 130)])
+    for i in range(11):
+        rows.nth(i).locator(".q-checkbox").click()
+    before = _request_counts(base, key)
+    page.get_by_test_id("device-edit").click()
+    page.get_by_test_id("bulk-add").fill("bulked")
+    page.get_by_test_id("bulk-remove").fill("even")
+    page.get_by_test_id("bulk-apply").click()
+    expect(page.get_by_text("11 device(s) updated")).to_be_visible()
+    after = _request_counts(base, key)
+    bulk = ("POST", "/targets/bulk")
+    assert after.get(bulk, 0) - before.get(bulk, 0) == 1
+    puts = [k for k in after if k[0] == "PUT" and k[1] == "/targets/{target_id}"]
+    assert all(after[k] == before.get(k, 0) for k in puts), "no PUT per device"
+    tagged = httpx.get(
+        f"{base}/targets", params={"tags": "bulked", "perPage": 100}, headers=headers
+    ).json()
+    assert sorted(t["id"] for t in tagged["items"]) == chosen
+    for target in tagged["items"]:  # removeTags then addTags, other tags kept
+        number = int(target["id"].split("-")[1])
+        assert target["tags"] == ["fleet", *(["odd"] if number % 2 else []), "bulked"]
+    audit = httpx.get(f"{base}/audit", params={"perPage": 1000}, headers=headers).json()
+    entries = [e for e in audit["items"] if e["action"] == "target.bulk_update"]
+    assert len(entries) == 1 and entries[0]["details"]["changedCount"] == 11
+
+
+def _rollout_task(base: str, key: str, ids: list[str]) -> str:
+    """A staged rollout to offline devices: its first group is announced and waits."""
+    body = {
+        "description": "gui staged release",
+        "deploy": {"run": {"commands": ["true"]}, "target": {"ids": ids}},
+        "rollout": {"groups": [{"name": "first", "count": 2}, {}]},
+    }
+    answer = httpx.post(f"{base}/tasks", json=body, headers={"Authorization": f"Bearer {key}"})
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def _rollout_state(base: str, key: str, task: str) -> str:
+    doc = httpx.get(f"{base}/tasks/{task}", headers={"Authorization": f"Bearer {key}"}).json()
+    return str(doc["rollout"]["state"])
+
+
+def test_a_rollout_is_paused_resumed_and_aborted_from_its_page(
+    page: Any, gui_manager: tuple[str, str]
+) -> None:
+    base, key = gui_manager
+    task = _rollout_task(base, key, [f"bot-{i:04d}" for i in range(900, 905)])
+    sign_in(page, base, key)
+    page.goto(f"{base}/ui/deployments/{task}")
+    state = page.get_by_test_id("rollout-state")
+    expect(state).to_have_text("Rollout running · group 1 of 2 (first)")
+    groups = page.get_by_test_id("rollout-groups").locator("tbody tr")
+    expect(groups).to_have_count(2)
+    expect(groups.nth(0)).to_contain_text("2 pending")
+    expect(groups.nth(1)).to_contain_text("waiting")
+    expect(page.get_by_test_id("rollout-resume")).to_be_disabled()
+    expect(page.get_by_test_id("rollout-retry")).to_be_disabled()  # nothing failed
+    expect(page.get_by_test_id("rollout-rollback")).to_be_disabled()  # nothing delivered
+
+    page.get_by_test_id("rollout-pause").click()
+    expect(page.get_by_test_id("rollout-question")).to_contain_text("Pause the rollout?")
+    page.get_by_test_id("rollout-confirm").click()
+    expect(state).to_have_text("Rollout paused · group 1 of 2 (first)")
+    assert _rollout_state(base, key, task) == "paused"
+    expect(page.get_by_test_id("rollout-pause")).to_be_disabled()
+
+    page.get_by_test_id("rollout-resume").click()
+    page.get_by_test_id("rollout-confirm").click()
+    expect(state).to_have_text("Rollout running · group 1 of 2 (first)")
+    assert _rollout_state(base, key, task) == "running"
+
+    page.get_by_test_id("rollout-abort").click()
+    page.get_by_test_id("rollout-cancel").click()  # asked, not done
+    expect(page.get_by_test_id("rollout-question")).to_have_count(0)
+    assert _rollout_state(base, key, task) == "running"
+    page.get_by_test_id("rollout-abort").click()
+    page.get_by_test_id("rollout-confirm").click()
+    expect(state).to_have_text("Rollout aborted · group 1 of 2 (first)")
+    expect(groups.nth(1)).to_contain_text("3 stopped")
+    audit = httpx.get(
+        f"{base}/audit", params={"perPage": 1000}, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    actions = [e["action"] for e in audit["items"] if e.get("target") == task]
+    assert actions[-3:] == ["task.pause", "task.resume", "task.abort"]
+
+
+def test_a_viewer_sees_the_rollout_but_no_action_buttons(
+    page: Any, gui_manager: tuple[str, str]
+) -> None:
+    base, admin = gui_manager
+    task = _rollout_task(base, admin, [f"bot-{i:04d}" for i in range(910, 913)])
+    viewer = _api_key(base, admin, "gui-rollout-viewer", "viewer")
+    sign_in(page, base, viewer)
+    page.goto(f"{base}/ui/deployments/{task}")
+    expect(page.get_by_test_id("rollout-state")).to_have_text(
+        "Rollout running · group 1 of 2 (first)"
+    )
+    expect(page.get_by_test_id("rollout-groups").locator("tbody tr")).to_have_count(2)
+    for action in ("pause", "resume", "abort", "retry", "rollback"):
+        expect(page.get_by_test_id(f"rollout-{action}")).to_have_count(0)
+    expect(page.get_by_test_id("task-stop")).to_have_count(0)
+    refused = httpx.post(
+        f"{base}/tasks/{task}/pause", json={}, headers={"Authorization": f"Bearer {viewer}"}
+    )
+    assert refused.status_code == 403
