@@ -144,6 +144,7 @@ def _register_progress(ctx: GuiContext) -> None:
             return session
         header = ui.label("").classes("text-lg font-bold").props('data-testid="task-title"')
         status = ui.label("").props('data-testid="task-status"')
+        links = ui.row().props('data-testid="task-links"')
         bar = ui.linear_progress(value=0, show_value=False).props(
             'instant-feedback size=10px data-testid="task-progress"'
         )
@@ -190,6 +191,7 @@ def _register_progress(ctx: GuiContext) -> None:
                 return
             p = progress(task)
             panel.show(task)
+            _show_links(links, task)
             header.text = printable(task.get("description") or task["id"])
             status.text = f"{task['status']} · {p.total} devices"
             bar.value = p.done_fraction
@@ -228,6 +230,18 @@ def _register_progress(ctx: GuiContext) -> None:
         timer = ui.timer(SAFETY_REFRESH_S, load)
         await load()
         return None
+
+
+def _show_links(container: Any, task: dict[str, Any]) -> None:
+    """Links to the task this one rolls back (``rollbackOf``) and to those rolling it back
+    (``rolledBackBy``), as ``POST /tasks/{id}/rollback`` links them."""
+    container.clear()
+    with container:
+        if task.get("rollbackOf"):
+            other = str(task["rollbackOf"])
+            ui.link(f"Rolls back {printable(other)}", f"{DEPLOYMENTS}/{quote(other)}")
+        for other in task.get("rolledBackBy") or []:
+            ui.link(f"Rolled back by {printable(other)}", f"{DEPLOYMENTS}/{quote(str(other))}")
 
 
 async def _stop(ctx: GuiContext, api_key: str, task_id: str) -> None:
