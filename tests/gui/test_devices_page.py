@@ -131,8 +131,13 @@ def test_bulk_tagging_the_selected_devices_is_one_request(
     chosen = sorted(f"bot-{i:04d}" for i in [12, *range(120, 130)])
     for i in range(11):
         rows.nth(i).locator(".q-checkbox").click()
-    before = _request_counts(base, key)
     page.get_by_test_id("device-edit").click()
+    page.get_by_test_id("bulk-apply").click()  # nothing given: said so, nothing sent
+    expect(page.get_by_test_id("bulk-error")).to_contain_text("Nothing to change")
+    page.get_by_test_id("bulk-add").fill("no/slash")  # refused by the API: its words shown
+    page.get_by_test_id("bulk-apply").click()
+    expect(page.get_by_test_id("bulk-error")).to_contain_text(re.compile(r"^Not changed: .+"))
+    before = _request_counts(base, key)
     page.get_by_test_id("bulk-add").fill("bulked")
     page.get_by_test_id("bulk-remove").fill("even")
     page.get_by_test_id("bulk-apply").click()
