@@ -84,6 +84,13 @@ async def _scenario(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
         await _until("halted", lambda: _rollout_is(http, v2, "halted"))
         await _until("first group final", lambda: _all(sims, v2, FIRST, TargetState.INSTALL_FAILED))
         assert announced(sims, v2, SECOND + REST) == 0
+        # following a halted rollout ends at once, with exit status 1 and the reason
+        cli = ["--url", fleet.url, f"--api-key={fleet.admin_key}"]
+        rc = main([*cli, "tasks", "watch", v2, "--poll", "1", "--timeout", "60"])
+        out = capsys.readouterr().out
+        assert rc == 1, out
+        assert f"task {v2}: rollout halted, group 1 of 3 (1): group 1: 4 of 4" in out
+        assert "| 1 halted 0/4 ok, 4 failed; 2 waiting 0/4 ok, 0 failed;" in out
 
         # fix the cause, retry the failed devices, resume
         _failing(sims, FIRST, 0.0)
@@ -98,7 +105,7 @@ async def _scenario(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert (await _post(http, f"/tasks/{v2}/resume"))["rollout"]["state"] == "running"
         await _until("soaking again", lambda: _soaking(http, v2, 1))
 
-        rc = main(["--url", fleet.url, f"--api-key={fleet.admin_key}", "tasks", "rollback", v2])
+        rc = main([*cli, "tasks", "rollback", v2])
         out = capsys.readouterr()
         assert rc == 0, out.err
         assert f"rolling task {v2} back: task " in out.out

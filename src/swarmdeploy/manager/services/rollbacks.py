@@ -13,11 +13,14 @@ release being rolled back, as **one new task**:
 3. the new task reuses the previous release's artifacts (``source.task``) and its install,
    run, health and sandbox settings, addressed to those devices by id; it is created through
    the ordinary task creation (validated, signed with the operator's key, announced at once);
-4. the link is stored both ways (``task_rollbacks``; ``rollbackOf`` / ``rolledBackBy`` in the
-   task documents), the action is audited (``task.rollback``), and an open staged rollout of
-   the rolled-back task is aborted (its devices not announced yet never get it).
+4. an open staged rollout of the rolled-back task is aborted **before** the devices are read
+   (its devices not announced yet never get it, and no group starts in between);
+5. the link is stored both ways (``task_rollbacks``; ``rollbackOf`` / ``rolledBackBy`` in the
+   task documents) and the action is audited (``task.rollback``).
 
-Every refusal is a :class:`ConflictError` naming the problem, and nothing has changed then.
+Every refusal is a :class:`ConflictError` naming the problem; nothing has changed then,
+except when the new task cannot be created after the rollout was aborted (a device deleted
+meanwhile), which the message says.
 :func:`rollback_document` and :func:`previous_release` are pure.
 """
 
@@ -140,8 +143,7 @@ class Rollbacks:
             )
         if current.remove:
             raise ConflictError(f"task {task_id} removes app {current.app}; it has no release")
-        rows = await self._storage.task_targets(task_id)
-        devices = sorted(r.target_id for r in rows if r.role == "deploy" and r.state in GOT_STATES)
+        devices = await self._devices(task_id)
         if not devices:
             raise ConflictError(
                 f"no device got the release of task {task_id} (none is "
@@ -155,12 +157,17 @@ class Rollbacks:
                 f"app {current.app} has no release before task {task_id}: "
                 "there is no previous release to roll back to"
             )
+        # the rollout stops first, so that no group starts between reading the devices and
+        # announcing the rollback; the devices are read again after it
+        aborted = await self._abort_rollout(task_id, by)
+        devices = await self._devices(task_id)
         doc = rollback_document(task, previous, before, devices)
         try:
             view = await self._creator.create(doc, created_by=by.audit_name, principal=by)
         except InvalidInput as exc:
+            note = " (its rollout is aborted)" if aborted else ""
             raise ConflictError(
-                f"cannot roll task {task_id} back to task {previous.id}: {exc.message}"
+                f"cannot roll task {task_id}{note} back to task {previous.id}: {exc.message}"
             ) from None
         new_id: str = view.record.id
         await self._storage.add_rollback(RollbackRecord(new_id, task_id, self._clock()))
@@ -168,16 +175,24 @@ class Rollbacks:
             by, "task.rollback", task_id, {"task": new_id, "to": previous.id,
                                            "targets": len(devices)},
         )  # fmt: skip
-        await self._abort_rollout(task_id, by)
         log.info("task %s rolled back to task %s by %s on %d device(s) as task %s",
                  task_id, previous.id, by.audit_name, len(devices), new_id)  # fmt: skip
         return new_id
 
-    async def _abort_rollout(self, task_id: str, by: Principal) -> None:
-        """Abort the rolled-back task's staged rollout if it is still open."""
+    async def _devices(self, task_id: str) -> list[str]:
+        """The devices that got the task's release (:data:`GOT_STATES`), sorted."""
+        rows = await self._storage.task_targets(task_id)
+        return sorted(r.target_id for r in rows if r.role == "deploy" and r.state in GOT_STATES)
+
+    async def _abort_rollout(self, task_id: str, by: Principal) -> bool:
+        """Abort the rolled-back task's staged rollout if it is still open; whether it
+        was."""
         record = await self._storage.get_rollout(task_id)
-        if record is not None and record.state in (RUNNING, PAUSED, HALTED):
-            try:
-                await self._rollouts.abort(task_id, by)
-            except (ConflictError, NotFoundError) as exc:  # ended or deleted meanwhile
-                log.info("rollout of task %s not aborted: %s", task_id, exc)
+        if record is None or record.state not in (RUNNING, PAUSED, HALTED):
+            return False
+        try:
+            await self._rollouts.abort(task_id, by)
+        except (ConflictError, NotFoundError) as exc:  # ended or deleted meanwhile
+            log.info("rollout of task %s not aborted: %s", task_id, exc)
+            return False
+        return True
