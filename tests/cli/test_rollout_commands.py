@@ -82,3 +82,21 @@ def test_pause_resume_abort_of_a_staged_rollout(
 
     rc, _, err = _run(capsys, manager, "tasks", "abort", "no-such-task-0000")
     assert rc == 1 and "not found" in err
+
+
+def test_rollback_of_a_release_no_device_got_says_why(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    rc, out, _ = _run(capsys, manager, "-o", "json", "tokens", "create", "back", "--total", "1")
+    assert rc == 0
+    _register(manager, "back-0", json.loads(out)["tokens"][0])
+    desc = tmp_path / "task.yml"
+    desc.write_text("app: tool\ndeploy:\n  run: {commands: [./tool]}\n  target: {ids: [back-0]}\n")
+    rc, out, err = _run(capsys, manager, "tasks", "create", str(desc))
+    assert rc == 0, err
+    task_id = out.split()[-1]
+    rc, out, err = _run(capsys, manager, "tasks", "rollback", task_id)
+    assert rc == 1 and out == ""
+    assert f"no device got the release of task {task_id}" in err
+    rc, _, err = _run(capsys, manager, "tasks", "rollback", "no-such-task-0000")
+    assert rc == 1 and "not found" in err

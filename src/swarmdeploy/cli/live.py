@@ -5,12 +5,14 @@ it reads the task, so no change falls between the two; every batch of events, an
 ``poll_s`` without one, reads ``GET /tasks/{id}`` again: the task document is the truth, the
 events only say when to look. A dropped stream is reopened (:class:`EventStream`); a manager
 without a usable stream is polled. It ends when no device is on its way any more (each one
-final or running, :attr:`Progress.settled`) or at the deadline.
+final or running, :attr:`Progress.settled`), when the task's staged rollout halted (nothing
+more happens until an operator acts) or at the deadline.
 
 Three displays: a rich live view on a terminal (counts per state, a progress bar, failures
-grouped by identical reason, the devices still waiting), plain lines without control codes
-when the output is not a terminal (CI logs: one line per change, an unchanged line again
-once a minute), and nothing but the final task document with ``-o json``.
+grouped by identical reason, the devices still waiting; for a staged rollout its state and
+one row per group), plain lines without control codes when the output is not a terminal (CI
+logs: one line per change, an unchanged line again once a minute), and nothing but the final
+task document with ``-o json``.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def follow_task(
     :class:`ApiError` (the task was deleted, the key refused, ...). ``stream`` replaces the
     ``/events`` subscription (its owner closes it)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    params = {"topics": "taskUpdated,taskDeleted", "task": task_id}
+    params = {"topics": "taskUpdated,taskDeleted,rolloutUpdated", "task": task_id}
     with contextlib.ExitStack() as owned:
         if stream is None:
             stream = owned.enter_context(EventStream(client, params))
@@ -69,7 +71,7 @@ def follow_task(
         doc = client.request("GET", f"/tasks/{task_id}")
         now = progress(doc)
         show(doc, now)
-        while not now.settled:
+        while not finished(doc, now):
             remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
             if remaining <= 0:
                 return doc, now, True
@@ -87,6 +89,66 @@ def follow_task(
     return doc, now, False
 
 
+def finished(doc: dict[str, Any], now: Progress) -> bool:
+    """Whether following can end: no device on its way, or a halted rollout (whose later
+    groups stay ``pending`` until an operator resumes, retries or aborts it)."""
+    return now.settled or rollout_state(doc) == "halted"
+
+
+def rollout_state(doc: dict[str, Any]) -> str | None:
+    """The state of the task's staged rollout, or ``None`` without one."""
+    rollout = doc.get("rollout")
+    return str(rollout.get("state")) if isinstance(rollout, dict) else None
+
+
+def rollout_line(doc: dict[str, Any]) -> str | None:
+    """One line on the rollout: its state, the current group and, when halted, paused or
+    aborted, why (``None`` without a rollout)."""
+    rollout = doc.get("rollout")
+    if not isinstance(rollout, dict):
+        return None
+    groups = rollout.get("groups") or []
+    current = int(rollout.get("currentGroup") or 0)
+    state = safe(rollout.get("state"))
+    line = f"rollout {state}, group {current + 1} of {len(groups)}"
+    if groups and current < len(groups):
+        line += f" ({safe(groups[current].get('name'))})"
+    if rollout.get("reason"):
+        line += f": {safe(rollout['reason'])}"
+    return line
+
+
+def group_cells(doc: dict[str, Any]) -> list[tuple[str, str, int, int, int, int]]:
+    """Per group of the rollout: ``(name, mark, size, succeeded, failed, not announced)``;
+    ``mark`` is ``done`` (an earlier group), the rollout's state for the current group and
+    ``waiting`` for later ones."""
+    rollout = doc.get("rollout")
+    if not isinstance(rollout, dict):
+        return []
+    current = int(rollout.get("currentGroup") or 0)
+    state = str(rollout.get("state"))
+    cells = []
+    for i, group in enumerate(rollout.get("groups") or []):
+        if state == "completed" or i < current:
+            mark = "done"
+        elif i == current:
+            mark = state
+        else:
+            mark = "waiting"
+        cells.append((safe(group.get("name")), mark, int(group.get("size") or 0),
+                      int(group.get("succeeded") or 0), int(group.get("failed") or 0),
+                      int(group.get("notAnnounced") or 0)))  # fmt: skip
+    return cells
+
+
+def _rollout_view(doc: dict[str, Any]) -> RenderableType:
+    table = Table("group", "", "devices", "succeeded", "failed", "not announced", box=None)
+    for name, mark, size, good, bad, waiting in group_cells(doc):
+        table.add_row(Text(name), Text(mark), Text(str(size)), Text(str(good)),
+                      Text(str(bad)), Text(str(waiting)))  # fmt: skip
+    return Group(Text(rollout_line(doc) or "", style="bold"), table)
+
+
 def render(doc: dict[str, Any], now: Progress) -> RenderableType:
     """The live view of one reading (every API string escaped)."""
     title = Text(f"task {safe(doc.get('id'))}", style="bold")
@@ -100,6 +162,8 @@ def render(doc: dict[str, Any], now: Progress) -> RenderableType:
     for state, count in sorted(now.by_state.items()):
         states.add_row(Text(safe(state)), Text(str(count)))
     parts: list[RenderableType] = [title, bar, states]
+    if rollout_state(doc) is not None:
+        parts.append(_rollout_view(doc))
     if now.failures:
         failures = Table("count", "state", "reason", "devices", title="failures", box=None)
         for group in now.failures:
@@ -118,13 +182,20 @@ def _names(ids: tuple[str, ...]) -> str:
     return shown + (f" and {len(ids) - WAITING_SHOWN} more" if len(ids) > WAITING_SHOWN else "")
 
 
-def plain_line(now: Progress) -> str:
-    """One plain progress line (no control codes): settled count, states, waiting ids."""
+def plain_line(now: Progress, doc: dict[str, Any] | None = None) -> str:
+    """One plain progress line (no control codes): settled count, states, waiting ids; with
+    the task document ``doc`` of a staged rollout, then the rollout and its groups
+    (``name mark succeeded/size ok, failed failed``)."""
     done = now.total - len(now.waiting)
     states = ", ".join(f"{safe(s)} {n}" for s, n in sorted(now.by_state.items())) or "no targets"
     line = f"{done}/{now.total} settled: {states}"
     if now.waiting:
         line += f"; waiting: {_names(now.waiting)}"
+    about = None if doc is None else rollout_line(doc)
+    if doc is not None and about is not None:
+        groups = "; ".join(f"{name} {mark} {good}/{size} ok, {bad} failed"
+                           for name, mark, size, good, bad, _ in group_cells(doc))  # fmt: skip
+        line += f" | {about} | {groups}"
     return line
 
 
@@ -137,7 +208,7 @@ class PlainShow:
         self._at = 0.0
 
     def __call__(self, doc: dict[str, Any], now: Progress) -> None:
-        line = plain_line(now)
+        line = plain_line(now, doc)
         if line != self._last or time.monotonic() - self._at >= PLAIN_REPEAT_S:
             self._write(f"{time.strftime('%H:%M:%S')} task {safe(doc.get('id'))}: {line}")
             self._last, self._at = line, time.monotonic()

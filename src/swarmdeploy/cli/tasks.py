@@ -1,5 +1,6 @@
 """``swarmdeploy tasks ...``: list (newest first), show, create (``--follow``), watch, stop,
-retry, delete; pause, resume and abort of a staged rollout (docs/rollouts.md)."""
+retry, delete; pause, resume and abort of a staged rollout, rollback of a release
+(docs/rollouts.md)."""
 
 from __future__ import annotations
 
@@ -124,10 +125,11 @@ def tasks_create(
 def tasks_watch(
     ctx: typer.Context, task_id: IdArg, poll: PollOpt = 5.0, timeout: TimeoutOpt = None
 ) -> None:
-    """Follow a task live until no target is on its way: counts per state, a progress bar,
-    failures grouped by reason, the devices still waiting; then a summary line. Exit status
-    0 only if every target succeeded, 1 otherwise, 3 at `--timeout`. Not on a terminal:
-    plain lines; with `-o json`: the final task document.
+    """Follow a task live until no target is on its way (or its staged rollout halted):
+    counts per state, a progress bar, failures grouped by reason, the devices still waiting,
+    the rollout's state and groups; then a summary line. Exit status 0 only if every target
+    succeeded, 1 otherwise, 3 at `--timeout`. Not on a terminal: plain lines; with
+    `-o json`: the final task document.
 
     Example: `swarmdeploy tasks watch 0f3c9a --timeout 600`
     """
@@ -140,12 +142,17 @@ def _watch(c: Ctx, task_id: str, poll_s: float, timeout_s: float | None) -> None
         timeout_s=timeout_s,
     )  # fmt: skip
     ending = f"timed out after {timeout_s:g} s: " if timed_out else ""
+    rollout = live.rollout_line(doc)
     if c.out.as_json:  # the document on stdout, the summary for people on stderr
         c.out.document(doc)
+        if rollout is not None:
+            typer.echo(f"task {task_id}: {rollout}", err=True)
         typer.echo(f"task {task_id}: {ending}{now.summary()}", err=True)
     else:
         for line in live.failure_lines(now):
             c.out.line(line)
+        if rollout is not None:
+            c.out.line(f"task {task_id}: {rollout}")
         c.out.line(f"task {task_id}: {ending}{now.summary()}")
     if timed_out:
         raise typer.Exit(live.EXIT_TIMEOUT)
@@ -242,3 +249,23 @@ def tasks_abort(ctx: typer.Context, task_id: IdArg) -> None:
     Example: `swarmdeploy tasks abort 0f3c9a`
     """
     _rollout_action(ctx, task_id, "abort")
+
+
+@tasks_app.command("rollback")
+def tasks_rollback(ctx: typer.Context, task_id: IdArg) -> None:
+    """Roll a release back: deploy the previous release of its app to every device that got
+    it, as a new task (printed); an open staged rollout of the task is aborted.
+
+    Example: `swarmdeploy tasks rollback 0f3c9a`
+    """
+    c = ctx_of(ctx)
+    doc = c.client.request("POST", f"/tasks/{task_id}/rollback", json={})
+    if c.out.as_json:
+        c.out.document(doc)
+        return
+    devices = len(doc.get("targets") or [])
+    version = f" {doc['version']}" if doc.get("version") else ""
+    c.out.message(
+        f"rolling task {task_id} back: task {doc['id']} deploys {doc.get('app')}{version} "
+        f"to {devices} device(s)"
+    )

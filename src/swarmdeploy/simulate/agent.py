@@ -78,11 +78,13 @@ class SimAgent:
         self.keys = generate_keypair()
         self._identity = SigningKey.generate()
         self.boot_id = secrets.token_hex(8)
-        self._rng = random.Random(secrets.randbits(64))
+        seed = secrets.randbits(64) if settings.seed is None else f"{settings.seed}/{target_id}"
+        self._rng = random.Random(seed)
         self.tags = settings.tags
         self.config_revision = 0
         self.revoked = Revocations()
         self.last_sequence: dict[str, int] = {}  # per task kind, as the real agent keeps it
+        self.last_task: dict[str, str] = {}  # per kind, the task of that sequence (a retry's)
         self.tasks: dict[str, SimTask] = {}
         self.transport: ZmqAgentTransport | None = None
         self._server: dict[str, Any] = {}
@@ -352,9 +354,11 @@ class SimAgent:
         await self.send(m.RequestAck(request_id=msg.request_id))
 
     async def _on_announce(self, msg: m.Announce) -> None:
-        if msg.task_id in self.tasks:
+        known = self.tasks.get(msg.task_id)
+        if known is not None and not (known.state in FINAL_STATES and msg.attempt > known.attempt):
             return  # announced again (e.g. after a reconnect): already answered
-        task = SimTask(msg.task_id, msg.kind, S.ANNOUNCED)
+        # new, or an operator's retry of a task that ended here (docs/protocol.md §6.3)
+        task = SimTask(msg.task_id, msg.kind, S.ANNOUNCED, attempt=msg.attempt)
         self.tasks[msg.task_id] = task
         arch_ok = not msg.arch or platform.machine() in msg.arch
         if not arch_ok or msg.size_bytes > self.settings.max_task_bytes:
@@ -411,6 +415,9 @@ class SimAgent:
     def _verify(self, task: SimTask, msg: m.Task) -> TaskManifest:
         """``verify_task`` against the anchors; the sequence is remembered per kind."""
         kind = msgspec.json.decode(msg.manifest, type=_Kind).kind
+        last = self.last_sequence.get(kind, 0)
+        if self.last_task.get(kind) == msg.task_id:
+            last -= 1  # this very task again (an operator's retry): same sequence, as the agent
         verified = verify_task(
             msg.manifest,
             msg.signature,
@@ -420,10 +427,12 @@ class SimAgent:
             target=Target(self.target_id, frozenset(self.tags)),
             task_id=msg.task_id,
             now_ms=now_ms(),
-            last_sequence=self.last_sequence.get(kind, 0),
+            last_sequence=last,
         )
         manifest = decode_manifest(msg.manifest)
-        self.last_sequence[kind] = max(self.last_sequence.get(kind, 0), verified.facts.sequence)
+        if verified.facts.sequence >= self.last_sequence.get(kind, 0):
+            self.last_sequence[kind] = verified.facts.sequence
+            self.last_task[kind] = msg.task_id
         task.signed = (msg.manifest, msg.signature, msg.certificate, verified.facts.sequence)
         return manifest
 

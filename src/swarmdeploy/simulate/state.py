@@ -36,6 +36,8 @@ class SimSettings:
     reconnect_ivl_max_s: float = 5.0
     install_s: float = 0.0  # simulated time between ``installing`` and its outcome
     failure_rate: float = 0.0  # share of installs that end ``install_failed`` (0.0 .. 1.0)
+    #: Seed of the failure draws (each agent's from ``seed`` and its id); None: random.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.failure_rate <= 1.0:
@@ -112,6 +114,7 @@ class SimTask:
     signed: tuple[bytes, bytes, bytes, int] | None = None  # manifest, signature, cert, seq
     reported: list[TargetState] = field(default_factory=list)
     install_due: float = 0.0  # monotonic time the simulated install ends (0: none running)
+    attempt: int = 0  # the announcement's attempt (an operator's retry announces a higher one)
 
 
 def now_ms() -> int:

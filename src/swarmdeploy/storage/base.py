@@ -37,6 +37,7 @@ from swarmdeploy.storage.records import (
     Page,
     RequestRecord,
     RequestState,
+    RollbackRecord,
     RolloutRecord,
     SortOrder,
     TargetRecord,
@@ -220,6 +221,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def list_rollouts(self, states: Sequence[str]) -> list[RolloutRecord]:
         """Rollouts of existing tasks in one of ``states``, by task id."""
+
+    @abc.abstractmethod
+    async def add_rollback(self, record: RollbackRecord) -> None:
+        """Store that ``record.task_id`` rolls back ``record.rollback_of`` (the row goes with
+        the rollback task). Raises :class:`NotFound` for an unknown rollback task and
+        :class:`Conflict` when it has a link already."""
+
+    @abc.abstractmethod
+    async def rollback_links(self, task_id: str) -> list[RollbackRecord]:
+        """The links of a task both ways: the one naming it as the rollback task and those
+        that roll it back, oldest first (``created_at``, then task id)."""
 
     @abc.abstractmethod
     async def get_task(self, task_id: str) -> TaskRecord | None:

@@ -40,6 +40,7 @@ from swarmdeploy.storage.records import (
     LogRecord,
     OperatorKeyRecord,
     Page,
+    RollbackRecord,
     RolloutRecord,
     SortOrder,
     TargetRecord,
@@ -114,6 +115,7 @@ class MemoryStorage(
         self._task_signatures: dict[tuple[str, str], TaskSignatureRecord] = {}
         self._task_apps: dict[str, TaskAppRecord] = {}
         self._rollouts: dict[str, RolloutRecord] = {}
+        self._rollbacks: dict[str, RollbackRecord] = {}
         self._audit: list[AuditRecord] = []
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from swarmdeploy.storage.errors import Conflict, NotFound
 from swarmdeploy.storage.lifecycle import StorageState, require_open
-from swarmdeploy.storage.records import RolloutRecord, TaskRecord
+from swarmdeploy.storage.records import RollbackRecord, RolloutRecord, TaskRecord
 
 
 class MemoryRollouts:
@@ -18,6 +18,7 @@ class MemoryRollouts:
     _state: StorageState
     _tasks: dict[str, TaskRecord]
     _rollouts: dict[str, RolloutRecord]
+    _rollbacks: dict[str, RollbackRecord]
 
     async def add_rollout(self, record: RolloutRecord) -> None:
         """Store it; ``NotFound`` for an unknown task, ``Conflict`` for a second one."""
@@ -68,4 +69,26 @@ class MemoryRollouts:
         return sorted(
             (r for r in self._rollouts.values() if r.task_id in self._tasks and r.state in wanted),
             key=lambda r: r.task_id,
+        )
+
+    async def add_rollback(self, record: RollbackRecord) -> None:
+        """Store the link; ``NotFound`` for an unknown rollback task, ``Conflict`` for a
+        second one."""
+        require_open(self._state)
+        if record.task_id not in self._tasks:
+            raise NotFound(f"task {record.task_id!r} not found")
+        if record.task_id in self._rollbacks:
+            raise Conflict(f"task {record.task_id!r} is a rollback already")
+        self._rollbacks[record.task_id] = record
+
+    async def rollback_links(self, task_id: str) -> list[RollbackRecord]:
+        """Links of existing rollback tasks naming the task either way, oldest first."""
+        require_open(self._state)
+        return sorted(
+            (
+                r
+                for r in self._rollbacks.values()
+                if r.task_id in self._tasks and task_id in (r.task_id, r.rollback_of)
+            ),
+            key=lambda r: (r.created_at, r.task_id),
         )

@@ -436,3 +436,15 @@ class RolloutRecord:
     updated_at: int
     reason: str = ""
     soak_until: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RollbackRecord:
+    """A rollback task and the task it rolls back (``POST /tasks/{id}/rollback``,
+    docs/rollouts.md): ``task_id`` deploys the previous release of the app to the devices
+    that got ``rollback_of``. The row goes with the rollback task; ``rollback_of`` may name
+    a task deleted since."""
+
+    task_id: str
+    rollback_of: str
+    created_at: int

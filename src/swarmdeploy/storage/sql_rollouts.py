@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from swarmdeploy.storage.errors import Conflict, NotFound
-from swarmdeploy.storage.records import RolloutRecord
+from swarmdeploy.storage.records import RollbackRecord, RolloutRecord
 from swarmdeploy.storage.sql_core import SqlCore
-from swarmdeploy.storage.tables import task_rollouts, tasks
+from swarmdeploy.storage.tables import task_rollbacks, task_rollouts, tasks
 
 
 def rollout_from_row(row: sa.Row[Any]) -> RolloutRecord:
@@ -31,7 +31,7 @@ def rollout_from_row(row: sa.Row[Any]) -> RolloutRecord:
 
 
 class SqlRollouts(SqlCore):
-    """Rollout rows of tasks."""
+    """Rollout rows of tasks, and the links of rollback tasks."""
 
     async def add_rollout(self, record: RolloutRecord) -> None:
         """Insert it; ``NotFound`` for an unknown task, ``Conflict`` for a second one."""
@@ -100,3 +100,42 @@ class SqlRollouts(SqlCore):
         async with self._tx() as conn:
             rows = (await conn.execute(query)).all()
         return [rollout_from_row(r) for r in rows]
+
+    async def add_rollback(self, record: RollbackRecord) -> None:
+        """Insert the link; ``NotFound`` for an unknown rollback task, ``Conflict`` when it
+        has one already."""
+        async with self._write_tx() as conn:
+            found = await conn.scalar(sa.select(tasks.c.id).where(tasks.c.id == record.task_id))
+            if found is None:
+                raise NotFound(f"task {record.task_id!r} not found")
+            have = await conn.scalar(
+                sa.select(task_rollbacks.c.task_id).where(
+                    task_rollbacks.c.task_id == record.task_id
+                )
+            )
+            if have is not None:
+                raise Conflict(f"task {record.task_id!r} is a rollback already")
+            await conn.execute(
+                sa.insert(task_rollbacks).values(
+                    task_id=record.task_id,
+                    rollback_of=record.rollback_of,
+                    created_at=record.created_at,
+                )
+            )
+
+    async def rollback_links(self, task_id: str) -> list[RollbackRecord]:
+        """Links naming the task either way, oldest first."""
+        query = (
+            sa.select(task_rollbacks)
+            .where(
+                sa.or_(task_rollbacks.c.task_id == task_id, task_rollbacks.c.rollback_of == task_id)
+            )
+            .order_by(task_rollbacks.c.created_at, task_rollbacks.c.task_id)
+        )
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            RollbackRecord(r._mapping["task_id"], r._mapping["rollback_of"],
+                           r._mapping["created_at"])
+            for r in rows
+        ]  # fmt: skip

@@ -578,3 +578,20 @@ task_rollouts = sa.Table(
     sa.Column("updated_at", Millis, nullable=False),
     sa.Index("ix_task_rollouts_state", "state"),
 )
+
+
+# -- revision 0012: rollback tasks of releases (issue 15) -----------------------------------------
+
+task_rollbacks = sa.Table(
+    "task_rollbacks",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.String(200),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("rollback_of", sa.String(200), nullable=False),
+    sa.Column("created_at", Millis, nullable=False),
+    sa.Index("ix_task_rollbacks_of", "rollback_of"),
+)

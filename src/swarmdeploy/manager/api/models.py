@@ -446,6 +446,10 @@ class TaskPublic(TaskSummary):
 
     targets: list[TaskTargetPublic]
     failures: list[FailureGroupOut] = Field(default_factory=list)
+    #: The task this one rolls back (``POST /tasks/{id}/rollback`` created it), if any.
+    rollback_of: str | None = None
+    #: The tasks that roll this one back, oldest first.
+    rolled_back_by: list[str] = Field(default_factory=list)
 
 
 # -- artifacts ---------------------------------------------------------------------------------
@@ -477,6 +481,11 @@ class RetryCreate(ApiModel):
     targets: list[str] | None = Field(
         None, max_length=100_000, description="Target ids; omitted: every failed target."
     )
+
+
+class RollbackCreate(ApiModel):
+    """The body of ``POST /tasks/{id}/rollback``: empty (``{}``); the previous release and
+    the devices follow from the task."""
 
 
 class StopPublic(ApiModel):

@@ -1,9 +1,11 @@
 """``/tasks`` (and its alias ``/orders``): create, list, read, stop, retry, delete; pause,
-resume and abort of a staged rollout."""
+resume and abort of a staged rollout; rollback of a release."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -14,6 +16,7 @@ from swarmdeploy.manager.api.errors import responses
 from swarmdeploy.manager.api.models import (
     ListOf,
     RetryCreate,
+    RollbackCreate,
     StopPublic,
     TaskPreview,
     TaskPublic,
@@ -28,6 +31,7 @@ from swarmdeploy.manager.api.multipart import (
 )
 from swarmdeploy.manager.services.auth import Principal
 from swarmdeploy.manager.services.container import Services
+from swarmdeploy.manager.services.rollouts import Rollouts
 from swarmdeploy.manager.services.tasks import TaskView, task_json
 
 TaskId = Annotated[str, Path(max_length=128, description="Task id, e.g. swift-otter-3f9a.")]
@@ -195,7 +199,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
     @router.post(
         "/{task_id}/retry",
         response_model=TaskPublic,
-        responses=responses(401, 403, 404, 409),
+        responses=responses(401, 403, 404, 409, 429),
         operation_id=f"retry_{noun}",
     )
     async def retry_task(
@@ -205,7 +209,9 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         given targets (body ``{"targets": [...]}``) or to every target that ended
         ``declined``, ``install_failed`` or ``expired``: after the cause (a
         missing trust anchor, a full disk) is fixed. 404 for an unknown task or target; 409
-        for a target in another state, a stopped task or one past its deadline."""
+        for a target in another state, a stopped task or one past its deadline; 429 when
+        too fast."""
+        services.tasks.action_limit.check(who, "retry")
         targets = None if body is None else body.targets
         return task_json(await services.tasks.retry(task_id, who, targets), with_targets=True)
 
@@ -213,44 +219,84 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
     return router
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RolloutAction:
+    """One operator action on a staged rollout: its name (the path's last part and the
+    audit action ``task.<name>``), what it does (the route's description) and the call."""
+
+    name: str
+    doc: str
+    run: Callable[[Rollouts, str, Principal], Awaitable[object]]
+
+
+#: ``POST /tasks/{id}/<name>``: each answers with the task document; 404 for an unknown
+#: task, 409 for a task without a rollout or in the wrong state, 429 when too fast.
+_ROLLOUT_ACTIONS = (
+    _RolloutAction(
+        "pause",
+        "Pause the task's staged rollout: nothing more is announced until it is resumed "
+        "(devices that have the task keep it). 409 for a task without a rollout or one that "
+        "is not running.",
+        Rollouts.pause,
+    ),
+    _RolloutAction(
+        "resume",
+        "Resume a paused or halted rollout: the current group's devices not announced yet "
+        "are announced, and the thresholds are counted again (a halted rollout whose failed "
+        "devices were not retried halts again). 409 otherwise.",
+        Rollouts.resume,
+    ),
+    _RolloutAction(
+        "abort",
+        "Abort the rollout: devices not announced yet end ``stopped`` and never get the "
+        "task; devices that have it keep it (stop the task to stop them). 409 for a task "
+        "without a rollout or one that has ended.",
+        Rollouts.abort,
+    ),
+)
+
+
+def _rollout_route(router: APIRouter, noun: str, action: _RolloutAction) -> None:
+    async def act(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
+        services.tasks.action_limit.check(who, action.name)
+        await action.run(services.tasks.rollouts, task_id, who)
+        return task_json(await services.tasks.get(task_id), with_targets=True)
+
+    router.add_api_route(
+        f"/{{task_id}}/{action.name}",
+        act,
+        methods=["POST"],
+        response_model=TaskPublic,
+        responses=responses(401, 403, 404, 409, 429),
+        operation_id=f"{action.name}_{noun}",
+        name=f"{action.name}_{noun}",
+        summary=f"{action.name.capitalize()} {noun}",
+        description=action.doc,
+    )
+
+
 def _rollout_routes(router: APIRouter, noun: str) -> None:
-    """``pause``, ``resume`` and ``abort`` of a staged rollout (docs/rollouts.md)."""
+    """``pause``, ``resume`` and ``abort`` of a staged rollout (docs/rollouts.md), and the
+    rollback of a release."""
+    for action in _ROLLOUT_ACTIONS:
+        _rollout_route(router, noun, action)
 
     @router.post(
-        "/{task_id}/pause",
+        "/{task_id}/rollback",
+        status_code=201,
         response_model=TaskPublic,
-        responses=responses(401, 403, 404, 409),
-        operation_id=f"pause_{noun}",
+        responses=responses(401, 403, 404, 409, 429),
+        operation_id=f"rollback_{noun}",
     )
-    async def pause_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
-        """Pause the task's staged rollout: nothing more is announced until it is resumed
-        (devices that have the task keep it). 409 for a task without a rollout or one that
-        is not running."""
-        await services.tasks.rollouts.pause(task_id, who)
-        return task_json(await services.tasks.get(task_id), with_targets=True)
-
-    @router.post(
-        "/{task_id}/resume",
-        response_model=TaskPublic,
-        responses=responses(401, 403, 404, 409),
-        operation_id=f"resume_{noun}",
-    )
-    async def resume_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
-        """Resume a paused or halted rollout: the current group's devices not announced yet
-        are announced, and the thresholds are counted again (a halted rollout whose failed
-        devices were not retried halts again). 409 otherwise."""
-        await services.tasks.rollouts.resume(task_id, who)
-        return task_json(await services.tasks.get(task_id), with_targets=True)
-
-    @router.post(
-        "/{task_id}/abort",
-        response_model=TaskPublic,
-        responses=responses(401, 403, 404, 409),
-        operation_id=f"abort_{noun}",
-    )
-    async def abort_task(task_id: TaskId, services: ServicesDep, who: Operator) -> dict[str, Any]:
-        """Abort the rollout: devices not announced yet end ``stopped`` and never get the
-        task; devices that have it keep it (stop the task to stop them). 409 for a task
-        without a rollout or one that has ended."""
-        await services.tasks.rollouts.abort(task_id, who)
-        return task_json(await services.tasks.get(task_id), with_targets=True)
+    async def rollback_task(
+        task_id: TaskId, services: ServicesDep, who: Operator, body: RollbackCreate | None = None
+    ) -> dict[str, Any]:
+        """Roll the task's release back: deploy the previous release of its app to every
+        device that got this one, as one new task (answered here, status 201) that reuses
+        the previous release's artifacts and settings; an open staged rollout of this task
+        is aborted. The documents link both ways (``rollbackOf``, ``rolledBackBy``). Body:
+        ``{}`` or none. 409 naming the problem for a task that is not an app release, one no
+        device got, or an app without an earlier release. Audited (``task.rollback``)."""
+        services.tasks.action_limit.check(who, "rollback")
+        new_id = await services.tasks.rollbacks.rollback(task_id, who)
+        return task_json(await services.tasks.get(new_id), with_targets=True)

@@ -38,7 +38,9 @@ from swarmdeploy.manager.services.builds import BuildStage, build_stage_json, lo
 from swarmdeploy.manager.services.descriptor_input import input_error, read_head, with_archive
 from swarmdeploy.manager.services.ids import readable_id
 from swarmdeploy.manager.services.logs import LogService
+from swarmdeploy.manager.services.rollbacks import Rollbacks
 from swarmdeploy.manager.services.rollouts import Rollouts, plan_groups, rollout_json
+from swarmdeploy.manager.services.task_actions import ActionLimiter
 from swarmdeploy.manager.services.task_retry import choose
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
@@ -89,6 +91,10 @@ class TaskView:
     signer_name: str = ""
     #: The task's staged rollout (docs/rollouts.md), or ``None``: announced all at once.
     rollout: RolloutRecord | None = None
+    #: The task this one rolls back, and the tasks that roll this one back (read for
+    #: single tasks only, with ``signed``).
+    rollback_of: str | None = None
+    rolled_back_by: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,6 +151,12 @@ class TaskService:
             storage, events=events, clock=clock, audit=audit, states=states
         )
         self.rollouts.attach(self)
+        #: Rate limit of the operator actions on tasks (``services.task_actions``).
+        self.action_limit = ActionLimiter(clock)
+        #: Rollbacks of releases (``services.rollbacks``).
+        self.rollbacks = Rollbacks(
+            storage, creator=self, rollouts=self.rollouts, audit=audit, clock=clock
+        )
         self._audit = audit
         self._signer = signer
         self._states = states
@@ -460,6 +472,7 @@ class TaskService:
         if rows is None:
             rows = await self._storage.task_targets(record.id)
         signature, name = (await self._signature(record.id)) if signed else (None, "")
+        links = await self._storage.rollback_links(record.id) if signed else []
         return TaskView(
             record,
             rows,
@@ -469,6 +482,8 @@ class TaskService:
             signature,
             name,
             await self._storage.get_rollout(record.id) if "rollout" in record.descriptor else None,
+            next((k.rollback_of for k in links if k.task_id == record.id), None),
+            tuple(k.task_id for k in links if k.rollback_of == record.id),
         )
 
     async def _signature(self, task_id: str) -> tuple[TaskSignatureRecord | None, str]:
@@ -630,6 +645,8 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
     if view.rollout is not None:
         doc["rollout"] = rollout_json(r, view.rollout, view.targets)
     if with_targets:
+        doc["rollbackOf"] = view.rollback_of
+        doc["rolledBackBy"] = list(view.rolled_back_by)
         doc["targets"] = [row_json(t) for t in view.targets]
         doc["failures"] = [
             {"state": g.state, "reason": g.reason, "count": g.count, "targets": list(g.sample)}
