@@ -235,11 +235,6 @@ def _row(fleet: LocalFleet, task: str, target: str) -> tuple[str, int]:
     return str(row["state"]), int(row["attempt"])
 
 
-def _has_rollback_route(fleet: LocalFleet) -> bool:
-    paths = fleet.api.request("GET", "/openapi.json")["paths"]
-    return "/tasks/{task_id}/rollback" in paths
-
-
 def test_a_halted_rollout_shows_why_retries_its_failed_device_and_is_aborted(
     page: Any, fleet: LocalFleet
 ) -> None:
@@ -284,16 +279,11 @@ def test_a_halted_rollout_shows_why_retries_its_failed_device_and_is_aborted(
     assert fleet.states(task) == {"g1": "install_failed", "g2": "pending", "g3": "pending"}
     expect(page.get_by_test_id("rollout-error")).to_be_hidden()
 
-    # Roll back: refused with the API's words shown (no device got this release, or, on a
-    # manager without the route, its 404/405).
+    # Roll back: refused with the API's words shown (no device got this release: 409).
     page.get_by_test_id("rollout-rollback").click()
     page.get_by_test_id("rollout-confirm").click()
     error = page.get_by_test_id("rollout-error")
-    if _has_rollback_route(fleet):  # no device got this release: 409 naming the problem
-        expect(error).to_have_text(re.compile(r"^Roll back refused \(HTTP 409\): \S"))
-    else:
-        expect(error).to_have_text(re.compile(r"^Roll back refused \(HTTP 40[45]\): \S"))
-        expect(error).to_contain_text("may not offer roll back")
+    expect(error).to_have_text(re.compile(r"^Roll back refused \(HTTP 409\): \S"))
 
     page.goto(f"{fleet.url}/ui/deployments/{task}")
     page.get_by_test_id("rollout-abort").click()
@@ -306,8 +296,6 @@ def test_a_halted_rollout_shows_why_retries_its_failed_device_and_is_aborted(
 def test_roll_back_from_the_page_opens_the_new_task_that_restores_the_previous_release(
     page: Any, fleet: LocalFleet
 ) -> None:
-    if not _has_rollback_route(fleet):
-        pytest.skip("this manager has no POST /tasks/{id}/rollback yet")
     first = {
         "app": "gui-rb",
         "version": "1",

@@ -117,8 +117,6 @@ class RolloutPanel:
                 answer = await api.request("POST", path, json={})
         except ApiError as exc:
             text = f"{action.label} refused (HTTP {exc.status}): {printable(exc.message)}"
-            if exc.status in (404, 405) and action.name == "rollback":
-                text += " (this manager may not offer roll back)"
             self._error.text = text
             self._error.set_visibility(True)
             ui.notify(text, type="negative")
