@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import zmq
 from tests.cli.manager_proc import free_port, running_manager
 
@@ -202,10 +203,27 @@ def _figures(times_s: list[float], sizes: list[int]) -> dict[str, Any]:
     }
 
 
+def _manager(base: str) -> psutil.Process:
+    port = base.rsplit(":", 1)[1]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "manager" in cmdline and port in cmdline:
+            return proc
+    raise RuntimeError(f"no manager process on port {port}")
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def _timed(
     http: httpx.Client, method: str, paths: list[str], count: int, body: Any = None
 ) -> dict[str, Any]:
-    """``count`` requests, cycling through ``paths``; each must succeed."""
+    """``count`` requests, cycling through ``paths``; each must succeed. Besides the
+    latencies, the manager's CPU time per request (robust against a loaded machine)."""
+    proc = _manager(str(http.base_url).rstrip("/"))
+    cpu_before = _cpu_s(proc)
     times, sizes = [], []
     for n in range(count):
         path = paths[n % len(paths)]
@@ -216,7 +234,8 @@ def _timed(
         if resp.status_code >= 300:
             raise RuntimeError(f"{method} {path}: {resp.status_code} {resp.text[:300]}")
         sizes.append(len(content))
-    return _figures(times, sizes)
+    cpu_ms = (_cpu_s(proc) - cpu_before) * 1000 / count
+    return {**_figures(times, sizes), "manager_cpu_ms_per_request": round(cpu_ms, 1)}
 
 
 def _measure(base: str, key: str, big: str, args: argparse.Namespace) -> dict[str, Any]:
