@@ -159,3 +159,20 @@ def _selects(select: str, tags: set[str]) -> bool:
         return "cam" in tags and "site-0" in tags
     assert select == "fleet,!cam"
     return "fleet" in tags and "cam" not in tags
+
+
+async def test_json_columns_msgspec_refuses_still_read(tmp_path: Path) -> None:
+    """``json.dumps`` writes ``NaN``, which msgspec refuses: such a stored health document
+    still reads (``decode_json`` falls back to ``json.loads``); big integers stay exact."""
+    backend = open_storage(f"sqlite+aiosqlite:///{tmp_path / 'nan.db'}")
+    await backend.open()
+    try:
+        await _fleet(backend, 2)
+        odd = {"load_1m": float("nan"), "big": 2**70, "text": "ü\u202e"}
+        await backend.touch_target("dev-000", seen_at=3, health=odd)
+        got = (await backend.get_target("dev-000")).health  # type: ignore[union-attr]
+        assert got is not None and got["load_1m"] != got["load_1m"]  # NaN
+        assert got["big"] == 2**70 and got["text"] == "ü\u202e"
+        assert (await backend.get_target("dev-001")).health == {"os": "Linux", "n": 1}  # type: ignore[union-attr]
+    finally:
+        await backend.close()
