@@ -177,12 +177,12 @@ class TargetRegistry:
         ids = [r.id for r in records]
         recent = await self._storage.recent_task_rows(ids, per_target=RECENT_TASKS)
         indoor = await self._storage.indoor_positions(ids)
+        views = [self.view(r, now) for r in records]
         return [
-            dataclasses.replace(
-                self.view(r, now), recent=tuple(recent.get(r.id, ())), indoor=indoor.get(r.id)
-            )
-            for r in records
-        ]
+            TargetView(v.record, v.online, v.ca_fingerprint, tuple(recent.get(v.record.id, ())),
+                       indoor.get(v.record.id))
+            for v in views
+        ]  # fmt: skip
 
     async def history(
         self, target_id: str, *, page: int, per_page: int

@@ -123,7 +123,8 @@ class TaskDeleteListener(Protocol):
 
 
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
-    return [TargetState(r.state) for r in rows]
+    """The distinct states of ``rows`` (the task status depends on that set only)."""
+    return [TargetState(s) for s in {r.state for r in rows}]
 
 
 class TaskService:
