@@ -40,6 +40,7 @@ from swarmdeploy.storage.records import (
     RollbackRecord,
     RolloutRecord,
     SortOrder,
+    StateCount,
     TargetRecord,
     TaskAppRecord,
     TaskRecord,
@@ -260,6 +261,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def task_targets(self, task_id: str) -> list[TaskTargetRecord]:
         """Per-target rows of a task sorted by (role, target_id); build host first."""
+
+    @abc.abstractmethod
+    async def task_state_counts(self, task_ids: Sequence[str]) -> dict[str, list[StateCount]]:
+        """For each of ``task_ids`` its rows counted by (role, state), sorted by role, then
+        by the first target id (tasks without rows are missing); one query for all."""
 
     @abc.abstractmethod
     async def target_tasks(

@@ -9,8 +9,12 @@ without any word matches everything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
 
 from swarmdeploy.storage.records import FINISHED_REQUEST_STATES, MAX_PER_PAGE
 
@@ -18,6 +22,20 @@ _WORD = re.compile(r"[^\W_]+")
 
 #: Characters of a text that take part in full-text indexing (longer text is cut there).
 FTS_MAX_CHARS = 100_000
+
+
+_JSON = msgspec.json.Decoder()
+
+
+def decode_json(text: str | bytes) -> Any:
+    """A stored JSON column's value (the engines' ``json_deserializer``): msgspec, several
+    times faster than :func:`json.loads` on the health documents of a targets page; a
+    document msgspec refuses (``NaN``, which :func:`json.dumps` writes) goes to
+    :func:`json.loads`, so every stored document reads as before."""
+    try:
+        return _JSON.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 def fts_words(text: str) -> list[str]:

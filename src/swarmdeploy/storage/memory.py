@@ -43,6 +43,7 @@ from swarmdeploy.storage.records import (
     RollbackRecord,
     RolloutRecord,
     SortOrder,
+    StateCount,
     TargetRecord,
     TaskAppRecord,
     TaskRecord,
@@ -373,6 +374,21 @@ class MemoryStorage(
         require_open(self._state)
         rows = (r for (t, _), r in self._task_targets.items() if t == task_id)
         return sorted(rows, key=lambda r: (r.role, r.target_id))
+
+    async def task_state_counts(self, task_ids: Sequence[str]) -> dict[str, list[StateCount]]:
+        """Rows per (task, role, state) with the smallest target id."""
+        require_open(self._state)
+        wanted = set(task_ids)
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for (task_id, target_id), r in self._task_targets.items():
+            if task_id in wanted:
+                groups.setdefault((task_id, r.role, r.state), []).append(target_id)
+        found: dict[str, list[StateCount]] = {}
+        for (task_id, role, state), ids in groups.items():
+            found.setdefault(task_id, []).append(StateCount(role, state, len(ids), min(ids)))
+        for counts in found.values():
+            counts.sort(key=lambda c: (c.role, c.first_target))
+        return found
 
     async def target_tasks(
         self, target_id: str, *, states: Sequence[str] | None = None

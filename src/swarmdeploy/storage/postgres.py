@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from swarmdeploy.storage.common import decode_json
 from swarmdeploy.storage.records import LogRecord
 from swarmdeploy.storage.sql import SqlStorage
 
@@ -77,6 +78,7 @@ class PostgresStorage(SqlStorage):
             max_overflow=self._max_overflow,
             pool_pre_ping=True,
             connect_args={"timeout": self._connect_timeout_s},
+            json_deserializer=decode_json,
         )
 
     def _before_migrate(self, connection: Connection) -> None:

@@ -82,6 +82,17 @@ class TaskRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StateCount:
+    """How many rows of one task are in one ``role`` and ``state``, and the smallest target
+    id among them (a task's rows are ordered by role, then target id)."""
+
+    role: str
+    state: str
+    count: int
+    first_target: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskTargetRecord:
     """The state of one target for one task (state names from ``protocol.states``).
 

@@ -7,9 +7,15 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from swarmdeploy.storage.common import fts_words
+from swarmdeploy.storage.common import chunked, fts_words
 from swarmdeploy.storage.errors import NotFound, StorageError
-from swarmdeploy.storage.records import Page, SortOrder, TaskRecord, TaskTargetRecord
+from swarmdeploy.storage.records import (
+    Page,
+    SortOrder,
+    StateCount,
+    TaskRecord,
+    TaskTargetRecord,
+)
 from swarmdeploy.storage.sql_core import SqlCore, as_page
 from swarmdeploy.storage.tables import (
     artifacts,
@@ -132,6 +138,29 @@ class SqlTasks(SqlCore):
         )
         async with self._tx() as conn:
             return [task_target_from_row(r) for r in (await conn.execute(query)).all()]
+
+    async def task_state_counts(self, task_ids: Sequence[str]) -> dict[str, list[StateCount]]:
+        """Rows per (task, role, state) with the smallest target id (``GROUP BY`` on the
+        primary key's leading column: no row is read into Python)."""
+        found: dict[str, list[StateCount]] = {}
+        async with self._tx() as conn:
+            for part in chunked(sorted(set(task_ids)), self.in_chunk):
+                query = (
+                    sa.select(
+                        task_targets.c.task_id,
+                        task_targets.c.role,
+                        task_targets.c.state,
+                        sa.func.count(),
+                        sa.func.min(task_targets.c.target_id),
+                    )
+                    .where(task_targets.c.task_id.in_(part))
+                    .group_by(task_targets.c.task_id, task_targets.c.role, task_targets.c.state)
+                )
+                for task_id, role, state, count, first in (await conn.execute(query)).all():
+                    found.setdefault(task_id, []).append(StateCount(role, state, count, first))
+        for counts in found.values():
+            counts.sort(key=lambda c: (c.role, c.first_target))
+        return found
 
     async def target_tasks(
         self, target_id: str, *, states: Sequence[str] | None = None

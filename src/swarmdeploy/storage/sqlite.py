@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from swarmdeploy.storage import sqlcipher
+from swarmdeploy.storage.common import decode_json
 from swarmdeploy.storage.errors import KeyRejected, StorageUnavailable
 from swarmdeploy.storage.sql import SqlStorage
 from swarmdeploy.storage.tables import logs, tasks
@@ -72,12 +73,17 @@ class SqliteStorage(SqlStorage):
 
     def _make_engine(self) -> AsyncEngine:
         if self._key is None:
-            engine = create_async_engine(self._url, connect_args={"timeout": self._busy_timeout_s})
+            engine = create_async_engine(
+                self._url,
+                connect_args={"timeout": self._busy_timeout_s},
+                json_deserializer=decode_json,
+            )
         else:
             path = Path(sa.engine.make_url(self._url).database or "")
             engine = create_async_engine(
                 self._url,
                 module=sqlcipher.adapted_dbapi(),
+                json_deserializer=decode_json,
                 async_creator=sqlcipher.async_creator(
                     path, self._key, timeout_s=self._busy_timeout_s
                 ),

@@ -253,22 +253,24 @@ def target_values(target: TargetRecord) -> dict[str, Any]:
 
 
 def target_from_row(row: sa.Row[Any]) -> TargetRecord:
-    """Rebuild a :class:`TargetRecord` from a ``targets`` row."""
-    m = row._mapping
-    location = None if m["lat"] is None else Location(m["lat"], m["lon"])
+    """Rebuild a :class:`TargetRecord` from a row that starts with the ``targets`` columns
+    in table order (``select(targets)``, ``returning(targets)``): read by position, which
+    costs a fraction of the by-name lookups on a page of 1,000."""
+    (id_, curve_key, identity_key, name, tags, lat, lon, token_set,
+     created_at, updated_at, last_seen_at, log_request_at, health, *_) = row  # fmt: skip
     return TargetRecord(
-        id=m["id"],
-        curve_key=m["curve_key"],
-        identity_key=m["identity_key"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        name=m["name"],
-        tags=tuple(m["tags"]),
-        location=location,
-        token_set=m["token_set"],
-        last_seen_at=m["last_seen_at"],
-        log_request_at=m["log_request_at"],
-        health=m["health"],
+        id=id_,
+        curve_key=curve_key,
+        identity_key=identity_key,
+        created_at=created_at,
+        updated_at=updated_at,
+        name=name,
+        tags=tuple(tags),
+        location=None if lat is None else Location(lat, lon),
+        token_set=token_set,
+        last_seen_at=last_seen_at,
+        log_request_at=log_request_at,
+        health=health,
     )
 
 
@@ -310,17 +312,10 @@ def task_from_row(row: sa.Row[Any]) -> TaskRecord:
 
 
 def task_target_from_row(row: sa.Row[Any]) -> TaskTargetRecord:
-    """Rebuild a :class:`TaskTargetRecord` from a ``task_targets`` row."""
-    m = row._mapping
-    return TaskTargetRecord(
-        task_id=m["task_id"],
-        target_id=m["target_id"],
-        state=m["state"],
-        updated_at=m["updated_at"],
-        role=m["role"],
-        reason=m["reason"],
-        attempt=m["attempt"],
-    )
+    """Rebuild a :class:`TaskTargetRecord` from a row that starts with the ``task_targets``
+    columns in table order (read by position: a task has thousands of rows)."""
+    task_id, target_id, role, state, updated_at, reason, attempt, *_ = row
+    return TaskTargetRecord(task_id, target_id, state, updated_at, role, reason, attempt)
 
 
 def log_values(log: LogRecord) -> dict[str, Any]:

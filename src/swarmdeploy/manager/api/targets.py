@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from swarmdeploy.manager.api.answers import targets_page
 from swarmdeploy.manager.api.deps import (
     Admin,
     Operator,
@@ -53,13 +54,12 @@ async def list_targets(
     ] = None,
     page: PageQuery = 1,
     per_page: PerPageQuery = 100,
-) -> dict[str, Any]:
+) -> Response:
     """Targets sorted by id, filtered by tags (AND), a search string and a selector."""
     result = await select_targets(
         services, tags=tags, search=search, select=select, page=page, per_page=per_page
     )
-    items = [target_json(v) for v in result.items]
-    return {"total": result.total, "items": items, "page": page, "perPage": per_page}
+    return targets_page(result.items, total=result.total, page=page, per_page=per_page)
 
 
 @router.post("/bulk", response_model=TargetsBulkResult, responses=responses(400, 401, 403))

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from swarmdeploy.manager.api.answers import task_answer
 from swarmdeploy.manager.api.bodies import decode_document, media_type
 from swarmdeploy.manager.api.deps import Operator, PageQuery, PerPageQuery, ServicesDep, Viewer
 from swarmdeploy.manager.api.errors import responses
@@ -123,7 +124,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         responses=responses(400, 401, 403, 413, 415),
         openapi_extra=_create_body(always_yaml=orders),
     )
-    async def create_task(request: Request, services: ServicesDep, who: Operator) -> dict[str, Any]:
+    async def create_task(request: Request, services: ServicesDep, who: Operator) -> Response:
         """Submit a task descriptor (JSON or YAML); answers with the stored task and its id.
 
         ``multipart/form-data`` sends the archive apart from the descriptor (parts
@@ -136,7 +137,7 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         else:
             document = await decode_document(request, services.descriptor_guard, always_yaml=orders)
             view = await services.tasks.create(document, created_by=who.audit_name, principal=who)
-        return task_json(view, with_targets=True)
+        return task_answer(view, status_code=201)
 
     @router.post(
         "/preview",
@@ -153,9 +154,9 @@ def build_tasks_router(*, orders: bool) -> APIRouter:
         return {"total": len(targets), "targets": targets, "buildHost": build_host}
 
     @router.get("/{task_id}", response_model=TaskPublic, responses=responses(401, 403, 404))
-    async def get_task(task_id: TaskId, services: ServicesDep, _: Viewer) -> dict[str, Any]:
+    async def get_task(task_id: TaskId, services: ServicesDep, _: Viewer) -> Response:
         """A task with its status summary and the state of every target."""
-        return task_json(await services.tasks.get(task_id), with_targets=True)
+        return task_answer(await services.tasks.get(task_id))
 
     @router.delete(
         "/{task_id}",

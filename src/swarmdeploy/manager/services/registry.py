@@ -177,12 +177,12 @@ class TargetRegistry:
         ids = [r.id for r in records]
         recent = await self._storage.recent_task_rows(ids, per_target=RECENT_TASKS)
         indoor = await self._storage.indoor_positions(ids)
+        views = [self.view(r, now) for r in records]
         return [
-            dataclasses.replace(
-                self.view(r, now), recent=tuple(recent.get(r.id, ())), indoor=indoor.get(r.id)
-            )
-            for r in records
-        ]
+            TargetView(v.record, v.online, v.ca_fingerprint, tuple(recent.get(v.record.id, ())),
+                       indoor.get(v.record.id))
+            for v in views
+        ]  # fmt: skip
 
     async def history(
         self, target_id: str, *, page: int, per_page: int
@@ -356,7 +356,10 @@ def _locations(r: TargetRecord) -> dict[str, Any]:
     (``reportedLocation``, from ``--location gpsd``). ``locationSource`` says which."""
     reported = reported_position(r.health)
     if r.location is not None:
-        where: dict[str, float] | None = {"lat": r.location.lat, "lon": r.location.lon}
+        where: dict[str, float] | None = {
+            "lat": float(r.location.lat),
+            "lon": float(r.location.lon),
+        }
         source: str | None = "manual"
     elif reported is not None:
         where, source = {"lat": reported["lat"], "lon": reported["lon"]}, "device"
@@ -403,7 +406,11 @@ def target_json(view: TargetView) -> dict[str, Any]:
                 ],
                 "indoor": None
                 if view.indoor is None
-                else {"plan": view.indoor.plan_id, "x": view.indoor.x, "y": view.indoor.y},
+                else {
+                    "plan": view.indoor.plan_id,
+                    "x": float(view.indoor.x),
+                    "y": float(view.indoor.y),
+                },
             }
         ),
         "confinement": confinement_summary(r.health),

@@ -64,6 +64,7 @@ from swarmdeploy.storage.records import (
     Page,
     RolloutRecord,
     SortOrder,
+    StateCount,
     TaskAppRecord,
     TaskRecord,
     TaskSignatureRecord,
@@ -95,6 +96,9 @@ class TaskView:
     #: single tasks only, with ``signed``).
     rollback_of: str | None = None
     rolled_back_by: tuple[str, ...] = ()
+    #: Its rows counted by role and state, when ``targets`` holds only the build host's row
+    #: (task lists: a task's document then needs no row of its deploy targets).
+    counts: tuple[StateCount, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -125,7 +129,8 @@ class TaskDeleteListener(Protocol):
 
 
 def _states(rows: list[TaskTargetRecord]) -> list[TargetState]:
-    return [TargetState(r.state) for r in rows]
+    """The distinct states of ``rows`` (the task status depends on that set only)."""
+    return [TargetState(s) for s in {r.state for r in rows}]
 
 
 class TaskService:
@@ -502,8 +507,27 @@ class TaskService:
         result = await self._storage.list_tasks(
             search=search, sort_order=sort_order, page=page, per_page=per_page
         )
-        views = [await self._view(r) for r in result.items]
+        counts = await self._storage.task_state_counts([r.id for r in result.items])
+        views = [await self._counted_view(r, counts.get(r.id, [])) for r in result.items]
         return Page(total=result.total, items=views, page=result.page, per_page=result.per_page)
+
+    async def _counted_view(self, record: TaskRecord, counts: Sequence[StateCount]) -> TaskView:
+        """The view of a listed task from its row counts: only the build host's row is read
+        (a task with a rollout reads all, its document counts them by group)."""
+        if "rollout" in record.descriptor:
+            return await self._view(record)
+        build_row = None
+        if record.build_host is not None:
+            build_row = await self._storage.get_task_target(record.id, record.build_host)
+        rows = [] if build_row is None else [build_row]
+        return TaskView(
+            record,
+            rows,
+            summarize([TargetState(c.state) for c in counts]),
+            await self._size(record.source_digest),
+            await load_build_stage(self._storage, record, rows),
+            counts=tuple(counts),
+        )
 
     # -- stop / delete / expire ----------------------------------------------------------------
     async def stop(self, task_id: str, by: Principal) -> StopOutcome:
@@ -633,10 +657,10 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
         "match": {
             "ids": list(r.match_ids),
             "tags": list(r.match_tags),
-            "total": sum(1 for t in view.targets if t.role == "deploy"),
+            "total": _deploy_total(view),
         },
         "status": view.status.value,
-        "stateCounts": dict(Counter(t.state for t in view.targets)),
+        "stateCounts": _state_counts(view),
     }
     if view.signature is not None:
         doc["signedBy"] = {"keyId": view.signature.key_id, "name": view.signer_name}
@@ -645,11 +669,32 @@ def task_json(view: TaskView, *, with_targets: bool) -> dict[str, Any]:
     if view.rollout is not None:
         doc["rollout"] = rollout_json(r, view.rollout, view.targets)
     if with_targets:
+        doc["targets"] = [row_json(t) for t in view.targets]
+        doc["failures"] = failures_json(view.targets)
         doc["rollbackOf"] = view.rollback_of
         doc["rolledBackBy"] = list(view.rolled_back_by)
-        doc["targets"] = [row_json(t) for t in view.targets]
-        doc["failures"] = [
-            {"state": g.state, "reason": g.reason, "count": g.count, "targets": list(g.sample)}
-            for g in group_failures((t.target_id, t.state, t.reason) for t in view.targets)
-        ]
     return doc
+
+
+def _deploy_total(view: TaskView) -> int:
+    if view.counts is not None:
+        return sum(c.count for c in view.counts if c.role == "deploy")
+    return sum(1 for t in view.targets if t.role == "deploy")
+
+
+def _state_counts(view: TaskView) -> dict[str, int]:
+    """Rows per state, states in the order they first occur among the rows."""
+    if view.counts is None:
+        return dict(Counter(t.state for t in view.targets))
+    found: dict[str, int] = {}
+    for c in view.counts:  # sorted by (role, first target): first occurrences in order
+        found[c.state] = found.get(c.state, 0) + c.count
+    return found
+
+
+def failures_json(rows: Sequence[TaskTargetRecord]) -> list[dict[str, Any]]:
+    """``failures`` of a task document: failed targets grouped by state and reason."""
+    return [
+        {"state": g.state, "reason": g.reason, "count": g.count, "targets": list(g.sample)}
+        for g in group_failures((t.target_id, t.state, t.reason) for t in rows)
+    ]
