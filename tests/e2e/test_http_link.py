@@ -149,6 +149,13 @@ def test_a_fetch_waits_while_a_connectivity_host_is_unreachable(mixed: LocalFlee
 
         wait_for(lambda: reported(False), timeout_s=30, what="connectivity reported down")
         assert fleet.states(task) == {"seed-1": "transferring"}  # deferred, not failed
+        headers = {"Authorization": f"Bearer {fleet.admin_key}"}
+
+        def failing_hosts() -> bool:  # /metrics: a count per check, the gauges cached 15 s
+            text = httpx.get(f"{fleet.url}/metrics", headers=headers, timeout=10).text
+            return 'swarmdeploy_targets_connectivity_failing{check="hosts"} 1.0' in text
+
+        wait_for(failing_hosts, timeout_s=40, what="the failing check counted in /metrics")
         probe.listen(8)  # the host is reachable now
         fleet.wait_states(task, {"seed-1": "exited"})
         wait_for(lambda: reported(True), timeout_s=30, what="connectivity reported up")
