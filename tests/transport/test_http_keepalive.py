@@ -66,6 +66,7 @@ async def test_one_connection_carries_a_hundred_polls_and_the_sends(h: Harness) 
         # The long-poll holds one connection, the sends use a second one (the poll is parked
         # while a send goes out); without keep-alive this would be ~115.
         assert proxy.accepted <= 3, proxy.accepted
+        print(f"connections for {POLLS}+ polls and 5 sends: {proxy.accepted}")
         assert agent.connections_opened == proxy.accepted
         before = proxy.accepted
         proxy.sever()  # the kept connections break: the agent opens new ones and goes on
