@@ -5,7 +5,9 @@ one broke. Connections are counted where they are accepted: at a loopback proxy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from tests.transport.harness import TIMEOUT_S, Harness, TcpProxy, greet, make_harness
@@ -15,6 +17,7 @@ from swarmdeploy.crypto.curve import generate_keypair
 from swarmdeploy.protocol.messages import Hello
 from swarmdeploy.transport.base import AgentLinkConfig, LinkState
 from swarmdeploy.transport.http_agent import HttpAgentTransport
+from swarmdeploy.transport.http_client import HttpClient
 
 POLLS = 100
 
@@ -91,3 +94,38 @@ async def test_the_tunnel_of_a_connect_proxy_is_kept_too(h: Harness) -> None:
     finally:
         await h.close()
         await proxy.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced_without_an_error() -> None:
+    """A server that answers one request per connection and drops the connection when the
+    second arrives, without an answer (a keep-alive timeout racing the client's next
+    request): the request goes out once more on a new connection and gets its answer."""
+    accepted = 0
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # the second request: dropped unanswered
+        writer.transport.abort()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}", max_body_bytes=1024)
+    try:
+        for _ in range(3):
+            resp = await client.request("GET", "/x", None, TIMEOUT_S)
+            assert (resp.status, resp.body) == (200, b"ok")
+        assert accepted == client.connections_opened == 3
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()
+        await asyncio.wait_for(asyncio.gather(*handlers), TIMEOUT_S)  # each saw its close
