@@ -4,7 +4,10 @@ many in one asyncio process.
 Each :class:`SimAgent` has its own CurveZMQ key pair and Ed25519 identity key, registers
 through the real ``POST /rpc/targets`` with a one-time token (waiting out ``429`` like the
 real agent) and talks to the manager over the real agent-side transport
-(:class:`~swarmdeploy.transport.zmq.ZmqAgentTransport`), following ``docs/protocol.md``
+(:class:`~swarmdeploy.transport.zmq.ZmqAgentTransport`, or
+:class:`~swarmdeploy.transport.http_agent.HttpAgentTransport` with ``transport="http"``:
+chunks are then pulled with ``chunk_request`` messages over the polls, not with the real
+HTTP agent's ranged downloads), following ``docs/protocol.md``
 like the real agent does:
 
 * ``hello`` on every ``connected`` link event and in answer to a ``hint``; ``heartbeat`` at
