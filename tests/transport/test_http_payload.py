@@ -141,6 +141,31 @@ async def test_a_target_that_may_not_have_the_payload_is_refused(
         await agent.download(TASK, source.info, 0, lambda _: True)
 
 
+async def test_a_payload_that_fails_in_the_middle_cuts_the_stream_after_whole_chunks(
+    h: Harness,
+) -> None:
+    source = _serve(h, 5 * CHUNK, {"dl-9"})
+    real_chunk = source.chunk
+
+    async def failing(target_id: str, msg: ChunkRequest) -> Chunk | Error:
+        if msg.index == 3:  # e.g. the blob turned out damaged on the manager
+            return Error(code="unknown_artifact", message="damaged")
+        return await real_chunk(target_id, msg)
+
+    source.chunk = failing  # type: ignore[method-assign]
+    agent = await _agent(h, "dl-9")
+    got: list[bytes] = []
+
+    def keep(data: bytes) -> bool:
+        got.append(data)
+        return True
+
+    with pytest.raises(OSError):
+        await agent.download(TASK, source.info, 0, keep)
+    assert got == [source.data[i * CHUNK : (i + 1) * CHUNK] for i in range(3)]
+    assert await agent.wait_state(LinkState.CONNECTED, timeout_s=5.0) is LinkState.CONNECTED
+
+
 def test_resume_points_are_whole_chunks() -> None:
     assert resume_point(1000, 100, 0) == 0
     assert resume_point(1000, 100, 250) == 200
