@@ -89,6 +89,8 @@ class Options:
     timeout_s: float = 240.0
     repeat: int = 5
     idle_s: float = 0.0  # seconds of idling measured after connect (0: not measured)
+    transport: str = "zmq"  # the simulated agents' link: zmq or http
+    deploys: bool = True  # False: register, connect and idle only
     encrypt_storage: bool = False  # the manager with --encrypt-storage (SQLCipher, blobs)
 
 
@@ -128,7 +130,9 @@ class FleetRun:
     ) -> None:
         self.fleet, self.monitor, self.opts = fleet, monitor, opts
         self.progress = Progress(opts.agents)
-        settings = SimSettings(fleet.url, anchors, tags=(TAG,), health_s=opts.health_s)
+        settings = SimSettings(
+            fleet.url, anchors, tags=(TAG,), health_s=opts.health_s, transport=opts.transport
+        )
         self.agents = [SimAgent(f"fleet-{i:04d}", settings, self.progress)
                        for i in range(opts.agents)]  # fmt: skip
         auth = {"Authorization": f"Bearer {fleet.admin_key}"}
@@ -137,20 +141,24 @@ class FleetRun:
     async def run(self, tokens: list[str]) -> dict[str, Any]:
         """Every phase in order, until one fails (its error is then in ``error``); the
         agents are closed at the end whatever happens."""
-        figures: dict[str, Any] = {}
+        figures: dict[str, Any] = {
+            "transport": self.opts.transport,
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
         try:
             figures["register"] = await self.register(tokens)
             figures["connect"] = await self.connect()
             figures["api_idle"] = await self.api_timings()
             if self.opts.idle_s > 0:
                 figures["idle"] = await self.idle()
-            for name, size in (
-                ("small", self.opts.small_bytes),
-                ("large", self.opts.payload_bytes),
-            ):
-                figures[f"deploy_{name}"] = await self.deploy(f"deploy_{name}", size)
-            task_id = figures["deploy_large"]["task_id"]
-            figures["api_after_deploys"] = await self.api_timings(task_id)
+            if self.opts.deploys:
+                for name, size in (
+                    ("small", self.opts.small_bytes),
+                    ("large", self.opts.payload_bytes),
+                ):
+                    figures[f"deploy_{name}"] = await self.deploy(f"deploy_{name}", size)
+                task_id = figures["deploy_large"]["task_id"]
+                figures["api_after_deploys"] = await self.api_timings(task_id)
         except PhaseFailed as exc:
             figures[exc.phase] = exc.figures
             figures["error"] = str(exc)
@@ -336,6 +344,8 @@ def _manager_args(opts: Options) -> list[str]:
         args += ["--database", opts.database]
     if opts.encrypt_storage:
         args += ["--encrypt-storage"]
+    if opts.transport == "http":  # a parked long-poll and a kept connection per agent
+        args += ["--max-connections", str(max(1000, 3 * opts.agents))]
     return args
 
 
@@ -442,6 +452,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--encrypt-storage", action="store_true", help="manager with storage encrypted at rest"
     )
+    parser.add_argument("--transport", choices=("zmq", "http"), default="zmq",
+                        help="the simulated agents' link (http: sealed long-polls)")  # fmt: skip
+    parser.add_argument("--no-deploys", action="store_true",
+                        help="register, connect and idle only (with --idle-s)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     counts: list[int] = args.agents or list(DEFAULT_COUNTS)
@@ -454,6 +468,8 @@ def main(argv: list[str]) -> int:
         timeout_s=args.timeout_s,
         idle_s=args.idle_s,
         encrypt_storage=args.encrypt_storage,
+        transport=args.transport,
+        deploys=not args.no_deploys,
     )
     results: dict[str, Any] = {}
     with databases(args.database, counts) as urls:

@@ -5,6 +5,8 @@ through the proxy; a ZeroMQ agent and an HTTP agent share one manager."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import pathlib
 import socket
 import threading
@@ -15,6 +17,7 @@ import pytest
 
 from swarmdeploy.localfleet import LocalFleet, wait_for
 from tests.e2e.conftest import FAST_AGENT, zip_b64
+from tests.transport.harness import TcpProxy
 from tests.transport.proxies import Socks5Proxy
 
 ONION = "swarmdeploye2exxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
@@ -29,6 +32,26 @@ class ProxyThread:
         self._thread = threading.Thread(target=self._loop.run_forever, name="socks5-proxy")
 
     def __enter__(self) -> Socks5Proxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
+        return self.proxy
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+class LineThread:
+    """A :class:`TcpProxy` (a line to the manager that can drop) on its own event loop."""
+
+    def __init__(self, port: int) -> None:
+        self.proxy = TcpProxy(port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-line")
+
+    def __enter__(self) -> TcpProxy:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
         return self.proxy
@@ -126,6 +149,45 @@ def test_a_fetch_waits_while_a_connectivity_host_is_unreachable(mixed: LocalFlee
 
         wait_for(lambda: reported(False), timeout_s=30, what="connectivity reported down")
         assert fleet.states(task) == {"seed-1": "transferring"}  # deferred, not failed
+        headers = {"Authorization": f"Bearer {fleet.admin_key}"}
+
+        def failing_hosts() -> bool:  # /metrics: a count per check, the gauges cached 15 s
+            text = httpx.get(f"{fleet.url}/metrics", headers=headers, timeout=10).text
+            return 'swarmdeploy_targets_connectivity_failing{check="hosts"} 1.0' in text
+
+        wait_for(failing_hosts, timeout_s=40, what="the failing check counted in /metrics")
         probe.listen(8)  # the host is reachable now
         fleet.wait_states(task, {"seed-1": "exited"})
         wait_for(lambda: reported(True), timeout_s=30, what="connectivity reported up")
+
+
+def test_a_payload_download_cut_in_the_middle_resumes_and_installs(mixed: LocalFleet) -> None:
+    fleet = mixed
+    payload = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()  # stored, not deflated
+    with LineThread(fleet.http_port) as line:
+        fleet.start_agent(
+            "far-1",
+            token=fleet.tokens("far", 1)[0],
+            extra_args=["--transport", "http", "--manager", f"http://127.0.0.1:{line.port}"],
+        )  # fmt: skip
+        fleet.wait_online(["far-1"])
+        before = line.downstream_bytes
+        line.cut_after = before + len(payload) * 6 // 10  # drops 60 % into the download
+        doc = {
+            "debug": True,
+            "source": {"zip": zip_b64({"big.txt": payload, "run.sh": "wc -c < big.txt\n"})},
+            "deploy": {"run": {"commands": ["sh run.sh"]}, "target": {"ids": ["far-1"]}},
+        }
+        task = str(fleet.api.request("POST", "/tasks", json=doc)["id"])
+        fleet.wait_states(task, {"far-1": "exited"})
+        assert line.cut_after is None, "the line never dropped: the test tested nothing"
+        sent = line.downstream_bytes - before
+        # 60 % once, then the rest (and the polls): starting over would be over 1.6x.
+        assert sent < 1.5 * len(payload), (sent, len(payload))
+        print(f"bytes down the line: {sent} for a {len(payload)}-byte payload")
+        wait_for(
+            lambda: any(str(len(payload)) in x["output"]
+                        for x in fleet.logs(task=task, target="far-1")),
+            timeout_s=30, what="the installed payload's size in the log",
+        )  # fmt: skip
+        assert "resuming" in fleet.agent_log("far-1")

@@ -85,3 +85,15 @@ def test_plain_display_prints_changes_not_every_tick() -> None:
     lines = out.getvalue().splitlines()
     assert lines == [plain_line(first), plain_line(later)]
     assert "task t1: 1 exited, 1 installing" in lines[1] or "1 installing, 1 exited" in lines[1]
+
+
+def test_the_http_transport_needs_a_plain_http_manager_url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse([*BASE, "--api-key", "k"]).transport == "zmq"
+    assert parse([*BASE, "--api-key", "k", "--transport", "http"]).transport == "http"
+    argv = [*BASE, "--api-key", "k", "--transport", "http", "--manager", "https://m.example"]
+    assert "plain http://" in _error(argv, capsys)
+    assert "invalid choice" in _error([*BASE, "--api-key", "k", "--transport", "tcp"], capsys)
+    with pytest.raises(ValueError, match="zmq or http"):
+        SimSettings("http://m", AnchorSet(), tags=("a",), transport="tcp")

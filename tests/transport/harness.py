@@ -34,15 +34,22 @@ TIMEOUT_S = 5.0
 
 
 class TcpProxy:
-    """Forwards TCP connections to ``port`` on 127.0.0.1; :meth:`sever` cuts them all."""
+    """Forwards TCP connections to ``port`` on 127.0.0.1; :meth:`sever` cuts them all.
 
-    def __init__(self, port: int) -> None:
+    It counts the connections it accepted and the bytes it carried from the manager to the
+    agent; with ``cut_after`` set it severs every connection once, when that many bytes have
+    gone downstream (a line that drops in the middle of a download)."""
+
+    def __init__(self, port: int, *, cut_after: int | None = None) -> None:
         self._upstream = port
         self._server: asyncio.Server | None = None
         self._links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self._pumps: set[asyncio.Task[None]] = set()
         self._down_until = 0.0
         self.port = 0
+        self.accepted = 0
+        self.downstream_bytes = 0
+        self.cut_after = cut_after
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -52,21 +59,31 @@ class TcpProxy:
         if asyncio.get_running_loop().time() < self._down_until:
             writer.transport.abort()  # the line is still down
             return
+        self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
         except OSError:
             writer.transport.abort()
             return
         self._links.append((writer, up_writer))
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst))
+        for src, dst, down in ((reader, up_writer, False), (up_reader, writer, True)):
+            task = asyncio.create_task(self._pump(src, dst, down))
             self._pumps.add(task)
             task.add_done_callback(self._pumps.discard)
 
-    @staticmethod
-    async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
         try:
             while data := await src.read(65536):
+                if down and self.cut_after is not None:
+                    room = self.cut_after - self.downstream_bytes
+                    if len(data) >= room:
+                        dst.write(data[:room])
+                        self.downstream_bytes += room
+                        self.cut_after = None  # once
+                        self.sever()
+                        return
+                if down:
+                    self.downstream_bytes += len(data)
                 dst.write(data)
                 await dst.drain()
         except (ConnectionError, OSError):

@@ -31,7 +31,9 @@ class Device:
         self.secret = wire.raw_key(keys.secret)
         self.public = wire.raw_key(keys.public)
         self.manager_key = wire.raw_key(h.manager_keys.public)
-        self.client = HttpClient(f"http://127.0.0.1:{h.server.port}", max_body_bytes=1 << 22)
+        self.client = HttpClient(
+            f"http://127.0.0.1:{h.server.port}", max_body_bytes=1 << 22, keep_alive=False
+        )
         self.session = b""
 
     def seal(self, channel: str, counter: int, **fields: object) -> tuple[wire.LinkRequest, bytes]:

@@ -49,6 +49,7 @@ from swarmdeploy.agent.hardening import check_binaries, check_data_dir, release_
 from swarmdeploy.agent.healthloop import HealthLoop
 from swarmdeploy.agent.output import now_ms
 from swarmdeploy.agent.processor import TaskProcessor
+from swarmdeploy.agent.ranged import RangeSource
 from swarmdeploy.agent.reports import StateReporter
 from swarmdeploy.agent.request_trust import RequestTrust
 from swarmdeploy.agent.requests import RequestHandler
@@ -298,6 +299,7 @@ class Daemon:
             self.confinement,
             fetch_paused=lambda: self.health.disk_low or not self.connectivity.ok,
             before_fetch=self._check_connectivity,
+            ranged=self.transport if isinstance(self.transport, RangeSource) else None,
         )
         self.revoked = RevokedSigners(
             self.ctx, self.deployments, self.processor, changed=lambda: self.health.nudge()

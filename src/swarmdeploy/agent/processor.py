@@ -50,6 +50,7 @@ from swarmdeploy.agent.errors import ArchiveError, TaskError, TaskRefused
 from swarmdeploy.agent.fsutil import remove_tree
 from swarmdeploy.agent.manifests import ManifestFetcher, load_task, store_task
 from swarmdeploy.agent.output import now_ms
+from swarmdeploy.agent.ranged import RangedTransfer, RangeSource
 from swarmdeploy.agent.resources import Requirements, assess, free_bytes, human_bytes
 from swarmdeploy.agent.runner import new_run_id, run_sequence
 from swarmdeploy.agent.state import StageRun
@@ -85,6 +86,7 @@ class TaskProcessor:
         *,
         fetch_paused: Callable[[], bool],
         before_fetch: Callable[[], Awaitable[object]] | None = None,
+        ranged: RangeSource | None = None,
     ) -> None:
         self._ctx = ctx
         self._deployments = deployments
@@ -92,13 +94,14 @@ class TaskProcessor:
         self._confine = confinement
         self._fetch_paused = fetch_paused
         self._before_fetch = before_fetch
+        self._ranged = ranged
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._job: tuple[str, asyncio.Task[None]] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._manifests = ManifestFetcher(ctx.send, ctx.settings.resend_s)
         self._kinds: dict[str, str] = {}
-        self._transfer: TaskTransfer | None = None
+        self._transfer: TaskTransfer | RangedTransfer | None = None
         self._upload: ArtifactUpload | None = None
 
     # --- lifecycle -------------------------------------------------------------------
@@ -349,15 +352,21 @@ class TaskProcessor:
             "transfer",
             f"fetching {len(manifest.artifacts)} artifact(s), {human_bytes(total)}",
         )
-        self._transfer = TaskTransfer(
-            task_id,
-            manifest.artifacts,
-            self._ctx.task_dir(task_id) / "download",
-            self._ctx.send,
-            window=self._ctx.settings.chunk_window,
-            timeout_s=self._ctx.settings.resend_s,
-            paused=self._fetch_paused,
-        )
+        directory = self._ctx.task_dir(task_id) / "download"
+        if self._ranged is not None:  # the HTTP link: one ranged, resumable stream each
+            self._transfer = RangedTransfer(task_id, manifest.artifacts, directory,
+                self._ranged, retry_s=self._ctx.settings.resend_s, paused=self._fetch_paused,
+            )  # fmt: skip
+        else:
+            self._transfer = TaskTransfer(
+                task_id,
+                manifest.artifacts,
+                directory,
+                self._ctx.send,
+                window=self._ctx.settings.chunk_window,
+                timeout_s=self._ctx.settings.resend_s,
+                paused=self._fetch_paused,
+            )
         paths = await self._transfer.run()
         self._transfer = None
         await in_thread(lambda: _verify_artifacts(manifest, paths))

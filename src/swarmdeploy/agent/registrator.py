@@ -447,7 +447,7 @@ def proxy_post(
     base = f"{parts.scheme}://{parts.netloc}"
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        client = HttpClient(base, proxy=proxy, max_body_bytes=1 << 20)
+        client = HttpClient(base, proxy=proxy, max_body_bytes=1 << 20, keep_alive=False)
     except TransportConfigError as exc:
         raise RegistrationError(str(exc)) from None
     method = "GET" if body is None else "POST"

@@ -315,6 +315,8 @@ def create_app(
             raise
         link = link_server(services, transport, clock=clock, http=http)
         app.state.link = link
+        if http is not None and link is not None:
+            http.serve_payloads(link.delivery)  # ranged payload downloads (ADR 0013)
         await blob_gc.at_start(None if link is None else link.uploads)
         if link is not None:
             try:

@@ -4,7 +4,10 @@ many in one asyncio process.
 Each :class:`SimAgent` has its own CurveZMQ key pair and Ed25519 identity key, registers
 through the real ``POST /rpc/targets`` with a one-time token (waiting out ``429`` like the
 real agent) and talks to the manager over the real agent-side transport
-(:class:`~swarmdeploy.transport.zmq.ZmqAgentTransport`), following ``docs/protocol.md``
+(:class:`~swarmdeploy.transport.zmq.ZmqAgentTransport`, or
+:class:`~swarmdeploy.transport.http_agent.HttpAgentTransport` with ``transport="http"``:
+chunks are then pulled with ``chunk_request`` messages over the polls, not with the real
+HTTP agent's ranged downloads), following ``docs/protocol.md``
 like the real agent does:
 
 * ``hello`` on every ``connected`` link event and in answer to a ``hint``; ``heartbeat`` at
@@ -57,7 +60,8 @@ from swarmdeploy.protocol.manifest import TaskManifest, decode_manifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 from swarmdeploy.simulate.state import Progress, SimError, SimSettings, SimTask, now_ms
 from swarmdeploy.simulate.transfer import Transfer
-from swarmdeploy.transport.base import AgentLinkConfig, LinkEvent, LinkState
+from swarmdeploy.transport.base import AgentLinkConfig, AgentTransport, LinkEvent, LinkState
+from swarmdeploy.transport.http_agent import HttpAgentTransport
 from swarmdeploy.transport.zmq import ZmqAgentTransport
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,7 @@ class SimAgent:
         self.last_sequence: dict[str, int] = {}  # per task kind, as the real agent keeps it
         self.last_task: dict[str, str] = {}  # per kind, the task of that sequence (a retry's)
         self.tasks: dict[str, SimTask] = {}
-        self.transport: ZmqAgentTransport | None = None
+        self.transport: AgentTransport | None = None
         self._server: dict[str, Any] = {}
         # (task, state) -> (sent, reason, at_ms): a re-send repeats the report exactly, as the
         # real agent's does (same at_ms), so the manager can tell it is a copy
@@ -152,7 +156,8 @@ class SimAgent:
 
     # --- link -------------------------------------------------------------------------------
     async def start(self, manager_host: str = "127.0.0.1") -> None:
-        """Connect out over CurveZMQ and serve the link until :meth:`close`."""
+        """Connect out (CurveZMQ, or the HTTP link with ``settings.transport == "http"``) and
+        serve the link until :meth:`close`."""
         s = self.settings
         config = AgentLinkConfig(
             target_id=self.target_id,
@@ -164,7 +169,10 @@ class SimAgent:
             reconnect_ivl_s=s.reconnect_ivl_s,
             reconnect_ivl_max_s=s.reconnect_ivl_max_s,
         )
-        self.transport = ZmqAgentTransport(config)
+        if s.transport == "http":
+            self.transport = HttpAgentTransport(config, manager_url=s.manager_url)
+        else:
+            self.transport = ZmqAgentTransport(config)
         await self.transport.set_tags(self.tags)
         await self.transport.connect()
         self._loop = asyncio.create_task(self._serve(), name=f"sim:{self.target_id}")

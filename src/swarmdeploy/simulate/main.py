@@ -61,6 +61,7 @@ class SimulateOptions:
     health_s: float
     register_timeout_s: float
     plain: bool
+    transport: str = "zmq"
 
 
 def _positive_int(text: str) -> int:
@@ -122,6 +123,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health-interval", type=_seconds, default=30.0, help="0: no health")
     p.add_argument("--register-timeout", type=_seconds, default=300.0)
     p.add_argument("--plain", action="store_true", help="plain lines, no live table")
+    p.add_argument("--transport", choices=("zmq", "http"), default="zmq",
+                   help="the agents' link: CurveZMQ, or sealed HTTP long-polls")  # fmt: skip
     return p
 
 
@@ -131,13 +134,15 @@ def parse(argv: list[str]) -> SimulateOptions:
     a = p.parse_args(argv)
     if a.tokens_file is None and not a.api_key:
         p.error("give --api-key (an admin key, to create the token set) or --tokens-file")
+    if a.transport == "http" and not a.manager.startswith("http://"):
+        p.error("--transport http speaks plain http:// to the manager (its bodies are sealed)")
     return SimulateOptions(
         agents=a.agents, manager_url=a.manager, token_set=a.token_set,
         trust_anchor=a.trust_anchor, api_key=a.api_key, tokens_file=a.tokens_file,
         install_s=a.install_time, failure_rate=a.failure_rate, tags=a.tags,
         id_prefix=a.id_prefix if a.id_prefix is not None else f"sim-{a.token_set}-",
         duration_s=a.duration, health_s=a.health_interval,
-        register_timeout_s=a.register_timeout, plain=a.plain,
+        register_timeout_s=a.register_timeout, plain=a.plain, transport=a.transport,
     )  # fmt: skip
 
 
@@ -160,6 +165,7 @@ async def run(opts: SimulateOptions, stop: asyncio.Event) -> int:
         settings = SimSettings(
             opts.manager_url, anchors, tags=opts.tags, health_s=opts.health_s,
             install_s=opts.install_s, failure_rate=opts.failure_rate,
+            transport=opts.transport,
         )  # fmt: skip
         fleet = SimFleet(settings, opts.agents, opts.id_prefix)
         started = time.monotonic()

@@ -38,8 +38,11 @@ class SimSettings:
     failure_rate: float = 0.0  # share of installs that end ``install_failed`` (0.0 .. 1.0)
     #: Seed of the failure draws (each agent's from ``seed`` and its id); None: random.
     seed: int | None = None
+    transport: str = "zmq"  # or "http": the sealed HTTP long-poll link to ``manager_url``
 
     def __post_init__(self) -> None:
+        if self.transport not in ("zmq", "http"):
+            raise ValueError(f"transport must be zmq or http, not {self.transport!r}")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ValueError(f"failure rate {self.failure_rate} is not between 0.0 and 1.0")
         if self.install_s < 0:

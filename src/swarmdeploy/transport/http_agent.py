@@ -13,19 +13,24 @@ the manager refuses a counter that does not grow (replays). A failure ends the s
   at once spreads out;
 * anything else (connection lost, 401 session unknown after a manager restart, 409) ->
   ``connecting`` and a new session after an exponential, jittered backoff.
+
+:meth:`HttpAgentTransport.download` fetches a task's artifact as a sealed stream with HTTP
+``Range`` from where the caller's partial file ends (``GET /agent/v1/payload``, ADR 0013).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import json
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import (
     ALL_TOPIC,
     MANAGER_TO_AGENT,
@@ -45,13 +50,14 @@ from swarmdeploy.transport.base import (
     LinkEvent,
     LinkState,
 )
-from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
+from swarmdeploy.transport.errors import PayloadRefused, TransportClosed, TransportConfigError
 from swarmdeploy.transport.http_client import HttpClient, HttpFailure, HttpResponse
 from swarmdeploy.transport.link import AgentInbox, backoff_s, require_agent_outgoing
 
 log = logging.getLogger(__name__)
 
 LINK_PATH = "/agent/v1/link"
+PAYLOAD_PATH = "/agent/v1/payload"
 _ENVELOPE_BYTES = 64 * 1024
 
 
@@ -77,6 +83,17 @@ def _refusal(resp: HttpResponse) -> _LinkDown:
         delay = float(after) if after.isdigit() else None
         return _LinkDown(LinkState.CONNECTING, "manager busy: " + detail, delay)
     return _LinkDown(LinkState.CONNECTING, detail)
+
+
+def _payload_refusal(status: int, body: bytes) -> Exception:
+    try:
+        doc = json.loads(body)
+        code, text = str(doc.get("code", "")), str(doc.get("message", ""))[:200]
+    except (ValueError, AttributeError):
+        code, text = "", ""
+    if status in (403, 404, 416) and code not in ("unknown_key", "bad_signature"):
+        return PayloadRefused(code or f"http_{status}", text)
+    return HttpFailure(f"payload download refused: HTTP {status} {code}: {text}".strip())
 
 
 class HttpAgentTransport(AgentTransport):
@@ -111,8 +128,9 @@ class HttpAgentTransport(AgentTransport):
         self._topics: set[bytes] = {id_topic(config.target_id), ALL_TOPIC}
         self._task: asyncio.Task[None] | None = None
         self._session = b""
-        self._counters = {"open": 0, "poll": 0, "send": 0}
+        self._counters = {"open": 0, "poll": 0, "send": 0, "fetch": 0}
         self._attempt = 0
+        self._payload_box = wire.payload_box(self._secret, self._manager_key)
 
     @property
     def state(self) -> LinkState:
@@ -184,7 +202,7 @@ class HttpAgentTransport(AgentTransport):
         )
 
     async def _open_session(self) -> None:
-        self._counters = {"open": 0, "poll": 0, "send": 0}
+        self._counters = {"open": 0, "poll": 0, "send": 0, "fetch": 0}
         self._session = b""
         resp = await self._exchange(self._request("open"), timeout_s=30.0)
         self._session = resp.session
@@ -246,6 +264,42 @@ class HttpAgentTransport(AgentTransport):
             if not self._outbox:
                 self._drained.set()
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections (or proxy tunnels) opened so far: kept alive, they are few."""
+        return self._client.connections_opened
+
+    async def download(
+        self, task_id: str, info: ArtifactInfo, have: int, write: Callable[[bytes], bool]
+    ) -> None:
+        """Fetch artifact ``info`` of ``task_id`` from byte ``have`` (a multiple of its
+        ``chunk_bytes``) to its end: ``write`` gets each chunk in order, once its frame
+        opened (it returns False to stop early). ``PayloadRefused`` when the manager refuses
+        for good; ``OSError`` (``HttpFailure``) when the link is down or breaks -- the caller
+        resumes later from what it wrote."""
+        if self.state is not LinkState.CONNECTED or not self._session:
+            raise HttpFailure("the link is not connected")
+        index = have // info.chunk_bytes
+        start = wire.frame_start(index, info.chunk_bytes)
+        req = self._request("fetch", task_id=task_id, sha256=info.sha256, range_start=start)
+        sealed = wire.seal_request(req, self._secret, self._public, self._manager_key)
+        headers = {
+            "Authorization": "SDH1 " + base64.urlsafe_b64encode(sealed).decode("ascii"),
+            "Range": f"bytes={start}-",
+        }
+        async with self._client.stream(PAYLOAD_PATH, headers, timeout_s=60.0) as body:
+            if body.status != 206:
+                raise _payload_refusal(body.status, await body.read(8192))
+            for i in range(index, info.chunk_count):
+                offset, length = info.chunk_span(i)
+                frame = await body.read(length + wire.FRAME_OVERHEAD)
+                try:
+                    data = wire.open_frame(self._payload_box, info.sha256, offset, frame)
+                except wire.EnvelopeError as exc:
+                    raise HttpFailure(str(exc)) from None
+                if not write(data):
+                    return
+
     async def send(self, msg: Message) -> bool:
         """See :meth:`AgentTransport.send`."""
         self._require(Lifecycle.OPEN)
@@ -290,4 +344,5 @@ class HttpAgentTransport(AgentTransport):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        self._client.close()
         await self._inbox.set_state(LinkState.CLOSED)

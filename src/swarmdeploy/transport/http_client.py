@@ -1,8 +1,12 @@
 """A small HTTP/1.1 client on asyncio streams, direct or through a proxy (ADR 0013).
 
-The agent must stay lean (ADR 0006): no requests/httpx in the device process. One request per
-connection (``Connection: close``); bodies with ``Content-Length`` only, which is all the
-manager's link endpoint sends. Proxies:
+The agent must stay lean (ADR 0006): no requests/httpx in the device process. Connections are
+kept alive (HTTP/1.1) and reused for later requests -- also through a proxy, where the tunnel
+is the connection: an idle agent opens no new connection per poll. A few idle connections are
+kept (the long-poll and the sends run at once); a kept connection the server has closed in
+the meantime (its keep-alive timeout) is noticed when the request gets no answer at all, and
+the request goes out once more on a new connection. Bodies with ``Content-Length`` only,
+which is all the manager's agent endpoints send. Proxies:
 
 * ``socks5h://host:port`` -- SOCKS5 (RFC 1928) with the *name* sent to the proxy (ATYP 3):
   the agent never resolves the manager's name itself (Tor, ``.onion``);
@@ -15,18 +19,27 @@ and the agent process keeps OpenSSL out of its memory (ADR 0006).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import struct
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from swarmdeploy.transport.errors import TransportConfigError
 
 _MAX_HEAD = 16 * 1024
+#: Idle connections kept for reuse (the long-poll holds one, sends and downloads another).
+_POOL = 2
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class HttpFailure(OSError):
     """The request did not get a response (connection, proxy or framing problem)."""
+
+
+class _Stale(Exception):
+    """A kept connection was closed by the server before this request got any answer."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,8 +137,36 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
     return int(parts[1]), headers
 
 
+@dataclasses.dataclass(slots=True)
+class HttpStream:
+    """A response whose body is read piece by piece (:meth:`HttpClient.stream`)."""
+
+    status: int
+    headers: dict[str, str]
+    remaining: int
+    _reader: asyncio.StreamReader
+    _read_timeout_s: float
+
+    async def read(self, size: int) -> bytes:
+        """Exactly ``size`` more body bytes (fewer only at the end of the body);
+        ``HttpFailure`` when the connection breaks or stalls."""
+        size = min(size, self.remaining)
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                data = await self._reader.readexactly(size)
+        except TimeoutError:
+            raise HttpFailure(f"the body stalled for {self._read_timeout_s:.0f} s") from None
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise HttpFailure(f"connection failed: {exc}") from None
+        self.remaining -= len(data)
+        return data
+
+
 class HttpClient:
-    """POSTs to one manager, directly or through ``proxy`` (see the module docstring)."""
+    """Requests to one manager, directly or through ``proxy`` (see the module docstring).
+
+    ``keep_alive=False``: one connection per request (for a client used once, e.g. in
+    ``asyncio.run``); otherwise call :meth:`close` when done."""
 
     def __init__(
         self,
@@ -133,6 +174,7 @@ class HttpClient:
         *,
         proxy: str | None = None,
         max_body_bytes: int,
+        keep_alive: bool = True,
     ) -> None:
         self.manager = Endpoint.parse(manager_url, schemes=("http",), what="--manager")
         self.proxy = (
@@ -141,19 +183,44 @@ class HttpClient:
             else Endpoint.parse(proxy, schemes=("socks5h", "http"), what="--proxy")
         )
         self._max_body = max_body_bytes
+        self._idle: list[_Conn] = []
+        self._keep_alive = keep_alive
+        #: Connections opened so far (tests and benchmarks read it).
+        self.connections_opened = 0
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open(self) -> _Conn:
         hop = self.proxy or self.manager
         reader, writer = await asyncio.open_connection(hop.host, hop.port, limit=_MAX_HEAD)
+        self.connections_opened += 1
         try:
             if self.proxy is not None and self.proxy.scheme == "socks5h":
                 await _socks5(reader, writer, self.manager)
             elif self.proxy is not None:
                 await _connect_tunnel(reader, writer, self.manager)
         except BaseException:
-            writer.transport.abort()
+            _drop(writer)
             raise
         return reader, writer
+
+    def _take(self) -> _Conn | None:
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if reader.at_eof() or writer.transport.is_closing():
+                _drop(writer)
+                continue
+            return reader, writer
+        return None
+
+    def _give_back(self, conn: _Conn) -> None:
+        if self._keep_alive and len(self._idle) < _POOL and not conn[1].transport.is_closing():
+            self._idle.append(conn)
+        else:
+            _drop(conn[1])
+
+    def close(self) -> None:
+        """Close the kept connections."""
+        while self._idle:
+            _drop(self._idle.pop()[1])
 
     async def post(self, path: str, body: bytes, timeout_s: float) -> HttpResponse:
         """POST ``body`` to ``path`` (below the manager URL's path); ``HttpFailure`` (an
@@ -170,40 +237,106 @@ class HttpClient:
         headers: dict[str, str] | None = None,
     ) -> HttpResponse:
         """One request (``body`` None: none sent) with extra ``headers``; see :meth:`post`."""
-        fields = {"Content-Type": content_type, **(headers or {})}
-        for name, value in fields.items():
-            if not (name + value).isascii() or any(c in name + value for c in "\r\n"):
-                raise HttpFailure(f"header {name[:40]!r} must be one line of ASCII")
-        extra = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        head = self._head(method, path, body, {"Content-Type": content_type, **(headers or {})})
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._request(method, path, body, extra)
+                return await self._request(head + (body or b""))
         except TimeoutError:
             raise HttpFailure(f"no response within {timeout_s:.0f} s") from None
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise HttpFailure(f"connection failed: {exc}") from None
 
-    async def _request(
-        self, method: str, path: str, body: bytes | None, fields: str
-    ) -> HttpResponse:
-        reader, writer = await self._open()
+    def _head(self, method: str, path: str, body: bytes | None, fields: dict[str, str]) -> bytes:
+        for name, value in fields.items():
+            if not (name + value).isascii() or any(c in name + value for c in "\r\n"):
+                raise HttpFailure(f"header {name[:40]!r} must be one line of ASCII")
+        head = f"{method} {self.manager.path}{path} HTTP/1.1\r\nHost: {self.manager.authority}\r\n"
+        if body is not None:
+            head += f"Content-Length: {len(body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+        head += "Accept: application/json, application/octet-stream\r\n"
+        head += "\r\n" if self._keep_alive else "Connection: close\r\n\r\n"
+        return head.encode("ascii")
+
+    async def _send(self, data: bytes) -> tuple[_Conn, int, dict[str, str]]:
+        """Send on a kept connection (once more on a new one if it was stale) or a new one."""
+        conn = self._take()
+        if conn is not None:
+            try:
+                return conn, *await _send_on(conn, data, reused=True)
+            except _Stale:
+                _drop(conn[1])
+            except BaseException:
+                _drop(conn[1])
+                raise
+        conn = await self._open()
         try:
-            head = (
-                f"{method} {self.manager.path}{path} HTTP/1.1\r\nHost: {self.manager.authority}\r\n"
-            )
-            if body is not None:
-                head += f"Content-Length: {len(body)}\r\n"
-            head += fields
-            head += (
-                "Accept: application/json, application/octet-stream\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode("ascii") + (body or b""))
-            await writer.drain()
-            status, headers = await _read_head(reader)
+            return conn, *await _send_on(conn, data, reused=False)
+        except BaseException:
+            _drop(conn[1])
+            raise
+
+    async def _request(self, data: bytes) -> HttpResponse:
+        conn, status, headers = await self._send(data)
+        keep = False
+        try:
             length = headers.get("content-length", "")
             if not length.isdigit() or int(length) > self._max_body:
                 raise HttpFailure(f"unusable Content-Length {length[:20]!r}")
-            data = await reader.readexactly(int(length))
-            return HttpResponse(status, headers, data)
+            body = await conn[0].readexactly(int(length))
+            keep = headers.get("connection", "").lower() != "close"
+            return HttpResponse(status, headers, body)
         finally:
-            writer.transport.abort()
+            if keep:
+                self._give_back(conn)
+            else:
+                _drop(conn[1])
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, headers: dict[str, str], timeout_s: float
+    ) -> AsyncIterator[HttpStream]:
+        """``GET path`` whose body the caller reads with :meth:`HttpStream.read` (each read
+        may take ``timeout_s``); the connection is kept if the body was read to its end."""
+        data = self._head("GET", path, None, headers)
+        try:
+            async with asyncio.timeout(timeout_s):
+                conn, status, fields = await self._send(data)
+        except TimeoutError:
+            raise HttpFailure(f"no response within {timeout_s:.0f} s") from None
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise HttpFailure(f"connection failed: {exc}") from None
+        length = fields.get("content-length", "")
+        if not length.isdigit():
+            _drop(conn[1])
+            raise HttpFailure(f"unusable Content-Length {length[:20]!r}")
+        body = HttpStream(status, fields, int(length), conn[0], timeout_s)
+        try:
+            yield body
+        finally:
+            if body.remaining == 0 and fields.get("connection", "").lower() != "close":
+                self._give_back(conn)
+            else:
+                _drop(conn[1])
+
+
+def _drop(writer: asyncio.StreamWriter) -> None:
+    """Close a connection at once (no lingering for unsent data)."""
+    writer.transport.abort()
+    writer.close()
+
+
+async def _send_on(conn: _Conn, data: bytes, *, reused: bool) -> tuple[int, dict[str, str]]:
+    reader, writer = conn
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await _read_head(reader)
+    except asyncio.IncompleteReadError as exc:
+        if reused and not exc.partial:
+            raise _Stale() from None
+        raise
+    except ConnectionError:
+        if reused:
+            raise _Stale() from None
+        raise

@@ -12,27 +12,39 @@ key's owner as target id, exactly like the ZAP ``User-Id`` of the ZeroMQ link.
 Messages for an agent wait in its mailbox until its long-poll takes them; a poll waits until
 there is something or ``max_wait_s`` passed. Overload (too many session openings per second,
 too many parked polls) is answered 503 with ``Retry-After``.
+
+``GET /v1/payload`` serves a task's artifact as a sealed stream (:mod:`.http_wire`) with HTTP
+``Range``: the sealed ``fetch`` request rides in the ``Authorization`` header and passes the
+same checks (its counter on the ``fetch`` channel), names the task, the artifact and the
+range start (which must equal the ``Range`` header's); the manager's
+:class:`PayloadSource` decides whether the target may have it and reads one chunk at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import dataclasses
 import json
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from zmq.utils import z85
 
 from swarmdeploy.crypto.curve import CurveKeyPair
 from swarmdeploy.protocol.errors import MessageError
+from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import (
     MAX_MESSAGE_BYTES,
+    Chunk,
+    ChunkRequest,
     Error,
     Hint,
     Message,
@@ -56,6 +68,24 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 LINK_PATH = "/v1/link"
+PAYLOAD_PATH = "/v1/payload"
+_SHA256 = re.compile("[0-9a-f]{64}")
+#: How a refusal of the payload source maps to an HTTP status.
+_PAYLOAD_STATUS = {"busy": 503, "internal": 503, "unknown_artifact": 404}
+
+
+class PayloadSource(Protocol):
+    """Who may download what (the manager's delivery, ``docs/protocol.md`` §6.5)."""
+
+    async def artifact(self, target_id: str, task_id: str, sha256: str) -> ArtifactInfo | Error:
+        """The artifact ``sha256`` of a task ``target_id`` may fetch now, or the refusal."""
+        ...
+
+    async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
+        """One chunk, read on demand, or the refusal."""
+        ...
+
+
 #: Envelope overhead on top of the messages of one request or response.
 ENVELOPE_BYTES = 64 * 1024
 
@@ -155,8 +185,15 @@ class HttpManagerTransport(ManagerTransport):
         self._closed = asyncio.Event()
         self._opens = _Bucket(config.opens_per_s, config.open_burst)
         self._parked = 0
+        self._payloads: PayloadSource | None = None
+        #: Payload bytes sent (sealed stream), for tests and benchmarks.
+        self.payload_bytes_sent = 0
         #: Requests refused, by code (``/metrics`` reads it).
         self.refused: collections.Counter[str] = collections.Counter()
+
+    def serve_payloads(self, source: PayloadSource) -> None:
+        """Answer ``GET /v1/payload`` from ``source`` (without one: 404)."""
+        self._payloads = source
 
     # -- ManagerTransport ----------------------------------------------------------------
     async def start(self) -> None:
@@ -279,12 +316,14 @@ class HttpManagerTransport(ManagerTransport):
         if path.startswith(root) and root:
             path = path[len(root) :]
         try:
+            if path == PAYLOAD_PATH and self._payloads is not None:
+                await self._payload(scope, send, self._payloads)
+                return
             if path != LINK_PATH:
                 raise _Refused(404, "not_found", "no such agent endpoint")
             if scope["method"] != "POST":
                 raise _Refused(405, "method_not_allowed", "use POST")
-            if self._lifecycle is not Lifecycle.OPEN:
-                raise _Refused(503, "unavailable", "the agent link is not serving", 5)
+            self._require_open()
             body = await _read_body(receive, self.config.max_body_bytes)
             reply = await self._handle(body)
         except _Refused as exc:
@@ -295,7 +334,22 @@ class HttpManagerTransport(ManagerTransport):
             return
         await _respond(send, 200, reply, [(b"content-type", b"application/octet-stream")])
 
+    def _require_open(self) -> None:
+        if self._lifecycle is not Lifecycle.OPEN:
+            raise _Refused(503, "unavailable", "the agent link is not serving", 5)
+
     async def _handle(self, body: bytes) -> bytes:
+        owner, agent_key, req = self._authenticate(body)
+        if req.channel == "open":
+            resp = self._open(owner, agent_key, req)
+        elif req.channel == "fetch":
+            raise _Refused(400, "bad_envelope", "fetch requests go to GET /agent/v1/payload")
+        else:
+            resp = await self._serve(owner, agent_key, req)
+        return wire.seal_response(resp, self._secret, agent_key)
+
+    def _authenticate(self, body: bytes) -> tuple[str, bytes, wire.LinkRequest]:
+        """``(owner, agent key, request)`` of a sealed body, or the refusal."""
         try:
             agent_key, inner = wire.open_outer(body, self._secret)
         except wire.EnvelopeError as exc:
@@ -309,11 +363,7 @@ class HttpManagerTransport(ManagerTransport):
             raise _Refused(
                 403 if exc.code == "bad_signature" else 400, exc.code, str(exc)
             ) from None
-        if req.channel == "open":
-            resp = self._open(owner, agent_key, req)
-        else:
-            resp = await self._serve(owner, agent_key, req)
-        return wire.seal_response(resp, self._secret, agent_key)
+        return owner, agent_key, req
 
     def _open(self, owner: str, agent_key: bytes, req: wire.LinkRequest) -> wire.LinkResponse:
         if not self._opens.take():
@@ -332,15 +382,19 @@ class HttpManagerTransport(ManagerTransport):
         base = self.config.retry_after_s
         return random.randint(base, 3 * base)
 
-    async def _serve(
-        self, owner: str, agent_key: bytes, req: wire.LinkRequest
-    ) -> wire.LinkResponse:
+    def _session_of(self, agent_key: bytes, req: wire.LinkRequest) -> _Session:
         session = self._sessions.get(req.session)
         if session is None or session.agent_key != agent_key:
             raise _Refused(401, "session_unknown", "unknown or expired session; open a new one")
         if not session.window.accept(req.channel, req.counter):
             raise _Refused(409, "replayed", "replayed or reordered request")
         session.seen = time.monotonic()
+        return session
+
+    async def _serve(
+        self, owner: str, agent_key: bytes, req: wire.LinkRequest
+    ) -> wire.LinkResponse:
+        session = self._session_of(agent_key, req)
         impostor = req.target != owner
         if impostor:
             log.warning("HTTP link: dropped a request of %s claiming %r", owner, req.target[:128])
@@ -406,6 +460,73 @@ class HttpManagerTransport(ManagerTransport):
             taken.append(item)
             size += len(item)
         return taken
+
+    # -- payload downloads -----------------------------------------------------------------
+    async def _payload(self, scope: Scope, send: Send, source: PayloadSource) -> None:
+        if scope["method"] != "GET":
+            raise _Refused(405, "method_not_allowed", "use GET")
+        self._require_open()
+        headers = _headers(scope)
+        owner, agent_key, req = self._authenticate(_auth_body(headers.get("authorization", "")))
+        if req.channel != "fetch" or req.target != owner:
+            raise _Refused(400, "bad_envelope", "not a fetch request of this agent")
+        if not _SHA256.fullmatch(req.sha256) or not 0 < len(req.task_id) <= 128:
+            raise _Refused(400, "bad_envelope", "fetch needs a task id and a hex SHA-256")
+        self._session_of(agent_key, req)
+        start = _range_start(headers.get("range"))
+        if start != req.range_start:
+            raise _Refused(400, "range_mismatch", "the Range header differs from the sealed one")
+        info = await source.artifact(owner, req.task_id, req.sha256)
+        if isinstance(info, Error):
+            raise _Refused(_PAYLOAD_STATUS.get(info.code, 403), info.code, info.message, 5)
+        total = wire.sealed_size(info.size_bytes, info.chunk_bytes)
+        first, rest = divmod(start, info.chunk_bytes + wire.FRAME_OVERHEAD)
+        if rest or (start >= total and total > 0):
+            raise _Refused(416, "bad_range", f"the range must start at a frame below {total}")
+        head = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(total - start).encode()),
+            (b"content-range", f"bytes {start}-{total - 1}/{total}".encode()),
+        ]
+        await send({"type": "http.response.start", "status": 206, "headers": head})
+        box = wire.payload_box(self._secret, agent_key)
+        for index in range(first, info.chunk_count):
+            ask = ChunkRequest(task_id=req.task_id, sha256=req.sha256, index=index)
+            got = await source.chunk(owner, ask)
+            if isinstance(got, Error):  # the headers are out: cutting it short is all we can
+                log.warning("payload %s for %s stopped at chunk %d: %s %s", req.sha256[:12],
+                            owner, index, got.code, got.message)  # fmt: skip
+                return  # the server closes the connection: the agent resumes or gives up
+            frame = wire.seal_frame(box, req.sha256, index * info.chunk_bytes, got.data)
+            self.payload_bytes_sent += len(frame)
+            more = index + 1 < info.chunk_count
+            await send({"type": "http.response.body", "body": frame, "more_body": more})
+        if first >= info.chunk_count:  # an empty artifact
+            await send({"type": "http.response.body", "body": b""})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _auth_body(value: str) -> bytes:
+    scheme, _, token = value.partition(" ")
+    if scheme != wire.MAGIC.decode() or not token or len(token) > 8192:
+        raise _Refused(401, "bad_envelope", "Authorization must be 'SDH1 <sealed request>'")
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise _Refused(400, "bad_envelope", "the sealed request is not base64") from None
+
+
+def _range_start(value: str | None) -> int:
+    if value is None:
+        return 0
+    unit, _, spec = value.partition("=")
+    first, dash, last = spec.partition("-")
+    if unit.strip() != "bytes" or not dash or last.strip() or not first.strip().isdigit():
+        raise _Refused(416, "bad_range", "only 'Range: bytes=START-' is served")
+    return int(first)
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -13,9 +13,20 @@ accepts a response only for the request it made.
 
 Replays and reordering are refused with :class:`CounterWindow`: every request carries a
 manager-issued session id and, per channel, a counter that must grow.
+
+Payload downloads (``GET /agent/v1/payload``, ADR 0013) carry a sealed ``fetch`` request in
+the ``Authorization`` header and an HTTP ``Range``. The body is the artifact's *sealed
+stream*: chunk ``i`` of the manifest (``chunk_bytes`` each) becomes one frame, the chunk
+boxed from the manager's key to the agent's with a nonce derived from (SHA-256, offset,
+length) -- the same plaintext always gets the same nonce, so no nonce is ever used for two
+different plaintexts, and a frame opens only at the place it belongs. Frames have a fixed
+size (chunk + 16), so a byte range of the stream that starts at a frame boundary names the
+chunks to resume from.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import msgspec
 from nacl.exceptions import CryptoError
@@ -26,8 +37,11 @@ MAGIC = b"SDH1"
 _KEY = 32
 _NONCE = Box.NONCE_SIZE
 _MAC = 16  # Poly1305 tag
-#: Channels of one session: ``open`` starts it; ``poll`` and ``send`` each count on their own.
-CHANNELS = ("open", "poll", "send")
+#: Channels of one session: ``open`` starts it; ``poll``, ``send`` and ``fetch`` (payload
+#: downloads) each count on their own.
+CHANNELS = ("open", "poll", "send", "fetch")
+#: Bytes a sealed frame adds to its chunk (the Poly1305 tag).
+FRAME_OVERHEAD = _MAC
 
 
 class EnvelopeError(Exception):
@@ -53,6 +67,9 @@ class LinkRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     wait_s: float = 0.0
     topics: list[bytes] = []
     messages: list[bytes] = []
+    task_id: str = ""
+    sha256: str = ""
+    range_start: int = 0
 
 
 class LinkResponse(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
@@ -168,3 +185,43 @@ class CounterWindow:
             return False
         self._last[channel] = counter
         return True
+
+
+def frame_nonce(sha256: str, offset: int, length: int) -> bytes:
+    """The nonce of the sealed frame holding ``length`` bytes at ``offset`` of the artifact
+    ``sha256`` (see the module docstring)."""
+    seed = b"swarmdeploy payload frame\0" + sha256.encode("ascii")
+    seed += offset.to_bytes(8, "big") + length.to_bytes(8, "big")
+    return hashlib.blake2b(seed, digest_size=_NONCE).digest()
+
+
+def payload_box(own_secret: bytes, peer_public: bytes) -> Box:
+    """The box that seals (manager) or opens (agent) payload frames."""
+    return Box(PrivateKey(own_secret), PublicKey(peer_public))
+
+
+def seal_frame(box: Box, sha256: str, offset: int, data: bytes) -> bytes:
+    """One frame of the sealed stream: ``data`` (a whole chunk at ``offset``), ``len + 16``."""
+    return bytes(box.encrypt(data, frame_nonce(sha256, offset, len(data))).ciphertext)
+
+
+def open_frame(box: Box, sha256: str, offset: int, frame: bytes) -> bytes:
+    """The chunk in ``frame``; ``EnvelopeError`` unless the manager sealed exactly this chunk
+    of this artifact for this agent."""
+    nonce = frame_nonce(sha256, offset, len(frame) - FRAME_OVERHEAD)
+    try:
+        return bytes(box.decrypt(frame, nonce))
+    except CryptoError:
+        raise EnvelopeError(
+            f"payload frame at {offset} is not sealed by the manager's key", "bad_signature"
+        ) from None
+
+
+def sealed_size(size: int, chunk_bytes: int) -> int:
+    """Length of the sealed stream of an artifact of ``size`` bytes."""
+    return size + FRAME_OVERHEAD * -(-size // chunk_bytes)
+
+
+def frame_start(index: int, chunk_bytes: int) -> int:
+    """Offset of frame ``index`` in the sealed stream."""
+    return index * (chunk_bytes + FRAME_OVERHEAD)

@@ -43,6 +43,7 @@ from swarmdeploy.manager.services.blob_cipher import BlobDamaged
 from swarmdeploy.manager.services.blobs import BlobStore
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.errors import MessageError, TransitionError
+from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import Chunk, ChunkRequest, Error, FetchTask, Task
 from swarmdeploy.protocol.states import TargetEvent, TargetState
 from swarmdeploy.storage.base import Storage
@@ -263,6 +264,19 @@ class Delivery:
         if isinstance(why, DeliveryRefused):
             return _error(why.code, why.message, msg)
         return _error(why, f"task {msg.task_id} is not yours to fetch now", msg)
+
+    async def artifact(self, target_id: str, task_id: str, sha256: str) -> ArtifactInfo | Error:
+        """The signed size and chunking of an artifact the pair may fetch now (the HTTP
+        link's ranged downloads, docs/protocol.md §10), or an error."""
+        msg = ChunkRequest(task_id=task_id, sha256=sha256, index=0)
+        grant = await self._grant(task_id, target_id)
+        if not isinstance(grant, Grant):
+            return self._denied(grant, msg)
+        artifacts = grant.package.artifacts if grant.package is not None else []
+        info = next((a for a in artifacts if a.sha256 == sha256), None)
+        if info is None:
+            return _error("unknown_artifact", f"task {task_id} has no such artifact", msg)
+        return info
 
     async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
         """One chunk read from the blob file on demand (§6.5), or an error."""

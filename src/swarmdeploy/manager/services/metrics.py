@@ -52,6 +52,7 @@ LABEL_NAMES = frozenset(
         "status",
         "operation",
         "direction",
+        "check",
     }
 )
 #: ``route`` of a request that matched no route (its path is not a label: unbounded).

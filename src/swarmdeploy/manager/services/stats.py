@@ -4,8 +4,9 @@ Counts come from aggregate queries (``count_targets``, ``count_task_targets_by_s
 ``count_tasks_by_states``: one row per distinct state set, however many tasks). The fleet
 health gauges and the online count read target records, a page of 1,000 per query; the blob
 store's size lists its blobs. Per-target values are aggregated (minimum free disk, largest
-agent RSS, highest CPU): a target id is never a label (docs/metrics.md), the API and the GUI
-show each target's own numbers.
+agent RSS, highest CPU) or counted (targets whose latest connectivity report fails a check,
+seed 000): a target id is never a label (docs/metrics.md), the API and the GUI show each
+target's own numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,28 @@ HEALTH_GAUGES: tuple[tuple[str, str, Callable[[float, float], float], str], ...]
     ("swarmdeploy_targets_cpu_percent_max", "cpu_percent", max,
      "Highest CPU use of any target, percent."),
 )  # fmt: skip
+
+
+#: The connectivity checks an agent reports (``health.__extra__.connectivity``,
+#: docs/protocol.md §10): the values of the ``check`` label.
+CONNECTIVITY_CHECKS = ("link", "dns", "hosts", "manager")
+
+
+def connectivity_failures(health: dict[str, object] | None) -> frozenset[str] | None:
+    """The checks the latest connectivity result in ``health`` fails (DNS not checked, with a
+    proxy, is not a failure), or ``None`` when the report has no connectivity result."""
+    extra = (health or {}).get("__extra__")
+    found = extra.get("connectivity") if isinstance(extra, dict) else None
+    if not isinstance(found, dict):
+        return None
+    hosts = found.get("hosts")
+    failing = {
+        "link": found.get("link_up") is False,
+        "dns": found.get("dns") is False,
+        "hosts": isinstance(hosts, dict) and any(ok is False for ok in hosts.values()),
+        "manager": found.get("manager") is False,
+    }
+    return frozenset(check for check, failed in failing.items() if failed)
 
 
 def health_value(health: dict[str, object] | None, field: str) -> float | None:
@@ -72,10 +95,20 @@ class StatsService:
         self._blob_bytes = g("swarmdeploy_blob_store_bytes", "Bytes held by the blob store.")
         self._subscribers = g("swarmdeploy_event_subscribers", "Open /events subscriptions.")
         self._health = [g(name, text) for name, _, _, text in HEALTH_GAUGES]
+        self._conn_reported = g(
+            "swarmdeploy_targets_connectivity_reported",
+            "Targets whose latest health report has a connectivity result.",
+        )
+        self._conn_failing = g(
+            "swarmdeploy_targets_connectivity_failing",
+            "Targets whose latest connectivity result fails this check.",
+            ("check",),
+        )
 
     async def _per_target(self) -> None:
         """Online targets and the fleet health gauges: needs every target's record."""
-        online = 0
+        online = reported = 0
+        failing: collections.Counter[str] = collections.Counter()
         folded: list[float | None] = [None for _ in HEALTH_GAUGES]
         page = 1
         while True:
@@ -87,12 +120,19 @@ class StatsService:
                     if value is not None:
                         seen = folded[i]
                         folded[i] = value if seen is None else fold(seen, value)
+                checks = connectivity_failures(record.health)
+                if checks is not None:
+                    reported += 1
+                    failing.update(checks)
             if page * MAX_PER_PAGE >= result.total:
                 break
             page += 1
         self._online.set(online)
         for gauge, value in zip(self._health, folded, strict=True):
             gauge.set(math.nan if value is None else value)
+        self._conn_reported.set(reported)
+        for check in CONNECTIVITY_CHECKS:
+            self._conn_failing.labels(check).set(failing[check])
 
     async def _task_statuses(self) -> None:
         counts: collections.Counter[str] = collections.Counter()
