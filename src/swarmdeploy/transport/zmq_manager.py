@@ -63,6 +63,9 @@ class ZmqManagerTransport(ManagerTransport):
         self._ctx: zmq.asyncio.Context | None = None
         self._zap: ZapHandler | None = None
         self._router: zmq.asyncio.Socket | None = None
+        # the same ROUTER as a plain socket: non-blocking sends, and reads of what is already
+        # queued, without the asyncio wrapper's future and poll per message
+        self._router_sync: zmq.Socket[bytes] | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._endpoints: dict[str, str] = {}
         self._closed = asyncio.Event()
@@ -84,6 +87,7 @@ class ZmqManagerTransport(ManagerTransport):
             self._zap = ZapHandler(ctx, self._allowed.owner)
             self._zap.start()
             self._router = self._server_socket(ctx, zmq.ROUTER)
+            self._router_sync = zmq.Socket.shadow(self._router.underlying)
             self._pub = self._server_socket(ctx, zmq.PUB)
             cfg = self.config
             for name, sock, port in (
@@ -134,10 +138,10 @@ class ZmqManagerTransport(ManagerTransport):
         return await self._send_to(target_id, route, data)
 
     async def _send_to(self, target_id: str, route: bytes, data: bytes) -> bool:
-        assert self._router is not None
+        assert self._router_sync is not None
         try:
             # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
-            await self._router.send_multipart([route, data], flags=zmq.DONTWAIT)
+            self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT)
         except zmq.Again:
             return False  # the agent's queue is full: it is slow or gone
         except zmq.ZMQError as exc:
@@ -158,24 +162,38 @@ class ZmqManagerTransport(ManagerTransport):
             await self._pub.send_multipart([topic, data], flags=zmq.DONTWAIT)
 
     async def recv(self, timeout_s: float | None = None) -> tuple[str, Message] | None:
-        """See :meth:`ManagerTransport.recv`."""
+        """See :meth:`ManagerTransport.recv`. A message already queued in the socket is read
+        at once; the event loop polls only when the queue is empty (a busy link costs no
+        poll per message)."""
         self._require(Lifecycle.OPEN)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            if not await self._readable(remaining):
-                if deadline is not None and loop.time() >= deadline:
+            if self._closed.is_set():
+                raise TransportClosed("ZmqManagerTransport is closed")
+            frames = self._recv_queued()
+            if frames is None:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                if not await self._readable(remaining) and (
+                    deadline is not None and loop.time() >= deadline
+                ):
                     return None
-                continue  # the socket was replaced by a revocation while we waited
-            assert self._router is not None
-            try:
-                frames = await self._router.recv_multipart(flags=zmq.DONTWAIT, copy=False)
-            except zmq.Again:
-                continue
+                continue  # readable, or the socket was replaced by a revocation meanwhile
             accepted = await self._accept(frames)
             if accepted is not None:
                 return accepted
+
+    def _recv_queued(self) -> list[zmq.Frame] | None:
+        """The next message already queued in the ROUTER, or ``None``."""
+        assert self._router_sync is not None
+        try:
+            return self._router_sync.recv_multipart(flags=zmq.DONTWAIT, copy=False)
+        except zmq.Again:
+            return None
+        except zmq.ZMQError as exc:
+            if self._closed.is_set():
+                raise TransportClosed("ZmqManagerTransport is closed") from exc
+            raise
 
     async def _readable(self, timeout_s: float | None) -> bool:
         assert self._router is not None
@@ -259,6 +277,7 @@ class ZmqManagerTransport(ManagerTransport):
             self._router.close(linger=0)
             self._pub.close(linger=0)
             self._router = self._server_socket(self._ctx, zmq.ROUTER)
+            self._router_sync = zmq.Socket.shadow(self._router.underlying)
             self._pub = self._server_socket(self._ctx, zmq.PUB)
             await self._bind_again(self._router, self._endpoints["router"])
             await self._bind_again(self._pub, self._endpoints["pub"])
@@ -295,6 +314,7 @@ class ZmqManagerTransport(ManagerTransport):
             if sock is not None:
                 sock.close(linger=0)
         self._router = self._pub = None
+        self._router_sync = None
         if self._zap is not None:
             await self._zap.close()
             self._zap = None
