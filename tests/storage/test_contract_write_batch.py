@@ -106,3 +106,23 @@ async def test_commit_batch_counts_log_lines_per_group_with_and_without_seq(
     assert result.logs == [1, 1]
     stored = await storage.query_logs(LogQuery(per_page=10))
     assert sorted(x.output for x in stored.items) == ["3", "4", "new", "no seq", "old"]
+
+
+async def test_commit_batch_sets_many_rows_in_one_statement_with_compare_and_set(
+    storage: Storage,
+) -> None:
+    ids = [f"t{i}" for i in range(7)]
+    for target_id in ids:
+        await add_target(storage, target(target_id))
+    await storage.add_task(task("k1"), [row("k1", t) for t in ids])
+    await storage.commit_batch(
+        WriteBatch(states=[StateWrite("k1", "t0", "announced", 2, expected=("pending",))])
+    )
+    writes = [StateWrite("k1", t, "announced", 3, "r", expected=("pending",)) for t in ids]
+    writes.append(StateWrite("k1", "ghost", "announced", 3, expected=("pending",)))
+    result = await storage.commit_batch(WriteBatch(states=writes))
+    # t0 was announced already: its compare-and-set misses, as does the unknown row
+    assert result.states == [False] + [True] * 6 + [False]
+    rows = {r.target_id: (r.state, r.updated_at) for r in await storage.task_targets("k1")}
+    assert rows["t0"] == ("announced", 2)
+    assert all(rows[t] == ("announced", 3) for t in ids[1:])

@@ -44,6 +44,8 @@ from swarmdeploy.storage.tables import (
 _OPEN = list(OPEN_REQUEST_STATES)
 #: Log rows per INSERT statement inside a batch (as ``sql_logs.LOG_CHUNK_ROWS``).
 LOG_BATCH_ROWS = 1000
+#: State writes per multi-row ``UPDATE`` inside a batch (6 parameters each).
+STATE_BATCH_ROWS = 500
 
 
 class _Full(Exception):
@@ -264,10 +266,25 @@ class SqlWriteBatch(SqlCore):
     async def commit_batch(self, batch: WriteBatch) -> BatchResult:
         """Every write of ``batch`` in one transaction (see ``Storage.commit_batch``)."""
         async with self._write_tx() as conn:
-            changed = [await self._set_state(conn, write) for write in batch.states]
+            changed = await self._set_states(conn, batch.states)
             stored = await self._store_log_groups(conn, batch.logs)
             await self._store_contacts(conn, batch.contacts)
         return BatchResult(states=changed, logs=stored)
+
+    async def _set_states(self, conn: AsyncConnection, writes: Sequence[StateWrite]) -> list[bool]:
+        """Compare-and-set every row: one ``UPDATE ... FROM (VALUES ...) RETURNING`` per
+        :data:`STATE_BATCH_ROWS` when each write expects one state and names another row
+        (the link's writes); else one statement per write, in order."""
+        keys = [(w.task_id, w.target_id) for w in writes]
+        plain = all(w.expected is not None and len(w.expected) == 1 for w in writes)
+        if len(writes) < 2 or not plain or len(set(keys)) != len(keys):
+            return [await self._set_state(conn, write) for write in writes]
+        changed: set[tuple[str, str]] = set()
+        for start in range(0, len(writes), STATE_BATCH_ROWS):
+            part = writes[start : start + STATE_BATCH_ROWS]
+            result = await conn.execute(_set_states_statement(part))
+            changed.update((task_id, target_id) for task_id, target_id in result.all())
+        return [key in changed for key in keys]
 
     @staticmethod
     async def _set_state(conn: AsyncConnection, write: StateWrite) -> bool:
@@ -350,6 +367,37 @@ class SqlWriteBatch(SqlCore):
         rows = [dataclasses.asdict(s) for s in samples if s.target_id in known]
         if rows:
             await conn.execute(self._insert_ignore(health_samples), rows)
+
+
+def _set_states_statement(writes: Sequence[StateWrite]) -> sa.Update:
+    """One compare-and-set of many rows (each write expects exactly one state)."""
+    rows = []
+    for w in writes:
+        assert w.expected is not None and len(w.expected) == 1
+        rows.append((w.task_id, w.target_id, w.state, w.updated_at, w.reason, w.expected[0]))
+    v = (
+        sa.values(
+            sa.column("v_task", sa.String),
+            sa.column("v_target", sa.String),
+            sa.column("v_state", sa.String),
+            sa.column("v_at", sa.BigInteger),
+            sa.column("v_reason", sa.Text),
+            sa.column("v_expected", sa.String),
+            name="v",
+        )
+        .data(rows)
+        .cte("v")
+    )
+    return (
+        sa.update(task_targets)
+        .where(
+            task_targets.c.task_id == v.c.v_task,
+            task_targets.c.target_id == v.c.v_target,
+            task_targets.c.state == v.c.v_expected,
+        )
+        .values(state=v.c.v_state, updated_at=v.c.v_at, reason=v.c.v_reason)
+        .returning(task_targets.c.task_id, task_targets.c.target_id)
+    )
 
 
 _STATE_ROW = sa.and_(
