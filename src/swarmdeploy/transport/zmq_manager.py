@@ -11,6 +11,7 @@ which drops every live connection at once (agents reconnect; the revoked key fai
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -20,6 +21,7 @@ import zmq.asyncio
 from swarmdeploy.protocol.compression import ALGORITHMS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
+    Chunk,
     Error,
     Hello,
     Hint,
@@ -46,6 +48,42 @@ from swarmdeploy.transport.zmq_common import ZAP_DOMAIN, apply_common, endpoint
 
 log = logging.getLogger(__name__)
 
+#: Encoded chunks kept for the next agents that ask for the same one (bytes, about).
+CHUNK_CACHE_BYTES = 32 << 20
+
+
+class ChunkFrames:
+    """Encoded ``chunk`` messages as libzmq frames, newest kept up to ``max_bytes``.
+
+    A bulk deployment sends the same chunks to every agent. Each is encoded once into a frame
+    libzmq owns, and every send queues a reference to that one buffer: no copy per agent, and
+    the chunks waiting in the send queues of a thousand agents take the memory of one each.
+    A chunk's content is fixed by its artifact's SHA-256 and index, so the key cannot serve
+    another chunk's bytes.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._frames: collections.OrderedDict[tuple[str, str, int, int], zmq.Frame] = (
+            collections.OrderedDict()
+        )
+
+    def frame(self, msg: Chunk, max_message_bytes: int) -> zmq.Frame:
+        """The frame of ``msg`` (encoded now, or the one kept). Raises ``MessageError``."""
+        key = (msg.task_id, msg.sha256, msg.index, len(msg.data))
+        found = self._frames.get(key)
+        if found is not None:
+            self._frames.move_to_end(key)
+            return found
+        frame = zmq.Frame(encode(msg, max_bytes=max_message_bytes), copy=True)
+        self._frames[key] = frame
+        self._bytes += len(frame)
+        while self._bytes > self._max and len(self._frames) > 1:
+            _, old = self._frames.popitem(last=False)
+            self._bytes -= len(old)
+        return frame
+
 
 class ZmqManagerTransport(ManagerTransport):
     """:class:`ManagerTransport` over CurveZMQ (ROUTER on ``zmq_sub_port``, PUB on
@@ -58,6 +96,7 @@ class ZmqManagerTransport(ManagerTransport):
         self._allowed = AllowList()
         self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
         self._compression: dict[str, str] = {}  # target id -> algorithm chosen at its hello
+        self._chunks = ChunkFrames(CHUNK_CACHE_BYTES)
         self._stats = WireStats()
         self.wire = self._stats
         self._ctx: zmq.asyncio.Context | None = None
@@ -127,8 +166,12 @@ class ZmqManagerTransport(ManagerTransport):
         """See :meth:`ManagerTransport.send`."""
         self._require(Lifecycle.OPEN)
         require_addressed_outgoing(msg)
-        compression = self._compression.get(target_id, "")
-        data = encode(msg, max_bytes=self.config.max_message_bytes, compression=compression)
+        data: bytes | zmq.Frame
+        if isinstance(msg, Chunk):  # never compressed (§2.1): the same bytes for every agent
+            data = self._chunks.frame(msg, self.config.max_message_bytes)
+        else:
+            compression = self._compression.get(target_id, "")
+            data = encode(msg, max_bytes=self.config.max_message_bytes, compression=compression)
         if isinstance(msg, Welcome):  # the link chose from the hello's offer (§2.1)
             chosen = msg.compression
             self._compression[target_id] = chosen if chosen in ALGORITHMS else ""
@@ -137,18 +180,20 @@ class ZmqManagerTransport(ManagerTransport):
             return False
         return await self._send_to(target_id, route, data)
 
-    async def _send_to(self, target_id: str, route: bytes, data: bytes) -> bool:
+    async def _send_to(self, target_id: str, route: bytes, data: bytes | zmq.Frame) -> bool:
         assert self._router_sync is not None
         try:
-            # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
-            self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT)
+            if isinstance(data, zmq.Frame):  # shared by every send (libzmq counts references)
+                self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT, copy=False)
+            else:  # copied: zero-copy sends of bytes start pyzmq's garbage thread
+                self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT)
         except zmq.Again:
             return False  # the agent's queue is full: it is slow or gone
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
                 del self._routes[target_id]  # its connection is gone; the next hello restores it
             return False
-        self._stats.sent(data)
+        self._stats.sent(data.buffer if isinstance(data, zmq.Frame) else data)
         return True
 
     async def publish(self, topic: bytes, msg: Hint) -> None:
