@@ -147,7 +147,8 @@ class ZmqManagerTransport(ManagerTransport):
         sock = ctx.socket(kind)
         apply_common(
             sock,
-            heartbeat_ivl_s=cfg.heartbeat_ivl_s,
+            # PUB: no pings of its own (the agents' pings carry a TTL; ManagerLinkConfig)
+            heartbeat_ivl_s=cfg.heartbeat_ivl_s if kind == zmq.ROUTER else 0.0,
             heartbeat_timeout_s=cfg.heartbeat_timeout_s,
             max_message_bytes=cfg.max_message_bytes,
             ipv6=":" in cfg.bind_host,
