@@ -20,9 +20,10 @@ class LinkSettings:
     ``announce_wave`` targets at a time, while fewer than ``max_transferring`` targets are
     still pulling their payload (:mod:`.announcer`). That bounds the chunk bytes in flight:
     the chunks queued for agents are shared frames (one per chunk, however many agents wait
-    for it), and libzmq holds one encrypted copy per connection it is writing to, so about
-    ``max_transferring`` x ``chunk_bytes`` (16 MiB) on top of the shared frames (at most
-    32 MiB, ``transport.zmq_manager.CHUNK_CACHE_BYTES``).
+    for it; ``transport.zmq_manager.CHUNK_CACHE_BYTES`` of them kept for reuse), and libzmq
+    encrypts each into a buffer per connection it writes to, so roughly ``max_transferring``
+    x ``chunk_bytes`` (16 MiB) more -- an estimate: measured is the peak RSS only
+    (``docs/performance.md``).
     """
 
     uploads_dir: Path
