@@ -78,8 +78,10 @@ class ProcessMonitor:
 class Phase:
     """Wall time, manager CPU and peak RSS, and this process's CPU, over one phase."""
 
-    def __init__(self, monitor: ProcessMonitor) -> None:
+    def __init__(self, monitor: ProcessMonitor, name: str = "") -> None:
         self._monitor = monitor
+        if name:  # a line to start a profiler by (``py-spy record -p PID``)
+            print(f"fleet: phase {name} starts (manager pid {monitor.pid})", flush=True)
         self._me = psutil.Process()
         monitor.reset_phase()
         self._t0 = time.monotonic()

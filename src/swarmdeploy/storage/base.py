@@ -321,8 +321,9 @@ class Storage(abc.ABC):
     async def commit_batch(self, batch: WriteBatch) -> BatchResult:
         """Store every write of ``batch`` in one transaction, in order: the state writes
         (each a compare-and-set as in :meth:`set_task_target_state`), the log groups (as in
-        :meth:`add_logs`) and the contact updates (as in :meth:`touch_target`). Either all
-        of it is committed or, with an exception, none of it."""
+        :meth:`add_logs`) and the contact updates (as in :meth:`touch_target`, with their
+        health samples as in :meth:`add_health_sample`). Either all of it is committed or,
+        with an exception, none of it."""
 
     @abc.abstractmethod
     async def expire_pending(

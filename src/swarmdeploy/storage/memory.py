@@ -485,6 +485,8 @@ class MemoryStorage(
         for contact in batch.contacts:
             await self.touch_target(contact.target_id, seen_at=contact.seen_at,
                                     health=contact.health)  # fmt: skip
+            if contact.sample is not None:
+                await self.add_health_sample(contact.sample)
         return BatchResult(states=changed, logs=stored)
 
     async def expire_pending(

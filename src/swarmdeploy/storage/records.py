@@ -156,6 +156,8 @@ class ContactWrite:
     target_id: str
     seen_at: int
     health: dict[str, Any] | None = None
+    #: A health sample to keep in the history (``Storage.add_health_sample``) as well.
+    sample: HealthSample | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

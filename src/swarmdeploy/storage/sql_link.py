@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from swarmdeploy.storage.common import check_final, chunked
 from swarmdeploy.storage.errors import NotFound
@@ -14,13 +16,18 @@ from swarmdeploy.storage.records import (
     FINISHED_REQUEST_STATES,
     OPEN_REQUEST_STATES,
     BatchResult,
+    ContactWrite,
+    HealthSample,
+    LogRecord,
     RequestRecord,
     RequestState,
+    StateWrite,
     UploadRecord,
     WriteBatch,
 )
 from swarmdeploy.storage.sql_core import SqlCore
 from swarmdeploy.storage.tables import (
+    health_samples,
     log_values,
     logs,
     request_from_row,
@@ -37,6 +44,8 @@ from swarmdeploy.storage.tables import (
 _OPEN = list(OPEN_REQUEST_STATES)
 #: Log rows per INSERT statement inside a batch (as ``sql_logs.LOG_CHUNK_ROWS``).
 LOG_BATCH_ROWS = 1000
+#: State writes per multi-row ``UPDATE`` inside a batch (6 parameters each).
+STATE_BATCH_ROWS = 500
 
 
 class _Full(Exception):
@@ -247,38 +256,169 @@ class SqlUploads(SqlCore):
 
 class SqlWriteBatch(SqlCore):
     """Group commit: the link's writes of many agents in one transaction
-    (docs/adr/0011-live-deployments-and-group-commit.md)."""
+    (docs/adr/0011-live-deployments-and-group-commit.md).
+
+    The statements are built once (bound parameters), so a write costs its execution, not
+    the building and compiling of a statement; contact updates are one ``executemany`` per
+    batch (one per target, the newest), log lines and health samples one multi-row
+    ``INSERT`` each."""
 
     async def commit_batch(self, batch: WriteBatch) -> BatchResult:
         """Every write of ``batch`` in one transaction (see ``Storage.commit_batch``)."""
-        changed: list[bool] = []
-        stored: list[int] = []
         async with self._write_tx() as conn:
-            for write in batch.states:
-                statement = (
-                    sa.update(task_targets)
-                    .where(
-                        task_targets.c.task_id == write.task_id,
-                        task_targets.c.target_id == write.target_id,
-                    )
-                    .values(state=write.state, updated_at=write.updated_at, reason=write.reason)
-                )
-                if write.expected is not None:
-                    statement = statement.where(task_targets.c.state.in_(list(write.expected)))
-                changed.append(bool((await conn.execute(statement)).rowcount))
-            for group in batch.logs:
-                count = 0
-                for start in range(0, len(group), LOG_BATCH_ROWS):
-                    part = group[start : start + LOG_BATCH_ROWS]
-                    insert = self._insert_ignore(logs).returning(logs.c.id)
-                    result = await conn.execute(insert, [log_values(line) for line in part])
-                    count += len(result.all())
-                stored.append(count)
-            for contact in batch.contacts:
-                values: dict[str, Any] = {"last_seen_at": contact.seen_at}
-                if contact.health is not None:
-                    values["health"] = contact.health
-                await conn.execute(
-                    sa.update(targets).where(targets.c.id == contact.target_id).values(values)
-                )
+            changed = await self._set_states(conn, batch.states)
+            stored = await self._store_log_groups(conn, batch.logs)
+            await self._store_contacts(conn, batch.contacts)
         return BatchResult(states=changed, logs=stored)
+
+    async def _set_states(self, conn: AsyncConnection, writes: Sequence[StateWrite]) -> list[bool]:
+        """Compare-and-set every row: one ``UPDATE ... FROM (VALUES ...) RETURNING`` per
+        :data:`STATE_BATCH_ROWS` when each write expects one state and names another row
+        (the link's writes); else one statement per write, in order."""
+        keys = [(w.task_id, w.target_id) for w in writes]
+        plain = all(w.expected is not None and len(w.expected) == 1 for w in writes)
+        if len(writes) < 2 or not plain or len(set(keys)) != len(keys):
+            return [await self._set_state(conn, write) for write in writes]
+        changed: set[tuple[str, str]] = set()
+        for start in range(0, len(writes), STATE_BATCH_ROWS):
+            part = writes[start : start + STATE_BATCH_ROWS]
+            result = await conn.execute(_set_states_statement(part))
+            changed.update((task_id, target_id) for task_id, target_id in result.all())
+        return [key in changed for key in keys]
+
+    @staticmethod
+    async def _set_state(conn: AsyncConnection, write: StateWrite) -> bool:
+        params: dict[str, Any] = {
+            "b_task": write.task_id,
+            "b_target": write.target_id,
+            "b_state": write.state,
+            "b_at": write.updated_at,
+            "b_reason": write.reason,
+        }
+        statement = _SET_STATE
+        if write.expected is not None:
+            statement = _SET_STATE_IF
+            params["b_expected"] = list(write.expected)
+        return bool((await conn.execute(statement, params)).rowcount)
+
+    async def _store_log_groups(
+        self, conn: AsyncConnection, groups: Sequence[Sequence[LogRecord]]
+    ) -> list[int]:
+        """Every group's lines in one multi-row ``INSERT`` (lines already stored, or
+        repeated in the batch, are skipped); how many lines of each group were stored."""
+        first: dict[tuple[str, int], int] = {}  # (target, seq) -> index of its first group
+        rows: list[dict[str, Any]] = []
+        for index, group in enumerate(groups):
+            for line in group:
+                if line.seq is None:  # no key to count it by: the statement per group
+                    return await self._store_log_groups_one_by_one(conn, groups)
+                if first.setdefault((line.target, line.seq), index) == index:
+                    rows.append(log_values(line))
+        counts = [0] * len(groups)
+        insert = self._insert_ignore(logs).returning(logs.c.target, logs.c.seq)
+        for start in range(0, len(rows), LOG_BATCH_ROWS):
+            result = await conn.execute(insert, rows[start : start + LOG_BATCH_ROWS])
+            for target, seq in result.all():
+                counts[first[(target, seq)]] += 1
+        return counts
+
+    async def _store_log_groups_one_by_one(
+        self, conn: AsyncConnection, groups: Sequence[Sequence[LogRecord]]
+    ) -> list[int]:
+        stored = []
+        for group in groups:
+            count = 0
+            for start in range(0, len(group), LOG_BATCH_ROWS):
+                part = group[start : start + LOG_BATCH_ROWS]
+                insert = self._insert_ignore(logs).returning(logs.c.id)
+                result = await conn.execute(insert, [log_values(line) for line in part])
+                count += len(result.all())
+            stored.append(count)
+        return stored
+
+    async def _store_contacts(
+        self, conn: AsyncConnection, contacts: Sequence[ContactWrite]
+    ) -> None:
+        """One row update per target (its newest time and newest health document), and
+        the health samples of targets that exist (others are ignored)."""
+        seen: dict[str, int] = {}
+        health: dict[str, dict[str, Any]] = {}
+        samples: list[HealthSample] = []
+        for contact in contacts:
+            seen[contact.target_id] = max(contact.seen_at, seen.get(contact.target_id, 0))
+            if contact.health is not None:
+                health[contact.target_id] = contact.health
+            if contact.sample is not None:
+                samples.append(contact.sample)
+        plain = [{"b_id": t, "b_seen": at} for t, at in seen.items() if t not in health]
+        full = [{"b_id": t, "b_seen": seen[t], "b_health": doc} for t, doc in health.items()]
+        for statement, params in ((_TOUCH, plain), (_TOUCH_HEALTH, full)):
+            if params:
+                await conn.execute(statement, params)
+        if samples:
+            await self._store_samples(conn, samples)
+
+    async def _store_samples(self, conn: AsyncConnection, samples: list[HealthSample]) -> None:
+        ids = sorted({s.target_id for s in samples})
+        known: set[str] = set()
+        for part in chunked(ids, self.in_chunk):
+            query = sa.select(targets.c.id).where(targets.c.id.in_(part))
+            known.update((await conn.execute(query)).scalars())
+        rows = [dataclasses.asdict(s) for s in samples if s.target_id in known]
+        if rows:
+            await conn.execute(self._insert_ignore(health_samples), rows)
+
+
+def _set_states_statement(writes: Sequence[StateWrite]) -> sa.Update:
+    """One compare-and-set of many rows (each write expects exactly one state)."""
+    rows = []
+    for w in writes:
+        assert w.expected is not None and len(w.expected) == 1
+        rows.append((w.task_id, w.target_id, w.state, w.updated_at, w.reason, w.expected[0]))
+    v = (
+        sa.values(
+            sa.column("v_task", sa.String),
+            sa.column("v_target", sa.String),
+            sa.column("v_state", sa.String),
+            sa.column("v_at", sa.BigInteger),
+            sa.column("v_reason", sa.Text),
+            sa.column("v_expected", sa.String),
+            name="v",
+        )
+        .data(rows)
+        .cte("v")
+    )
+    return (
+        sa.update(task_targets)
+        .where(
+            task_targets.c.task_id == v.c.v_task,
+            task_targets.c.target_id == v.c.v_target,
+            task_targets.c.state == v.c.v_expected,
+        )
+        .values(state=v.c.v_state, updated_at=v.c.v_at, reason=v.c.v_reason)
+        .returning(task_targets.c.task_id, task_targets.c.target_id)
+    )
+
+
+_STATE_ROW = sa.and_(
+    task_targets.c.task_id == sa.bindparam("b_task"),
+    task_targets.c.target_id == sa.bindparam("b_target"),
+)
+_SET_STATE = (
+    sa.update(task_targets)
+    .where(_STATE_ROW)
+    .values(
+        state=sa.bindparam("b_state"),
+        updated_at=sa.bindparam("b_at"),
+        reason=sa.bindparam("b_reason"),
+    )
+)
+_SET_STATE_IF = _SET_STATE.where(
+    task_targets.c.state.in_(sa.bindparam("b_expected", expanding=True))
+)
+_TOUCH = (
+    sa.update(targets)
+    .where(targets.c.id == sa.bindparam("b_id"))
+    .values(last_seen_at=sa.bindparam("b_seen"))
+)
+_TOUCH_HEALTH = _TOUCH.values(health=sa.bindparam("b_health", type_=targets.c.health.type))

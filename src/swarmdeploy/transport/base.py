@@ -121,6 +121,9 @@ class ManagerLinkConfig:
     bind_host: str = "127.0.0.1"
     zmq_sub_port: int = 5557
     zmq_pub_port: int = 5556
+    #: The manager's own ZMTP pings on the addressed link (the hint link's PUB sends none:
+    #: agents ping it every 10 s with a 30 s TTL, so libzmq still closes a silent one, and
+    #: every timer of the manager's connections costs its I/O thread at every message).
     heartbeat_ivl_s: float = 10.0
     heartbeat_timeout_s: float = 30.0
     max_message_bytes: int = MAX_MESSAGE_BYTES

@@ -11,6 +11,7 @@ which drops every live connection at once (agents reconnect; the revoked key fai
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 
@@ -20,6 +21,7 @@ import zmq.asyncio
 from swarmdeploy.protocol.compression import ALGORITHMS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
+    Chunk,
     Error,
     Hello,
     Hint,
@@ -46,6 +48,42 @@ from swarmdeploy.transport.zmq_common import ZAP_DOMAIN, apply_common, endpoint
 
 log = logging.getLogger(__name__)
 
+#: Encoded chunks kept for the next agents that ask for the same one (bytes, about).
+CHUNK_CACHE_BYTES = 32 << 20
+
+
+class ChunkFrames:
+    """Encoded ``chunk`` messages as libzmq frames, newest kept up to ``max_bytes``.
+
+    A bulk deployment sends the same chunks to every agent. Each is encoded once into a frame
+    libzmq owns, and every send queues a reference to that one buffer: no copy per agent, and
+    the chunks waiting in the send queues of a thousand agents take the memory of one each.
+    A chunk's content is fixed by its artifact's SHA-256 and index, so the key cannot serve
+    another chunk's bytes.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._frames: collections.OrderedDict[tuple[str, str, int, int], zmq.Frame] = (
+            collections.OrderedDict()
+        )
+
+    def frame(self, msg: Chunk, max_message_bytes: int) -> zmq.Frame:
+        """The frame of ``msg`` (encoded now, or the one kept). Raises ``MessageError``."""
+        key = (msg.task_id, msg.sha256, msg.index, len(msg.data))
+        found = self._frames.get(key)
+        if found is not None:
+            self._frames.move_to_end(key)
+            return found
+        frame = zmq.Frame(encode(msg, max_bytes=max_message_bytes), copy=True)
+        self._frames[key] = frame
+        self._bytes += len(frame)
+        while self._bytes > self._max and len(self._frames) > 1:
+            _, old = self._frames.popitem(last=False)
+            self._bytes -= len(old)
+        return frame
+
 
 class ZmqManagerTransport(ManagerTransport):
     """:class:`ManagerTransport` over CurveZMQ (ROUTER on ``zmq_sub_port``, PUB on
@@ -58,11 +96,15 @@ class ZmqManagerTransport(ManagerTransport):
         self._allowed = AllowList()
         self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
         self._compression: dict[str, str] = {}  # target id -> algorithm chosen at its hello
+        self._chunks = ChunkFrames(CHUNK_CACHE_BYTES)
         self._stats = WireStats()
         self.wire = self._stats
         self._ctx: zmq.asyncio.Context | None = None
         self._zap: ZapHandler | None = None
         self._router: zmq.asyncio.Socket | None = None
+        # the same ROUTER as a plain socket: non-blocking sends, and reads of what is already
+        # queued, without the asyncio wrapper's future and poll per message
+        self._router_sync: zmq.Socket[bytes] | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._endpoints: dict[str, str] = {}
         self._closed = asyncio.Event()
@@ -84,6 +126,7 @@ class ZmqManagerTransport(ManagerTransport):
             self._zap = ZapHandler(ctx, self._allowed.owner)
             self._zap.start()
             self._router = self._server_socket(ctx, zmq.ROUTER)
+            self._router_sync = zmq.Socket.shadow(self._router.underlying)
             self._pub = self._server_socket(ctx, zmq.PUB)
             cfg = self.config
             for name, sock, port in (
@@ -104,7 +147,8 @@ class ZmqManagerTransport(ManagerTransport):
         sock = ctx.socket(kind)
         apply_common(
             sock,
-            heartbeat_ivl_s=cfg.heartbeat_ivl_s,
+            # PUB: no pings of its own (the agents' pings carry a TTL; ManagerLinkConfig)
+            heartbeat_ivl_s=cfg.heartbeat_ivl_s if kind == zmq.ROUTER else 0.0,
             heartbeat_timeout_s=cfg.heartbeat_timeout_s,
             max_message_bytes=cfg.max_message_bytes,
             ipv6=":" in cfg.bind_host,
@@ -123,8 +167,12 @@ class ZmqManagerTransport(ManagerTransport):
         """See :meth:`ManagerTransport.send`."""
         self._require(Lifecycle.OPEN)
         require_addressed_outgoing(msg)
-        compression = self._compression.get(target_id, "")
-        data = encode(msg, max_bytes=self.config.max_message_bytes, compression=compression)
+        data: bytes | zmq.Frame
+        if isinstance(msg, Chunk):  # never compressed (§2.1): the same bytes for every agent
+            data = self._chunks.frame(msg, self.config.max_message_bytes)
+        else:
+            compression = self._compression.get(target_id, "")
+            data = encode(msg, max_bytes=self.config.max_message_bytes, compression=compression)
         if isinstance(msg, Welcome):  # the link chose from the hello's offer (§2.1)
             chosen = msg.compression
             self._compression[target_id] = chosen if chosen in ALGORITHMS else ""
@@ -133,18 +181,20 @@ class ZmqManagerTransport(ManagerTransport):
             return False
         return await self._send_to(target_id, route, data)
 
-    async def _send_to(self, target_id: str, route: bytes, data: bytes) -> bool:
-        assert self._router is not None
+    async def _send_to(self, target_id: str, route: bytes, data: bytes | zmq.Frame) -> bool:
+        assert self._router_sync is not None
         try:
-            # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
-            await self._router.send_multipart([route, data], flags=zmq.DONTWAIT)
+            if isinstance(data, zmq.Frame):  # shared by every send (libzmq counts references)
+                self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT, copy=False)
+            else:  # copied: zero-copy sends of bytes start pyzmq's garbage thread
+                self._router_sync.send_multipart([route, data], flags=zmq.DONTWAIT)
         except zmq.Again:
             return False  # the agent's queue is full: it is slow or gone
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
                 del self._routes[target_id]  # its connection is gone; the next hello restores it
             return False
-        self._stats.sent(data)
+        self._stats.sent(data.buffer if isinstance(data, zmq.Frame) else data)
         return True
 
     async def publish(self, topic: bytes, msg: Hint) -> None:
@@ -158,24 +208,38 @@ class ZmqManagerTransport(ManagerTransport):
             await self._pub.send_multipart([topic, data], flags=zmq.DONTWAIT)
 
     async def recv(self, timeout_s: float | None = None) -> tuple[str, Message] | None:
-        """See :meth:`ManagerTransport.recv`."""
+        """See :meth:`ManagerTransport.recv`. A message already queued in the socket is read
+        at once; the event loop polls only when the queue is empty (a busy link costs no
+        poll per message)."""
         self._require(Lifecycle.OPEN)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            if not await self._readable(remaining):
-                if deadline is not None and loop.time() >= deadline:
+            if self._closed.is_set():
+                raise TransportClosed("ZmqManagerTransport is closed")
+            frames = self._recv_queued()
+            if frames is None:
+                remaining = None if deadline is None else max(0.0, deadline - loop.time())
+                if not await self._readable(remaining) and (
+                    deadline is not None and loop.time() >= deadline
+                ):
                     return None
-                continue  # the socket was replaced by a revocation while we waited
-            assert self._router is not None
-            try:
-                frames = await self._router.recv_multipart(flags=zmq.DONTWAIT, copy=False)
-            except zmq.Again:
-                continue
+                continue  # readable, or the socket was replaced by a revocation meanwhile
             accepted = await self._accept(frames)
             if accepted is not None:
                 return accepted
+
+    def _recv_queued(self) -> list[zmq.Frame] | None:
+        """The next message already queued in the ROUTER, or ``None``."""
+        assert self._router_sync is not None
+        try:
+            return self._router_sync.recv_multipart(flags=zmq.DONTWAIT, copy=False)
+        except zmq.Again:
+            return None
+        except zmq.ZMQError as exc:
+            if self._closed.is_set():
+                raise TransportClosed("ZmqManagerTransport is closed") from exc
+            raise
 
     async def _readable(self, timeout_s: float | None) -> bool:
         assert self._router is not None
@@ -259,6 +323,7 @@ class ZmqManagerTransport(ManagerTransport):
             self._router.close(linger=0)
             self._pub.close(linger=0)
             self._router = self._server_socket(self._ctx, zmq.ROUTER)
+            self._router_sync = zmq.Socket.shadow(self._router.underlying)
             self._pub = self._server_socket(self._ctx, zmq.PUB)
             await self._bind_again(self._router, self._endpoints["router"])
             await self._bind_again(self._pub, self._endpoints["pub"])
@@ -295,6 +360,7 @@ class ZmqManagerTransport(ManagerTransport):
             if sock is not None:
                 sock.close(linger=0)
         self._router = self._pub = None
+        self._router_sync = None
         if self._zap is not None:
             await self._zap.close()
             self._zap = None

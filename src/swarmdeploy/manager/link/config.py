@@ -18,7 +18,12 @@ class LinkSettings:
     are kept ``request_retention_s`` (the record of what was asked), then purged by the
     maintenance pass that runs every ``maintenance_interval_s``. A new task is announced to
     ``announce_wave`` targets at a time, while fewer than ``max_transferring`` targets are
-    still pulling their payload (:mod:`.announcer`).
+    still pulling their payload (:mod:`.announcer`). That bounds the chunk bytes in flight:
+    the chunks queued for agents are shared frames (one per chunk, however many agents wait
+    for it; ``transport.zmq_manager.CHUNK_CACHE_BYTES`` of them kept for reuse), and libzmq
+    encrypts each into a buffer per connection it writes to, so roughly ``max_transferring``
+    x ``chunk_bytes`` (16 MiB) more -- an estimate: measured is the peak RSS only
+    (``docs/performance.md``).
     """
 
     uploads_dir: Path
@@ -31,7 +36,7 @@ class LinkSettings:
     sweep_interval_s: float = 1.0
     queue_per_target: int = 256
     announce_wave: int = 64
-    max_transferring: int = 256
+    max_transferring: int = 64
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0

@@ -26,6 +26,7 @@ target with the refusal as reason: ``declined`` before the agent accepted it,
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -56,8 +57,44 @@ log = logging.getLogger(__name__)
 PAYLOAD_STATES = frozenset({TargetState.ACCEPTED, TargetState.TRANSFERRING, TargetState.BUILDING})
 _UNDELIVERED = (TargetState.PENDING.value, TargetState.ANNOUNCED.value)
 _TASKS_MAX = 4096
+#: Chunk bytes kept in memory for the next targets of a deployment (:class:`ChunkCache`).
+CHUNK_CACHE_BYTES = 16 << 20
 #: Whether a row may be announced now (a staged rollout's current group, ``services.rollouts``).
 Gate = Callable[[TaskRecord, TaskTargetRecord], Awaitable[bool]]
+
+
+class ChunkCache:
+    """The newest chunks read from blobs, up to ``max_bytes``: a bulk deployment serves the
+    same chunks to every target, so each is read from its blob (and decrypted, when blobs
+    are encrypted at rest) once instead of once per target. Blobs are content-addressed and
+    never change, so a kept chunk is never stale."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._data: collections.OrderedDict[tuple[str, int, int], bytes] = collections.OrderedDict()
+
+    def get(self, sha256: str, offset: int, length: int) -> bytes | None:
+        """The kept bytes of that range, or ``None``."""
+        key = (sha256, offset, length)
+        data = self._data.get(key)
+        if data is not None:
+            self._data.move_to_end(key)
+        return data
+
+    def put(self, sha256: str, offset: int, data: bytes) -> None:
+        """Keep ``data`` read at ``offset`` of blob ``sha256`` (the oldest go beyond the
+        limit; a chunk larger than the limit is not kept)."""
+        if len(data) > self._max:
+            return
+        key = (sha256, offset, len(data))
+        if key in self._data:
+            return
+        self._data[key] = data
+        self._bytes += len(data)
+        while self._bytes > self._max:
+            _, old = self._data.popitem(last=False)
+            self._bytes -= len(old)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,6 +145,7 @@ class Delivery:
         self._grant_ttl_ms = grant_ttl_ms
         self._grants: dict[tuple[str, str], Grant] = {}
         self._tasks: dict[str, tuple[TaskRecord, int]] = {}
+        self._chunks = ChunkCache(CHUNK_CACHE_BYTES)
 
     async def _task(self, task_id: str) -> TaskRecord | None:
         """The task record, read from storage at most once per ``grant_ttl_ms``."""
@@ -292,7 +330,11 @@ class Delivery:
         except MessageError as exc:
             return _error(exc.code, str(exc), msg)
         try:
-            data = await self._blobs.read_range(msg.sha256, offset, length)
+            data = self._chunks.get(msg.sha256, offset, length)
+            if data is None:
+                data = await self._blobs.read_range(msg.sha256, offset, length)
+                if len(data) == length:
+                    self._chunks.put(msg.sha256, offset, data)
         except NotFoundError:
             log.error(
                 "artifact %s of task %s is missing from the blob store", msg.sha256, msg.task_id

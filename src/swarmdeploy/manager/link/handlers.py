@@ -128,15 +128,31 @@ class AgentHandlers:
             if reply is not None:
                 await p.transport.send(target_id, reply)
 
+    def heartbeat_inline(self, target_id: str, msg: m.Message) -> bool:
+        """Handle a ``heartbeat`` of an online target at once, without a worker job: it
+        only records the contact time in memory (§6.1). ``False`` for anything else, and
+        for a heartbeat that must go through :meth:`handle` (the target comes online)."""
+        if not isinstance(msg, m.Heartbeat):
+            return False
+        p = self._p
+        if not p.transport.is_allowed(target_id):
+            return True  # revoked after the message was received: dropped
+        return p.sessions.seen_quietly(target_id, p.clock())
+
     async def _contact(self, target_id: str, msg: m.Message, now: int) -> None:
+        """§6.1. The contact time of most messages stays in memory (the link's sweep stores
+        the due ones in one batch); a ``hello``, a ``health`` report (its document, and a
+        history sample when one is due) and a target coming online are stored now."""
         p = self._p
         contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello | m.Health))
         moved = False
         if contact.write:
             health = health_doc(msg, now) if isinstance(msg, m.Health) else None
-            await p.states.commits.touch(ContactWrite(target_id, now, health))
+            sample = None if health is None else p.health.sample_due(target_id, now, health)
+            await p.states.commits.touch(ContactWrite(target_id, now, health, sample))
+            if sample is not None:
+                p.health.sampled(target_id, now)
             if health is not None:
-                await p.health.note(target_id, now, health)
                 moved = p.health.moved(target_id, health)
         if moved and not contact.came_online:
             await self.publish_target(target_id)  # the map follows a moving device

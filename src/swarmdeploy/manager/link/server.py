@@ -6,7 +6,8 @@ tests). Start-up order (docs/protocol.md §3): every registered target's CurveZM
 the allow-list *before* the transport binds. Then:
 
 * one loop receives authenticated messages and queues each on its target's serial worker
-  (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it;
+  (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it (a heartbeat of an
+  online target with nothing queued is recorded at once: it only moves the contact time);
 * one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``),
   expires terminal requests of absent targets and, every ``maintenance_interval_s``, purges
   answered requests and partial uploads nobody will finish (:meth:`LinkServer.maintain`);
@@ -55,7 +56,8 @@ from swarmdeploy.manager.services.tasks import TaskView
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.messages import Hint, id_topic, message_type, tag_topic
 from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
-from swarmdeploy.storage.records import TargetRecord, TaskTargetRecord
+from swarmdeploy.storage.errors import StorageUnavailable
+from swarmdeploy.storage.records import ContactWrite, TargetRecord, TaskTargetRecord, WriteBatch
 from swarmdeploy.transport.base import ManagerTransport
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
 
@@ -214,6 +216,10 @@ class LinkServer:
         await self.announcer.close()
         await self.workers.close()
         try:
+            await self.store_contacts(self._clock(), every=True)
+        except Exception:  # stopping anyway: the next start begins from the stored times
+            log.exception("could not store the last contact times")
+        try:
             await self.services.task_states.commits.drain()
         except TimeoutError:
             log.warning("writes still queued for storage when the agent link stopped")
@@ -235,6 +241,8 @@ class LinkServer:
                 continue
             target_id, msg = got
             self.services.metrics.count_received(message_type(msg))
+            if not self.workers.busy(target_id) and self.handlers.heartbeat_inline(target_id, msg):
+                continue  # an idle target's heartbeat: recorded in memory, no job
             job = functools.partial(self.handlers.handle, target_id, msg)
             self.workers.submit(target_id, job, key=message_key(msg))
 
@@ -251,6 +259,7 @@ class LinkServer:
         absent targets, and run :meth:`maintain` when it is due. Runs every
         ``sweep_interval_s``."""
         now = self._clock()
+        await self.store_contacts(now)
         for target_id in self.sessions.sweep(now):
             log.info("target %s is offline (silent for too long)", target_id)
             await self.handlers.publish_target(target_id)
@@ -261,6 +270,22 @@ class LinkServer:
         if due:
             self._maintained_ms = now
             await self.maintain()
+
+    async def store_contacts(self, now: int, *, every: bool = False) -> None:
+        """Store the contact times held only in memory (heartbeats and the like) in one
+        transaction, once per touch interval (``every``: now, whatever is unstored). A
+        storage failure is logged; those times are stored by a later call."""
+        due = self.sessions.due_writes(now, force=every)
+        if not due:
+            return
+        writes = [ContactWrite(target_id, seen_ms) for target_id, seen_ms in due]
+        try:
+            await self.services.storage.commit_batch(WriteBatch(contacts=writes))
+        except StorageUnavailable as exc:
+            log.warning("could not store %d contact time(s): %s", len(writes), exc)
+            return
+        for target_id, seen_ms in due:
+            self.sessions.written(target_id, seen_ms)
 
     async def maintain(self) -> None:
         """Retention: delete answered requests older than ``request_retention_s`` and the

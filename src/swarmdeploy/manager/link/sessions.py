@@ -2,10 +2,15 @@
 
 A target is **online** while its last message is younger than the online timeout (3 x the
 heartbeat interval) and **offline** after that or at once after ``bye``. :class:`Sessions`
-records every contact in memory (exact) and tells the caller when the stored last-contact
-time is due to be written (throttled: a heartbeat storm must not hammer the database) and
-when a target changed between online and offline (publish ``targetUpdated``). It implements
-the registry's :class:`~swarmdeploy.manager.services.registry.Presence`. No I/O here.
+records every contact in memory (exact) and tells the caller when a contact must be written
+at once (a target's first message, coming online, forced by the caller) and when a target
+changed between online and offline (publish ``targetUpdated``). The contact times of other
+messages (heartbeats, most of all) are only kept in memory; :meth:`Sessions.due_writes`
+hands the ones not yet stored to the link's sweep, at most once per touch interval, which
+stores them all in one batch: an idle fleet costs no transaction per heartbeat, and the
+stored time lags the exact one by at most about the touch interval (what the API shows comes
+from memory). It implements the registry's
+:class:`~swarmdeploy.manager.services.registry.Presence`. No I/O here.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ class Session:
     """What this process knows about one target's contact."""
 
     last_seen_ms: int
-    written_ms: int | None = None  # when the stored last_seen_at was last written
+    written_ms: int | None = None  # the contact time last written to storage
     bye_ms: int | None = None  # set by ``bye``, cleared by any later message
     online: bool = True
     boot_id: str = ""
@@ -27,7 +32,8 @@ class Session:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Contact:
-    """Outcome of recording one message: write the contact time? did it come online?"""
+    """Outcome of recording one message: write the contact time now (else it is written by
+    the next :meth:`Sessions.due_writes` batch)? did it come online?"""
 
     write: bool
     came_online: bool
@@ -40,6 +46,7 @@ class Sessions:
         self._timeout_ms = online_timeout_ms
         self._touch_ms = touch_interval_ms
         self._sessions: dict[str, Session] = {}
+        self._flushed_ms: int | None = None  # when due_writes last handed out contacts
 
     def seen(self, target_id: str, now_ms: int, *, force_write: bool = False) -> Contact:
         """Record a message from ``target_id`` at ``now_ms``."""
@@ -51,11 +58,41 @@ class Sessions:
         session.last_seen_ms = max(session.last_seen_ms, now_ms)
         session.bye_ms = None
         session.online = True
-        due = session.written_ms is None or now_ms - session.written_ms >= self._touch_ms
-        write = force_write or came_online or due
+        write = force_write or came_online or session.written_ms is None
         if write:
             session.written_ms = now_ms
         return Contact(write=write, came_online=came_online)
+
+    def seen_quietly(self, target_id: str, now_ms: int) -> bool:
+        """Record a message that needs no write and changes nothing else (a heartbeat of a
+        target that is online): ``True`` if recorded, ``False`` (nothing recorded) when it
+        must go through :meth:`seen` (first contact, coming online)."""
+        session = self._sessions.get(target_id)
+        if session is None or not session.online or session.written_ms is None:
+            return False
+        session.last_seen_ms = max(session.last_seen_ms, now_ms)
+        session.bye_ms = None
+        return True
+
+    def due_writes(self, now_ms: int, *, force: bool = False) -> list[tuple[str, int]]:
+        """``(target id, last contact)`` of every target whose newest contact is not stored
+        yet, once per touch interval (``[]`` in between, unless ``force``). Call
+        :meth:`written` for those stored; the others are handed out again next time."""
+        recent = self._flushed_ms is not None and now_ms - self._flushed_ms < self._touch_ms
+        if recent and not force:
+            return []
+        self._flushed_ms = now_ms
+        return [
+            (target_id, s.last_seen_ms)
+            for target_id, s in self._sessions.items()
+            if s.written_ms is None or s.last_seen_ms > s.written_ms
+        ]
+
+    def written(self, target_id: str, seen_ms: int) -> None:
+        """The contact time ``seen_ms`` of ``target_id`` is stored."""
+        session = self._sessions.get(target_id)
+        if session is not None and (session.written_ms is None or seen_ms > session.written_ms):
+            session.written_ms = seen_ms
 
     def hello(self, target_id: str, *, boot_id: str, arch: str) -> None:
         """Remember the agent process (``boot_id``) and architecture of the latest ``hello``."""

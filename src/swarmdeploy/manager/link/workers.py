@@ -79,6 +79,10 @@ class TargetWorkers:
             )
         return True
 
+    def busy(self, target_id: str) -> bool:
+        """Whether ``target_id`` has a job queued or running."""
+        return target_id in self._tasks
+
     async def _run(self, target_id: str) -> None:
         queue = self._queues[target_id]
         try:

@@ -55,15 +55,20 @@ class HealthHistory:
         self._last: dict[str, int] = {}
         self._positions: dict[str, tuple[float, float]] = {}
 
-    async def note(self, target_id: str, at_ms: int, health: Mapping[str, Any]) -> bool:
-        """Store the report if the target's last sample is ``sample_interval_s`` old;
-        returns whether it was stored."""
+    def sample_due(
+        self, target_id: str, at_ms: int, health: Mapping[str, Any]
+    ) -> HealthSample | None:
+        """The sample to store with this report (the link stores it in the report's group
+        commit, ``ContactWrite.sample``) if the target's last stored sample is
+        ``sample_interval_s`` old, else ``None``. Call :meth:`sampled` once it is stored."""
         last = self._last.get(target_id)
         if last is not None and at_ms - last < self._interval_ms:
-            return False
-        await self._storage.add_health_sample(sample_of(target_id, at_ms, health))
-        self._last[target_id] = at_ms
-        return True
+            return None
+        return sample_of(target_id, at_ms, health)
+
+    def sampled(self, target_id: str, at_ms: int) -> None:
+        """A sample of ``target_id`` taken at ``at_ms`` is stored."""
+        self._last[target_id] = max(at_ms, self._last.get(target_id, at_ms))
 
     def moved(self, target_id: str, health: Mapping[str, Any]) -> bool:
         """Whether the report carries a device position other than the target's last one
