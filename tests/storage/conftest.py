@@ -76,3 +76,20 @@ async def storage(open_backend: Callable[[], Storage]) -> AsyncIterator[Storage]
         yield backend
     finally:
         await backend.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def sql_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
+    """An open, empty SQL backend (a SQLite file, or the session's PostgreSQL database), for
+    tests of what the SQL backends do beyond the contract."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        await empty_pg_tables(url)
+    backend = open_storage(url)
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()

@@ -3,32 +3,11 @@ PostgreSQL: the SQL backends that stay (the in-memory twin is being removed)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from swarmdeploy.storage import Conflict, NotFound, Storage
-from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.records import RollbackRecord
-from tests.storage.conftest import empty_pg_tables
 from tests.storage.helpers import task
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def sql_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    """An open, empty SQL storage of each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await empty_pg_tables(url)
-    backend = open_storage(url)
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 async def test_links_read_both_ways_and_go_with_the_rollback_task(sql_storage: Storage) -> None:

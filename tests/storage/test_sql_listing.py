@@ -5,7 +5,6 @@ targets list (tags, search, selector) yields exactly the filtered fleet, each ta
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,25 +21,8 @@ from swarmdeploy.storage.records import (
     TaskTargetRecord,
     WriteBatch,
 )
-from tests.storage.conftest import empty_pg_tables
 
 STATES = ["pending", "running", "exited", "failed", "stopped"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def sql_storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    """An open, empty SQL backend (SQLite file, or the session's PostgreSQL database)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'listing.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await empty_pg_tables(url)
-    backend = open_storage(url)
-    await backend.open()
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 def _tags(i: int) -> tuple[str, ...]:

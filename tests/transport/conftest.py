@@ -51,3 +51,13 @@ async def zh() -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.close()
+
+
+@pytest.fixture
+async def hh() -> AsyncIterator[Harness]:
+    """A started manager on the HTTP link (the HTTP-only tests)."""
+    h = await make_harness("http")
+    try:
+        yield h
+    finally:
+        await h.close()

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from tests.transport.harness import TIMEOUT_S, Harness, TcpProxy, greet, make_harness
+from tests.transport.harness import TIMEOUT_S, Harness, TcpProxy, greet
 from tests.transport.proxies import ConnectProxy
 
 from swarmdeploy.crypto.curve import generate_keypair
@@ -22,27 +20,18 @@ from swarmdeploy.transport.http_client import HttpClient
 POLLS = 100
 
 
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await make_harness("http")
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
 async def _fast_poller(
-    h: Harness, target_id: str, url: str, proxy: str | None = None
+    hh: Harness, target_id: str, url: str, proxy: str | None = None
 ) -> HttpAgentTransport:
     """An agent whose long-polls end after ~10 ms, so that 100 polls take a second."""
     keys = generate_keypair()
-    await h.manager.allow(target_id, keys.public)
+    await hh.manager.allow(target_id, keys.public)
     config = AgentLinkConfig(
-        target_id=target_id, keys=keys, manager_public_key=h.manager_keys.public,
+        target_id=target_id, keys=keys, manager_public_key=hh.manager_keys.public,
         reconnect_ivl_s=0.05, reconnect_ivl_max_s=0.2,
     )  # fmt: skip
     agent = HttpAgentTransport(config, manager_url=url, proxy=proxy, poll_wait_s=0.01)
-    h.agents.append(agent)
+    hh.agents.append(agent)
     await agent.connect()
     await agent.wait_state(LinkState.CONNECTED, timeout_s=TIMEOUT_S)
     return agent
@@ -55,16 +44,16 @@ async def _polls(agent: HttpAgentTransport, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_one_connection_carries_a_hundred_polls_and_the_sends(h: Harness) -> None:
-    assert h.server is not None
-    proxy = TcpProxy(h.server.port)
+async def test_one_connection_carries_a_hundred_polls_and_the_sends(hh: Harness) -> None:
+    assert hh.server is not None
+    proxy = TcpProxy(hh.server.port)
     await proxy.start()
     try:
-        agent = await _fast_poller(h, "ka-1", f"http://127.0.0.1:{proxy.port}")
+        agent = await _fast_poller(hh, "ka-1", f"http://127.0.0.1:{proxy.port}")
         await _polls(agent, POLLS)
         for n in range(5):
             assert await agent.send(Hello(boot_id=f"b{n}"))
-            assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("ka-1", Hello(boot_id=f"b{n}"))
+            assert await hh.manager.recv(timeout_s=TIMEOUT_S) == ("ka-1", Hello(boot_id=f"b{n}"))
         await _polls(agent, 10)
         # The long-poll holds one connection, the sends use a second one (the poll is parked
         # while a send goes out); without keep-alive this would be ~115.
@@ -76,23 +65,23 @@ async def test_one_connection_carries_a_hundred_polls_and_the_sends(h: Harness) 
         await _polls(agent, POLLS)
         assert before < proxy.accepted <= before + 4, (before, proxy.accepted)
     finally:
-        await h.close()
+        await hh.close()
         await proxy.close()
 
 
-async def test_the_tunnel_of_a_connect_proxy_is_kept_too(h: Harness) -> None:
-    assert h.server is not None
+async def test_the_tunnel_of_a_connect_proxy_is_kept_too(hh: Harness) -> None:
+    assert hh.server is not None
     proxy = ConnectProxy()
     await proxy.start()
     try:
         agent = await _fast_poller(
-            h, "ka-2", f"http://127.0.0.1:{h.server.port}", f"http://127.0.0.1:{proxy.port}"
+            hh, "ka-2", f"http://127.0.0.1:{hh.server.port}", f"http://127.0.0.1:{proxy.port}"
         )
-        await greet(h, agent, "ka-2")
+        await greet(hh, agent, "ka-2")
         await _polls(agent, POLLS)
         assert 1 <= len(proxy.requested) <= 3, proxy.requested
     finally:
-        await h.close()
+        await hh.close()
         await proxy.close()
 
 

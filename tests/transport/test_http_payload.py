@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.transport.harness import Harness, make_harness
+from tests.transport.harness import Harness
 
 from swarmdeploy.agent.ranged import RangedTransfer, resume_point
 from swarmdeploy.protocol.manifest import ArtifactInfo
@@ -55,30 +55,21 @@ class Source:
         return Chunk(task_id=msg.task_id, sha256=msg.sha256, index=msg.index, data=data)
 
 
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await make_harness("http")
-    try:
-        yield harness
-    finally:
-        await harness.close()
+def _link(hh: Harness) -> HttpManagerTransport:
+    assert isinstance(hh.manager, HttpManagerTransport)
+    return hh.manager
 
 
-def _link(h: Harness) -> HttpManagerTransport:
-    assert isinstance(h.manager, HttpManagerTransport)
-    return h.manager
-
-
-async def _agent(h: Harness, target_id: str, *, via_proxy: bool = False) -> HttpAgentTransport:
-    agent = await h.agent(target_id, via_proxy=via_proxy)
+async def _agent(hh: Harness, target_id: str, *, via_proxy: bool = False) -> HttpAgentTransport:
+    agent = await hh.agent(target_id, via_proxy=via_proxy)
     assert isinstance(agent, HttpAgentTransport)
     await agent.wait_state(LinkState.CONNECTED, timeout_s=5.0)
     return agent
 
 
-def _serve(h: Harness, size: int, allowed: set[str]) -> Source:
+def _serve(hh: Harness, size: int, allowed: set[str]) -> Source:
     source = Source(os.urandom(size), allowed)
-    _link(h).serve_payloads(source)
+    _link(hh).serve_payloads(source)
     return source
 
 
@@ -89,12 +80,12 @@ def _transfer(agent: HttpAgentTransport, source: Source, directory: Path) -> Ran
 
 
 async def test_a_download_cut_in_the_middle_resumes_where_it_stopped(
-    h: Harness, tmp_path: Path
+    hh: Harness, tmp_path: Path
 ) -> None:
     size = 2 * 1024 * 1024 + 123
-    source = _serve(h, size, {"dl-1"})
-    agent = await _agent(h, "dl-1", via_proxy=True)
-    proxy = h.proxies["dl-1"]
+    source = _serve(hh, size, {"dl-1"})
+    agent = await _agent(hh, "dl-1", via_proxy=True)
+    proxy = hh.proxies["dl-1"]
     before = proxy.downstream_bytes
     proxy.cut_after = before + size * 6 // 10  # the line drops 60 % into the download
     [path] = await _transfer(agent, source, tmp_path).run()
@@ -103,29 +94,29 @@ async def test_a_download_cut_in_the_middle_resumes_where_it_stopped(
     # What came down the line: 60 % once, then the rest -- starting over would be 1.6x.
     assert proxy.downstream_bytes - before < 1.5 * size
     # The manager also wrote what sat in loopback socket buffers when the line dropped.
-    assert _link(h).payload_bytes_sent < 2 * size
+    assert _link(hh).payload_bytes_sent < 2 * size
 
 
 async def test_a_partial_file_left_by_a_restart_is_resumed_from_its_length(
-    h: Harness, tmp_path: Path
+    hh: Harness, tmp_path: Path
 ) -> None:
     size = 10 * CHUNK + 5
-    source = _serve(h, size, {"dl-2"})
-    agent = await _agent(h, "dl-2")
+    source = _serve(hh, size, {"dl-2"})
+    agent = await _agent(hh, "dl-2")
     part = tmp_path / f"{source.info.sha256}.range"
     part.write_bytes(source.data[: 6 * CHUNK + 100])  # 6 chunks and a torn write
     [path] = await _transfer(agent, source, tmp_path).run()
     assert path.read_bytes() == source.data
     assert not part.exists()
     sealed = wire.sealed_size(size, CHUNK)
-    assert _link(h).payload_bytes_sent == sealed - wire.frame_start(6, CHUNK)
+    assert _link(hh).payload_bytes_sent == sealed - wire.frame_start(6, CHUNK)
 
 
 async def test_a_damaged_partial_file_fails_the_digest_and_is_fetched_again(
-    h: Harness, tmp_path: Path
+    hh: Harness, tmp_path: Path
 ) -> None:
-    source = _serve(h, 3 * CHUNK, {"dl-3"})
-    agent = await _agent(h, "dl-3")
+    source = _serve(hh, 3 * CHUNK, {"dl-3"})
+    agent = await _agent(hh, "dl-3")
     part = tmp_path / f"{source.info.sha256}.range"
     part.write_bytes(b"\0" * CHUNK)  # not what the manager sent: the SHA-256 catches it
     [path] = await _transfer(agent, source, tmp_path).run()
@@ -133,18 +124,18 @@ async def test_a_damaged_partial_file_fails_the_digest_and_is_fetched_again(
 
 
 async def test_a_target_that_may_not_have_the_payload_is_refused(
-    h: Harness, tmp_path: Path
+    hh: Harness, tmp_path: Path
 ) -> None:
-    source = _serve(h, CHUNK, {"someone-else"})
-    agent = await _agent(h, "dl-4")
+    source = _serve(hh, CHUNK, {"someone-else"})
+    agent = await _agent(hh, "dl-4")
     with pytest.raises(PayloadRefused, match="not_authorized"):
         await agent.download(TASK, source.info, 0, lambda _: True)
 
 
 async def test_a_payload_that_fails_in_the_middle_cuts_the_stream_after_whole_chunks(
-    h: Harness,
+    hh: Harness,
 ) -> None:
-    source = _serve(h, 5 * CHUNK, {"dl-9"})
+    source = _serve(hh, 5 * CHUNK, {"dl-9"})
     real_chunk = source.chunk
 
     async def failing(target_id: str, msg: ChunkRequest) -> Chunk | Error:
@@ -153,7 +144,7 @@ async def test_a_payload_that_fails_in_the_middle_cuts_the_stream_after_whole_ch
         return await real_chunk(target_id, msg)
 
     source.chunk = failing  # type: ignore[method-assign]
-    agent = await _agent(h, "dl-9")
+    agent = await _agent(hh, "dl-9")
     got: list[bytes] = []
 
     def keep(data: bytes) -> bool:
@@ -174,7 +165,7 @@ def test_resume_points_are_whole_chunks() -> None:
 
 
 async def _raw_fetch(
-    h: Harness,
+    hh: Harness,
     agent: HttpAgentTransport,
     source: Source,
     *,
@@ -187,7 +178,7 @@ async def _raw_fetch(
         req = agent._request("fetch", task_id=TASK, sha256=source.info.sha256, range_start=0)
         tamper(req)
         sealed = wire.seal_request(req, agent._secret, agent._public, agent._manager_key)
-    client = HttpClient(f"http://127.0.0.1:{h._ports()[0]}", max_body_bytes=1 << 24)
+    client = HttpClient(f"http://127.0.0.1:{hh._ports()[0]}", max_body_bytes=1 << 24)
     try:
         headers = {"Authorization": "SDH1 " + base64.urlsafe_b64encode(sealed).decode()}
         if range_header:
@@ -198,39 +189,39 @@ async def _raw_fetch(
     return resp.status, resp.body, sealed
 
 
-async def test_a_replayed_payload_request_is_refused(h: Harness) -> None:
-    source = _serve(h, CHUNK, {"dl-5"})
-    agent = await _agent(h, "dl-5")
-    status, body, sealed = await _raw_fetch(h, agent, source)
+async def test_a_replayed_payload_request_is_refused(hh: Harness) -> None:
+    source = _serve(hh, CHUNK, {"dl-5"})
+    agent = await _agent(hh, "dl-5")
+    status, body, sealed = await _raw_fetch(hh, agent, source)
     assert status == 206 and len(body) == CHUNK + wire.FRAME_OVERHEAD
-    status, body, _ = await _raw_fetch(h, agent, source, sealed=sealed)
+    status, body, _ = await _raw_fetch(hh, agent, source, sealed=sealed)
     assert status == 409 and b"replayed" in body
 
 
-async def test_a_range_header_changed_on_the_way_is_refused(h: Harness) -> None:
-    source = _serve(h, 3 * CHUNK, {"dl-6"})
-    agent = await _agent(h, "dl-6")
+async def test_a_range_header_changed_on_the_way_is_refused(hh: Harness) -> None:
+    source = _serve(hh, 3 * CHUNK, {"dl-6"})
+    agent = await _agent(hh, "dl-6")
     status, body, _ = await _raw_fetch(
-        h, agent, source, range_header=f"bytes={wire.frame_start(1, CHUNK)}-"
+        hh, agent, source, range_header=f"bytes={wire.frame_start(1, CHUNK)}-"
     )
     assert status == 400 and b"range_mismatch" in body
 
 
-async def test_a_range_off_a_frame_boundary_is_refused(h: Harness) -> None:
-    source = _serve(h, 3 * CHUNK, {"dl-7"})
-    agent = await _agent(h, "dl-7")
+async def test_a_range_off_a_frame_boundary_is_refused(hh: Harness) -> None:
+    source = _serve(hh, 3 * CHUNK, {"dl-7"})
+    agent = await _agent(hh, "dl-7")
 
     def off(req: wire.LinkRequest) -> None:
         req.range_start = 5
 
-    status, body, _ = await _raw_fetch(h, agent, source, range_header="bytes=5-", tamper=off)
+    status, body, _ = await _raw_fetch(hh, agent, source, range_header="bytes=5-", tamper=off)
     assert status == 416 and b"bad_range" in body
 
 
-async def test_a_request_without_a_valid_seal_is_refused(h: Harness) -> None:
-    source = _serve(h, CHUNK, {"dl-8"})
-    agent = await _agent(h, "dl-8")
-    status, body, _ = await _raw_fetch(h, agent, source, sealed=b"SDH1" + os.urandom(300))
+async def test_a_request_without_a_valid_seal_is_refused(hh: Harness) -> None:
+    source = _serve(hh, CHUNK, {"dl-8"})
+    agent = await _agent(hh, "dl-8")
+    status, body, _ = await _raw_fetch(hh, agent, source, sealed=b"SDH1" + os.urandom(300))
     assert status == 400 and b"bad_envelope" in body
 
 

@@ -4,11 +4,10 @@ resolve (Tor's ``.onion`` case: the agent must never look it up itself) and HTTP
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.transport.harness import Harness, greet, make_harness, next_message
+from tests.transport.harness import Harness, greet, next_message
 from tests.transport.proxies import ConnectProxy, Socks5Proxy
 
 from swarmdeploy.protocol.messages import Welcome
@@ -17,15 +16,6 @@ from swarmdeploy.transport.errors import TransportConfigError
 from swarmdeploy.transport.http_client import HttpClient
 
 ONION = "swarmdeploymanagerxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await make_harness("http")
-    try:
-        yield harness
-    finally:
-        await harness.close()
 
 
 @pytest.fixture
@@ -43,55 +33,55 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_an_agent_reaches_an_onion_name_through_socks5_without_resolving_it(
-    h: Harness, lookups: list[str]
+    hh: Harness, lookups: list[str]
 ) -> None:
     proxy = Socks5Proxy({ONION: "127.0.0.1"})
     await proxy.start()
     try:
-        h.agent_proxy = f"socks5h://127.0.0.1:{proxy.port}"
-        h.manager_host = ONION
-        agent = await h.agent("tor-1")
-        await greet(h, agent, "tor-1")
-        assert await h.manager.send("tor-1", Welcome(server_time_ms=7))
+        hh.agent_proxy = f"socks5h://127.0.0.1:{proxy.port}"
+        hh.manager_host = ONION
+        agent = await hh.agent("tor-1")
+        await greet(hh, agent, "tor-1")
+        assert await hh.manager.send("tor-1", Welcome(server_time_ms=7))
         assert await next_message(agent) == Welcome(server_time_ms=7)
-        assert proxy.requested and set(proxy.requested) == {(ONION, h._ports()[0])}
+        assert proxy.requested and set(proxy.requested) == {(ONION, hh._ports()[0])}
         assert set(proxy.address_types) == {3}  # the name, never an address
         assert ONION not in lookups
     finally:
-        await h.close()
+        await hh.close()
         await proxy.close()
 
 
-async def test_an_agent_works_through_an_http_connect_proxy(h: Harness) -> None:
+async def test_an_agent_works_through_an_http_connect_proxy(hh: Harness) -> None:
     proxy = ConnectProxy()
     await proxy.start()
     try:
-        h.agent_proxy = f"http://127.0.0.1:{proxy.port}"
-        agent = await h.agent("corp-1")
-        await greet(h, agent, "corp-1")
-        assert await h.manager.send("corp-1", Welcome(server_time_ms=8))
+        hh.agent_proxy = f"http://127.0.0.1:{proxy.port}"
+        agent = await hh.agent("corp-1")
+        await greet(hh, agent, "corp-1")
+        assert await hh.manager.send("corp-1", Welcome(server_time_ms=8))
         assert await next_message(agent) == Welcome(server_time_ms=8)
-        assert set(proxy.requested) == {("127.0.0.1", h._ports()[0])}
+        assert set(proxy.requested) == {("127.0.0.1", hh._ports()[0])}
     finally:
-        await h.close()
+        await hh.close()
         await proxy.close()
 
 
 async def test_a_proxy_that_cannot_reach_the_manager_keeps_the_agent_connecting(
-    h: Harness,
+    hh: Harness,
 ) -> None:
     proxy = Socks5Proxy({})  # resolves nothing
     await proxy.start()
     try:
-        h.agent_proxy = f"socks5h://127.0.0.1:{proxy.port}"
-        h.manager_host = ONION
-        agent = await h.agent("lost-1")
+        hh.agent_proxy = f"socks5h://127.0.0.1:{proxy.port}"
+        hh.manager_host = ONION
+        agent = await hh.agent("lost-1")
         with pytest.raises(TimeoutError):
             await agent.wait_state(LinkState.CONNECTED, timeout_s=0.5)
         assert agent.state is LinkState.CONNECTING
         assert proxy.requested
     finally:
-        await h.close()
+        await hh.close()
         await proxy.close()
 
 

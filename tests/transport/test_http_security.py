@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 from nacl.public import Box, PrivateKey, PublicKey
-from tests.transport.harness import TIMEOUT_S, Harness, make_harness
+from tests.transport.harness import TIMEOUT_S, Harness
 
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.messages import Hello, Welcome, encode
@@ -25,14 +24,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 class Device:
     """A hand-driven agent: seals requests itself so that tests can replay and forge them."""
 
-    def __init__(self, h: Harness, target_id: str, keys: CurveKeyPair) -> None:
-        assert h.server is not None
+    def __init__(self, hh: Harness, target_id: str, keys: CurveKeyPair) -> None:
+        assert hh.server is not None
         self.target_id = target_id
         self.secret = wire.raw_key(keys.secret)
         self.public = wire.raw_key(keys.public)
-        self.manager_key = wire.raw_key(h.manager_keys.public)
+        self.manager_key = wire.raw_key(hh.manager_keys.public)
         self.client = HttpClient(
-            f"http://127.0.0.1:{h.server.port}", max_body_bytes=1 << 22, keep_alive=False
+            f"http://127.0.0.1:{hh.server.port}", max_body_bytes=1 << 22, keep_alive=False
         )
         self.session = b""
 
@@ -57,55 +56,46 @@ def code_of(resp: HttpResponse) -> str:
     return str(json.loads(resp.body)["code"])
 
 
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await make_harness("http")
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
-async def device(h: Harness, target_id: str = "dev-1") -> Device:
+async def device(hh: Harness, target_id: str = "dev-1") -> Device:
     keys = generate_keypair()
-    await h.manager.allow(target_id, keys.public)
-    d = Device(h, target_id, keys)
+    await hh.manager.allow(target_id, keys.public)
+    d = Device(hh, target_id, keys)
     await d.open()
     return d
 
 
-async def test_a_sealed_hello_arrives_from_the_key_owner(h: Harness) -> None:
-    d = await device(h)
+async def test_a_sealed_hello_arrives_from_the_key_owner(hh: Harness) -> None:
+    d = await device(hh)
     _, body = d.seal("send", 1, messages=[encode(Hello(boot_id="b1"))])
     assert (await d.post(body)).status == 200
-    assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="b1"))
+    assert await hh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="b1"))
 
 
-async def test_a_replayed_request_is_refused_409(h: Harness) -> None:
-    d = await device(h)
+async def test_a_replayed_request_is_refused_409(hh: Harness) -> None:
+    d = await device(hh)
     _, body = d.seal("send", 1, messages=[encode(Hello(boot_id="once"))])
     assert (await d.post(body)).status == 200
-    assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="once"))
+    assert await hh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="once"))
     again = await d.post(body)
     assert (again.status, code_of(again)) == (409, "replayed")
-    assert await h.manager.recv(timeout_s=0.3) is None
+    assert await hh.manager.recv(timeout_s=0.3) is None
 
 
-async def test_a_reordered_request_is_refused_409(h: Harness) -> None:
-    d = await device(h)
+async def test_a_reordered_request_is_refused_409(hh: Harness) -> None:
+    d = await device(hh)
     _, later = d.seal("send", 5, messages=[encode(Hello(boot_id="5"))])
     _, earlier = d.seal("send", 4, messages=[encode(Hello(boot_id="4"))])
     assert (await d.post(later)).status == 200
     assert (await d.post(earlier)).status == 409
-    assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="5"))
-    assert await h.manager.recv(timeout_s=0.3) is None
+    assert await hh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="5"))
+    assert await hh.manager.recv(timeout_s=0.3) is None
 
 
-async def test_a_replay_after_the_session_is_gone_is_refused_401(h: Harness) -> None:
-    d = await device(h)
+async def test_a_replay_after_the_session_is_gone_is_refused_401(hh: Harness) -> None:
+    d = await device(hh)
     _, body = d.seal("send", 1, messages=[encode(Hello())])
-    await h.manager.revoke("dev-1")
-    await h.manager.allow("dev-1", msgspec_key(d))  # same key again: the session is gone
+    await hh.manager.revoke("dev-1")
+    await hh.manager.allow("dev-1", msgspec_key(d))  # same key again: the session is gone
     resp = await d.post(body)
     assert (resp.status, code_of(resp)) == (401, "session_unknown")
 
@@ -116,34 +106,34 @@ def msgspec_key(d: Device) -> str:
     return z85.encode(d.public).decode("ascii")
 
 
-async def test_every_tampered_byte_is_refused(h: Harness) -> None:
-    d = await device(h)
+async def test_every_tampered_byte_is_refused(hh: Harness) -> None:
+    d = await device(hh)
     _, body = d.seal("send", 1, messages=[encode(Hello(boot_id="t"))])
     for i in (len(wire.MAGIC), len(wire.MAGIC) + 40, len(body) // 2, len(body) - 1):
         forged = bytearray(body)
         forged[i] ^= 0x01
         resp = await d.post(bytes(forged))
         assert resp.status in (400, 403), (i, resp.status)
-    assert await h.manager.recv(timeout_s=0.3) is None
+    assert await hh.manager.recv(timeout_s=0.3) is None
 
 
-async def test_a_request_sealed_for_another_manager_is_refused_400(h: Harness) -> None:
-    d = await device(h)
+async def test_a_request_sealed_for_another_manager_is_refused_400(hh: Harness) -> None:
+    d = await device(hh)
     d.manager_key = wire.raw_key(generate_keypair().public)
     _, body = d.seal("send", 1, messages=[encode(Hello())])
     resp = await d.post(body)
     assert (resp.status, code_of(resp)) == (400, "bad_envelope")
 
 
-async def test_an_unknown_key_is_refused_403(h: Harness) -> None:
-    stranger = Device(h, "stranger", generate_keypair())
+async def test_an_unknown_key_is_refused_403(hh: Harness) -> None:
+    stranger = Device(hh, "stranger", generate_keypair())
     _, body = stranger.seal("open", 1)
     resp = await stranger.post(body)
     assert (resp.status, code_of(resp)) == (403, "unknown_key")
 
 
-async def test_a_forged_inner_box_under_an_allowed_key_is_refused_403(h: Harness) -> None:
-    d = await device(h)
+async def test_a_forged_inner_box_under_an_allowed_key_is_refused_403(hh: Harness) -> None:
+    d = await device(hh)
     forger = PrivateKey.generate()  # seals the inner box, but names d's key outside
     req = wire.LinkRequest(target="dev-1", channel="send", session=d.session, counter=1,
                            messages=[encode(Hello(boot_id="forged"))])  # fmt: skip
@@ -154,25 +144,25 @@ async def test_a_forged_inner_box_under_an_allowed_key_is_refused_403(h: Harness
     )
     resp = await d.post(wire.MAGIC + bytes(eph.public_key) + bytes(outer))
     assert (resp.status, code_of(resp)) == (403, "bad_signature")
-    assert await h.manager.recv(timeout_s=0.3) is None
+    assert await hh.manager.recv(timeout_s=0.3) is None
 
 
-async def test_a_deleted_targets_next_request_is_refused_403(h: Harness) -> None:
-    d = await device(h)
-    await h.manager.revoke("dev-1")
+async def test_a_deleted_targets_next_request_is_refused_403(hh: Harness) -> None:
+    d = await device(hh)
+    await hh.manager.revoke("dev-1")
     _, body = d.seal("poll", 1, wait_s=0.0)
     resp = await d.post(body)
     assert (resp.status, code_of(resp)) == (403, "unknown_key")
 
 
-async def test_bodies_are_confidential(h: Harness) -> None:
-    d = await device(h)
-    await h.manager.recv(timeout_s=0.01)
+async def test_bodies_are_confidential(hh: Harness) -> None:
+    d = await device(hh)
+    await hh.manager.recv(timeout_s=0.01)
     _, body = d.seal("send", 1, messages=[encode(Hello(boot_id="secret-boot-id"))])
     for clear in (b"secret-boot-id", b"dev-1", d.public):
         assert clear not in body
     assert (await d.post(body)).status == 200
-    assert await h.manager.send("dev-1", Welcome(log_acked_seq=424242))
+    assert await hh.manager.send("dev-1", Welcome(log_acked_seq=424242))
     req, body = d.seal("poll", 1, wait_s=1.0)
     resp = await d.post(body)
     assert b"424242" not in resp.body and encode(Welcome(log_acked_seq=424242)) not in resp.body
@@ -181,9 +171,9 @@ async def test_bodies_are_confidential(h: Harness) -> None:
 
 
 async def test_the_agent_refuses_a_response_to_another_request_or_by_another_key(
-    h: Harness,
+    hh: Harness,
 ) -> None:
-    d = await device(h)
+    d = await device(hh)
     req, body = d.seal("poll", 1, wait_s=0.0)
     resp = await d.post(body)
     other = wire.LinkRequest(target="dev-1", channel="poll", session=d.session, counter=2)
@@ -208,16 +198,16 @@ async def test_too_many_openings_get_503_with_retry_after() -> None:
     await http.start()
     server = HttpServer(http)
     await server.start()
-    h = Harness("http", http, keys, server=server)
+    hh = Harness("http", http, keys, server=server)
     try:
-        d = await device(h)  # takes the one token
+        d = await device(hh)  # takes the one token
         _, body = d.seal("open", 2)
         resp = await d.post(body)
         assert (resp.status, code_of(resp)) == (503, "busy")
         delay = _refusal(resp).delay_s
         assert delay is not None and delay >= 10
     finally:
-        await h.close()
+        await hh.close()
 
 
 def test_envelope_structs_round_trip() -> None:
@@ -226,19 +216,19 @@ def test_envelope_structs_round_trip() -> None:
 
 
 async def test_a_restarted_agents_messages_go_to_its_new_session_not_the_old_poll(
-    h: Harness,
+    hh: Harness,
 ) -> None:
     keys = generate_keypair()
-    await h.manager.allow("dev-1", keys.public)
-    old, new = Device(h, "dev-1", keys), Device(h, "dev-1", keys)
+    await hh.manager.allow("dev-1", keys.public)
+    old, new = Device(hh, "dev-1", keys), Device(hh, "dev-1", keys)
     await old.open()
     old_req, old_body = old.seal("poll", 1, wait_s=5.0)
     parked = asyncio.create_task(old.post(old_body))  # the old process's poll, still parked
     await new.open()
     _, hello = new.seal("send", 1, messages=[encode(Hello(boot_id="new"))])
     assert (await new.post(hello)).status == 200
-    assert await h.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="new"))
-    assert await h.manager.send("dev-1", Welcome(log_acked_seq=5))
+    assert await hh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="new"))
+    assert await hh.manager.send("dev-1", Welcome(log_acked_seq=5))
     req, body = new.seal("poll", 1, wait_s=5.0)
     got = wire.open_response((await new.post(body)).body, new.secret, new.manager_key, req)
     assert got.messages == [encode(Welcome(log_acked_seq=5))]
