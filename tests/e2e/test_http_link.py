@@ -11,6 +11,7 @@ import pathlib
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -23,41 +24,33 @@ from tests.transport.proxies import Socks5Proxy
 ONION = "swarmdeploye2exxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion"
 
 
-class ProxyThread:
-    """A :class:`Socks5Proxy` on its own event loop in a thread (the fleet is synchronous)."""
+class Served(Protocol):
+    """A loopback server of the tests: started and closed on an event loop."""
 
-    def __init__(self, names: dict[str, str]) -> None:
-        self.proxy = Socks5Proxy(names)
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Served)
+
+
+class InThread(Generic[S]):
+    """Runs ``server`` (a SOCKS5 proxy, a line that can drop) on an event loop of its own in
+    a thread: the fleet is synchronous."""
+
+    def __init__(self, server: S) -> None:
+        self.server = server
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="socks5-proxy")
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-server")
 
-    def __enter__(self) -> Socks5Proxy:
+    def __enter__(self) -> S:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
-        return self.proxy
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(10)
+        return self.server
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-
-class LineThread:
-    """A :class:`TcpProxy` (a line to the manager that can drop) on its own event loop."""
-
-    def __init__(self, port: int) -> None:
-        self.proxy = TcpProxy(port)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-line")
-
-    def __enter__(self) -> TcpProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.proxy.start(), self._loop).result(10)
-        return self.proxy
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.proxy.close(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -74,7 +67,7 @@ def test_an_onion_agent_registers_and_deploys_through_socks5_next_to_a_zmq_agent
     mixed: LocalFleet,
 ) -> None:
     fleet = mixed
-    with ProxyThread({ONION: "127.0.0.1"}) as proxy:
+    with InThread(Socks5Proxy({ONION: "127.0.0.1"})) as proxy:
         zmq_token, tor_token = fleet.tokens("mixed", 2)
         fleet.start_agent("zmq-1", token=zmq_token)
         onion_url = f"http://{ONION}:{fleet.http_port}"
@@ -164,7 +157,7 @@ def test_a_fetch_waits_while_a_connectivity_host_is_unreachable(mixed: LocalFlee
 def test_a_payload_download_cut_in_the_middle_resumes_and_installs(mixed: LocalFleet) -> None:
     fleet = mixed
     payload = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()  # stored, not deflated
-    with LineThread(fleet.http_port) as line:
+    with InThread(TcpProxy(fleet.http_port)) as line:
         fleet.start_agent(
             "far-1",
             token=fleet.tokens("far", 1)[0],
