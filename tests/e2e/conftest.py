@@ -15,6 +15,8 @@ from swarmdeploy.localfleet import LocalFleet
 #: Agent options that make the tests quick without changing behaviour.
 FAST_AGENT = ["--log-batch-s", "0.3", "--resend-s", "2", "--stop-grace-s", "2"]
 FAST_AGENT += ["--reconnect-ivl-s", "0.1", "--reconnect-ivl-max-s", "1"]
+#: Manager options for fleets that test no GUI: mounting it costs ~0.45 s of CPU per start.
+FAST_MANAGER = ["--no-gui"]
 
 
 def zip_b64(files: dict[str, str], modes: dict[str, int] | None = None) -> str:
@@ -37,6 +39,7 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def fleet(tmp_path: pathlib.Path, transport: str) -> Iterator[LocalFleet]:
     """A started manager; agents (speaking ``transport``) are started by the test."""
-    with LocalFleet(tmp_path, agent_args=[*FAST_AGENT, "--transport", transport]) as f:
+    agent_args = [*FAST_AGENT, "--transport", transport]
+    with LocalFleet(tmp_path, manager_args=FAST_MANAGER, agent_args=agent_args) as f:
         f.start_manager()
         yield f

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from swarmdeploy.localfleet import LocalFleet, wait_for
-from tests.e2e.conftest import FAST_AGENT, zip_b64
+from tests.e2e.conftest import FAST_AGENT, FAST_MANAGER, zip_b64
 from tests.transport.harness import TcpProxy
 from tests.transport.proxies import Socks5Proxy
 
@@ -58,7 +58,7 @@ class InThread(Generic[S]):
 
 @pytest.fixture
 def mixed(tmp_path: pathlib.Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path, agent_args=FAST_AGENT) as fleet:
+    with LocalFleet(tmp_path, manager_args=FAST_MANAGER, agent_args=FAST_AGENT) as fleet:
         fleet.start_manager()
         yield fleet
 

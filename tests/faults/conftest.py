@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from swarmdeploy.localfleet import LocalFleet
-from tests.e2e.conftest import FAST_AGENT
+from tests.e2e.conftest import FAST_AGENT, FAST_MANAGER
 
 #: Accept small tasks on a 20 MB device (the defaults keep 256 MB free).
 SMALL_DISK = ["--disk-margin-bytes", "1M", "--low-disk-bytes", "1M"]
@@ -20,7 +20,7 @@ SMALL_DISK = ["--disk-margin-bytes", "1M", "--low-disk-bytes", "1M"]
 @pytest.fixture
 def fleet(tmp_path: pathlib.Path) -> Iterator[LocalFleet]:
     """A started manager; agents are started by the test."""
-    with LocalFleet(tmp_path, agent_args=FAST_AGENT) as f:
+    with LocalFleet(tmp_path, manager_args=FAST_MANAGER, agent_args=FAST_AGENT) as f:
         f.start_manager()
         yield f
 

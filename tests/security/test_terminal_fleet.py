@@ -17,14 +17,14 @@ import pytest
 
 from swarmdeploy.client import ApiError, ManagerClient
 from swarmdeploy.localfleet import LocalFleet, wait_for
-from tests.e2e.conftest import FAST_AGENT
+from tests.e2e.conftest import FAST_AGENT, FAST_MANAGER
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def fleet(tmp_path: pathlib.Path) -> Iterator[LocalFleet]:
-    with LocalFleet(tmp_path, agent_args=FAST_AGENT) as f:
+    with LocalFleet(tmp_path, manager_args=FAST_MANAGER, agent_args=FAST_AGENT) as f:
         f.start_manager()
         yield f
 

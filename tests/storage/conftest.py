@@ -1,5 +1,5 @@
-"""Backends for the storage tests: every contract test runs on memory, SQLite (plain and
-encrypted with SQLCipher) and PostgreSQL.
+"""Backends for the storage tests: every contract test runs on SQLite (plain and encrypted with
+SQLCipher) and PostgreSQL. ``memory://`` is SQLite on a scratch file (test_sqlite.py).
 
 PostgreSQL tests share one database per session (creating a database costs ~0.3 s); each test
 starts from empty tables (``TRUNCATE`` of every table but ``alembic_version``). Tests that need a
@@ -18,7 +18,6 @@ from swarmdeploy.storage import Storage
 from swarmdeploy.storage.factory import open_storage
 
 BACKENDS = [
-    "memory",
     "sqlite",
     "sqlite-encrypted",
     pytest.param("postgresql", marks=pytest.mark.postgres),
@@ -45,8 +44,6 @@ async def empty_pg_tables(url: str) -> None:
 @pytest.fixture(params=BACKENDS)
 async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty database of each backend."""
-    if request.param == "memory":
-        return "memory://"
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
     if request.param == "sqlite-encrypted":

@@ -131,8 +131,6 @@ async def test_register_concurrently_with_one_token_exactly_one_wins(storage: St
 async def test_register_from_separate_instances_exactly_one_wins(
     storage_url: str, open_backend: Callable[[], Storage]
 ) -> None:
-    if storage_url == "memory://":
-        pytest.skip("separate instances do not share memory")
     backends = [open_backend() for _ in range(4)]
     for backend in backends:
         await backend.open()

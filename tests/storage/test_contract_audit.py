@@ -1,5 +1,5 @@
 """The storage contract for the audit log, on every backend; concurrent appenders (two
-replicas on one PostgreSQL database; two audit logs on one SQLite or memory store) keep one
+replicas on one PostgreSQL database; two audit logs on one SQLite store) keep one
 linear chain."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ async def test_concurrent_appenders_on_one_database_keep_one_chain(
 ) -> None:
     replicas = [open_backend() for _ in range(2)]
     if not storage_url.startswith("postgresql"):
-        # memory and SQLite serve one manager process (replicas need PostgreSQL): two audit
+        # SQLite serves one manager process (replicas need PostgreSQL): two audit
         # logs (two locks) on one storage still race for the same seq
         replicas = [replicas[0], replicas[0]]
     for backend in {id(r): r for r in replicas}.values():

@@ -91,8 +91,8 @@ async def test_bound_can_count_some_kinds_only(storage: Storage) -> None:
 async def test_concurrent_adds_never_exceed_the_bound(
     storage_url: str, open_backend: Callable[[], Storage]
 ) -> None:
-    # PostgreSQL: two storage objects stand for two replicas. SQLite and memory serve one
-    # manager process: concurrent calls on one object.
+    # PostgreSQL: two storage objects stand for two replicas. SQLite serves one manager
+    # process: concurrent calls on one object.
     backends = [open_backend()]
     backends.append(open_backend() if storage_url.startswith("postgres") else backends[0])
     for backend in backends:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from swarmdeploy.storage.factory import normalize_url, open_storage
-from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.postgres import PostgresStorage
-from swarmdeploy.storage.sqlite import SqliteStorage
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage, SqliteStorage
 
 
 @pytest.mark.parametrize(
@@ -43,6 +42,6 @@ def test_unknown_or_unusable_url_raises_value_error(url: str) -> None:
 
 
 def test_open_storage_picks_backend_class(tmp_path: Path) -> None:
-    assert isinstance(open_storage("memory://"), MemoryStorage)
+    assert isinstance(open_storage("memory://"), ScratchSqliteStorage)
     assert isinstance(open_storage(str(tmp_path / "m.db")), SqliteStorage)
     assert isinstance(open_storage("postgresql://u@127.0.0.1/x"), PostgresStorage)

@@ -7,7 +7,10 @@ refused because it let API users ship arbitrary files of the manager host to dev
 
 :func:`parse_descriptor` is the only entry point; it takes an already decoded document (the
 manager decodes JSON or YAML) and returns a validated :class:`TaskDescriptor` or raises
-:class:`~swarmdeploy.protocol.errors.DescriptorError` naming the offending field.
+:class:`~swarmdeploy.protocol.errors.DescriptorError` naming the offending field. The
+``deploy.health`` and ``rollout`` sections and their checks live in :mod:`.descriptor_health`
+and :mod:`.descriptor_rollout` (their public names are re-exported here); what the sections
+share in :mod:`.descriptor_common`.
 """
 
 from __future__ import annotations
@@ -16,25 +19,61 @@ import base64
 import binascii
 import posixpath
 import re
-import urllib.parse
 from typing import Annotated, Any
 
 import msgspec
 
+from swarmdeploy.protocol.descriptor_common import (
+    MAX_COMMAND_CHARS,
+    MAX_COMMANDS,
+    MAX_SELECTORS,
+    NAME_RE,
+    Strict,
+    check_commands,
+)
+from swarmdeploy.protocol.descriptor_health import Health, check_health, check_health_url
+from swarmdeploy.protocol.descriptor_rollout import Rollout, RolloutGroup, check_rollout
 from swarmdeploy.protocol.errors import DescriptorError
 from swarmdeploy.protocol.selector import Selector, check_name, parse_selector
 
-#: Largest number of commands in one stage; a sane bound, not a feature limit.
-MAX_COMMANDS = 256
-#: Largest length of one shell command in characters.
-MAX_COMMAND_CHARS = 16_384
-#: Largest number of ids or tags in one target selector.
-MAX_SELECTORS = 100_000
+#: Public names; those of the health and rollout sections are re-exported from their modules.
+__all__ = [
+    "APP_NAME_PATTERN",
+    "DEFAULT_APP",
+    "DEFAULT_EXPIRES_IN_S",
+    "DEFAULT_STANDING_EXPIRES_IN_S",
+    "GROUP_NAME_PATTERN",
+    "MAX_COMMANDS",
+    "MAX_COMMAND_CHARS",
+    "MAX_EXPIRES_IN_S",
+    "MAX_REQUIRED_ARCHS",
+    "MAX_SANDBOX_GRANTS",
+    "MAX_SELECTORS",
+    "Build",
+    "Commands",
+    "Deploy",
+    "Health",
+    "Requires",
+    "Rollout",
+    "RolloutGroup",
+    "Run",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxPath",
+    "Source",
+    "TargetSelector",
+    "TaskDescriptor",
+    "check_absolute_path",
+    "check_health_url",
+    "check_relative_path",
+    "is_valid_name",
+    "parse_descriptor",
+]
+
 #: Default time a task waits for offline targets before they are marked ``expired``.
 DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
 MAX_EXPIRES_IN_S = 365 * 24 * 3600
 
-_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
 #: An app name: also a directory name on devices, so no ``/`` and no leading dot.
 APP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _APP_RE = re.compile(APP_NAME_PATTERN)
@@ -51,18 +90,14 @@ MAX_SANDBOX_GRANTS = 32
 _PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=2**62)]
 
 
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, rename="camel"):
-    pass
-
-
-class Source(_Strict):
+class Source(Strict):
     """Where the package files come from: an inline archive or an earlier task's artifacts."""
 
     zip: str | None = None
     task: str | None = None
 
 
-class Build(_Strict):
+class Build(Strict):
     """Build instructions, run sequentially on the build host."""
 
     host: str | None = None
@@ -70,20 +105,20 @@ class Build(_Strict):
     artifacts: list[str] | None = None
 
 
-class Commands(_Strict):
+class Commands(Strict):
     """A list of shell commands (install: sequential, abort on first failure)."""
 
     commands: list[str] | None = None
 
 
-class Run(_Strict):
+class Run(Strict):
     """Run commands: started in parallel and supervised."""
 
     commands: list[str] | None = None
     auto_restart: bool = False
 
 
-class TargetSelector(_Strict):
+class TargetSelector(Strict):
     """Which devices receive the deploy stage (``docs/selectors.md``): a target matches when
     its id is listed OR it carries any listed tag (DESIGN.md), AND it carries every tag of
     ``all``, AND none of ``not`` (nor is its id in ``notIds``). ``select`` is the same in
@@ -109,7 +144,7 @@ _MegaBytes = Annotated[int, msgspec.Meta(ge=1, le=2**40)]
 _ARCH_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
 
 
-class Requires(_Strict):
+class Requires(Strict):
     """What a device must offer to accept the task; checked by the agent at assessment
     (a device that does not is ``declined`` naming the requirement) and again on the signed
     manifest. ``arch``: any of these architectures (``uname -m`` names; ``amd64``/``arm64``
@@ -121,32 +156,7 @@ class Requires(_Strict):
     min_free_memory_mb: _MegaBytes | None = msgspec.field(default=None, name="minFreeMemoryMB")
 
 
-#: Bounds of ``deploy.health`` (seconds, counts): sane limits, not feature limits.
-MAX_HEALTH_SECONDS = 24 * 3600
-MAX_HEALTH_ATTEMPTS = 100
-_HealthSeconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_HEALTH_SECONDS)]
-_HEALTH_HOSTS = frozenset({"127.0.0.1", "localhost"})
-
-
-class Health(_Strict):
-    """Checks that gate a new release (docs/protocol.md §4.3 "Health-gated installs"): after
-    the run commands start and ``initialDelay`` seconds, every ``interval`` seconds one
-    attempt runs ``command`` (must exit 0; sandboxed like the run commands) and asks ``http``
-    (a URL on the device: 127.0.0.1 or localhost; must answer 2xx); ``upFor``: the run
-    commands must also have stayed up that many seconds. The release is ``healthy`` at the
-    first attempt that passes; after ``attempts`` failed attempts, or ``deadline`` seconds
-    after the start, the previous release of the app is restored (``rolled_back``)."""
-
-    command: str | None = None
-    http: str | None = None
-    up_for: Annotated[float, msgspec.Meta(gt=0, le=MAX_HEALTH_SECONDS)] | None = None
-    initial_delay: _HealthSeconds = 0.0
-    interval: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 5.0
-    attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_HEALTH_ATTEMPTS)] = 3
-    deadline: Annotated[float, msgspec.Meta(ge=1, le=MAX_HEALTH_SECONDS)] = 300.0
-
-
-class Deploy(_Strict):
+class Deploy(Strict):
     """What to do on the target devices."""
 
     install: Commands | None = None
@@ -156,7 +166,7 @@ class Deploy(_Strict):
     health: Health | None = None
 
 
-class SandboxLimits(_Strict):
+class SandboxLimits(Strict):
     """Resource limits a task asks for, each at most the device's ceiling (a larger one is
     declined naming the field); an unset one gets the ceiling. ``processes`` counts every
     process and thread of the sandbox user on the device; ``memoryBytes`` is heap and
@@ -169,7 +179,7 @@ class SandboxLimits(_Strict):
     open_files: _PositiveLimit | None = None
 
 
-class SandboxPath(_Strict):
+class SandboxPath(Strict):
     """A host directory (or file) the task's commands see at the same path; read-only
     unless ``rw``."""
 
@@ -177,7 +187,7 @@ class SandboxPath(_Strict):
     rw: bool = False
 
 
-class Sandbox(_Strict):
+class Sandbox(Strict):
     """The sandbox policy a task asks for (bound in its signed manifest); optional, and
     without it the strict default applies (no network, no devices, no extra paths or
     groups, the device's limit ceilings). Devices, paths and groups are granted only where
@@ -191,50 +201,7 @@ class Sandbox(_Strict):
     limits: SandboxLimits | None = None
 
 
-#: Most groups one rollout may have.
-MAX_ROLLOUT_GROUPS = 100
-#: Longest soak time of one rollout group (seconds).
-MAX_SOAK_S = 7 * 24 * 3600
-_Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
-
-
-class RolloutGroup(_Strict):
-    """One group of a staged rollout (docs/rollouts.md), chosen among the matched targets
-    not in an earlier group by ``count``, ``percent`` (of all matched targets, rounded up),
-    ``tags`` (any of) or ``ids`` -- exactly one of them; a group choosing none takes the
-    rest and must be the last. The next group starts once ``successThreshold`` percent of
-    this one are ``running``/``exited``/``healthy`` and still are after ``soak`` seconds;
-    the rollout halts once more than ``errorThreshold`` percent failed, were declined or
-    rolled back."""
-
-    name: str | None = None
-    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_SELECTORS)] | None = None
-    percent: Annotated[float, msgspec.Meta(gt=0, le=100)] | None = None
-    tags: list[str] | None = None
-    ids: list[str] | None = None
-    success_threshold: _Percent = 100.0
-    error_threshold: _Percent = 0.0
-    soak: Annotated[int, msgspec.Meta(ge=0, le=MAX_SOAK_S)] = 0
-
-    @property
-    def choosers(self) -> list[str]:
-        """The fields choosing the group's members (valid groups: one, or none for the rest)."""
-        values = (
-            ("count", self.count),
-            ("percent", self.percent),
-            ("tags", self.tags),
-            ("ids", self.ids),
-        )
-        return [name for name, value in values if value is not None]
-
-
-class Rollout(_Strict):
-    """A staged rollout: the deploy targets are announced group by group, in order."""
-
-    groups: list[RolloutGroup]
-
-
-class TaskDescriptor(_Strict):
+class TaskDescriptor(Strict):
     """A validated task descriptor. Instances returned by :func:`parse_descriptor` are valid."""
 
     description: str = ""
@@ -356,22 +323,6 @@ def parse_descriptor(doc: object) -> TaskDescriptor:
     return desc
 
 
-def _check_commands(commands: list[str] | None, path: str) -> None:
-    if commands is None:
-        return
-    if len(commands) > MAX_COMMANDS:
-        raise DescriptorError(f"at most {MAX_COMMANDS} commands are allowed", path)
-    for i, cmd in enumerate(commands):
-        if not cmd.strip():
-            raise DescriptorError("a command must not be empty", f"{path}[{i}]")
-        if len(cmd) > MAX_COMMAND_CHARS:
-            raise DescriptorError(
-                f"a command must be at most {MAX_COMMAND_CHARS} characters", f"{path}[{i}]"
-            )
-        if "\x00" in cmd:
-            raise DescriptorError("a command must not contain NUL characters", f"{path}[{i}]")
-
-
 def check_relative_path(path: str, where: str) -> None:
     """Refuse absolute paths, ``..`` components and empty names (artifact and archive paths)."""
     if not path or path.startswith("/") or "\x00" in path or "\\" in path:
@@ -396,7 +347,7 @@ def _check_source(desc: TaskDescriptor) -> None:
             raw.startswith(b"PK\x03\x04") or raw.startswith(b"PK\x05\x06") or raw[:2] == b"\x1f\x8b"
         ):
             raise DescriptorError("source.zip must be a zip or tar.gz archive", "$.source.zip")
-    if src.task is not None and not _NAME_RE.match(src.task):
+    if src.task is not None and not NAME_RE.match(src.task):
         raise DescriptorError("source.task is not a valid task id", "$.source.task")
 
 
@@ -416,7 +367,7 @@ def _check_build(desc: TaskDescriptor) -> None:
         raise DescriptorError("build.commands must list at least one command", "$.build.commands")
     if not build.artifacts:
         raise DescriptorError("build.artifacts must list at least one path", "$.build.artifacts")
-    _check_commands(build.commands, "$.build.commands")
+    check_commands(build.commands, "$.build.commands")
     for i, art in enumerate(build.artifacts):
         check_relative_path(art, f"$.build.artifacts[{i}]")
 
@@ -429,49 +380,11 @@ def _check_deploy(desc: TaskDescriptor) -> None:
     run = dep.run.commands if dep.run else None
     if not install and not run:
         raise DescriptorError("deploy needs install.commands or run.commands (or both)", "$.deploy")
-    _check_commands(install, "$.deploy.install.commands")
-    _check_commands(run, "$.deploy.run.commands")
+    check_commands(install, "$.deploy.install.commands")
+    check_commands(run, "$.deploy.run.commands")
     _check_requires(dep.requires)
-    _check_health(dep.health, bool(run))
+    check_health(dep.health, bool(run))
     _check_target(desc, dep.target or TargetSelector())
-
-
-def _check_health(health: Health | None, has_run: bool) -> None:
-    if health is None:
-        return
-    where = "$.deploy.health"
-    if not has_run:
-        raise DescriptorError("health checks need run.commands (they check what runs)", where)
-    if health.command is None and health.http is None and health.up_for is None:
-        raise DescriptorError("deploy.health needs command, http or upFor", where)
-    if health.command is not None:
-        if not health.command.strip():
-            raise DescriptorError("the health command is empty", f"{where}.command")
-        _check_commands([health.command], f"{where}.command")
-    if health.http is not None:
-        check_health_url(health.http, f"{where}.http")
-    if health.deadline < health.initial_delay + (health.up_for or 0):
-        raise DescriptorError(
-            "deadline must leave room for initialDelay and upFor", f"{where}.deadline"
-        )
-
-
-def check_health_url(url: str, where: str) -> None:
-    """A health URL: ``http://`` on 127.0.0.1 or localhost (the device itself), no
-    credentials. Raises :class:`DescriptorError`."""
-    parts = urllib.parse.urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise DescriptorError("the URL has an invalid port", where) from None
-    if parts.scheme != "http" or parts.hostname not in _HEALTH_HOSTS:
-        raise DescriptorError(
-            "must be an http:// URL on 127.0.0.1 or localhost (a service on the device)", where
-        )
-    if parts.username is not None or parts.password is not None or port == 0:
-        raise DescriptorError("the URL must not carry credentials or port 0", where)
-    if len(url) > 2048 or any(ord(c) < 33 for c in url):
-        raise DescriptorError("the URL is too long or contains spaces/control characters", where)
 
 
 def _check_target(desc: TaskDescriptor, target: TargetSelector) -> None:
@@ -559,49 +472,7 @@ def _check_semantics(desc: TaskDescriptor) -> None:
     _check_build(desc)
     _check_deploy(desc)
     _check_sandbox(desc.sandbox)
-    _check_rollout(desc)
-
-
-def _check_rollout(desc: TaskDescriptor) -> None:
-    rollout = desc.rollout
-    if rollout is None:
-        return
-    if desc.deploy is None:
-        raise DescriptorError("a rollout orders the targets of a deploy section", "$.rollout")
-    if desc.standing:
-        raise DescriptorError(
-            "a standing task (deploy.target.follow) cannot have a rollout: devices that "
-            "match later would belong to no group",
-            "$.rollout",
-        )
-    if not 1 <= len(rollout.groups) <= MAX_ROLLOUT_GROUPS:
-        raise DescriptorError(f"list 1 to {MAX_ROLLOUT_GROUPS} groups", "$.rollout.groups")
-    last = len(rollout.groups) - 1
-    for i, group in enumerate(rollout.groups):
-        _check_rollout_group(group, f"$.rollout.groups[{i}]", last=i == last)
-
-
-def _check_rollout_group(group: RolloutGroup, path: str, *, last: bool) -> None:
-    choosers = group.choosers
-    if len(choosers) > 1:
-        raise DescriptorError(
-            "a group is chosen by one of count, percent, tags or ids, not "
-            + " and ".join(choosers),
-            path,
-        )
-    if not choosers and not last:
-        raise DescriptorError(
-            "only the last group may take the rest: give count, percent, tags or ids", path
-        )
-    if group.name is not None and not _NAME_RE.match(group.name):
-        raise DescriptorError(f"invalid group name {group.name!r}", f"{path}.name")
-    for field, what, values in (("tags", "tag", group.tags), ("ids", "id", group.ids)):
-        if values is None:
-            continue
-        if not values or len(values) > MAX_SELECTORS:
-            raise DescriptorError(f"list 1 to {MAX_SELECTORS} entries", f"{path}.{field}")
-        for j, value in enumerate(values):
-            check_name(value, what, f"{path}.{field}[{j}]")
+    check_rollout(desc.rollout, has_deploy=desc.deploy is not None, standing=desc.standing)
 
 
 def check_absolute_path(path: str, where: str) -> None:
@@ -641,4 +512,4 @@ def _check_sandbox(sandbox: Sandbox | None) -> None:
 
 def is_valid_name(value: str) -> bool:
     """Whether ``value`` is a valid target id, tag or token-set name."""
-    return bool(_NAME_RE.match(value))
+    return bool(NAME_RE.match(value))

@@ -2,7 +2,7 @@
 
 ``open_storage(url)`` picks the backend from the URL: ``sqlite+aiosqlite:///path`` (or a plain
 file path ending in ``.db``) for the embedded default, ``postgresql://...`` for PostgreSQL,
-``memory://`` for tests. See ``docs/storage.md``.
+``memory://`` for tests (SQLite on a scratch file deleted on close). See ``docs/storage.md``.
 """
 
 from swarmdeploy.storage.base import UNCHANGED, Storage

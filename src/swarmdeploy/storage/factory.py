@@ -13,8 +13,9 @@ _POSTGRES_PREFIXES = ("postgresql+asyncpg://", "postgresql://", "postgres://")
 def normalize_url(url: str) -> str:
     """The SQLAlchemy URL for ``url`` (``memory://`` stays as is).
 
-    Accepted: ``memory://``; ``sqlite+aiosqlite:///abs/path.db``, ``sqlite:///path`` or a plain
-    file path ending in ``.db`` (made absolute); ``postgresql://...``,
+    Accepted: ``memory://`` (a scratch SQLite database deleted on close, for tests);
+    ``sqlite+aiosqlite:///abs/path.db``, ``sqlite:///path`` or a plain file path ending in
+    ``.db`` (made absolute); ``postgresql://...``,
     ``postgresql+asyncpg://...`` or ``postgres://...``. Anything else raises
     :class:`ValueError`.
     """
@@ -45,9 +46,9 @@ def open_storage(url: str, *, sqlite_key: bytes | None = None) -> Storage:
     if sqlite_key is not None and not normalized.startswith("sqlite"):
         raise ValueError("a database encryption key applies to SQLite only")
     if normalized == "memory://":
-        from swarmdeploy.storage.memory import MemoryStorage
+        from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 
-        return MemoryStorage()
+        return ScratchSqliteStorage()
     if normalized.startswith("sqlite"):
         from swarmdeploy.storage.sqlite import SqliteStorage
 

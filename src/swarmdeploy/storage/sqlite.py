@@ -4,7 +4,8 @@ Each connection is set up with ``journal_mode=WAL`` (readers never block the wri
 ``synchronous=NORMAL`` (durable at checkpoints, safe against corruption), ``foreign_keys=ON``
 (cascades) and a busy timeout, so that concurrent writers wait instead of failing. Full-text
 search goes through the FTS5 tables ``logs_fts`` and ``tasks_fts`` created by the migration and
-kept in sync by triggers. With a ``key`` the file is encrypted by SQLCipher
+kept in sync by triggers. :class:`ScratchSqliteStorage` (``memory://``) is the same backend on a
+private throw-away file. With a ``key`` the file is encrypted by SQLCipher
 (:mod:`.sqlcipher`); a file encrypted with another key, or one whose encryption does not match
 ``key``, fails :meth:`SqliteStorage.open` with :class:`KeyRejected`.
 """
@@ -12,10 +13,14 @@ kept in sync by triggers. With a ``key`` the file is encrypted by SQLCipher
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -122,3 +127,82 @@ class SqliteStorage(SqlStorage):
             _tasks_fts.c.description.bool_op("MATCH")(_fts5_query(words))
         )
         return tasks.c.id.in_(matching)
+
+
+#: Where scratch databases go when it is there: a RAM file system, so nothing reaches a disk.
+#: Safe as a parent: ``mkdtemp`` makes a fresh directory of mode 0700 with a random name in it.
+_RAM_DIR = "/dev/shm"  # noqa: S108
+
+
+def _scratch_parent() -> str | None:
+    """The directory for scratch databases: :data:`_RAM_DIR` if usable, else the default
+    temporary directory (``TMPDIR``)."""
+    if os.path.isdir(_RAM_DIR) and os.access(_RAM_DIR, os.W_OK | os.X_OK):
+        return _RAM_DIR
+    return None
+
+
+class ScratchSqliteStorage(SqliteStorage):
+    """``memory://``: :class:`SqliteStorage` on a private database that lives from ``open()``
+    to ``close()``, for tests of manager logic.
+
+    The file sits in a new temporary directory (under ``/dev/shm`` where that exists, so it
+    stays in RAM) and is deleted with it by ``close()`` -- or when the object is collected, if
+    it never was closed. Unlike SQLite's ``:memory:``, a file gives every pooled connection
+    the same database with WAL, so concurrency behaves exactly as with a real data dir.
+    Opening again after ``close()`` starts from an empty database. Each one starts as a copy
+    of a database migrated once per process (the migrations still run, finding nothing to do):
+    11 ms of CPU instead of 48 ms per ``open()``.
+    """
+
+    #: The once-migrated database of this process (removed at exit).
+    _template: ClassVar[Path | None] = None
+
+    def __init__(self) -> None:
+        """An unopened scratch database (nothing is created before ``open()``)."""
+        super().__init__("memory://")
+        self._scratch_dir: str | None = None
+        self._cleanup: weakref.finalize[Any, Any] | None = None
+
+    async def open(self) -> None:
+        """Create the temporary directory and open a new database in it."""
+        if self._scratch_dir is not None:
+            return
+        directory = await asyncio.to_thread(
+            tempfile.mkdtemp, prefix="swarmdeploy-scratch-", dir=_scratch_parent()
+        )
+        self._scratch_dir = directory
+        self._cleanup = weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+        path = Path(directory) / "manager.db"
+        self._url = f"sqlite+aiosqlite:///{path}"
+        try:
+            await asyncio.to_thread(shutil.copyfile, await _migrated_template(), path)
+            await super().open()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the database and delete its directory. Idempotent."""
+        await super().close()
+        if self._cleanup is not None:
+            await asyncio.to_thread(self._cleanup)
+        self._cleanup = None
+        self._scratch_dir = None
+
+
+async def _migrated_template() -> Path:
+    """A database file migrated to head, made once per process and copied by each scratch
+    database (closing its only connection checkpoints the WAL into the file)."""
+    template = ScratchSqliteStorage._template
+    if template is None or not await asyncio.to_thread(template.is_file):
+        directory = await asyncio.to_thread(
+            tempfile.mkdtemp, prefix="swarmdeploy-scratch-template-", dir=_scratch_parent()
+        )
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        template = Path(directory) / "template.db"
+        storage = SqliteStorage(f"sqlite+aiosqlite:///{template}")
+        await storage.open()
+        await storage.close()
+        ScratchSqliteStorage._template = template
+    return template

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from swarmdeploy.protocol.selector import Selector
 from swarmdeploy.storage.errors import StorageUnavailable
-from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import Page, TargetRecord
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 from tests.manager.conftest import Api, make_settings, running_api
 from tests.manager.scrape import families, sample
 
 
-class BrokenStorage(MemoryStorage):
+class BrokenStorage(ScratchSqliteStorage):
     """A storage whose target listing has a bug and whose database is down for pings."""
 
     async def list_targets(
@@ -90,7 +90,7 @@ async def test_unexpected_error_is_json_500_without_details(tmp_path: Path) -> N
 
 
 async def test_storage_outage_is_503_with_retry_after(tmp_path: Path) -> None:
-    class Down(MemoryStorage):
+    class Down(ScratchSqliteStorage):
         async def get_target(self, target_id: str) -> TargetRecord | None:
             raise StorageUnavailable("connection refused")
 

@@ -8,8 +8,8 @@ from swarmdeploy.manager.link.logs import LogSequencer, select
 from swarmdeploy.manager.services.logs import LogService
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.protocol.messages import LogEntry
-from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import LogRecord
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 
 NOW = 10**12
 
@@ -41,7 +41,7 @@ def test_nothing_new_acks_the_highest() -> None:
 
 
 async def test_sequencer_starts_from_storage_and_refreshes_at_hello() -> None:
-    storage = MemoryStorage()
+    storage = ScratchSqliteStorage()
     await storage.open()
     logs = LogService(storage, events=EventHub(queue_size=8), metrics=Metrics(), clock=lambda: 1)
     # the highest seq is not the newest line by time (the agent's clock moved back)
@@ -55,3 +55,4 @@ async def test_sequencer_starts_from_storage_and_refreshes_at_hello() -> None:
     assert await sequencer.highest("t") == 4
     assert await sequencer.highest("t", refresh=True) == 6
     assert await sequencer.highest("t", agent_acked=9) == 9  # what the agent saw acked
+    await storage.close()

@@ -1,4 +1,5 @@
-"""Service-level fixtures: services wired to the in-memory storage and a settable clock."""
+"""Service-level fixtures: services wired to a scratch SQLite storage (``memory://``) and a
+settable clock."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.manager.services.registry import TargetRegistry
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.manager.services.tasks import TaskService
-from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import TargetRecord
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 
 
 class FakeClock:
@@ -32,7 +33,7 @@ class FakeClock:
 
 @dataclasses.dataclass
 class World:
-    storage: MemoryStorage
+    storage: ScratchSqliteStorage
     clock: FakeClock
     events: EventHub
     dispatcher: MemoryDispatcher
@@ -57,7 +58,7 @@ class World:
 
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
-    storage = MemoryStorage()
+    storage = ScratchSqliteStorage()
     await storage.open()
     clock = FakeClock()
     events = EventHub(queue_size=10_000)

@@ -11,7 +11,6 @@ import pytest
 
 from swarmdeploy.manager.services.group_commit import GroupCommit
 from swarmdeploy.storage.errors import StorageError, StorageUnavailable
-from swarmdeploy.storage.memory import MemoryStorage
 from swarmdeploy.storage.records import (
     BatchResult,
     ContactWrite,
@@ -21,9 +20,10 @@ from swarmdeploy.storage.records import (
     TaskTargetRecord,
     WriteBatch,
 )
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 
 
-class RecordingStorage(MemoryStorage):
+class RecordingStorage(ScratchSqliteStorage):
     """Counts transactions; ``poison`` makes every batch holding that target's write fail;
     ``down`` makes every batch fail; ``lose_answer`` commits a batch, then fails (the
     connection dropped after the commit)."""

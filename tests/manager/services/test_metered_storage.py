@@ -8,11 +8,11 @@ from swarmdeploy.manager.services.metered_storage import MeteredStorage, metered
 from swarmdeploy.manager.services.metrics import Metrics
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import StorageUnavailable
-from swarmdeploy.storage.memory import MemoryStorage
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 from tests.manager.scrape import sample
 
 
-class DownForPings(MemoryStorage):
+class DownForPings(ScratchSqliteStorage):
     async def ping(self) -> None:
         raise StorageUnavailable("database down")
 

@@ -4,6 +4,7 @@ revocation lists that grow."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,7 +15,7 @@ from swarmdeploy.crypto.operator import verify_operator_certificate, verify_revo
 from swarmdeploy.crypto.rejections import DecryptionFailed
 from swarmdeploy.manager.errors import ConflictError, InvalidInput, NotFoundError
 from swarmdeploy.manager.services.signing import OperatorKeys
-from swarmdeploy.storage.memory import MemoryStorage
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 from tests.manager.services.conftest import FakeClock
 
 FAST = keyenc.KdfParams(ops=1, mem_bytes=8192)
@@ -29,10 +30,11 @@ def ca() -> CertificateAuthority:
 
 
 @pytest.fixture
-async def keys(ca: CertificateAuthority) -> OperatorKeys:
-    storage = MemoryStorage()
+async def keys(ca: CertificateAuthority) -> AsyncIterator[OperatorKeys]:
+    storage = ScratchSqliteStorage()
     await storage.open()
-    return OperatorKeys(storage, ca=ca, secret=b"s" * 32, clock=FakeClock(NOW), export_kdf=FAST)
+    yield OperatorKeys(storage, ca=ca, secret=b"s" * 32, clock=FakeClock(NOW), export_kdf=FAST)
+    await storage.close()
 
 
 async def test_generated_key_is_certified_by_the_ca(
@@ -66,11 +68,12 @@ async def test_export_is_encrypted_with_the_passphrase_and_imports_back(
     assert keyenc.decrypt_seed(armored, passphrase="correct horse") == keys.seed_of(record)
     with pytest.raises(ConflictError):
         await keys.import_key(armored, "correct horse", owner="k2", name="bob", role="admin")
-    storage = MemoryStorage()
+    storage = ScratchSqliteStorage()
     await storage.open()
     other = OperatorKeys(storage, ca=ca, secret=b"t" * 32, clock=FakeClock(NOW))
     imported = await other.import_key(armored, "correct horse", owner="k2", name="b", role="admin")
     assert imported.id == record.id and imported.role == "admin"
+    await storage.close()
 
 
 async def test_import_with_wrong_passphrase_or_garbage_is_invalid(keys: OperatorKeys) -> None:

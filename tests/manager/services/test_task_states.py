@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from swarmdeploy.manager.errors import NotFoundError
@@ -11,8 +9,14 @@ from swarmdeploy.manager.events import Event, EventHub
 from swarmdeploy.manager.services.task_states import TaskStates
 from swarmdeploy.protocol.errors import TransitionError
 from swarmdeploy.protocol.states import TargetEvent, TargetState
-from swarmdeploy.storage.memory import MemoryStorage
-from swarmdeploy.storage.records import TargetRecord, TaskRecord, TaskTargetRecord
+from swarmdeploy.storage.records import (
+    BatchResult,
+    TargetRecord,
+    TaskRecord,
+    TaskTargetRecord,
+    WriteBatch,
+)
+from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 from tests.manager.services.conftest import World
 
 
@@ -49,27 +53,19 @@ async def test_unknown_row_is_not_found(world: World) -> None:
         await world.states.apply(task_id, "ghost", TargetEvent.ANNOUNCE)
 
 
-class RacingStorage(MemoryStorage):
+class RacingStorage(ScratchSqliteStorage):
     """When armed, another writer moves the row to ``announced`` just before each write."""
 
     armed = False
 
-    async def set_task_target_state(
-        self,
-        task_id: str,
-        target_id: str,
-        *,
-        state: str,
-        updated_at: int,
-        reason: str = "",
-        expected: Sequence[str] | None = None,
-    ) -> bool:
+    async def commit_batch(self, batch: WriteBatch) -> BatchResult:
         if self.armed:
             self.armed = False
-            await super().set_task_target_state(task_id, target_id, state="announced", updated_at=1)
-        return await super().set_task_target_state(
-            task_id, target_id, state=state, updated_at=updated_at, reason=reason, expected=expected
-        )
+            for write in batch.states:
+                await self.set_task_target_state(
+                    write.task_id, write.target_id, state="announced", updated_at=1
+                )
+        return await super().commit_batch(batch)
 
 
 async def test_concurrent_change_returns_none() -> None:
@@ -107,7 +103,7 @@ async def test_report_that_cannot_be_reached_is_refused_with_current(world: Worl
     assert not report.ok and report.row.state == "stopped"
 
 
-class CountingStorage(MemoryStorage):
+class CountingStorage(ScratchSqliteStorage):
     """Counts reads of single rows."""
 
     reads = 0
