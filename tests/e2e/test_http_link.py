@@ -184,3 +184,21 @@ def test_a_payload_download_cut_in_the_middle_resumes_and_installs(mixed: LocalF
             timeout_s=30, what="the installed payload's size in the log",
         )  # fmt: skip
         assert "resuming" in fleet.agent_log("far-1")
+
+
+def test_a_stopping_manager_answers_parked_polls_instead_of_waiting_them_out(
+    mixed: LocalFleet,
+) -> None:
+    """uvicorn's graceful stop waits for open requests: without the drain every stop of a
+    manager with HTTP agents waited out its shutdown timeout and then cancelled the polls.
+    The agent is told to come back later, and does, to the next manager."""
+    fleet = mixed
+    fleet.start_agent("http-1", token=fleet.tokens("d", 1)[0], extra_args=["--transport", "http"])
+    fleet.wait_online(["http-1"])
+    assert fleet.stop_manager() == 0
+    log = (fleet.root / "manager.log").read_text()
+    assert "HTTP agent link draining" in log
+    assert "timeout graceful shutdown exceeded" not in log
+    fleet.start_manager()
+    fleet.wait_online(["http-1"])
+    assert "unknown_key" not in fleet.agent_log("http-1")

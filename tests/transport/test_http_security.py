@@ -17,6 +17,7 @@ from swarmdeploy.protocol.messages import Hello, Welcome, encode
 from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.http_agent import LINK_PATH, _refusal
 from swarmdeploy.transport.http_client import HttpClient, HttpResponse
+from swarmdeploy.transport.http_manager import HttpManagerTransport
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -234,3 +235,25 @@ async def test_a_restarted_agents_messages_go_to_its_new_session_not_the_old_pol
     assert got.messages == [encode(Welcome(log_acked_seq=5))]
     stale = await parked
     assert wire.open_response(stale.body, old.secret, old.manager_key, old_req).messages == []
+
+
+async def test_a_drain_answers_parked_polls_at_once_and_refuses_new_ones_503(hh: Harness) -> None:
+    """A stopping manager answers its parked long-polls (the web server's graceful shutdown
+    would otherwise wait them out) and refuses new requests with Retry-After, without telling
+    the agent that its key is unknown."""
+    d = await device(hh)
+    _, body = d.seal("poll", 1, wait_s=20.0)
+    parked = asyncio.create_task(d.post(body))
+    http = hh.manager
+    assert isinstance(http, HttpManagerTransport)
+    deadline = asyncio.get_running_loop().time() + TIMEOUT_S
+    while http._parked == 0:  # the poll is parked
+        assert asyncio.get_running_loop().time() < deadline, "the poll never parked"
+        await asyncio.sleep(0.01)
+    http.drain()
+    answered = await asyncio.wait_for(parked, TIMEOUT_S)  # not after the 20 s wait
+    assert answered.status == 200
+    _, again = d.seal("poll", 2, wait_s=20.0)
+    refused = await d.post(again)
+    assert (refused.status, code_of(refused)) == (503, "unavailable")
+    assert refused.headers.get("retry-after") == "5"

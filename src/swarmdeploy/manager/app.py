@@ -366,6 +366,8 @@ def create_app(
     )
     app.state.services = services
     app.state.link = None
+    #: The HTTP agent link, drained when the server begins to stop (``manager.main``).
+    app.state.http_link = http
     install_error_handlers(app)
     routers = (
         targets.router,

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -50,6 +50,9 @@ from swarmdeploy.manager.startup import StartError, StartupFailure, check_tls, d
 from swarmdeploy.manager.storage_encryption import StorageEncryptionError
 from swarmdeploy.storage.base import Storage
 from swarmdeploy.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from swarmdeploy.transport.http_manager import HttpManagerTransport
 
 ENV_PREFIX = "SWARMDEPLOY_"
 DEFAULT_DATA_DIR = "swarmdeploy-data"
@@ -203,11 +206,22 @@ class CaImportRequest:
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises a caught SIGTERM/SIGINT after its graceful shutdown, so the process
-    would die *by* the signal; the manager's contract is exit status 0 after a clean stop."""
+    would die *by* the signal; the manager's contract is exit status 0 after a clean stop.
+    Its graceful shutdown waits for open requests: the HTTP agent link's parked long-polls
+    are answered first (``drain``), or every stop would wait out the shutdown timeout."""
+
+    def __init__(self, config: uvicorn.Config, http_link: HttpManagerTransport | None) -> None:
+        super().__init__(config)
+        self._http_link = http_link
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._http_link is not None:
+            self._http_link.drain()
+        await super().shutdown(sockets)
 
 
 def env_name(option: str) -> str:
@@ -448,7 +462,7 @@ def main(argv: list[str] | None = None, mount_gui: GuiMount | None = None) -> in
     app, sock = prepared
     failure = StartupFailure(lambda: getattr(app.state, "startup_error", None))
     logging.getLogger("uvicorn.error").addFilter(failure)
-    server = _Server(server_config(settings, app))
+    server = _Server(server_config(settings, app), getattr(app.state, "http_link", None))
     try:
         server.run(sockets=[sock])
     except SystemExit:  # uvicorn exits (status 3) when the lifespan fails: one line below

@@ -183,6 +183,7 @@ class HttpManagerTransport(ManagerTransport):
         self._boxes: dict[str, _Mailbox] = {}
         self._inbox: asyncio.Queue[tuple[str, Message]] = asyncio.Queue(config.queue_size)
         self._closed = asyncio.Event()
+        self._draining = False
         self._opens = _Bucket(config.opens_per_s, config.open_burst)
         self._parked = 0
         self._payloads: PayloadSource | None = None
@@ -295,6 +296,18 @@ class HttpManagerTransport(ManagerTransport):
         """See :meth:`ManagerTransport.is_allowed`."""
         return target_id in self._allowed
 
+    def drain(self) -> None:
+        """The manager is stopping: answer every parked poll now (with what is queued, usually
+        nothing) and refuse new requests with 503 and ``Retry-After``, so that the web server's
+        graceful shutdown does not wait out long-polls. Unlike :meth:`close`, agents are not
+        told their key is unknown: they back off and poll again, the next manager included."""
+        if self._draining:
+            return
+        self._draining = True
+        for box in self._boxes.values():
+            box.wake()
+        log.info("HTTP agent link draining: %d parked poll(s) answered", self._parked)
+
     async def close(self) -> None:
         """See :meth:`ManagerTransport.close`; parked polls are answered at once."""
         if self._lifecycle is Lifecycle.CLOSED:
@@ -335,7 +348,7 @@ class HttpManagerTransport(ManagerTransport):
         await _respond(send, 200, reply, [(b"content-type", b"application/octet-stream")])
 
     def _require_open(self) -> None:
-        if self._lifecycle is not Lifecycle.OPEN:
+        if self._lifecycle is not Lifecycle.OPEN or self._draining:
             raise _Refused(503, "unavailable", "the agent link is not serving", 5)
 
     async def _handle(self, body: bytes) -> bytes:
@@ -433,7 +446,7 @@ class HttpManagerTransport(ManagerTransport):
 
     async def _wait(self, box: _Mailbox, session: _Session, wait_s: float) -> list[bytes]:
         box.wake()  # an older poll of the same target returns now
-        if not box.queue and wait_s > 0:
+        if not box.queue and wait_s > 0 and not self._draining:
             if self._parked >= self.config.max_parked_polls:
                 raise _Refused(503, "busy", "too many agents polling", self._retry_after())
             loop = asyncio.get_running_loop()
