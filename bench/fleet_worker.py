@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
-import multiprocessing
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -162,9 +166,13 @@ async def _serve(conn: Connection, spec: ShardSpec) -> None:
             conn.send(("closed",))
 
 
-def worker_main(conn: Connection, spec: ShardSpec) -> None:
-    """Entry of one worker process: serve ``spec``'s agents until told to close."""
-    asyncio.run(_serve(conn, spec))
+def worker_main(fd: int) -> None:
+    """Entry of one worker process (``python -m bench.fleet_worker FD``): read the
+    :class:`ShardSpec` from the connection at ``fd``, serve its agents until told to close."""
+    conn = Connection(fd)
+    fields = conn.recv()
+    fields["ids"], fields["tags"] = tuple(fields["ids"]), tuple(fields["tags"])
+    asyncio.run(_serve(conn, ShardSpec(**fields)))
 
 
 class Shards:
@@ -177,15 +185,17 @@ class Shards:
         self.busy = [len(s.ids) for s in specs]
         self._replies: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in specs]
         self._closing = False
-        ctx = multiprocessing.get_context("spawn")
         self._conns: list[Connection] = []
-        self._procs: list[Any] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        root = Path(__file__).resolve().parent.parent
         for spec in specs:
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(theirs, spec), name="fleet-shard")
-            proc.start()
-            theirs.close()
-            self._conns.append(mine)
+            mine, theirs = socket.socketpair()
+            with theirs:
+                cmd = [sys.executable, "-m", "bench.fleet_worker", str(theirs.fileno())]
+                proc = subprocess.Popen(cmd, cwd=root, pass_fds=(theirs.fileno(),))
+            conn = Connection(mine.detach())
+            conn.send(dataclasses.asdict(spec))
+            self._conns.append(conn)
             self._procs.append(proc)
         loop = asyncio.get_running_loop()
         for i, conn in enumerate(self._conns):
@@ -280,7 +290,12 @@ class Shards:
         for conn, proc in zip(self._conns, self._procs, strict=True):
             loop.remove_reader(conn.fileno())
             conn.close()
-            await asyncio.to_thread(proc.join, 10.0)
-            if proc.is_alive():
+            try:
+                await asyncio.to_thread(proc.wait, 10.0)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    worker_main(int(sys.argv[1]))

@@ -42,7 +42,6 @@ def test_agents_in_two_worker_processes_every_agent_verifies_and_exits(tmp_path:
         assert run[deploy]["signatures_verified"] == 20, run[deploy]
     assert run["deploy_large"]["chunks"] == 20 * 2  # counted in the workers, summed here
     assert run["agent_counters"]["digests_verified"] == 40
-    assert run["register"]["rate_limited_429"] == 0
     assert run["connect"]["all_online_s"] > 0
 
 
