@@ -55,6 +55,7 @@ import httpx
 import psutil
 
 from bench.fleet_measure import MB, Phase, ProcessMonitor, timed_get
+from bench.fleet_worker import Shards, ShardSpec, default_processes
 from swarmdeploy.crypto.anchors import AnchorSet, parse_anchor_file
 from swarmdeploy.localfleet import LocalFleet
 from swarmdeploy.simulate.agent import SimAgent
@@ -95,6 +96,7 @@ class Options:
     transport: str = "zmq"  # the simulated agents' link: zmq or http
     encrypt_storage: bool = False  # the manager with --encrypt-storage (SQLCipher, blobs)
     deploy: bool = True  # False: no deployments (register, connect, idle and the API only)
+    agent_processes: int = 1  # > 1: the agents run in that many worker processes
 
 
 def package_b64(size_bytes: int) -> tuple[str, int]:
@@ -133,11 +135,13 @@ class FleetRun:
     ) -> None:
         self.fleet, self.monitor, self.opts = fleet, monitor, opts
         self.progress = Progress(opts.agents)
-        settings = SimSettings(
-            fleet.url, anchors, tags=(TAG,), health_s=opts.health_s, transport=opts.transport
-        )
-        self.agents = [SimAgent(f"fleet-{i:04d}", settings, self.progress)
-                       for i in range(opts.agents)]  # fmt: skip
+        self.ids = [f"fleet-{i:04d}" for i in range(opts.agents)]
+        self.agents: list[SimAgent] = []
+        if opts.agent_processes <= 1:
+            settings = SimSettings(
+                fleet.url, anchors, tags=(TAG,), health_s=opts.health_s, transport=opts.transport
+            )
+            self.agents = [SimAgent(i, settings, self.progress) for i in self.ids]
         auth = {"Authorization": f"Bearer {fleet.admin_key}"}
         self.http = httpx.AsyncClient(base_url=fleet.url, headers=auth, timeout=120.0)
 
@@ -168,7 +172,7 @@ class FleetRun:
         except BenchError as exc:
             figures["error"] = str(exc)
         finally:
-            await asyncio.gather(*(a.close() for a in self.agents))
+            await self.close_agents()
             await self.http.aclose()
         figures["agent_counters"] = dict(sorted(self.progress.counts.items()))
         if self.progress.failures and "error" not in figures:
@@ -178,6 +182,20 @@ class FleetRun:
     async def register(self, tokens: list[str]) -> dict[str, Any]:
         """Register every agent, ``concurrency`` at a time."""
         phase = Phase(self.monitor, "register")
+        done_at, limited = await self.register_agents(tokens, phase)
+        done_at.sort()
+        first = done_at[: min(100, len(done_at))]
+        return {
+            "wall_s": round(phase.elapsed_s(), 2),
+            "first_100_s": round(first[-1], 2),
+            "per_s_overall": round(len(done_at) / phase.elapsed_s(), 1),
+            "rate_limited_429": limited,
+            **phase.figures(),
+        }
+
+    async def register_agents(self, tokens: list[str], phase: Phase) -> tuple[list[float], int]:
+        """Register every agent, ``concurrency`` at a time: when each was done (seconds into
+        ``phase``) and how many ``429`` were waited out."""
         deadline = time.monotonic() + self.opts.timeout_s
         gate = asyncio.Semaphore(self.opts.concurrency)
         done_at: list[float] = []
@@ -191,21 +209,25 @@ class FleetRun:
         limited = await asyncio.gather(
             *(one(a, t) for a, t in zip(self.agents, tokens, strict=True))
         )
-        done_at.sort()
-        first = done_at[: min(100, len(done_at))]
-        return {
-            "wall_s": round(phase.elapsed_s(), 2),
-            "first_100_s": round(first[-1], 2),
-            "per_s_overall": round(len(done_at) / phase.elapsed_s(), 1),
-            "rate_limited_429": sum(limited),
-            **phase.figures(),
-        }
+        return done_at, sum(limited)
+
+    async def start_agents(self) -> None:
+        """Every agent connects out."""
+        for agent in self.agents:
+            await agent.start()
+
+    def busy_count(self) -> int:
+        """How many agents still wait for an acknowledgement."""
+        return sum(1 for a in self.agents if not a.idle())
+
+    async def close_agents(self) -> None:
+        """Close every agent's link."""
+        await asyncio.gather(*(a.close() for a in self.agents))
 
     async def connect(self) -> dict[str, Any]:
         """Connect every agent at once; wait for all ``welcome`` and all listed online."""
         phase = Phase(self.monitor, "connect")
-        for agent in self.agents:
-            await agent.start()
+        await self.start_agents()
         await wait_event(self.progress.all_welcomed, self.opts.timeout_s, "every welcome")
         welcomed_s = phase.elapsed_s()
         # the manager ends its handling of a first hello with a config push (§6.2 step 6)
@@ -324,9 +346,8 @@ class FleetRun:
         """Wait until every agent's reports, log lines and requests are acknowledged (the
         manager has stored everything of the deployment)."""
         deadline = time.monotonic() + self.opts.timeout_s
-        while not all(a.idle() for a in self.agents):
+        while busy := self.busy_count():
             if time.monotonic() > deadline:
-                busy = sum(1 for a in self.agents if not a.idle())
                 raise BenchError(f"{busy} agents still wait for acknowledgements")
             await asyncio.sleep(0.2)
 
@@ -355,6 +376,76 @@ class FleetRun:
         return f"{len(late)} unfinished, e.g. {where}; failures: {self.progress.failures[:5]}"
 
 
+class ShardedFleetRun(FleetRun):
+    """:class:`FleetRun` with the agents in ``opts.agent_processes`` worker processes
+    (``bench/fleet_worker.py``); the phases and what they measure are the same."""
+
+    def __init__(
+        self, fleet: LocalFleet, anchors: AnchorSet, monitor: ProcessMonitor, opts: Options
+    ) -> None:
+        super().__init__(fleet, anchors, monitor, opts)
+        self.ca_pem = (fleet.manager_dir / "ca.pem").read_text()
+        self.shards: Shards | None = None
+
+    def specs(self) -> list[ShardSpec]:
+        """The agent ids split into ``agent_processes`` shards of (nearly) equal size."""
+        n = self.opts.agent_processes
+        gate = max(1, self.opts.concurrency // n)  # the same registrations in flight overall
+        return [
+            ShardSpec(self.fleet.url, self.fleet.admin_key, self.ca_pem, tuple(self.ids[i::n]),
+                      (TAG,), self.opts.health_s, self.opts.transport, gate)
+            for i in range(n)
+        ]  # fmt: skip
+
+    async def run(self, tokens: list[str]) -> dict[str, Any]:
+        """Start the workers and wait until they built their agents, then every phase."""
+        self.shards = Shards(self.specs(), self.progress)
+        try:
+            await self.shards.ready()
+        except RuntimeError as exc:
+            await self.shards.close()
+            return {"error": f"agent processes: {exc}"}
+        n = self.opts.agent_processes
+        by_id = dict(zip(self.ids, tokens, strict=True))
+        ordered = [by_id[i] for k in range(n) for i in self.ids[k::n]]
+        figures = await super().run(ordered)
+        figures["agent_processes"] = n
+        return figures
+
+    async def register_agents(self, tokens: list[str], phase: Phase) -> tuple[list[float], int]:
+        """Every worker registers its shard (``concurrency`` in flight over all)."""
+        assert self.shards is not None
+        started = time.monotonic() - phase.elapsed_s()
+        try:
+            done, limited = await self.shards.register(tokens, started + self.opts.timeout_s)
+        except RuntimeError as exc:
+            raise BenchError(f"registration failed: {exc}") from None
+        return [t - started for t in done], limited
+
+    async def start_agents(self) -> None:
+        """Every worker connects its agents."""
+        assert self.shards is not None
+        try:
+            await self.shards.start()
+        except RuntimeError as exc:
+            raise BenchError(f"connect failed: {exc}") from None
+
+    def busy_count(self) -> int:
+        """Agents still waiting for an acknowledgement, as the workers last reported."""
+        return 0 if self.shards is None else sum(self.shards.busy)
+
+    async def close_agents(self) -> None:
+        """Close every worker's agents and end the workers (their last counters are kept)."""
+        if self.shards is not None:
+            await self.shards.close()
+
+    def stragglers(self, task_id: str) -> str:
+        """How many agents have not finished ``task_id`` (which ones: the first ten)."""
+        done = self.progress.finals.get(task_id, {})
+        late = [i for i in self.ids if i not in done]
+        return f"{len(late)} unfinished, e.g. {late[:10]}; failures: {self.progress.failures[:5]}"
+
+
 def _manager_args(opts: Options) -> list[str]:
     args = ["--registration-rate", REGISTRATION_RATE]
     args += ["--heartbeat-interval", str(opts.heartbeat_s)]
@@ -381,7 +472,8 @@ def run_once(opts: Options) -> dict[str, Any]:
         with ProcessMonitor(fleet.manager.pid) as monitor:
             started_rss = monitor.rss()
             cpu0 = monitor.cpu_s()
-            figures = asyncio.run(FleetRun(fleet, anchors, monitor, opts).run(tokens))
+            kind = ShardedFleetRun if opts.agent_processes > 1 else FleetRun
+            figures = asyncio.run(kind(fleet, anchors, monitor, opts).run(tokens))
             figures["manager"] = {
                 "rss_after_start_mb": round(started_rss / MB, 1),
                 "rss_at_end_mb": round(monitor.rss() / MB, 1),
@@ -475,9 +567,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--no-deploy", action="store_true", help="skip the deployments (e.g. with --idle-s)"
     )
+    parser.add_argument(
+        "--agent-processes",
+        type=int,
+        default=0,
+        help="worker processes for the agents (0: 1 up to 1500 agents, else one per 1250)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     counts: list[int] = args.agents or list(DEFAULT_COUNTS)
+    if args.agent_processes < 0 or args.agent_processes > min(counts):
+        parser.error("--agent-processes: 0 (chosen from the count) up to the smallest count")
     base = Options(
         agents=counts[0],
         payload_bytes=int(args.payload_mb * (1 << 20)),
@@ -494,7 +594,9 @@ def main(argv: list[str]) -> int:
     with databases(args.database, counts) as urls:
         for count, url in zip(counts, urls, strict=True):
             print(f"fleet: {count} agents ...", flush=True)
-            results[str(count)] = run_once(replace(base, agents=count, database=url))
+            procs = args.agent_processes or default_processes(count)
+            opts = replace(base, agents=count, database=url, agent_processes=procs)
+            results[str(count)] = run_once(opts)
             print(json.dumps(results[str(count)], indent=2), flush=True)
     db = "sqlite" if args.database == "sqlite" else "postgresql"
     save(args.out, results, db)

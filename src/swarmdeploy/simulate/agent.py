@@ -236,8 +236,14 @@ class SimAgent:
     async def _on_link(self, event: LinkEvent) -> None:
         if event.state is LinkState.CONNECTED:
             await self._hello()
-        elif event.state in (LinkState.AUTH_FAILED, LinkState.HANDSHAKE_FAILED):
+        elif event.state is LinkState.AUTH_FAILED:
             self.progress.fail(self.target_id, f"link {event.state.value}: {event.detail}")
+        elif event.state is LinkState.HANDSHAKE_FAILED:
+            # like the real agent: logged, and the link tries again (a manager that drops
+            # handshakes it could not finish in time, e.g. in a connect storm of thousands,
+            # resets them); a wrong manager key never gets a welcome
+            log.warning("%s: link %s: %s", self.target_id, event.state.value, event.detail)
+            self.progress.count("handshake_failed")
 
     async def _hello(self) -> None:
         # like the real agent: every unacknowledged report, then other unfinished tasks
