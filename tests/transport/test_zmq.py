@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -22,6 +23,7 @@ from swarmdeploy.protocol.messages import (
     ALL_TOPIC,
     Bye,
     Error,
+    Heartbeat,
     Hello,
     Hint,
     Welcome,
@@ -179,3 +181,20 @@ def test_secret_keys_are_required() -> None:
     )
     with pytest.raises(TransportConfigError):
         ZmqAgentTransport(config)
+
+
+async def test_a_send_while_recv_waits_does_not_hide_a_queued_message(zh: Harness) -> None:
+    """The manager sends on its ROUTER without the asyncio wrapper. libzmq signals "readable"
+    once per empty-to-queued change, and any send consumes that signal: a send between the
+    signal and the event loop's poll must wake the waiting receive, or the queued message
+    (and every later one from that agent) waits for the next connection event."""
+    agent = await zh.agent("dev-1")
+    await greet(zh, agent, "dev-1")
+    receiving = asyncio.create_task(zh.manager.recv(timeout_s=TIMEOUT_S))
+    for _ in range(5):  # the receive reaches its wait on the socket
+        await asyncio.sleep(0)
+    assert not receiving.done()
+    assert await agent.send(Heartbeat(sent_at_ms=1))
+    time.sleep(0.3)  # noqa: ASYNC251 -- the loop held on purpose: the heartbeat is queued meanwhile
+    assert await zh.manager.send("dev-1", Welcome())
+    assert await receiving == ("dev-1", Heartbeat(sent_at_ms=1))

@@ -105,6 +105,9 @@ class ZmqManagerTransport(ManagerTransport):
         # the same ROUTER as a plain socket: non-blocking sends, and reads of what is already
         # queued, without the asyncio wrapper's future and poll per message
         self._router_sync: zmq.Socket[bytes] | None = None
+        # set while a receive waits on the ROUTER: a send through the plain socket wakes it
+        # when a message is queued (see :meth:`_wake_receiver`)
+        self._recv_wake: asyncio.Event | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._endpoints: dict[str, str] = {}
         self._closed = asyncio.Event()
@@ -194,6 +197,8 @@ class ZmqManagerTransport(ManagerTransport):
             if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
                 del self._routes[target_id]  # its connection is gone; the next hello restores it
             return False
+        finally:
+            self._wake_receiver()
         self._stats.sent(data.buffer if isinstance(data, zmq.Frame) else data)
         return True
 
@@ -241,21 +246,38 @@ class ZmqManagerTransport(ManagerTransport):
                 raise TransportClosed("ZmqManagerTransport is closed") from exc
             raise
 
+    def _wake_receiver(self) -> None:
+        """After a send through the plain socket: wake a waiting receive if a message is
+        queued. libzmq signals the socket's descriptor once when its queue goes from empty to
+        not empty, and any operation on the socket consumes that signal; a send between the
+        signal and the event loop's next poll would leave the receive waiting on a queue that
+        no longer signals (the asyncio wrapper's own sends do this check)."""
+        wake = self._recv_wake
+        if wake is not None and self._router_sync is not None:
+            if self._router_sync.get(zmq.EVENTS) & zmq.POLLIN:
+                wake.set()
+
     async def _readable(self, timeout_s: float | None) -> bool:
         assert self._router is not None
         poller = zmq.asyncio.Poller()
         poller.register(self._router, zmq.POLLIN)
         poll = asyncio.ensure_future(poller.poll())
         closed = asyncio.ensure_future(self._closed.wait())
+        wake = self._recv_wake = asyncio.Event()
+        woken = asyncio.ensure_future(wake.wait())
         try:
             done, _ = await asyncio.wait(
-                {poll, closed}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {poll, closed, woken}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            self._recv_wake = None
             poll.cancel()
             closed.cancel()
+            woken.cancel()
         if self._closed.is_set():
             raise TransportClosed("ZmqManagerTransport is closed")
+        if woken in done:
+            return True
         if poll not in done or poll.cancelled() or poll.exception() is not None:
             return False  # timeout, or the socket was replaced (and closed) meanwhile
         return bool(poll.result())
