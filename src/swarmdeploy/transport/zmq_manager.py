@@ -254,7 +254,7 @@ class ZmqManagerTransport(ManagerTransport):
         no longer signals (the asyncio wrapper's own sends do this check)."""
         wake = self._recv_wake
         if wake is not None and self._router_sync is not None:
-            if self._router_sync.get(zmq.EVENTS) & zmq.POLLIN:
+            if int(self._router_sync.get(zmq.EVENTS)) & zmq.POLLIN:
                 wake.set()
 
     async def _readable(self, timeout_s: float | None) -> bool:
