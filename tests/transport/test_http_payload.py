@@ -6,6 +6,7 @@ the defences (authenticated, replay-proof, bound Range, sealed frames) each refu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -22,7 +23,7 @@ from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import LinkState
 from swarmdeploy.transport.errors import PayloadRefused
 from swarmdeploy.transport.http_agent import HttpAgentTransport
-from swarmdeploy.transport.http_client import HttpClient
+from swarmdeploy.transport.http_client import HttpClient, HttpResponse
 from swarmdeploy.transport.http_manager import HttpManagerTransport
 
 CHUNK = 64 * 1024
@@ -53,6 +54,29 @@ class Source:
         offset, length = self.info.chunk_span(msg.index)
         data = self.data[offset : offset + length]
         return Chunk(task_id=msg.task_id, sha256=msg.sha256, index=msg.index, data=data)
+
+
+class GatedSource(Source):
+    """A :class:`Source` whose chunks wait until ``gate`` opens: its downloads stay open."""
+
+    def __init__(self, data: bytes, allowed: set[str]) -> None:
+        super().__init__(data, allowed)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self._arrived = asyncio.Event()
+
+    async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
+        self.waiting += 1
+        self._arrived.set()
+        await self.gate.wait()
+        return await super().chunk(target_id, msg)
+
+    async def held(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait until ``count`` chunk reads are held at the gate."""
+        async with asyncio.timeout(timeout_s):
+            while self.waiting < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
 
 def _link(hh: Harness) -> HttpManagerTransport:
@@ -174,6 +198,22 @@ async def _raw_fetch(
     sealed: bytes | None = None,
 ) -> tuple[int, bytes, bytes]:
     """One hand-made payload request as ``agent``: ``(status, body, sealed request)``."""
+    resp, sealed = await _raw_response(
+        hh, agent, source, range_header=range_header, tamper=tamper, sealed=sealed
+    )
+    return resp.status, resp.body, sealed
+
+
+async def _raw_response(
+    hh: Harness,
+    agent: HttpAgentTransport,
+    source: Source,
+    *,
+    range_header: str = "bytes=0-",
+    tamper: Callable[[wire.LinkRequest], None] = lambda _: None,
+    sealed: bytes | None = None,
+) -> tuple[HttpResponse, bytes]:
+    """One hand-made payload request as ``agent``: ``(response, sealed request)``."""
     if sealed is None:
         req = agent._request("fetch", task_id=TASK, sha256=source.info.sha256, range_start=0)
         tamper(req)
@@ -186,7 +226,7 @@ async def _raw_fetch(
         resp = await client.request("GET", "/agent/v1/payload", None, 10.0, headers=headers)
     finally:
         client.close()
-    return resp.status, resp.body, sealed
+    return resp, sealed
 
 
 async def test_a_replayed_payload_request_is_refused(hh: Harness) -> None:
@@ -223,6 +263,30 @@ async def test_a_request_without_a_valid_seal_is_refused(hh: Harness) -> None:
     agent = await _agent(hh, "dl-8")
     status, body, _ = await _raw_fetch(hh, agent, source, sealed=b"SDH1" + os.urandom(300))
     assert status == 400 and b"bad_envelope" in body
+
+
+async def test_one_agent_holds_only_a_few_payload_streams_at_once(hh: Harness) -> None:
+    source = GatedSource(os.urandom(3 * CHUNK), {"dl-9", "dl-10"})
+    _link(hh).serve_payloads(source)
+    agent, other = await _agent(hh, "dl-9"), await _agent(hh, "dl-10")
+    cap = _link(hh).config.max_payload_streams_per_target
+    running = [
+        asyncio.create_task(agent.download(TASK, source.info, 0, lambda _: True))
+        for _ in range(cap)
+    ]
+    try:
+        await source.held(cap)  # every stream is open, its headers out
+        resp, _ = await _raw_response(hh, agent, source)
+        assert resp.status == 429 and b"too_many_streams" in resp.body, resp.body
+        assert int(resp.headers["retry-after"]) > 0
+        assert _link(hh).refused["too_many_streams"] == 1
+        theirs = asyncio.create_task(other.download(TASK, source.info, 0, lambda _: True))
+        await source.held(cap + 1)  # another agent is not held back
+    finally:
+        source.gate.set()
+    await asyncio.gather(*running, theirs)
+    status, body, _ = await _raw_fetch(hh, agent, source)  # ended streams free their places
+    assert status == 206 and len(body) == wire.sealed_size(3 * CHUNK, CHUNK)
 
 
 def test_a_frame_opens_only_at_its_place_and_for_its_agent() -> None:

@@ -77,6 +77,8 @@ class HttpLinkConfig:
     session_ttl_s: float = 90.0
     queue_size: int = 1000
     max_sessions_per_target: int = 4
+    #: Payload downloads (``GET /v1/payload``) one agent may run at once (more: 429).
+    max_payload_streams_per_target: int = 2
     max_parked_polls: int = 20000
     opens_per_s: float = 200.0
     open_burst: int = 400
@@ -89,7 +91,15 @@ class HttpLinkConfig:
             raise TransportConfigError("the manager's secret key is required")
         if min(self.max_wait_s, self.session_ttl_s, self.opens_per_s) <= 0:
             raise TransportConfigError("HTTP link intervals and rates must be positive")
-        if min(self.queue_size, self.max_sessions_per_target, self.max_parked_polls) < 1:
+        if (
+            min(
+                self.queue_size,
+                self.max_sessions_per_target,
+                self.max_parked_polls,
+                self.max_payload_streams_per_target,
+            )
+            < 1
+        ):
             raise TransportConfigError("HTTP link queue sizes must be at least 1")
 
     @property
@@ -165,7 +175,11 @@ class HttpManagerTransport(ManagerTransport):
     def serve_payloads(self, source: PayloadSource) -> None:
         """Answer ``GET /v1/payload`` from ``source`` (without one: 404)."""
         self._payloads = PayloadStreams(
-            source, self._secret, authenticate=self._authenticate, check_session=self._session_of
+            source,
+            self._secret,
+            authenticate=self._authenticate,
+            check_session=self._session_of,
+            max_per_target=self.config.max_payload_streams_per_target,
         )
 
     @property

@@ -5,12 +5,18 @@
 same checks as a link request (its counter on the ``fetch`` channel), names the task, the
 artifact and the range start (which must equal the ``Range`` header's); the manager's
 :class:`PayloadSource` decides whether the target may have it and reads one chunk at a time.
+
+One agent holds at most ``max_per_target`` streams at once (counted from the moment its
+request passed the checks until its stream ends or breaks): one more is answered 429
+``too_many_streams`` with ``Retry-After``, so that a single agent cannot tie up the
+manager's chunk reads and sockets with parallel downloads.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import logging
 import re
 from collections.abc import Callable
@@ -27,6 +33,8 @@ PAYLOAD_PATH = "/v1/payload"
 _SHA256 = re.compile("[0-9a-f]{64}")
 #: How a refusal of the payload source maps to an HTTP status.
 _PAYLOAD_STATUS = {"busy": 503, "internal": 503, "unknown_artifact": 404}
+#: ``Retry-After`` of a refusal for too many streams of one agent (its others are running).
+STREAMS_RETRY_AFTER_S = 5
 
 #: Checks a sealed request as the link does: ``(owner, agent key, request)`` or :class:`Refused`.
 Authenticate = Callable[[bytes], tuple[str, bytes, wire.LinkRequest]]
@@ -56,7 +64,13 @@ class PayloadStreams:
         *,
         authenticate: Authenticate,
         check_session: CheckSession,
+        max_per_target: int,
     ) -> None:
+        if max_per_target < 1:
+            raise ValueError("max_per_target must be at least 1")
+        self._max_per_target = max_per_target
+        #: Streams open per target id (a target leaves the counter when it has none).
+        self.active: collections.Counter[str] = collections.Counter()
         self._source = source
         self._secret = secret
         self._authenticate = authenticate
@@ -78,10 +92,24 @@ class PayloadStreams:
         start = _range_start(headers.get("range"))
         if start != req.range_start:
             raise Refused(400, "range_mismatch", "the Range header differs from the sealed one")
-        info = await self._source.artifact(owner, req.task_id, req.sha256)
-        if isinstance(info, Error):
-            raise Refused(_PAYLOAD_STATUS.get(info.code, 403), info.code, info.message, 5)
-        await self._stream(send, owner, agent_key, req, info, start)
+        if self.active[owner] >= self._max_per_target:
+            raise Refused(
+                429,
+                "too_many_streams",
+                f"this agent has {self.active[owner]} payload download(s) running "
+                f"(at most {self._max_per_target}); retry when one ended",
+                STREAMS_RETRY_AFTER_S,
+            )
+        self.active[owner] += 1
+        try:
+            info = await self._source.artifact(owner, req.task_id, req.sha256)
+            if isinstance(info, Error):
+                raise Refused(_PAYLOAD_STATUS.get(info.code, 403), info.code, info.message, 5)
+            await self._stream(send, owner, agent_key, req, info, start)
+        finally:
+            self.active[owner] -= 1
+            if self.active[owner] <= 0:
+                del self.active[owner]
 
     async def _stream(
         self,
