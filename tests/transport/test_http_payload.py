@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.transport.harness import Harness
@@ -189,18 +190,10 @@ def test_resume_points_are_whole_chunks() -> None:
 
 
 async def _raw_fetch(
-    hh: Harness,
-    agent: HttpAgentTransport,
-    source: Source,
-    *,
-    range_header: str = "bytes=0-",
-    tamper: Callable[[wire.LinkRequest], None] = lambda _: None,
-    sealed: bytes | None = None,
+    hh: Harness, agent: HttpAgentTransport, source: Source, **how: Any
 ) -> tuple[int, bytes, bytes]:
-    """One hand-made payload request as ``agent``: ``(status, body, sealed request)``."""
-    resp, sealed = await _raw_response(
-        hh, agent, source, range_header=range_header, tamper=tamper, sealed=sealed
-    )
+    """:func:`_raw_response` as ``(status, body, sealed request)``."""
+    resp, sealed = await _raw_response(hh, agent, source, **how)
     return resp.status, resp.body, sealed
 
 
