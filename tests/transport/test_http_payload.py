@@ -18,14 +18,15 @@ import pytest
 from tests.transport.harness import Harness
 
 from swarmdeploy.agent.ranged import RangedTransfer, resume_point
+from swarmdeploy.crypto.curve import generate_keypair
 from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import Chunk, ChunkRequest, Error
 from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import LinkState
-from swarmdeploy.transport.errors import PayloadRefused
+from swarmdeploy.transport.errors import PayloadRefused, TransportConfigError
 from swarmdeploy.transport.http_agent import HttpAgentTransport
 from swarmdeploy.transport.http_client import HttpClient, HttpResponse
-from swarmdeploy.transport.http_manager import HttpManagerTransport
+from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
 
 CHUNK = 64 * 1024
 TASK = "t-1"
@@ -280,6 +281,11 @@ async def test_one_agent_holds_only_a_few_payload_streams_at_once(hh: Harness) -
     await asyncio.gather(*running, theirs)
     status, body, _ = await _raw_fetch(hh, agent, source)  # ended streams free their places
     assert status == 206 and len(body) == wire.sealed_size(3 * CHUNK, CHUNK)
+
+
+def test_a_stream_cap_below_one_is_refused_naming_it() -> None:
+    with pytest.raises(TransportConfigError, match="max_payload_streams_per_target"):
+        HttpLinkConfig(generate_keypair(), max_payload_streams_per_target=0)
 
 
 def test_a_frame_opens_only_at_its_place_and_for_its_agent() -> None:

@@ -91,16 +91,10 @@ class HttpLinkConfig:
             raise TransportConfigError("the manager's secret key is required")
         if min(self.max_wait_s, self.session_ttl_s, self.opens_per_s) <= 0:
             raise TransportConfigError("HTTP link intervals and rates must be positive")
-        if (
-            min(
-                self.queue_size,
-                self.max_sessions_per_target,
-                self.max_parked_polls,
-                self.max_payload_streams_per_target,
-            )
-            < 1
-        ):
+        if min(self.queue_size, self.max_sessions_per_target, self.max_parked_polls) < 1:
             raise TransportConfigError("HTTP link queue sizes must be at least 1")
+        if self.max_payload_streams_per_target < 1:
+            raise TransportConfigError("max_payload_streams_per_target must be at least 1")
 
     @property
     def max_body_bytes(self) -> int:
