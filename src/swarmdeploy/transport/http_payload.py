@@ -9,7 +9,10 @@ artifact and the range start (which must equal the ``Range`` header's); the mana
 One agent holds at most ``max_per_target`` streams at once (counted from the moment its
 request passed the checks until its stream ends or breaks): one more is answered 429
 ``too_many_streams`` with ``Retry-After``, so that a single agent cannot tie up the
-manager's chunk reads and sockets with parallel downloads.
+manager's chunk reads and sockets with parallel downloads. The agent fetches one artifact at a
+time (it processes its tasks one after the other), so the default of 2
+(``HttpLinkConfig.max_payload_streams_per_target``) leaves room for a stream it gave up on
+that the server has not noticed yet.
 """
 
 from __future__ import annotations
