@@ -118,6 +118,19 @@ def _request_counts(base: str, key: str) -> dict[tuple[str, str], float]:
     return counts
 
 
+def _apply_as_one_bulk_request(page: Any, base: str, key: str, count: int) -> None:
+    """Apply the open bulk dialog; the manager must have seen one ``POST /targets/bulk``
+    and no ``PUT /targets/{id}``."""
+    before = _request_counts(base, key)
+    page.get_by_test_id("bulk-apply").click()
+    expect(page.get_by_text(f"{count} device(s) updated")).to_be_visible()
+    after = _request_counts(base, key)
+    bulk = ("POST", "/targets/bulk")
+    assert after.get(bulk, 0) - before.get(bulk, 0) == 1
+    puts = [k for k in after if k[0] == "PUT" and k[1] == "/targets/{target_id}"]
+    assert all(after[k] == before.get(k, 0) for k in puts), "no PUT per device"
+
+
 def test_bulk_tagging_the_selected_devices_is_one_request(
     page: Any, gui_manager: tuple[str, str]
 ) -> None:
@@ -137,16 +150,9 @@ def test_bulk_tagging_the_selected_devices_is_one_request(
     page.get_by_test_id("bulk-add").fill("no/slash")  # refused by the API: its words shown
     page.get_by_test_id("bulk-apply").click()
     expect(page.get_by_test_id("bulk-error")).to_contain_text(re.compile(r"^Not changed: .+"))
-    before = _request_counts(base, key)
     page.get_by_test_id("bulk-add").fill("bulked")
     page.get_by_test_id("bulk-remove").fill("even")
-    page.get_by_test_id("bulk-apply").click()
-    expect(page.get_by_text("11 device(s) updated")).to_be_visible()
-    after = _request_counts(base, key)
-    bulk = ("POST", "/targets/bulk")
-    assert after.get(bulk, 0) - before.get(bulk, 0) == 1
-    puts = [k for k in after if k[0] == "PUT" and k[1] == "/targets/{target_id}"]
-    assert all(after[k] == before.get(k, 0) for k in puts), "no PUT per device"
+    _apply_as_one_bulk_request(page, base, key, 11)
     tagged = httpx.get(
         f"{base}/targets", params={"tags": "bulked", "perPage": 100}, headers=headers
     ).json()
@@ -157,6 +163,27 @@ def test_bulk_tagging_the_selected_devices_is_one_request(
     audit = httpx.get(f"{base}/audit", params={"perPage": 1000}, headers=headers).json()
     entries = [e for e in audit["items"] if e["action"] == "target.bulk_update"]
     assert len(entries) == 1 and entries[0]["details"]["changedCount"] == 11
+
+
+def test_bulk_clearing_the_location_is_one_request(page: Any, gui_manager: tuple[str, str]) -> None:
+    base, key = gui_manager
+    headers = {"Authorization": f"Bearer {key}"}
+    chosen = sorted(f"bot-{i:04d}" for i in [14, *range(140, 150)])
+    located = {"selection": {"ids": chosen}, "location": {"lat": 45.07, "lon": 7.69}}
+    httpx.post(f"{base}/targets/bulk", json=located, headers=headers).raise_for_status()
+    sign_in(page, base, key)
+    expect(page.get_by_test_id("device-summary")).to_contain_text("devices")
+    page.get_by_test_id("device-filter").fill("robot 14")  # robot 14 and robot 140..149
+    rows = page.get_by_test_id("device-table").locator("tbody.q-virtual-scroll__content tr")
+    expect(rows).to_have_count(11)
+    for i in range(11):
+        rows.nth(i).locator(".q-checkbox").click()
+    page.get_by_test_id("device-edit").click()
+    page.get_by_test_id("bulk-clear").click()
+    _apply_as_one_bulk_request(page, base, key, 11)
+    for target_id in chosen:
+        doc = httpx.get(f"{base}/targets/{target_id}", headers=headers).json()
+        assert doc["location"] is None, target_id
 
 
 def _rollout_task(base: str, key: str, ids: list[str]) -> str:

@@ -120,3 +120,5 @@ def test_bulk_body_names_the_ids_once_and_only_the_changes() -> None:
         "location": {"lat": 1.0, "lon": 2.0},
     }
     assert bulk_body(["a"], [], [], None) is None
+    cleared = bulk_body(["a"], [], [], {"lat": 1.0, "lon": 2.0}, clear_location=True)
+    assert cleared == {"selection": {"ids": ["a"]}, "clearLocation": True}

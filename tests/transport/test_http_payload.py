@@ -6,24 +6,27 @@ the defences (authenticated, replay-proof, bound Range, sealed frames) each refu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.transport.harness import Harness
 
 from swarmdeploy.agent.ranged import RangedTransfer, resume_point
+from swarmdeploy.crypto.curve import generate_keypair
 from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import Chunk, ChunkRequest, Error
 from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import LinkState
-from swarmdeploy.transport.errors import PayloadRefused
+from swarmdeploy.transport.errors import PayloadRefused, TransportConfigError
 from swarmdeploy.transport.http_agent import HttpAgentTransport
-from swarmdeploy.transport.http_client import HttpClient
-from swarmdeploy.transport.http_manager import HttpManagerTransport
+from swarmdeploy.transport.http_client import HttpClient, HttpResponse
+from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
 
 CHUNK = 64 * 1024
 TASK = "t-1"
@@ -53,6 +56,29 @@ class Source:
         offset, length = self.info.chunk_span(msg.index)
         data = self.data[offset : offset + length]
         return Chunk(task_id=msg.task_id, sha256=msg.sha256, index=msg.index, data=data)
+
+
+class GatedSource(Source):
+    """A :class:`Source` whose chunks wait until ``gate`` opens: its downloads stay open."""
+
+    def __init__(self, data: bytes, allowed: set[str]) -> None:
+        super().__init__(data, allowed)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self._arrived = asyncio.Event()
+
+    async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
+        self.waiting += 1
+        self._arrived.set()
+        await self.gate.wait()
+        return await super().chunk(target_id, msg)
+
+    async def held(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait until ``count`` chunk reads are held at the gate."""
+        async with asyncio.timeout(timeout_s):
+            while self.waiting < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
 
 def _link(hh: Harness) -> HttpManagerTransport:
@@ -165,6 +191,14 @@ def test_resume_points_are_whole_chunks() -> None:
 
 
 async def _raw_fetch(
+    hh: Harness, agent: HttpAgentTransport, source: Source, **how: Any
+) -> tuple[int, bytes, bytes]:
+    """:func:`_raw_response` as ``(status, body, sealed request)``."""
+    resp, sealed = await _raw_response(hh, agent, source, **how)
+    return resp.status, resp.body, sealed
+
+
+async def _raw_response(
     hh: Harness,
     agent: HttpAgentTransport,
     source: Source,
@@ -172,8 +206,8 @@ async def _raw_fetch(
     range_header: str = "bytes=0-",
     tamper: Callable[[wire.LinkRequest], None] = lambda _: None,
     sealed: bytes | None = None,
-) -> tuple[int, bytes, bytes]:
-    """One hand-made payload request as ``agent``: ``(status, body, sealed request)``."""
+) -> tuple[HttpResponse, bytes]:
+    """One hand-made payload request as ``agent``: ``(response, sealed request)``."""
     if sealed is None:
         req = agent._request("fetch", task_id=TASK, sha256=source.info.sha256, range_start=0)
         tamper(req)
@@ -186,7 +220,7 @@ async def _raw_fetch(
         resp = await client.request("GET", "/agent/v1/payload", None, 10.0, headers=headers)
     finally:
         client.close()
-    return resp.status, resp.body, sealed
+    return resp, sealed
 
 
 async def test_a_replayed_payload_request_is_refused(hh: Harness) -> None:
@@ -223,6 +257,35 @@ async def test_a_request_without_a_valid_seal_is_refused(hh: Harness) -> None:
     agent = await _agent(hh, "dl-8")
     status, body, _ = await _raw_fetch(hh, agent, source, sealed=b"SDH1" + os.urandom(300))
     assert status == 400 and b"bad_envelope" in body
+
+
+async def test_one_agent_holds_only_a_few_payload_streams_at_once(hh: Harness) -> None:
+    source = GatedSource(os.urandom(3 * CHUNK), {"dl-9", "dl-10"})
+    _link(hh).serve_payloads(source)
+    agent, other = await _agent(hh, "dl-9"), await _agent(hh, "dl-10")
+    cap = _link(hh).config.max_payload_streams_per_target
+    running = [
+        asyncio.create_task(agent.download(TASK, source.info, 0, lambda _: True))
+        for _ in range(cap)
+    ]
+    try:
+        await source.held(cap)  # every stream is open, its headers out
+        resp, _ = await _raw_response(hh, agent, source)
+        assert resp.status == 429 and b"too_many_streams" in resp.body, resp.body
+        assert int(resp.headers["retry-after"]) > 0
+        assert _link(hh).refused["too_many_streams"] == 1
+        theirs = asyncio.create_task(other.download(TASK, source.info, 0, lambda _: True))
+        await source.held(cap + 1)  # another agent is not held back
+    finally:
+        source.gate.set()
+    await asyncio.gather(*running, theirs)
+    status, body, _ = await _raw_fetch(hh, agent, source)  # ended streams free their places
+    assert status == 206 and len(body) == wire.sealed_size(3 * CHUNK, CHUNK)
+
+
+def test_a_stream_cap_below_one_is_refused_naming_it() -> None:
+    with pytest.raises(TransportConfigError, match="max_payload_streams_per_target"):
+        HttpLinkConfig(generate_keypair(), max_payload_streams_per_target=0)
 
 
 def test_a_frame_opens_only_at_its_place_and_for_its_agent() -> None:

@@ -26,15 +26,27 @@ import abc
 import dataclasses
 import enum
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from swarmdeploy.crypto.curve import CurveKeyPair, validate_public_key
 from swarmdeploy.crypto.errors import InvalidKey
-from swarmdeploy.protocol.messages import MAX_MESSAGE_BYTES, Hint, Message, valid_name
+from swarmdeploy.protocol.messages import (
+    ALL_TOPIC,
+    MAX_MESSAGE_BYTES,
+    Hint,
+    Message,
+    id_topic,
+    tag_topic,
+    valid_name,
+)
 from swarmdeploy.transport.errors import (
     TransportClosed,
     TransportConfigError,
     TransportStateError,
 )
+
+if TYPE_CHECKING:  # link.py imports this module
+    from swarmdeploy.transport.link import AgentInbox
 
 
 class Lifecycle(enum.StrEnum):
@@ -258,12 +270,22 @@ class ManagerTransport(_Guarded, abc.ABC):
 
 
 class AgentTransport(_Guarded, abc.ABC):
-    """The agent's link to its manager."""
+    """The agent's link to its manager.
+
+    The link state, the event queue and the hint topics are kept alike by every transport:
+    a subclass sets ``config``, ``_inbox`` (link events and messages in arrival order) and
+    ``_topics`` in its constructor, feeds ``_inbox`` from its connection, and overrides
+    :meth:`_subscribe` if it must tell a socket about changed topics.
+    """
+
+    config: AgentLinkConfig
+    _inbox: AgentInbox
+    _topics: set[bytes]
 
     @property
-    @abc.abstractmethod
     def state(self) -> LinkState:
         """The current link state."""
+        return self._inbox.state
 
     @abc.abstractmethod
     async def connect(self) -> None:
@@ -276,25 +298,37 @@ class AgentTransport(_Guarded, abc.ABC):
     async def send(self, msg: Message) -> bool:
         """Hand ``msg`` to the link; ``False`` when not connected or the queue is full."""
 
-    @abc.abstractmethod
     async def recv(self, timeout_s: float | None = None) -> Message | LinkEvent | None:
         """The next message from the manager or link-state change, in arrival order.
 
         ``None`` after ``timeout_s``. On every ``connected`` event the agent must send
         ``hello`` first (§6.2). After :meth:`close` a pending call returns a ``closed``
-        event and later calls raise ``TransportClosed``.
+        event and later calls raise ``TransportClosed`` (once the queue is empty).
         """
+        if self._lifecycle is Lifecycle.CLOSED and self._inbox.empty():
+            raise TransportClosed(f"{type(self).__name__} is closed")
+        self._require(Lifecycle.OPEN, Lifecycle.CLOSED)
+        return await self._inbox.get(timeout_s)
 
-    @abc.abstractmethod
     async def set_tags(self, tags: Iterable[str]) -> None:
         """Subscribe the hint link to exactly these tags (plus own id and ``ALL``)."""
+        self._require(Lifecycle.NEW, Lifecycle.OPEN)
+        topics = {id_topic(self.config.target_id), ALL_TOPIC}
+        topics.update(tag_topic(tag) for tag in tags)
+        self._subscribe(topics)
+        self._topics = topics
 
-    @abc.abstractmethod
+    def _subscribe(self, topics: set[bytes]) -> None:
+        """Change a live subscription from ``self._topics`` to ``topics`` (called before
+        ``_topics`` is replaced). Transports that send their topics with every request
+        (HTTP) or match them in process (memory) need nothing here."""
+
     async def wait_state(self, *states: LinkState, timeout_s: float) -> LinkState:
         """Wait until the link is in one of ``states`` (without consuming events).
 
         Raises ``TimeoutError`` after ``timeout_s``.
         """
+        return await self._inbox.wait_state(states, timeout_s)
 
     @abc.abstractmethod
     async def close(self, linger_s: float = 0.0) -> None:

@@ -27,7 +27,7 @@ import contextlib
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.manifest import ArtifactInfo
@@ -40,17 +40,15 @@ from swarmdeploy.protocol.messages import (
     encode,
     id_topic,
     message_type,
-    tag_topic,
 )
 from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import (
     AgentLinkConfig,
     AgentTransport,
     Lifecycle,
-    LinkEvent,
     LinkState,
 )
-from swarmdeploy.transport.errors import PayloadRefused, TransportClosed, TransportConfigError
+from swarmdeploy.transport.errors import PayloadRefused, TransportConfigError
 from swarmdeploy.transport.http_client import HttpClient, HttpFailure, HttpResponse
 from swarmdeploy.transport.link import AgentInbox, backoff_s, require_agent_outgoing
 
@@ -131,11 +129,6 @@ class HttpAgentTransport(AgentTransport):
         self._counters = {"open": 0, "poll": 0, "send": 0, "fetch": 0}
         self._attempt = 0
         self._payload_box = wire.payload_box(self._secret, self._manager_key)
-
-    @property
-    def state(self) -> LinkState:
-        """See :meth:`AgentTransport.state`."""
-        return self._inbox.state
 
     async def connect(self) -> None:
         """See :meth:`AgentTransport.connect`."""
@@ -311,24 +304,6 @@ class HttpAgentTransport(AgentTransport):
         self._drained.clear()
         self._outbox_ready.set()
         return True
-
-    async def recv(self, timeout_s: float | None = None) -> Message | LinkEvent | None:
-        """See :meth:`AgentTransport.recv`."""
-        if self._lifecycle is Lifecycle.CLOSED and self._inbox.empty():
-            raise TransportClosed("HttpAgentTransport is closed")
-        self._require(Lifecycle.OPEN, Lifecycle.CLOSED)
-        return await self._inbox.get(timeout_s)
-
-    async def set_tags(self, tags: Iterable[str]) -> None:
-        """See :meth:`AgentTransport.set_tags`; the next poll carries the new topics."""
-        self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        topics = {id_topic(self.config.target_id), ALL_TOPIC}
-        topics.update(tag_topic(tag) for tag in tags)
-        self._topics = topics
-
-    async def wait_state(self, *states: LinkState, timeout_s: float) -> LinkState:
-        """See :meth:`AgentTransport.wait_state`."""
-        return await self._inbox.wait_state(states, timeout_s)
 
     async def close(self, linger_s: float = 0.0) -> None:
         """See :meth:`AgentTransport.close`. With ``linger_s`` queued messages (``bye``) get

@@ -13,38 +13,26 @@ Messages for an agent wait in its mailbox until its long-poll takes them; a poll
 there is something or ``max_wait_s`` passed. Overload (too many session openings per second,
 too many parked polls) is answered 503 with ``Retry-After``.
 
-``GET /v1/payload`` serves a task's artifact as a sealed stream (:mod:`.http_wire`) with HTTP
-``Range``: the sealed ``fetch`` request rides in the ``Authorization`` header and passes the
-same checks (its counter on the ``fetch`` channel), names the task, the artifact and the
-range start (which must equal the ``Range`` header's); the manager's
-:class:`PayloadSource` decides whether the target may have it and reads one chunk at a time.
+``GET /v1/payload`` (ranged artifact downloads) is served by :mod:`.http_payload`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import dataclasses
-import json
 import logging
 import random
-import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from zmq.utils import z85
 
 from swarmdeploy.crypto.curve import CurveKeyPair
 from swarmdeploy.protocol.errors import MessageError
-from swarmdeploy.protocol.manifest import ArtifactInfo
 from swarmdeploy.protocol.messages import (
     MAX_MESSAGE_BYTES,
-    Chunk,
-    ChunkRequest,
     Error,
     Hint,
     Message,
@@ -53,6 +41,16 @@ from swarmdeploy.protocol.messages import (
 from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import Lifecycle, ManagerTransport, check_public_key
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
+from swarmdeploy.transport.http_asgi import (
+    Receive,
+    Refused,
+    Scope,
+    Send,
+    read_body,
+    respond,
+    send_refusal,
+)
+from swarmdeploy.transport.http_payload import PAYLOAD_PATH, PayloadSource, PayloadStreams
 from swarmdeploy.transport.link import (
     AllowList,
     check_topic,
@@ -63,27 +61,7 @@ from swarmdeploy.transport.link import (
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 LINK_PATH = "/v1/link"
-PAYLOAD_PATH = "/v1/payload"
-_SHA256 = re.compile("[0-9a-f]{64}")
-#: How a refusal of the payload source maps to an HTTP status.
-_PAYLOAD_STATUS = {"busy": 503, "internal": 503, "unknown_artifact": 404}
-
-
-class PayloadSource(Protocol):
-    """Who may download what (the manager's delivery, ``docs/protocol.md`` §6.5)."""
-
-    async def artifact(self, target_id: str, task_id: str, sha256: str) -> ArtifactInfo | Error:
-        """The artifact ``sha256`` of a task ``target_id`` may fetch now, or the refusal."""
-        ...
-
-    async def chunk(self, target_id: str, msg: ChunkRequest) -> Chunk | Error:
-        """One chunk, read on demand, or the refusal."""
-        ...
 
 
 #: Envelope overhead on top of the messages of one request or response.
@@ -99,6 +77,8 @@ class HttpLinkConfig:
     session_ttl_s: float = 90.0
     queue_size: int = 1000
     max_sessions_per_target: int = 4
+    #: Payload downloads (``GET /v1/payload``) one agent may run at once (more: 429).
+    max_payload_streams_per_target: int = 2
     max_parked_polls: int = 20000
     opens_per_s: float = 200.0
     open_burst: int = 400
@@ -113,6 +93,8 @@ class HttpLinkConfig:
             raise TransportConfigError("HTTP link intervals and rates must be positive")
         if min(self.queue_size, self.max_sessions_per_target, self.max_parked_polls) < 1:
             raise TransportConfigError("HTTP link queue sizes must be at least 1")
+        if self.max_payload_streams_per_target < 1:
+            raise TransportConfigError("max_payload_streams_per_target must be at least 1")
 
     @property
     def max_body_bytes(self) -> int:
@@ -123,12 +105,6 @@ class HttpLinkConfig:
     def max_body_limit() -> int:
         """:attr:`max_body_bytes` of the default message size (the app's body limit)."""
         return 2 * MAX_MESSAGE_BYTES + ENVELOPE_BYTES
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str, retry_after_s: int = 0) -> None:
-        super().__init__(message)
-        self.status, self.code, self.retry_after_s = status, code, retry_after_s
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -186,15 +162,24 @@ class HttpManagerTransport(ManagerTransport):
         self._draining = False
         self._opens = _Bucket(config.opens_per_s, config.open_burst)
         self._parked = 0
-        self._payloads: PayloadSource | None = None
-        #: Payload bytes sent (sealed stream), for tests and benchmarks.
-        self.payload_bytes_sent = 0
+        self._payloads: PayloadStreams | None = None
         #: Requests refused, by code (``/metrics`` reads it).
         self.refused: collections.Counter[str] = collections.Counter()
 
     def serve_payloads(self, source: PayloadSource) -> None:
         """Answer ``GET /v1/payload`` from ``source`` (without one: 404)."""
-        self._payloads = source
+        self._payloads = PayloadStreams(
+            source,
+            self._secret,
+            authenticate=self._authenticate,
+            check_session=self._session_of,
+            max_per_target=self.config.max_payload_streams_per_target,
+        )
+
+    @property
+    def payload_bytes_sent(self) -> int:
+        """Payload bytes sent (sealed stream), for tests and benchmarks."""
+        return 0 if self._payloads is None else self._payloads.bytes_sent
 
     # -- ManagerTransport ----------------------------------------------------------------
     async def start(self) -> None:
@@ -330,33 +315,36 @@ class HttpManagerTransport(ManagerTransport):
             path = path[len(root) :]
         try:
             if path == PAYLOAD_PATH and self._payloads is not None:
-                await self._payload(scope, send, self._payloads)
+                if scope["method"] != "GET":
+                    raise Refused(405, "method_not_allowed", "use GET")
+                self._require_open()
+                await self._payloads.serve(scope, send)
                 return
             if path != LINK_PATH:
-                raise _Refused(404, "not_found", "no such agent endpoint")
+                raise Refused(404, "not_found", "no such agent endpoint")
             if scope["method"] != "POST":
-                raise _Refused(405, "method_not_allowed", "use POST")
+                raise Refused(405, "method_not_allowed", "use POST")
             self._require_open()
-            body = await _read_body(receive, self.config.max_body_bytes)
+            body = await read_body(receive, self.config.max_body_bytes)
             reply = await self._handle(body)
-        except _Refused as exc:
+        except Refused as exc:
             self.refused[exc.code] += 1
             if self._on_refused is not None:
                 self._on_refused(exc.code)
-            await _send_refusal(send, exc)
+            await send_refusal(send, exc)
             return
-        await _respond(send, 200, reply, [(b"content-type", b"application/octet-stream")])
+        await respond(send, 200, reply, [(b"content-type", b"application/octet-stream")])
 
     def _require_open(self) -> None:
         if self._lifecycle is not Lifecycle.OPEN or self._draining:
-            raise _Refused(503, "unavailable", "the agent link is not serving", 5)
+            raise Refused(503, "unavailable", "the agent link is not serving", 5)
 
     async def _handle(self, body: bytes) -> bytes:
         owner, agent_key, req = self._authenticate(body)
         if req.channel == "open":
             resp = self._open(owner, agent_key, req)
         elif req.channel == "fetch":
-            raise _Refused(400, "bad_envelope", "fetch requests go to GET /agent/v1/payload")
+            raise Refused(400, "bad_envelope", "fetch requests go to GET /agent/v1/payload")
         else:
             resp = await self._serve(owner, agent_key, req)
         return wire.seal_response(resp, self._secret, agent_key)
@@ -366,21 +354,19 @@ class HttpManagerTransport(ManagerTransport):
         try:
             agent_key, inner = wire.open_outer(body, self._secret)
         except wire.EnvelopeError as exc:
-            raise _Refused(400, exc.code, str(exc)) from None
+            raise Refused(400, exc.code, str(exc)) from None
         owner = self._allowed.owner(z85.encode(agent_key).decode("ascii"))
         if owner is None:
-            raise _Refused(403, "unknown_key", "this key is not (or no longer) allowed")
+            raise Refused(403, "unknown_key", "this key is not (or no longer) allowed")
         try:
             req = wire.open_inner(inner, agent_key, self._secret)
         except wire.EnvelopeError as exc:
-            raise _Refused(
-                403 if exc.code == "bad_signature" else 400, exc.code, str(exc)
-            ) from None
+            raise Refused(403 if exc.code == "bad_signature" else 400, exc.code, str(exc)) from None
         return owner, agent_key, req
 
     def _open(self, owner: str, agent_key: bytes, req: wire.LinkRequest) -> wire.LinkResponse:
         if not self._opens.take():
-            raise _Refused(503, "busy", "too many agents connecting", self._retry_after())
+            raise Refused(503, "busy", "too many agents connecting", self._retry_after())
         sid = secrets.token_bytes(16)
         ours = [k for k, s in self._sessions.items() if s.target_id == owner]
         for old in ours[: max(0, len(ours) - self.config.max_sessions_per_target + 1)]:
@@ -398,9 +384,9 @@ class HttpManagerTransport(ManagerTransport):
     def _session_of(self, agent_key: bytes, req: wire.LinkRequest) -> _Session:
         session = self._sessions.get(req.session)
         if session is None or session.agent_key != agent_key:
-            raise _Refused(401, "session_unknown", "unknown or expired session; open a new one")
+            raise Refused(401, "session_unknown", "unknown or expired session; open a new one")
         if not session.window.accept(req.channel, req.counter):
-            raise _Refused(409, "replayed", "replayed or reordered request")
+            raise Refused(409, "replayed", "replayed or reordered request")
         session.seen = time.monotonic()
         return session
 
@@ -448,7 +434,7 @@ class HttpManagerTransport(ManagerTransport):
         box.wake()  # an older poll of the same target returns now
         if not box.queue and wait_s > 0 and not self._draining:
             if self._parked >= self.config.max_parked_polls:
-                raise _Refused(503, "busy", "too many agents polling", self._retry_after())
+                raise Refused(503, "busy", "too many agents polling", self._retry_after())
             loop = asyncio.get_running_loop()
             box.waiter = waiter = loop.create_future()
             self._parked += 1
@@ -461,7 +447,7 @@ class HttpManagerTransport(ManagerTransport):
                 if box.waiter is waiter:
                     box.waiter = None
         if box.revoked:
-            raise _Refused(403, "unknown_key", "this key is not (or no longer) allowed")
+            raise Refused(403, "unknown_key", "this key is not (or no longer) allowed")
         if box.session is not session:
             return []  # a poll of a replaced session: what is queued belongs to the new one
         taken: list[bytes] = []
@@ -473,102 +459,3 @@ class HttpManagerTransport(ManagerTransport):
             taken.append(item)
             size += len(item)
         return taken
-
-    # -- payload downloads -----------------------------------------------------------------
-    async def _payload(self, scope: Scope, send: Send, source: PayloadSource) -> None:
-        if scope["method"] != "GET":
-            raise _Refused(405, "method_not_allowed", "use GET")
-        self._require_open()
-        headers = _headers(scope)
-        owner, agent_key, req = self._authenticate(_auth_body(headers.get("authorization", "")))
-        if req.channel != "fetch" or req.target != owner:
-            raise _Refused(400, "bad_envelope", "not a fetch request of this agent")
-        if not _SHA256.fullmatch(req.sha256) or not 0 < len(req.task_id) <= 128:
-            raise _Refused(400, "bad_envelope", "fetch needs a task id and a hex SHA-256")
-        self._session_of(agent_key, req)
-        start = _range_start(headers.get("range"))
-        if start != req.range_start:
-            raise _Refused(400, "range_mismatch", "the Range header differs from the sealed one")
-        info = await source.artifact(owner, req.task_id, req.sha256)
-        if isinstance(info, Error):
-            raise _Refused(_PAYLOAD_STATUS.get(info.code, 403), info.code, info.message, 5)
-        total = wire.sealed_size(info.size_bytes, info.chunk_bytes)
-        first, rest = divmod(start, info.chunk_bytes + wire.FRAME_OVERHEAD)
-        if rest or (start >= total and total > 0):
-            raise _Refused(416, "bad_range", f"the range must start at a frame below {total}")
-        head = [
-            (b"content-type", b"application/octet-stream"),
-            (b"content-length", str(total - start).encode()),
-            (b"content-range", f"bytes {start}-{total - 1}/{total}".encode()),
-        ]
-        await send({"type": "http.response.start", "status": 206, "headers": head})
-        box = wire.payload_box(self._secret, agent_key)
-        for index in range(first, info.chunk_count):
-            ask = ChunkRequest(task_id=req.task_id, sha256=req.sha256, index=index)
-            got = await source.chunk(owner, ask)
-            if isinstance(got, Error):  # the headers are out: cutting it short is all we can
-                log.warning("payload %s for %s stopped at chunk %d: %s %s", req.sha256[:12],
-                            owner, index, got.code, got.message)  # fmt: skip
-                return  # the server closes the connection: the agent resumes or gives up
-            frame = wire.seal_frame(box, req.sha256, index * info.chunk_bytes, got.data)
-            self.payload_bytes_sent += len(frame)
-            more = index + 1 < info.chunk_count
-            await send({"type": "http.response.body", "body": frame, "more_body": more})
-        if first >= info.chunk_count:  # an empty artifact
-            await send({"type": "http.response.body", "body": b""})
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-def _auth_body(value: str) -> bytes:
-    scheme, _, token = value.partition(" ")
-    if scheme != wire.MAGIC.decode() or not token or len(token) > 8192:
-        raise _Refused(401, "bad_envelope", "Authorization must be 'SDH1 <sealed request>'")
-    try:
-        return base64.urlsafe_b64decode(token.encode("ascii"))
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise _Refused(400, "bad_envelope", "the sealed request is not base64") from None
-
-
-def _range_start(value: str | None) -> int:
-    if value is None:
-        return 0
-    unit, _, spec = value.partition("=")
-    first, dash, last = spec.partition("-")
-    if unit.strip() != "bytes" or not dash or last.strip() or not first.strip().isdigit():
-        raise _Refused(416, "bad_range", "only 'Range: bytes=START-' is served")
-    return int(first)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            raise _Refused(400, "disconnected", "the client went away")
-        chunk = event.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(413, "body_too_large", f"the request body is larger than {limit} bytes")
-        parts.append(chunk)
-        if not event.get("more_body", False):
-            return b"".join(parts)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    headers = [*headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_refusal(send: Send, exc: _Refused) -> None:
-    body = json.dumps({"code": exc.code, "message": str(exc)}).encode()
-    headers = [(b"content-type", b"application/json")]
-    if exc.retry_after_s:
-        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
-    await _respond(send, exc.status, body, headers)

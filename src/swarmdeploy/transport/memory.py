@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
@@ -31,13 +30,11 @@ from swarmdeploy.protocol.messages import (
     decode,
     encode,
     id_topic,
-    tag_topic,
 )
 from swarmdeploy.transport.base import (
     AgentLinkConfig,
     AgentTransport,
     Lifecycle,
-    LinkEvent,
     LinkState,
     ManagerTransport,
 )
@@ -234,11 +231,6 @@ class MemoryAgentTransport(AgentTransport):
         self._epoch = 0
         self._topics: set[bytes] = {id_topic(config.target_id), ALL_TOPIC}
 
-    @property
-    def state(self) -> LinkState:
-        """See :meth:`AgentTransport.state`."""
-        return self._inbox.state
-
     async def connect(self) -> None:
         """See :meth:`AgentTransport.connect`."""
         self._require(Lifecycle.NEW)
@@ -279,23 +271,6 @@ class MemoryAgentTransport(AgentTransport):
         except asyncio.QueueFull:
             return False
         return True
-
-    async def recv(self, timeout_s: float | None = None) -> Message | LinkEvent | None:
-        """See :meth:`AgentTransport.recv`."""
-        if self._lifecycle is Lifecycle.CLOSED and self._inbox.empty():
-            raise TransportClosed("MemoryAgentTransport is closed")
-        self._require(Lifecycle.OPEN, Lifecycle.CLOSED)
-        return await self._inbox.get(timeout_s)
-
-    async def set_tags(self, tags: Iterable[str]) -> None:
-        """See :meth:`AgentTransport.set_tags`."""
-        self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        self._topics = {id_topic(self.config.target_id), ALL_TOPIC}
-        self._topics.update(tag_topic(tag) for tag in tags)
-
-    async def wait_state(self, *states: LinkState, timeout_s: float) -> LinkState:
-        """See :meth:`AgentTransport.wait_state`."""
-        return await self._inbox.wait_state(states, timeout_s)
 
     async def close(self, linger_s: float = 0.0) -> None:
         """See :meth:`AgentTransport.close`."""

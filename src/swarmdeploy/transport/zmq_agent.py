@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable
 
 import zmq
 import zmq.asyncio
@@ -34,17 +33,15 @@ from swarmdeploy.protocol.messages import (
     encode,
     id_topic,
     message_type,
-    tag_topic,
 )
 from swarmdeploy.transport.base import (
     AgentLinkConfig,
     AgentTransport,
     Lifecycle,
-    LinkEvent,
     LinkState,
     WireStats,
 )
-from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
+from swarmdeploy.transport.errors import TransportConfigError
 from swarmdeploy.transport.link import AgentInbox, backoff_s, require_agent_outgoing
 from swarmdeploy.transport.zmq_common import apply_common, endpoint
 
@@ -79,11 +76,6 @@ class ZmqAgentTransport(AgentTransport):
         self._offered: tuple[str, ...] = ()  # compression offered in the last hello (§2.1)
         self._compression = ""  # chosen by the manager's welcome
         self.wire = WireStats()
-
-    @property
-    def state(self) -> LinkState:
-        """See :meth:`AgentTransport.state`."""
-        return self._inbox.state
 
     async def connect(self) -> None:
         """See :meth:`AgentTransport.connect`."""
@@ -251,28 +243,13 @@ class ZmqAgentTransport(AgentTransport):
         self.wire.sent(data)
         return True
 
-    async def recv(self, timeout_s: float | None = None) -> Message | LinkEvent | None:
-        """See :meth:`AgentTransport.recv`."""
-        if self._lifecycle is Lifecycle.CLOSED and self._inbox.empty():
-            raise TransportClosed("ZmqAgentTransport is closed")
-        self._require(Lifecycle.OPEN, Lifecycle.CLOSED)
-        return await self._inbox.get(timeout_s)
-
-    async def set_tags(self, tags: Iterable[str]) -> None:
-        """See :meth:`AgentTransport.set_tags`."""
-        self._require(Lifecycle.NEW, Lifecycle.OPEN)
-        topics = {id_topic(self.config.target_id), ALL_TOPIC}
-        topics.update(tag_topic(tag) for tag in tags)
+    def _subscribe(self, topics: set[bytes]) -> None:
+        """See :meth:`AgentTransport._subscribe`: the SUB socket follows the new topics."""
         if self._sub is not None:
             for topic in self._topics - topics:
                 self._sub.unsubscribe(topic)
             for topic in topics - self._topics:
                 self._sub.subscribe(topic)
-        self._topics = topics
-
-    async def wait_state(self, *states: LinkState, timeout_s: float) -> LinkState:
-        """See :meth:`AgentTransport.wait_state`."""
-        return await self._inbox.wait_state(states, timeout_s)
 
     async def close(self, linger_s: float = 0.0) -> None:
         """See :meth:`AgentTransport.close`. With ``linger_s`` the context waits that long

@@ -111,6 +111,40 @@ async def test_put_location_set_and_cleared(fleet: Api) -> None:
     assert r.json()["location"] is None
 
 
+async def test_bulk_clear_location_clears_only_targets_that_have_one(fleet: Api) -> None:
+    await fleet.client.put("/targets/alpha", json={"location": {"lat": 45.1, "lon": 7.7}})
+    await fleet.client.put("/targets/gamma", json={"location": {"lat": 50.7, "lon": 7.1}})
+    body = {"selection": {"tags": "arm"}, "clearLocation": True}
+    r = await fleet.client.post("/targets/bulk", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"matched": 2, "changed": 1, "ids": ["alpha"], "missing": []}
+    assert (await fleet.client.get("/targets/alpha")).json()["location"] is None
+    gamma = (await fleet.client.get("/targets/gamma")).json()  # not selected: kept
+    assert gamma["location"] == {"lat": 50.7, "lon": 7.1}
+    audit = (await fleet.client.get("/audit")).json()["items"]
+    entry = next(e for e in audit if e["action"] == "target.bulk_update")
+    assert entry["details"]["changes"]["clearLocation"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            {"clearLocation": True, "location": {"lat": 1.0, "lon": 2.0}},
+            "location sets the location and clearLocation clears it",
+        ),
+        ({"clearLocation": False}, "no change given"),
+        ({"clearLocation": "yes"}, "clearLocation"),
+    ],
+)
+async def test_bulk_clear_location_refuses_what_is_unclear(
+    fleet: Api, body: dict[str, Any], words: str
+) -> None:
+    r = await fleet.client.post("/targets/bulk", json={"selection": {"ids": ["alpha"]}, **body})
+    assert r.status_code == 422
+    assert words in r.text
+
+
 async def test_put_keys_stay_in_allow_list_after_update(fleet: Api) -> None:
     key = (await fleet.client.get("/targets/alpha")).json()["publicKey"]
     await fleet.client.put("/targets/alpha", json={"tags": ["z"]})

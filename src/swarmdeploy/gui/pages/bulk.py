@@ -1,8 +1,7 @@
 """Bulk edit (seed figure 14): add or remove tags and set or clear the location of a selection
-of devices. Tags and a new location go in **one** ``POST /targets/bulk`` naming the selected
-ids (the server applies ``removeTags`` then ``addTags`` to each device's current tags, so
-tags changed meanwhile by someone else are kept). The bulk route sets locations but cannot
-clear them: "Clear the location" is one ``PUT /targets/{id}`` per device."""
+of devices. Every change goes in **one** ``POST /targets/bulk`` naming the selected ids (the
+server applies ``removeTags`` then ``addTags`` to each device's current tags, so tags changed
+meanwhile by someone else are kept; ``clearLocation`` clears the location)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from typing import Any
 
 from nicegui import ui
 
-from swarmdeploy.client import ApiError, AsyncManagerClient
+from swarmdeploy.client import ApiError
 from swarmdeploy.gui.context import GuiContext
 from swarmdeploy.gui.rows import printable
 
@@ -26,10 +25,15 @@ def bulk_body(
     add: Sequence[str],
     remove: Sequence[str],
     location: dict[str, float] | None,
+    *,
+    clear_location: bool = False,
 ) -> dict[str, Any] | None:
     """The ``POST /targets/bulk`` body for these changes, or None when there is nothing for
-    it to do (no tags to add or remove and no location to set)."""
-    if not (add or remove or location):
+    it to do (no tags to add or remove and no location to set or clear). A location to
+    clear wins over one to set."""
+    if clear_location:
+        location = None
+    if not (add or remove or location or clear_location):
         return None
     body: dict[str, Any] = {"selection": {"ids": list(dict.fromkeys(ids))}}
     if add:
@@ -38,18 +42,9 @@ def bulk_body(
         body["removeTags"] = list(remove)
     if location:
         body["location"] = location
+    if clear_location:
+        body["clearLocation"] = True
     return body
-
-
-async def _clear_locations(api: AsyncManagerClient, ids: Sequence[str]) -> list[str]:
-    """``PUT /targets/{id}`` ``{"location": null}`` for each id; the failures as text."""
-    failed = []
-    for target_id in ids:
-        try:
-            await api.request("PUT", f"/targets/{target_id}", json={"location": None})
-        except ApiError as exc:
-            failed.append(f"{printable(target_id)}: {printable(exc.message)}")
-    return failed
 
 
 def edit_dialog(
@@ -78,26 +73,26 @@ def edit_dialog(
                 problem.text = "Give both latitude and longitude, or neither."
                 return
             location = None
-            if lat.value is not None and not clear.value:
+            if lat.value is not None:
                 location = {"lat": float(lat.value), "lon": float(lon.value)}
-            body = bulk_body(ids, split_tags(add.value), split_tags(remove.value), location)
-            if body is None and not clear.value:
+            body = bulk_body(
+                ids,
+                split_tags(add.value),
+                split_tags(remove.value),
+                location,
+                clear_location=bool(clear.value),
+            )
+            if body is None:
                 problem.text = "Nothing to change: give tags to add or remove, or a location."
                 return
-            failed: list[str] = []
-            updated = 0
             async with ctx.client(api_key) as api:
-                if body is not None:
-                    try:
-                        result = await api.request("POST", "/targets/bulk", json=body)
-                    except ApiError as exc:  # nothing was changed: keep the dialog open
-                        problem.text = f"Not changed: {printable(exc.message)}"
-                        return
-                    updated = len(ids) - len(result["missing"])
-                    failed += [f"{printable(i)}: not found" for i in result["missing"]]
-                if clear.value:
-                    failed += await _clear_locations(api, ids)
-                    updated = len(ids) - len(failed)
+                try:
+                    result = await api.request("POST", "/targets/bulk", json=body)
+                except ApiError as exc:  # nothing was changed: keep the dialog open
+                    problem.text = f"Not changed: {printable(exc.message)}"
+                    return
+            updated = len(ids) - len(result["missing"])
+            failed = [f"{printable(i)}: not found" for i in result["missing"]]
             dialog.close()
             if failed:
                 ui.notify(f"{len(failed)} not changed: {failed[0]}", type="negative")

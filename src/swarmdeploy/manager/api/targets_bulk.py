@@ -4,7 +4,8 @@ The selection is either explicit ``ids`` or the filter of ``GET /targets`` (``ta
 ``search``; :func:`select_targets`, the same code). The matching ids are collected first
 (every page), then each target is changed through the registry like ``PUT /targets/{id}``
 (so the agent is told and ``targetUpdated`` is published); a target whose tags and location
-would not change is left alone. One audit entry records the selection, the changes and the
+would not change is left alone. ``location`` sets the location, ``clearLocation: true`` clears
+it (not both). One audit entry records the selection, the changes and the
 ids changed. Tag changes: ``setTags`` replaces, else ``removeTags`` then ``addTags`` (kept in
 order, no duplicates).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from swarmdeploy.manager.api.models import ApiModel, LocationModel, Name
 from swarmdeploy.manager.api.target_filter import select_targets
@@ -61,13 +62,20 @@ class TargetsBulkUpdate(ApiModel):
     remove_tags: list[Name] = Field(default_factory=list, max_length=100)
     set_tags: list[Name] | None = Field(None, max_length=100)
     location: LocationModel | None = None
+    clear_location: StrictBool = Field(False, description="Clear the location of every target.")
 
     @model_validator(mode="after")
     def _some_change(self) -> TargetsBulkUpdate:
         if self.set_tags is not None and (self.add_tags or self.remove_tags):
             raise ValueError("setTags replaces the tags: no addTags/removeTags with it")
-        if self.set_tags is None and not (self.add_tags or self.remove_tags or self.location):
-            raise ValueError("no change given: addTags, removeTags, setTags or location")
+        if self.clear_location and self.location is not None:
+            raise ValueError("location sets the location and clearLocation clears it: not both")
+        if self.set_tags is None and not (
+            self.add_tags or self.remove_tags or self.location or self.clear_location
+        ):
+            raise ValueError(
+                "no change given: addTags, removeTags, setTags, location or clearLocation"
+            )
         return self
 
 
@@ -119,6 +127,24 @@ async def _selected(
         page += 1
 
 
+def _changes(record: TargetRecord, body: TargetsBulkUpdate) -> dict[str, Any]:
+    """What ``body`` changes of ``record``, as a ``PUT /targets/{id}`` body (empty: nothing)."""
+    changes: dict[str, Any] = {}
+    tags = new_tags(record.tags, body)
+    if tags != list(record.tags):
+        changes["tags"] = tags
+    if body.location is not None:
+        loc = body.location
+        if record.location is None or (record.location.lat, record.location.lon) != (
+            loc.lat,
+            loc.lon,
+        ):
+            changes["location"] = {"lat": loc.lat, "lon": loc.lon}
+    elif body.clear_location and record.location is not None:
+        changes["location"] = None
+    return changes
+
+
 async def bulk_update(
     services: Services, who: Principal, body: TargetsBulkUpdate
 ) -> dict[str, Any]:
@@ -126,23 +152,14 @@ async def bulk_update(
     records, missing = await _selected(services, body.selection)
     changed: list[str] = []
     for record in records:
-        changes: dict[str, Any] = {}
-        tags = new_tags(record.tags, body)
-        if tags != list(record.tags):
-            changes["tags"] = tags
-        if body.location is not None:
-            loc = body.location
-            if record.location is None or (record.location.lat, record.location.lon) != (
-                loc.lat,
-                loc.lon,
-            ):
-                changes["location"] = {"lat": loc.lat, "lon": loc.lon}
+        changes = _changes(record, body)
         if changes:
             await services.registry.update(record.id, changes)
             changed.append(record.id)
+    plain = {"selection"} if body.clear_location else {"selection", "clear_location"}
     details = {
         "selection": body.selection.model_dump(exclude_none=True, by_alias=True),
-        "changes": body.model_dump(exclude={"selection"}, exclude_none=True, by_alias=True),
+        "changes": body.model_dump(exclude=plain, exclude_none=True, by_alias=True),
         "matched": len(records),
         "changed": changed[:100],
         "changedCount": len(changed),

@@ -14,7 +14,6 @@ directly. A task with a build shows its build stage (``services.builds``) in its
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import logging
 from collections import Counter
@@ -43,6 +42,7 @@ from swarmdeploy.manager.services.rollouts import Rollouts, plan_groups, rollout
 from swarmdeploy.manager.services.task_actions import ActionLimiter
 from swarmdeploy.manager.services.task_retry import choose
 from swarmdeploy.manager.services.task_signing import TaskSigner, sandbox_json, sandbox_of
+from swarmdeploy.manager.services.task_sources import TaskSources
 from swarmdeploy.manager.services.task_states import TaskStates, row_json
 from swarmdeploy.protocol.descriptor import DEFAULT_APP, TaskDescriptor, parse_descriptor
 from swarmdeploy.protocol.errors import DescriptorError, TransitionError
@@ -74,8 +74,6 @@ from swarmdeploy.storage.records import (
 log = logging.getLogger(__name__)
 
 _ID_ATTEMPTS = 8
-#: How many ``source.task`` hops are followed to the task whose artifacts are deployed.
-_MAX_REUSE_HOPS = 16
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -165,7 +163,7 @@ class TaskService:
         self._audit = audit
         self._signer = signer
         self._states = states
-        self._blobs = blobs
+        self._sources = TaskSources(storage, blobs)
         self._events = events
         self._dispatcher = dispatcher
         self._logs = logs
@@ -191,7 +189,7 @@ class TaskService:
         except DescriptorError as exc:
             raise input_error(exc, archive=False) from None
         build_host = await self._check_build(desc)
-        await self._check_source_task(desc)
+        await self._sources.check_reuse(desc)
         matches = await self._match(desc)
         return sorted(target for target, _ in matches), build_host
 
@@ -225,7 +223,7 @@ class TaskService:
         if self._signer is not None and principal is not None:
             key = await self._signer.key_of(principal)
         build_host = await self._check_build(desc)
-        reused = await self._check_source_task(desc)
+        reused = await self._sources.check_reuse(desc)
         matches = await self._match(desc)
         if build_host is not None and any(t == build_host for t, _ in matches):
             raise InvalidInput(
@@ -234,7 +232,7 @@ class TaskService:
                 path="$.build.host",
             )
         groups = await self._plan_rollout(desc, matches)
-        digest = await self._store_source(desc, archive)
+        digest = await self._sources.store(desc, archive)
         record, rows = self._new_records(desc, build_host, matches, digest, created_by, reused)
         for _ in range(_ID_ATTEMPTS):
             try:
@@ -328,47 +326,6 @@ class TaskService:
             raise InvalidInput(f"build host {host} is not a registered target", path="$.build.host")
         return host
 
-    async def _check_source_task(self, desc: TaskDescriptor) -> str | None:
-        """The task whose artifacts a ``source.task`` reuses (following reuses of reuses),
-        or ``None``; :class:`InvalidInput` at ``$.source.task`` if there is nothing to deploy."""
-        named = desc.source.task if desc.source else None
-        if named is None:
-            return None
-        earlier = named
-        for _ in range(_MAX_REUSE_HOPS):
-            task = await self._storage.get_task(earlier)
-            if task is None:
-                raise InvalidInput(
-                    f"source.task {earlier} is not a known task", path="$.source.task"
-                )
-            source = task.descriptor.get("source")
-            again = source.get("task") if isinstance(source, dict) else None
-            if not isinstance(again, str):
-                await self._check_artifacts(named, task)
-                return task.id
-            earlier = again
-        raise InvalidInput(f"source.task {named} reuses too many tasks in a row",
-                           path="$.source.task")  # fmt: skip
-
-    async def _check_artifacts(self, named: str, task: TaskRecord) -> None:
-        via = "" if named == task.id else f" (reused by {named})"
-        if task.build_host is None:
-            if task.source_digest is None:
-                raise InvalidInput(
-                    f"task {task.id}{via} has no artifacts: it neither built nor uploaded any",
-                    path="$.source.task",
-                )
-            return  # a task without a build: its archive is what is deployed again
-        if (await self._storage.list_artifacts(task_id=task.id, per_page=1)).total:
-            return
-        row = await self._storage.get_task_target(task.id, task.build_host)
-        state = row.state if row is not None else "unknown"
-        raise InvalidInput(
-            f"task {task.id}{via} has no build artifacts (its build is {state}); "
-            "reuse a task whose build is built",
-            path="$.source.task",
-        )
-
     async def _match(self, desc: TaskDescriptor) -> list[tuple[str, tuple[str, ...]]]:
         """``(target_id, matching tags)`` of the targets the selector matches now; none is
         a 422 unless the task is standing (it waits for devices, docs/adr/0010)."""
@@ -411,13 +368,6 @@ class TaskService:
             except Exception:  # top of the listener loop: the rows are stored; log and go on
                 log.exception("listener failed on new rows of task %s", task.id)
 
-    async def _store_source(self, desc: TaskDescriptor, archive: Path | None) -> str | None:
-        if archive is not None:
-            return await self._blobs.put_file(archive)
-        if desc.source is None or desc.source.zip is None:
-            return None
-        return await self._blobs.put(base64.b64decode(desc.source.zip))
-
     def _new_records(
         self,
         desc: TaskDescriptor,
@@ -454,9 +404,6 @@ class TaskService:
         rows.extend(TaskTargetRecord(task_id, t, "pending", now) for t, _ in matches)
         return record, rows
 
-    async def _size(self, digest: str | None) -> int | None:
-        return None if digest is None else await self._blobs.size(digest)
-
     # -- read ----------------------------------------------------------------------------------
     async def get(self, task_id: str) -> TaskView:
         """The task with its rows; :class:`NotFoundError` if unknown."""
@@ -482,7 +429,7 @@ class TaskService:
             record,
             rows,
             summarize(_states(rows)),
-            await self._size(record.source_digest),
+            await self._sources.size(record.source_digest),
             await load_build_stage(self._storage, record, rows),
             signature,
             name,
@@ -524,7 +471,7 @@ class TaskService:
             record,
             rows,
             summarize([TargetState(c.state) for c in counts]),
-            await self._size(record.source_digest),
+            await self._sources.size(record.source_digest),
             await load_build_stage(self._storage, record, rows),
             counts=tuple(counts),
         )
@@ -605,7 +552,7 @@ class TaskService:
                 f"task {task_id} is active on {len(active)} target(s) "
                 f"({', '.join(active[:5])}{', ...' if len(active) > 5 else ''}); stop it first"
             )
-        digests = await self._digests(view.record)
+        digests = await self._sources.digests(view.record)
         try:
             await self._storage.delete_task(task_id)
         except NotFound:
@@ -617,15 +564,6 @@ class TaskService:
                 await listener.task_deleted(task_id, digests)
             except Exception:  # top of the listener loop: the task is deleted; log and go on
                 log.exception("listener failed on the deletion of task %s", task_id)
-
-    async def _digests(self, record: TaskRecord) -> frozenset[str]:
-        """The blobs a task references: its archive, its uploads and its artifacts."""
-        found = {u.sha256 for u in await self._storage.list_uploads(record.id)}
-        artifacts = await self._storage.list_artifacts(task_id=record.id, per_page=MAX_PER_PAGE)
-        found.update(a.sha256 for a in artifacts.items)
-        if record.source_digest is not None:
-            found.add(record.source_digest)
-        return frozenset(found)
 
     async def expire(self) -> int:
         """Expire rows of tasks past their deadline (background job); returns how many."""
