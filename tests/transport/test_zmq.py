@@ -30,7 +30,7 @@ from swarmdeploy.protocol.messages import (
     decode,
     encode,
 )
-from swarmdeploy.transport.base import AgentLinkConfig, LinkState, ManagerLinkConfig
+from swarmdeploy.transport.base import AgentLinkConfig, LinkEvent, LinkState, ManagerLinkConfig
 from swarmdeploy.transport.errors import BindError, TransportConfigError
 from swarmdeploy.transport.zmq import ZmqAgentTransport, ZmqManagerTransport
 
@@ -198,3 +198,113 @@ async def test_a_send_while_recv_waits_does_not_hide_a_queued_message(zh: Harnes
     time.sleep(0.3)  # noqa: ASYNC251 -- the loop held on purpose: the heartbeat is queued meanwhile
     assert await zh.manager.send("dev-1", Welcome())
     assert await receiving == ("dev-1", Heartbeat(sent_at_ms=1))
+
+
+async def _hang_up_first(upstream: int) -> asyncio.Server:
+    """A TCP forwarder to ``upstream`` that hangs up its first connection at once."""
+    accepted = 0
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        if accepted == 1:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+async def test_a_connection_lost_during_the_handshake_is_retried_not_refused(
+    zh: Harness,
+) -> None:
+    """A manager that stops or restarts in the middle of a handshake breaks the TCP
+    connection (libzmq: ``HANDSHAKE_FAILED_NO_DETAIL`` with the errno). That is a lost link
+    libzmq retries by itself, not a refused handshake: the agent never reports
+    ``handshake_failed`` and connects on the next attempt."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "dev-1")
+    forwarders = [await _hang_up_first(port) for port in zh.manager.ports]
+    sub_port, pub_port = (f.sockets[0].getsockname()[1] for f in forwarders)
+    agent = ZmqAgentTransport(
+        AgentLinkConfig(
+            target_id="dev-1",
+            keys=keys,
+            manager_public_key=zh.manager_keys.public,
+            zmq_sub_port=sub_port,
+            zmq_pub_port=pub_port,
+            reconnect_ivl_s=0.05,
+            reconnect_ivl_max_s=0.1,
+        )
+    )
+    try:
+        await agent.connect()
+        states = []
+        async with asyncio.timeout(TIMEOUT_S):
+            while agent.state is not LinkState.CONNECTED:
+                item = await agent.recv()
+                if isinstance(item, LinkEvent):
+                    states.append(item.state)
+        assert LinkState.HANDSHAKE_FAILED not in states
+        assert await agent.send(Hello(boot_id="dev-1"))
+        assert await zh.manager.recv(timeout_s=TIMEOUT_S) == ("dev-1", Hello(boot_id="dev-1"))
+    finally:
+        await agent.close()
+        for forwarder in forwarders:
+            forwarder.close()
+
+
+async def test_an_agent_notices_a_silent_manager_by_its_own_pings(zh: Harness) -> None:
+    """The manager sends no ZMTP pings; an agent whose connection goes silent (the manager's
+    host gone, a half-open TCP connection) notices by the timeout of its own pings."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "dev-1")
+    frozen = asyncio.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if not frozen.is_set():  # frozen: swallow everything, keep the connection
+                    writer.write(data)
+                    await writer.drain()
+        writer.close()  # the other direction ends too
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", zh.manager.ports[0])
+        writers.extend((writer, up_writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    writers: list[asyncio.StreamWriter] = []
+    forwarder = await asyncio.start_server(serve, "127.0.0.1", 0)
+    agent = ZmqAgentTransport(
+        AgentLinkConfig(
+            target_id="dev-1",
+            keys=keys,
+            manager_public_key=zh.manager_keys.public,
+            zmq_sub_port=forwarder.sockets[0].getsockname()[1],
+            zmq_pub_port=zh.manager.ports[1],
+            reconnect_ivl_s=0.05,
+            reconnect_ivl_max_s=0.1,
+            heartbeat_ivl_s=0.2,
+            heartbeat_timeout_s=1.0,
+        )
+    )
+    try:
+        await agent.connect()
+        await agent.wait_state(LinkState.CONNECTED, timeout_s=TIMEOUT_S)
+        frozen.set()
+        await agent.wait_state(LinkState.CONNECTING, timeout_s=TIMEOUT_S)
+    finally:
+        await agent.close()
+        forwarder.close()
+        for writer in writers:
+            writer.close()
+        await forwarder.wait_closed()

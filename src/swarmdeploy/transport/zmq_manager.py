@@ -150,9 +150,8 @@ class ZmqManagerTransport(ManagerTransport):
         sock = ctx.socket(kind)
         apply_common(
             sock,
-            # PUB: no pings of its own (the agents' pings carry a TTL; ManagerLinkConfig)
-            heartbeat_ivl_s=cfg.heartbeat_ivl_s if kind == zmq.ROUTER else 0.0,
-            heartbeat_timeout_s=cfg.heartbeat_timeout_s,
+            heartbeat_ivl_s=None,  # only agents ping; their pings carry a TTL (zmq_common)
+            heartbeat_timeout_s=0.0,
             max_message_bytes=cfg.max_message_bytes,
             ipv6=":" in cfg.bind_host,
         )
