@@ -308,3 +308,27 @@ async def test_an_agent_notices_a_silent_manager_by_its_own_pings(zh: Harness) -
         for writer in writers:
             writer.close()
         await forwarder.wait_closed()
+
+
+async def test_handshakes_pass_while_the_event_loop_is_busy(zh: Harness) -> None:
+    """The ZAP handler answers in its own thread: a connect storm's handshakes complete
+    while the manager's event loop is busy (a handshake waits for its ZAP answer, and one
+    that outlasts libzmq's handshake timeout is reset)."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "raw")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.curve_serverkey = zh.manager_keys.public.encode()
+    sock.curve_publickey = keys.public.encode()
+    sock.curve_secretkey = keys.secret.encode()
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{zh.manager.ports[0]}")
+        # the event loop is held (a blocking wait in a coroutine) until the handshake is done
+        assert monitor.poll(int(TIMEOUT_S * 1000)), "no handshake while the event loop was busy"
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+        ctx.term()
