@@ -81,6 +81,9 @@ class ZmqAgentTransport(AgentTransport):
         self._task: asyncio.Task[None] | None = None
         self._attempt = 0
         self._broken_handshakes = 0  # in a row on the DEALER (BROKEN_HANDSHAKES_REFUSED)
+        #: Handshakes of the addressed link broken by the connection so far (e.g. reset by a
+        #: manager that could not finish them in time); retried, so they show in no state.
+        self.handshakes_broken = 0
         self._linger_ms = 0
         self._offered: tuple[str, ...] = ()  # compression offered in the last hello (§2.1)
         self._compression = ""  # chosen by the manager's welcome
@@ -209,6 +212,7 @@ class ZmqAgentTransport(AgentTransport):
         the addressed link decides)."""
         if not is_dealer:
             return False
+        self.handshakes_broken += 1
         self._broken_handshakes += 1
         return self._broken_handshakes >= BROKEN_HANDSHAKES_REFUSED
 
