@@ -252,9 +252,13 @@ class FleetRun:
         await self.manager_quiet()
         settled_s = time.monotonic() - t0
         phase = Phase(self.monitor, "idle")
+        threads0 = self.monitor.thread_cpu_s()
         await asyncio.sleep(self.opts.idle_s)
         figures = phase.figures()
+        threads = self.monitor.thread_cpu_s()
         share = 100 * figures["manager_cpu_s"] / phase.elapsed_s()
+        by_thread = {name: round(cpu - threads0.get(name, 0.0), 2) for name, cpu in threads.items()}
+        figures["manager_cpu_s_by_thread"] = {k: v for k, v in by_thread.items() if v > 0}
         return {"wall_s": round(phase.elapsed_s(), 1), "manager_cpu_percent": round(share, 2),
                 "settled_before_s": round(settled_s, 2), **figures}  # fmt: skip
 

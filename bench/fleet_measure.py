@@ -3,6 +3,7 @@ phase, and timed REST calls."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -40,6 +41,23 @@ class ProcessMonitor:
         """User + system CPU seconds the process has used so far."""
         times = self._proc.cpu_times()
         return float(times.user + times.system)
+
+    def thread_cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far per thread name (``/proc/PID/task/*/comm``; threads of one name
+        summed; the main thread, the manager's event loop, as ``main``)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        result: dict[str, float] = {}
+        for task in Path(f"/proc/{self.pid}/task").glob("*"):
+            try:
+                name = (task / "comm").read_text().strip()
+                stat = (task / "stat").read_text()
+            except OSError:
+                continue  # the thread ended meanwhile
+            fields = stat.rsplit(")", 1)[1].split()  # utime and stime: fields 14 and 15
+            name = "main" if task.name == str(self.pid) else name
+            cpu = (int(fields[11]) + int(fields[12])) / ticks
+            result[name] = result.get(name, 0.0) + cpu
+        return result
 
     def hwm_bytes(self) -> int:
         """The kernel's peak RSS of the process (``VmHWM``), 0 where unavailable."""
@@ -87,6 +105,7 @@ class Phase:
         self._t0 = time.monotonic()
         self._cpu0 = monitor.cpu_s()
         self._own0 = self._own_cpu()
+        self._load0 = os.getloadavg()[0]
 
     def _own_cpu(self) -> float:
         times = self._me.cpu_times()
@@ -96,12 +115,14 @@ class Phase:
         """Seconds since the phase started."""
         return time.monotonic() - self._t0
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> dict[str, Any]:
         """The phase's figures so far (rounded for the report)."""
         return {
             "manager_cpu_s": round(self._monitor.cpu_s() - self._cpu0, 2),
             "manager_peak_rss_mb": round(self._monitor.phase_peak / MB, 1),
             "bench_cpu_s": round(self._own_cpu() - self._own0, 2),
+            # the machine is shared: its 1-minute load average at the start and now
+            "load_average": [round(self._load0, 2), round(os.getloadavg()[0], 2)],
         }
 
 

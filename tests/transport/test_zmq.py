@@ -30,7 +30,7 @@ from swarmdeploy.protocol.messages import (
     decode,
     encode,
 )
-from swarmdeploy.transport.base import AgentLinkConfig, LinkState, ManagerLinkConfig
+from swarmdeploy.transport.base import AgentLinkConfig, LinkEvent, LinkState, ManagerLinkConfig
 from swarmdeploy.transport.errors import BindError, TransportConfigError
 from swarmdeploy.transport.zmq import ZmqAgentTransport, ZmqManagerTransport
 
@@ -198,3 +198,155 @@ async def test_a_send_while_recv_waits_does_not_hide_a_queued_message(zh: Harnes
     time.sleep(0.3)  # noqa: ASYNC251 -- the loop held on purpose: the heartbeat is queued meanwhile
     assert await zh.manager.send("dev-1", Welcome())
     assert await receiving == ("dev-1", Heartbeat(sent_at_ms=1))
+
+
+class Forwarder:
+    """A TCP forwarder to ``upstream`` on 127.0.0.1 that can hang up its first connection at
+    once and swallow everything while ``frozen`` (the connections stay open). ``close``
+    closes every connection it made, also one still being set up."""
+
+    def __init__(self, upstream: int, *, hang_up_first: bool = False) -> None:
+        self._upstream = upstream
+        self._hang_up_first = hang_up_first
+        self.frozen = asyncio.Event()
+        self._accepted = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Listen on a free port; returns it."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._accepted += 1
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            if self._hang_up_first and self._accepted == 1:
+                return
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            writer.close()
+            if up_writer is not None:
+                up_writer.close()
+            self._tasks.discard(task)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if not self.frozen.is_set():
+                    writer.write(data)
+                    await writer.drain()
+        writer.close()  # the other direction ends too
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+async def test_a_connection_lost_during_the_handshake_is_retried_not_refused(
+    zh: Harness,
+) -> None:
+    """A manager that stops or restarts in the middle of a handshake breaks the TCP
+    connection (libzmq: ``HANDSHAKE_FAILED_NO_DETAIL`` with the errno). That is a lost link
+    libzmq retries by itself, not a refused handshake: the agent never reports
+    ``handshake_failed`` and connects on the next attempt."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "dev-1")
+    forwarders = [Forwarder(port, hang_up_first=True) for port in zh.manager.ports]
+    try:
+        sub_port, pub_port = [await f.start() for f in forwarders]
+        agent = ZmqAgentTransport(
+            AgentLinkConfig(
+                target_id="dev-1",
+                keys=keys,
+                manager_public_key=zh.manager_keys.public,
+                zmq_sub_port=sub_port,
+                zmq_pub_port=pub_port,
+                reconnect_ivl_s=0.05,
+                reconnect_ivl_max_s=0.1,
+            )
+        )
+        try:
+            await agent.connect()
+            states = []
+            async with asyncio.timeout(TIMEOUT_S):
+                while agent.state is not LinkState.CONNECTED:
+                    item = await agent.recv()
+                    if isinstance(item, LinkEvent):
+                        states.append(item.state)
+            assert LinkState.HANDSHAKE_FAILED not in states
+            assert agent.handshakes_broken >= 1
+            assert await agent.send(Hello(boot_id="dev-1"))
+            got = await zh.manager.recv(timeout_s=TIMEOUT_S)
+            assert got == ("dev-1", Hello(boot_id="dev-1"))
+        finally:
+            await agent.close()
+    finally:
+        for forwarder in forwarders:
+            await forwarder.close()
+
+
+async def test_an_agent_notices_a_silent_manager_by_its_own_pings(zh: Harness) -> None:
+    """The manager sends no ZMTP pings; an agent whose connection goes silent (the manager's
+    host gone, a half-open TCP connection) notices by the timeout of its own pings."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "dev-1")
+    forwarder = Forwarder(zh.manager.ports[0])
+    try:
+        agent = ZmqAgentTransport(
+            AgentLinkConfig(
+                target_id="dev-1",
+                keys=keys,
+                manager_public_key=zh.manager_keys.public,
+                zmq_sub_port=await forwarder.start(),
+                zmq_pub_port=zh.manager.ports[1],
+                reconnect_ivl_s=0.05,
+                reconnect_ivl_max_s=0.1,
+                heartbeat_ivl_s=0.2,
+                heartbeat_timeout_s=1.0,
+            )
+        )
+        try:
+            await agent.connect()
+            await agent.wait_state(LinkState.CONNECTED, timeout_s=TIMEOUT_S)
+            forwarder.frozen.set()
+            await agent.wait_state(LinkState.CONNECTING, timeout_s=TIMEOUT_S)
+        finally:
+            await agent.close()
+    finally:
+        await forwarder.close()
+
+
+async def test_handshakes_pass_while_the_event_loop_is_busy(zh: Harness) -> None:
+    """The ZAP handler answers in its own thread: a connect storm's handshakes complete
+    while the manager's event loop is busy (a handshake waits for its ZAP answer, and one
+    that outlasts libzmq's handshake timeout is reset)."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "raw")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.curve_serverkey = zh.manager_keys.public.encode()
+    sock.curve_publickey = keys.public.encode()
+    sock.curve_secretkey = keys.secret.encode()
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{zh.manager.ports[0]}")
+        # the event loop is held (a blocking wait in a coroutine) until the handshake is done
+        assert monitor.poll(int(TIMEOUT_S * 1000)), "no handshake while the event loop was busy"
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        sock.close(linger=0)
+        ctx.term()

@@ -189,6 +189,9 @@ class SimAgent:
                 await self.send(m.Bye(reason="simulator stopped"))
         if self.transport is not None:
             await self.transport.close(linger_s=0.5 if bye else 0.0)
+            if isinstance(self.transport, ZmqAgentTransport) and self.transport.handshakes_broken:
+                # retried by libzmq, so no link event counted them (handshake_failed)
+                self.progress.count("handshake_broken", self.transport.handshakes_broken)
 
     async def send(self, msg: m.Message) -> None:
         """Hand ``msg`` to the link (dropped while disconnected; resends recover)."""

@@ -133,11 +133,6 @@ class ManagerLinkConfig:
     bind_host: str = "127.0.0.1"
     zmq_sub_port: int = 5557
     zmq_pub_port: int = 5556
-    #: The manager's own ZMTP pings on the addressed link (the hint link's PUB sends none:
-    #: agents ping it every 10 s with a 30 s TTL, so libzmq still closes a silent one, and
-    #: every timer of the manager's connections costs its I/O thread at every message).
-    heartbeat_ivl_s: float = 10.0
-    heartbeat_timeout_s: float = 30.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
     send_hwm: int = 1000
     rebind_timeout_s: float = 5.0
@@ -146,8 +141,8 @@ class ManagerLinkConfig:
         check_public_key(self.keys.public, "manager public key")
         _check_port(self.zmq_sub_port, "zmq_sub_port", allow_zero=True)
         _check_port(self.zmq_pub_port, "zmq_pub_port", allow_zero=True)
-        if min(self.heartbeat_ivl_s, self.heartbeat_timeout_s, self.rebind_timeout_s) <= 0:
-            raise TransportConfigError("intervals and timeouts must be positive")
+        if self.rebind_timeout_s <= 0:
+            raise TransportConfigError("rebind_timeout_s must be positive")
         if self.max_message_bytes < 1024 or self.send_hwm < 1:
             raise TransportConfigError("max_message_bytes and send_hwm are too small")
 

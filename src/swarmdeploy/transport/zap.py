@@ -9,13 +9,12 @@ request) is refused with ``400``, so the client sees ``EVENT_HANDSHAKE_FAILED_AU
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import zmq
-import zmq.asyncio
 from zmq.utils import z85
 
 from swarmdeploy.transport.zmq_common import ZAP_DOMAIN
@@ -24,35 +23,64 @@ log = logging.getLogger(__name__)
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 _VERSION = b"1.0"
+_STOP_ENDPOINT = "inproc://swarmdeploy.zap.stop"
 
 
 class ZapHandler:
-    """Answers ZAP requests with ``lookup(z85 public key) -> target id | None``."""
+    """Answers ZAP requests with ``lookup(z85 public key) -> target id | None``.
 
-    def __init__(self, ctx: zmq.asyncio.Context, lookup: Callable[[str], str | None]) -> None:
+    The handler answers in a thread of its own, not on the manager's event loop: libzmq
+    holds a handshake until its ZAP request is answered, and a busy event loop (a connect
+    storm of thousands of agents, a bulk deployment) delayed the answers past the
+    handshake timeout. ``lookup`` is called in that thread; it must be safe to call while
+    the event loop changes what it looks up. The manager passes :meth:`AllowList.owner`,
+    one ``dict.get`` on a mapping the event loop changes by single ``dict`` operations, each
+    atomic under the interpreter lock: a key revoked before ``revoke`` re-binds the sockets
+    is refused to every handshake on the new sockets.
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], lookup: Callable[[str], str | None]) -> None:
         self._ctx = ctx
         self._lookup = lookup
-        self._sock: zmq.asyncio.Socket | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stop: zmq.Socket[bytes] | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Bind the handler; must happen before the sockets it protects are bound."""
-        sock = self._ctx.socket(zmq.REP)
+        """Bind the handler and start its thread; must happen before the sockets it
+        protects are bound."""
+        sock: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.REP)
         sock.linger = 0
         sock.bind(ZAP_ENDPOINT)
-        self._sock = sock
-        self._task = asyncio.create_task(self._serve(sock), name="swarmdeploy-zap")
+        stop_in: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.PAIR)
+        stop_in.linger = 0
+        stop_in.bind(_STOP_ENDPOINT)
+        stop: zmq.Socket[bytes] = zmq.Socket(self._ctx, zmq.PAIR)
+        stop.linger = 0
+        stop.connect(_STOP_ENDPOINT)
+        self._stop = stop
+        # the thread owns ``sock`` and ``stop_in`` from here on (sockets are not thread-safe)
+        self._thread = threading.Thread(
+            target=self._serve, args=(sock, stop_in), name="swarmdeploy-zap", daemon=True
+        )
+        self._thread.start()
 
-    async def _serve(self, sock: zmq.asyncio.Socket) -> None:
-        while True:
-            frames = await sock.recv_multipart()
-            try:
-                reply = self.answer(frames)
-            except Exception:  # a REP socket must answer every request, whatever happens
-                log.exception("ZAP handler failed; refusing the handshake")
-                request_id = frames[1] if len(frames) > 1 else b""
-                reply = [_VERSION, request_id, b"500", b"internal error", b"", b""]
-            await sock.send_multipart(reply)
+    def _serve(self, sock: zmq.Socket[bytes], stop_in: zmq.Socket[bytes]) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(stop_in, zmq.POLLIN)
+        try:
+            while stop_in not in dict(poller.poll()):
+                frames = sock.recv_multipart()
+                try:
+                    reply = self.answer(frames)
+                except Exception:  # a REP socket must answer every request, whatever happens
+                    log.exception("ZAP handler failed; refusing the handshake")
+                    request_id = frames[1] if len(frames) > 1 else b""
+                    reply = [_VERSION, request_id, b"500", b"internal error", b"", b""]
+                sock.send_multipart(reply)
+        finally:
+            sock.close(linger=0)
+            stop_in.close(linger=0)
 
     def answer(self, frames: list[bytes]) -> list[bytes]:
         """The reply frames for one ZAP request (pure; exposed for tests)."""
@@ -82,12 +110,11 @@ class ZapHandler:
         return [_VERSION, request_id, b"400", why, b"", b""]
 
     async def close(self) -> None:
-        """Stop answering and close the socket; idempotent."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
+        """Stop answering and close the sockets; idempotent."""
+        if self._stop is not None:
+            self._stop.send(b"")
+            if self._thread is not None:
+                self._thread.join()
+            self._stop.close(linger=0)
+            self._stop = None
+            self._thread = None

@@ -47,14 +47,19 @@ from swarmdeploy.transport.zmq_common import apply_common, endpoint
 
 log = logging.getLogger(__name__)
 
+# Handshakes the manager refused: libzmq gives up on the connection, so the link starts over.
 _REFUSED: dict[int, tuple[LinkState, str]] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: (LinkState.AUTH_FAILED, "the manager refused our key"),
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: (
         LinkState.HANDSHAKE_FAILED,
         "handshake failed: wrong manager key or not a swarmdeploy manager",
     ),
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: (LinkState.HANDSHAKE_FAILED, "handshake failed"),
 }
+#: ``EVENT_HANDSHAKE_FAILED_NO_DETAIL`` means the TCP connection broke during the handshake
+#: (its value is the errno) and libzmq reconnects by itself. A manager stopping or
+#: restarting at that moment causes one; a manager with another key hangs up on every
+#: handshake, so this many in a row on the addressed link count as a refused handshake.
+BROKEN_HANDSHAKES_REFUSED = 3
 
 
 class ZmqAgentTransport(AgentTransport):
@@ -72,6 +77,10 @@ class ZmqAgentTransport(AgentTransport):
         self._monitors: list[zmq.asyncio.Socket] = []
         self._task: asyncio.Task[None] | None = None
         self._attempt = 0
+        self._broken_handshakes = 0  # in a row on the DEALER (BROKEN_HANDSHAKES_REFUSED)
+        #: Handshakes of the addressed link broken by the connection so far (e.g. reset by a
+        #: manager that could not finish them in time); retried, so they show in no state.
+        self.handshakes_broken = 0
         self._linger_ms = 0
         self._offered: tuple[str, ...] = ()  # compression offered in the last hello (§2.1)
         self._compression = ""  # chosen by the manager's welcome
@@ -163,8 +172,14 @@ class ZmqAgentTransport(AgentTransport):
         event = parse_monitor_message(await monitor.recv_multipart(flags=zmq.DONTWAIT))
         kind, value = event["event"], event["value"]
         is_dealer = monitor is self._monitors[0]
-        if kind in _REFUSED:
-            state, detail = _REFUSED[kind]
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not self._refused_now(is_dealer):
+            log.info("agent link: connection lost during the handshake (errno %s)", value)
+            if is_dealer and self.state is LinkState.CONNECTED:
+                await self._inbox.set_state(LinkState.CONNECTING, "link lost")
+            return False  # libzmq reconnects by itself
+        if kind in _REFUSED or kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self._broken_handshakes = 0
+            state, detail = _REFUSED.get(kind, (LinkState.HANDSHAKE_FAILED, "handshake failed"))
             log.warning("agent link: %s (status %s)", detail, value)
             if self.state is LinkState.CONNECTED:  # the sub socket may notice first
                 await self._inbox.set_state(LinkState.CONNECTING, "link lost")
@@ -173,7 +188,7 @@ class ZmqAgentTransport(AgentTransport):
         if kind == zmq.EVENT_MONITOR_STOPPED:
             return True
         if is_dealer and kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            self._attempt = 0
+            self._attempt = self._broken_handshakes = 0
             log.info("agent link connected to %s", self.config.manager_host)
             if self.state is LinkState.CONNECTED:  # a new connection whose loss we missed
                 await self._inbox.set_state(LinkState.CONNECTING, "link lost")
@@ -182,6 +197,16 @@ class ZmqAgentTransport(AgentTransport):
             log.info("agent link lost; reconnecting")
             await self._inbox.set_state(LinkState.CONNECTING, "link lost")
         return False
+
+    def _refused_now(self, is_dealer: bool) -> bool:
+        """Whether one more handshake broken by the connection counts as refused: the
+        ``BROKEN_HANDSHAKES_REFUSED``-th in a row on the addressed link (never the hint link's:
+        the addressed link decides)."""
+        if not is_dealer:
+            return False
+        self.handshakes_broken += 1
+        self._broken_handshakes += 1
+        return self._broken_handshakes >= BROKEN_HANDSHAKES_REFUSED
 
     async def _on_dealer(self, dealer: zmq.asyncio.Socket) -> None:
         frames = await dealer.recv_multipart(flags=zmq.DONTWAIT)

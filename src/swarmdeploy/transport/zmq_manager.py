@@ -105,9 +105,10 @@ class ZmqManagerTransport(ManagerTransport):
         # the same ROUTER as a plain socket: non-blocking sends, and reads of what is already
         # queued, without the asyncio wrapper's future and poll per message
         self._router_sync: zmq.Socket[bytes] | None = None
-        # set while a receive waits on the ROUTER: a send through the plain socket wakes it
-        # when a message is queued (see :meth:`_wake_receiver`)
-        self._recv_wake: asyncio.Event | None = None
+        # set when the ROUTER may hold a message: by the event loop's reader on its
+        # descriptor, by a send through the plain socket (:meth:`_wake_receiver`) and by close
+        self._readable = asyncio.Event()
+        self._reader_fd: int | None = None
         self._pub: zmq.asyncio.Socket | None = None
         self._endpoints: dict[str, str] = {}
         self._closed = asyncio.Event()
@@ -130,6 +131,7 @@ class ZmqManagerTransport(ManagerTransport):
             self._zap.start()
             self._router = self._server_socket(ctx, zmq.ROUTER)
             self._router_sync = zmq.Socket.shadow(self._router.underlying)
+            self._watch_router()
             self._pub = self._server_socket(ctx, zmq.PUB)
             cfg = self.config
             for name, sock, port in (
@@ -150,9 +152,8 @@ class ZmqManagerTransport(ManagerTransport):
         sock = ctx.socket(kind)
         apply_common(
             sock,
-            # PUB: no pings of its own (the agents' pings carry a TTL; ManagerLinkConfig)
-            heartbeat_ivl_s=cfg.heartbeat_ivl_s if kind == zmq.ROUTER else 0.0,
-            heartbeat_timeout_s=cfg.heartbeat_timeout_s,
+            heartbeat_ivl_s=None,  # only agents ping; their pings carry a TTL (zmq_common)
+            heartbeat_timeout_s=0.0,
             max_message_bytes=cfg.max_message_bytes,
             ipv6=":" in cfg.bind_host,
         )
@@ -214,29 +215,31 @@ class ZmqManagerTransport(ManagerTransport):
 
     async def recv(self, timeout_s: float | None = None) -> tuple[str, Message] | None:
         """See :meth:`ManagerTransport.recv`. A message already queued in the socket is read
-        at once; the event loop polls only when the queue is empty (a busy link costs no
-        poll per message)."""
+        at once; only when the queue is empty does the receive wait, on one event the event
+        loop's reader of the socket's descriptor sets (no poller or future per message)."""
         self._require(Lifecycle.OPEN)
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
         while True:
             if self._closed.is_set():
                 raise TransportClosed("ZmqManagerTransport is closed")
+            self._readable.clear()  # before reading: a message queued after this sets it
             frames = self._recv_queued()
             if frames is None:
-                remaining = None if deadline is None else max(0.0, deadline - loop.time())
-                if not await self._readable(remaining) and (
-                    deadline is not None and loop.time() >= deadline
-                ):
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._readable.wait()
+                except TimeoutError:
                     return None
-                continue  # readable, or the socket was replaced by a revocation meanwhile
+                continue  # readable, closed, or the socket was replaced by a revocation
             accepted = await self._accept(frames)
             if accepted is not None:
                 return accepted
 
     def _recv_queued(self) -> list[zmq.Frame] | None:
         """The next message already queued in the ROUTER, or ``None``."""
-        assert self._router_sync is not None
+        if self._router_sync is None:
+            return None  # closed meanwhile (the caller checks)
         try:
             return self._router_sync.recv_multipart(flags=zmq.DONTWAIT, copy=False)
         except zmq.Again:
@@ -246,41 +249,33 @@ class ZmqManagerTransport(ManagerTransport):
                 raise TransportClosed("ZmqManagerTransport is closed") from exc
             raise
 
-    def _wake_receiver(self) -> None:
-        """After a send through the plain socket: wake a waiting receive if a message is
-        queued. libzmq signals the socket's descriptor once when its queue goes from empty to
-        not empty, and any operation on the socket consumes that signal; a send between the
-        signal and the event loop's next poll would leave the receive waiting on a queue that
-        no longer signals (the asyncio wrapper's own sends do this check)."""
-        wake = self._recv_wake
-        if wake is not None and self._router_sync is not None:
-            if int(self._router_sync.get(zmq.EVENTS)) & zmq.POLLIN:
-                wake.set()
+    def _watch_router(self) -> None:
+        """Let the event loop watch the current ROUTER's descriptor (replacing the watch
+        of a closed one)."""
+        self._unwatch_router()
+        assert self._router_sync is not None
+        fd = int(self._router_sync.get(zmq.FD))
+        asyncio.get_running_loop().add_reader(fd, self._wake_receiver)
+        self._reader_fd = fd
+        self._wake_receiver()  # what arrived before the watch
 
-    async def _readable(self, timeout_s: float | None) -> bool:
-        assert self._router is not None
-        poller = zmq.asyncio.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poll = asyncio.ensure_future(poller.poll())
-        closed = asyncio.ensure_future(self._closed.wait())
-        wake = self._recv_wake = asyncio.Event()
-        woken = asyncio.ensure_future(wake.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {poll, closed, woken}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            self._recv_wake = None
-            poll.cancel()
-            closed.cancel()
-            woken.cancel()
-        if self._closed.is_set():
-            raise TransportClosed("ZmqManagerTransport is closed")
-        if woken in done:
-            return True
-        if poll not in done or poll.cancelled() or poll.exception() is not None:
-            return False  # timeout, or the socket was replaced (and closed) meanwhile
-        return bool(poll.result())
+    def _unwatch_router(self) -> None:
+        if self._reader_fd is not None:
+            asyncio.get_running_loop().remove_reader(self._reader_fd)
+            self._reader_fd = None
+
+    def _wake_receiver(self) -> None:
+        """Wake a waiting receive if a message is queued. Called by the event loop when the
+        ROUTER's descriptor is readable, and after every operation on the plain socket:
+        libzmq signals the descriptor once when its queue goes from empty to not empty, and
+        any operation on the socket (a send, reading ``EVENTS``) consumes that signal, so a
+        send between the signal and the event loop's next poll would leave the receive
+        waiting on a queue that no longer signals. Reading ``EVENTS`` here also consumes the
+        signal, so the level-triggered reader does not fire again for a message nobody has
+        read yet."""
+        if self._router_sync is not None:
+            if int(self._router_sync.get(zmq.EVENTS)) & zmq.POLLIN:
+                self._readable.set()
 
     async def _accept(self, frames: list[zmq.Frame]) -> tuple[str, Message] | None:
         if len(frames) != 2:
@@ -342,10 +337,13 @@ class ZmqManagerTransport(ManagerTransport):
         async with self._rebind_lock:
             assert self._ctx is not None and self._router is not None and self._pub is not None
             self._routes.clear()
+            self._unwatch_router()  # before the close: the descriptor's number is reused
             self._router.close(linger=0)
             self._pub.close(linger=0)
             self._router = self._server_socket(self._ctx, zmq.ROUTER)
             self._router_sync = zmq.Socket.shadow(self._router.underlying)
+            self._watch_router()
+            self._readable.set()  # a waiting receive moves to the new socket
             self._pub = self._server_socket(self._ctx, zmq.PUB)
             await self._bind_again(self._router, self._endpoints["router"])
             await self._bind_again(self._pub, self._endpoints["pub"])
@@ -373,11 +371,13 @@ class ZmqManagerTransport(ManagerTransport):
             return
         self._lifecycle = Lifecycle.CLOSED
         self._closed.set()
+        self._readable.set()
         await asyncio.sleep(0)  # let a pending recv see the close before its socket goes
         await self._teardown()
         log.info("manager link closed")
 
     async def _teardown(self) -> None:
+        self._unwatch_router()
         for sock in (self._router, self._pub):
             if sock is not None:
                 sock.close(linger=0)
