@@ -282,7 +282,14 @@ class SqlWriteBatch(SqlCore):
         changed: set[tuple[str, str]] = set()
         for start in range(0, len(writes), STATE_BATCH_ROWS):
             part = writes[start : start + STATE_BATCH_ROWS]
-            result = await conn.execute(_set_states_statement(part))
+            sql = _set_states_sql(conn.dialect, len(part))
+            params = tuple(
+                value
+                for w in part
+                for value in (w.task_id, w.target_id, w.state, w.updated_at, w.reason,
+                              w.expected[0] if w.expected else "")  # fmt: skip
+            )
+            result = await conn.exec_driver_sql(sql, params)
             changed.update((task_id, target_id) for task_id, target_id in result.all())
         return [key in changed for key in keys]
 
@@ -367,6 +374,28 @@ class SqlWriteBatch(SqlCore):
         rows = [dataclasses.asdict(s) for s in samples if s.target_id in known]
         if rows:
             await conn.execute(self._insert_ignore(health_samples), rows)
+
+
+#: The compiled text of :func:`_set_states_statement` per (dialect, paramstyle, rows).
+_SET_STATES_SQL: dict[tuple[str, str, int], str] = {}
+
+
+def _set_states_sql(dialect: sa.Dialect, rows: int) -> str:
+    """The driver-level SQL of a compare-and-set of ``rows`` rows, compiled once per row
+    count: SQLAlchemy does not cache a ``VALUES`` list with data, and compiling it again
+    for every batch was the largest single cost of the group commit on the event loop
+    (docs/performance.md, "third round"). Its parameters are positional, six per row in
+    the order of :func:`_set_states_statement`."""
+    key = (dialect.name, str(dialect.paramstyle), rows)
+    sql = _SET_STATES_SQL.get(key)
+    if sql is None:
+        model = [StateWrite("", "", "", 0, "", ("",))] * rows
+        compiled = _set_states_statement(model).compile(dialect=dialect)
+        order = list(compiled.positiontup or [])
+        if len(order) != 6 * rows:  # a dialect that names its parameters: not expected
+            raise RuntimeError(f"{dialect.name}: the state batch is not positional")
+        sql = _SET_STATES_SQL[key] = compiled.string
+    return sql
 
 
 def _set_states_statement(writes: Sequence[StateWrite]) -> sa.Update:
