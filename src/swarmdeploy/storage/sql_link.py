@@ -286,8 +286,14 @@ class SqlWriteBatch(SqlCore):
             params = tuple(
                 value
                 for w in part
-                for value in (w.task_id, w.target_id, w.state, w.updated_at, w.reason,
-                              w.expected[0] if w.expected else "")  # fmt: skip
+                for value in (
+                    w.task_id,
+                    w.target_id,
+                    w.state,
+                    w.updated_at,
+                    w.reason,
+                    w.expected[0] if w.expected else "",
+                )
             )
             result = await conn.exec_driver_sql(sql, params)
             changed.update((task_id, target_id) for task_id, target_id in result.all())
