@@ -39,7 +39,7 @@ import logging
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import ManagerError, NotFoundError
-from swarmdeploy.manager.link.announcer import Announcer
+from swarmdeploy.manager.link.announcer import Announcer, LoopLag
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.handlers import AgentHandlers, Parts, ReportGroup
@@ -135,11 +135,13 @@ class LinkServer:
             gate=s.tasks.rollouts.admits,
         )
         self.sequencer = LogSequencer(s.storage, s.logs, states=s.task_states)
+        self.lag = LoopLag()
         self.announcer = Announcer(
             self.workers,
             self._announce,
             wave=settings.announce_wave,
             max_active=settings.max_transferring,
+            behind=self._behind,
         )
         self._crl: bytes | None = None  # the revocation list for welcome, until a revocation
         self.requests = RequestService(
@@ -206,8 +208,14 @@ class LinkServer:
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
             asyncio.create_task(self._sweep_loop(), name="link:sweep"),
+            asyncio.create_task(self.lag.run(), name="link:lag"),
         ]
         log.info("agent link started (%d target key(s) admitted)", len(keys))
+
+    def _behind(self) -> float:
+        """Seconds the link is behind: the event loop's lag or the recent latency of the
+        targets' jobs, whichever is longer (paces the announcer)."""
+        return max(self.lag.lag_s, self.workers.latency_s())
 
     def _observe_wire(self) -> None:
         if self.transport.wire is not None:

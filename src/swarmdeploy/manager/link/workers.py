@@ -106,6 +106,8 @@ class TargetWorkers:
         self.merged = 0
         self.dropped = 0
         self._queued_total = 0
+        self._latency_s = 0.0
+        self._ended = float("-inf")
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closed = False
         self._idle = asyncio.Event()
@@ -186,6 +188,13 @@ class TargetWorkers:
         """Jobs waiting for every target (the running ones not included)."""
         return self._queued_total - len(self._running)
 
+    def latency_s(self) -> float:
+        """The recent time from a job's arrival to its end (smoothed over about the last
+        20 jobs; 0 when no job ended in the last second): how far behind the link is."""
+        if self._clock() - self._ended >= 1.0:
+            return 0.0
+        return self._latency_s
+
     def oldest_wait_s(self) -> float:
         """How long the oldest unfinished job has been queued (0 when there is none)."""
         heads = [q[0].queued for q in self._queues.values() if q]
@@ -222,9 +231,11 @@ class TargetWorkers:
         for key in entry.keys:
             if keys.get(key) is entry:
                 del keys[key]
+        now = self._clock()
+        self._latency_s += 0.05 * (now - entry.queued - self._latency_s)
+        self._ended = now
         if not entry.keys:
             return
-        now = self._clock()
         late = now - entry.queued >= self._late_s
         again = entry.copy_running
         if outcome is False:
