@@ -80,7 +80,7 @@ class Announcer:
         max_active: int | None = None,
         stall_s: float = 2.0,
         behind: Behind | None = None,
-        max_behind_s: float = 0.5,
+        max_behind_s: float = 2.0,
     ) -> None:
         if wave < 1:
             raise ValueError("wave must be at least 1")
