@@ -132,7 +132,8 @@ class Metrics:
         )
         self.link_merged = Counter(
             "swarmdeploy_link_duplicates_merged",
-            "Agent re-sends merged into an identical message still waiting in its queue.",
+            "Agent re-sends answered once (merged into the waiting or running original, or"
+            " dropped just after a late answer).",
             registry=r,
         )
         self.link_refused = Counter(
