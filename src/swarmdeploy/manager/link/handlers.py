@@ -29,7 +29,7 @@ from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.logs import LogSequencer
-from swarmdeploy.manager.link.requests import RequestService
+from swarmdeploy.manager.link.requests import RequestService, open_stops
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
 from swarmdeploy.manager.services.builds import BUILD_ENDED_BADLY, BuildRecorder
@@ -256,12 +256,13 @@ class AgentHandlers:
         p = self._p
         p.sessions.hello(target_id, boot_id=msg.boot_id, arch=msg.arch)
         highest = await p.sequencer.highest(target_id, agent_acked=msg.log_acked_seq, refresh=True)
+        requests = await p.requests.open_requests(target_id)
         welcome = m.Welcome(
             log_acked_seq=highest,
             heartbeat_interval_s=p.settings.heartbeat_interval_s,
             server_time_ms=max(0, p.clock()),
             revocations=await p.revocations(),
-            stops=await p.requests.open_stops(target_id),
+            stops=open_stops(requests),
             compression=choose(msg.compression) if p.settings.compression else "",
         )
         await p.transport.send(target_id, welcome)
@@ -269,7 +270,7 @@ class AgentHandlers:
             await self._report(target_id, report.task_id, report.state, report.reason)
         await p.delivery.announce_pending(target_id)
         record = await p.storage.get_target(target_id)
-        await p.requests.on_hello(target_id, record, msg.config_revision)
+        await p.requests.on_hello(target_id, record, msg.config_revision, requests)
 
     async def _report(
         self,
