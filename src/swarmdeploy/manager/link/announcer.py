@@ -53,7 +53,7 @@ class LoopLag:
     newest of probes every ``interval_s`` (``peak_s``: the largest so far). Single event
     loop."""
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.1) -> None:
         self._interval_s = interval_s
         self.lag_s = 0.0
         self.peak_s = 0.0

@@ -7,7 +7,9 @@ the allow-list *before* the transport binds. Then:
 
 * one loop receives authenticated messages and queues each on its target's serial worker
   (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it (a heartbeat of an
-  online target with nothing queued is recorded at once: it only moves the contact time);
+  online target with nothing queued is recorded at once: it only moves the contact time;
+  an exact re-send is answered once while the link is behind, and state reports that
+  arrive together are one job, docs/adr/0014-answer-a-resend-once.md);
 * one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``),
   expires terminal requests of absent targets and, every ``maintenance_interval_s``, purges
   answered requests and partial uploads nobody will finish (:meth:`LinkServer.maintain`);
