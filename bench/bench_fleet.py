@@ -317,6 +317,8 @@ class FleetRun:
             what = f"every agent's exited of {task_id}"
             await wait_event(done, self.opts.timeout_s, what, abort=self.progress.failed)
             figures["all_exited_s"] = round(phase.elapsed_s(), 2)
+            print(f"fleet: phase {phase_name}: every exited after {figures['all_exited_s']} s",
+                  flush=True)  # fmt: skip
             await self.settle()
             figures["all_settled_s"] = round(phase.elapsed_s(), 2)
             figures.update(phase.figures())  # before the timed GETs below

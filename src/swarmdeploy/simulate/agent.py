@@ -529,6 +529,11 @@ class SimAgent:
             if task.transfer is not None:
                 task.transfer.retry(msg.sha256, msg.index)
             return
+        if msg.in_reply_to == "chunk_request" and (task is None or task.transfer is None):
+            # as the real agent (agent/processor.py): an answer to a re-sent chunk request
+            # after the transfer ended has nobody waiting for it
+            self.progress.count("stale_chunk_errors")
+            return
         self.progress.fail(self.target_id, f"error {msg.code} for {msg.in_reply_to}: {msg.message}")
 
     # --- reports and logs ------------------------------------------------------------------

@@ -4,10 +4,13 @@ targets' workers, ``wave`` at a time, each wave after the previous one has run."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Callable
 
 import pytest
 
-from swarmdeploy.manager.link.announcer import Announcer
+from swarmdeploy.manager.link.announcer import Announcer, LoopLag
 from swarmdeploy.manager.link.workers import TargetWorkers
 
 
@@ -111,3 +114,42 @@ def test_bad_settings_are_refused() -> None:
         Announcer(TargetWorkers(max_queued=1), _never, wave=0)
     with pytest.raises(ValueError, match="max_active"):
         Announcer(TargetWorkers(max_queued=1), _never, wave=4, max_active=2)
+
+
+async def test_no_new_wave_while_the_link_is_behind() -> None:
+    workers = TargetWorkers(max_queued=4)
+    announced: list[str] = []
+    behind = [3.0]
+
+    async def announce(task_id: str, target_id: str) -> bool:
+        announced.append(target_id)
+        return True
+
+    announcer = Announcer(
+        workers, announce, wave=1, stall_s=3600, behind=lambda: behind[0], max_behind_s=0.5
+    )
+    announcer.add("k", ["a", "b"])
+    await asyncio.sleep(0.2)
+    assert announced == [] and announcer.held == 1  # 3 s behind: held back
+    behind[0] = 0.1
+    await asyncio.wait_for(_until(lambda: len(announced) == 2), 10)
+    assert announced == ["a", "b"]
+    await announcer.close()
+    await workers.close()
+
+
+async def test_loop_lag_probe_measures_a_blocked_loop() -> None:
+    lag = LoopLag(interval_s=0.01)
+    probe = asyncio.create_task(lag.run())
+    await asyncio.sleep(0.05)
+    time.sleep(0.2)  # noqa: ASYNC251 - blocks the loop on purpose: the probe runs late
+    await asyncio.sleep(0.05)  # the overdue probe has run
+    assert lag.peak_s >= 0.15
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - the announcer offers no event per job
+        await asyncio.sleep(0.01)

@@ -3,11 +3,15 @@ unknown types (docs/protocol.md §6.1, §6.2, §6.4, §6.7)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from swarmdeploy.crypto.anchors import parse_anchor_file
 from swarmdeploy.crypto.operator import verify_revocation_list
 from swarmdeploy.manager.events import Event
+from swarmdeploy.manager.link.handlers import GROUP_MAX, AgentHandlers, ReportGroup
 from swarmdeploy.protocol import messages as m
 from swarmdeploy.protocol.states import TargetState
 from swarmdeploy.storage.records import LogQuery
@@ -212,3 +216,79 @@ async def test_wire_compression_off_declines_every_offer(tmp_path: Path) -> None
         agent = await rig.agent("t1")
         await agent.hello(compression=["zlib"])
         assert (await agent.take(m.Welcome)).compression == ""
+
+
+async def test_reports_that_arrive_together_are_one_write_and_each_is_acked_in_order(
+    rig: Rig,
+) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    assert (await agent.report(task_id, S.ACCEPTED)).ok
+    assert (await agent.report(task_id, S.TRANSFERRING)).ok
+    await agent.sync()
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        await gate.wait()
+
+    link = rig.link
+    assert link.workers.submit("t1", hold)  # the worker is busy: the reports wait together
+    states = [S.INSTALLING, S.INSTALLED, S.RUNNING, S.EXITED]
+    for state in states:
+        await agent.send(m.StateReport(task_id=task_id, state=state))
+    await wait_for(lambda: link.workers.queued() == 1)  # one report group
+    writes = link.services.task_states.commits.items
+    gate.set()
+    acks = [await agent.take(m.StateAck, lambda a, s=s: a.state is s) for s in states]
+    assert all(a.ok and a.task_id == task_id for a in acks)
+    got = [x.state for x in agent.log if isinstance(x, m.StateAck)][-4:]
+    assert got == states  # in order
+    assert await rig.row_state(task_id, "t1") == "exited"
+    assert link.services.task_states.commits.items - writes == 2  # the state and the contact
+
+
+async def test_report_group_falls_back_to_one_by_one_when_the_furthest_is_refused(
+    rig: Rig,
+) -> None:
+    agent = await rig.agent("t1")
+    task_id = await rig.create_task(deploy_doc(ids=["t1"]))
+    await agent.take(m.Announce)
+    assert (await agent.report(task_id, S.ACCEPTED)).ok
+    await agent.sync()
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        await gate.wait()
+
+    link = rig.link
+    assert link.workers.submit("t1", hold)
+    await agent.send(m.StateReport(task_id=task_id, state=S.TRANSFERRING))
+    await agent.send(m.StateReport(task_id=task_id, state=S.ACCEPTED, at_ms=7))  # behind
+    await wait_for(lambda: link.workers.queued() == 1)
+    gate.set()
+    first = await agent.take(m.StateAck, lambda a: a.state is S.TRANSFERRING)
+    late = await agent.take(m.StateAck, lambda a: a.state is S.ACCEPTED)
+    assert first.ok and not late.ok and late.current is S.TRANSFERRING
+    assert await rig.row_state(task_id, "t1") == "transferring"
+
+
+def test_report_group_takes_later_reports_of_its_task_but_no_build_steps() -> None:
+    handlers = cast(AgentHandlers, object())
+    group = ReportGroup(handlers, "t1", m.StateReport(task_id="k", state=S.INSTALLING))
+    assert group.take(m.StateReport(task_id="k", state=S.INSTALLED))
+    assert not group.take(m.StateReport(task_id="other", state=S.RUNNING))
+    assert not group.take(m.StateReport(task_id="k", state=S.BUILT))
+    building = ReportGroup(handlers, "b1", m.StateReport(task_id="k", state=S.BUILDING))
+    assert not building.take(m.StateReport(task_id="k", state=S.BUILT))
+    for _ in range(GROUP_MAX - 2):
+        assert group.take(m.StateReport(task_id="k", state=S.RUNNING))
+    assert not group.take(m.StateReport(task_id="k", state=S.EXITED))  # full
+    assert len(group.reports) == GROUP_MAX
+
+
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait until ``condition`` holds (checked every few milliseconds)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the worker queue offers no event
+            await asyncio.sleep(0.005)

@@ -126,3 +126,125 @@ async def test_queue_gauges_and_counters_without_target_labels() -> None:
     text = metrics.render().decode()
     assert sample(text, "swarmdeploy_link_queued_jobs") == 0
     assert sample(text, "swarmdeploy_link_oldest_queued_age_seconds") == 0
+
+
+class FakeClock:
+    """Monotonic seconds moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_resend_while_a_late_answer_runs_or_was_just_served_is_answered_once() -> None:
+    clock = FakeClock()
+    workers = TargetWorkers(max_queued=10, clock=clock, served_s=15.0, late_s=1.0)
+    gate = asyncio.Event()
+    done: list[str] = []
+    key = message_key(m.ChunkRequest(task_id="t", sha256="ab" * 32, index=3))
+
+    async def serve(name: str) -> bool:
+        if name == "original":
+            await gate.wait()
+        done.append(name)
+        return True
+
+    assert workers.submit("a", lambda: serve("original"), key=key)
+    await asyncio.sleep(0)  # the original runs (the manager is behind: it waits 5 s)
+    clock.now += 5.0
+    assert workers.submit("a", lambda: serve("copy while running"), key=key)
+    gate.set()
+    await workers.wait_idle(1.0)
+    clock.now += 10.0  # within served_s of the answer
+    assert workers.submit("a", lambda: serve("copy after"), key=key)
+    await workers.wait_idle(1.0)
+    assert done == ["original"] and workers.merged == 1 and workers.dropped == 1
+    workers.forget_served("a")  # a hello: the agent re-sends what it lost, served again
+    assert workers.submit("a", lambda: serve("copy after hello"), key=key)
+    await workers.wait_idle(1.0)
+    assert done == ["original", "copy after hello"]
+
+
+async def test_a_resend_of_an_answer_that_was_not_late_is_served_again() -> None:
+    clock = FakeClock()
+    workers = TargetWorkers(max_queued=10, clock=clock, late_s=1.0)
+    gate = asyncio.Event()
+    done: list[str] = []
+    key = message_key(m.StateReport(task_id="t", state=TargetState.RUNNING, at_ms=5))
+
+    async def serve(name: str) -> bool:
+        if name == "original":
+            await gate.wait()
+        done.append(name)
+        return True
+
+    assert workers.submit("a", lambda: serve("original"), key=key)
+    await asyncio.sleep(0)
+    assert workers.submit("a", lambda: serve("copy while running"), key=key)
+    gate.set()  # answered at once: the copy may stand for a lost answer
+    await workers.wait_idle(1.0)
+    assert workers.submit("a", lambda: serve("copy after"), key=key)
+    await workers.wait_idle(1.0)
+    assert done == ["original", "copy while running", "copy after"]
+
+
+async def test_nothing_is_lost_when_the_first_of_merged_copies_fails() -> None:
+    clock = FakeClock()
+    workers = TargetWorkers(max_queued=10, clock=clock)
+    gate = asyncio.Event()
+    outcomes: list[str] = []
+    key = message_key(m.FetchTask(task_id="t"))
+
+    async def hold() -> None:
+        await gate.wait()
+
+    async def fail() -> bool:
+        outcomes.append("failed")  # e.g. storage unavailable: nothing was answered
+        return False
+
+    async def boom() -> bool:
+        outcomes.append("raised")
+        raise RuntimeError("bug")
+
+    async def serve() -> bool:
+        outcomes.append("served")
+        return True
+
+    assert workers.submit("a", hold)
+    await asyncio.sleep(0)
+    clock.now += 30.0  # the manager is behind: late answers drop their copies
+    assert workers.submit("a", fail, key=key)
+    assert workers.submit("a", boom, key=key)  # a copy waiting with it: merged
+    assert workers.submit("a", serve, key=key)  # merged too (one copy is kept)
+    gate.set()
+    await workers.wait_idle(1.0)
+    assert outcomes == ["failed", "raised"]  # the kept copy ran; it raised: not served
+    assert workers.submit("a", serve, key=key)  # nothing remembered as served
+    await workers.wait_idle(1.0)
+    assert outcomes == ["failed", "raised", "served"]
+
+
+async def test_join_tail_only_reaches_the_last_waiting_job() -> None:
+    workers = TargetWorkers(max_queued=10)
+    gate = asyncio.Event()
+    taken: list[object] = []
+
+    async def hold() -> None:
+        await gate.wait()
+
+    def take(job: object) -> bool:
+        taken.append(job)
+        return True
+
+    assert not workers.join_tail("a", None, take)  # nothing queued
+    assert workers.submit("a", hold)
+    await asyncio.sleep(0)
+    assert not workers.join_tail("a", None, take)  # the running job takes nothing
+    assert workers.submit("a", hold)
+    assert workers.join_tail("a", "k", take) and taken == [hold]
+    assert workers.submit("a", hold, key="k")  # the key counts as queued: merged
+    assert workers.merged == 1
+    gate.set()
+    await workers.wait_idle(1.0)

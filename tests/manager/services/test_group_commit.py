@@ -164,3 +164,18 @@ async def test_drain_waits_for_the_writes_in_flight(storage: RecordingStorage) -
     assert all(w.done() for w in writers)
     assert [w.result() for w in writers] == [True, True, True]
     await commits.drain()  # nothing queued: returns at once
+
+
+async def test_a_cancelled_writer_does_not_take_its_write_or_the_others_out(
+    storage: RecordingStorage,
+) -> None:
+    commits = GroupCommit(storage, window_s=0.05, max_items=100)
+    cancelled = asyncio.create_task(commits.set_state(announce("t0")))
+    others = [asyncio.create_task(commits.set_state(announce(t))) for t in TARGETS[1:3]]
+    await asyncio.sleep(0)  # every write is queued
+    cancelled.cancel()
+    assert await asyncio.gather(*others) == [True, True]
+    assert cancelled.cancelled()
+    await commits.drain()
+    assert len(storage.batches) == 1  # the cancelled caller's write was stored with them
+    assert (await states(storage))["t0"] == "announced"

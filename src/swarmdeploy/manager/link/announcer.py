@@ -14,6 +14,13 @@ calls :meth:`Announcer.row_changed` for every changed row). A wave is started on
 fewer than ``max_active`` targets are transferring, so the chunks in flight (and the memory
 they take in the manager's send queues) stay bounded. A target that never answers does not
 hold the queue up: after ``stall_s`` without any transfer ending the next wave starts anyway.
+
+The waves are also paced by the link's measured backlog (``behind``: how many seconds the
+link is behind, :class:`LoopLag` and the workers' oldest waiting job): while it is above
+``max_behind_s`` no wave starts, so a manager that cannot keep up with the targets already
+transferring (and the rest of the fleet's heartbeats and health reports) does not take on
+more until it has caught up -- an answer later than the agents' re-send wait (10 s) costs a
+re-send. A wave waits for the backlog at most ``stall_s`` x 5, so the announcer never stops.
 """
 
 from __future__ import annotations
@@ -35,6 +42,30 @@ Announce = Callable[[str, str], Awaitable[bool]]
 _TRANSFERRING = frozenset({"announced", "accepted", "transferring"})
 #: Longest wait for one wave's jobs (a job that never runs must not stop the announcer).
 WAVE_TIMEOUT_S = 30.0
+#: How often the backlog is looked at while a wave waits for it.
+BEHIND_POLL_S = 0.05
+#: Seconds the link is behind (0 when it keeps up).
+Behind = Callable[[], float]
+
+
+class LoopLag:
+    """How late the event loop runs a timer (the backlog of ready work ahead of it), as the
+    newest of probes every ``interval_s`` (``peak_s``: the largest so far). Single event
+    loop."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self._interval_s = interval_s
+        self.lag_s = 0.0
+        self.peak_s = 0.0
+
+    async def run(self) -> None:
+        """Probe until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self._interval_s
+            await asyncio.sleep(self._interval_s)
+            self.lag_s = max(0.0, loop.time() - due)
+            self.peak_s = max(self.peak_s, self.lag_s)
 
 
 class Announcer:
@@ -48,6 +79,8 @@ class Announcer:
         wave: int,
         max_active: int | None = None,
         stall_s: float = 2.0,
+        behind: Behind | None = None,
+        max_behind_s: float = 2.0,
     ) -> None:
         if wave < 1:
             raise ValueError("wave must be at least 1")
@@ -58,6 +91,10 @@ class Announcer:
         self._wave = wave
         self._max_active = max_active
         self._stall_s = stall_s
+        self._behind = behind
+        self._max_behind_s = max_behind_s
+        #: Waves held back while the link was behind (for tests and the bench).
+        self.held = 0
         self._active: set[tuple[str, str]] = set()
         self._progress = asyncio.Event()
         self._queue: collections.deque[tuple[str, str]] = collections.deque()
@@ -105,11 +142,23 @@ class Announcer:
                 self._active.clear()
                 return
 
+    async def _caught_up(self) -> None:
+        """Wait while the link is behind (see the module docstring)."""
+        if self._behind is None or self._behind() <= self._max_behind_s:
+            return
+        self.held += 1
+        for _ in range(int(self._stall_s * 5 / BEHIND_POLL_S)):
+            await asyncio.sleep(BEHIND_POLL_S)
+            if self._behind() <= self._max_behind_s:
+                return
+        log.info("announcer: the link is still %.1f s behind; going on", self._behind())
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 await self._room()
+                await self._caught_up()
                 done: list[asyncio.Future[None]] = []
                 for _ in range(min(self._wave, len(self._queue))):
                     task_id, target_id = self._queue.popleft()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -29,7 +29,7 @@ from swarmdeploy.manager.events import EventHub
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
 from swarmdeploy.manager.link.logs import LogSequencer
-from swarmdeploy.manager.link.requests import RequestService
+from swarmdeploy.manager.link.requests import RequestService, open_stops
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
 from swarmdeploy.manager.services.builds import BUILD_ENDED_BADLY, BuildRecorder
@@ -101,24 +101,76 @@ class Parts:
     health: HealthHistory
 
 
+#: States whose reports are handled one by one, never as a :class:`ReportGroup` (a build
+#: host's reports have steps of their own, docs/build.md).
+_ALONE = frozenset({TargetState.BUILDING, TargetState.BUILT} | BUILD_ENDED_BADLY)
+#: Reports one :class:`ReportGroup` takes at most.
+GROUP_MAX = 16
+
+
+class ReportGroup:
+    """A job of a target's worker (:mod:`.workers`): state reports of one task that
+    arrived while the job was waiting, handled together (:meth:`AgentHandlers.handle_reports`).
+    A bulk deployment's agent reports ``installing`` ... ``exited`` back to back; as one
+    group they cost one write instead of four."""
+
+    def __init__(self, handlers: AgentHandlers, target_id: str, first: m.StateReport) -> None:
+        self._handlers = handlers
+        self._target_id = target_id
+        self.reports = [first]
+
+    def take(self, msg: m.StateReport) -> bool:
+        """Add a later report of the same task; ``False`` when it must be a job of its own
+        (another task, a build step, a full group)."""
+        last = self.reports[-1]
+        if msg.task_id != last.task_id or len(self.reports) >= GROUP_MAX:
+            return False
+        if msg.state in _ALONE or last.state in _ALONE:
+            return False
+        self.reports.append(msg)
+        return True
+
+    async def __call__(self) -> bool | None:
+        return await self._handlers.handle_reports(self._target_id, self.reports)
+
+
 class AgentHandlers:
     """Dispatches agent messages to their handlers (see the module docstring)."""
 
     def __init__(self, parts: Parts) -> None:
         self._p = parts
 
-    async def handle(self, target_id: str, msg: m.Message) -> None:
-        """Handle one authenticated message of ``target_id``."""
+    async def handle(self, target_id: str, msg: m.Message) -> bool | None:
+        """Handle one authenticated message of ``target_id``. The outcome tells the
+        target's worker what to do with re-sent copies (:mod:`.workers`): ``True`` served
+        (the answer is on its way: drop copies for a while), ``False`` not served (storage
+        unavailable, or the answer could not be handed to the connection: handle a copy
+        again), ``None`` answered with a refusal that may change (serve copies again)."""
+        return await self._handle(target_id, msg, [msg])
+
+    async def handle_reports(self, target_id: str, reports: list[m.StateReport]) -> bool | None:
+        """Handle state reports of one task that arrived together (a :class:`ReportGroup`):
+        the furthest one goes through the choke point as one write (the states before it
+        are on its ``event_path``, as for lost reports, §6.4), then every report is
+        acknowledged in order. If the furthest is refused, each is handled on its own.
+        The outcome is :meth:`handle`'s."""
+        return await self._handle(target_id, reports[-1], reports)
+
+    async def _handle(
+        self, target_id: str, msg: m.Message, reports: Sequence[m.Message]
+    ) -> bool | None:
         p = self._p
         if not p.transport.is_allowed(target_id):
-            return  # revoked after the message was received
+            return None  # revoked after the message was received
         now = p.clock()
         try:
             if isinstance(msg, m.Bye):
                 await self._bye(target_id, now)
-                return
+                return True
             await self._contact(target_id, msg, now)
-            await self._dispatch(target_id, msg)
+            if len(reports) > 1:
+                return await self._report_group(target_id, reports)
+            return await self._dispatch(target_id, msg)
         except StorageUnavailable as exc:
             # Nothing was acknowledged: the agent sends again after its timeout. Requests
             # get a "busy" answer so that the agent retries at once (§7).
@@ -127,6 +179,18 @@ class AgentHandlers:
             reply = busy_reply(msg)
             if reply is not None:
                 await p.transport.send(target_id, reply)
+            return False
+
+    async def _report_group(self, target_id: str, reports: Sequence[m.Message]) -> bool | None:
+        group = [r for r in reports if isinstance(r, m.StateReport)]
+        last, earlier = group[-1], [r.state for r in group[:-1]]
+        outcome = await self._report(
+            target_id, last.task_id, last.state, last.reason, earlier=earlier
+        )
+        if outcome is not None:
+            return outcome
+        outcomes = [await self._report(target_id, r.task_id, r.state, r.reason) for r in group]
+        return False if False in outcomes else None
 
     def heartbeat_inline(self, target_id: str, msg: m.Message) -> bool:
         """Handle a ``heartbeat`` of an online target at once, without a worker job: it
@@ -160,13 +224,13 @@ class AgentHandlers:
             log.info("target %s is online", target_id)
             await self.publish_target(target_id)
 
-    async def _dispatch(self, target_id: str, msg: m.Message) -> None:
+    async def _dispatch(self, target_id: str, msg: m.Message) -> bool | None:
         p = self._p
         reply: m.Message | None = None
         if isinstance(msg, m.Hello):
             await self._hello(target_id, msg)
         elif isinstance(msg, m.StateReport):
-            await self._report(target_id, msg.task_id, msg.state, msg.reason)
+            return await self._report(target_id, msg.task_id, msg.state, msg.reason)
         elif isinstance(msg, m.LogBatch):
             batch = await p.sequencer.receive(target_id, msg.entries, now=p.clock())
             reply = m.LogAck(upto_seq=batch.upto_seq)
@@ -182,19 +246,23 @@ class AgentHandlers:
             text = f"this manager does not know the message type {msg.type!r}"
             reply = m.Error(code="unsupported_type", message=text, in_reply_to=msg.type[:64])
         # heartbeat and health: the contact above is all they do
-        if reply is not None:
-            await p.transport.send(target_id, reply)
+        if reply is None:
+            return True
+        if not await p.transport.send(target_id, reply):
+            return False
+        return None if isinstance(reply, m.Error) else True
 
     async def _hello(self, target_id: str, msg: m.Hello) -> None:
         p = self._p
         p.sessions.hello(target_id, boot_id=msg.boot_id, arch=msg.arch)
         highest = await p.sequencer.highest(target_id, agent_acked=msg.log_acked_seq, refresh=True)
+        requests = await p.requests.open_requests(target_id)
         welcome = m.Welcome(
             log_acked_seq=highest,
             heartbeat_interval_s=p.settings.heartbeat_interval_s,
             server_time_ms=max(0, p.clock()),
             revocations=await p.revocations(),
-            stops=await p.requests.open_stops(target_id),
+            stops=open_stops(requests),
             compression=choose(msg.compression) if p.settings.compression else "",
         )
         await p.transport.send(target_id, welcome)
@@ -202,10 +270,22 @@ class AgentHandlers:
             await self._report(target_id, report.task_id, report.state, report.reason)
         await p.delivery.announce_pending(target_id)
         record = await p.storage.get_target(target_id)
-        await p.requests.on_hello(target_id, record, msg.config_revision)
+        await p.requests.on_hello(target_id, record, msg.config_revision, requests)
 
-    async def _report(self, target_id: str, task_id: str, state: TargetState, reason: str) -> None:
-        """§6.4: apply through the choke point, persist, then acknowledge."""
+    async def _report(
+        self,
+        target_id: str,
+        task_id: str,
+        state: TargetState,
+        reason: str,
+        *,
+        earlier: list[TargetState] | None = None,
+    ) -> bool | None:
+        """§6.4: apply through the choke point, persist, then acknowledge. ``True`` when
+        applied and acknowledged, ``None`` when refused (``ok=false``), ``False`` when the
+        acknowledgement could not be handed to the connection. With ``earlier`` (reports of
+        states before ``state`` that arrived with it): acknowledge those first when
+        ``state`` is applied; when it is refused, send nothing and return ``None``."""
         p = self._p
         try:
             if state is TargetState.BUILT:
@@ -227,9 +307,17 @@ class AgentHandlers:
             if report.ok and report.row.role == "build":
                 await self._build_progress(task_id, target_id, state, reason)
         p.delivery.invalidate(task_id, target_id)
-        await p.transport.send(target_id, ack)
+        if earlier and not ack.ok:
+            return None
+        sent = True
+        for before in earlier or ():
+            sent &= await p.transport.send(
+                target_id, m.StateAck(task_id=task_id, state=before, ok=True)
+            )
+        sent &= await p.transport.send(target_id, ack)
         if ack.ok and state is TargetState.BUILT:
             await p.on_built(task_id)
+        return (True if ack.ok else None) if sent else False
 
     async def _before_built(self, task_id: str, target_id: str) -> None:
         """Record the build host's verified uploads as artifacts before ``built`` is stored."""

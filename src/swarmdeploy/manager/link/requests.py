@@ -74,6 +74,13 @@ def config_message(record: TargetRecord, *, agent_revision: int = 0) -> m.Config
     )
 
 
+def open_stops(records: Sequence[RequestRecord]) -> list[str]:
+    """Task ids of the open stop requests among ``records`` ("" : every task), for
+    ``welcome`` (§6.2: an agent that just started restarts none of them)."""
+    stops = [str(r.payload.get("task_id") or "") for r in records if r.kind == "stop"]
+    return list(dict.fromkeys(stops))[:256]
+
+
 class RequestService:
     """Stores, sends and re-sends requests until answered; expires terminal ones."""
 
@@ -156,18 +163,26 @@ class RequestService:
             await self._storage.mark_requests_sent(target_id, sent)
         return len(sent)
 
-    async def open_stops(self, target_id: str) -> list[str]:
-        """Task ids of the target's open stop requests ("" : every task), for ``welcome``
-        (§6.2: an agent that just started restarts none of them)."""
-        records = await self._storage.open_requests(target_id)
-        stops = [str(r.payload.get("task_id") or "") for r in records if r.kind == "stop"]
-        return list(dict.fromkeys(stops))[:256]
+    async def open_requests(self, target_id: str) -> list[RequestRecord]:
+        """The target's open requests, read once per ``hello`` for :func:`open_stops` and
+        :meth:`on_hello`."""
+        return await self._storage.open_requests(target_id)
 
-    async def on_hello(self, target_id: str, record: TargetRecord | None, revision: int) -> None:
+    async def on_hello(
+        self,
+        target_id: str,
+        record: TargetRecord | None,
+        revision: int,
+        records: Sequence[RequestRecord],
+    ) -> None:
         """§6.2 steps 5 and 6: expire what is overdue, send every open request again, and
-        push ``config`` when the agent's revision differs."""
-        await self._expire(target_id, self._clock())
-        records = await self._storage.open_requests(target_id)
+        push ``config`` when the agent's revision differs. ``records`` are the open
+        requests read at the ``hello`` (read again only when one expired: the expiry is a
+        write, made only when a request is due)."""
+        now = self._clock()
+        if any(r.expires_at is not None and r.expires_at <= now for r in records):
+            await self._expire(target_id, now)
+            records = await self._storage.open_requests(target_id)
         await self._send(target_id, [r for r in records if r.kind != "config"])
         if record is None:
             return

@@ -7,7 +7,9 @@ the allow-list *before* the transport binds. Then:
 
 * one loop receives authenticated messages and queues each on its target's serial worker
   (:mod:`.workers`), where :class:`~.handlers.AgentHandlers` handles it (a heartbeat of an
-  online target with nothing queued is recorded at once: it only moves the contact time);
+  online target with nothing queued is recorded at once: it only moves the contact time;
+  an exact re-send is answered once while the link is behind, and state reports that
+  arrive together are one job, docs/adr/0014-answer-a-resend-once.md);
 * one loop sweeps sessions (online -> offline after the timeout, ``targetUpdated``),
   expires terminal requests of absent targets and, every ``maintenance_interval_s``, purges
   answered requests and partial uploads nobody will finish (:meth:`LinkServer.maintain`);
@@ -39,22 +41,30 @@ import logging
 
 from swarmdeploy.manager.clock import Clock
 from swarmdeploy.manager.errors import ManagerError, NotFoundError
-from swarmdeploy.manager.link.announcer import Announcer
+from swarmdeploy.manager.link.announcer import Announcer, LoopLag
 from swarmdeploy.manager.link.config import LinkSettings
 from swarmdeploy.manager.link.delivery import Delivery
-from swarmdeploy.manager.link.handlers import AgentHandlers, Parts
+from swarmdeploy.manager.link.handlers import AgentHandlers, Parts, ReportGroup
 from swarmdeploy.manager.link.logs import LogSequencer
 from swarmdeploy.manager.link.metered import MeteredTransport
 from swarmdeploy.manager.link.packages import Packages
 from swarmdeploy.manager.link.requests import RequestService
 from swarmdeploy.manager.link.sessions import Sessions
 from swarmdeploy.manager.link.uploads import UploadReceiver
-from swarmdeploy.manager.link.workers import TargetWorkers, message_key
+from swarmdeploy.manager.link.workers import Job, TargetWorkers, message_key
 from swarmdeploy.manager.services.builds import BuildRecorder
 from swarmdeploy.manager.services.container import Services
 from swarmdeploy.manager.services.tasks import TaskView
 from swarmdeploy.protocol.errors import TransitionError
-from swarmdeploy.protocol.messages import Hint, id_topic, message_type, tag_topic
+from swarmdeploy.protocol.messages import (
+    Hello,
+    Hint,
+    Message,
+    StateReport,
+    id_topic,
+    message_type,
+    tag_topic,
+)
 from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
 from swarmdeploy.storage.errors import StorageUnavailable
 from swarmdeploy.storage.records import ContactWrite, TargetRecord, TaskTargetRecord, WriteBatch
@@ -65,6 +75,11 @@ log = logging.getLogger(__name__)
 
 #: Row states after which the task's cached record and checks are dropped (stopped).
 _STOP_STATES = frozenset({TargetState.STOPPED.value})
+
+
+def _takes(job: Job, msg: StateReport) -> bool:
+    """Whether ``job`` is a waiting report group that takes ``msg`` in."""
+    return isinstance(job, ReportGroup) and job.take(msg)
 
 
 class LinkState(enum.StrEnum):
@@ -122,11 +137,13 @@ class LinkServer:
             gate=s.tasks.rollouts.admits,
         )
         self.sequencer = LogSequencer(s.storage, s.logs, states=s.task_states)
+        self.lag = LoopLag()
         self.announcer = Announcer(
             self.workers,
             self._announce,
             wave=settings.announce_wave,
             max_active=settings.max_transferring,
+            behind=self._behind,
         )
         self._crl: bytes | None = None  # the revocation list for welcome, until a revocation
         self.requests = RequestService(
@@ -193,8 +210,14 @@ class LinkServer:
         self._loops = [
             asyncio.create_task(self._receive_loop(), name="link:receive"),
             asyncio.create_task(self._sweep_loop(), name="link:sweep"),
+            asyncio.create_task(self.lag.run(), name="link:lag"),
         ]
         log.info("agent link started (%d target key(s) admitted)", len(keys))
+
+    def _behind(self) -> float:
+        """Seconds the link is behind: the event loop's lag or the recent latency of the
+        targets' jobs, whichever is longer (paces the announcer)."""
+        return max(self.lag.lag_s, self.workers.latency_s())
 
     def _observe_wire(self) -> None:
         if self.transport.wire is not None:
@@ -241,10 +264,26 @@ class LinkServer:
                 continue
             target_id, msg = got
             self.services.metrics.count_received(message_type(msg))
-            if not self.workers.busy(target_id) and self.handlers.heartbeat_inline(target_id, msg):
-                continue  # an idle target's heartbeat: recorded in memory, no job
+            self._queue(target_id, msg)
+
+    def _queue(self, target_id: str, msg: Message) -> None:
+        """Hand one received message to its target's worker (:mod:`.workers`): exact
+        re-sends are answered once, a state report joins the report group waiting at the
+        tail of the queue, a ``hello`` serves every later copy again."""
+        workers = self.workers
+        if not workers.busy(target_id) and self.handlers.heartbeat_inline(target_id, msg):
+            return  # an idle target's heartbeat: recorded in memory, no job
+        if isinstance(msg, Hello):
+            workers.forget_served(target_id)
+        key = message_key(msg)
+        job: Job
+        if isinstance(msg, StateReport):
+            if workers.join_tail(target_id, key, lambda j: _takes(j, msg)):
+                return
+            job = ReportGroup(self.handlers, target_id, msg)
+        else:
             job = functools.partial(self.handlers.handle, target_id, msg)
-            self.workers.submit(target_id, job, key=message_key(msg))
+        workers.submit(target_id, job, key=key)
 
     async def _sweep_loop(self) -> None:
         while True:

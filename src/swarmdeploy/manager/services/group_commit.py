@@ -90,7 +90,9 @@ class GroupCommit:
             self._full.set()
         if self._flusher is None:
             self._flusher = loop.create_task(self._run(), name="group-commit")
-        return await asyncio.shield(item.done)
+        # Not shielded: a cancelled caller cancels only its own future; its write stays in
+        # the batch, and the commit skips a future that is done already.
+        return await item.done
 
     async def _run(self) -> None:
         try:

@@ -83,6 +83,7 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._message_types = frozenset(MESSAGE_TYPES)
+        self._children: dict[tuple[int, str], Counter] = {}
         self._probes: list[Callable[[], None]] = []
         r = self.registry
         self.http_duration = Histogram(
@@ -132,7 +133,8 @@ class Metrics:
         )
         self.link_merged = Counter(
             "swarmdeploy_link_duplicates_merged",
-            "Agent re-sends merged into an identical message still waiting in its queue.",
+            "Agent re-sends answered once (merged into the waiting or running original, or"
+            " dropped just after a late answer).",
             registry=r,
         )
         self.link_refused = Counter(
@@ -236,12 +238,21 @@ class Metrics:
 
     def count_received(self, wire_type: str) -> None:
         """One agent message received."""
-        self.link_received.labels(self.message_type(wire_type)).inc()
+        self._child(self.link_received, wire_type).inc()
 
     def count_sent(self, wire_type: str, *, delivered: bool) -> None:
         """One message to an agent, handed to its connection or not."""
-        family = self.link_sent if delivered else self.link_unsent
-        family.labels(self.message_type(wire_type)).inc()
+        self._child(self.link_sent if delivered else self.link_unsent, wire_type).inc()
+
+    def _child(self, family: Counter, wire_type: str) -> Counter:
+        """The family's counter of ``wire_type``, looked up once (every agent message
+        counts: ``labels()`` takes a lock and builds a key each time)."""
+        label = self.message_type(wire_type)  # bounded: an agent picks the unknown ones
+        key = (id(family), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(label)
+        return child
 
     def observe_wire(self, stats: WireStats) -> None:
         """Bring the wire counters up to the transport's own (a probe before rendering)."""
