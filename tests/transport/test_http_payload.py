@@ -25,7 +25,7 @@ from swarmdeploy.transport import http_wire as wire
 from swarmdeploy.transport.base import LinkState
 from swarmdeploy.transport.errors import PayloadRefused, TransportConfigError
 from swarmdeploy.transport.http_agent import HttpAgentTransport
-from swarmdeploy.transport.http_client import HttpClient, HttpResponse
+from swarmdeploy.transport.http_client import HttpClient, HttpFailure, HttpResponse
 from swarmdeploy.transport.http_manager import HttpLinkConfig, HttpManagerTransport
 
 CHUNK = 64 * 1024
@@ -274,6 +274,9 @@ async def test_one_agent_holds_only_a_few_payload_streams_at_once(hh: Harness) -
         assert resp.status == 429 and b"too_many_streams" in resp.body, resp.body
         assert int(resp.headers["retry-after"]) > 0
         assert _link(hh).refused["too_many_streams"] == 1
+        with pytest.raises(HttpFailure) as busy:  # the agent's own request: the same wait
+            await agent.download(TASK, source.info, 0, lambda _: True)
+        assert busy.value.retry_after_s == int(resp.headers["retry-after"])
         theirs = asyncio.create_task(other.download(TASK, source.info, 0, lambda _: True))
         await source.held(cap + 1)  # another agent is not held back
     finally:
@@ -281,6 +284,45 @@ async def test_one_agent_holds_only_a_few_payload_streams_at_once(hh: Harness) -
     await asyncio.gather(*running, theirs)
     status, body, _ = await _raw_fetch(hh, agent, source)  # ended streams free their places
     assert status == 206 and len(body) == wire.sealed_size(3 * CHUNK, CHUNK)
+
+
+class BusyOnce:
+    """A range source that answers "busy, retry after 7 s" once, then serves ``data``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.calls = data, 0
+
+    async def download(
+        self, task_id: str, info: ArtifactInfo, have: int, write: Callable[[bytes], bool]
+    ) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise HttpFailure("payload download refused: HTTP 429", retry_after_s=7.0)
+        for i in range(have // info.chunk_bytes, info.chunk_count):
+            offset, length = info.chunk_span(i)
+            write(self.data[offset : offset + length])
+
+
+class RecordedNaps(RangedTransfer):
+    """A :class:`RangedTransfer` that records its waits instead of waiting."""
+
+    naps: list[float]
+
+    async def _nap(self, seconds: float) -> None:
+        self.naps.append(seconds)
+
+
+async def test_a_busy_manager_s_retry_after_is_waited_before_the_next_request(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(3 * CHUNK)
+    source = Source(data, set())
+    busy = BusyOnce(data)
+    transfer = RecordedNaps(TASK, [source.info], tmp_path, busy, retry_s=0.05, paused=lambda: False)
+    transfer.naps = []
+    [path] = await transfer.run()
+    assert path.read_bytes() == data and busy.calls == 2
+    assert transfer.naps == [7.0]  # the manager's wait, not the 0.05 s back-off
 
 
 def test_a_stream_cap_below_one_is_refused_naming_it() -> None:

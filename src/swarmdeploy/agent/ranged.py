@@ -31,6 +31,7 @@ from swarmdeploy.transport.errors import PayloadRefused
 logger = logging.getLogger(__name__)
 
 _RETRY_MAX_S = 30.0
+_RETRY_AFTER_MAX_S = 300.0  # a manager's Retry-After is followed up to this long
 
 
 @runtime_checkable
@@ -116,16 +117,19 @@ class RangedTransfer:
                 if have:
                     logger.info("task %s: resuming %s at byte %d of %d", self.task_id,
                                 info.name, have, info.size_bytes)  # fmt: skip
-                if await self._attempt(info, fd, have):
+                wait_s = await self._attempt(info, fd, have)
+                if wait_s is None:
                     failures = 0
                     continue
                 failures += 1
-                await self._nap(self._retry_delay(failures))
+                await self._nap(max(wait_s, self._retry_delay(failures)))
         finally:
             os.close(fd)
 
-    async def _attempt(self, info: ArtifactInfo, fd: int, have: int) -> bool:
-        """One ranged request from ``have``; False when it failed and should be retried."""
+    async def _attempt(self, info: ArtifactInfo, fd: int, have: int) -> float | None:
+        """One ranged request from ``have``: ``None`` when it ended or made progress (go on
+        at once), else the least wait before the next (the manager's ``Retry-After`` when
+        it was busy, 0 otherwise; the back-off may wait longer)."""
         offset = have
 
         def write(data: bytes) -> bool:
@@ -141,8 +145,10 @@ class RangedTransfer:
         except OSError as exc:
             logger.info("task %s: download of %s interrupted at byte %d: %s",
                         self.task_id, info.name, offset, exc)  # fmt: skip
-            return offset > have  # progress made: try again at once
-        return True
+            if offset > have:
+                return None  # progress made: try again at once
+            return min(getattr(exc, "retry_after_s", None) or 0.0, _RETRY_AFTER_MAX_S)
+        return None
 
     def _retry_delay(self, failures: int) -> float:
         base = min(self._retry_s * 2.0 ** min(failures - 1, 10), _RETRY_MAX_S)

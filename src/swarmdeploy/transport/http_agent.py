@@ -83,7 +83,7 @@ def _refusal(resp: HttpResponse) -> _LinkDown:
     return _LinkDown(LinkState.CONNECTING, detail)
 
 
-def _payload_refusal(status: int, body: bytes) -> Exception:
+def _payload_refusal(status: int, headers: dict[str, str], body: bytes) -> Exception:
     try:
         doc = json.loads(body)
         code, text = str(doc.get("code", "")), str(doc.get("message", ""))[:200]
@@ -91,7 +91,11 @@ def _payload_refusal(status: int, body: bytes) -> Exception:
         code, text = "", ""
     if status in (403, 404, 416) and code not in ("unknown_key", "bad_signature"):
         return PayloadRefused(code or f"http_{status}", text)
-    return HttpFailure(f"payload download refused: HTTP {status} {code}: {text}".strip())
+    after = headers.get("retry-after", "") if status in (429, 503) else ""
+    return HttpFailure(
+        f"payload download refused: HTTP {status} {code}: {text}".strip(),
+        retry_after_s=float(after) if after.isdigit() else None,
+    )
 
 
 class HttpAgentTransport(AgentTransport):
@@ -282,7 +286,7 @@ class HttpAgentTransport(AgentTransport):
         }
         async with self._client.stream(PAYLOAD_PATH, headers, timeout_s=60.0) as body:
             if body.status != 206:
-                raise _payload_refusal(body.status, await body.read(8192))
+                raise _payload_refusal(body.status, body.headers, await body.read(8192))
             for i in range(index, info.chunk_count):
                 offset, length = info.chunk_span(i)
                 frame = await body.read(length + wire.FRAME_OVERHEAD)

@@ -35,7 +35,12 @@ _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class HttpFailure(OSError):
-    """The request did not get a response (connection, proxy or framing problem)."""
+    """The request did not get a response (connection, proxy or framing problem), or the
+    manager is busy; ``retry_after_s`` is then the wait its ``Retry-After`` asked for."""
+
+    def __init__(self, *args: object, retry_after_s: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after_s = retry_after_s
 
 
 class _Stale(Exception):
