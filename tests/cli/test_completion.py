@@ -28,4 +28,4 @@ def test_completion_protocol_completes_commands_and_options() -> None:
     assert done.returncode == 0 and done.stdout.split() == ["watch"], done.stderr
     done = _run([], COMP_WORDS="swarmdeploy targets update --cle", COMP_CWORD="3",
                 _SWARMDEPLOY_COMPLETE="complete_bash")  # fmt: skip
-    assert done.stdout.split() == ["--clear-tags"], done.stdout
+    assert sorted(done.stdout.split()) == ["--clear-location", "--clear-tags"], done.stdout

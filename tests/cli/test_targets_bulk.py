@@ -114,9 +114,30 @@ def test_bulk_by_ids_set_tags_location_and_missing_ids(
     assert a["tags"] == ["x", "y"] and a["location"] == {"lat": 48.1, "lon": 11.5}
 
 
+def test_clear_location_of_one_target_and_of_a_selection(
+    capsys: pytest.CaptureFixture[str], manager: tuple[str, str]
+) -> None:
+    def locations() -> dict[str, object]:
+        with ManagerClient(*manager) as admin:
+            items = admin.request("GET", "/targets", params={"perPage": 100})["items"]
+        return {t["id"]: t.get("location") for t in items}
+
+    rc, _, err = _run(capsys, manager, "targets", "update", "--ids", "bulk-a,bulk-b,bulk-c",
+                      "--location", "48.1,11.5")  # fmt: skip
+    assert rc == 0, err
+    rc, _, err = _run(capsys, manager, "targets", "update", "bulk-c", "--clear-location")
+    assert rc == 0, err
+    assert locations()["bulk-c"] is None and locations()["bulk-a"] is not None
+    rc, out, err = _run(capsys, manager, "targets", "update", "--tag", "lab",
+                        "--all-matching", "bulk", "--clear-location")  # fmt: skip
+    assert rc == 0 and "2 target(s) selected, 2 changed" in out, (out, err)
+    assert locations()["bulk-a"] is None and locations()["bulk-b"] is None
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["bulk-a", "--location", "1,2", "--clear-location"], "not both"),
         (["bulk-a", "--tags", ""], "--clear-tags"),
         (["--tag", "lab", "--set-tags", " , "], "--clear-tags"),
         (["--add-tags", "x"], "select targets"),

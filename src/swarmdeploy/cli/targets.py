@@ -141,6 +141,9 @@ def targets_update(
     location: Annotated[
         str | None, typer.Option(metavar="LAT,LON", help="Decimal degrees.")
     ] = None,
+    clear_location: Annotated[
+        bool, typer.Option("--clear-location", help="Remove the location.")
+    ] = False,
     name: Annotated[
         str | None, typer.Option(metavar="TEXT", help="Display name (one target only).")
     ] = None,
@@ -149,16 +152,17 @@ def targets_update(
 
     A selection is `--ids`, or `--tag`, `--all-matching` and/or `--select` (the filter of
     `targets list`: every `--tag` needed, TEXT a substring of id or name, SELECTOR as in
-    docs/selectors.md). `--tags ""` is refused: use `--clear-tags` to remove every tag.
+    docs/selectors.md). `--tags ""` is refused: use `--clear-tags` to remove every tag,
+    `--clear-location` to remove the location.
 
     Example: `swarmdeploy targets update --tag lab --add-tags canary --remove-tags stable`
     """
-    changes = _changes(add_tags, remove_tags, set_tags, clear_tags, location)
+    changes = _changes(add_tags, remove_tags, set_tags, clear_tags, location, clear_location)
     selection = _selection(target_id, tag, ids, all_matching, select)
     if not changes and name is None:
         raise typer.BadParameter(
             "give at least one of --add-tags, --remove-tags, --set-tags, --clear-tags, "
-            "--location, --name"
+            "--location, --clear-location, --name"
         )
     c = ctx_of(ctx)
     if target_id is not None and not {"addTags", "removeTags"} & changes.keys():
@@ -185,6 +189,7 @@ def _changes(
     set_tags: str | None,
     clear_tags: bool,
     location: str | None,
+    clear_location: bool = False,
 ) -> dict[str, Any]:
     """The change fields of ``POST /targets/bulk`` from the options."""
     changes: dict[str, Any] = {}
@@ -203,7 +208,11 @@ def _changes(
     if "setTags" in changes and {"addTags", "removeTags"} & changes.keys():
         raise typer.BadParameter("--set-tags replaces the tags: no --add-tags/--remove-tags")
     if location is not None:
+        if clear_location:
+            raise typer.BadParameter("give --location or --clear-location, not both")
         changes["location"] = _location(location)
+    if clear_location:
+        changes["clearLocation"] = True
     return changes
 
 
@@ -240,6 +249,8 @@ def _put_body(changes: dict[str, Any], name: str | None) -> dict[str, Any]:
         body["tags"] = changes["setTags"]
     if "location" in changes:
         body["location"] = changes["location"]
+    if changes.get("clearLocation"):
+        body["location"] = None
     if name is not None:
         body["name"] = name
     return body
