@@ -24,13 +24,14 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from swarmdeploy.localfleet import free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 _OS_USER = "postgres"
@@ -54,12 +55,6 @@ def find_pg_bin(root: Path = PG_ROOT) -> Path:
             f"no PostgreSQL server binaries under {PG_ROOT} (apt install postgresql)"
         )
     return max(versions)[1]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass
@@ -132,7 +127,7 @@ def start_pg_server() -> PgServer:
     if as_postgres:
         entry = pwd.getpwnam(_OS_USER)
         os.chown(base_dir, entry.pw_uid, entry.pw_gid)
-    server = PgServer(bin_dir, base_dir, _free_port(), as_postgres)
+    server = PgServer(bin_dir, base_dir, free_port(), as_postgres)
     try:
         server._run(
             "initdb", "-D", str(server.data_dir), "-A", "trust", "-U", "postgres", "--no-sync",

@@ -34,11 +34,53 @@ class FleetError(Exception):
     """A fleet process failed to start or a condition was not met in time."""
 
 
+class _PortTaken(FleetError):
+    """The manager could not listen: a port picked for it was taken meanwhile."""
+
+
+#: Ports :func:`free_port` picks from start here (above the well-known and registered
+#: services a test machine may run).
+PORT_FLOOR = 10000
+
+#: Ports this process handed out already (each is given once).
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    """The first port of the kernel's ephemeral range (``ip_local_port_range``)."""
+    try:
+        text = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that is free right now and that this process has not handed
+    out before. It is picked below the kernel's ephemeral range: outgoing connections (of
+    this process or any other) take their local ports from that range, and one of them could
+    take a port picked there before the server that is meant to listen on it has started."""
+    top = _ephemeral_floor()
+    pick = secrets.SystemRandom()
+    if top - PORT_FLOOR >= 1000:
+        for _ in range(500):
+            port = pick.randrange(PORT_FLOOR, top)
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    while True:  # no room below the ephemeral range: let the kernel pick
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(
@@ -86,6 +128,17 @@ def running_below(root: pathlib.Path, word: str) -> dict[int, str]:
     return found
 
 
+def _tail(path: pathlib.Path, start: int, lines: int = 15) -> str:
+    """The last ``lines`` lines a log file got after byte ``start`` (for an error message)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(start)
+            text = file.read().decode(errors="replace")
+    except OSError as exc:
+        return f"(cannot read it: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout_s: float) -> int:
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -124,6 +177,7 @@ class LocalFleet:
         self.manager: subprocess.Popen[bytes] | None = None
         self.agents: dict[str, subprocess.Popen[bytes]] = {}
         self._admin: ManagerClient | None = None
+        self._started = False  # the manager ran once: its ports are known to agents
 
     @property
     def url(self) -> str:
@@ -139,20 +193,44 @@ class LocalFleet:
 
     # -- manager ---------------------------------------------------------------------------
     def start_manager(self, timeout_s: float = 30.0) -> None:
-        """Start the manager (SQLite in its data dir) and wait until it is healthy."""
+        """Start the manager (SQLite in its data dir) and wait until it is healthy.
+
+        If its first start finds a port taken (another process bound it after it was
+        picked), new ports are picked and it is started again, up to three times; a restart
+        keeps its ports, since agents know them."""
+        for attempt in range(3):
+            try:
+                self._start_manager(timeout_s)
+            except _PortTaken:
+                if self._started or attempt == 2:
+                    raise
+                self.http_port, self.pub_port, self.sub_port = free_port(), free_port(), free_port()
+                if self._admin is not None:  # it points at the old address
+                    self._admin.close()
+                    self._admin = None
+                continue
+            self._started = True
+            return
+
+    def _start_manager(self, timeout_s: float) -> None:
         self.manager_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "swarmdeploy", "manager", "--data-dir", str(self.manager_dir)]
         cmd += ["--http-port", str(self.http_port), "--zmq-pub-port", str(self.pub_port)]
         cmd += ["--zmq-sub-port", str(self.sub_port), *self.manager_args]
         env = {**os.environ, "SWARMDEPLOY_ADMIN_KEY": self.admin_key}
         log = (self.root / "manager.log").open("ab")
+        log_start = log.tell()
         self.manager = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=self.root)
         log.close()
         manager = self.manager
 
         def healthy() -> bool:
             if manager.poll() is not None:
-                raise FleetError(f"manager exited ({manager.returncode}); see {log.name}")
+                tail = _tail(pathlib.Path(log.name), log_start)
+                error = _PortTaken if "already in use" in tail else FleetError
+                raise error(
+                    f"manager exited ({manager.returncode}); see {log.name}; it ends:\n{tail}"
+                )
             return bool(self.api.request("GET", "/health")["status"] == "ok")
 
         wait_for(healthy, timeout_s=timeout_s, what="the manager to become healthy")

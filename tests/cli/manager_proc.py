@@ -8,20 +8,13 @@ import pathlib
 import resource
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 
 from swarmdeploy.client import ApiError, ManagerClient
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from swarmdeploy.localfleet import free_port
 
 
 @contextlib.contextmanager

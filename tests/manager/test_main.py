@@ -6,7 +6,6 @@ import asyncio
 import gc
 import os
 import signal
-import socket
 import stat
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from cryptography import x509
 
+from swarmdeploy.localfleet import free_port
 from swarmdeploy.manager.main import env_name, freeze_startup_heap, main, parse_options
 from swarmdeploy.manager.settings import SettingsError
 
@@ -70,14 +70,7 @@ def test_invalid_configuration_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    return [free_port() for _ in range(count)]
 
 
 def _command() -> list[str]:
