@@ -154,9 +154,11 @@ async def test_health_history_samples_one_report_per_interval(rig: Rig) -> None:
     for cpu in (10, 20):  # the second comes within the sample interval: not kept
         await agent.send(m.Health(cpu_percent=cpu, disk_free_bytes=1_000, disk_total_bytes=4_000))
         await agent.sync()
+    await rig.link.store_contacts(rig.clock(), every=True)  # the sweep stores held samples
     rig.clock.advance(rig.api.settings.health_sample_s)
     await agent.send(m.Health(cpu_percent=30, load_1m=1.5, agent_rss_bytes=21_000_000))
     await agent.sync()
+    await rig.link.store_contacts(rig.clock(), every=True)
     history = (await rig.api.client.get("/targets/t1/health")).json()
     assert [p["cpuPercent"] for p in history["items"]] == [10, 30]
     first, second = history["items"]

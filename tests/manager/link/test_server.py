@@ -105,6 +105,7 @@ async def test_fleet_health_on_metrics_without_target_labels(rig: Rig) -> None:
         agent = await rig.agent(target_id)
         await agent.send(m.Health(disk_free_bytes=disk, agent_rss_bytes=rss, cpu_percent=cpu))
         await agent.sync()
+    await rig.link.sweep()  # health documents are stored with the next batch of contacts
     text = (await rig.api.client.get("/metrics")).text
     assert sample(text, "swarmdeploy_targets_disk_free_bytes_min") == 4_096_000
     assert sample(text, "swarmdeploy_targets_agent_rss_bytes_max") == 21_000_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from swarmdeploy.manager.link.sessions import Sessions
+from swarmdeploy.storage.records import ContactWrite, HealthSample
 
 
 def sessions() -> Sessions:
@@ -28,23 +29,55 @@ def test_only_first_forced_or_returning_contacts_are_written_at_once() -> None:
     assert back.came_online and back.write
 
 
+def _due(s: Sessions, now_ms: int) -> list[tuple[str, int]]:
+    return [(w.target_id, w.seen_at) for w in s.due_writes(now_ms)]
+
+
 def test_due_writes_hand_out_unstored_contacts_once_per_interval() -> None:
     s = sessions()
     s.seen("a", 10_000)  # written at once (first contact)
     s.seen("b", 10_000)
     s.seen("a", 10_400)
-    assert s.due_writes(10_500) == [("a", 10_400)]
-    assert s.due_writes(11_000) == []  # within the touch interval
+    assert _due(s, 10_500) == [("a", 10_400)]
+    assert _due(s, 11_000) == []  # within the touch interval
     s.seen("b", 11_200)
     # "a" was not confirmed as stored: handed out again, with the newer "b"
-    assert s.due_writes(11_500) == [("a", 10_400), ("b", 11_200)]
-    s.written("a", 10_400)
-    s.written("b", 11_200)
-    assert s.due_writes(12_500) == []
+    due = s.due_writes(11_500)
+    assert [(w.target_id, w.seen_at) for w in due] == [("a", 10_400), ("b", 11_200)]
+    for write in due:
+        s.written(write)
+    assert _due(s, 12_500) == []
     s.seen("a", 12_600)
-    s.written("a", 10_400)  # an older stored time does not hide the newer contact
-    assert s.due_writes(13_600) == [("a", 12_600)]
+    s.written(ContactWrite("a", 10_400))  # an older stored time does not hide the newer one
+    assert _due(s, 13_600) == [("a", 12_600)]
     assert s.last_seen("a") == 12_600 and s.is_online("a")
+
+
+def test_held_health_is_handed_out_with_the_contacts_and_kept_until_stored() -> None:
+    s = sessions()
+    s.seen("a", 10_000)
+    assert not s.hold_health("ghost", 10_000, {"cpu": 1}, None)  # never heard: store it now
+    sample = HealthSample("a", 10_100, cpu_percent=1.0)
+    assert s.hold_health("a", 10_100, {"cpu": 1}, sample)
+    s.seen("a", 10_100)
+    assert s.health("a") == {"cpu": 1}
+    [write] = s.due_writes(10_500)
+    assert (write.health, write.sample, write.seen_at) == ({"cpu": 1}, sample, 10_100)
+    s.seen("a", 10_700)  # a newer report arrives while the batch is being stored
+    assert s.hold_health("a", 10_700, {"cpu": 2}, None)
+    s.written(write)
+    assert s.health("a") == {"cpu": 2}  # the newer one stays held ...
+    [again] = s.due_writes(11_600)
+    assert (again.health, again.sample) == ({"cpu": 2}, None)  # ... the stored sample not
+    s.written(again)
+    assert s.health("a") is None and s.due_writes(12_700) == []
+    assert s.hold_health("a", 12_800, {"cpu": 3}, sample)
+    later = HealthSample("a", 13_000, cpu_percent=4.0)
+    assert not s.hold_health("a", 13_000, {"cpu": 4}, later)  # a second sample: store now
+    s.drop_health("a")  # ... and the older document must not follow it
+    assert s.health("a") is None
+    [held] = s.due_writes(13_800)
+    assert (held.health, held.sample) == (None, sample)  # the older sample is still kept
 
 
 def test_sweep_marks_silent_targets_offline_once() -> None:
@@ -83,4 +116,4 @@ def test_seen_quietly_only_for_online_targets_already_written() -> None:
     assert s.seen("t", 10_300).came_online
     assert s.seen_quietly("t", 10_400)
     assert s.last_seen("t") == 10_400 and s.is_online("t")
-    assert s.due_writes(11_000) == [("t", 10_400)]
+    assert _due(s, 11_000) == [("t", 10_400)]

@@ -205,19 +205,22 @@ class AgentHandlers:
 
     async def _contact(self, target_id: str, msg: m.Message, now: int) -> None:
         """§6.1. The contact time of most messages stays in memory (the link's sweep stores
-        the due ones in one batch); a ``hello``, a ``health`` report (its document, and a
-        history sample when one is due) and a target coming online are stored now."""
+        the due ones in one batch). So does a ``health`` report's document (and its history
+        sample when one is due), unless it moves the device on the map; a ``hello``, a
+        target coming online and a moving device are stored now."""
         p = self._p
-        contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello | m.Health))
-        moved = False
-        if contact.write:
-            health = health_doc(msg, now) if isinstance(msg, m.Health) else None
-            sample = None if health is None else p.health.sample_due(target_id, now, health)
-            await p.states.commits.touch(ContactWrite(target_id, now, health, sample))
-            if sample is not None:
+        health = health_doc(msg, now) if isinstance(msg, m.Health) else None
+        moved = health is not None and p.health.moved(target_id, health)
+        contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello) or moved)
+        if health is not None:
+            sample = p.health.sample_due(target_id, now, health)
+            if contact.write or not p.sessions.hold_health(target_id, now, health, sample):
+                p.sessions.drop_health(target_id)  # an older held one must not follow it
+                await p.states.commits.touch(ContactWrite(target_id, now, health, sample))
+            if sample is not None:  # stored, or held until it is (a failed write keeps it)
                 p.health.sampled(target_id, now)
-            if health is not None:
-                moved = p.health.moved(target_id, health)
+        elif contact.write:
+            await p.states.commits.touch(ContactWrite(target_id, now))
         if moved and not contact.came_online:
             await self.publish_target(target_id)  # the map follows a moving device
         if contact.came_online:

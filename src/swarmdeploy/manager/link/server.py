@@ -67,7 +67,7 @@ from swarmdeploy.protocol.messages import (
 )
 from swarmdeploy.protocol.states import FINAL_STATES, TargetEvent, TargetState
 from swarmdeploy.storage.errors import StorageUnavailable
-from swarmdeploy.storage.records import ContactWrite, TargetRecord, TaskTargetRecord, WriteBatch
+from swarmdeploy.storage.records import TargetRecord, TaskTargetRecord, WriteBatch
 from swarmdeploy.transport.base import ManagerTransport
 from swarmdeploy.transport.errors import TransportClosed, TransportConfigError
 
@@ -311,20 +311,19 @@ class LinkServer:
             await self.maintain()
 
     async def store_contacts(self, now: int, *, every: bool = False) -> None:
-        """Store the contact times held only in memory (heartbeats and the like) in one
-        transaction, once per touch interval (``every``: now, whatever is unstored). A
-        storage failure is logged; those times are stored by a later call."""
+        """Store the contact times and health reports held only in memory (heartbeats and
+        the like) in one transaction, once per touch interval (``every``: now, whatever is
+        unstored). A storage failure is logged; those writes are stored by a later call."""
         due = self.sessions.due_writes(now, force=every)
         if not due:
             return
-        writes = [ContactWrite(target_id, seen_ms) for target_id, seen_ms in due]
         try:
-            await self.services.storage.commit_batch(WriteBatch(contacts=writes))
+            await self.services.storage.commit_batch(WriteBatch(contacts=due))
         except StorageUnavailable as exc:
-            log.warning("could not store %d contact time(s): %s", len(writes), exc)
+            log.warning("could not store %d contact time(s): %s", len(due), exc)
             return
-        for target_id, seen_ms in due:
-            self.sessions.written(target_id, seen_ms)
+        for write in due:
+            self.sessions.written(write)
 
     async def maintain(self) -> None:
         """Retention: delete answered requests older than ``request_retention_s`` and the

@@ -9,13 +9,18 @@ messages (heartbeats, most of all) are only kept in memory; :meth:`Sessions.due_
 hands the ones not yet stored to the link's sweep, at most once per touch interval, which
 stores them all in one batch: an idle fleet costs no transaction per heartbeat, and the
 stored time lags the exact one by at most about the touch interval (what the API shows comes
-from memory). It implements the registry's
+from memory). A health report's document (and its history sample) waits for the same batch
+(:meth:`Sessions.hold_health`): an idle fleet costs no transaction per health report either,
+and the API shows the newest document from memory meanwhile. It implements the registry's
 :class:`~swarmdeploy.manager.services.registry.Presence`. No I/O here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
+
+from swarmdeploy.storage.records import ContactWrite, HealthSample
 
 
 @dataclasses.dataclass(slots=True)
@@ -28,6 +33,9 @@ class Session:
     online: bool = True
     boot_id: str = ""
     arch: str = ""
+    health: dict[str, Any] | None = None  # the newest health document, not stored yet
+    health_ms: int = 0  # when it arrived
+    sample: HealthSample | None = None  # a health-history sample, not stored yet
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,8 +82,29 @@ class Sessions:
         session.bye_ms = None
         return True
 
-    def due_writes(self, now_ms: int, *, force: bool = False) -> list[tuple[str, int]]:
-        """``(target id, last contact)`` of every target whose newest contact is not stored
+    def hold_health(
+        self, target_id: str, now_ms: int, health: dict[str, Any], sample: HealthSample | None
+    ) -> bool:
+        """Keep a health report's document (and the history sample due with it) for the
+        next :meth:`due_writes` batch. ``False`` (nothing kept) for a target not heard from,
+        or when a sample is due while an older one is still held: store it at once."""
+        session = self._sessions.get(target_id)
+        if session is None or (sample is not None and session.sample is not None):
+            return False
+        session.health, session.health_ms = health, now_ms
+        if sample is not None:
+            session.sample = sample
+        return True
+
+    def drop_health(self, target_id: str) -> None:
+        """Forget the held health document: a newer report is stored now (a held history
+        sample stays held: it is a point of its own)."""
+        session = self._sessions.get(target_id)
+        if session is not None:
+            session.health = None
+
+    def due_writes(self, now_ms: int, *, force: bool = False) -> list[ContactWrite]:
+        """The writes of every target whose newest contact or health report is not stored
         yet, once per touch interval (``[]`` in between, unless ``force``). Call
         :meth:`written` for those stored; the others are handed out again next time."""
         recent = self._flushed_ms is not None and now_ms - self._flushed_ms < self._touch_ms
@@ -83,16 +112,25 @@ class Sessions:
             return []
         self._flushed_ms = now_ms
         return [
-            (target_id, s.last_seen_ms)
+            ContactWrite(target_id, s.last_seen_ms, s.health, s.sample)
             for target_id, s in self._sessions.items()
-            if s.written_ms is None or s.last_seen_ms > s.written_ms
+            if s.written_ms is None
+            or s.last_seen_ms > s.written_ms
+            or s.health is not None
+            or s.sample is not None
         ]
 
-    def written(self, target_id: str, seen_ms: int) -> None:
-        """The contact time ``seen_ms`` of ``target_id`` is stored."""
-        session = self._sessions.get(target_id)
-        if session is not None and (session.written_ms is None or seen_ms > session.written_ms):
-            session.written_ms = seen_ms
+    def written(self, write: ContactWrite) -> None:
+        """``write`` (from :meth:`due_writes`) is stored; what arrived since stays due."""
+        session = self._sessions.get(write.target_id)
+        if session is None:
+            return
+        if session.written_ms is None or write.seen_at > session.written_ms:
+            session.written_ms = write.seen_at
+        if write.health is not None and session.health_ms <= write.seen_at:
+            session.health = None
+        if write.sample is not None and session.sample is write.sample:
+            session.sample = None
 
     def hello(self, target_id: str, *, boot_id: str, arch: str) -> None:
         """Remember the agent process (``boot_id``) and architecture of the latest ``hello``."""
@@ -147,3 +185,8 @@ class Sessions:
         """Time of the target's ``bye`` if nothing was heard since."""
         session = self._sessions.get(target_id)
         return None if session is None else session.bye_ms
+
+    def health(self, target_id: str) -> dict[str, Any] | None:
+        """The target's newest health document while it is not stored yet, else ``None``."""
+        session = self._sessions.get(target_id)
+        return None if session is None else session.health

@@ -67,6 +67,9 @@ class Presence(Protocol):
     def bye_at(self, target_id: str) -> int | None:
         """Time of the target's ``bye`` if nothing was heard from it since, else ``None``."""
 
+    def health(self, target_id: str) -> dict[str, Any] | None:
+        """The target's newest health report if it is not stored yet, else ``None``."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TargetView:
@@ -149,8 +152,10 @@ class TargetRegistry:
         """``record`` (with the newest known ``last_seen_at``) and its online flag."""
         online = self.is_online(record, now)
         last = self.last_seen(record)
-        if last != record.last_seen_at:
-            record = dataclasses.replace(record, last_seen_at=last)
+        health = None if self._presence is None else self._presence.health(record.id)
+        if last != record.last_seen_at or health is not None:
+            newest = record.health if health is None else health
+            record = dataclasses.replace(record, last_seen_at=last, health=newest)
         return TargetView(record, online, self._ca_fingerprint)
 
     async def list(
