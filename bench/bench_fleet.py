@@ -1,7 +1,7 @@
 """Fleet scale: the real manager process against N simulated agents in this process.
 
 ``python -m bench fleet [--agents N[,N...]] [--payload-mb M] [--database sqlite|postgresql|URL]
-[--idle-s S] [--no-deploy] [--out FILE]``
+[--idle-s S] [--no-deploy] [--no-gui] [--out FILE]``
 
 For each N (default 100 and 500; ``--agents 1000`` for a thousand) a fresh manager is started
 as a real process on loopback, exactly like ``swarmdeploy.localfleet`` does (own data dir,
@@ -97,6 +97,7 @@ class Options:
     encrypt_storage: bool = False  # the manager with --encrypt-storage (SQLCipher, blobs)
     deploy: bool = True  # False: no deployments (register, connect, idle and the API only)
     agent_processes: int = 1  # > 1: the agents run in that many worker processes
+    gui: bool = True  # False: the manager runs with --no-gui (no web GUI loaded)
 
 
 def package_b64(size_bytes: int) -> tuple[str, int]:
@@ -150,6 +151,7 @@ class FleetRun:
         agents are closed at the end whatever happens."""
         figures: dict[str, Any] = {
             "transport": self.opts.transport,
+            "gui": self.opts.gui,
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
         try:
@@ -459,6 +461,8 @@ def _manager_args(opts: Options) -> list[str]:
         args += ["--database", opts.database]
     if opts.encrypt_storage:
         args += ["--encrypt-storage"]
+    if not opts.gui:
+        args += ["--no-gui"]
     if opts.transport == "http":  # a parked long-poll and a kept connection per agent
         args += ["--max-connections", str(max(1000, 3 * opts.agents))]
     return args
@@ -574,6 +578,9 @@ def main(argv: list[str]) -> int:
         "--no-deploy", action="store_true", help="skip the deployments (e.g. with --idle-s)"
     )
     parser.add_argument(
+        "--no-gui", action="store_true", help="the manager without its web GUI (--no-gui)"
+    )
+    parser.add_argument(
         "--agent-processes",
         type=int,
         default=0,
@@ -595,6 +602,7 @@ def main(argv: list[str]) -> int:
         encrypt_storage=args.encrypt_storage,
         transport=args.transport,
         deploy=not args.no_deploy,
+        gui=not args.no_gui,
     )
     results: dict[str, Any] = {}
     with databases(args.database, counts) as urls:
