@@ -220,6 +220,18 @@ async def test_wire_compression_off_declines_every_offer(tmp_path: Path) -> None
         assert (await agent.take(m.Welcome)).compression == ""
 
 
+def _hold_worker(rig: Rig, target_id: str) -> asyncio.Event:
+    """Keep the target's worker busy until the returned event is set: what arrives
+    meanwhile waits in its queue."""
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        await gate.wait()
+
+    assert rig.link.workers.submit(target_id, hold)
+    return gate
+
+
 async def test_reports_that_arrive_together_are_one_write_and_each_is_acked_in_order(
     rig: Rig,
 ) -> None:
@@ -229,13 +241,8 @@ async def test_reports_that_arrive_together_are_one_write_and_each_is_acked_in_o
     assert (await agent.report(task_id, S.ACCEPTED)).ok
     assert (await agent.report(task_id, S.TRANSFERRING)).ok
     await agent.sync()
-    gate = asyncio.Event()
-
-    async def hold() -> None:
-        await gate.wait()
-
     link = rig.link
-    assert link.workers.submit("t1", hold)  # the worker is busy: the reports wait together
+    gate = _hold_worker(rig, "t1")  # the worker is busy: the reports wait together
     states = [S.INSTALLING, S.INSTALLED, S.RUNNING, S.EXITED]
     for state in states:
         await agent.send(m.StateReport(task_id=task_id, state=state))
@@ -258,13 +265,8 @@ async def test_report_group_falls_back_to_one_by_one_when_the_furthest_is_refuse
     await agent.take(m.Announce)
     assert (await agent.report(task_id, S.ACCEPTED)).ok
     await agent.sync()
-    gate = asyncio.Event()
-
-    async def hold() -> None:
-        await gate.wait()
-
     link = rig.link
-    assert link.workers.submit("t1", hold)
+    gate = _hold_worker(rig, "t1")
     await agent.send(m.StateReport(task_id=task_id, state=S.TRANSFERRING))
     await agent.send(m.StateReport(task_id=task_id, state=S.ACCEPTED, at_ms=7))  # behind
     await wait_for(lambda: link.workers.queued() == 1)
