@@ -149,6 +149,29 @@ async def test_health_stored_on_target(rig: Rig) -> None:
     assert doc["health"]["agent_rss_bytes"] == 20_000_000
 
 
+async def test_health_is_held_for_the_batch_and_a_moving_device_is_stored_at_once(
+    rig: Rig,
+) -> None:
+    agent = await rig.agent("t1")
+    await agent.send(m.Health(cpu_percent=5))
+    await agent.sync()
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.health is None  # held for the next batch ...
+    doc = (await rig.api.client.get("/targets/t1")).json()
+    assert doc["health"]["cpu_percent"] == 5  # ... while the API shows it from memory
+    await rig.link.store_contacts(rig.clock(), every=True)
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.health is not None
+    assert stored.health["cpu_percent"] == 5 and rig.link.sessions.health("t1") is None
+    await agent.send(m.Health(cpu_percent=6, position=m.Position(lat=45.0, lon=7.6)))
+    await agent.sync()
+    stored = await rig.api.storage.get_target("t1")
+    assert stored is not None and stored.health is not None
+    assert stored.health["cpu_percent"] == 6  # moved: stored at once ...
+    held = rig.link.sessions.health("t1")  # ... and held, so the next batch writes it again
+    assert held is not None and held["cpu_percent"] == 6
+
+
 async def test_health_history_samples_one_report_per_interval(rig: Rig) -> None:
     agent = await rig.agent("t1")
     for cpu in (10, 20):  # the second comes within the sample interval: not kept

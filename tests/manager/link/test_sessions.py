@@ -74,10 +74,10 @@ def test_held_health_is_handed_out_with_the_contacts_and_kept_until_stored() -> 
     assert s.hold_health("a", 12_800, {"cpu": 3}, sample)
     later = HealthSample("a", 13_000, cpu_percent=4.0)
     assert not s.hold_health("a", 13_000, {"cpu": 4}, later)  # a second sample: store now
-    s.drop_health("a")  # ... and the older document must not follow it
-    assert s.health("a") is None
+    assert s.health("a") == {"cpu": 3}  # nothing changed by the refusal
+    assert s.hold_health("a", 13_000, {"cpu": 4}, None)  # the newer document replaces it
     [held] = s.due_writes(13_800)
-    assert (held.health, held.sample) == (None, sample)  # the older sample is still kept
+    assert (held.health, held.sample) == ({"cpu": 4}, sample)  # the older sample is kept
 
 
 def test_sweep_marks_silent_targets_offline_once() -> None:

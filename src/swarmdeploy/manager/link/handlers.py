@@ -215,7 +215,9 @@ class AgentHandlers:
         if health is not None:
             sample = p.health.sample_due(target_id, now, health)
             if contact.write or not p.sessions.hold_health(target_id, now, health, sample):
-                p.sessions.drop_health(target_id)  # an older held one must not follow it
+                # Stored now, and held as well (without its sample): the next batch writes
+                # it again, after any older document a batch in flight may still store.
+                p.sessions.hold_health(target_id, now, health, None)
                 await p.states.commits.touch(ContactWrite(target_id, now, health, sample))
             if sample is not None:  # stored, or held until it is (a failed write keeps it)
                 p.health.sampled(target_id, now)

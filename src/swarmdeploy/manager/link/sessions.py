@@ -96,13 +96,6 @@ class Sessions:
             session.sample = sample
         return True
 
-    def drop_health(self, target_id: str) -> None:
-        """Forget the held health document: a newer report is stored now (a held history
-        sample stays held: it is a point of its own)."""
-        session = self._sessions.get(target_id)
-        if session is not None:
-            session.health = None
-
     def due_writes(self, now_ms: int, *, force: bool = False) -> list[ContactWrite]:
         """The writes of every target whose newest contact or health report is not stored
         yet, once per touch interval (``[]`` in between, unless ``force``). Call
