@@ -56,26 +56,26 @@ def test_due_writes_hand_out_unstored_contacts_once_per_interval() -> None:
 def test_held_health_is_handed_out_with_the_contacts_and_kept_until_stored() -> None:
     s = sessions()
     s.seen("a", 10_000)
-    assert not s.hold_health("ghost", 10_000, {"cpu": 1}, None)  # never heard: store it now
+    assert not s.hold_health("ghost", {"cpu": 1}, None)  # never heard: store it now
     sample = HealthSample("a", 10_100, cpu_percent=1.0)
-    assert s.hold_health("a", 10_100, {"cpu": 1}, sample)
+    assert s.hold_health("a", {"cpu": 1}, sample)
     s.seen("a", 10_100)
     assert s.health("a") == {"cpu": 1}
     [write] = s.due_writes(10_500)
     assert (write.health, write.sample, write.seen_at) == ({"cpu": 1}, sample, 10_100)
     s.seen("a", 10_700)  # a newer report arrives while the batch is being stored
-    assert s.hold_health("a", 10_700, {"cpu": 2}, None)
+    assert s.hold_health("a", {"cpu": 2}, None)
     s.written(write)
     assert s.health("a") == {"cpu": 2}  # the newer one stays held ...
     [again] = s.due_writes(11_600)
     assert (again.health, again.sample) == ({"cpu": 2}, None)  # ... the stored sample not
     s.written(again)
     assert s.health("a") is None and s.due_writes(12_700) == []
-    assert s.hold_health("a", 12_800, {"cpu": 3}, sample)
+    assert s.hold_health("a", {"cpu": 3}, sample)
     later = HealthSample("a", 13_000, cpu_percent=4.0)
-    assert not s.hold_health("a", 13_000, {"cpu": 4}, later)  # a second sample: store now
+    assert not s.hold_health("a", {"cpu": 4}, later)  # a second sample: store now
     assert s.health("a") == {"cpu": 3}  # nothing changed by the refusal
-    assert s.hold_health("a", 13_000, {"cpu": 4}, None)  # the newer document replaces it
+    assert s.hold_health("a", {"cpu": 4}, None)  # the newer document replaces it
     [held] = s.due_writes(13_800)
     assert (held.health, held.sample) == ({"cpu": 4}, sample)  # the older sample is kept
 

@@ -214,10 +214,10 @@ class AgentHandlers:
         contact = p.sessions.seen(target_id, now, force_write=isinstance(msg, m.Hello) or moved)
         if health is not None:
             sample = p.health.sample_due(target_id, now, health)
-            if contact.write or not p.sessions.hold_health(target_id, now, health, sample):
+            if contact.write or not p.sessions.hold_health(target_id, health, sample):
                 # Stored now, and held as well (without its sample): the next batch writes
                 # it again, after any older document a batch in flight may still store.
-                p.sessions.hold_health(target_id, now, health, None)
+                p.sessions.hold_health(target_id, health, None)
                 await p.states.commits.touch(ContactWrite(target_id, now, health, sample))
             if sample is not None:  # stored, or held until it is (a failed write keeps it)
                 p.health.sampled(target_id, now)

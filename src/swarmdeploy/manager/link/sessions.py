@@ -34,7 +34,6 @@ class Session:
     boot_id: str = ""
     arch: str = ""
     health: dict[str, Any] | None = None  # the newest health document, not stored yet
-    health_ms: int = 0  # when it arrived
     sample: HealthSample | None = None  # a health-history sample, not stored yet
 
 
@@ -83,7 +82,7 @@ class Sessions:
         return True
 
     def hold_health(
-        self, target_id: str, now_ms: int, health: dict[str, Any], sample: HealthSample | None
+        self, target_id: str, health: dict[str, Any], sample: HealthSample | None
     ) -> bool:
         """Keep a health report's document (and the history sample due with it) for the
         next :meth:`due_writes` batch. ``False`` (nothing kept) for a target not heard from,
@@ -91,7 +90,7 @@ class Sessions:
         session = self._sessions.get(target_id)
         if session is None or (sample is not None and session.sample is not None):
             return False
-        session.health, session.health_ms = health, now_ms
+        session.health = health
         if sample is not None:
             session.sample = sample
         return True
@@ -120,7 +119,7 @@ class Sessions:
             return
         if session.written_ms is None or write.seen_at > session.written_ms:
             session.written_ms = write.seen_at
-        if write.health is not None and session.health_ms <= write.seen_at:
+        if write.health is not None and session.health is write.health:
             session.health = None
         if write.sample is not None and session.sample is write.sample:
             session.sample = None
