@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import uvicorn
@@ -273,3 +273,24 @@ async def greet(h: Harness, agent: AgentTransport, target_id: str) -> None:
     got = await h.manager.recv(timeout_s=TIMEOUT_S)
     assert got is not None
     assert got == (target_id, Hello(boot_id=target_id))
+
+
+@contextlib.asynccontextmanager
+async def manager_receiving(harness: Harness) -> AsyncIterator[list[tuple[str, Message]]]:
+    """A manager that keeps receiving, as a running one does (a ZeroMQ agent's ``subscribe``
+    reaches the manager's transport through its receive); yields what it received."""
+    received: list[tuple[str, Message]] = []
+
+    async def receive() -> None:
+        while True:
+            got = await harness.manager.recv()
+            if got is not None:
+                received.append(got)
+
+    task = asyncio.create_task(receive())
+    try:
+        yield received
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

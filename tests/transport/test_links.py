@@ -8,7 +8,14 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 
-from tests.transport.harness import TIMEOUT_S, Harness, greet, next_event, next_message
+from tests.transport.harness import (
+    TIMEOUT_S,
+    Harness,
+    greet,
+    manager_receiving,
+    next_event,
+    next_message,
+)
 
 from swarmdeploy.crypto.curve import generate_keypair
 from swarmdeploy.protocol.messages import (
@@ -163,12 +170,18 @@ async def test_thousand_messages_arrive_in_order_both_ways(harness: Harness) -> 
 
 
 async def test_tag_hints_reach_the_subscribed_agents_only(harness: Harness) -> None:
+    async with manager_receiving(harness) as received:
+        await _tag_hints_reach_the_subscribed_agents_only(harness)
+    assert not received  # a subscription is the transport's business: nothing came up
+
+
+async def _tag_hints_reach_the_subscribed_agents_only(harness: Harness) -> None:
     red = await harness.agent("red-1", tags=["red"])
     blue = await harness.agent("blue-1", tags=["blue", "reddish"])
     for agent in (red, blue):
         await agent.wait_state(LinkState.CONNECTED, timeout_s=TIMEOUT_S)
     got_warmup: set[str] = set()
-    async with asyncio.timeout(TIMEOUT_S):  # PUB/SUB: wait until both subscriptions are live
+    async with asyncio.timeout(TIMEOUT_S):  # wait until both subscriptions are live
         while len(got_warmup) < 2:
             await harness.manager.publish(ALL_TOPIC, Hint(reason="warmup"))
             for name, agent in (("red", red), ("blue", blue)):
@@ -188,7 +201,7 @@ async def test_tags_changed_at_run_time_take_effect(harness: Harness) -> None:
     agent = await harness.agent("dev-1", tags=["old"])
     await agent.wait_state(LinkState.CONNECTED, timeout_s=TIMEOUT_S)
     await agent.set_tags(["new"])  # what a config push from the API does (§6.8)
-    async with asyncio.timeout(TIMEOUT_S):
+    async with manager_receiving(harness), asyncio.timeout(TIMEOUT_S):
         while True:
             await harness.manager.publish(tag_topic("old"), Hint(task_id="old"))
             await harness.manager.publish(tag_topic("new"), Hint(task_id="new"))

@@ -15,7 +15,14 @@ import msgspec
 import pytest
 import zmq
 import zmq.asyncio
-from tests.transport.harness import TIMEOUT_S, Harness, greet, next_message
+from tests.transport.harness import (
+    TIMEOUT_S,
+    Harness,
+    greet,
+    manager_receiving,
+    next_event,
+    next_message,
+)
 
 from swarmdeploy.crypto.curve import CurveKeyPair, generate_keypair
 from swarmdeploy.protocol.errors import MessageError
@@ -26,9 +33,12 @@ from swarmdeploy.protocol.messages import (
     Heartbeat,
     Hello,
     Hint,
+    Subscribe,
     Welcome,
     decode,
     encode,
+    id_topic,
+    tag_topic,
 )
 from swarmdeploy.transport.base import AgentLinkConfig, LinkEvent, LinkState, ManagerLinkConfig
 from swarmdeploy.transport.errors import BindError, TransportConfigError
@@ -153,6 +163,83 @@ async def test_publishing_anything_but_a_hint_is_refused(zh: Harness) -> None:
         await zh.manager.send("dev-1", Hint())
     with pytest.raises(MessageError):
         await zh.manager.publish(b"TAG-x", Hint())  # not terminated: would prefix-match
+
+
+async def test_an_agent_with_a_hint_socket_of_its_own_still_gets_hints(zh: Harness) -> None:
+    """Agents older than ADR 0015 subscribe a SUB to the manager's PUB; it stays bound."""
+    assert isinstance(zh.manager, ZmqManagerTransport)
+    keys = await _allowed_keys(zh, "old-1")
+    ctx = zmq.asyncio.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.curve_serverkey = zh.manager_keys.public.encode()
+    sub.curve_publickey, sub.curve_secretkey = keys.public.encode(), keys.secret.encode()
+    sub.subscribe(id_topic("old-1"))
+    sub.connect(f"tcp://127.0.0.1:{zh.manager.ports[1]}")
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            while not await sub.poll(20):  # until the subscription reached the PUB
+                await zh.manager.publish(id_topic("old-1"), Hint(reason="task", task_id="t1"))
+            topic, data = await sub.recv_multipart()
+        assert (topic, decode(data)) == (id_topic("old-1"), Hint(reason="task", task_id="t1"))
+    finally:
+        sub.close(linger=0)
+        ctx.term()
+
+
+async def test_hints_follow_an_agent_to_its_next_connection(zh: Harness) -> None:
+    """A revocation drops every connection, and their subscriptions with them; the agent
+    subscribes again on its new connection, before anything else."""
+    agent = await zh.agent("dev-1", tags=["red"])
+    await zh.agent("other-1")
+    async with manager_receiving(zh):
+        while (await next_event(agent)).state is not LinkState.CONNECTED:
+            pass
+        await _hint_arrives(zh, agent, tag_topic("red"))
+        await zh.manager.revoke("other-1")
+        assert await next_event(agent) == LinkEvent(LinkState.CONNECTING, "link lost")
+        assert (await next_event(agent)).state is LinkState.CONNECTED
+        await _hint_arrives(zh, agent, tag_topic("red"))
+
+
+async def _hint_arrives(h: Harness, agent: ZmqAgentTransport | object, topic: bytes) -> None:
+    assert isinstance(agent, ZmqAgentTransport)
+    async with asyncio.timeout(TIMEOUT_S):
+        while True:
+            await h.manager.publish(topic, Hint(reason="task", task_id="t1"))
+            item = await agent.recv(timeout_s=0.05)
+            if isinstance(item, Hint):
+                return
+            assert not isinstance(item, LinkEvent), item
+
+
+async def test_a_subscription_is_the_connection_not_a_claim(zh: Harness) -> None:
+    """``subscribe`` names tags only: the ``ID-`` topic is the authenticated sender's own, so a
+    peer cannot take another target's hints; it never reaches the link above the transport."""
+    keys = await _allowed_keys(zh, "raw")
+    async with manager_receiving(zh) as received, raw_dealer(zh, keys, b"raw/0123456789ab") as sock:
+        await sock.send(encode(Subscribe(tags=["red"])))
+        async with asyncio.timeout(TIMEOUT_S):
+            while not await sock.poll(20):
+                await zh.manager.publish(tag_topic("red"), Hint(task_id="red"))
+        assert decode(await sock.recv()) == Hint(task_id="red")
+        await zh.manager.publish(id_topic("dev-1"), Hint(task_id="not-yours"))
+        await zh.manager.publish(id_topic("raw"), Hint(task_id="yours"))
+        while (hint := decode(await sock.recv())) == Hint(task_id="red"):
+            pass  # the ones sent while waiting
+        assert hint == Hint(task_id="yours")
+    assert not received
+
+
+async def test_a_manager_without_subscriptions_is_no_error_for_the_agent(zh: Harness) -> None:
+    """A manager older than ADR 0015 answers ``subscribe`` with ``unsupported_type``: the agent
+    keeps that to itself (hints are best effort) and passes on what follows."""
+    agent = await zh.agent("dev-1")
+    await greet(zh, agent, "dev-1")
+    refusal = Error(code="unsupported_type", message="no", in_reply_to="subscribe")
+    assert await zh.manager.send("dev-1", refusal)
+    assert await zh.manager.send("dev-1", Welcome(server_time_ms=7))
+    assert await next_message(agent) == Welcome(server_time_ms=7)
 
 
 async def test_busy_port_gives_bind_error() -> None:

@@ -224,6 +224,14 @@ class Bye(MessageBase, tag="bye", kw_only=True):
     reason: Text = ""
 
 
+class Subscribe(MessageBase, tag="subscribe", kw_only=True):
+    """ZeroMQ link only: the hint topics of this connection are the agent's own id, ``ALL``
+    and these tags (§6.9). Sent before anything else on every new connection and again when
+    the tags change; the manager's transport consumes it (ADR 0015)."""
+
+    tags: Annotated[list[Name], Meta(max_length=1000)] = []
+
+
 # --- manager -> agent (§4.2) ------------------------------------------------------------
 
 
@@ -364,7 +372,8 @@ class Error(MessageBase, tag="error", kw_only=True):
 
 
 class Hint(MessageBase, tag="hint", kw_only=True):
-    """Hint link only: something waits for the agent; it answers with ``hello`` (§6.9)."""
+    """Something waits for the agent; it answers with ``hello`` (§6.9). Sent only by
+    ``ManagerTransport.publish``, never by ``send``."""
 
     reason: Label = "sync"
     task_id: OptName = ""
@@ -390,6 +399,7 @@ AgentMessage = (
     | UploadChunk
     | RequestAck
     | Bye
+    | Subscribe
 )
 ManagerMessage = (
     Welcome
@@ -412,7 +422,7 @@ Message = AgentMessage | ManagerMessage | UnknownMessage
 
 _AGENT_TYPES: tuple[type[MessageBase], ...] = (
     Hello, Heartbeat, Health, StateReport, LogBatch, FetchTask, ChunkRequest, UploadOffer,
-    UploadChunk, RequestAck, Bye,
+    UploadChunk, RequestAck, Bye, Subscribe,
 )  # fmt: skip
 _MANAGER_TYPES: tuple[type[MessageBase], ...] = (
     Welcome, Announce, Task, Chunk, StateAck, LogAck, UploadAck, Stop, LogRequest,
@@ -433,7 +443,7 @@ MESSAGE_TYPES: dict[str, type[MessageBase]] = {
 }
 #: Types an agent may send on the addressed link.
 AGENT_TO_MANAGER: frozenset[str] = frozenset(type_name(c) for c in _AGENT_TYPES)
-#: Types the manager may send (``hint`` only on the hint link).
+#: Types the manager may send (``hint`` only through ``publish``).
 MANAGER_TO_AGENT: frozenset[str] = frozenset(type_name(c) for c in _MANAGER_TYPES)
 HINT_TYPES: frozenset[str] = frozenset({"hint"})
 

@@ -126,7 +126,8 @@ class ManagerLinkConfig:
     """Where and how the manager listens. Port 0 picks a free port (tests).
 
     ``zmq_sub_port`` carries the addressed link (agents' DEALERs connect to a ROUTER) and
-    ``zmq_pub_port`` the hint link (PUB); the names are the manager's command-line options.
+    ``zmq_pub_port`` the hint link of agents older than ADR 0015 (PUB); the names are the
+    manager's command-line options.
     """
 
     keys: CurveKeyPair
@@ -306,14 +307,14 @@ class AgentTransport(_Guarded, abc.ABC):
         return await self._inbox.get(timeout_s)
 
     async def set_tags(self, tags: Iterable[str]) -> None:
-        """Subscribe the hint link to exactly these tags (plus own id and ``ALL``)."""
+        """Take hints for exactly these tags from now on (plus own id and ``ALL``)."""
         self._require(Lifecycle.NEW, Lifecycle.OPEN)
         topics = {id_topic(self.config.target_id), ALL_TOPIC}
         topics.update(tag_topic(tag) for tag in tags)
-        self._subscribe(topics)
+        await self._subscribe(topics)
         self._topics = topics
 
-    def _subscribe(self, topics: set[bytes]) -> None:
+    async def _subscribe(self, topics: set[bytes]) -> None:
         """Change a live subscription from ``self._topics`` to ``topics`` (called before
         ``_topics`` is replaced). Transports that send their topics with every request
         (HTTP) or match them in process (memory) need nothing here."""

@@ -85,7 +85,7 @@ def require_addressed_outgoing(msg: Message) -> None:
 
 
 def require_hint(msg: Message) -> None:
-    """Only ``hint`` messages travel on the hint link (§6.9: no secrets there)."""
+    """Only ``hint`` messages are published (§6.9: no secrets in hints)."""
     if not isinstance(msg, Hint):
         kind = message_type(msg)
         raise MessageError(f"only hints may be published, not {kind!r}", "wrong_direction")

@@ -1,11 +1,15 @@
-"""The agent's ZeroMQ transport: a CURVE DEALER (addressed link) and a CURVE SUB (hints),
-both connecting out to the manager (``docs/protocol.md`` §1, §6.1; ADR 0002).
+"""The agent's ZeroMQ transport: one CURVE DEALER connecting out to the manager's ROUTER
+(``docs/protocol.md`` §1, §6.1; ADR 0002, ADR 0015).
 
-One background task owns the sockets. It reads both sockets and their monitors, turns
-monitor events into link states, and queues messages and :class:`LinkEvent` in arrival
-order. libzmq reconnects by itself after a lost connection, but not after a refused
-handshake; then the task closes the sockets, waits an exponential, jittered backoff and
-creates fresh ones (with a fresh secret routing id).
+Hints arrive on the same connection: the first message on every new connection, and the next
+after a change of tags, is ``subscribe`` with the agent's tags, which the manager's transport
+keeps as this connection's hint topics (§6.9).
+
+One background task owns the socket. It reads the socket and its monitor, turns monitor
+events into link states, and queues messages and :class:`LinkEvent` in arrival order.
+libzmq reconnects by itself after a lost connection, but not after a refused handshake; then
+the task closes the socket, waits an exponential, jittered backoff and creates a fresh one
+(with a fresh secret routing id).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     ALL_TOPIC,
     MANAGER_TO_AGENT,
+    Error,
     Hello,
-    Hint,
     Message,
+    Subscribe,
     UnknownMessage,
     Welcome,
     decode,
@@ -60,6 +65,8 @@ _REFUSED: dict[int, tuple[LinkState, str]] = {
 #: restarting at that moment causes one; a manager with another key hangs up on every
 #: handshake, so this many in a row on the addressed link count as a refused handshake.
 BROKEN_HANDSHAKES_REFUSED = 3
+#: How soon a ``subscribe`` that found no room in the socket is tried again (ms).
+SUBSCRIBE_RETRY_MS = 50
 
 
 class ZmqAgentTransport(AgentTransport):
@@ -73,8 +80,9 @@ class ZmqAgentTransport(AgentTransport):
         self._topics: set[bytes] = {id_topic(config.target_id), ALL_TOPIC}
         self._ctx: zmq.asyncio.Context | None = None
         self._dealer: zmq.asyncio.Socket | None = None
-        self._sub: zmq.asyncio.Socket | None = None
-        self._monitors: list[zmq.asyncio.Socket] = []
+        self._monitor: zmq.asyncio.Socket | None = None
+        #: ``subscribe`` is owed to the manager: a new connection, or the tags changed
+        self._subscription_due = True
         self._task: asyncio.Task[None] | None = None
         self._attempt = 0
         self._broken_handshakes = 0  # in a row on the DEALER (BROKEN_HANDSHAKES_REFUSED)
@@ -114,22 +122,22 @@ class ZmqAgentTransport(AgentTransport):
             await asyncio.sleep(delay)
 
     async def _run_sockets(self) -> None:
-        """Create the sockets and serve them until a handshake is refused."""
+        """Create the socket and serve it until a handshake is refused."""
         self._open_sockets()
-        assert self._dealer is not None and self._sub is not None
+        assert self._dealer is not None and self._monitor is not None
         poller = zmq.asyncio.Poller()
-        for sock in (self._dealer, self._sub, *self._monitors):
+        for sock in (self._dealer, self._monitor):
             poller.register(sock, zmq.POLLIN)
         while True:
-            ready = dict(await poller.poll())
+            owed = self._subscription_due and self.state is LinkState.CONNECTED
+            ready = dict(await poller.poll(SUBSCRIBE_RETRY_MS if owed else None))
+            if owed:  # the first attempt, right after the handshake, found no room
+                await self._send_subscription(self._topics)
             try:
-                for monitor in self._monitors:
-                    if monitor in ready and await self._on_monitor(monitor):
-                        return
+                if self._monitor in ready and await self._on_monitor(self._monitor):
+                    return
                 if self._dealer in ready:
                     await self._on_dealer(self._dealer)
-                if self._sub in ready:
-                    await self._on_sub(self._sub)
             except zmq.Again:  # readiness without a whole message (e.g. the peer just died)
                 continue
 
@@ -141,13 +149,9 @@ class ZmqAgentTransport(AgentTransport):
         # docs/protocol.md §3: the secret part makes the route unguessable for other agents.
         dealer.routing_id = f"{cfg.target_id}/{secrets.token_hex(16)}".encode()
         dealer.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a connection not yet made
-        sub = self._client_socket(zmq.SUB, ipv6)
-        for topic in self._topics:
-            sub.subscribe(topic)
-        self._monitors = [dealer.get_monitor_socket(), sub.get_monitor_socket()]
-        self._dealer, self._sub = dealer, sub
+        self._monitor = dealer.get_monitor_socket()
+        self._dealer = dealer
         dealer.connect(endpoint(cfg.manager_host, cfg.zmq_sub_port))
-        sub.connect(endpoint(cfg.manager_host, cfg.zmq_pub_port))
 
     def _client_socket(self, kind: int, ipv6: bool) -> zmq.asyncio.Socket:
         assert self._ctx is not None
@@ -171,39 +175,37 @@ class ZmqAgentTransport(AgentTransport):
         """Apply one monitor event; ``True`` when the handshake was refused."""
         event = parse_monitor_message(await monitor.recv_multipart(flags=zmq.DONTWAIT))
         kind, value = event["event"], event["value"]
-        is_dealer = monitor is self._monitors[0]
-        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not self._refused_now(is_dealer):
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not self._refused_now():
             log.info("agent link: connection lost during the handshake (errno %s)", value)
-            if is_dealer and self.state is LinkState.CONNECTED:
+            if self.state is LinkState.CONNECTED:
                 await self._inbox.set_state(LinkState.CONNECTING, "link lost")
             return False  # libzmq reconnects by itself
         if kind in _REFUSED or kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
             self._broken_handshakes = 0
             state, detail = _REFUSED.get(kind, (LinkState.HANDSHAKE_FAILED, "handshake failed"))
             log.warning("agent link: %s (status %s)", detail, value)
-            if self.state is LinkState.CONNECTED:  # the sub socket may notice first
+            if self.state is LinkState.CONNECTED:
                 await self._inbox.set_state(LinkState.CONNECTING, "link lost")
             await self._inbox.set_state(state, f"{detail} (status {value})")
             return True
         if kind == zmq.EVENT_MONITOR_STOPPED:
             return True
-        if is_dealer and kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._attempt = self._broken_handshakes = 0
             log.info("agent link connected to %s", self.config.manager_host)
             if self.state is LinkState.CONNECTED:  # a new connection whose loss we missed
                 await self._inbox.set_state(LinkState.CONNECTING, "link lost")
+            # a new connection has no hint topics yet: they go first, before the hello
+            await self._send_subscription(self._topics)
             await self._inbox.set_state(LinkState.CONNECTED)
-        elif is_dealer and kind == zmq.EVENT_DISCONNECTED and self.state is LinkState.CONNECTED:
+        elif kind == zmq.EVENT_DISCONNECTED and self.state is LinkState.CONNECTED:
             log.info("agent link lost; reconnecting")
             await self._inbox.set_state(LinkState.CONNECTING, "link lost")
         return False
 
-    def _refused_now(self, is_dealer: bool) -> bool:
+    def _refused_now(self) -> bool:
         """Whether one more handshake broken by the connection counts as refused: the
-        ``BROKEN_HANDSHAKES_REFUSED``-th in a row on the addressed link (never the hint link's:
-        the addressed link decides)."""
-        if not is_dealer:
-            return False
+        ``BROKEN_HANDSHAKES_REFUSED``-th in a row."""
         self.handshakes_broken += 1
         self._broken_handshakes += 1
         return self._broken_handshakes >= BROKEN_HANDSHAKES_REFUSED
@@ -219,15 +221,11 @@ class ZmqAgentTransport(AgentTransport):
         if isinstance(msg, Welcome):  # the manager's answer to the hello's offer (§2.1)
             chosen = msg.compression
             self._compression = chosen if chosen in self._offered and chosen in ALGORITHMS else ""
+        if isinstance(msg, Error) and msg.in_reply_to == "subscribe":
+            # a manager older than ADR 0015: it sends no hints on this link (best effort)
+            log.info("the manager does not take hint subscriptions: %s", msg.code)
+            return
         await self._inbox.put(msg)
-
-    async def _on_sub(self, sub: zmq.asyncio.Socket) -> None:
-        frames = await sub.recv_multipart(flags=zmq.DONTWAIT)
-        msg = self._decode(frames[1] if len(frames) == 2 else b"")
-        if isinstance(msg, Hint):
-            await self._inbox.put(msg)
-        elif msg is not None:
-            log.warning("dropped a %r on the hint link", message_type(msg))
 
     def _decode(self, data: bytes) -> Message | None:
         self.wire.received(data)
@@ -238,17 +236,14 @@ class ZmqAgentTransport(AgentTransport):
             return None
 
     def _close_sockets(self) -> None:
-        for sock in (self._dealer, self._sub):
-            if sock is not None:
-                with contextlib.suppress(zmq.ZMQError):
-                    sock.disable_monitor()
-        for monitor in self._monitors:
-            monitor.close(linger=0)
-        if self._sub is not None:
-            self._sub.close(linger=0)
+        if self._dealer is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._dealer.disable_monitor()
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
         if self._dealer is not None:
             self._dealer.close(linger=self._linger_ms)
-        self._monitors, self._dealer, self._sub = [], None, None
+        self._monitor, self._dealer = None, None
 
     async def send(self, msg: Message) -> bool:
         """See :meth:`AgentTransport.send`."""
@@ -257,8 +252,15 @@ class ZmqAgentTransport(AgentTransport):
         if isinstance(msg, Hello):  # a new session: plain until its welcome answers (§2.1)
             self._compression, self._offered = "", tuple(msg.compression)
         data = encode(msg, max_bytes=self.config.max_message_bytes, compression=self._compression)
+        if self.state is not LinkState.CONNECTED:
+            return False
+        if self._subscription_due:
+            await self._send_subscription(self._topics)
+        return await self._send_now(data)
+
+    async def _send_now(self, data: bytes) -> bool:
         dealer = self._dealer
-        if dealer is None or self.state is not LinkState.CONNECTED:
+        if dealer is None:
             return False
         try:
             # copy=True: zero-copy sends would start pyzmq's process-wide garbage thread
@@ -268,13 +270,17 @@ class ZmqAgentTransport(AgentTransport):
         self.wire.sent(data)
         return True
 
-    def _subscribe(self, topics: set[bytes]) -> None:
-        """See :meth:`AgentTransport._subscribe`: the SUB socket follows the new topics."""
-        if self._sub is not None:
-            for topic in self._topics - topics:
-                self._sub.unsubscribe(topic)
-            for topic in topics - self._topics:
-                self._sub.subscribe(topic)
+    async def _send_subscription(self, topics: set[bytes]) -> None:
+        """Tell the manager this connection's hint tags; owed again if it cannot leave now."""
+        tags = sorted(t[4:-1].decode() for t in topics if t.startswith(b"TAG-"))
+        self._subscription_due = not await self._send_now(encode(Subscribe(tags=tags)))
+
+    async def _subscribe(self, topics: set[bytes]) -> None:
+        """See :meth:`AgentTransport._subscribe`: the manager learns the new tags now (or
+        before the next message, if the link is down)."""
+        self._subscription_due = True
+        if self.state is LinkState.CONNECTED:
+            await self._send_subscription(topics)
 
     async def close(self, linger_s: float = 0.0) -> None:
         """See :meth:`AgentTransport.close`. With ``linger_s`` the context waits that long

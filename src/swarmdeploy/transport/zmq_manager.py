@@ -1,11 +1,13 @@
 """The manager's ZeroMQ transport: a CURVE ROUTER and a CURVE PUB behind a ZAP allow-list.
 
-Layout and reasons: ``docs/adr/0002-zeromq-socket-layout.md``; message rules:
-``docs/protocol.md`` §1 and §3. Agents connect out to both sockets. Every incoming message is
-accepted only if the ZAP ``User-Id`` of its connection is still allowed and equals the
-target-id part of its routing id (``<target id>/<secret nonce>``); the manager routes to a
-target only through the routing id of its latest ``hello``. ``revoke`` re-binds both sockets,
-which drops every live connection at once (agents reconnect; the revoked key fails ZAP).
+Layout and reasons: ``docs/adr/0002-zeromq-socket-layout.md`` and ADR 0015; message rules:
+``docs/protocol.md`` §1 and §3. Agents connect out to the ROUTER (agents older than ADR 0015
+also to the PUB, for hints). Every incoming message is accepted only if the ZAP ``User-Id``
+of its connection is still allowed and equals the target-id part of its routing id
+(``<target id>/<secret nonce>``); the manager routes to a target only through the routing id
+of its latest ``hello`` or ``subscribe``. Hints go to the connections whose ``subscribe``
+named their topic, and on the PUB. ``revoke`` re-binds both sockets, which drops every live
+connection at once (agents reconnect; the revoked key fails ZAP).
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import zmq.asyncio
 from swarmdeploy.protocol.compression import ALGORITHMS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
+    ALL_TOPIC,
     Chunk,
     Error,
     Hello,
     Hint,
     Message,
+    Subscribe,
     Welcome,
     encode,
+    id_topic,
+    tag_topic,
 )
 from swarmdeploy.transport.base import (
     Lifecycle,
@@ -85,9 +91,47 @@ class ChunkFrames:
         return frame
 
 
+class HintRoutes:
+    """Which agent connection takes which hint topics (ADR 0015): its own ``ID-`` topic,
+    ``ALL`` and the tags of its latest ``subscribe``, kept with the routing id it came on."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, tuple[bytes, frozenset[bytes]]] = {}
+        self._topics: dict[bytes, set[str]] = {}
+
+    def subscribe(self, target_id: str, route: bytes, tags: list[str]) -> None:
+        """``target_id``'s connection ``route`` takes these tags' hints from now on."""
+        self.forget(target_id)
+        topics = frozenset({id_topic(target_id), ALL_TOPIC, *(tag_topic(t) for t in tags)})
+        self._targets[target_id] = (route, topics)
+        for topic in topics:
+            self._topics.setdefault(topic, set()).add(target_id)
+
+    def forget(self, target_id: str) -> None:
+        """Drop ``target_id``'s subscription (revoked, or its connection is gone)."""
+        found = self._targets.pop(target_id, None)
+        if found is None:
+            return
+        for topic in found[1]:
+            subscribers = self._topics.get(topic)
+            if subscribers is not None:
+                subscribers.discard(target_id)
+                if not subscribers:
+                    del self._topics[topic]
+
+    def clear(self) -> None:
+        """Every connection is gone."""
+        self._targets.clear()
+        self._topics.clear()
+
+    def routes(self, topic: bytes) -> list[tuple[str, bytes]]:
+        """``(target id, routing id)`` of every connection subscribed to ``topic``."""
+        return [(t, self._targets[t][0]) for t in self._topics.get(topic, ())]
+
+
 class ZmqManagerTransport(ManagerTransport):
-    """:class:`ManagerTransport` over CurveZMQ (ROUTER on ``zmq_sub_port``, PUB on
-    ``zmq_pub_port``)."""
+    """:class:`ManagerTransport` over CurveZMQ (ROUTER on ``zmq_sub_port``; PUB on
+    ``zmq_pub_port`` for the hints of agents older than ADR 0015)."""
 
     def __init__(self, config: ManagerLinkConfig) -> None:
         if not config.keys.secret:
@@ -96,6 +140,7 @@ class ZmqManagerTransport(ManagerTransport):
         self._allowed = AllowList()
         self._routes: dict[str, bytes] = {}  # target id -> routing id of its latest hello
         self._compression: dict[str, str] = {}  # target id -> algorithm chosen at its hello
+        self._hints = HintRoutes()
         self._chunks = ChunkFrames(CHUNK_CACHE_BYTES)
         self._stats = WireStats()
         self.wire = self._stats
@@ -197,6 +242,7 @@ class ZmqManagerTransport(ManagerTransport):
         except zmq.ZMQError as exc:
             if exc.errno == zmq.EHOSTUNREACH and self._routes.get(target_id) == route:
                 del self._routes[target_id]  # its connection is gone; the next hello restores it
+                self._hints.forget(target_id)
             return False
         finally:
             self._wake_receiver()
@@ -204,11 +250,15 @@ class ZmqManagerTransport(ManagerTransport):
         return True
 
     async def publish(self, topic: bytes, msg: Hint) -> None:
-        """See :meth:`ManagerTransport.publish`."""
+        """See :meth:`ManagerTransport.publish`: to every connection subscribed to ``topic``
+        (best effort: a full queue drops it), and on the PUB for agents older than ADR 0015."""
         self._require(Lifecycle.OPEN)
         require_hint(msg)
         check_topic(topic)
         data = encode(msg, max_bytes=self.config.max_message_bytes)
+        for target_id, route in self._hints.routes(topic):
+            if self._routes.get(target_id) == route:  # the connection it subscribed on
+                await self._send_to(target_id, route, data)
         assert self._pub is not None
         with contextlib.suppress(zmq.Again):  # PUB drops for slow subscribers anyway
             await self._pub.send_multipart([topic, data], flags=zmq.DONTWAIT)
@@ -301,8 +351,11 @@ class ZmqManagerTransport(ManagerTransport):
             reply = Error(code=exc.code, message=str(exc)[:4096])
             await self._send_to(user, route, encode(reply))
             return None
-        if isinstance(msg, Hello) or user not in self._routes:
-            self._routes[user] = route
+        if isinstance(msg, Hello | Subscribe) or user not in self._routes:
+            self._routes[user] = route  # both come first on a new connection
+        if isinstance(msg, Subscribe):  # the transport's own business (ADR 0015)
+            self._hints.subscribe(user, route, msg.tags)
+            return None
         if isinstance(msg, Hello):  # a new session: plain until its welcome (§2.1)
             self._compression.pop(user, None)
         return user, msg
@@ -323,6 +376,7 @@ class ZmqManagerTransport(ManagerTransport):
             return
         self._routes.pop(target_id, None)
         self._compression.pop(target_id, None)
+        self._hints.forget(target_id)
         if self._lifecycle is Lifecycle.OPEN:
             await self._drop_all_connections(f"{target_id} revoked")
 
@@ -337,6 +391,7 @@ class ZmqManagerTransport(ManagerTransport):
         async with self._rebind_lock:
             assert self._ctx is not None and self._router is not None and self._pub is not None
             self._routes.clear()
+            self._hints.clear()
             self._unwatch_router()  # before the close: the descriptor's number is reused
             self._router.close(linger=0)
             self._pub.close(linger=0)
