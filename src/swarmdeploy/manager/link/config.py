@@ -22,7 +22,7 @@ class LinkSettings:
     the chunks queued for agents are shared frames (one per chunk, however many agents wait
     for it; ``transport.zmq_manager.CHUNK_CACHE_BYTES`` of them kept for reuse), and libzmq
     encrypts each into a buffer per connection it writes to, so roughly ``max_transferring``
-    x ``chunk_bytes`` (16 MiB) more -- an estimate: measured is the peak RSS only
+    x ``chunk_bytes`` (8 MiB) more -- an estimate: measured is the peak RSS only
     (``docs/performance.md``).
     """
 
@@ -35,8 +35,8 @@ class LinkSettings:
     max_upload_bytes: int = 4 << 30
     sweep_interval_s: float = 1.0
     queue_per_target: int = 256
-    announce_wave: int = 64
-    max_transferring: int = 64
+    announce_wave: int = 32
+    max_transferring: int = 32
     auth_cache_ms: int = 5_000
     request_retention_s: float = 7 * 86_400.0
     maintenance_interval_s: float = 600.0
