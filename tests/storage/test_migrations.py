@@ -3,6 +3,9 @@ constraint violations are translated by kind."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from swarmdeploy.storage import ApiKeyRecord, Conflict, StorageError
+from swarmdeploy.storage import ApiKeyRecord, Conflict, StorageError, migrate
+from swarmdeploy.storage.errors import SchemaError
 from swarmdeploy.storage.factory import open_storage
 from swarmdeploy.storage.migrate import alembic_config
 from swarmdeploy.storage.records import ArtifactRecord, RequestRecord
@@ -124,3 +128,69 @@ async def test_database_at_0002_upgrades_to_head_and_stores_artifacts(fresh_url:
         assert (await first.list_artifacts(task_id="k1")).items == [record]
     finally:
         await first.close()
+
+
+def test_the_head_revision_known_without_alembic_is_alembics() -> None:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head == migrate.HEAD_REVISION  # bump HEAD_REVISION with every new migration
+
+
+_OPEN_AND_REPORT = """
+import asyncio, json, sys
+from swarmdeploy.storage.factory import open_storage
+
+async def main(url, key):
+    storage = open_storage(url, sqlite_key=key, migrate_in_child=True)
+    await storage.open()
+    await storage.close()
+
+request = json.loads(sys.argv[1])
+key = request["key"]
+asyncio.run(main(request["url"], None if key is None else bytes.fromhex(key)))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako"})))
+"""
+
+
+def _open_in_a_manager_like_process(url: str, key: bytes | None = None) -> list[str]:
+    """Open ``url`` as the manager does (migrations in a child) in a fresh interpreter;
+    the top-level migration packages that interpreter loaded."""
+    request = json.dumps({"url": url, "key": None if key is None else key.hex()})
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_AND_REPORT, request],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "sqlcipher"])
+async def test_the_manager_migrates_in_a_child_and_never_loads_alembic(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    path = tmp_path / "manager.db"
+    key = bytes(range(32)) if encrypted else None
+    assert _open_in_a_manager_like_process(f"sqlite:///{path}", key) == []
+    assert _open_in_a_manager_like_process(f"sqlite:///{path}", key) == []  # at head: no child
+    backend = open_storage(str(path), sqlite_key=key)
+    assert isinstance(backend, SqlCore)
+    await backend.open()
+    try:
+        async with backend._tx() as conn:
+            assert await conn.run_sync(_diff) == []
+            assert await conn.run_sync(migrate.current_revision) == migrate.HEAD_REVISION
+    finally:
+        await backend.close()
+
+
+async def test_a_database_from_a_newer_version_is_refused_by_name(fresh_url: str) -> None:
+    backend = open_storage(fresh_url)
+    assert isinstance(backend, SqlCore)
+    await backend.open()
+    try:
+        async with backend._tx() as conn:
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await backend.close()
+    again = open_storage(fresh_url, migrate_in_child=True)
+    with pytest.raises(SchemaError, match=r"migration failed: .*'9999'"):
+        await again.open()

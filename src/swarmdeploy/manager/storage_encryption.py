@@ -241,13 +241,14 @@ def open_stores(
     layout: StorageLayout, database_url: str, keys: StorageKeys | None
 ) -> tuple[Storage, BlobStore]:
     """The (unopened) storage and the blob store of a manager: encrypted with ``keys``
-    (the database only if it is SQLite), plaintext without."""
+    (the database only if it is SQLite), plaintext without. A needed schema migration runs
+    in a child process (``storage.migrate``): the manager never carries alembic."""
     if keys is None:
-        return open_storage(database_url), FileBlobStore(layout.blobs)
+        return open_storage(database_url, migrate_in_child=True), FileBlobStore(layout.blobs)
     sqlite_key = keys.database if layout.sqlite_path is not None else None
     if sqlite_key is None:
         log.info("blobs encrypted at rest; the PostgreSQL server protects the database's files")
     return (
-        open_storage(database_url, sqlite_key=sqlite_key),
+        open_storage(database_url, sqlite_key=sqlite_key, migrate_in_child=True),
         EncryptedFileBlobStore(layout.blobs, keys.blobs),
     )

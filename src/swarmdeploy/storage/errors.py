@@ -5,7 +5,8 @@
  ├── ``Conflict``            a unique key is taken (give up or pick another key)
  ├── ``TokenRejected``       registration token unknown, expired or already used (give up)
  ├── ``StorageUnavailable``  database unreachable or busy (retry later)
- └── ``KeyRejected``         the encryption key does not open the database (give up)
+ ├── ``KeyRejected``         the encryption key does not open the database (give up)
+ └── ``SchemaError``         the schema cannot be brought to this version (give up)
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class StorageUnavailable(StorageError):
 
 class KeyRejected(StorageError):
     """The database is encrypted with another key, or is not encrypted as expected."""
+
+
+class SchemaError(StorageError):
+    """The database's schema cannot be migrated to this version (e.g. it is newer)."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from swarmdeploy.storage.base import Storage
+
+if TYPE_CHECKING:
+    from swarmdeploy.storage.sql import SqlStorage
 
 _SQLITE_PREFIXES = ("sqlite+aiosqlite://", "sqlite://")
 _POSTGRES_PREFIXES = ("postgresql+asyncpg://", "postgresql://", "postgres://")
@@ -38,10 +42,14 @@ def normalize_url(url: str) -> str:
     )
 
 
-def open_storage(url: str, *, sqlite_key: bytes | None = None) -> Storage:
+def open_storage(
+    url: str, *, sqlite_key: bytes | None = None, migrate_in_child: bool = False
+) -> Storage:
     """A backend for ``url`` (see :func:`normalize_url`), not opened yet: the caller awaits
     ``open()`` (which runs the migrations) and later ``close()``. ``sqlite_key`` (32 bytes)
-    keeps a SQLite file encrypted with SQLCipher; other backends refuse it."""
+    keeps a SQLite file encrypted with SQLCipher; other backends refuse it. With
+    ``migrate_in_child`` a file or server database is migrated by a child process
+    (``storage.migrate``)."""
     normalized = normalize_url(url)
     if sqlite_key is not None and not normalized.startswith("sqlite"):
         raise ValueError("a database encryption key applies to SQLite only")
@@ -49,10 +57,14 @@ def open_storage(url: str, *, sqlite_key: bytes | None = None) -> Storage:
         from swarmdeploy.storage.sqlite import ScratchSqliteStorage
 
         return ScratchSqliteStorage()
+    storage: SqlStorage
     if normalized.startswith("sqlite"):
         from swarmdeploy.storage.sqlite import SqliteStorage
 
-        return SqliteStorage(normalized, key=sqlite_key)
-    from swarmdeploy.storage.postgres import PostgresStorage
+        storage = SqliteStorage(normalized, key=sqlite_key)
+    else:
+        from swarmdeploy.storage.postgres import PostgresStorage
 
-    return PostgresStorage(normalized)
+        storage = PostgresStorage(normalized)
+    storage.migrate_in_child = migrate_in_child
+    return storage

@@ -112,6 +112,9 @@ class SqlCore(abc.ABC):
     #: Driver exceptions that mean "the server cannot serve now" and reach us unwrapped
     #: (SQLAlchemy passes on what the driver raises while opening a new connection).
     driver_unavailable: tuple[type[BaseException], ...] = ()
+    #: Run needed migrations in a child process, so that this one never loads alembic (set
+    #: by the manager for its long-running process; ``storage.migrate``).
+    migrate_in_child: bool = False
 
     def __init__(self, url: str) -> None:
         self._url = url
@@ -125,11 +128,17 @@ class SqlCore(abc.ABC):
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def open(self) -> None:
-        """Create the engine, check the connection and run the migrations up to head."""
+        """Create the engine, check the connection and run the migrations up to head (in a
+        child process if :attr:`migrate_in_child`; not at all if the schema is current)."""
         if self._state is StorageState.OPEN:
             return
         engine = self._make_engine()
         try:
+            if self.migrate_in_child:
+                async with engine.connect() as conn:
+                    revision = await conn.run_sync(migrate.current_revision)
+                if revision != migrate.HEAD_REVISION:
+                    await migrate.upgrade_in_child(self._url, self._sqlite_key())
             async with engine.begin() as conn:
                 await conn.run_sync(self._migrate)
         except self._foreign() as exc:
@@ -144,8 +153,14 @@ class SqlCore(abc.ABC):
         log.info("storage open: %s", engine.url.render_as_string(hide_password=True))
 
     def _migrate(self, connection: Connection) -> None:
+        if migrate.current_revision(connection) == migrate.HEAD_REVISION:
+            return  # current: alembic is not even loaded
         self._before_migrate(connection)
         migrate.upgrade(connection)
+
+    def _sqlite_key(self) -> bytes | None:
+        """The SQLCipher key a child process needs to open the database (SQLite only)."""
+        return None
 
     async def close(self) -> None:
         """Dispose of the connection pool. Idempotent."""

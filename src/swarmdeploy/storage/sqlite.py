@@ -123,6 +123,9 @@ class SqliteStorage(SqlStorage):
         # One SQLite file has one manager process; nothing to coordinate.
         del connection
 
+    def _sqlite_key(self) -> bytes | None:
+        return self._key
+
     def _insert_ignore(self, table: sa.Table) -> Any:
         return sqlite.insert(table).on_conflict_do_nothing()
 
