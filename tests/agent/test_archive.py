@@ -16,6 +16,7 @@ import pytest
 
 from swarmdeploy.agent.archive import (
     ArchiveLimits,
+    _child_command,
     pack,
     remove_partial,
     safe_name,
@@ -290,15 +291,28 @@ def test_failing_unpack_process_is_an_archive_error_and_leaves_nothing(
     area: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A stand-in interpreter that dies half-way: a temporary dir left, a message on stderr.
+    # Its arguments: -I -S -c CODE PACKAGE_DIR DEST SOURCE LIMIT...
     fake = tmp_path / "python"
     fake.write_text(
-        '#!/bin/sh\nmkdir "$(dirname "$3")/.unpack-left"\necho out of memory >&2\nexit 9\n'
+        '#!/bin/sh\nmkdir "$(dirname "$6")/.unpack-left"\necho out of memory >&2\nexit 9\n'
     )
     fake.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(fake))
     with pytest.raises(ArchiveError, match=r"process failed \(9: out of memory\)"):
         unpack(make_tar([("x", b"1")]), area / "pkg")
     _assert_nothing_written(area, area / "pkg")
+
+
+def test_the_unpack_child_starts_lean(area: Path) -> None:
+    """Every deployment starts one: without the site packages, and without the modules
+    this one does not need (dataclasses and inspect were half of its start)."""
+    loaded = "sorted({'dataclasses', 'inspect', 'site'} & set(sys.modules))"
+    probe = f"import swarmdeploy.agent.archive; print({loaded})"
+    command = _child_command()
+    command[4] = command[4].split("from swarmdeploy", 1)[0] + probe
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
+    assert unpack(make_tar([("x", b"1")]), area / "pkg").files == 1  # and it unpacks
 
 
 def test_without_an_interpreter_unpacking_happens_here(
