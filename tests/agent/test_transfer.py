@@ -6,13 +6,16 @@ import asyncio
 import hashlib
 import os
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
-from swarmdeploy.agent.errors import TransferError
+from swarmdeploy.agent.errors import TaskRefused, TransferError
+from swarmdeploy.agent.processor import _verify_artifacts
 from swarmdeploy.agent.transfer import ArtifactFetch, TaskTransfer
 from swarmdeploy.agent.upload import ArtifactUpload
-from swarmdeploy.protocol.manifest import ArtifactInfo
+from swarmdeploy.protocol.manifest import ArtifactInfo, TaskManifest
 from swarmdeploy.protocol.messages import (
     Chunk,
     ChunkRequest,
@@ -81,6 +84,30 @@ async def test_artifact_is_fetched_verified_and_moved_into_place(tmp_path: Path)
     assert path.read_bytes() == DATA and path.name == f"{INFO.sha256}.bin"
     assert sorted(peer.requests()) == list(range(11))
     assert not list((tmp_path / "dl").glob("*.part")) and not list((tmp_path / "dl").glob("*.have"))
+
+
+async def test_only_a_file_hashed_in_this_run_counts_as_verified(tmp_path: Path) -> None:
+    """The processor checks every other file again before unpacking (``_verify_artifacts``),
+    so a file found complete on disk (a resumed task) must not count as verified."""
+    peer = Peer()
+    fresh = transfer(peer, tmp_path)
+    (path,) = await fresh.run()
+    assert fresh.verified == {path}
+    path.write_bytes(b"tampered while the agent was down")
+    again = transfer(Peer(), tmp_path)
+    assert await again.run() == [path]
+    assert again.verified == set()
+
+
+def test_a_file_not_hashed_in_this_run_is_checked_before_unpacking(tmp_path: Path) -> None:
+    path = tmp_path / f"{INFO.sha256}.bin"
+    path.write_bytes(b"tampered while the agent was down")
+    manifest = cast(TaskManifest, SimpleNamespace(artifacts=[INFO]))
+    with pytest.raises(TaskRefused, match=r"does not match|wrong size"):
+        _verify_artifacts(manifest, [path], hashed=set())
+    assert not path.exists()  # removed, so that a retry fetches it again
+    path.write_bytes(DATA)
+    _verify_artifacts(manifest, [path], hashed=set())  # the right content passes
 
 
 async def test_no_chunk_is_requested_while_paused(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ class RangedTransfer:
         self._paused = paused
         self._poll_s = poll_s
         self._wake = asyncio.Event()
+        #: The files whose SHA-256 :meth:`run` checked itself (the others were on disk)
+        self.verified: set[Path] = set()
 
     async def run(self) -> list[Path]:
         """Fetch and verify every artifact; return their files in manifest order."""
@@ -91,6 +93,7 @@ class RangedTransfer:
             await self._pull(info, part)
             if await asyncio.to_thread(sha256_file, part) == info.sha256:
                 os.replace(part, final)
+                self.verified.add(final)
                 return final
             logger.warning("task %s: digest mismatch of %s (attempt %d)", self.task_id,
                            info.name, attempt)  # fmt: skip

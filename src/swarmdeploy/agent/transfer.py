@@ -62,6 +62,8 @@ class ArtifactFetch:
     ) -> None:
         self.info = info
         self.path = directory / f"{info.sha256}.bin"
+        #: :meth:`verify` hashed the file in this process (not: it was complete on disk)
+        self.hashed = False
         self._part = directory / f"{info.sha256}.part"
         self._have_path = directory / f"{info.sha256}.have"
         self._window = window
@@ -151,6 +153,7 @@ class ArtifactFetch:
         os.fsync(self._fd)
         digest = await asyncio.to_thread(sha256_file, self._part)
         if digest == self.info.sha256:
+            self.hashed = True
             self.close()
             os.replace(self._part, self.path)
             with contextlib.suppress(FileNotFoundError):
@@ -199,6 +202,8 @@ class TaskTransfer:
         self._active: ArtifactFetch | None = None
         self._error: TransferError | None = None
         self._wake = asyncio.Event()
+        #: The files whose SHA-256 :meth:`run` checked itself (the others were on disk)
+        self.verified: set[Path] = set()
 
     async def run(self) -> list[Path]:
         """Fetch and verify every artifact; return their files in manifest order."""
@@ -227,6 +232,8 @@ class TaskTransfer:
                 )
             await self._pull(fetch)
             if await fetch.verify():
+                if fetch.hashed:
+                    self.verified.add(fetch.path)
                 return fetch.path
             logger.warning("task %s: digest mismatch of %s (attempt %d)", self.task_id,
                            fetch.info.name, attempt)  # fmt: skip
