@@ -10,9 +10,11 @@ each agent verifying with the manager's CA) and a salt-master with as many salt-
 Each of ``--pairs`` rounds writes a fresh 1 MiB random file and runs, in alternating order:
 
 * ``swarmdeploy``: ``POST /tasks`` with the file in a zip and ``sha256sum payload.bin`` as its
-  run command, targeted by tag at every agent; timed until every target's ``exited`` is stored
-  (``GET /tasks/{id}`` polled every 20 ms; the time at which every target was at least
-  ``installed`` is recorded too);
+  run command, targeted by tag at every agent; timed until every target's ``exited`` is stored,
+  followed on ``/events`` (``taskUpdated``) as the CLI follows a task, then checked once with
+  ``GET /tasks/{id}``; the time at which every target was at least ``installed`` is recorded
+  too (until issue 12's fifth round the bench polled ``GET /tasks/{id}`` every 20 ms, which
+  cost the manager CPU on the same two cores);
 * ``salt_cli``: ``salt '*' state.apply bench`` as a user types it (``file.managed`` of the
   file from ``salt://``, then ``cmd.run`` of ``sha256sum`` on it), whole command timed;
 * ``salt_localclient``: the same ``state.apply`` through ``LocalClient`` in a warm Python
@@ -50,6 +52,7 @@ import psutil
 
 from bench.salt_peer import SALT_VERSION, SaltError, SaltPeer, salt_venv, tree, verify_apply
 from swarmdeploy import __version__
+from swarmdeploy.client.stream import EventStream
 from swarmdeploy.localfleet import FleetError, LocalFleet
 
 RESULTS = Path(__file__).parent / "results" / "salt.json"
@@ -102,8 +105,10 @@ def zip_b64(data: bytes) -> str:
 class SideBySide:
     """The started swarmdeploy fleet and Salt peer, and the runs against both."""
 
-    def __init__(self, fleet: LocalFleet, ids: list[str], peer: SaltPeer) -> None:
-        self.fleet, self.ids, self.peer = fleet, ids, peer
+    def __init__(
+        self, fleet: LocalFleet, ids: list[str], peer: SaltPeer, events: EventStream
+    ) -> None:
+        self.fleet, self.ids, self.peer, self.events = fleet, ids, peer, events
         assert fleet.manager is not None
         self.manager_pid = fleet.manager.pid
         self.agent_pids = [fleet.agents[i].pid for i in ids]
@@ -130,8 +135,12 @@ class SideBySide:
         task_id = self.fleet.api.request("POST", "/tasks", json=descriptor)["id"]
         post_s = time.perf_counter() - t0
         installed_s = 0.0
-        while True:
-            states = self.fleet.states(task_id)
+        states: dict[str, str] = {}
+        while True:  # followed on /events, as the CLI does: no polling load on the manager
+            for frame in self.events.frames(0.5):
+                row = frame.get("payload", {})
+                if frame.get("topic") == "taskUpdated" and row.get("task") == task_id:
+                    states[row["id"]] = row["state"]
             elapsed = time.perf_counter() - t0
             if (
                 not installed_s
@@ -144,7 +153,9 @@ class SideBySide:
             bad = {t: s for t, s in states.items() if s in ("declined", "install_failed", "failed")}
             if bad or elapsed > 120:
                 raise FleetError(f"task {task_id} did not end exited: {states}")
-            time.sleep(0.02)
+        stored = self.fleet.states(task_id)
+        if set(stored.values()) != {"exited"} or len(stored) != len(self.ids):
+            raise FleetError(f"task {task_id}: the events said exited, the API says {stored}")
         missing = [i for i in self.ids if not self._holds(i, sha256)]
         if missing:
             raise FleetError(f"agents without the fresh file after {task_id}: {missing}")
@@ -284,10 +295,12 @@ def run(devices: int, pairs: int, idle_s: float, cache: Path) -> dict[str, Any]:
             agents_ready_s = time.monotonic() - t0
             peer.configure()
             minions_ready_s = peer.start()
-            side = SideBySide(fleet, ids, peer)
-            rounds = side.pairs(pairs)
-            time.sleep(10.0)  # quiet before measuring rest
-            idle = side.idle(idle_s)
+            with EventStream(fleet.api, {"topics": "taskUpdated"}) as events:
+                events.wait_open()
+                side = SideBySide(fleet, ids, peer, events)
+                rounds = side.pairs(pairs)
+                time.sleep(10.0)  # quiet before measuring rest
+                idle = side.idle(idle_s)
         finally:
             killed = peer.stop()
             fleet.close()
