@@ -97,7 +97,7 @@ def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
     (about 0.5 MB of RSS), and a hostile archive cannot make the agent itself grow; the
     price is one interpreter start. That start is kept short: isolated mode without ``site``
     (``-I -S``; this package's directory is put on the path instead) and no module this one
-    does not need, about 25 ms of CPU for a 1 MiB archive instead of 50. A child that fails
+    does not need: about 35 ms for a 1 MiB archive instead of 49. A child that fails
     otherwise is an :class:`ArchiveError` too, and what it left behind is removed.
     """
     limits = limits or ArchiveLimits()

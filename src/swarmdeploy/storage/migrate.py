@@ -34,12 +34,11 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: The newest revision under ``migrations/versions`` (a test checks it against alembic's).
 HEAD_REVISION = "0012"
-VERSION_TABLE = "alembic_version"
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database on ``connection`` is at (``None``: never migrated)."""
-    if not sa.inspect(connection).has_table(VERSION_TABLE):
+    if not sa.inspect(connection).has_table("alembic_version"):
         return None
     rows = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     return str(rows[0][0]) if len(rows) == 1 else None
