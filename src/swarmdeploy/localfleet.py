@@ -296,6 +296,11 @@ class LocalFleet:
         proc = self.agents.pop(agent_id, None)
         return 0 if proc is None else _terminate(proc, sig, timeout_s=20)
 
+    def manager_log(self) -> str:
+        """Everything the manager printed so far (all its starts)."""
+        path = self.root / "manager.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def agent_log(self, agent_id: str) -> str:
         """Everything the agent printed so far."""
         path = self.root / f"agent-{agent_id}.log"

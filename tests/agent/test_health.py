@@ -116,3 +116,33 @@ def test_names_are_resolved_without_the_idna_codec() -> None:
     addresses, resolved, idna = json.loads(out.stdout)
     assert "127.0.0.1" in addresses or "::1" in addresses
     assert resolved and idna is False
+
+
+async def test_the_health_loop_stops_when_cancelled_as_it_is_nudged(tmp_path: Path) -> None:
+    """The agent's shutdown cancels the loop; a nudge in the same instant (a configuration
+    just applied) must not swallow that cancellation. With ``asyncio.wait_for`` on Python
+    3.11 it did: the loop slept on for a whole interval and the agent never stopped."""
+    from swarmdeploy.agent.healthloop import HealthLoop
+
+    sent = asyncio.Event()
+
+    async def send(msg: object) -> bool:
+        sent.set()
+        return True
+
+    loop = HealthLoop(
+        tmp_path,
+        DiskPolicy(),
+        send,
+        connected=lambda: True,
+        manager=("127.0.0.1", 9),
+        interval_s=3600,
+    )
+    task = asyncio.create_task(loop.run())
+    async with asyncio.timeout(10):
+        await sent.wait()  # the first report is out: the loop now sleeps on its nudge
+    await asyncio.sleep(0)
+    loop.nudge()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done == {task} and task.cancelled()

@@ -312,7 +312,7 @@ def test_manager_killed_mid_upload_the_upload_resumes_and_the_build_deploys(
     assert _build_state(fleet, task)["state"] == "built"
     (artifact,) = _build_state(fleet, task)["artifacts"]
     assert artifact["size"] > 24_000_000
-    manager_log = (fleet.root / "manager.log").read_text()
+    manager_log = fleet.manager_log()
     assert manager_log.count("receiving artifacts.tar.gz") == 1  # resumed, not started over
     assert "starting over" not in manager_log
 

@@ -196,7 +196,7 @@ def test_a_stopping_manager_answers_parked_polls_instead_of_waiting_them_out(
     fleet.start_agent("http-1", token=fleet.tokens("d", 1)[0], extra_args=["--transport", "http"])
     fleet.wait_online(["http-1"])
     assert fleet.stop_manager() == 0
-    log = (fleet.root / "manager.log").read_text()
+    log = fleet.manager_log()
     assert "HTTP agent link draining" in log
     assert "timeout graceful shutdown exceeded" not in log
     fleet.start_manager()

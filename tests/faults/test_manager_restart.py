@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from swarmdeploy.localfleet import LocalFleet, wait_for
+from swarmdeploy.localfleet import FleetError, LocalFleet, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,11 @@ def test_restarted_manager_shows_an_agent_that_left_offline(
     fleet.start_agent("stays", token=tokens[1])
     fleet.wait_online(["gone", "stays"])
     fleet.stop_agent("gone")  # a clean bye: offline as soon as the manager handled it
-    wait_for(lambda: not fleet.target("gone")["online"], timeout_s=10, what="'gone' offline")
+    try:
+        wait_for(lambda: not fleet.target("gone")["online"], timeout_s=10, what="'gone' offline")
+    except FleetError:
+        manager = [line for line in fleet.manager_log().splitlines() if "gone" in line]
+        pytest.fail(f"agent log:\n{fleet.agent_log('gone')}\nmanager:\n" + "\n".join(manager))
     fleet.stop_manager(sig)
     fleet.start_manager()
     assert not fleet.target("gone")["online"]  # not "online" for another 45 s

@@ -46,7 +46,8 @@ class ConnectivityResult(msgspec.Struct, frozen=True, kw_only=True):
 
 async def _reachable(host: str, port: int, timeout_s: float) -> bool:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.transport.abort()
@@ -56,7 +57,8 @@ async def _reachable(host: str, port: int, timeout_s: float) -> bool:
 async def _resolves(host: str, timeout_s: float) -> bool:
     loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(loop.getaddrinfo(host, None), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await loop.getaddrinfo(host, None)
     except (OSError, TimeoutError):
         return False
     return True

@@ -247,7 +247,8 @@ class Daemon:
         while the agent was away (§6.2 ``stops``) -- or after ``resume_wait_s`` without a
         manager: a device runs its deployment offline too."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_welcome.wait(), self._resume_wait_s)
+            async with asyncio.timeout(self._resume_wait_s):
+                await self._first_welcome.wait()
         self._first_welcome.set()  # a later welcome's stops are left to the stop requests
         await self.deployments.resume(starts)
         self.processor.start()
@@ -556,6 +557,9 @@ class Daemon:
         await self.processor.close()
         await self.deployments.shutdown()
         await self.collector.tick(self._connected() and self._welcomed)
-        await self.send(Bye(reason="agent shutting down"))
+        if await self.send(Bye(reason="agent shutting down")):
+            logger.info("said bye to the manager")
+        else:  # the manager marks this agent offline after its online timeout instead
+            logger.warning("could not say bye: the link to the manager is not connected")
         self.collector.flush()
         self.spool.close()

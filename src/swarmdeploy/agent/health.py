@@ -262,7 +262,8 @@ async def check_connectivity(host: str, port: int, timeout_s: float = 5.0) -> Co
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     try:
-        addresses = await asyncio.wait_for(resolve(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            addresses = await resolve(host, port)
     except (OSError, TimeoutError) as exc:
         reason = "name resolution timed out" if isinstance(exc, TimeoutError) else str(exc)
         return Connectivity(host=host, port=port, resolved=False, connected=False, error=reason)
@@ -270,9 +271,8 @@ async def check_connectivity(host: str, port: int, timeout_s: float = 5.0) -> Co
     for address in addresses:
         started = loop.time()
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port), max(deadline - started, 0.001)
-            )
+            async with asyncio.timeout(max(deadline - started, 0.001)):
+                _, writer = await asyncio.open_connection(address, port)
         except (OSError, TimeoutError) as exc:
             error = f"{address}: " + ("timed out" if isinstance(exc, TimeoutError) else str(exc))
             continue

@@ -70,7 +70,8 @@ class HealthLoop:
             except Exception:  # top of the loop: a failed sample must not end the loop
                 logger.exception("health sample failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), self._interval_s)
+                async with asyncio.timeout(self._interval_s):
+                    await self._nudge.wait()
             self._nudge.clear()
 
     def nudge(self) -> None:

@@ -160,7 +160,8 @@ class Child:
     async def drain(self, timeout_s: float) -> bool:
         """Wait until both pipes are closed; after ``timeout_s`` close our ends (False)."""
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.gather(*self._eof)), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(asyncio.gather(*self._eof))
             return True
         except TimeoutError:
             for pipe in (self._popen.stdout, self._popen.stderr):

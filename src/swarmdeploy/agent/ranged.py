@@ -160,7 +160,8 @@ class RangedTransfer:
     async def _nap(self, seconds: float) -> None:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     def on_chunk(self, msg: Chunk) -> None:
         """Chunks do not travel as messages here (kept for the processor's interface)."""

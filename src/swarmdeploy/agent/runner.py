@@ -269,7 +269,8 @@ async def run_command(
         return CommandResult(command, None, False, 0.0, str(exc))
     timed_out = False
     try:
-        await asyncio.wait_for(child.wait(), config.timeout_s)
+        async with asyncio.timeout(config.timeout_s):
+            await child.wait()
     except TimeoutError:
         timed_out = True
     finally:

@@ -246,7 +246,8 @@ class SupervisedProcess:
     async def _sleep_unless_stopped(self, delay_s: float) -> bool:
         """Sleep ``delay_s``; return True early if a stop was requested."""
         try:
-            await asyncio.wait_for(self._wake.wait(), delay_s)
+            async with asyncio.timeout(delay_s):
+                await self._wake.wait()
         except TimeoutError:
             pass
         return self._stop_requested

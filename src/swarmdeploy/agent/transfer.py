@@ -255,7 +255,8 @@ class TaskTransfer:
                         fetch.unsend(index)
                         break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
 
     def on_chunk(self, msg: Chunk) -> None:
         """A ``chunk`` arrived (ignored unless it belongs to the artifact being fetched)."""

@@ -77,7 +77,8 @@ class ArtifactUpload:
                 self._wake.clear()
                 await self._step(fd, time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    async with asyncio.timeout(self._poll_s):
+                        await self._wake.wait()
         finally:
             os.close(fd)
         logger.info("task %s: uploaded %s (%d bytes)", self.task_id, self._name, self._size)

@@ -210,7 +210,8 @@ async def _serve(
             connected = True
         display.update(snapshot(fleet.agents, fleet.progress, fleet.registered, started))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=1.0)
+            async with asyncio.timeout(1.0):
+                await stop.wait()
 
 
 def main(argv: list[str]) -> int:

@@ -317,7 +317,8 @@ class HttpAgentTransport(AgentTransport):
         self._lifecycle = Lifecycle.CLOSED
         if linger_s > 0 and self.state is LinkState.CONNECTED and self._outbox:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), linger_s)
+                async with asyncio.timeout(linger_s):
+                    await self._drained.wait()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -439,7 +439,8 @@ class HttpManagerTransport(ManagerTransport):
             box.waiter = waiter = loop.create_future()
             self._parked += 1
             try:
-                await asyncio.wait_for(asyncio.shield(waiter), min(wait_s, self.config.max_wait_s))
+                async with asyncio.timeout(min(wait_s, self.config.max_wait_s)):
+                    await asyncio.shield(waiter)
             except TimeoutError:
                 pass
             finally:
