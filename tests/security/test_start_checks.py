@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from swarmdeploy.agent import confine
 from swarmdeploy.agent.manifests import TASK_FILE
+from swarmdeploy.agent.taskdirs import tree_digest
 from swarmdeploy.protocol.messages import Task, encode
 from swarmdeploy.protocol.states import TargetState
 from tests.agent.daemon_rig import TARGET, Rig
@@ -69,6 +71,26 @@ async def test_unchanged_deployment_starts_again_after_restart(rig: Rig) -> None
     assert dep.run_id not in (None, marker)
     await eventually(lambda: bool(live_commands(dep.run_id or "")))
     assert rig.manager.state(TARGET, "t1") is S.RUNNING
+
+
+async def test_the_tree_is_hashed_at_the_seal_and_again_at_every_later_start(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The activation right after the install takes the digest its seal just computed; a
+    start after an agent restart hashes the installed tree again."""
+    hashed: list[Path] = []
+
+    def counting(top: Path) -> str:
+        hashed.append(top)
+        return tree_digest(top)
+
+    monkeypatch.setattr(confine, "tree_digest", counting)
+    await installed_and_stopped(rig)
+    assert len(hashed) == 1  # the seal's
+    await rig.start()
+    await rig.wait_state("t1", S.RUNNING)
+    await eventually(lambda: len(hashed) == 2)
+    assert hashed[0] == hashed[1]
 
 
 async def test_modified_installed_file_is_not_started_after_restart(rig: Rig) -> None:

@@ -50,11 +50,17 @@ class AppSupervisors:
             await self.of(app).resume(indexes)
 
     async def activate(
-        self, task_id: str, manifest: TaskManifest, *, sequence: int, digest: str
+        self,
+        task_id: str,
+        manifest: TaskManifest,
+        *,
+        sequence: int,
+        digest: str,
+        sealed_now: bool = False,
     ) -> bool:
         """Replace the release of ``manifest``'s app by ``task_id`` (other apps stay)."""
         return await self.of(manifest.app_name).activate(
-            task_id, manifest, sequence=sequence, digest=digest
+            task_id, manifest, sequence=sequence, digest=digest, sealed_now=sealed_now
         )
 
     async def stop(self, task_id: str | None, reason: str, *, report: bool = True) -> list[str]:

@@ -27,11 +27,13 @@ one started again through the same checks as every start.
 deployment is checked (:meth:`DeploymentSupervisor.check`): the stored signed manifest is
 verified again (:meth:`~swarmdeploy.agent.trust.Verifier.verify_installed` -- signer,
 revocation, target, sequence), the recorded run commands must be the signed ones, and the
-install dir must have the tree digest recorded after install. A refused deployment starts
-nothing: it is recorded as stopped (nothing restarts it) and reported ``failed`` with the
-check's code in the reason. A new deployment is checked *before* the current one is
-stopped, so a refused one leaves the previous deployment running. Run commands execute
-through the sandbox launcher of the manifest's policy (:mod:`swarmdeploy.agent.confine`).
+install dir must have the tree digest recorded after install (the activation right after
+the install takes the digest its seal just computed instead of hashing the tree again). A
+refused deployment starts nothing: it is recorded as stopped (nothing restarts it) and
+reported ``failed`` with the check's code in the reason. A new deployment is checked
+*before* the current one is stopped, so a refused one leaves the previous deployment
+running. Run commands execute through the sandbox launcher of the manifest's policy
+(:mod:`swarmdeploy.agent.confine`).
 """
 
 from __future__ import annotations
@@ -112,12 +114,20 @@ class DeploymentSupervisor:
             await self._finish(dep)
 
     async def activate(
-        self, task_id: str, manifest: TaskManifest, *, sequence: int, digest: str
+        self,
+        task_id: str,
+        manifest: TaskManifest,
+        *,
+        sequence: int,
+        digest: str,
+        sealed_now: bool = False,
     ) -> bool:
         """Replace the current deployment by the freshly installed ``task_id`` (``sequence``
         of its signed manifest, ``digest`` of its sealed install dir). Checked first: if
         refused, the new task is reported ``failed`` and the current deployment keeps
-        running (False)."""
+        running (False). ``sealed_now``: this process sealed the tree and computed
+        ``digest`` just before, with no command run since, so the tree is not hashed again
+        (every other start hashes it, :meth:`check`)."""
         dirs = TaskDirs(self._ctx.task_dir(task_id))
         dep = Deployment(
             task_id=task_id,
@@ -130,7 +140,7 @@ class DeploymentSupervisor:
             admitted_tags=list(self._ctx.state.tags),
         )
         try:
-            checked = await in_thread(lambda: self.check(dep))
+            checked = await in_thread(lambda: self.check(dep, tree_checked=sealed_now))
         except TaskRefused as exc:
             self._ctx.collector.marker(task_id, STAGE, str(exc), error=True)
             await self._ctx.reporter.report_path(task_id, TargetState.FAILED, str(exc))
@@ -168,9 +178,11 @@ class DeploymentSupervisor:
             prior, run_id=None, process_groups=[], finished=[], failed=[], stopped=False
         )
 
-    def check(self, dep: Deployment) -> TaskManifest:
+    def check(self, dep: Deployment, *, tree_checked: bool = False) -> TaskManifest:
         """The checks before a start (module docstring; blocking). Returns the verified
-        manifest; raises :class:`TaskRefused` naming the failed check."""
+        manifest; raises :class:`TaskRefused` naming the failed check. ``tree_checked``: the
+        caller has just computed the install dir's digest itself (:meth:`activate` right after
+        the seal), so it is not hashed a second time."""
         dirs = TaskDirs(self._ctx.task_dir(dep.task_id))
         message = load_task(dirs.root)
         if message is None:
@@ -178,7 +190,8 @@ class DeploymentSupervisor:
         manifest = self._verifier.verify_installed(dep, message)
         if manifest.run != dep.run_commands or manifest.auto_restart != dep.auto_restart:
             raise TaskRefused("tampered_install", "the recorded run commands are not the signed")
-        check_tree(dirs, dep.tree_digest)
+        if not tree_checked:
+            check_tree(dirs, dep.tree_digest)
         return manifest
 
     def signer_revoked(self) -> str | None:

@@ -415,13 +415,19 @@ class TaskProcessor:
             raise TaskError(full.explain(why, ctx.settings.data_dir))
         digest = await in_thread(lambda: self._confine.seal(dirs, manifest.sandbox))
         await ctx.reporter.report(task_id, S.INSTALLED)
-        await self._activate(task_id, accepted, digest)
+        await self._activate(task_id, accepted, digest, sealed_now=True)
 
-    async def _activate(self, task_id: str, accepted: Accepted, digest: str) -> None:
+    async def _activate(
+        self, task_id: str, accepted: Accepted, digest: str, *, sealed_now: bool = False
+    ) -> None:
         # Shielded: a stop arriving now must find either the old or the new deployment.
         activation = asyncio.ensure_future(
             self._deployments.activate(
-                task_id, accepted.manifest, sequence=accepted.sequence, digest=digest
+                task_id,
+                accepted.manifest,
+                sequence=accepted.sequence,
+                digest=digest,
+                sealed_now=sealed_now,
             )
         )
         try:
