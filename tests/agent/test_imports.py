@@ -43,3 +43,22 @@ def test_agent_modules_import_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+#: What the running agent must not keep loaded (docs/adr/0006): the descriptor parser (about
+#: 0.7 MB; the agent needs only its bounds and patterns, in ``descriptor_common``) and
+#: ``http.client`` with the email package (about 1 MB; loaded by an HTTP health check only).
+NOT_LONG_LIVED = ["swarmdeploy.protocol.descriptor", "http.client", "email", "zipfile", "tarfile"]
+
+
+def test_the_running_agent_keeps_neither_the_descriptor_parser_nor_an_http_client() -> None:
+    code = (
+        "import json, sys\n"
+        "from swarmdeploy.agent.main import keep_lean, import_long_lived\n"
+        "keep_lean()\n"
+        "import_long_lived()\n"
+        "import swarmdeploy.agent.daemon\n"
+        f"print(json.dumps([m for m in {NOT_LONG_LIVED!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

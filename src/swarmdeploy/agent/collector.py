@@ -32,7 +32,7 @@ from swarmdeploy.agent.fsutil import DiskReserve, is_no_space
 from swarmdeploy.agent.output import LineSink, OutputLine, now_ms
 from swarmdeploy.agent.reports import Send
 from swarmdeploy.agent.spool import AGENT_COMMAND, LogEntry, LogSpool, RecentLines, SpooledEntry
-from swarmdeploy.protocol.descriptor import MAX_COMMAND_CHARS
+from swarmdeploy.protocol.descriptor_common import MAX_COMMAND_CHARS
 from swarmdeploy.protocol.messages import MAX_OUTPUT_CHARS, LogBatch
 from swarmdeploy.protocol.messages import LogEntry as WireLogEntry
 

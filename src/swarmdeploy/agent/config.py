@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from swarmdeploy.agent.errors import ConfigError
 from swarmdeploy.agent.limits import FIELDS as LIMIT_FIELDS
 from swarmdeploy.agent.limits import LimitCeilings
-from swarmdeploy.protocol.descriptor import GROUP_NAME_PATTERN
+from swarmdeploy.protocol.descriptor_common import GROUP_NAME_PATTERN
 from swarmdeploy.protocol.messages import valid_name
 
 #: Link implementations this agent version provides.

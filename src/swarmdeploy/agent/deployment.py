@@ -59,7 +59,7 @@ from swarmdeploy.agent.runner import Runner, new_run_id
 from swarmdeploy.agent.state import Deployment, HealthPhase
 from swarmdeploy.agent.supervise import ProcessEvent, ProcessState
 from swarmdeploy.agent.trust import Verifier
-from swarmdeploy.protocol.descriptor import DEFAULT_APP
+from swarmdeploy.protocol.descriptor_common import DEFAULT_APP
 from swarmdeploy.protocol.manifest import HealthCheck, TaskManifest
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 

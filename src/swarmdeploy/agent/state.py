@@ -26,7 +26,7 @@ from swarmdeploy.agent.errors import StateCorruptError, StateSchemaError
 from swarmdeploy.agent.fsutil import DiskReserve, atomic_write
 from swarmdeploy.agent.process import group_members, marked_processes, terminate_group
 from swarmdeploy.agent.process import terminate_marked as _terminate_marked
-from swarmdeploy.protocol.descriptor import DEFAULT_APP
+from swarmdeploy.protocol.descriptor_common import DEFAULT_APP
 from swarmdeploy.protocol.states import FINAL_STATES, TargetState
 
 logger = logging.getLogger(__name__)

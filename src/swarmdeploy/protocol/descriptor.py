@@ -24,6 +24,9 @@ from typing import Annotated, Any
 import msgspec
 
 from swarmdeploy.protocol.descriptor_common import (
+    APP_NAME_PATTERN,
+    DEFAULT_APP,
+    GROUP_NAME_PATTERN,
     MAX_COMMAND_CHARS,
     MAX_COMMANDS,
     MAX_SELECTORS,
@@ -74,16 +77,10 @@ __all__ = [
 DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
 MAX_EXPIRES_IN_S = 365 * 24 * 3600
 
-#: An app name: also a directory name on devices, so no ``/`` and no leading dot.
-APP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _APP_RE = re.compile(APP_NAME_PATTERN)
-#: The app of a task that names none (the original's one deployment per device).
-DEFAULT_APP = "default"
 #: Default delivery window of a standing task (``deploy.target.follow``): late devices get
 #: its release until then (docs/adr/0010).
 DEFAULT_STANDING_EXPIRES_IN_S = 365 * 24 * 3600
-#: A group name as ``groupadd`` accepts it (the device resolves it to its own gid).
-GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 _GROUP_RE = re.compile(GROUP_NAME_PATTERN)
 #: Most devices, paths or groups one task may ask for.
 MAX_SANDBOX_GRANTS = 32

@@ -1,6 +1,7 @@
 """What the task descriptor's sections share (:mod:`.descriptor`, :mod:`.descriptor_health`,
-:mod:`.descriptor_rollout`): the strict struct base, bounds, the name pattern and the command
-check."""
+:mod:`.descriptor_rollout`): the strict struct base, bounds, the name patterns and the command
+check. The agent takes the bounds and patterns from here: it never parses descriptors, and
+:mod:`.descriptor` would cost it about 0.7 MB of memory."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ MAX_COMMANDS = 256
 MAX_COMMAND_CHARS = 16_384
 #: Largest number of ids or tags in one target selector.
 MAX_SELECTORS = 100_000
+#: An app name: also a directory name on devices, so no ``/`` and no leading dot.
+APP_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+#: The app of a task that names none (the original's one deployment per device).
+DEFAULT_APP = "default"
+#: A group name as ``groupadd`` accepts it (the device resolves it to its own gid).
+GROUP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 
 #: A task or rollout group name.
 NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")

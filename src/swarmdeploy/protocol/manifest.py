@@ -23,7 +23,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from swarmdeploy.protocol.descriptor import APP_NAME_PATTERN, DEFAULT_APP, GROUP_NAME_PATTERN
+from swarmdeploy.protocol.descriptor_common import APP_NAME_PATTERN, DEFAULT_APP, GROUP_NAME_PATTERN
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.messages import (
     MAX_CHUNK_BYTES,

@@ -17,7 +17,7 @@ from msgspec import Meta
 
 from swarmdeploy.protocol.codec import Extensible, from_wire, pack, to_wire, unpack
 from swarmdeploy.protocol.compression import ENVELOPE, compress, expand
-from swarmdeploy.protocol.descriptor import MAX_COMMAND_CHARS, MAX_COMMANDS
+from swarmdeploy.protocol.descriptor_common import MAX_COMMAND_CHARS, MAX_COMMANDS
 from swarmdeploy.protocol.errors import MessageError
 from swarmdeploy.protocol.states import TargetState
 
