@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from swarmdeploy.agent import archive
 from swarmdeploy.agent.archive import (
     ArchiveLimits,
     _child_command,
@@ -63,6 +64,15 @@ def tar_link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.T
 def _assert_nothing_written(parent: Path, dest: Path) -> None:
     assert not dest.exists()
     assert [p.name for p in parent.iterdir()] == []  # no temp dir, no escaped file
+
+
+@pytest.fixture(autouse=True, params=["zipread", "zipfile"])
+def zip_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with zips read by the agent's own reader (in this process) and by
+    :mod:`zipfile` (in the child), as an archive that :mod:`.zipread` leaves alone is."""
+    if request.param == "zipfile":
+        monkeypatch.setattr(archive, "read_directory", lambda raw, max_entries: None)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -262,6 +272,76 @@ def test_remove_partial_cleans_interrupted_unpacks(area: Path) -> None:
     assert [p.name for p in area.iterdir()] == ["keep"]
 
 
+# ---------------------------------------------------------------- the agent's zip reader
+
+
+def _no_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> list[str]:
+        raise AssertionError("an unpack child was started")
+
+    monkeypatch.setattr(archive, "_child_command", refuse)
+
+
+def test_a_common_zip_is_unpacked_in_this_process(
+    area: Path, zip_reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if zip_reader == "zipfile":
+        pytest.skip("the agent's own reader only")
+    _no_child(monkeypatch)
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("stored.txt", b"plain")
+    assert unpack(stored.getvalue(), area / "a").files == 1
+    data = make_zip([("d/", b"", 0o40755), ("d/x", os.urandom(300_000), 0o100644)])
+    assert unpack(data, area / "b").files == 1
+    assert (area / "a/stored.txt").read_bytes() == b"plain"
+    with pytest.raises(AssertionError, match="child"):  # a tar still goes to the child
+        unpack(make_tar([("x", b"1")]), area / "c")
+
+
+def _zip_compressed(method: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        zf.writestr("b.txt", b"a member compressed otherwise " * 100)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA], ids=["bzip2", "lzma"])
+def test_a_zip_the_reader_leaves_alone_is_unpacked_by_zipfile(area: Path, method: int) -> None:
+    data = _zip_compressed(method)  # compression methods the reader leaves to zipfile
+    assert archive.read_directory(io.BytesIO(data), 10) is None
+    assert unpack(data, area / "pkg").files == 1
+
+
+def test_a_corrupt_zip_member_is_refused(area: Path) -> None:
+    data = bytearray(make_zip([("x", b"some content " * 1000, 0)]))
+    central = data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 16, 0x12345678)  # the directory's CRC-32
+    local = data.find(b"PK\x03\x04")
+    struct.pack_into("<I", data, local + 14, 0x12345678)  # and the local header's
+    with pytest.raises(ArchiveError):
+        unpack(bytes(data), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_zip_headers_naming_different_files_are_refused(area: Path) -> None:
+    data = bytearray(make_zip([("good", b"1", 0)]))
+    local = data.find(b"PK\x03\x04")
+    data[local + 30 : local + 34] = b"evil"  # the local header's name
+    with pytest.raises(ArchiveError):
+        unpack(bytes(data), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
+def test_a_zip_member_outside_the_archive_is_refused(area: Path) -> None:
+    data = bytearray(make_zip([("x", b"1", 0)]))
+    central = data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 42, 1 << 20)  # its local header offset
+    with pytest.raises(ArchiveError):
+        unpack(bytes(data), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
 # ---------------------------------------------------------------- the unpacking child
 
 _FRESH_PROCESS = """
@@ -274,11 +354,17 @@ print(result.files, loaded)
 """
 
 
-def test_unpacking_leaves_no_archive_module_in_the_caller(area: Path, tmp_path: Path) -> None:
-    archive = tmp_path / "a.zip"
-    archive.write_bytes(make_zip([("run.sh", b"echo hi\n", 0o100755)]))
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_unpacking_leaves_no_archive_module_in_the_caller(
+    area: Path, tmp_path: Path, kind: str
+) -> None:
+    source = tmp_path / f"a.{kind}"
+    if kind == "zip":  # unpacked by the caller itself, with the agent's own reader
+        source.write_bytes(make_zip([("run.sh", b"echo hi\n", 0o100755)]))
+    else:  # unpacked by the child
+        source.write_bytes(make_tar([("run.sh", b"echo hi\n")]))
     out = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS, str(archive), str(area / "pkg")],
+        [sys.executable, "-c", _FRESH_PROCESS, str(source), str(area / "pkg")],
         capture_output=True,
         text=True,
         check=True,

@@ -25,20 +25,22 @@ at the end, so a failed unpack leaves nothing behind but what :func:`remove_part
 from __future__ import annotations
 
 import enum
+import functools
 import io
 import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, NamedTuple, Protocol, Self
 
 from swarmdeploy.agent.errors import ArchiveError, PackError
 from swarmdeploy.agent.fsutil import create_temp_dir, remove_tree
+from swarmdeploy.agent.zipread import MemberReader, ZipMember, read_directory
 
 if TYPE_CHECKING:  # imported where used (in the child of unpack): they pull in bz2 and lzma
     import tarfile
-    import zipfile
+    from types import TracebackType
 
 _CHUNK = 64 * 1024
 _TMP_PREFIX = ".unpack-"
@@ -81,28 +83,47 @@ class _Kind(enum.Enum):
     SPECIAL = "special file"
 
 
+class _Member(Protocol):
+    """An open archive member: read in pieces, closed with the ``with`` block."""
+
+    def read(self, size: int, /) -> bytes: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+
 class _Entry(NamedTuple):
     name: str
     kind: _Kind
     executable: bool
     link: str | None
-    open: Callable[[], IO[bytes] | None]
+    open: Callable[[], _Member | None]
 
 
 def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None) -> UnpackResult:
-    """:func:`unpack_here` in a short-lived child (:func:`_child_main`).
+    """:func:`unpack_here`, in this process for the zips :mod:`.zipread` takes, else in a
+    short-lived child (:func:`_child_main`). Same contract.
 
-    Same contract. The archive modules (zipfile, tarfile, gzip and the bz2, lzma and shutil
-    they import) and the decompression buffers thus never stay in the long-lived agent
-    (about 0.5 MB of RSS), and a hostile archive cannot make the agent itself grow; the
-    price is one interpreter start. That start is kept short: isolated mode without ``site``
+    The archive modules (zipfile, tarfile, gzip and the bz2, lzma and shutil they import)
+    thus never stay in the long-lived agent (about 0.6 MB of RSS); the price of the child
+    is one interpreter start. That start is kept short: isolated mode without ``site``
     (``-I -S``; this package's directory is put on the path instead) and no module this one
-    does not need: about 35 ms for a 1 MiB archive instead of 49. A child that fails
-    otherwise is an :class:`ArchiveError` too, and what it left behind is removed.
+    does not need: about 35 ms of CPU for a 1 MiB archive on a quiet machine, 50 ms on two
+    cores shared with ten agents -- what the zip reader saves (docs/adr/0016). A child that
+    fails otherwise is an :class:`ArchiveError` too, and what it left behind is removed.
     """
     limits = limits or ArchiveLimits()
     if os.path.lexists(dest):
         raise ArchiveError(f"unpack destination {dest} exists already")
+    try:
+        return unpack_here(source, dest, limits, stdlib=False)
+    except _NeedsStdlib:
+        pass
     if not sys.executable:  # an embedded interpreter cannot start a child
         return unpack_here(source, dest, limits)
     import subprocess
@@ -124,12 +145,14 @@ def unpack(source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
 
 
 def unpack_here(
-    source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None
+    source: bytes | Path, dest: Path, limits: ArchiveLimits | None = None, *, stdlib: bool = True
 ) -> UnpackResult:
     """Unpack a zip, tar or tar.gz archive into the new directory ``dest`` in this process.
 
     ``dest`` must not exist; its parent must. Raises :class:`ArchiveError` for malformed or
     unsafe archives and for archives over a limit; in that case nothing is left at ``dest``.
+    ``stdlib=False`` reads zips with :mod:`.zipread` and loads no archive module: an archive
+    that needs one raises :class:`_NeedsStdlib` (nothing is left at ``dest`` either).
     """
     limits = limits or ArchiveLimits()
     if os.path.lexists(dest):
@@ -140,11 +163,12 @@ def unpack_here(
         raise ArchiveError(f"cannot unpack into {dest}: {exc.strerror or exc}") from exc
     try:
         with _open_source(source) as raw:
-            result = _extract(_entries(raw, limits), tmp, limits)
+            result = _extract(_entries(raw, limits, stdlib=stdlib), tmp, limits)
         os.rename(tmp, dest)
     except BaseException as exc:
         remove_tree(tmp)
-        if isinstance(exc, ArchiveError) or not isinstance(exc, _foreign_errors()):
+        foreign = _foreign_errors() if stdlib else _OWN_ERRORS
+        if isinstance(exc, ArchiveError | _NeedsStdlib) or not isinstance(exc, foreign):
             raise
         raise ArchiveError(f"cannot unpack archive: {exc}") from exc
     return UnpackResult(dest, *result)
@@ -184,6 +208,16 @@ def remove_partial(parent: Path) -> list[Path]:
     return removed
 
 
+class _NeedsStdlib(Exception):
+    """:func:`unpack_here` with ``stdlib=False`` met an archive that needs zipfile or
+    tarfile (:func:`unpack` hands it to the child)."""
+
+
+#: What reading a zip with :mod:`.zipread` and writing its files may raise besides
+#: :class:`ArchiveError`: errors of the archive or of the disk (as :func:`_foreign_errors`).
+_OWN_ERRORS: tuple[type[BaseException], ...] = (OSError, UnicodeDecodeError, ValueError)
+
+
 def _foreign_errors() -> tuple[type[BaseException], ...]:
     """Errors of the archive libraries that mean "bad archive" (translated at this seam)."""
     import tarfile
@@ -209,11 +243,17 @@ def _open_source(source: bytes | Path) -> BinaryIO:
     return open(source, "rb")  # the caller closes it (with-statement)
 
 
-def _entries(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[_Entry]:
+def _entries(raw: BinaryIO, limits: ArchiveLimits, *, stdlib: bool) -> Iterator[_Entry]:
     head = raw.read(262)
     raw.seek(0)
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip_entries(raw, limits)
+        if stdlib:
+            return _zip_entries(raw, limits)
+        members = read_directory(raw, limits.max_entries)
+        if members is not None:
+            return _own_zip_entries(raw, members, limits)
+    if not stdlib:
+        raise _NeedsStdlib
     if head.startswith(b"\x1f\x8b"):
         import gzip
 
@@ -230,28 +270,42 @@ def _zip_entries(raw: BinaryIO, limits: ArchiveLimits) -> Iterator[_Entry]:
         infos = zf.infolist()
         if len(infos) > limits.max_entries:
             raise ArchiveError(f"archive has {len(infos)} entries (limit {limits.max_entries})")
-        declared = sum(info.file_size for info in infos)
-        if declared > limits.max_total_bytes:
-            raise ArchiveError(
-                f"archive declares {declared} bytes (limit {limits.max_total_bytes})"
-            )
+        _check_declared(sum(info.file_size for info in infos), limits)
         for info in infos:
-            yield _zip_entry(zf, info)
+            opener = functools.partial(zf.open, info)
+            mode = info.external_attr >> 16
+            yield _zip_entry(info.filename, mode, info.is_dir(), info.file_size, opener)
 
 
-def _zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> _Entry:
-    mode = info.external_attr >> 16
+def _own_zip_entries(
+    raw: BinaryIO, members: list[ZipMember], limits: ArchiveLimits
+) -> Iterator[_Entry]:
+    _check_declared(sum(m.file_size for m in members), limits)
+    for m in members:
+        opener = functools.partial(MemberReader, raw, m)
+        yield _zip_entry(m.name, m.mode, m.is_dir(), m.file_size, opener)
+
+
+def _check_declared(declared: int, limits: ArchiveLimits) -> None:
+    if declared > limits.max_total_bytes:
+        raise ArchiveError(f"archive declares {declared} bytes (limit {limits.max_total_bytes})")
+
+
+def _zip_entry(
+    name: str, mode: int, is_dir: bool, size: int, opener: Callable[[], _Member]
+) -> _Entry:
+    """A zip member as an entry; ``mode`` is the Unix mode of its external attributes."""
     ftype = mode & 0o170000
-    opener: Callable[[], IO[bytes] | None] = lambda: zf.open(info)  # noqa: E731
-    if info.is_dir():
-        return _Entry(info.filename, _Kind.DIR, False, None, opener)
+    if is_dir:
+        return _Entry(name, _Kind.DIR, False, None, opener)
     if ftype == 0o120000:
-        if info.file_size > _MAX_LINK_TARGET:
-            raise ArchiveError(f"link {info.filename!r} has an over-long target")
-        target = zf.read(info).decode("utf-8")
-        return _Entry(info.filename, _Kind.SYMLINK, False, target, opener)
+        if size > _MAX_LINK_TARGET:
+            raise ArchiveError(f"link {name!r} has an over-long target")
+        with opener() as src:
+            target = b"".join(iter(functools.partial(src.read, _CHUNK), b"")).decode("utf-8")
+        return _Entry(name, _Kind.SYMLINK, False, target, opener)
     kind = _Kind.FILE if ftype in (0, 0o100000) else _Kind.SPECIAL
-    return _Entry(info.filename, kind, bool(mode & 0o111), None, opener)
+    return _Entry(name, kind, bool(mode & 0o111), None, opener)
 
 
 def _tar_entries(stream: _Readable, limits: ArchiveLimits) -> Iterator[_Entry]:
