@@ -324,6 +324,17 @@ def test_a_corrupt_zip_member_is_refused(area: Path) -> None:
     _assert_nothing_written(area, area / "pkg")
 
 
+def test_a_zip_member_that_does_not_inflate_is_refused(area: Path) -> None:
+    content = b"".join(b"line %d of a text that compresses\n" % i for i in range(20_000))
+    data = bytearray(make_zip([("x", content, 0)]))
+    local = data.find(b"PK\x03\x04")
+    start = local + 30 + 1  # the member's data, after its name "x"
+    data[start + 1000 : start + 3000] = b"\xff" * 2000
+    with pytest.raises(ArchiveError):
+        unpack(bytes(data), area / "pkg")
+    _assert_nothing_written(area, area / "pkg")
+
+
 def test_zip_headers_naming_different_files_are_refused(area: Path) -> None:
     data = bytearray(make_zip([("good", b"1", 0)]))
     local = data.find(b"PK\x03\x04")

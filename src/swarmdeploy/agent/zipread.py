@@ -40,6 +40,8 @@ _STORED, _DEFLATED = 0, 8
 _FOREIGN_FLAGS = 1 | 1 << 5 | 1 << 6
 _UTF8_NAME = 1 << 11
 _ZIP64_MARK = 0xFFFFFFFF
+#: Bytes read from the archive at a time, and what a read without a size returns at most.
+_PIECE = 1 << 16
 
 
 class ZipMember(NamedTuple):
@@ -174,8 +176,12 @@ class MemberReader:
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes (``b""`` at the end, once the size and CRC-32 checked out)."""
+        size = size if size > 0 else _PIECE  # zlib takes a bound of 0 as "no bound"
         while True:
-            data = self._next(size)
+            try:
+                data = self._next(size)
+            except zlib.error as exc:
+                raise ArchiveError(f"zip member {self._member.name!r} is corrupt: {exc}") from None
             if data or self._done():
                 break
         self._out_left -= len(data)
@@ -195,16 +201,11 @@ class MemberReader:
                 return b""
             self._flushed = True
             return inflate.flush()
-        chunk = self._raw.read(min(self._in_left, max(size, 1 << 16)))
+        chunk = self._raw.read(min(self._in_left, max(size, _PIECE)))
         if not chunk:
             raise ArchiveError(f"cannot unpack archive: zip member {self._member.name!r} is cut")
         self._in_left -= len(chunk)
-        if inflate is None:
-            return chunk
-        try:
-            return inflate.decompress(chunk, size)
-        except zlib.error as exc:
-            raise ArchiveError(f"zip member {self._member.name!r} is corrupt: {exc}") from None
+        return chunk if inflate is None else inflate.decompress(chunk, size)
 
     def _done(self) -> bool:
         inflate = self._inflate
