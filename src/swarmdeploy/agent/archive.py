@@ -214,8 +214,9 @@ class _NeedsStdlib(Exception):
 
 
 #: What reading a zip with :mod:`.zipread` and writing its files may raise besides
-#: :class:`ArchiveError`: errors of the archive or of the disk (as :func:`_foreign_errors`).
-_OWN_ERRORS: tuple[type[BaseException], ...] = (OSError, UnicodeDecodeError, ValueError)
+#: :class:`ArchiveError`: errors of the archive or of the disk (as :func:`_foreign_errors`;
+#: a ``UnicodeDecodeError`` is a ``ValueError``).
+_OWN_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
 
 
 def _foreign_errors() -> tuple[type[BaseException], ...]:
